@@ -1,0 +1,25 @@
+package shard
+
+import "errors"
+
+// Sentinel errors returned by this package. Compare with errors.Is.
+var (
+	// ErrTableFull is returned by Table.Add when all 1<<24 slots are in use.
+	ErrTableFull = errors.New("shard: connection table full")
+
+	// ErrNameTaken is returned by Registry.Register when the name is owned
+	// by a different connection.
+	ErrNameTaken = errors.New("shard: name taken")
+
+	// ErrNotFound is returned by Registry.Unregister when the name is not
+	// registered.
+	ErrNotFound = errors.New("shard: name not found")
+
+	// ErrNotOwner is returned by Registry.Unregister when the name is owned
+	// by a different connection.
+	ErrNotOwner = errors.New("shard: not the owner of name")
+
+	// ErrBadName is returned by Registry.Register when the name is empty or
+	// longer than MaxNameLen bytes.
+	ErrBadName = errors.New("shard: bad name")
+)
