@@ -1,0 +1,145 @@
+// Package rawpeer is a test helper: a protocol peer on a plain net.Conn that sends and reads
+// single frames, for tests that need to misbehave in ways a real client would not.
+//
+// # Concurrency
+//
+// A Peer is used by one goroutine at a time.
+package rawpeer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+)
+
+// Peer is one raw connection.
+type Peer struct {
+	T    testing.TB
+	Conn net.Conn
+	r    *bufio.Reader
+	// ConnID is set by Hello.
+	ConnID uint64
+}
+
+// Dial connects to addr; the test fails if it cannot.
+func Dial(t testing.TB, addr string) *Peer {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &Peer{T: t, Conn: c, r: bufio.NewReaderSize(c, 64<<10)}
+}
+
+// Hello performs the handshake with the given client name and token and fails the test
+// unless WELCOME comes back.
+func (p *Peer) Hello(name, token string) codec.Welcome {
+	p.T.Helper()
+	p.Write(codec.AppendHello(nil, 1, codec.Version, name, token))
+	f := p.Expect(codec.TypeWelcome)
+	w, err := codec.ParseWelcome(f.Body)
+	if err != nil {
+		p.T.Fatalf("bad WELCOME: %v", err)
+	}
+	p.ConnID = w.ConnID
+	return w
+}
+
+// Write writes raw bytes.
+func (p *Peer) Write(b []byte) {
+	p.T.Helper()
+	_ = p.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := p.Conn.Write(b); err != nil {
+		p.T.Fatalf("write: %v", err)
+	}
+}
+
+// Read reads one frame within 5 s. The body is a copy.
+func (p *Peer) Read() (codec.Frame, error) {
+	return p.ReadTimeout(5 * time.Second)
+}
+
+// ReadTimeout reads one frame within d.
+func (p *Peer) ReadTimeout(d time.Duration) (codec.Frame, error) {
+	_ = p.Conn.SetReadDeadline(time.Now().Add(d))
+	var hdr [codec.HeaderLen]byte
+	if _, err := io.ReadFull(p.r, hdr[:]); err != nil {
+		return codec.Frame{}, err
+	}
+	n, err := codec.FrameLen(hdr[:], 64<<20)
+	if err != nil {
+		return codec.Frame{}, err
+	}
+	buf := make([]byte, n)
+	copy(buf, hdr[:])
+	if _, err := io.ReadFull(p.r, buf[codec.HeaderLen:]); err != nil {
+		return codec.Frame{}, err
+	}
+	f, _, err := codec.Decode(buf, 64<<20)
+	return f, err
+}
+
+// Expect reads one frame and fails the test unless it has type t. An unexpected ERROR is
+// shown decoded.
+func (p *Peer) Expect(t codec.Type) codec.Frame {
+	p.T.Helper()
+	f, err := p.Read()
+	if err != nil {
+		p.T.Fatalf("reading %v: %v", t, err)
+	}
+	if f.Type != t {
+		p.T.Fatalf("got %v (%s); want %v", f.Type, describe(f), t)
+	}
+	return f
+}
+
+// ExpectError reads one frame and fails the test unless it is an ERROR with code.
+func (p *Peer) ExpectError(code codec.ErrorCode) (codec.Frame, codec.ErrorBody) {
+	p.T.Helper()
+	f := p.Expect(codec.TypeError)
+	e, err := codec.ParseError(f.Body)
+	if err != nil {
+		p.T.Fatalf("bad ERROR body: %v", err)
+	}
+	if e.Code != code {
+		p.T.Fatalf("got ERROR %v (%q); want %v", e.Code, e.Reason, code)
+	}
+	return f, e
+}
+
+// ExpectClosed fails the test unless the server closes the connection within 5 s (any
+// frames before the close are skipped).
+func (p *Peer) ExpectClosed() {
+	p.T.Helper()
+	for {
+		_, err := p.Read()
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
+			return
+		}
+		p.T.Fatalf("want the server to close; got %v", err)
+	}
+}
+
+func isReset(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne) && !ne.Timeout()
+}
+
+func describe(f codec.Frame) string {
+	if f.Type == codec.TypeError {
+		if e, err := codec.ParseError(f.Body); err == nil {
+			return fmt.Sprintf("%v: %s", e.Code, e.Reason)
+		}
+	}
+	return fmt.Sprintf("corr %d, %d body bytes", f.Corr, len(f.Body))
+}

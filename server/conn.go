@@ -1,0 +1,87 @@
+package server
+
+import (
+	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/switchboard/switchboard/shard"
+)
+
+type connState uint8
+
+const (
+	stateHandshake connState = iota // accepted, waiting for HELLO
+	stateActive                     // WELCOME sent
+	stateClosing                    // ERROR or GOAWAY sent; input is ignored until close
+	stateClosed                     // OnClose ran; gc is nil
+)
+
+// conn is one client connection. It is the gnet connection's context value and, like the
+// gnet connection itself, owned by its event loop: no field may be touched elsewhere.
+type conn struct {
+	gc    gnet.Conn
+	lp    *loop
+	id    shard.ConnID
+	state connState
+	dirty bool // on lp.dirty: out holds bytes to flush
+	// lastSeen is the loop tick of the last frame received (idle timeout).
+	lastSeen uint64
+	// pending counts messages queued for this connection since its outbound side was
+	// last seen empty; the slow-consumer cap applies to it.
+	pending int
+	// inflight counts this connection's REQUESTs awaiting an outcome.
+	inflight int
+	// name is the HELLO client name, shown to peers as the sender.
+	name []byte
+	// names are the names this connection registered; released when it closes.
+	names []string
+	// out collects frames produced during one callback; flushed with one write at its
+	// end, then returned to the pool, so an idle connection holds no buffer.
+	out *bytebufferpool.ByteBuffer
+	// ip is the remote address, for logs and per-IP accounting.
+	ip string
+}
+
+// buf returns the connection's output buffer, taking one from the pool if needed, and
+// puts the connection on its loop's dirty list.
+func (c *conn) buf() *bytebufferpool.ByteBuffer {
+	if c.out == nil {
+		c.out = bufPool.Get()
+	}
+	if !c.dirty {
+		c.dirty = true
+		c.lp.dirty = append(c.lp.dirty, c)
+	}
+	return c.out
+}
+
+// outboundBytes is what is queued for this connection and not yet taken by its socket.
+func (c *conn) outboundBytes() int {
+	n := c.gc.OutboundBuffered()
+	if c.out != nil {
+		n += len(c.out.B)
+	}
+	return n
+}
+
+// flush writes the collected output. gnet writes what the socket takes and copies the
+// rest into its outbound buffer, so the pooled buffer can go back at once. Write may
+// close the connection (and run OnClose) on a socket error; out is detached first so
+// OnClose never sees it.
+func (c *conn) flush() {
+	c.dirty = false
+	b := c.out
+	if b == nil {
+		return
+	}
+	c.out = nil
+	if len(b.B) > 0 && c.state != stateClosed {
+		_, _ = c.gc.Write(b.B)
+	}
+	bufPool.Put(b)
+	if c.state != stateClosed && c.gc.OutboundBuffered() == 0 {
+		c.pending = 0
+	}
+}
+
+var bufPool bytebufferpool.Pool

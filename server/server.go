@@ -1,0 +1,404 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/limits"
+	"github.com/switchboard/switchboard/shard"
+)
+
+// Server is one switchboard node. Create it with New, then Start (or Serve), and stop it
+// with Shutdown. All exported methods are safe for concurrent use.
+type Server struct {
+	cfg      Config          // immutable after New
+	log      *slog.Logger    // immutable after New
+	dir      shard.Directory // safe for concurrent use
+	token    []byte          // immutable after New
+	serverID []byte          // immutable after New
+	maxConns int             // immutable after Start
+	nofile   uint64          // immutable after Start
+	epoch    time.Time       // immutable after New; clock's zero
+
+	baseCtx context.Context // immutable after New
+	cancel  context.CancelFunc
+
+	mu      sync.Mutex // guards started, closed, ln, engine, loopMap
+	started bool
+	closed  bool
+	ln      *net.TCPListener
+	engine  *gnet.Client
+	loopMap map[gnet.EventLoop]*loop
+
+	loops  [256]atomic.Pointer[loop] // by index; set once by loopFor
+	nloops atomic.Int32
+
+	connCount    atomic.Int64 // connections admitted and not yet closed
+	refused      atomic.Uint64
+	acceptErrors atomic.Uint64
+	draining     atomic.Bool
+
+	refuseq chan refusedConn // to the refusers; bounded
+	wg      sync.WaitGroup   // acceptor and refusers
+}
+
+// Option configures a Server's dependencies (values go in Config).
+type Option func(*Server)
+
+// WithLogger sets the structured logger. Default: slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithDirectory replaces the name directory (the single-node shard.Registry by default),
+// for a cluster-wide directory.
+func WithDirectory(d shard.Directory) Option { return func(s *Server) { s.dir = d } }
+
+// New validates cfg, fills in defaults and returns a Server that is not yet listening.
+func New(cfg Config, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.EnsureDefaults()
+	if cfg.Loops == 0 {
+		cfg.Loops = runtime.GOMAXPROCS(0)
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      slog.Default(),
+		token:    []byte(cfg.Token),
+		serverID: []byte(cfg.ServerID),
+		epoch:    time.Now(),
+		loopMap:  make(map[gnet.EventLoop]*loop),
+		refuseq:  make(chan refusedConn, refuseQueue),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.dir == nil {
+		s.dir = shard.NewRegistry()
+	}
+	s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Config returns the effective configuration (defaults filled in; MaxConnections is the
+// effective cap once started).
+func (s *Server) Config() Config {
+	c := s.cfg
+	s.mu.Lock()
+	if s.started {
+		c.MaxConnections = s.maxConns
+	}
+	s.mu.Unlock()
+	return c
+}
+
+// Start binds the listener and starts the event loops and the acceptor; it returns once
+// the server accepts connections. Addr is valid afterwards.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrServerClosed
+	}
+	if s.started {
+		return ErrAlreadyStarted
+	}
+	nofile := raiseNoFile()
+	maxConns, capped := limits.MaxConnections(s.cfg.MaxConnections, nofile)
+	if maxConns == 0 {
+		return fmt.Errorf("%w: RLIMIT_NOFILE is %d", ErrNoFileDescriptors, nofile)
+	}
+	if capped {
+		s.log.Warn("max-connections lowered below the open-file limit",
+			"requested", s.cfg.MaxConnections, "effective", maxConns, "nofile", nofile)
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: listen %s: %w", s.cfg.Listen, err)
+	}
+	nodelay := gnet.TCPNoDelay
+	if s.cfg.TCPDelay {
+		nodelay = gnet.TCPDelay
+	}
+	eng, err := gnet.NewClient(&handler{srv: s},
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(s.cfg.Loops),
+		gnet.WithTicker(true),
+		gnet.WithReadBufferCap(s.cfg.ReadBufferCap),
+		gnet.WithWriteBufferCap(s.cfg.WriteBufferCap),
+		gnet.WithTCPNoDelay(nodelay),
+		gnet.WithLogger(gnetLogger{s.log}),
+	)
+	if err == nil {
+		err = eng.Start()
+	}
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("server: start event loops: %w", err)
+	}
+	s.ln, s.engine = ln.(*net.TCPListener), eng
+	s.maxConns, s.nofile = maxConns, nofile
+	s.started = true
+	s.wg.Add(1 + refusers)
+	go s.acceptLoop()
+	for range refusers {
+		go s.refuser()
+	}
+	s.log.Info("switchboard listening", "addr", ln.Addr().String(), "loops", s.cfg.Loops,
+		"max_connections", maxConns, "nofile", nofile, "max_frame", s.cfg.MaxFrame,
+		"max_pending", s.cfg.MaxPending, "ring_size", s.cfg.RingSize, "node", s.cfg.NodeID)
+	return nil
+}
+
+// Serve starts the server if needed and blocks until ctx is done, then shuts it down,
+// allowing up to 10 s for connections to close. It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Start(); err != nil && !errors.Is(err, ErrAlreadyStarted) {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.Shutdown(sctx)
+}
+
+// Addr returns the listener's address, or nil before Start.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Shutdown stops the server in this order: the listener closes (new connections are
+// refused by the kernel); every connection gets GOAWAY and is closed after its pending
+// output; then the event loops stop and every goroutine the server started has exited.
+// Pending REQUESTs are abandoned with their connections. If ctx ends first, the loops
+// are stopped anyway and ctx.Err() is returned. Shutdown is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	started := s.started
+	s.mu.Unlock()
+	if !started {
+		s.cancel()
+		return nil
+	}
+	s.draining.Store(true)
+	_ = s.ln.Close()
+	s.wg.Wait() // acceptor and refusers are gone: nothing enrolls any more
+
+	s.eachLoop(func(lp *loop) {
+		_ = lp.el.Execute(s.baseCtx, gnet.RunnableFunc(func(context.Context) error {
+			lp.goAwayAll()
+			return nil
+		}))
+	})
+	var err error
+	for s.connCount.Load() > 0 {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+			break
+		}
+		time.Sleep(5 * time.Millisecond) // waiting for sockets, not synchronising tests
+	}
+	s.cancel()
+	if stopErr := s.engine.Stop(); stopErr != nil && err == nil {
+		err = stopErr
+	}
+	return err
+}
+
+// goAwayAll tells every connection of the loop that the node is going away and closes it.
+func (lp *loop) goAwayAll() {
+	lp.conns.Range(func(_ shard.ConnID, c *conn) bool {
+		if c.state == stateActive {
+			b := c.buf()
+			b.B = codec.AppendGoAway(b.B, codec.GoAway{Reason: "node shutting down"})
+		}
+		if c.state != stateClosed {
+			c.state = stateClosing
+			c.flush()
+			if c.state != stateClosed {
+				_ = c.gc.Close()
+			}
+		}
+		return true
+	})
+}
+
+// loopFor returns switchboard's loop for a gnet event loop, creating it on first sight.
+// Runs on that loop (OnOpen); the mutex only orders the first sightings.
+func (s *Server) loopFor(el gnet.EventLoop) *loop {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lp, ok := s.loopMap[el]; ok {
+		return lp
+	}
+	idx := len(s.loopMap)
+	if idx >= len(s.loops) {
+		panic("BUG: more than 256 event loops")
+	}
+	lp := newLoop(s, uint8(idx), el)
+	s.loopMap[el] = lp
+	s.loops[idx].Store(lp)
+	s.nloops.Store(int32(idx + 1))
+	return lp
+}
+
+// loopAt returns the loop with index i, or nil. Lock-free; safe anywhere.
+func (s *Server) loopAt(i int) *loop {
+	if i < 0 || i >= len(s.loops) {
+		return nil
+	}
+	return s.loops[i].Load()
+}
+
+func (s *Server) eachLoop(fn func(*loop)) {
+	n := int(s.nloops.Load())
+	for i := 0; i < n; i++ {
+		if lp := s.loops[i].Load(); lp != nil {
+			fn(lp)
+		}
+	}
+}
+
+// clock returns monotonic nanoseconds since the server was created.
+func (s *Server) clock() int64 { return int64(time.Since(s.epoch)) }
+
+const (
+	refusers    = 4  // goroutines that explain refusals to refused connections
+	refuseQueue = 32 // refused connections waiting for one; beyond it, a short write and close
+)
+
+// acceptLoop owns the listener. Accepting here rather than in gnet keeps admission in one
+// place and makes EMFILE survivable: gnet stops its whole engine on any accept error.
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	defer close(s.refuseq)
+	var backoff time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.acceptErrors.Add(1)
+			// EMFILE/ENFILE/ENOBUFS and friends: back off and try again; the kernel's
+			// backlog holds the clients meanwhile.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; backing off", "err", err, "backoff", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.baseCtx.Done():
+				t.Stop()
+				return
+			}
+			continue
+		}
+		backoff = 0
+		switch {
+		case s.draining.Load():
+			s.refuse(nc, codec.CodeShuttingDown, "node is draining")
+			continue
+		case s.connCount.Load() >= int64(s.maxConns):
+			s.refuse(nc, codec.CodeBusy, "connection limit reached")
+			continue
+		}
+		s.connCount.Add(1)
+		c := &conn{}
+		if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+			c.ip = tcp.IP.String()
+		}
+		if _, err := s.engine.EnrollContext(nc, c); err != nil { // closes nc either way
+			s.connCount.Add(-1)
+			s.acceptErrors.Add(1)
+		}
+	}
+}
+
+// refuse hands a refused connection to a refuser, or if they are all busy, writes the
+// ERROR with a short deadline and closes at once.
+func (s *Server) refuse(nc net.Conn, code codec.ErrorCode, reason string) {
+	s.refused.Add(1)
+	rc := refusedConn{Conn: nc, frame: codec.AppendError(nil, 0, codec.ErrorBody{
+		Code: code, RetryAfterMs: 1000, Flags: codec.ErrFlagClosing | codec.ErrFlagReconnect | codec.ErrFlagTryOther,
+		Reason: reason})}
+	select {
+	case s.refuseq <- rc:
+	default:
+		_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+		_, _ = nc.Write(rc.frame)
+		_ = nc.Close()
+	}
+}
+
+type refusedConn struct {
+	net.Conn
+	frame []byte
+}
+
+// refuser writes the ERROR, half-closes and waits briefly for the client's FIN before
+// closing: closing with unread client bytes (its HELLO) would send RST and could destroy
+// the ERROR before the client reads it.
+func (s *Server) refuser() {
+	defer s.wg.Done()
+	var sink [512]byte
+	for rc := range s.refuseq {
+		_ = rc.SetDeadline(time.Now().Add(500 * time.Millisecond))
+		if _, err := rc.Write(rc.frame); err == nil {
+			if tc, ok := rc.Conn.(*net.TCPConn); ok {
+				_ = tc.CloseWrite()
+			}
+			for {
+				if _, err := rc.Read(sink[:]); err != nil {
+					break
+				}
+			}
+		}
+		_ = rc.Close()
+	}
+}
+
+// raiseNoFile raises the soft open-file limit to the hard limit and returns the result.
+func raiseNoFile() uint64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 1024
+	}
+	if rl.Cur < rl.Max {
+		want := rl
+		want.Cur = rl.Max
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want) == nil {
+			rl = want
+		}
+	}
+	return rl.Cur
+}
+
+// gnetLogger routes gnet's logging through slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: fatal: " + fmt.Sprintf(f, a...)) }

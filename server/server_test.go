@@ -1,0 +1,407 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/rawpeer"
+)
+
+// startServer starts a server on 127.0.0.1:0 with cfg's zero fields defaulted and stops it
+// when the test ends.
+func startServer(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	if cfg.Loops == 0 {
+		cfg.Loops = 2
+	}
+	s, err := New(cfg, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return s
+}
+
+// waitFor polls cond until it holds or 5 s pass.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func connect(t testing.TB, s *Server, name string) *rawpeer.Peer {
+	t.Helper()
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Hello(name, s.cfg.Token)
+	return p
+}
+
+func TestHandshakeEchoPing(t *testing.T) {
+	s := startServer(t, Config{ServerID: "node-a"})
+	p := rawpeer.Dial(t, s.Addr().String())
+	w := p.Hello("alice", "")
+	if w.Version != codec.Version || string(w.ServerID) != "node-a" || w.ConnID == 0 ||
+		w.MaxFrame != codec.DefaultMaxFrame || w.MaxPending != DefaultMaxPending || w.PingIntervalMs != 30000 {
+		t.Fatalf("WELCOME = %+v", w)
+	}
+	p.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 7, []byte("hello")))
+	f := p.Expect(codec.TypeEchoReply)
+	if f.Corr != 7 || string(f.Body) != "hello" {
+		t.Fatalf("ECHO_REPLY corr %d body %q; want 7 hello", f.Corr, f.Body)
+	}
+	p.Write(codec.AppendFrame(nil, codec.TypePing, 0, 8, []byte{1, 2}))
+	if f := p.Expect(codec.TypePong); f.Corr != 8 || !bytes.Equal(f.Body, []byte{1, 2}) {
+		t.Fatalf("PONG corr %d body %v", f.Corr, f.Body)
+	}
+}
+
+func TestPipelinedEchoManyFrames(t *testing.T) {
+	s := startServer(t, Config{FramesPerWake: 16}) // small cap exercises the self-Wake path
+	p := connect(t, s, "pipe")
+	const n = 2000
+	var batch []byte
+	for i := 1; i <= n; i++ {
+		batch = codec.AppendFrame(batch, codec.TypeEcho, 0, uint32(i), []byte("x"))
+	}
+	p.Write(batch)
+	for i := 1; i <= n; i++ {
+		if f := p.Expect(codec.TypeEchoReply); f.Corr != uint32(i) {
+			t.Fatalf("reply %d has corr %d; replies must keep order", i, f.Corr)
+		}
+	}
+}
+
+func TestOneByteAtATime(t *testing.T) {
+	s := startServer(t, Config{})
+	p := rawpeer.Dial(t, s.Addr().String())
+	frames := codec.AppendHello(nil, 1, codec.Version, "slow", "")
+	frames = codec.AppendFrame(frames, codec.TypeEcho, 0, 2, []byte("drip"))
+	for i := range frames {
+		p.Write(frames[i : i+1])
+	}
+	p.Expect(codec.TypeWelcome)
+	if f := p.Expect(codec.TypeEchoReply); string(f.Body) != "drip" {
+		t.Fatalf("echo body %q; want drip", f.Body)
+	}
+}
+
+func TestRegisterSendSameAndCrossLoop(t *testing.T) {
+	s := startServer(t, Config{Loops: 2})
+	// Three receivers on (with two loops and least-connections balancing) both loops.
+	var peers []*rawpeer.Peer
+	for _, name := range []string{"r0", "r1", "r2"} {
+		p := connect(t, s, name)
+		p.Write(codec.AppendName(nil, codec.TypeRegister, 1, name))
+		if f := p.Expect(codec.TypeOK); f.Corr != 1 {
+			t.Fatalf("OK corr %d; want 1", f.Corr)
+		}
+		peers = append(peers, p)
+	}
+	sender := connect(t, s, "sender")
+	loops := map[int]bool{}
+	for i, p := range peers {
+		loops[int(uint8(p.ConnID>>40))] = true
+		name := []string{"r0", "r1", "r2"}[i]
+		sender.Write(codec.AppendSend(nil, codec.FlagAck, uint32(10+i), name, []byte("payload-"+name)))
+		if f := sender.Expect(codec.TypeOK); f.Corr != uint32(10+i) {
+			t.Fatalf("ack corr %d; want %d", f.Corr, 10+i)
+		}
+		f := p.Expect(codec.TypeMessage)
+		from, fromName, payload, err := codec.ParseMessage(f.Body)
+		if err != nil || from != sender.ConnID || string(fromName) != "sender" || string(payload) != "payload-"+name {
+			t.Fatalf("MESSAGE from %x %q payload %q err %v", from, fromName, payload, err)
+		}
+	}
+	if len(loops) < 2 {
+		t.Fatalf("receivers all on one loop %v; the test needs both", loops)
+	}
+	if st := s.Stats(); st.Sent != 3 || st.Names != 3 {
+		t.Fatalf("stats sent %d names %d; want 3, 3", st.Sent, st.Names)
+	}
+}
+
+func TestNameTakenAndReleasedOnClose(t *testing.T) {
+	s := startServer(t, Config{})
+	a := connect(t, s, "a")
+	a.Write(codec.AppendName(nil, codec.TypeRegister, 1, "svc"))
+	a.Expect(codec.TypeOK)
+	b := connect(t, s, "b")
+	b.Write(codec.AppendName(nil, codec.TypeRegister, 2, "svc"))
+	if _, e := b.ExpectError(codec.CodeNameTaken); e.Flags&codec.ErrFlagClosing != 0 {
+		t.Fatal("NAME_TAKEN must not close the connection")
+	}
+	b.Write(codec.AppendName(nil, codec.TypeUnregister, 3, "svc"))
+	b.ExpectError(codec.CodeNotOwner)
+	_ = a.Conn.Close()
+	waitFor(t, "name release", func() bool { return s.Stats().Names == 0 })
+	b.Write(codec.AppendName(nil, codec.TypeRegister, 4, "svc"))
+	b.Expect(codec.TypeOK)
+	b.Write(codec.AppendName(nil, codec.TypeUnregister, 5, "svc"))
+	b.Expect(codec.TypeOK)
+	waitFor(t, "unregister", func() bool { return s.Stats().Names == 0 })
+}
+
+func TestSendNoRoute(t *testing.T) {
+	s := startServer(t, Config{})
+	p := connect(t, s, "p")
+	p.Write(codec.AppendSend(nil, 0, 0, "nobody", []byte("lost"))) // corr 0: counted, silent
+	p.Write(codec.AppendSend(nil, codec.FlagAck, 9, "nobody", []byte("x")))
+	if f, _ := p.ExpectError(codec.CodeNoRoute); f.Corr != 9 {
+		t.Fatalf("NO_ROUTE corr %d; want 9", f.Corr)
+	}
+	if st := s.Stats(); st.NoRoute != 2 || st.Errors[codec.CodeNoRoute] != 2 {
+		t.Fatalf("no-route counted %d/%d; want 2", st.NoRoute, st.Errors[codec.CodeNoRoute])
+	}
+}
+
+// responder answers every INCOMING with "re:" + payload.
+func respondOnce(t *testing.T, p *rawpeer.Peer) (token uint64) {
+	t.Helper()
+	f := p.Expect(codec.TypeIncoming)
+	tok, _, _, payload, err := codec.ParseIncoming(f.Body)
+	if err != nil {
+		t.Fatalf("bad INCOMING: %v", err)
+	}
+	p.Write(codec.AppendReply(nil, 0, tok, append([]byte("re:"), payload...)))
+	return tok
+}
+
+func TestRequestReplyAllLoopPairs(t *testing.T) {
+	s := startServer(t, Config{Loops: 2})
+	var svcs []*rawpeer.Peer
+	for _, name := range []string{"svc0", "svc1"} {
+		p := connect(t, s, name)
+		p.Write(codec.AppendName(nil, codec.TypeRegister, 1, name))
+		p.Expect(codec.TypeOK)
+		svcs = append(svcs, p)
+	}
+	callers := []*rawpeer.Peer{connect(t, s, "c0"), connect(t, s, "c1")}
+	for ci, c := range callers {
+		for si, svc := range svcs {
+			corr := uint32(100*ci + si + 1)
+			c.Write(codec.AppendRequest(nil, corr, []string{"svc0", "svc1"}[si], 0, []byte("q")))
+			respondOnce(t, svc)
+			f := c.Expect(codec.TypeResponse)
+			if f.Corr != corr || string(f.Body) != "re:q" {
+				t.Fatalf("RESPONSE corr %d body %q; want %d re:q", f.Corr, f.Body, corr)
+			}
+		}
+	}
+	if st := s.Stats(); st.Requests != 4 || st.Responses != 4 {
+		t.Fatalf("requests %d responses %d; want 4, 4", st.Requests, st.Responses)
+	}
+}
+
+func TestRequestTimeoutAndStaleReply(t *testing.T) {
+	s := startServer(t, Config{TickInterval: 10 * time.Millisecond})
+	svc := connect(t, s, "svc")
+	svc.Write(codec.AppendName(nil, codec.TypeRegister, 1, "slow"))
+	svc.Expect(codec.TypeOK)
+	c := connect(t, s, "c")
+	c.Write(codec.AppendRequest(nil, 5, "slow", 50, []byte("q")))
+	f := svc.Expect(codec.TypeIncoming)
+	tok, _, _, _, _ := codec.ParseIncoming(f.Body)
+	if ef, _ := c.ExpectError(codec.CodeTimeout); ef.Corr != 5 {
+		t.Fatalf("TIMEOUT corr %d; want 5", ef.Corr)
+	}
+	// The late reply finds a stale token: the responder hears NO_ROUTE, the requester nothing.
+	svc.Write(codec.AppendReply(nil, 6, tok, []byte("late")))
+	if ef, _ := svc.ExpectError(codec.CodeNoRoute); ef.Corr != 6 {
+		t.Fatalf("stale REPLY answered with corr %d; want 6", ef.Corr)
+	}
+	c.Write(codec.AppendFrame(nil, codec.TypePing, 0, 7, nil))
+	if f := c.Expect(codec.TypePong); f.Corr != 7 {
+		t.Fatalf("requester got corr %d after its timeout; want only the PONG", f.Corr)
+	}
+	if st := s.Stats(); st.RequestTimeouts != 1 || st.StaleReplies != 1 {
+		t.Fatalf("timeouts %d stale %d; want 1, 1", st.RequestTimeouts, st.StaleReplies)
+	}
+}
+
+func TestRequestResponderLeaves(t *testing.T) {
+	s := startServer(t, Config{TickInterval: 10 * time.Millisecond})
+	svc := connect(t, s, "svc")
+	svc.Write(codec.AppendName(nil, codec.TypeRegister, 1, "gone"))
+	svc.Expect(codec.TypeOK)
+	c := connect(t, s, "c")
+	c.Write(codec.AppendRequest(nil, 3, "gone", 100, nil))
+	svc.Expect(codec.TypeIncoming)
+	_ = svc.Conn.Close()
+	c.ExpectError(codec.CodeTimeout) // exactly one outcome, even though nobody can answer
+}
+
+func TestReplyBadToken(t *testing.T) {
+	s := startServer(t, Config{})
+	p := connect(t, s, "p")
+	p.Write(codec.AppendReply(nil, 4, 0xdead_beef_0000_0001, nil))
+	if f, _ := p.ExpectError(codec.CodeNoRoute); f.Corr != 4 {
+		t.Fatalf("corr %d; want 4", f.Corr)
+	}
+}
+
+// TestBadInput sends each kind of bad input on its own connection and checks the ERROR
+// code, the close, and that a bystander connection keeps working.
+func TestBadInput(t *testing.T) {
+	s := startServer(t, Config{Token: "sesame"})
+	bystander := connect(t, s, "bystander")
+	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	tests := []struct {
+		name  string
+		hello bool // complete the handshake first
+		send  []byte
+		code  codec.ErrorCode
+	}{
+		{"garbage", false, []byte("GET / HTTP/1.1\r\n\r\n"), codec.CodeFrameTooLarge},
+		{"length-below-header", false, append(u32(3), 1, 2, 3), codec.CodeBadFrame},
+		{"length-over-max", true, u32(codec.DefaultMaxFrame + 1), codec.CodeFrameTooLarge},
+		{"length-over-handshake-max", false, u32(4096), codec.CodeFrameTooLarge},
+		{"unknown-type", true, codec.AppendFrame(nil, 0x42, 0, 1, nil), codec.CodeUnknownType},
+		{"server-type-from-client", true, codec.AppendFrame(nil, codec.TypeWelcome, 0, 1, nil), codec.CodeUnknownType},
+		{"frame-before-hello", false, codec.AppendFrame(nil, codec.TypeEcho, 0, 1, nil), codec.CodeHelloRequired},
+		{"wrong-token", false, codec.AppendHello(nil, 1, codec.Version, "x", "wrong"), codec.CodeUnauthorized},
+		{"wrong-version", false, codec.AppendHello(nil, 1, 99, "x", "sesame"), codec.CodeUnsupportedVersion},
+		{"malformed-hello", false, codec.AppendFrame(nil, codec.TypeHello, 0, 1, []byte{0}), codec.CodeBadFrame},
+		{"second-hello", true, codec.AppendHello(nil, 1, codec.Version, "x", "sesame"), codec.CodeBadFrame},
+		{"malformed-send", true, codec.AppendFrame(nil, codec.TypeSend, 0, 1, []byte{9, 'a'}), codec.CodeBadFrame},
+		{"empty-register", true, codec.AppendFrame(nil, codec.TypeRegister, 0, 1, nil), codec.CodeBadFrame},
+		{"request-corr-0", true, codec.AppendRequest(nil, 0, "x", 0, nil), codec.CodeBadFrame},
+		{"malformed-reply", true, codec.AppendFrame(nil, codec.TypeReply, 0, 1, []byte{1}), codec.CodeBadFrame},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := rawpeer.Dial(t, s.Addr().String())
+			if tt.hello {
+				p.Hello("bad", "sesame")
+			}
+			p.Write(tt.send)
+			_, e := p.ExpectError(tt.code)
+			if e.Flags&codec.ErrFlagClosing == 0 {
+				t.Errorf("ERROR %v without the closing flag", e.Code)
+			}
+			p.ExpectClosed()
+			bystander.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, []byte("still here")))
+			bystander.Expect(codec.TypeEchoReply)
+		})
+	}
+	waitFor(t, "bad connections to close", func() bool { return s.Stats().Connections == 1 })
+}
+
+func TestTruncatedFrameThenClose(t *testing.T) {
+	s := startServer(t, Config{})
+	p := connect(t, s, "p")
+	full := codec.AppendFrame(nil, codec.TypeEcho, 0, 1, make([]byte, 100))
+	p.Write(full[:50])
+	_ = p.Conn.Close()
+	waitFor(t, "close", func() bool { return s.Stats().Connections == 0 })
+	connect(t, s, "after") // the server carries on
+}
+
+func TestHandshakeTimeout(t *testing.T) {
+	s := startServer(t, Config{HandshakeTimeout: 50 * time.Millisecond, TickInterval: 10 * time.Millisecond})
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.ExpectError(codec.CodeHandshakeTimeout)
+	p.ExpectClosed()
+	if st := s.Stats(); st.HandshakeTimeouts != 1 {
+		t.Fatalf("handshake timeouts %d; want 1", st.HandshakeTimeouts)
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	s := startServer(t, Config{IdleTimeout: 150 * time.Millisecond, TickInterval: 10 * time.Millisecond})
+	p := connect(t, s, "idle")
+	p.ExpectError(codec.CodeTimeout)
+	p.ExpectClosed()
+}
+
+func TestConnectionLimitBusy(t *testing.T) {
+	s := startServer(t, Config{MaxConnections: 2})
+	connect(t, s, "a")
+	connect(t, s, "b")
+	p := rawpeer.Dial(t, s.Addr().String())
+	_, e := p.ExpectError(codec.CodeBusy)
+	if e.RetryAfterMs == 0 || e.Flags&codec.ErrFlagClosing == 0 {
+		t.Fatalf("BUSY %+v; want retry-after and the closing flag", e)
+	}
+	p.ExpectClosed()
+	if st := s.Stats(); st.Refused != 1 || st.Connections != 2 {
+		t.Fatalf("refused %d conns %d; want 1, 2", st.Refused, st.Connections)
+	}
+}
+
+func TestSlowConsumer(t *testing.T) {
+	s := startServer(t, Config{MaxPending: 50, MaxPendingBytes: 64 << 10})
+	sink := connect(t, s, "sink")
+	sink.Write(codec.AppendName(nil, codec.TypeRegister, 1, "sink"))
+	sink.Expect(codec.TypeOK)
+	// The sink never reads again. A sender floods it with acknowledged SENDs until the
+	// server gives up on the sink.
+	src := connect(t, s, "src")
+	payload := make([]byte, 16<<10)
+	sawQueueFull := false
+	for i := 1; i <= 5000 && !sawQueueFull; i++ {
+		src.Write(codec.AppendSend(nil, codec.FlagAck, uint32(i), "sink", payload))
+		f, err := src.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == codec.TypeError {
+			e, _ := codec.ParseError(f.Body)
+			switch e.Code {
+			case codec.CodeQueueFull:
+				sawQueueFull = true
+			case codec.CodeNoRoute: // sink already gone
+				sawQueueFull = true
+			default:
+				t.Fatalf("unexpected %v", e.Code)
+			}
+		}
+	}
+	if !sawQueueFull {
+		t.Fatal("5000 messages to a sink that never reads were all accepted")
+	}
+	waitFor(t, "slow consumer close", func() bool { return s.Stats().SlowConsumers == 1 && s.Stats().Names == 0 })
+}
+
+func TestShutdownSendsGoAway(t *testing.T) {
+	cfg := Config{Listen: "127.0.0.1:0", Loops: 2}
+	s, err := New(cfg, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Hello("x", "")
+	done := make(chan error, 1)
+	go func() { done <- s.Shutdown(context.Background()) }()
+	p.Expect(codec.TypeGoAway)
+	p.ExpectClosed()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != ErrServerClosed {
+		t.Fatalf("Start after Shutdown = %v; want ErrServerClosed", err)
+	}
+}

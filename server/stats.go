@@ -1,0 +1,93 @@
+package server
+
+import (
+	"sync/atomic"
+
+	"github.com/switchboard/switchboard/codec"
+)
+
+// loopStats are one loop's counters. Only the owning loop adds to them (uncontended
+// atomics on its own cache lines); any goroutine may read them.
+type loopStats struct {
+	framesIn          atomic.Uint64
+	accepted          atomic.Uint64
+	closed            atomic.Uint64
+	sent              atomic.Uint64 // SEND frames accepted for delivery
+	requests          atomic.Uint64 // REQUESTs forwarded
+	responses         atomic.Uint64 // RESPONSEs delivered
+	dropped           atomic.Uint64 // deliveries whose target left before they arrived
+	noRoute           atomic.Uint64
+	queueFull         atomic.Uint64
+	slowConsumers     atomic.Uint64
+	reqTimeouts       atomic.Uint64
+	staleReplies      atomic.Uint64
+	handshakeTimeouts atomic.Uint64
+	idleTimeouts      atomic.Uint64
+	unauthorized      atomic.Uint64
+	badFrames         atomic.Uint64
+	errors            [codec.MaxCode + 1]atomic.Uint64 // ERROR outcomes by code, sent or not
+	_                 [64]byte
+}
+
+// Stats is a snapshot of a server's counters, summed over its loops. Counters only grow.
+type Stats struct {
+	Connections       int    // open now
+	ConnectionsMax    int    // the effective cap
+	Accepted          uint64 // connections handed to an event loop
+	Refused           uint64 // connections refused at accept (BUSY / SHUTTING_DOWN)
+	Closed            uint64
+	FramesIn          uint64
+	Sent              uint64
+	Requests          uint64
+	Responses         uint64
+	Dropped           uint64
+	NoRoute           uint64
+	QueueFull         uint64
+	SlowConsumers     uint64
+	RequestTimeouts   uint64
+	StaleReplies      uint64
+	HandshakeTimeouts uint64
+	IdleTimeouts      uint64
+	Unauthorized      uint64
+	BadFrames         uint64
+	AcceptErrors      uint64
+	Names             int
+	Errors            map[codec.ErrorCode]uint64 // by code; only codes seen
+}
+
+// Stats returns a snapshot of the counters. Safe for concurrent use.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Connections:    int(s.connCount.Load()),
+		ConnectionsMax: s.maxConns,
+		Refused:        s.refused.Load(),
+		AcceptErrors:   s.acceptErrors.Load(),
+		Names:          s.dir.Len(),
+		Errors:         map[codec.ErrorCode]uint64{},
+	}
+	s.eachLoop(func(lp *loop) {
+		ls := &lp.stats
+		st.Accepted += ls.accepted.Load()
+		st.Closed += ls.closed.Load()
+		st.FramesIn += ls.framesIn.Load()
+		st.Sent += ls.sent.Load()
+		st.Requests += ls.requests.Load()
+		st.Responses += ls.responses.Load()
+		st.Dropped += ls.dropped.Load()
+		st.NoRoute += ls.noRoute.Load()
+		st.QueueFull += ls.queueFull.Load()
+		st.SlowConsumers += ls.slowConsumers.Load()
+		st.RequestTimeouts += ls.reqTimeouts.Load()
+		st.StaleReplies += ls.staleReplies.Load()
+		st.HandshakeTimeouts += ls.handshakeTimeouts.Load()
+		st.IdleTimeouts += ls.idleTimeouts.Load()
+		st.Unauthorized += ls.unauthorized.Load()
+		st.BadFrames += ls.badFrames.Load()
+		for code := range ls.errors {
+			if n := ls.errors[code].Load(); n > 0 {
+				st.Errors[codec.ErrorCode(code)] += n
+			}
+		}
+	})
+	return st
+}

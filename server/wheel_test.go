@@ -1,0 +1,80 @@
+package server
+
+import (
+	"testing"
+
+	"github.com/switchboard/switchboard/shard"
+)
+
+func TestWheel(t *testing.T) {
+	w := newWheel(8)
+	var fired []uint64
+	fire := func(e timerEntry) { fired = append(fired, uint64(e.id)) }
+	w.add(1, timerIdle, 1)
+	w.add(3, timerIdle, 3)
+	w.add(8, timerIdle, 8)   // exactly one lap
+	w.add(20, timerIdle, 20) // two laps and more
+	w.add(0, timerIdle, 100) // zero means next tick
+	w.advanceTo(1, fire)
+	if len(fired) != 2 {
+		t.Fatalf("after tick 1 fired %v; want [1 100]", fired)
+	}
+	w.advanceTo(8, fire)
+	if got := fired[len(fired)-2:]; got[0] != 3 || got[1] != 8 {
+		t.Fatalf("after tick 8 fired %v; want ... 3 8", fired)
+	}
+	w.advanceTo(19, fire)
+	if len(fired) != 4 {
+		t.Fatalf("fired early: %v", fired)
+	}
+	w.advanceTo(20, fire)
+	if len(fired) != 5 || fired[4] != 20 {
+		t.Fatalf("after tick 20 fired %v; want 20 last", fired)
+	}
+}
+
+func TestWheelRearmFromFire(t *testing.T) {
+	w := newWheel(4)
+	count := 0
+	var fire func(e timerEntry)
+	fire = func(e timerEntry) {
+		count++
+		if count < 5 {
+			w.add(4, e.kind, e.id) // same slot, one lap later
+		}
+	}
+	w.add(4, timerIdle, shard.ConnID(7))
+	for tick := uint64(1); tick <= 100; tick++ {
+		w.advanceTo(tick, fire)
+	}
+	if count != 5 {
+		t.Fatalf("re-armed timer fired %d times; want 5", count)
+	}
+}
+
+func TestWheelLongStall(t *testing.T) {
+	w := newWheel(4)
+	n := 0
+	for i := uint64(1); i <= 10; i++ {
+		w.add(i, timerRequest, shard.ConnID(i))
+	}
+	w.advanceTo(1000, func(timerEntry) { n++ })
+	if n != 10 {
+		t.Fatalf("after a stall %d of 10 timers fired", n)
+	}
+}
+
+func TestWheelNoAllocs(t *testing.T) {
+	w := newWheel(64)
+	for i := 0; i < 64; i++ {
+		w.add(uint64(i%8)+1, timerIdle, shard.ConnID(i))
+	}
+	w.advanceTo(100, func(timerEntry) {})
+	allocs := testing.AllocsPerRun(100, func() {
+		w.add(3, timerIdle, 1)
+		w.advanceTo(w.now+3, func(timerEntry) {})
+	})
+	if allocs != 0 {
+		t.Fatalf("wheel steady state allocs = %v; want 0", allocs)
+	}
+}
