@@ -129,12 +129,19 @@ func (lp *loop) dispatch(c *conn, f codec.Frame) bool {
 		return lp.hello(c, f)
 	}
 	switch f.Type {
-	case codec.TypePing:
+	case codec.TypePing, codec.TypeEcho:
+		// A peer that sends but never reads its answers is a slow consumer too.
+		if c.outboundBytes() >= lp.srv.cfg.MaxPendingBytes {
+			lp.stats.slowConsumers.Add(1)
+			lp.closeWithError(c, codec.CodeSlowConsumer, "answers not read: read faster")
+			return false
+		}
+		t := codec.TypePong
+		if f.Type == codec.TypeEcho {
+			t = codec.TypeEchoReply
+		}
 		b := c.buf()
-		b.B = codec.AppendFrame(b.B, codec.TypePong, 0, f.Corr, f.Body)
-	case codec.TypeEcho:
-		b := c.buf()
-		b.B = codec.AppendFrame(b.B, codec.TypeEchoReply, 0, f.Corr, f.Body)
+		b.B = codec.AppendFrame(b.B, t, 0, f.Corr, f.Body)
 	case codec.TypeSend:
 		return lp.send(c, f)
 	case codec.TypeRequest:

@@ -405,3 +405,40 @@ func TestShutdownSendsGoAway(t *testing.T) {
 		t.Fatalf("Start after Shutdown = %v; want ErrServerClosed", err)
 	}
 }
+
+func TestClientNeverReadsItsAnswers(t *testing.T) {
+	s := startServer(t, Config{MaxPendingBytes: 256 << 10})
+	p := connect(t, s, "deaf")
+	bystander := connect(t, s, "bystander")
+	frame := codec.AppendFrame(nil, codec.TypeEcho, 0, 1, make([]byte, 32<<10))
+	// Write echoes without reading until the server closes us (bounded by 64 MiB).
+	closed := false
+	for i := 0; i < 2048 && !closed; i++ {
+		_ = p.Conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if _, err := p.Conn.Write(frame); err != nil {
+			closed = true
+		}
+		if s.Stats().SlowConsumers > 0 {
+			closed = true
+		}
+	}
+	waitFor(t, "slow consumer", func() bool { return s.Stats().SlowConsumers == 1 })
+	bystander.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, []byte("ok")))
+	bystander.Expect(codec.TypeEchoReply)
+}
+
+func TestRingFullIsQueueFull(t *testing.T) {
+	s, loops := newTestLoops(t, 2)
+	_ = s
+	a, _ := addConn(t, loops[0], "a")
+	x, _ := addConn(t, loops[1], "x")
+	mustRegister(t, s, "x", x)
+	loops[1].armed.Store(true) // no engine: nothing drains the ring
+	codes := map[codec.ErrorCode]int{}
+	for i := 0; i < loops[1].inbox.Cap()+10; i++ {
+		codes[loops[0].route(x.id, codec.TypeMessage, a, 0, []byte("m"))]++
+	}
+	if codes[0] != loops[1].inbox.Cap() || codes[codec.CodeQueueFull] != 10 {
+		t.Fatalf("route outcomes %v; want %d accepted and 10 QUEUE_FULL", codes, loops[1].inbox.Cap())
+	}
+}
