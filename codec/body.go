@@ -150,6 +150,14 @@ func AppendMessage(dst []byte, fromConn uint64, from, payload []byte) []byte {
 	return FinishFrame(dst, start)
 }
 
+// MessageLen is the length field of a MESSAGE with a sender name of fromLen bytes and a
+// payload of payloadLen bytes. The server refuses a SEND whose MESSAGE would exceed the
+// maximum frame, so every frame it sends fits the maximum it announced in WELCOME.
+func MessageLen(fromLen, payloadLen int) int { return MinLen + 8 + 1 + fromLen + payloadLen }
+
+// IncomingLen is the length field of an INCOMING, as MessageLen.
+func IncomingLen(fromLen, payloadLen int) int { return MinLen + 16 + 1 + fromLen + payloadLen }
+
 // ParseIncoming parses an INCOMING body.
 func ParseIncoming(body []byte) (token, fromConn uint64, from, payload []byte, err error) {
 	r := reader{b: body}

@@ -71,7 +71,7 @@ func AppendFrame(dst []byte, t Type, flags Flags, corr uint32, body []byte) []by
 	return FinishFrame(dst, start)
 }
 
-// AppendFrame appends f encoded.
+// Append appends f encoded.
 func (f Frame) Append(dst []byte) []byte { return AppendFrame(dst, f.Type, f.Flags, f.Corr, f.Body) }
 
 // appendStr8 appends a u8 length and s; s longer than 255 bytes is truncated, which only a

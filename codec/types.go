@@ -62,7 +62,9 @@ func (t Type) String() string {
 	if s := typeNames[t]; s != "" {
 		return s
 	}
-	return "TYPE_0x" + strconv.FormatUint(uint64(t), 16)
+	// Two digits always, as documented: 0x0a is "TYPE_0x0a", not "TYPE_0xa".
+	const hex = "0123456789abcdef"
+	return "TYPE_0x" + string([]byte{hex[t>>4], hex[t&0x0f]})
 }
 
 // Known reports whether t is a defined frame type.

@@ -250,6 +250,10 @@ func (lp *loop) send(c *conn, f codec.Frame) bool {
 		lp.closeWithError(c, codec.CodeBadFrame, "malformed SEND")
 		return false
 	}
+	if codec.MessageLen(len(c.name), len(payload)) > lp.srv.cfg.MaxFrame {
+		lp.replyError(c, f.Corr, codec.CodeFrameTooLarge, "delivered MESSAGE would exceed max frame")
+		return true
+	}
 	target, ok := lp.srv.dir.Lookup(name)
 	if !ok {
 		lp.stats.noRoute.Add(1)
@@ -273,6 +277,10 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 	if err != nil || f.Corr == 0 {
 		lp.closeWithError(c, codec.CodeBadFrame, "malformed REQUEST (corr must not be 0)")
 		return false
+	}
+	if codec.IncomingLen(len(c.name), len(payload)) > cfg.MaxFrame {
+		lp.replyError(c, f.Corr, codec.CodeFrameTooLarge, "delivered INCOMING would exceed max frame")
+		return true
 	}
 	if c.inflight >= cfg.MaxPending {
 		lp.stats.queueFull.Add(1)

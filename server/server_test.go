@@ -442,3 +442,21 @@ func TestRingFullIsQueueFull(t *testing.T) {
 		t.Fatalf("route outcomes %v; want %d accepted and 10 QUEUE_FULL", codes, loops[1].inbox.Cap())
 	}
 }
+
+func TestSendDeliveredFrameTooLarge(t *testing.T) {
+	s := startServer(t, Config{MaxFrame: 4096})
+	r := connect(t, s, "r")
+	r.Write(codec.AppendName(nil, codec.TypeRegister, 1, "r"))
+	r.Expect(codec.TypeOK)
+	p := connect(t, s, "a-long-sender-name")
+	// The SEND itself fits; the MESSAGE (sender id and name instead of "r") would not.
+	payload := make([]byte, 4096-codec.MinLen-2-2)
+	p.Write(codec.AppendSend(nil, 0, 3, "r", payload))
+	if f, _ := p.ExpectError(codec.CodeFrameTooLarge); f.Corr != 3 {
+		t.Fatalf("corr %d; want 3", f.Corr)
+	}
+	p.Write(codec.AppendRequest(nil, 4, "r", 0, payload[:len(payload)-4]))
+	p.ExpectError(codec.CodeFrameTooLarge)
+	p.Write(codec.AppendFrame(nil, codec.TypePing, 0, 5, nil)) // still open
+	p.Expect(codec.TypePong)
+}
