@@ -1,0 +1,130 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+)
+
+// Config configures a Client. The zero value is usable: every zero field means its
+// default. Dial copies the Config; it is not read after Dial returns.
+type Config struct {
+	// Name is the client name sent in HELLO; peers see it as the sender of this client's
+	// messages. At most 255 bytes. Default: empty.
+	Name string
+	// Token is the shared secret sent in HELLO. At most 255 bytes. Default: empty.
+	Token string
+
+	// DialTimeout bounds the TCP connect to one address. Default: 5s.
+	DialTimeout time.Duration
+	// HandshakeTimeout bounds HELLO → WELCOME on one connection. Default: 5s.
+	HandshakeTimeout time.Duration
+	// RequestTimeout is sent as the REQUEST timeout (in milliseconds) and bounds every call
+	// whose context has no earlier deadline, including the time spent waiting for a
+	// connection while reconnecting. A shorter context deadline shortens it. Default: 5s.
+	RequestTimeout time.Duration
+
+	// ReconnectMin and ReconnectMax bound the wait before each reconnect attempt: attempt n
+	// waits a uniformly random time in [ReconnectMin, min(ReconnectMax, ReconnectMin·2^(n+1))]
+	// ("full jitter"), or longer when the server asked for it. Defaults: 100ms and 5s.
+	ReconnectMin, ReconnectMax time.Duration
+	// NoReconnect makes the client close itself (state Closed) when its connection is lost
+	// instead of reconnecting. Default: false.
+	NoReconnect bool
+
+	// MaxFrame is the largest length field accepted from the server; a larger frame is a
+	// protocol violation and the connection is dropped (and re-established). Default:
+	// codec.DefaultMaxFrame (1 MiB). Frames sent to the server are limited by the maximum
+	// the server announces in WELCOME.
+	MaxFrame int
+
+	// OnMessage receives each MESSAGE. It runs on the reader goroutine, in order; it must
+	// not block for long. Default: messages are dropped.
+	OnMessage func(m Message)
+	// OnRequest receives each INCOMING request. It runs on the reader goroutine, in order;
+	// it must not block for long. r.Reply may be called later from any goroutine. Default:
+	// requests are dropped (their senders get TIMEOUT).
+	OnRequest func(r *Request)
+	// OnStateChange is told about connection state changes; see State. It runs on the
+	// supervisor goroutine, in order. Default: none.
+	OnStateChange func(s State)
+
+	// Logger receives connection events. Default: discard.
+	Logger *slog.Logger
+}
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultRequestTimeout   = 5 * time.Second
+	DefaultReconnectMin     = 100 * time.Millisecond
+	DefaultReconnectMax     = 5 * time.Second
+)
+
+// DefaultConfig returns a Config with every default filled in explicitly.
+func DefaultConfig() Config {
+	var c Config
+	c.EnsureDefaults()
+	return c
+}
+
+// EnsureDefaults replaces every zero field of c with its default. Negative values are left
+// for Validate to report.
+func (c *Config) EnsureDefaults() {
+	setDur := func(d *time.Duration, def time.Duration) {
+		if *d == 0 {
+			*d = def
+		}
+	}
+	setDur(&c.DialTimeout, DefaultDialTimeout)
+	setDur(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDur(&c.RequestTimeout, DefaultRequestTimeout)
+	setDur(&c.ReconnectMin, DefaultReconnectMin)
+	setDur(&c.ReconnectMax, DefaultReconnectMax)
+	if c.MaxFrame == 0 {
+		c.MaxFrame = codec.DefaultMaxFrame
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports every problem in c, joined with errors.Join, naming the field. Zero
+// fields are valid (they mean the default); Validate does not modify c.
+func (c Config) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"DialTimeout", c.DialTimeout},
+		{"HandshakeTimeout", c.HandshakeTimeout},
+		{"RequestTimeout", c.RequestTimeout},
+		{"ReconnectMin", c.ReconnectMin},
+		{"ReconnectMax", c.ReconnectMax},
+	} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("client: Config.%s is negative (%v)", f.name, f.d))
+		}
+	}
+	if c.RequestTimeout > 0 && c.RequestTimeout/time.Millisecond > 1<<32-1 {
+		errs = append(errs, fmt.Errorf("client: Config.RequestTimeout %v does not fit the protocol's u32 milliseconds", c.RequestTimeout))
+	}
+	if c.ReconnectMin > 0 && c.ReconnectMax > 0 && c.ReconnectMin > c.ReconnectMax {
+		errs = append(errs, fmt.Errorf("client: Config.ReconnectMin (%v) is above ReconnectMax (%v)", c.ReconnectMin, c.ReconnectMax))
+	}
+	if c.MaxFrame != 0 && c.MaxFrame < codec.MinLen {
+		errs = append(errs, fmt.Errorf("client: Config.MaxFrame %d is below the frame header size %d", c.MaxFrame, codec.MinLen))
+	}
+	if len(c.Name) > codec.MaxNameLen {
+		errs = append(errs, fmt.Errorf("client: Config.Name is %d bytes, the limit is %d", len(c.Name), codec.MaxNameLen))
+	}
+	if len(c.Token) > 255 {
+		errs = append(errs, fmt.Errorf("client: Config.Token is %d bytes, the limit is 255", len(c.Token)))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,32 @@
+package client
+
+import "strconv"
+
+// State is a connection state reported to Config.OnStateChange.
+type State uint8
+
+const (
+	// Connected: a connection is established and every registered name has been
+	// re-registered on it (or reported lost with NameLost).
+	Connected State = iota + 1
+	// Reconnecting: the connection was lost; calls wait for the next one.
+	Reconnecting
+	// Closed: Close was called, or the connection was lost with Config.NoReconnect.
+	// Terminal: every call returns ErrClosed.
+	Closed
+	// NameLost is an event rather than a state: after a reconnect, at least one name could
+	// not be registered again (another connection took it meanwhile). The name was removed
+	// from the client's set (see Client.Names) and the logger has the details. It follows
+	// Connected; Client.State reports Connected.
+	NameLost
+)
+
+var stateNames = [...]string{Connected: "Connected", Reconnecting: "Reconnecting", Closed: "Closed", NameLost: "NameLost"}
+
+// String returns the name of s.
+func (s State) String() string {
+	if int(s) < len(stateNames) && stateNames[s] != "" {
+		return stateNames[s]
+	}
+	return "State(" + strconv.Itoa(int(s)) + ")"
+}

@@ -1,0 +1,214 @@
+package client
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+	"testing/iotest"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+)
+
+func TestServerError(t *testing.T) {
+	tests := []struct {
+		code     codec.ErrorCode
+		reason   string
+		sentinel error
+		text     string
+	}{
+		{codec.CodeNoRoute, "", ErrNoRoute, "switchboard: NO_ROUTE"},
+		{codec.CodeQueueFull, "target busy", ErrQueueFull, "switchboard: QUEUE_FULL: target busy"},
+		{codec.CodeTimeout, "", ErrTimeout, "switchboard: TIMEOUT"},
+		{codec.CodeNotOwner, "", ErrNotOwner, "switchboard: NOT_OWNER"},
+		{codec.ErrorCode(999), "x", nil, "switchboard: CODE_999: x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code.String(), func(t *testing.T) {
+			var err error = &ServerError{Code: tt.code, Reason: tt.reason}
+			if got := err.Error(); got != tt.text {
+				t.Errorf("Error() = %q; want %q", got, tt.text)
+			}
+			if tt.sentinel != nil && !errors.Is(err, tt.sentinel) {
+				t.Errorf("errors.Is(%v, %v) = false", err, tt.sentinel)
+			}
+			if errors.Is(err, ErrBusy) {
+				t.Errorf("errors.Is(%v, ErrBusy) = true", err)
+			}
+		})
+	}
+	// Every code has its own sentinel.
+	seen := map[error]bool{}
+	for code := codec.ErrorCode(1); code <= codec.MaxCode; code++ {
+		s := codeErrs[code]
+		if s == nil || seen[s] {
+			t.Errorf("code %v: sentinel %v missing or shared", code, s)
+		}
+		seen[s] = true
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"zero", Config{}, true},
+		{"defaults", DefaultConfig(), true},
+		{"negative dial timeout", Config{DialTimeout: -1}, false},
+		{"min above max", Config{ReconnectMin: time.Second, ReconnectMax: time.Millisecond}, false},
+		{"tiny max frame", Config{MaxFrame: 3}, false},
+		{"long name", Config{Name: string(make([]byte, 256))}, false},
+		{"long token", Config{Token: string(make([]byte, 256))}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.cfg.Validate(); (err == nil) != tt.ok {
+				t.Errorf("Validate() = %v; want ok=%v", err, tt.ok)
+			}
+		})
+	}
+	err := Config{DialTimeout: -1, RequestTimeout: -1}.Validate()
+	if n := len(err.(interface{ Unwrap() []error }).Unwrap()); n != 2 {
+		t.Errorf("Validate reported %d problems; want 2: %v", n, err)
+	}
+	d := DefaultConfig()
+	if d.RequestTimeout != 5*time.Second || d.ReconnectMin != 100*time.Millisecond ||
+		d.ReconnectMax != 5*time.Second || d.MaxFrame != codec.DefaultMaxFrame || d.Logger == nil {
+		t.Errorf("DefaultConfig() = %+v", d)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	lo, hi := 100*time.Millisecond, 5*time.Second
+	for n := range 40 {
+		ceil := hi
+		if n < 20 {
+			ceil = min(hi, lo<<(n+1))
+		}
+		for range 100 {
+			if d := backoff(lo, hi, n); d < lo || d > ceil {
+				t.Fatalf("backoff(attempt %d) = %v; want in [%v, %v]", n, d, lo, ceil)
+			}
+		}
+	}
+	if d := backoff(lo, lo, 3); d != lo {
+		t.Errorf("backoff with min == max = %v; want %v", d, lo)
+	}
+}
+
+func TestPicker(t *testing.T) {
+	now := time.Now()
+	p := newPicker([]string{"a", "b", "c"}, 0)
+	var got []string
+	for range 4 {
+		a, nb := p.next(now)
+		if !nb.IsZero() {
+			t.Errorf("next(%s) waits until %v; want now", a, nb)
+		}
+		got = append(got, a)
+	}
+	if want := "b c a b"; join(got) != want {
+		t.Errorf("rotation = %s; want %s", join(got), want)
+	}
+
+	// GOAWAY from b: avoid b, try the suggested x first.
+	p.note(&conn{addr: "b", goaway: &codec.GoAway{ReconnectAfterMs: 1000, Addrs: []string{"x"}}}, now)
+	got = got[:0]
+	for range 4 {
+		a, _ := p.next(now)
+		got = append(got, a)
+	}
+	if want := "x c a c"; join(got) != want {
+		t.Errorf("after GOAWAY = %s; want %s", join(got), want)
+	}
+
+	// Everything blocked: the earliest one, with its time.
+	p.noteError("a", &ServerError{RetryAfter: 3 * time.Second}, now)
+	p.noteError("c", &ServerError{RetryAfter: 2 * time.Second}, now)
+	a, nb := p.next(now)
+	if a != "b" || !nb.Equal(now.Add(time.Second)) {
+		t.Errorf("all blocked: next = %s at %v; want b at now+1s", a, nb.Sub(now))
+	}
+	// Once the time has passed, b is free again.
+	if a, nb := p.next(now.Add(1500 * time.Millisecond)); a != "b" || !nb.IsZero() {
+		t.Errorf("after 1.5s: next = %s at %v; want b now", a, nb)
+	}
+}
+
+func join(s []string) string {
+	var b bytes.Buffer
+	for i, x := range s {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(x)
+	}
+	return b.String()
+}
+
+func TestFrameReader(t *testing.T) {
+	var stream []byte
+	stream = codec.AppendFrame(stream, codec.TypeOK, 0, 1, nil)
+	stream = codec.AppendFrame(stream, codec.TypeResponse, 0, 2, bytes.Repeat([]byte("r"), 100_000))
+	stream = codec.AppendMessage(stream, 3, []byte("from"), []byte("payload"))
+	readers := map[string]func() io.Reader{
+		"whole":    func() io.Reader { return bytes.NewReader(stream) },
+		"one byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(stream)) },
+		"half":     func() io.Reader { return iotest.HalfReader(bytes.NewReader(stream)) },
+		"data+EOF": func() io.Reader { return iotest.DataErrReader(bytes.NewReader(stream)) },
+	}
+	for name, mk := range readers {
+		t.Run(name, func(t *testing.T) {
+			fr := newFrameReader(mk(), codec.DefaultMaxFrame)
+			var got []codec.Type
+			for {
+				f, err := fr.next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("next: %v", err)
+				}
+				if f.Type == codec.TypeResponse && len(f.Body) != 100_000 {
+					t.Errorf("RESPONSE body %d bytes; want 100000", len(f.Body))
+				}
+				got = append(got, f.Type)
+			}
+			if len(got) != 3 || got[0] != codec.TypeOK || got[1] != codec.TypeResponse || got[2] != codec.TypeMessage {
+				t.Errorf("frames = %v; want OK RESPONSE MESSAGE", got)
+			}
+		})
+	}
+	t.Run("truncated", func(t *testing.T) {
+		fr := newFrameReader(bytes.NewReader(stream[:20]), codec.DefaultMaxFrame)
+		fr.next()
+		if _, err := fr.next(); err != io.ErrUnexpectedEOF {
+			t.Errorf("next on a truncated frame = %v; want io.ErrUnexpectedEOF", err)
+		}
+	})
+	t.Run("too large", func(t *testing.T) {
+		fr := newFrameReader(bytes.NewReader(stream), 1000)
+		fr.next()
+		if _, err := fr.next(); !errors.Is(err, codec.ErrFrameTooLarge) {
+			t.Errorf("next on an oversized frame = %v; want codec.ErrFrameTooLarge", err)
+		}
+	})
+}
+
+func TestMillis(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want uint32
+	}{
+		{-time.Second, 1}, {0, 1}, {time.Microsecond, 1}, {time.Millisecond, 1},
+		{1500 * time.Microsecond, 2}, {5 * time.Second, 5000}, {1 << 62, 1<<32 - 1},
+	}
+	for _, tt := range tests {
+		if got := millis(tt.d); got != tt.want {
+			t.Errorf("millis(%v) = %d; want %d", tt.d, got, tt.want)
+		}
+	}
+}
