@@ -46,7 +46,7 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)
 
-ci: lint race fuzz
+ci: lint test race fuzz
 
 clean:
 	rm -rf bin results

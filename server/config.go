@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/limits"
 )
 
 // Config holds a server's settings. The zero value of every field means "use the default"
@@ -66,23 +67,40 @@ type Config struct {
 	WriteBufferCap int
 	// TCPDelay turns Nagle's algorithm back on (TCP_NODELAY off). Default false.
 	TCPDelay bool
+	// MaxQueue bounds the messages queued node-wide (cross-loop rings plus outbound
+	// messages not yet taken by sockets); past it senders get QUEUE_FULL. Checked against
+	// a sample refreshed every tick. Default 50,000.
+	MaxQueue int
+	// SlowConsumerTimeout closes a connection whose outbound data has not drained for this
+	// long (ERROR SLOW_CONSUMER). Default 30s.
+	SlowConsumerTimeout time.Duration
+	// LoopLagBudget is the event-loop lag counted as 100% utilisation in the zone
+	// computation. Default 100ms.
+	LoopLagBudget time.Duration
+
+	// Config holds the rate limits, circuit breakers and zone thresholds (tiers 1-4);
+	// its keys are flat (conn-msg-rate, accept-rate, zone-red, ...). See docs/LIMITS.md.
+	limits.Config
 }
 
 // Defaults.
 const (
-	DefaultListen            = ":7400"
-	DefaultAdmin             = "127.0.0.1:7401"
-	DefaultMaxPending        = 1000
-	DefaultMaxPendingBytes   = 4 << 20
-	DefaultRingSize          = 8192
-	DefaultFramesPerWake     = 512
-	DefaultMaxNamesPerConn   = 64
-	DefaultHandshakeTimeout  = 5 * time.Second
-	DefaultIdleTimeout       = 90 * time.Second
-	DefaultRequestTimeout    = 5 * time.Second
-	DefaultMaxRequestTimeout = 60 * time.Second
-	DefaultTickInterval      = 50 * time.Millisecond
-	DefaultBufferCap         = 64 << 10
+	DefaultListen              = ":7400"
+	DefaultAdmin               = "127.0.0.1:7401"
+	DefaultMaxPending          = 1000
+	DefaultMaxPendingBytes     = 4 << 20
+	DefaultRingSize            = 8192
+	DefaultFramesPerWake       = 512
+	DefaultMaxNamesPerConn     = 64
+	DefaultHandshakeTimeout    = 5 * time.Second
+	DefaultIdleTimeout         = 90 * time.Second
+	DefaultRequestTimeout      = 5 * time.Second
+	DefaultMaxRequestTimeout   = 60 * time.Second
+	DefaultTickInterval        = 50 * time.Millisecond
+	DefaultBufferCap           = 64 << 10
+	DefaultMaxQueue            = 50_000
+	DefaultSlowConsumerTimeout = 30 * time.Second
+	DefaultLoopLagBudget       = 100 * time.Millisecond
 
 	// handshakeMaxFrame bounds frames before WELCOME: a HELLO is at most 514 bytes, and an
 	// unauthenticated peer must not make the server buffer a megabyte.
@@ -119,6 +137,10 @@ func (c *Config) EnsureDefaults() {
 	setDefault(&c.TickInterval, DefaultTickInterval)
 	setDefault(&c.ReadBufferCap, DefaultBufferCap)
 	setDefault(&c.WriteBufferCap, DefaultBufferCap)
+	setDefault(&c.MaxQueue, DefaultMaxQueue)
+	setDefault(&c.SlowConsumerTimeout, DefaultSlowConsumerTimeout)
+	setDefault(&c.LoopLagBudget, DefaultLoopLagBudget)
+	c.Config = c.Config.WithDefaults()
 }
 
 func setDefault[T comparable](p *T, v T) {
@@ -159,6 +181,7 @@ func (c *Config) Validate() error {
 		{"max-pending-bytes", c.MaxPendingBytes}, {"ring-size", c.RingSize},
 		{"frames-per-wake", c.FramesPerWake}, {"max-names-per-conn", c.MaxNamesPerConn},
 		{"read-buffer-cap", c.ReadBufferCap}, {"write-buffer-cap", c.WriteBufferCap},
+		{"max-queue", c.MaxQueue},
 	}
 	for _, f := range nonNeg {
 		if f.v < 0 {
@@ -180,7 +203,8 @@ func (c *Config) Validate() error {
 	}{
 		{"handshake-timeout", c.HandshakeTimeout}, {"idle-timeout", c.IdleTimeout},
 		{"request-timeout", c.RequestTimeout}, {"max-request-timeout", c.MaxRequestTimeout},
-		{"tick-interval", c.TickInterval},
+		{"tick-interval", c.TickInterval}, {"slow-consumer-timeout", c.SlowConsumerTimeout},
+		{"loop-lag-budget", c.LoopLagBudget},
 	}
 	for _, d := range durs {
 		if d.v < 0 {
@@ -192,6 +216,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout != 0 && c.MaxRequestTimeout != 0 && c.RequestTimeout > c.MaxRequestTimeout {
 		bad("request-timeout", "%v exceeds max-request-timeout %v", c.RequestTimeout, c.MaxRequestTimeout)
+	}
+	if err := c.Config.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

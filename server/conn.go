@@ -1,6 +1,8 @@
 package server
 
 import (
+	"net/netip"
+
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
@@ -38,8 +40,14 @@ type conn struct {
 	// out collects frames produced during one callback; flushed with one write at its
 	// end, then returned to the pool, so an idle connection holds no buffer.
 	out *bytebufferpool.ByteBuffer
-	// ip is the remote address, for logs and per-IP accounting.
-	ip string
+	// ip is the remote address, for per-IP accounting.
+	ip netip.Addr
+	// lim holds the per-connection rate buckets; nil when no per-connection rate is set.
+	lim *connLimits
+	// lastEmpty is the loop tick at which the outbound side was last seen empty, and
+	// slowArmed says a slow-consumer timer is pending (SlowConsumerTimeout).
+	lastEmpty uint64
+	slowArmed bool
 }
 
 // buf returns the connection's output buffer, taking one from the pool if needed, and
@@ -75,12 +83,26 @@ func (c *conn) flush() {
 		return
 	}
 	c.out = nil
+	lp := c.lp
 	if len(b.B) > 0 && c.state != stateClosed {
+		if c.gc.OutboundBuffered() == 0 {
+			c.lastEmpty = lp.now()
+		}
+		lp.stats.bytesOut.Add(uint64(len(b.B)))
 		_, _ = c.gc.Write(b.B)
 	}
 	bufPool.Put(b)
-	if c.state != stateClosed && c.gc.OutboundBuffered() == 0 {
+	if c.state == stateClosed {
+		return
+	}
+	if c.gc.OutboundBuffered() == 0 {
+		lp.stats.pending.Add(int64(-c.pending))
 		c.pending = 0
+		c.lastEmpty = lp.now()
+	} else if !c.slowArmed {
+		// The socket did not take everything: watch that it drains in time.
+		c.slowArmed = true
+		lp.wheel.add(lp.ticks(lp.srv.cfg.SlowConsumerTimeout), timerSlow, c.id)
 	}
 }
 

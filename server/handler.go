@@ -50,6 +50,11 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	for _, name := range c.names {
 		_ = h.srv.dir.Unregister(name, c.id)
 	}
+	lp.stats.pending.Add(int64(-c.pending))
+	c.pending = 0
+	if h.srv.g.perIP != nil {
+		h.srv.g.perIP.Release(c.ip)
+	}
 	c.names = nil
 	if c.out != nil {
 		bufPool.Put(c.out)
@@ -78,6 +83,10 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	if c.state == stateHandshake {
 		maxFrame = handshakeMaxFrame
 	}
+	var now int64
+	if h.srv.g.rated {
+		now = h.srv.clock()
+	}
 	off, more := 0, false
 	for frames := 0; off < len(buf); frames++ {
 		if frames == h.srv.cfg.FramesPerWake {
@@ -93,11 +102,12 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 			break
 		}
 		off += n
-		if !lp.dispatch(c, f) {
+		if !lp.dispatch(c, f, now) {
 			break
 		}
 	}
 	if off > 0 && c.state != stateClosed {
+		lp.stats.bytesIn.Add(uint64(off))
 		_, _ = gc.Discard(off) // Discard(0) would drop everything
 		c.lastSeen = lp.now()
 	}
@@ -111,7 +121,10 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 // OnTick runs on gnet's ticker goroutine, not a loop: it only schedules each loop's own
 // tick through Execute.
 func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	h.srv.sample()
+	now := h.srv.clock()
 	h.srv.eachLoop(func(lp *loop) {
+		lp.tickAt.Store(now)
 		_ = lp.el.Execute(h.srv.baseCtx, lp.tickRun)
 	})
 	return h.srv.cfg.TickInterval, gnet.None
@@ -119,14 +132,17 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 
 // dispatch handles one frame. It returns false when the connection is closing and the
 // rest of its input must be ignored.
-func (lp *loop) dispatch(c *conn, f codec.Frame) bool {
-	lp.stats.framesIn.Add(1)
+func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
+	lp.stats.framesByType[f.Type].Add(1)
 	if c.state == stateHandshake {
 		if f.Type != codec.TypeHello {
 			lp.closeWithError(c, codec.CodeHelloRequired, "send HELLO first")
 			return false
 		}
 		return lp.hello(c, f)
+	}
+	if !controlFrame(f.Type) && f.Type.Known() && !lp.admit(c, f, now) {
+		return true
 	}
 	switch f.Type {
 	case codec.TypePing, codec.TypeEcho:
@@ -298,17 +314,26 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 		timeout = cfg.RequestTimeout
 	}
 	timeout = min(timeout, cfg.MaxRequestTimeout)
-	token, err := lp.reqs.Add(pendingReq{from: c.id, corr: f.Corr})
+	start := lp.srv.clock()
+	if code, retry, reason := lp.allowRequest(target, start); code != 0 {
+		lp.refuseFrame(c, f, code, retry, reason)
+		return true
+	}
+	token, err := lp.reqs.Add(pendingReq{from: c.id, target: target, corr: f.Corr, start: start})
 	if err != nil {
 		lp.replyError(c, f.Corr, codec.CodeQueueFull, "request table full")
 		return true
 	}
 	if code := lp.route(target, codec.TypeIncoming, c, token, payload); code != 0 {
 		lp.reqs.Remove(token)
+		if code == codec.CodeQueueFull {
+			lp.recordOutcome(target, code)
+		}
 		lp.replyError(c, f.Corr, code, routeFailReason(code))
 		return true
 	}
 	c.inflight++
+	lp.stats.inflight.Add(1)
 	lp.stats.requests.Add(1)
 	lp.wheel.add(lp.ticks(timeout), timerRequest, token)
 	return true
@@ -349,6 +374,10 @@ func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard
 	if target.Node() != lp.srv.cfg.NodeID {
 		return codec.CodeNoRoute
 	}
+	if lp.srv.g.queued.Load() >= int64(lp.srv.cfg.MaxQueue) {
+		lp.stats.queueFull.Add(1)
+		return codec.CodeQueueFull
+	}
 	if target.Loop() == int(lp.idx) {
 		tc, code := lp.writable(target)
 		if tc == nil {
@@ -356,7 +385,7 @@ func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard
 		}
 		b := tc.buf()
 		b.B = appendRouted(b.B, t, from, token, payload)
-		tc.pending++
+		lp.addPending(tc)
 		return 0
 	}
 	owner := lp.srv.loopAt(target.Loop())

@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/limits"
 	"github.com/switchboard/switchboard/shard"
 )
 
@@ -43,18 +44,21 @@ type delivery struct {
 // table id is the reply token handed to the responder, so a reply goes straight to the
 // requester's loop and a stale token fails the generation check.
 type pendingReq struct {
-	from shard.ConnID
-	corr uint32
+	from   shard.ConnID
+	target shard.ConnID // for the per-target breaker
+	start  int64        // srv.clock() when forwarded
+	corr   uint32
 }
 
 // loop is switchboard's state for one gnet event loop. Everything but the fields marked
 // otherwise is owned by that loop's goroutine.
 type loop struct {
-	srv   *Server               // immutable
-	idx   uint8                 // immutable
-	el    gnet.EventLoop        // immutable; Execute is its concurrency-safe door
-	inbox *shard.Ring[delivery] // many producers (other loops), consumed here
-	armed atomic.Bool           // a drain is scheduled; producers Execute one only on false→true
+	srv    *Server               // immutable
+	idx    uint8                 // immutable
+	el     gnet.EventLoop        // immutable; Execute is its concurrency-safe door
+	inbox  *shard.Ring[delivery] // many producers (other loops), consumed here
+	armed  atomic.Bool           // a drain is scheduled; producers Execute one only on false→true
+	tickAt atomic.Int64          // srv.clock() when OnTick scheduled the last tick; for loop lag
 
 	conns   *shard.Table[*conn]
 	reqs    *shard.Table[pendingReq]
@@ -66,6 +70,8 @@ type loop struct {
 	drainRun gnet.Runnable // preallocated Execute targets
 	tickRun  gnet.Runnable
 	fireFn   func(timerEntry) // lp.fire, bound once so ticks do not allocate
+
+	lease *limits.RateLease // this loop's share of the node rate; nil = unlimited
 
 	stats loopStats
 }
@@ -84,6 +90,9 @@ func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 	lp.drainRun = gnet.RunnableFunc(func(context.Context) error { lp.drain(); return nil })
 	lp.tickRun = gnet.RunnableFunc(func(context.Context) error { lp.tick(); return nil })
 	lp.fireFn = lp.fire
+	if srv.g.node != nil && int(idx) < srv.g.node.Loops() {
+		lp.lease = srv.g.node.Lease(int(idx))
+	}
 	return lp
 }
 
@@ -128,7 +137,7 @@ func (lp *loop) handleDelivery(d *delivery) {
 	case dFrame:
 		if tc, code := lp.writable(d.target); tc != nil {
 			tc.buf().B = append(tc.out.B, d.buf.B...)
-			tc.pending++
+			lp.addPending(tc)
 		} else {
 			lp.stats.dropped.Add(1)
 			if d.token != 0 {
@@ -180,6 +189,8 @@ func (lp *loop) finishRequest(token shard.ConnID, code codec.ErrorCode) {
 	if !ok {
 		return
 	}
+	lp.stats.inflight.Add(-1)
+	lp.recordOutcome(pr.target, code)
 	if code == codec.CodeTimeout {
 		lp.stats.reqTimeouts.Add(1)
 	}
@@ -203,6 +214,9 @@ func (lp *loop) finishResponse(token shard.ConnID, resp []byte, responder shard.
 		}
 		return
 	}
+	lp.stats.inflight.Add(-1)
+	lp.recordOutcome(pr.target, 0)
+	lp.stats.reqLatency.observe(time.Duration(lp.srv.clock() - pr.start))
 	c, ok := lp.conns.Get(pr.from)
 	if !ok {
 		return // requester left; nobody to tell
@@ -258,6 +272,7 @@ func (lp *loop) ticks(d time.Duration) uint64 {
 
 // tick runs on the loop from OnTick: it advances the timer wheel to the current time.
 func (lp *loop) tick() {
+	lp.stats.lagNs.Store(lp.srv.clock() - lp.tickAt.Load())
 	target := uint64((lp.srv.clock() - lp.start) / int64(lp.srv.cfg.TickInterval))
 	lp.wheel.advanceTo(target, lp.fireFn)
 	lp.flushDirty()
@@ -284,5 +299,28 @@ func (lp *loop) fire(e timerEntry) {
 		}
 		lp.stats.idleTimeouts.Add(1)
 		lp.closeWithError(c, codec.CodeTimeout, "idle timeout: nothing received")
+	case timerSlow:
+		c, ok := lp.conns.Get(e.id)
+		if !ok || c.state != stateActive {
+			return
+		}
+		if c.gc.OutboundBuffered() == 0 {
+			c.slowArmed = false
+			c.lastEmpty = lp.now()
+			return
+		}
+		limit := lp.ticks(lp.srv.cfg.SlowConsumerTimeout)
+		if since := lp.now() - c.lastEmpty; since < limit {
+			lp.wheel.add(limit-since, timerSlow, c.id)
+			return
+		}
+		lp.stats.slowConsumers.Add(1)
+		lp.closeWithError(c, codec.CodeSlowConsumer, "outbound data not drained in time")
 	}
+}
+
+// addPending counts one more message queued for c.
+func (lp *loop) addPending(c *conn) {
+	c.pending++
+	lp.stats.pending.Add(1)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"runtime"
 	"sync"
@@ -44,8 +45,11 @@ type Server struct {
 	loops  [256]atomic.Pointer[loop] // by index; set once by loopFor
 	nloops atomic.Int32
 
+	g            guards       // overload protection; immutable pointers after New
+	acceptTokens atomic.Int64 // accept-rate tokens left, published by the acceptor (-1: unlimited)
 	connCount    atomic.Int64 // connections admitted and not yet closed
 	refused      atomic.Uint64
+	refusedBy    [numRefuseReasons]atomic.Uint64
 	acceptErrors atomic.Uint64
 	draining     atomic.Bool
 
@@ -87,6 +91,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if s.dir == nil {
 		s.dir = shard.NewRegistry()
 	}
+	s.initGuards()
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -123,6 +128,8 @@ func (s *Server) Start() error {
 		s.log.Warn("max-connections lowered below the open-file limit",
 			"requested", s.cfg.MaxConnections, "effective", maxConns, "nofile", nofile)
 	}
+	// Published before the engine starts: OnTick reads them from gnet's ticker goroutine.
+	s.maxConns, s.nofile = maxConns, nofile
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("server: listen %s: %w", s.cfg.Listen, err)
@@ -148,7 +155,6 @@ func (s *Server) Start() error {
 		return fmt.Errorf("server: start event loops: %w", err)
 	}
 	s.ln, s.engine = ln.(*net.TCPListener), eng
-	s.maxConns, s.nofile = maxConns, nofile
 	s.started = true
 	s.wg.Add(1 + refusers)
 	go s.acceptLoop()
@@ -315,32 +321,70 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		backoff = 0
-		switch {
-		case s.draining.Load():
-			s.refuse(nc, codec.CodeShuttingDown, "node is draining")
-			continue
-		case s.connCount.Load() >= int64(s.maxConns):
-			s.refuse(nc, codec.CodeBusy, "connection limit reached")
+		c := &conn{lim: s.newConnLimits()}
+		if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+			c.ip = tcp.AddrPort().Addr()
+		}
+		if !s.admitConn(nc, c) {
 			continue
 		}
 		s.connCount.Add(1)
-		c := &conn{}
-		if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-			c.ip = tcp.IP.String()
-		}
 		if _, err := s.engine.EnrollContext(nc, c); err != nil { // closes nc either way
 			s.connCount.Add(-1)
 			s.acceptErrors.Add(1)
+			if s.g.perIP != nil {
+				s.g.perIP.Release(c.ip)
+			}
 		}
 	}
 }
 
+// admitConn applies tier 1 (and the RED zone) to a new connection, in the order an
+// operator reads them: draining, zone, connection cap, accept rate, per-IP. A refused
+// connection is answered and closed here. Runs on the acceptor goroutine, which owns the
+// accept bucket.
+func (s *Server) admitConn(nc net.Conn, c *conn) bool {
+	g := &s.g
+	z := g.zone.Current()
+	switch {
+	case s.draining.Load():
+		s.refuse(nc, refuseDraining, codec.CodeShuttingDown, 1000, "node is draining")
+		return false
+	case z.RefusesConnections():
+		s.refuse(nc, refuseZone, codec.CodeBusy, 1000, "node overloaded (zone RED)")
+		return false
+	case s.connCount.Load() >= int64(s.maxConns):
+		s.refuse(nc, refuseMaxConns, codec.CodeBusy, 1000, "connection limit reached")
+		return false
+	}
+	if !g.accept.Unlimited() {
+		now := s.clock()
+		// ORANGE halves the accept rate: each connection costs 1/factor tokens.
+		cost := 1
+		if f := z.AcceptFactor(); f > 0 && f < 1 {
+			cost = int(math.Ceil(1 / f))
+		}
+		ok := g.accept.Allow(now, cost)
+		s.acceptTokens.Store(int64(g.accept.Tokens(now)))
+		if !ok {
+			s.refuse(nc, refuseAcceptRate, codec.CodeBusy, millis(g.accept.RetryAfter(now, cost)), "accept rate exceeded")
+			return false
+		}
+	}
+	if g.perIP != nil && !g.perIP.Acquire(c.ip) {
+		s.refuse(nc, refusePerIP, codec.CodeBusy, 1000, "too many connections from this address")
+		return false
+	}
+	return true
+}
+
 // refuse hands a refused connection to a refuser, or if they are all busy, writes the
 // ERROR with a short deadline and closes at once.
-func (s *Server) refuse(nc net.Conn, code codec.ErrorCode, reason string) {
+func (s *Server) refuse(nc net.Conn, why refuseReason, code codec.ErrorCode, retryMs uint32, reason string) {
 	s.refused.Add(1)
+	s.refusedBy[why].Add(1)
 	rc := refusedConn{Conn: nc, frame: codec.AppendError(nil, 0, codec.ErrorBody{
-		Code: code, RetryAfterMs: 1000, Flags: codec.ErrFlagClosing | codec.ErrFlagReconnect | codec.ErrFlagTryOther,
+		Code: code, RetryAfterMs: retryMs, Flags: codec.ErrFlagClosing | codec.ErrFlagReconnect | codec.ErrFlagTryOther,
 		Reason: reason})}
 	select {
 	case s.refuseq <- rc:
@@ -349,6 +393,28 @@ func (s *Server) refuse(nc net.Conn, code codec.ErrorCode, reason string) {
 		_, _ = nc.Write(rc.frame)
 		_ = nc.Close()
 	}
+}
+
+// refuseReason labels switchboard_connections_refused_total.
+type refuseReason uint8
+
+const (
+	refuseMaxConns refuseReason = iota
+	refuseDraining
+	refusePerIP
+	refuseAcceptRate
+	refuseZone
+	numRefuseReasons
+)
+
+var refuseReasonNames = [numRefuseReasons]string{"max_connections", "draining", "per_ip", "accept_rate", "zone_red"}
+
+func (s *Server) refusedByReason() map[string]uint64 {
+	m := make(map[string]uint64, numRefuseReasons)
+	for i, name := range refuseReasonNames {
+		m[name] = s.refusedBy[i].Load()
+	}
+	return m
 }
 
 type refusedConn struct {

@@ -9,7 +9,17 @@ import (
 // loopStats are one loop's counters. Only the owning loop adds to them (uncontended
 // atomics on its own cache lines); any goroutine may read them.
 type loopStats struct {
-	framesIn          atomic.Uint64
+	framesByType      [256]atomic.Uint64
+	bytesIn           atomic.Uint64
+	bytesOut          atomic.Uint64
+	inflight          atomic.Int64 // requests of this loop awaiting an outcome
+	pending           atomic.Int64 // messages queued in this loop's connections' outbound
+	rateLimitedConn   atomic.Uint64
+	rateLimitedNode   atomic.Uint64
+	shed              atomic.Uint64 // frames refused by zone shedding
+	circuitOpen       atomic.Uint64
+	lagNs             atomic.Int64 // last measured tick lag
+	reqLatency        latencyHist
 	accepted          atomic.Uint64
 	closed            atomic.Uint64
 	sent              atomic.Uint64 // SEND frames accepted for delivery
@@ -69,7 +79,9 @@ func (s *Server) Stats() Stats {
 		ls := &lp.stats
 		st.Accepted += ls.accepted.Load()
 		st.Closed += ls.closed.Load()
-		st.FramesIn += ls.framesIn.Load()
+		for i := range ls.framesByType {
+			st.FramesIn += ls.framesByType[i].Load()
+		}
 		st.Sent += ls.sent.Load()
 		st.Requests += ls.requests.Load()
 		st.Responses += ls.responses.Load()

@@ -9,6 +9,7 @@ const (
 	timerHandshake timerKind = iota + 1 // conn id: no HELLO yet → HANDSHAKE_TIMEOUT
 	timerIdle                           // conn id: nothing received for IdleTimeout → close
 	timerRequest                        // request token: no REPLY in time → TIMEOUT
+	timerSlow                           // conn id: outbound not drained → SLOW_CONSUMER
 )
 
 // timerEntry is one armed timer. Entries are never removed when their subject goes away:

@@ -36,8 +36,7 @@ func TestWheel(t *testing.T) {
 func TestWheelRearmFromFire(t *testing.T) {
 	w := newWheel(4)
 	count := 0
-	var fire func(e timerEntry)
-	fire = func(e timerEntry) {
+	fire := func(e timerEntry) {
 		count++
 		if count < 5 {
 			w.add(4, e.kind, e.id) // same slot, one lap later

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/switchboard/switchboard/internal/config"
+)
+
+// runCheckConfig validates config files on their own: environment variables and flags
+// are not consulted. It prints "FILE: ok", or every problem and then "FILE: N problems".
+func runCheckConfig(c *cli, args []string) int {
+	fs := newFlagSet("check-config")
+	if code, done := parseFlags(c, fs, args, "switchboard check-config FILE...\n\n"+
+		"Checks each YAML config file for unknown keys, wrong types and invalid values.\n"+
+		"Environment variables and flags are not consulted."); done {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprint(c.stderr, "switchboard check-config: want at least one FILE\nRun 'switchboard help check-config' for usage.\n")
+		return exitUsage
+	}
+	code := exitOK
+	for _, path := range fs.Args() {
+		_, err := config.LoadFile(path)
+		if err == nil {
+			fmt.Fprintf(c.stdout, "%s: ok\n", path)
+			continue
+		}
+		code = exitUsage
+		printProblems(c.stderr, "", err)
+		n := strings.Count(err.Error(), "\n") + 1
+		fmt.Fprintf(c.stderr, "%s: %d %s\n", path, n, plural(n, "problem", "problems"))
+	}
+	return code
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the node failed at run time
+	exitUsage   = 2 // bad arguments, flags or configuration
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], &cli{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ()}))
+}
+
+// cli is what a subcommand may touch of the process, so that tests can run it in-process.
+type cli struct {
+	stdout, stderr io.Writer
+	environ        []string
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(c *cli, args []string) int
+}
+
+// commands is the subcommand table, in the order usage lists it.
+func commands() []command {
+	return []command{
+		{"serve", "run a node until SIGINT or SIGTERM", runServe},
+		{"check-config", "validate config files", runCheckConfig},
+		{"version", "print version, commit and Go version", runVersion},
+		// bench and tune are added here by their issues.
+	}
+}
+
+func lookupCommand(name string) (command, bool) {
+	for _, cmd := range commands() {
+		if cmd.name == name {
+			return cmd, true
+		}
+	}
+	return command{}, false
+}
+
+func run(args []string, c *cli) int {
+	if len(args) == 0 {
+		usage(c.stderr)
+		return exitUsage
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 {
+			if cmd, ok := lookupCommand(rest[0]); ok {
+				return cmd.run(c, []string{"-h"})
+			}
+			fmt.Fprintf(c.stderr, "switchboard: unknown command %q\n\n", rest[0])
+			usage(c.stderr)
+			return exitUsage
+		}
+		usage(c.stdout)
+		return exitOK
+	case "-version", "--version":
+		return runVersion(c, rest)
+	}
+	cmd, ok := lookupCommand(name)
+	if !ok {
+		fmt.Fprintf(c.stderr, "switchboard: unknown command %q\n\n", name)
+		usage(c.stderr)
+		return exitUsage
+	}
+	return cmd.run(c, rest)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, "switchboard is a binary-protocol TCP message server.\n\n"+
+		"Usage:\n  switchboard <command> [arguments]\n\nCommands:\n")
+	for _, cmd := range commands() {
+		fmt.Fprintf(w, "  %-14s %s\n", cmd.name, cmd.summary)
+	}
+	fmt.Fprintf(w, "  %-14s %s\n", "help", "print this help, or a command's flags")
+	fmt.Fprint(w, "\nRun 'switchboard help <command>' for a command's flags.\n")
+}

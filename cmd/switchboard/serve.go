@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/server"
+)
+
+// shutdownTimeout bounds the graceful shutdown after SIGINT or SIGTERM.
+const shutdownTimeout = 15 * time.Second
+
+func runServe(c *cli, args []string) int {
+	fs := newFlagSet("serve")
+	printConfig := fs.Bool("print-config", false, "print the effective configuration as YAML, with each value's source, and exit")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	cf := config.RegisterFlags(fs)
+	if code, done := parseFlags(c, fs, args, "switchboard serve [flags]"); done {
+		return code
+	}
+
+	var problems []error
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Errorf("unexpected argument %q: serve takes only flags", fs.Arg(0)))
+	}
+	level, err := parseLevel(*logLevel)
+	if err != nil {
+		problems = append(problems, err)
+	}
+	if *logFormat != "text" && *logFormat != "json" {
+		problems = append(problems, fmt.Errorf("--log-format: want text or json, got %q", *logFormat))
+	}
+	loaded, err := config.Load(c.environ, cf)
+	if err != nil {
+		problems = append(problems, err)
+	}
+	if len(problems) > 0 {
+		printProblems(c.stderr, "switchboard serve: ", errors.Join(problems...))
+		return exitUsage
+	}
+	if *printConfig {
+		if err := config.WriteYAML(c.stdout, loaded); err != nil {
+			fmt.Fprintf(c.stderr, "switchboard serve: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
+	}
+	return serve(newLogger(c.stderr, *logFormat, level), loaded)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", s)
+}
+
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs a node until SIGINT or SIGTERM, then shuts it down gracefully.
+func serve(log *slog.Logger, l config.Loaded) int {
+	srv, err := server.New(l.Config, server.WithLogger(log))
+	if err != nil {
+		log.Error("invalid configuration", "err", err)
+		return exitUsage
+	}
+	// Subscribe before Start so that a signal during start-up is not lost.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	if err := srv.Start(); err != nil {
+		log.Error("start failed", "err", err)
+		return exitFailure
+	}
+	eff := srv.Config()
+	logEffective(log, l, eff)
+
+	var admin *adminServer
+	adminFailed := make(chan error, 1)
+	if eff.Admin != "off" {
+		if admin, err = startAdmin(log, eff.Admin, srv.AdminHandler(), adminFailed); err != nil {
+			log.Error("admin endpoints failed to start", "err", err)
+			shutdown(log, srv, nil)
+			return exitFailure
+		}
+	}
+
+	code := exitOK
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout)
+	case err := <-adminFailed:
+		log.Error("admin endpoints failed; shutting down", "err", err)
+		code = exitFailure
+	}
+	signal.Stop(sigs) // a second signal now kills the process the default way
+	if !shutdown(log, srv, admin) {
+		code = exitFailure
+	}
+	return code
+}
+
+// shutdown stops the node, then the admin endpoints (which stay up while the node
+// drains), within shutdownTimeout. It reports whether both stopped cleanly.
+func shutdown(log *slog.Logger, srv *server.Server, admin *adminServer) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	ok := true
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Error("server shutdown incomplete", "err", err)
+		ok = false
+	}
+	if admin != nil {
+		if err := admin.shutdown(ctx); err != nil {
+			log.Error("admin shutdown incomplete", "err", err)
+			ok = false
+		}
+	}
+	if ok {
+		log.Info("shutdown complete")
+	}
+	return ok
+}
+
+// logEffective logs every setting's effective value (eff has the server's resolved
+// values, such as max-connections), and which settings did not come from defaults.
+func logEffective(log *slog.Logger, l config.Loaded, eff server.Config) {
+	attrs := []any{slog.String("config_file", l.File), slog.String("profile", l.Profile)}
+	var set []string
+	for _, f := range config.Fields() {
+		if f.Secret {
+			attrs = append(attrs, slog.Bool(f.Key+"_set", f.Format(&eff) != ""))
+		} else {
+			attrs = append(attrs, slog.Any(f.Key, f.Get(&eff)))
+		}
+		if src := l.Sources[f.Key]; src != config.SourceDefault {
+			set = append(set, f.Key+"="+src)
+		}
+	}
+	if src := l.Sources[config.KeyProfile]; src != config.SourceDefault {
+		set = append(set, config.KeyProfile+"="+src)
+	}
+	attrs = append(attrs, slog.String("not_default", strings.Join(set, ",")))
+	log.Info("effective configuration", attrs...)
+}

@@ -1,0 +1,61 @@
+package config
+
+// help is the one-line help of every setting, by key: the --help text of its flag and
+// the comment above it in --print-config's example. Read-only. A test fails when a field
+// of server.Config has no entry here, so new fields are not forgotten.
+var help = map[string]string{
+	"listen":                "client TCP address",
+	"admin":                 `admin HTTP address (health, metrics, pprof); "off" disables it`,
+	"node-id":               "this node's id inside connection ids, 1..65535",
+	"server-id":             "node name sent to clients in WELCOME; empty means the host name",
+	"loops":                 "number of event loops; 0 means GOMAXPROCS",
+	"max-connections":       "cap on concurrent client connections; 0 means as many as the open-file limit allows",
+	"max-frame":             "largest frame accepted after the handshake, bytes",
+	"token":                 "shared secret a HELLO must carry; empty means no authentication",
+	"max-pending":           "messages queued for one connection before the slow-consumer policy applies",
+	"max-pending-bytes":     "bytes queued for one connection before the slow-consumer policy applies",
+	"ring-size":             "slots in each event loop's cross-loop ring (rounded up to a power of two)",
+	"frames-per-wake":       "frames handled per read callback before other connections get a turn",
+	"max-names-per-conn":    "names one connection may register",
+	"handshake-timeout":     "time a new connection has to send HELLO",
+	"idle-timeout":          "close a connection silent for this long; clients ping at a third of it",
+	"request-timeout":       "timeout of a REQUEST that asks for none",
+	"max-request-timeout":   "longest timeout a REQUEST may ask for",
+	"tick-interval":         "resolution of the per-loop timer wheel, 1ms..1s",
+	"read-buffer-cap":       "gnet's per-loop read buffer, bytes",
+	"write-buffer-cap":      "gnet's per-connection outbound buffer chunk, bytes",
+	"tcp-delay":             "turn Nagle's algorithm back on (TCP_NODELAY off)",
+	"max-queue":             "messages queued node-wide (rings + outbound) before senders get QUEUE_FULL",
+	"slow-consumer-timeout": "close a connection whose outbound data has not drained for this long",
+	"loop-lag-budget":       "event-loop lag counted as 100% utilisation for zones",
+	"conn-msg-rate":         "tier 2: messages/s per connection (0 = unlimited; seed 500)",
+	"conn-msg-burst":        "per-connection message burst (0 = one second's worth)",
+	"conn-byte-rate":        "tier 2: bytes/s per connection (0 = unlimited)",
+	"conn-byte-burst":       "per-connection byte burst (0 = one second's worth)",
+	"node-msg-rate":         "tier 3: messages/s across the node (0 = unlimited; seed 10000)",
+	"node-msg-burst":        "node-wide message burst (0 = one second's worth)",
+	"accept-rate":           "tier 1: new connections/s (0 = unlimited; seed 100)",
+	"accept-burst":          "accept burst (0 = one second's worth)",
+	"max-conns-per-ip":      "tier 1: connections per client address, IPv6 per /64 (0 = unlimited)",
+	"breaker-error-rate":    "tier 4: request error rate that opens the node breaker (fraction)",
+	"breaker-window":        "window the breaker's error rate is measured over",
+	"breaker-min-requests":  "requests in the window below which the breaker stays closed",
+	"breaker-open-for":      "how long an open breaker fails fast before probing",
+	"breaker-probes":        "half-open probes let through, and successes needed to close",
+	"target-error-rate":     "error rate that opens one target's breaker (fraction)",
+	"target-min-failures":   "failures in the window below which a target's breaker stays closed",
+	"max-targets":           "targets the per-target breaker table tracks",
+	"zone-yellow":           "utilisation at which the YELLOW zone starts",
+	"zone-orange":           "utilisation at which the ORANGE zone starts (accept rate halved, low priority shed)",
+	"zone-red":              "utilisation at which the RED zone starts (new connections refused, all but control shed)",
+	"zone-hysteresis":       "how far below a threshold utilisation must fall to leave a zone",
+	"zone-min-dwell":        "time a zone is held before stepping down",
+
+	KeyProfile: "tuning profile name (not applied yet)",
+	KeyConfig:  "YAML config file",
+}
+
+// secret keys are redacted when printed and must not be logged. Read-only.
+var secret = map[string]bool{
+	"token": true,
+}

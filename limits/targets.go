@@ -1,0 +1,268 @@
+package limits
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// targetShards is the number of independently locked parts of a TargetBreakers.
+const targetShards = 16
+
+// TargetBreakers holds one circuit breaker per request target (a uint64 id, for example a
+// hash of the target name or its connection id), for targets whose requests keep failing:
+// timing out or hitting QUEUE_FULL. It sits on the REQUEST path, not on every frame.
+//
+// Only targets with a recent failure have an entry: a target is tracked from its first
+// failure and forgotten once it is closed with no failure left in its window (or its
+// half-open probes all succeed). Healthy traffic therefore neither allocates nor grows the
+// table, and Allow on a table with no entries is one atomic load. The table holds at most
+// MaxTargets entries; when a shard is full, adding a target evicts the least recently
+// failed closed entry of that shard, or if all are open or half-open, the least recently
+// failed entry (a target evicted while open is allowed again: under such churn the bound
+// on memory wins).
+//
+// Concurrency: safe for concurrent use. Targets are spread over 16 shards, each with its
+// own mutex held only for a map operation and a few counters. Entries are recycled through
+// a per-shard free list, so steady-state churn does not allocate.
+type TargetBreakers struct {
+	cfg         BreakerConfig // immutable after New
+	width       int64         // immutable after New
+	maxPerShard int           // immutable after New
+	n           atomic.Int64  // atomic; entries in all shards
+	shards      [targetShards]targetShard
+}
+
+type targetShard struct {
+	mu   sync.Mutex
+	m    map[uint64]*targetEntry // guarded by mu
+	free *targetEntry            // guarded by mu; recycled entries, linked by next
+	_    [cacheLine - 24]byte
+}
+
+// targetEntry is one target's breaker. Guarded by its shard's mu.
+type targetEntry struct {
+	state      BreakerState
+	probes     int
+	successes  int
+	openUntil  int64
+	roundStart int64
+	lastFail   int64 // now of the latest failure, for eviction
+	win        window
+	next       *targetEntry // free list
+}
+
+// NewTargetBreakers returns an empty table of per-target breakers with the given settings
+// (zero fields take the node defaults of DefaultBreakerConfig; pass
+// DefaultTargetBreakerConfig for the per-target ones) holding at most maxTargets entries
+// (<= 0 means DefaultMaxTargets; rounded up to a multiple of 16).
+func NewTargetBreakers(cfg BreakerConfig, maxTargets int) *TargetBreakers {
+	cfg = cfg.withDefaults()
+	if maxTargets <= 0 {
+		maxTargets = DefaultMaxTargets
+	}
+	t := &TargetBreakers{
+		cfg:         cfg,
+		width:       cfg.width(),
+		maxPerShard: (maxTargets + targetShards - 1) / targetShards,
+	}
+	for i := range t.shards {
+		t.shards[i].m = make(map[uint64]*targetEntry)
+	}
+	return t
+}
+
+// Config returns the effective settings.
+func (t *TargetBreakers) Config() BreakerConfig { return t.cfg }
+
+// Len returns the number of targets tracked. Lock-free.
+func (t *TargetBreakers) Len() int { return int(t.n.Load()) }
+
+// MaxTargets returns the bound on tracked targets.
+func (t *TargetBreakers) MaxTargets() int { return t.maxPerShard * targetShards }
+
+func (t *TargetBreakers) shard(target uint64) *targetShard {
+	// Fibonacci hashing: ids may be sequential or share low bits.
+	return &t.shards[(target*0x9E3779B97F4A7C15)>>60]
+}
+
+// Allow reports whether a request to target may proceed at now (monotonic nanoseconds),
+// and if not, when to retry. Semantics are Breaker.Allow's. Lock-free when no target is
+// tracked; otherwise one shard lock.
+func (t *TargetBreakers) Allow(target uint64, now int64) (ok bool, retryAfter time.Duration) {
+	if t.n.Load() == 0 {
+		return true, 0
+	}
+	sh := t.shard(target)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.m[target]
+	if e == nil {
+		return true, 0
+	}
+	switch e.state {
+	case BreakerClosed:
+		return true, 0
+	case BreakerOpen:
+		if now < e.openUntil {
+			return false, time.Duration(e.openUntil - now)
+		}
+		e.state = BreakerHalfOpen
+		e.probes, e.successes, e.roundStart = 0, 0, now
+	}
+	openFor := int64(t.cfg.OpenFor)
+	if now-e.roundStart >= openFor {
+		e.probes, e.roundStart = e.successes, now
+	}
+	if e.probes < t.cfg.Probes {
+		e.probes++
+		return true, 0
+	}
+	return false, time.Duration(max(1, min(t.width, e.roundStart+openFor-now)))
+}
+
+// Record reports the outcome of a request to target at now; success is false for a
+// timeout, QUEUE_FULL or similar failure of the target. Semantics are Breaker.Record's.
+// Takes one shard lock; allocates only when a target fails for the first time and no
+// recycled entry is available.
+func (t *TargetBreakers) Record(target uint64, now int64, success bool) {
+	sh := t.shard(target)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.m[target]
+	if e == nil {
+		if success {
+			return // healthy and untracked: nothing to remember
+		}
+		e = t.addLocked(sh, target)
+	}
+	switch e.state {
+	case BreakerClosed:
+		e.win.add(now, success)
+		if success {
+			if _, fail := e.win.sums(now); fail == 0 {
+				t.removeLocked(sh, target, e)
+			}
+			return
+		}
+		e.lastFail = now
+		if total, fail := e.win.sums(now); t.cfg.trips(total, fail) {
+			e.state, e.openUntil = BreakerOpen, now+int64(t.cfg.OpenFor)
+		}
+	case BreakerHalfOpen:
+		if !success {
+			e.lastFail = now
+			e.state, e.openUntil = BreakerOpen, now+int64(t.cfg.OpenFor)
+			return
+		}
+		e.successes++
+		if e.successes >= t.cfg.Probes {
+			t.removeLocked(sh, target, e) // closed with a clean window
+		}
+	}
+}
+
+// State returns target's state; BreakerClosed for an untracked target.
+func (t *TargetBreakers) State(target uint64) BreakerState {
+	sh := t.shard(target)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e := sh.m[target]; e != nil {
+		return e.state
+	}
+	return BreakerClosed
+}
+
+// addLocked inserts a fresh closed entry for target, evicting one if the shard is full.
+func (t *TargetBreakers) addLocked(sh *targetShard, target uint64) *targetEntry {
+	if len(sh.m) >= t.maxPerShard {
+		var victimID uint64
+		var victim *targetEntry
+		for id, e := range sh.m {
+			if victim == nil || evictBefore(e, victim) {
+				victimID, victim = id, e
+			}
+		}
+		t.removeLocked(sh, victimID, victim)
+	}
+	e := sh.free
+	if e != nil {
+		sh.free = e.next
+		e.next = nil
+	} else {
+		e = &targetEntry{win: newWindow(t.cfg.Buckets, t.width)}
+	}
+	sh.m[target] = e
+	t.n.Add(1)
+	return e
+}
+
+// evictBefore reports whether a is a better eviction victim than b: closed before
+// anything else, then the least recent failure.
+func evictBefore(a, b *targetEntry) bool {
+	if (a.state == BreakerClosed) != (b.state == BreakerClosed) {
+		return a.state == BreakerClosed
+	}
+	return a.lastFail < b.lastFail
+}
+
+func (t *TargetBreakers) removeLocked(sh *targetShard, target uint64, e *targetEntry) {
+	delete(sh.m, target)
+	t.n.Add(-1)
+	*e = targetEntry{win: e.win, next: sh.free}
+	e.win.reset()
+	sh.free = e
+}
+
+// window is a sliding window of request outcomes in fixed-width time buckets. Not safe for
+// concurrent use; its owner guards it.
+type window struct {
+	width   int64 // bucket width, ns
+	buckets []plainBucket
+}
+
+type plainBucket struct {
+	epoch, total, fail int64
+}
+
+func newWindow(n int, width int64) window {
+	w := window{width: width, buckets: make([]plainBucket, n)}
+	w.reset()
+	return w
+}
+
+func (w *window) reset() {
+	for i := range w.buckets {
+		w.buckets[i] = plainBucket{epoch: -1}
+	}
+}
+
+func (w *window) add(now int64, success bool) {
+	e := now / w.width
+	if e < 0 {
+		return
+	}
+	bk := &w.buckets[e%int64(len(w.buckets))]
+	if bk.epoch > e {
+		return // older than the window
+	}
+	if bk.epoch < e {
+		*bk = plainBucket{epoch: e}
+	}
+	bk.total++
+	if !success {
+		bk.fail++
+	}
+}
+
+func (w *window) sums(now int64) (total, fail int64) {
+	e := now / w.width
+	oldest := e - int64(len(w.buckets))
+	for _, bk := range w.buckets {
+		if bk.epoch > oldest && bk.epoch <= e {
+			total += bk.total
+			fail += bk.fail
+		}
+	}
+	return total, fail
+}
