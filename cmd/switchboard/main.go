@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/switchboard/switchboard/bench"
 )
 
 // Exit codes.
@@ -36,7 +38,8 @@ func commands() []command {
 		{"serve", "run a node until SIGINT or SIGTERM", runServe},
 		{"check-config", "validate config files", runCheckConfig},
 		{"version", "print version, commit and Go version", runVersion},
-		// bench and tune are added here by their issues.
+		{"bench", "put load on a node and measure it (scenarios: echo connect route overload soak)", func(c *cli, args []string) int { return bench.Main(args, c.stdout, c.stderr) }},
+		// tune is added here by its issue.
 	}
 }
 

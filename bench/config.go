@@ -1,0 +1,274 @@
+package bench
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+)
+
+// Scenario names.
+const (
+	ScenarioEcho     = "echo"
+	ScenarioConnect  = "connect"
+	ScenarioRoute    = "route"
+	ScenarioOverload = "overload"
+	ScenarioSoak     = "soak"
+)
+
+var scenarios = []string{ScenarioEcho, ScenarioConnect, ScenarioRoute, ScenarioOverload, ScenarioSoak}
+
+// Config is one bench run. Its fields are the `switchboard bench` flags (kebab case of the
+// field name); zero means the scenario's default, applied by EnsureDefaults. Durations
+// are time.Duration, rates per second over the whole run (all connections together).
+type Config struct {
+	Scenario string `json:"scenario"`
+	// Addrs are the servers' client addresses; connections are spread over them round-robin.
+	// Default 127.0.0.1:7400. Only loopback unless AllowRemote.
+	Addrs []string `json:"addr"`
+	// Admin is the server's admin address; its /metrics feeds the server figures.
+	Admin string `json:"admin"`
+	// ServerPID, when set, makes the server figures come from /proc/PID instead.
+	ServerPID int `json:"server_pid"`
+	// Conns is the number of connections (overload: spike connections). Default per scenario.
+	Conns int `json:"conns"`
+	// Duration of the measured phase (connect: how long connections are held; overload:
+	// the spike). Default per scenario.
+	Duration time.Duration `json:"duration"`
+	// Size is the payload size in bytes; at least 8 (a timestamp rides in it). Default 64.
+	Size int `json:"size"`
+	// Pipeline is the closed-loop window per connection (echo, route). Default 16.
+	Pipeline int `json:"pipeline"`
+	// Rate, when positive, makes the load open-loop at this many messages/s in total.
+	Rate float64 `json:"rate"`
+	// Ramp is the connection opening rate, connections/s; 0 means as fast as possible.
+	Ramp float64 `json:"ramp"`
+	// Procs splits the connections over this many worker processes (0 or 1: in process).
+	Procs int `json:"procs"`
+	// JSON is where the JSON result goes ("-": stdout; "": nowhere).
+	JSON string `json:"json"`
+	// Plot is an .svg or .png file to draw throughput and latency over time into.
+	Plot string `json:"plot"`
+	// Floor also runs the echo load against a bare gnet echo server and reports the ratio.
+	Floor bool `json:"floor"`
+	// Token is the HELLO token.
+	Token string `json:"token"`
+	// Interval between status lines on stderr. Default 1s (soak: 10s).
+	Interval time.Duration `json:"interval"`
+	// Mode is route's message kind: "send" (SEND, end-to-end latency) or "request".
+	Mode string `json:"mode"`
+	// Timeout bounds each connection's dial and handshake, and the whole connecting phase
+	// is bounded by Timeout + Conns/Ramp. Default 10s.
+	Timeout time.Duration `json:"timeout"`
+	// Grace is how long connections keep reading after the load stops, for answers in
+	// flight. Default 2s.
+	Grace time.Duration `json:"grace"`
+	// Baseline is overload's calm phase before the spike (probe only). Default 2s.
+	Baseline time.Duration `json:"baseline"`
+	// Recover is overload's observation phase after the spike. Default 5s.
+	Recover time.Duration `json:"recover"`
+	// ProbeRate is overload's probe flow, ECHO messages/s on one connection. Default 200.
+	ProbeRate float64 `json:"probe_rate"`
+	// AllowRemote permits non-loopback addresses.
+	AllowRemote bool `json:"allow_remote"`
+}
+
+// Limits that keep every run bounded.
+const (
+	maxConns    = 1_000_000
+	maxDuration = 24 * time.Hour
+	maxProcs    = 64
+	maxPipeline = 4096
+	maxSize     = 1 << 20
+)
+
+// EnsureDefaults fills zero fields with the scenario's defaults.
+func (c *Config) EnsureDefaults() {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defD := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	if len(c.Addrs) == 0 {
+		c.Addrs = []string{"127.0.0.1:7400"}
+	}
+	switch c.Scenario {
+	case ScenarioConnect:
+		def(&c.Conns, 1000)
+	case ScenarioOverload:
+		def(&c.Conns, 500)
+		defD(&c.Duration, 5*time.Second)
+	case ScenarioSoak:
+		def(&c.Conns, 100)
+		defD(&c.Duration, 60*time.Second)
+		defD(&c.Interval, 10*time.Second)
+		if c.Rate == 0 {
+			c.Rate = 5000
+		}
+	default:
+		def(&c.Conns, 50)
+	}
+	defD(&c.Duration, 10*time.Second)
+	def(&c.Size, 64)
+	def(&c.Pipeline, 16)
+	defD(&c.Interval, time.Second)
+	defD(&c.Timeout, 10*time.Second)
+	defD(&c.Grace, 2*time.Second)
+	defD(&c.Baseline, 2*time.Second)
+	defD(&c.Recover, 5*time.Second)
+	if c.ProbeRate == 0 {
+		c.ProbeRate = 200
+	}
+	if c.Mode == "" {
+		c.Mode = "send"
+	}
+	if c.Procs == 0 {
+		c.Procs = 1
+	}
+}
+
+// Validate returns every problem in c, each naming its flag.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("bench: --%s: %s", flag, fmt.Sprintf(format, args...)))
+	}
+	known := false
+	for _, s := range scenarios {
+		known = known || s == c.Scenario
+	}
+	if !known {
+		errs = append(errs, fmt.Errorf("bench: unknown scenario %q (want one of %s)", c.Scenario, strings.Join(scenarios, ", ")))
+	}
+	for _, a := range c.Addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			bad("addr", "%v", err)
+			continue
+		}
+		if !c.AllowRemote && !isLoopback(host) {
+			bad("addr", "%s is not a loopback address (add --allow-remote to load a remote server)", a)
+		}
+	}
+	if c.Admin != "" {
+		host, _, err := net.SplitHostPort(c.Admin)
+		if err != nil {
+			bad("admin", "%v", err)
+		} else if !c.AllowRemote && !isLoopback(host) {
+			bad("admin", "%s is not a loopback address", c.Admin)
+		}
+	}
+	if c.Conns < 1 || c.Conns > maxConns {
+		bad("conns", "must be 1..%d, got %d", maxConns, c.Conns)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"duration", c.Duration}, {"interval", c.Interval}, {"timeout", c.Timeout}, {"grace", c.Grace},
+		{"baseline", c.Baseline}, {"recover", c.Recover}} {
+		if d.v <= 0 || d.v > maxDuration {
+			bad(d.name, "must be positive and at most %v, got %v", maxDuration, d.v)
+		}
+	}
+	if c.Size < 8 || c.Size > maxSize {
+		bad("size", "must be 8..%d bytes (the payload carries an 8-byte timestamp), got %d", maxSize, c.Size)
+	}
+	if c.Pipeline < 1 || c.Pipeline > maxPipeline {
+		bad("pipeline", "must be 1..%d, got %d", maxPipeline, c.Pipeline)
+	}
+	if c.Rate < 0 {
+		bad("rate", "must not be negative, got %v", c.Rate)
+	}
+	if c.Ramp < 0 {
+		bad("ramp", "must not be negative, got %v", c.Ramp)
+	}
+	if c.ProbeRate <= 0 || c.ProbeRate > 100_000 {
+		bad("probe-rate", "must be in (0, 100000], got %v", c.ProbeRate)
+	}
+	if c.Procs < 1 || c.Procs > maxProcs {
+		bad("procs", "must be 1..%d, got %d", maxProcs, c.Procs)
+	}
+	if c.Procs > c.Conns && c.Scenario != ScenarioOverload {
+		bad("procs", "more worker processes (%d) than connections (%d)", c.Procs, c.Conns)
+	}
+	if c.Mode != "send" && c.Mode != "request" {
+		bad("mode", `must be "send" or "request", got %q`, c.Mode)
+	}
+	if c.Floor && c.Scenario != ScenarioEcho {
+		bad("floor", "only the echo scenario has a floor")
+	}
+	if c.ServerPID < 0 {
+		bad("server-pid", "must not be negative")
+	}
+	if c.Plot != "" && !strings.HasSuffix(c.Plot, ".svg") && !strings.HasSuffix(c.Plot, ".png") {
+		bad("plot", "file name must end in .svg or .png, got %q", c.Plot)
+	}
+	if len(c.Token) > 255 {
+		bad("token", "longer than 255 bytes")
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// flagSet binds c's fields to flags. The flag names are a contract with outside scripts.
+func (c *Config) flagSet(out io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("switchboard bench "+c.Scenario, flag.ContinueOnError)
+	fs.SetOutput(out)
+	addrs := fs.String("addr", "127.0.0.1:7400", "server address(es), comma-separated; connections are spread over them")
+	fs.StringVar(&c.Admin, "admin", "", "server admin address; server RSS/CPU come from http://ADMIN/metrics")
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process id; server RSS/CPU come from /proc/PID (wins over --admin)")
+	fs.IntVar(&c.Conns, "conns", 0, "connections (default: 50; connect 1000; soak 100; overload 500 spike connections)")
+	fs.DurationVar(&c.Duration, "duration", 0, "measured phase (connect: hold time; overload: spike) (default 10s; soak 60s; overload 5s)")
+	fs.IntVar(&c.Size, "size", 0, "payload bytes, at least 8 (default 64)")
+	fs.IntVar(&c.Pipeline, "pipeline", 0, "closed-loop messages in flight per connection (default 16)")
+	fs.Float64Var(&c.Rate, "rate", 0, "open-loop total messages/s (0: closed loop; soak default 5000)")
+	fs.Float64Var(&c.Ramp, "ramp", 0, "connections opened per second (0: as fast as possible)")
+	fs.IntVar(&c.Procs, "procs", 0, "worker processes to split the connections over (default 1: in process)")
+	fs.StringVar(&c.JSON, "json", "", "write the JSON result to FILE (- for stdout)")
+	fs.StringVar(&c.Plot, "plot", "", "draw throughput and latency over time into FILE.svg or FILE.png")
+	fs.BoolVar(&c.Floor, "floor", false, "echo: also run the load against a bare gnet echo server and report the ratio")
+	fs.StringVar(&c.Token, "token", "", "HELLO token")
+	fs.DurationVar(&c.Interval, "interval", 0, "status line interval on stderr (default 1s; soak 10s)")
+	fs.StringVar(&c.Mode, "mode", "", `route: "send" or "request" (default send)`)
+	fs.DurationVar(&c.Timeout, "timeout", 0, "dial+handshake timeout per connection (default 10s)")
+	fs.DurationVar(&c.Grace, "grace", 0, "time to wait for answers in flight after the load stops (default 2s)")
+	fs.DurationVar(&c.Baseline, "baseline", 0, "overload: calm phase before the spike (default 2s)")
+	fs.DurationVar(&c.Recover, "recover", 0, "overload: observation phase after the spike (default 5s)")
+	fs.Float64Var(&c.ProbeRate, "probe-rate", 0, "overload: probe ECHO messages/s (default 200)")
+	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow non-loopback --addr")
+	return fs, addrs
+}
+
+// effective returns every flag's effective value, keyed by flag name, for the JSON.
+func (c *Config) effective() map[string]any {
+	return map[string]any{
+		"addr": strings.Join(c.Addrs, ","), "admin": c.Admin, "server-pid": c.ServerPID,
+		"conns": c.Conns, "duration": c.Duration.String(), "size": c.Size, "pipeline": c.Pipeline,
+		"rate": c.Rate, "ramp": c.Ramp, "procs": c.Procs, "json": c.JSON, "plot": c.Plot,
+		"floor": c.Floor, "token": redact(c.Token), "interval": c.Interval.String(), "mode": c.Mode,
+		"timeout": c.Timeout.String(), "grace": c.Grace.String(), "baseline": c.Baseline.String(),
+		"recover": c.Recover.String(), "probe-rate": c.ProbeRate, "allow-remote": c.AllowRemote,
+	}
+}
+
+func redact(tok string) string {
+	if tok == "" {
+		return ""
+	}
+	return "<set>"
+}

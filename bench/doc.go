@@ -1,0 +1,43 @@
+// Package bench is switchboard's load generator, behind `switchboard bench SCENARIO`:
+// echo, connect, route, overload and soak scenarios against one or more loopback servers,
+// HDR-style latency histograms, multi-process fan-out past the per-process open-file
+// limit, a bare gnet echo floor (package floor), a JSON result and SVG/PNG plots.
+//
+// The load is driven on raw net.Conns rather than through package client: one goroutine
+// per connection in the closed loop (a read of all buffered answers, then one write with
+// all the refills), a sender and a reader per connection in the open loop (sends batched
+// per wake-up), bufio reads cut into frames without allocating, and latencies recorded
+// with one atomic add. The generator shares the machine's cores with the server, so its
+// cost per frame is what decides how much load it can offer.
+//
+// Latency is measured from a timestamp carried in the first 8 bytes of every payload:
+// the send time in the closed loop, the intended send time in the open loop (coordinated
+// omission; see pacer.Stamp for the one exception, the sender's own timer lateness), and
+// for route the sender's stamp read by the receiving connection (end to end; worker
+// processes on one machine share the clock).
+//
+// # Processes
+//
+// A run is split into parts (partSpec), one per process with --procs K, each owning a
+// contiguous range of the connections and binding them to source address 127.0.0.(i+2).
+// Workers are this binary re-executed as `bench worker`: the spec arrives as the first
+// line of stdin, "go" on stdin starts the load, the end of stdin stops the worker (so a
+// dead parent takes its workers with it), and JSON lines on stdout carry "ready", one
+// "tick" per second (counters and that second's histogram) and the final "result". The
+// parent merges histograms and counters; without --procs the same part runs in a goroutine.
+// The floor server is `bench floor-server --listen 127.0.0.1:0`, which prints its address.
+//
+// # Concurrency
+//
+// Main may be called from any goroutine; a run owns every goroutine it starts and waits
+// for them before returning. Histogram is not safe for concurrent use; atomicHistogram is.
+//
+// # Caveats
+//
+//   - Targets are loopback only unless --allow-remote; every run is bounded in connections
+//     and time and stops by itself.
+//   - Route names are unique per run (bench-RUNID-INDEX), so runs against the same server
+//     do not collide; a run with connections that failed to register sees NO_ROUTE.
+//   - Server figures need --server-pid (Linux /proc) or --admin (Prometheus /metrics);
+//     RSS per connection is only meaningful against a freshly started server.
+package bench

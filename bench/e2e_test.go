@@ -1,0 +1,274 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/server"
+)
+
+// startServer starts an in-process switchboard on 127.0.0.1:0.
+func startServer(t *testing.T, cfg server.Config) string {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Admin = "off"
+	s, err := server.New(cfg, server.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return s.Addr().String()
+}
+
+// runBench runs `switchboard bench ARGS --json -` in process and returns the decoded
+// result as a generic map, with stderr for failure messages.
+func runBench(t *testing.T, r runner, args ...string) (map[string]any, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	args = append(args, "--json", "-")
+	code := mainWith(args, &stdout, &stderr, r)
+	if code != 0 {
+		t.Fatalf("bench %v exited %d; stderr:\n%s", args, code, stderr.String())
+	}
+	var m map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &m); err != nil {
+		t.Fatalf("stdout is not one JSON object (%v):\n%s", err, stdout.String())
+	}
+	return m, stderr.String()
+}
+
+func inProcess() runner { return runner{inProcess: true} }
+
+// get walks a path of keys in a decoded JSON object.
+func get(t *testing.T, m map[string]any, path string) any {
+	t.Helper()
+	var cur any = m
+	for _, k := range strings.Split(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			t.Fatalf("%s: %q is not an object", path, k)
+		}
+		if cur, ok = obj[k]; !ok {
+			t.Fatalf("JSON lacks %s", path)
+		}
+	}
+	return cur
+}
+
+func num(t *testing.T, m map[string]any, path string) float64 {
+	t.Helper()
+	v, ok := get(t, m, path).(float64)
+	if !ok {
+		t.Fatalf("%s is not a number: %v", path, get(t, m, path))
+	}
+	return v
+}
+
+// resultKeys is the JSON shape issue 3 promises.
+var resultKeys = []string{
+	"scenario", "started_at", "duration_s", "config",
+	"connections.target", "connections.established", "connections.refused", "connections.refused_by_code", "connections.failed",
+	"messages.sent", "messages.received", "messages.errors_by_code", "messages.lost",
+	"throughput_msgs_per_s",
+	"latency_us.p50", "latency_us.p90", "latency_us.p95", "latency_us.p99", "latency_us.p999", "latency_us.max",
+	"server.rss_bytes_before", "server.rss_bytes_after", "server.rss_bytes_peak", "server.rss_per_conn_bytes", "server.cpu_seconds", "server.source",
+	"floor.throughput_msgs_per_s", "floor.ratio",
+}
+
+func TestEchoClosedLoopJSONShape(t *testing.T) {
+	addr := startServer(t, server.Config{})
+	pid := strconv.Itoa(os.Getpid())
+	m, _ := runBench(t, inProcess(), "echo", "--addr", addr, "--conns", "4", "--pipeline", "8",
+		"--duration", "1s", "--server-pid", pid)
+	for _, k := range resultKeys {
+		get(t, m, k)
+	}
+	cfg := get(t, m, "config").(map[string]any)
+	for _, f := range []string{"addr", "admin", "conns", "duration", "size", "pipeline", "rate", "ramp", "procs",
+		"json", "plot", "floor", "server-pid", "token", "interval"} {
+		if _, ok := cfg[f]; !ok {
+			t.Errorf("config lacks flag %q", f)
+		}
+	}
+	if get(t, m, "scenario") != "echo" || num(t, m, "connections.established") != 4 {
+		t.Fatalf("scenario %v, established %v", get(t, m, "scenario"), get(t, m, "connections.established"))
+	}
+	sent, recv := num(t, m, "messages.sent"), num(t, m, "messages.received")
+	if recv == 0 || sent != recv || num(t, m, "messages.lost") != 0 {
+		t.Fatalf("sent %v received %v lost %v; want all answered", sent, recv, num(t, m, "messages.lost"))
+	}
+	if p50, p99 := num(t, m, "latency_us.p50"), num(t, m, "latency_us.p99"); p50 <= 0 || p99 < p50 {
+		t.Fatalf("latency p50 %v p99 %v", p50, p99)
+	}
+	if num(t, m, "throughput_msgs_per_s") <= 0 || num(t, m, "server.rss_bytes_before") <= 0 {
+		t.Fatalf("throughput %v, rss before %v", num(t, m, "throughput_msgs_per_s"), num(t, m, "server.rss_bytes_before"))
+	}
+	if src := get(t, m, "server.source").(string); !strings.HasPrefix(src, "proc:") {
+		t.Fatalf("server.source = %q; want proc:PID", src)
+	}
+}
+
+func TestEchoOpenLoop(t *testing.T) {
+	addr := startServer(t, server.Config{})
+	m, _ := runBench(t, inProcess(), "echo", "--addr", addr, "--conns", "4", "--rate", "2000", "--duration", "1s")
+	sent := num(t, m, "messages.sent")
+	// 2000/s for 1 s: the pacer must not be far off in either direction.
+	if sent < 1800 || sent > 2100 {
+		t.Fatalf("sent %v messages at --rate 2000 for 1s; want about 2000", sent)
+	}
+	if num(t, m, "messages.received") != sent {
+		t.Fatalf("received %v of %v", num(t, m, "messages.received"), sent)
+	}
+}
+
+func TestEchoFloor(t *testing.T) {
+	addr := startServer(t, server.Config{})
+	m, _ := runBench(t, inProcess(), "echo", "--addr", addr, "--conns", "2", "--duration", "500ms", "--floor")
+	if ft, ratio := num(t, m, "floor.throughput_msgs_per_s"), num(t, m, "floor.ratio"); ft <= 0 || ratio <= 0 {
+		t.Fatalf("floor throughput %v ratio %v; want both positive", ft, ratio)
+	}
+}
+
+func TestConnect(t *testing.T) {
+	addr := startServer(t, server.Config{MaxConnections: 30})
+	m, _ := runBench(t, inProcess(), "connect", "--addr", addr, "--conns", "40", "--ramp", "400",
+		"--duration", "300ms", "--server-pid", strconv.Itoa(os.Getpid()))
+	if est, ref := num(t, m, "connections.established"), num(t, m, "connections.refused"); est != 30 || ref != 10 {
+		t.Fatalf("established %v refused %v; want 30 and 10 (max-connections 30)", est, ref)
+	}
+	if busy := num(t, m, "connections.refused_by_code.BUSY"); busy != 10 {
+		t.Fatalf("refused_by_code.BUSY = %v; want 10", busy)
+	}
+	if num(t, m, "connect.accept_rate_per_s") <= 0 {
+		t.Fatal("no accept rate")
+	}
+	get(t, m, "server.rss_per_conn_bytes")
+}
+
+func TestConnectRefusesRemote(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := mainWith([]string{"connect", "--addr", "192.0.2.1:7400"}, &stdout, &stderr, inProcess()); code != 2 {
+		t.Fatalf("exit %d; want 2 (usage) for a non-loopback address", code)
+	}
+	if !strings.Contains(stderr.String(), "loopback") {
+		t.Fatalf("stderr %q does not explain the refusal", stderr.String())
+	}
+}
+
+func TestNothingToConnectToFails(t *testing.T) {
+	// A listener that is closed at once gives a port nobody listens on.
+	addr := startServer(t, server.Config{})
+	_ = addr
+	var stdout, stderr bytes.Buffer
+	code := mainWith([]string{"echo", "--addr", "127.0.0.1:1", "--conns", "1", "--duration", "100ms", "--timeout", "1s"},
+		&stdout, &stderr, inProcess())
+	if code != 1 {
+		t.Fatalf("exit %d; want 1 when nothing connects; stderr:\n%s", code, stderr.String())
+	}
+}
+
+func TestRoute(t *testing.T) {
+	for _, mode := range []string{"send", "request"} {
+		t.Run(mode, func(t *testing.T) {
+			addr := startServer(t, server.Config{Loops: 2})
+			m, _ := runBench(t, inProcess(), "route", "--addr", addr, "--conns", "6", "--mode", mode,
+				"--pipeline", "4", "--duration", "1s")
+			sent, recv := num(t, m, "messages.sent"), num(t, m, "messages.received")
+			if recv == 0 || num(t, m, "messages.lost") != 0 || sent != recv {
+				t.Fatalf("sent %v received %v lost %v", sent, recv, num(t, m, "messages.lost"))
+			}
+			if num(t, m, "latency_us.p99") <= 0 {
+				t.Fatal("no latency")
+			}
+		})
+	}
+}
+
+func TestOverload(t *testing.T) {
+	addr := startServer(t, server.Config{MaxConnections: 10})
+	m, _ := runBench(t, inProcess(), "overload", "--addr", addr, "--conns", "20", "--baseline", "300ms",
+		"--duration", "500ms", "--recover", "700ms", "--probe-rate", "100", "--server-pid", strconv.Itoa(os.Getpid()))
+	// The probe holds one of the 10 slots; of 20 spike connections 9 fit.
+	if ref := num(t, m, "connections.refused_by_code.BUSY"); ref != 11 {
+		t.Fatalf("refused BUSY %v; want 11", ref)
+	}
+	if num(t, m, "server.rss_bytes_peak") <= 0 {
+		t.Fatal("no RSS peak")
+	}
+	if num(t, m, "overload.baseline_p99_us") <= 0 {
+		t.Fatal("no probe baseline")
+	}
+	num(t, m, "overload.recovery_s")
+	if n := len(get(t, m, "overload.windows").([]any)); n != 15 {
+		t.Fatalf("%d probe windows; want 15 (1.5s / 100ms)", n)
+	}
+}
+
+func TestSoak(t *testing.T) {
+	addr := startServer(t, server.Config{})
+	m, stderr := runBench(t, inProcess(), "soak", "--addr", addr, "--conns", "6", "--rate", "600",
+		"--duration", "2s", "--interval", "1s")
+	if sent := num(t, m, "messages.sent"); sent < 1000 || sent > 1300 {
+		t.Fatalf("sent %v at 600/s for 2s; want about 1200", sent)
+	}
+	if num(t, m, "messages.lost") != 0 {
+		t.Fatalf("lost %v", num(t, m, "messages.lost"))
+	}
+	if strings.Count(stderr, "msgs/s") < 2 {
+		t.Fatalf("want a status line per interval on stderr, got:\n%s", stderr)
+	}
+	if n := len(get(t, m, "series").([]any)); n != 2 {
+		t.Fatalf("series has %d points; want 2", n)
+	}
+}
+
+func TestProcsInProcess(t *testing.T) {
+	addr1 := startServer(t, server.Config{})
+	addr2 := startServer(t, server.Config{})
+	m, _ := runBench(t, inProcess(), "route", "--addr", addr1+","+addr2, "--conns", "6", "--procs", "3",
+		"--duration", "500ms")
+	if num(t, m, "connections.established") != 6 || num(t, m, "messages.received") == 0 {
+		t.Fatalf("established %v received %v", num(t, m, "connections.established"), num(t, m, "messages.received"))
+	}
+}
+
+// TestProcsReexec runs --procs with real worker processes (this test binary re-executed)
+// and the floor as a child process.
+func TestProcsReexec(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	addr := startServer(t, server.Config{})
+	r := runner{exe: exe, env: []string{childEnv + "=1"}}
+	plot := filepath.Join(t.TempDir(), "echo.svg")
+	m, _ := runBench(t, r, "echo", "--addr", addr, "--conns", "4", "--procs", "2", "--duration", "1s",
+		"--floor", "--plot", plot)
+	if num(t, m, "connections.established") != 4 || num(t, m, "messages.received") == 0 {
+		t.Fatalf("established %v received %v", num(t, m, "connections.established"), num(t, m, "messages.received"))
+	}
+	if num(t, m, "floor.ratio") <= 0 {
+		t.Fatal("no floor ratio")
+	}
+	svg, err := os.ReadFile(plot)
+	if err != nil || !bytes.Contains(svg, []byte("<svg")) {
+		t.Fatalf("plot: %v", err)
+	}
+}

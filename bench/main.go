@@ -1,0 +1,222 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/switchboard/switchboard/bench/floor"
+)
+
+const usage = `usage: switchboard bench SCENARIO [flags]
+
+Scenarios:
+  echo      ECHO frames, closed loop (--pipeline per connection) or open loop (--rate)
+  connect   open --conns connections at --ramp/s, HELLO each, hold for --duration
+  route     every connection registers a name and SENDs (--mode request: REQUESTs)
+            to random other names; end-to-end latency and loss
+  overload  a light probe flow, then a spike of --conns connections driving pipelined
+            ECHO above the server's limits, then recovery: refusals by code, RSS peak,
+            time for the probe's p99 to return to its baseline
+  soak      steady open-loop mix of echo and route at --rate for --duration
+
+Run 'switchboard bench SCENARIO -h' for the flags. Targets must be loopback addresses
+unless --allow-remote is given.
+`
+
+// Main implements `switchboard bench ARGS...` (args exclude "bench") and returns the exit
+// status: 0 when the run completed (refusals are results), 1 when the run failed (nothing
+// connected, a worker crashed), 2 for bad usage. The hidden sub-commands "worker" and
+// "floor-server" are the re-executed children of --procs and --floor.
+func Main(args []string, stdout, stderr io.Writer) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: cannot find own executable: %v\n", err)
+		return 1
+	}
+	return mainWith(args, stdout, stderr, runner{exe: exe, exeArgs: []string{"bench"}})
+}
+
+// mainWith is Main with the re-exec settings of r (tests run parts in process).
+func mainWith(args []string, stdout, stderr io.Writer, r runner) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "worker":
+		return workerMain(ctx, os.Stdin, stdout, stderr)
+	case "floor-server":
+		return floorMain(ctx, args[1:], os.Stdin, stdout, stderr)
+	}
+	cfg := Config{Scenario: args[0]}
+	fs, addrs := cfg.flagSet(stderr)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "bench: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return 2
+	}
+	for _, a := range strings.Split(*addrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			cfg.Addrs = append(cfg.Addrs, a)
+		}
+	}
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	stderr = &lockedWriter{w: stderr} // workers' stderr is copied in by exec's goroutines
+	r.cfg, r.stderr = cfg, stderr
+	res, runErr := r.Run(ctx)
+
+	summary := stdout
+	if cfg.JSON == "-" {
+		summary = stderr
+	}
+	res.WriteSummary(summary)
+	status := 0
+	if runErr != nil {
+		fmt.Fprintf(stderr, "bench: run failed: %v\n", runErr)
+		status = 1
+	}
+	if cfg.JSON != "" {
+		if err := writeJSON(cfg.JSON, stdout, res); err != nil {
+			fmt.Fprintf(stderr, "bench: --json: %v\n", err)
+			status = 1
+		}
+	}
+	if cfg.Plot != "" {
+		if err := writePlot(cfg.Plot, res); err != nil {
+			fmt.Fprintf(stderr, "bench: --plot: %v\n", err)
+			status = 1
+		}
+	}
+	return status
+}
+
+func writeJSON(name string, stdout io.Writer, res *Result) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if name == "-" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	return os.WriteFile(name, b, 0o644)
+}
+
+// workerMain is a --procs worker: it reads its partSpec as the first line of stdin, runs
+// the part, and writes partMsgs as JSON lines on stdout. "go" on stdin starts the load;
+// the end of stdin (the parent closed it or died) stops the worker.
+func workerMain(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) int {
+	br := bufio.NewReader(stdin)
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		fmt.Fprintf(stderr, "bench worker: no spec on stdin: %v\n", err)
+		return 1
+	}
+	var spec partSpec
+	if err := json.Unmarshal(line, &spec); err != nil {
+		fmt.Fprintf(stderr, "bench worker: bad spec: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	goCh := make(chan struct{})
+	go func() {
+		defer cancel()
+		started := false
+		for {
+			l, err := br.ReadString('\n')
+			if strings.TrimSpace(l) == "go" && !started {
+				started = true
+				close(goCh)
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var mu sync.Mutex
+	enc := json.NewEncoder(stdout)
+	failed := false
+	runPart(ctx, spec, func(m partMsg) {
+		mu.Lock()
+		defer mu.Unlock()
+		failed = failed || m.Kind == "error"
+		if err := enc.Encode(m); err != nil {
+			cancel()
+		}
+	}, goCh)
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// floorMain runs the bare gnet echo server until stdin ends or a signal arrives. It prints
+// the bound address as the first line of stdout.
+func floorMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("switchboard bench floor-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	s, err := floor.Start(*listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "bench floor-server: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, s.Addr().String())
+	eof := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, stdin)
+		close(eof)
+	}()
+	select {
+	case <-eof:
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Stop(sctx); err != nil {
+		fmt.Fprintf(stderr, "bench floor-server: stop: %v\n", err)
+	}
+	return 0
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}

@@ -1,0 +1,39 @@
+package bench
+
+import (
+	"bytes"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestPlots(t *testing.T) {
+	res := &Result{Scenario: "echo", Series: []Point{{0, 1000, 50, 90}, {1, 1200, 55, 120}, {2, 900, 60, 300}}}
+	dir := t.TempDir()
+	svg := filepath.Join(dir, "p.svg")
+	if err := writePlot(svg, res); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(svg)
+	if !bytes.HasPrefix(b, []byte("<svg")) || strings.Count(string(b), "<polyline") != 3 {
+		t.Fatalf("SVG lacks its three lines:\n%s", b)
+	}
+	pngName := filepath.Join(dir, "p.png")
+	if err := writePlot(pngName, res); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(pngName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil || img.Bounds().Dx() != plotW {
+		t.Fatalf("PNG: %v, bounds %v", err, img.Bounds())
+	}
+	if err := writePlot(filepath.Join(dir, "empty.svg"), &Result{}); err != nil {
+		t.Fatalf("empty series: %v", err)
+	}
+}

@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Result is the JSON object `switchboard bench --json` writes. Field names are a contract
+// with outside tools (issue 3); new fields may be added, none renamed.
+type Result struct {
+	Scenario    string         `json:"scenario"`
+	StartedAt   time.Time      `json:"started_at"`
+	DurationS   float64        `json:"duration_s"` // the measured phase
+	Config      map[string]any `json:"config"`     // every flag's effective value
+	Connections ConnStats      `json:"connections"`
+	Messages    MsgStats       `json:"messages"`
+	Throughput  float64        `json:"throughput_msgs_per_s"`
+	LatencyUs   LatencyStats   `json:"latency_us"`
+	Server      ServerStats    `json:"server"`
+	Floor       FloorStats     `json:"floor"`
+	Connect     *ConnectStats  `json:"connect,omitempty"`
+	Overload    *probeResult   `json:"overload,omitempty"`
+	Series      []Point        `json:"series"` // one point per second of the measured phase
+	Failed      string         `json:"failed,omitempty"`
+}
+
+// ConnStats counts the connections of a run.
+type ConnStats struct {
+	Target        int            `json:"target"`
+	Established   int            `json:"established"`
+	Refused       int            `json:"refused"`
+	RefusedByCode map[string]int `json:"refused_by_code"`
+	Failed        int            `json:"failed"`
+}
+
+// MsgStats counts messages. Lost = sent − received − errors (never negative).
+type MsgStats struct {
+	Sent         uint64            `json:"sent"`
+	Received     uint64            `json:"received"`
+	ErrorsByCode map[string]uint64 `json:"errors_by_code"`
+	Lost         uint64            `json:"lost"`
+}
+
+// LatencyStats are percentiles in microseconds.
+type LatencyStats struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P95  float64 `json:"p95"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+}
+
+// ServerStats are the server process's figures; Source says where they came from
+// ("proc:PID", "admin:URL" or "none").
+type ServerStats struct {
+	RSSBefore  uint64  `json:"rss_bytes_before"`
+	RSSAfter   uint64  `json:"rss_bytes_after"`
+	RSSPeak    uint64  `json:"rss_bytes_peak"`
+	RSSPerConn float64 `json:"rss_per_conn_bytes"`
+	CPUSeconds float64 `json:"cpu_seconds"`
+	Source     string  `json:"source"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// FloorStats compares with the bare gnet echo server (zero unless --floor).
+type FloorStats struct {
+	Throughput float64 `json:"throughput_msgs_per_s"`
+	Ratio      float64 `json:"ratio"` // switchboard / floor
+}
+
+// ConnectStats are the connect scenario's extras.
+type ConnectStats struct {
+	ConnectS     float64 `json:"connect_s"`         // first dial to last handshake
+	AcceptRate   float64 `json:"accept_rate_per_s"` // established / connect_s
+	FirstFailure string  `json:"first_failure,omitempty"`
+}
+
+// Point is one second of the run.
+type Point struct {
+	Sec        int     `json:"sec"`
+	Throughput float64 `json:"msgs_per_s"`
+	P50Us      float64 `json:"p50_us"`
+	P99Us      float64 `json:"p99_us"`
+}
+
+func latencyOf(h *Histogram) LatencyStats {
+	return LatencyStats{P50: us(h.Percentile(50)), P90: us(h.Percentile(90)), P95: us(h.Percentile(95)),
+		P99: us(h.Percentile(99)), P999: us(h.Percentile(99.9)), Max: us(h.Max())}
+}
+
+// WriteSummary prints the human summary.
+func (r *Result) WriteSummary(w io.Writer) {
+	fmt.Fprintf(w, "switchboard bench %s: %.1fs measured, started %s\n", r.Scenario, r.DurationS, r.StartedAt.Format(time.RFC3339))
+	c := r.Connections
+	fmt.Fprintf(w, "  connections  target %d, established %d, refused %d%s, failed %d\n",
+		c.Target, c.Established, c.Refused, byCode(c.RefusedByCode), c.Failed)
+	if r.Connect != nil {
+		fmt.Fprintf(w, "  connecting   %.2fs, %.0f conns/s accepted\n", r.Connect.ConnectS, r.Connect.AcceptRate)
+		if r.Connect.FirstFailure != "" {
+			fmt.Fprintf(w, "  first failure: %s\n", r.Connect.FirstFailure)
+		}
+	}
+	m := r.Messages
+	if m.Sent > 0 || m.Received > 0 {
+		fmt.Fprintf(w, "  messages     sent %d, received %d, errors %d%s, lost %d\n",
+			m.Sent, m.Received, sum(m.ErrorsByCode), byCode(m.ErrorsByCode), m.Lost)
+		fmt.Fprintf(w, "  throughput   %.0f msgs/s\n", r.Throughput)
+		l := r.LatencyUs
+		fmt.Fprintf(w, "  latency µs   p50 %.1f  p90 %.1f  p95 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+			l.P50, l.P90, l.P95, l.P99, l.P999, l.Max)
+	}
+	if r.Floor.Throughput > 0 {
+		fmt.Fprintf(w, "  floor        bare gnet echo %.0f msgs/s; switchboard/floor = %.2f\n", r.Floor.Throughput, r.Floor.Ratio)
+	}
+	if o := r.Overload; o != nil {
+		rec := "not back to baseline within the recovery phase"
+		if o.RecoveryS >= 0 {
+			rec = fmt.Sprintf("back to baseline %.1fs after the spike", o.RecoveryS)
+		}
+		fmt.Fprintf(w, "  probe        baseline p99 %.0f µs (threshold %.0f µs); %s\n", o.BaselineP99Us, o.ThresholdUs, rec)
+	}
+	s := r.Server
+	switch {
+	case s.Source == "none":
+		fmt.Fprintf(w, "  server       (no --server-pid or --admin: no server figures)\n")
+	case s.Error != "":
+		fmt.Fprintf(w, "  server       %s: %s\n", s.Source, s.Error)
+	default:
+		fmt.Fprintf(w, "  server       RSS %s → %s (peak %s), %.0f B/conn, CPU %.2fs  [%s]\n",
+			mib(s.RSSBefore), mib(s.RSSAfter), mib(s.RSSPeak), s.RSSPerConn, s.CPUSeconds, s.Source)
+	}
+	if r.Failed != "" {
+		fmt.Fprintf(w, "  RUN FAILED: %s\n", r.Failed)
+	}
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func sum[V int | uint64](m map[string]V) V {
+	var n V
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func byCode[V int | uint64](m map[string]V) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString(" (")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", k, m[k])
+	}
+	b.WriteString(")")
+	return b.String()
+}
