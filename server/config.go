@@ -74,6 +74,12 @@ type Config struct {
 	// SlowConsumerTimeout closes a connection whose outbound data has not drained for this
 	// long (ERROR SLOW_CONSUMER). Default 30s.
 	SlowConsumerTimeout time.Duration
+	// DrainPeriod is how long Drain takes to close every connection after GOAWAY
+	// (switchboard serve drains on SIGTERM and SIGUSR2). Default 10s.
+	DrainPeriod time.Duration
+	// Peers is a comma-separated list of other nodes' client addresses, sent in GOAWAY and
+	// in BUSY/SHUTTING_DOWN refusals as places to go. Default none.
+	Peers string
 	// LoopLagBudget is the event-loop lag counted as 100% utilisation in the zone
 	// computation. Default 100ms.
 	LoopLagBudget time.Duration
@@ -101,6 +107,7 @@ const (
 	DefaultMaxQueue            = 50_000
 	DefaultSlowConsumerTimeout = 30 * time.Second
 	DefaultLoopLagBudget       = 100 * time.Millisecond
+	DefaultDrainPeriod         = 10 * time.Second
 
 	// handshakeMaxFrame bounds frames before WELCOME: a HELLO is at most 514 bytes, and an
 	// unauthenticated peer must not make the server buffer a megabyte.
@@ -140,6 +147,7 @@ func (c *Config) EnsureDefaults() {
 	setDefault(&c.MaxQueue, DefaultMaxQueue)
 	setDefault(&c.SlowConsumerTimeout, DefaultSlowConsumerTimeout)
 	setDefault(&c.LoopLagBudget, DefaultLoopLagBudget)
+	setDefault(&c.DrainPeriod, DefaultDrainPeriod)
 	c.Config = c.Config.WithDefaults()
 }
 
@@ -204,7 +212,7 @@ func (c *Config) Validate() error {
 		{"handshake-timeout", c.HandshakeTimeout}, {"idle-timeout", c.IdleTimeout},
 		{"request-timeout", c.RequestTimeout}, {"max-request-timeout", c.MaxRequestTimeout},
 		{"tick-interval", c.TickInterval}, {"slow-consumer-timeout", c.SlowConsumerTimeout},
-		{"loop-lag-budget", c.LoopLagBudget},
+		{"loop-lag-budget", c.LoopLagBudget}, {"drain-period", c.DrainPeriod},
 	}
 	for _, d := range durs {
 		if d.v < 0 {

@@ -48,6 +48,8 @@ type conn struct {
 	// slowArmed says a slow-consumer timer is pending (SlowConsumerTimeout).
 	lastEmpty uint64
 	slowArmed bool
+	// goneAway: GOAWAY was sent (drain).
+	goneAway bool
 }
 
 // buf returns the connection's output buffer, taking one from the pool if needed, and

@@ -31,6 +31,7 @@ type Server struct {
 	maxConns int             // immutable after Start
 	nofile   uint64          // immutable after Start
 	epoch    time.Time       // immutable after New; clock's zero
+	peers    []string        // immutable after New; cfg.Peers split
 
 	baseCtx context.Context // immutable after New
 	cancel  context.CancelFunc
@@ -88,6 +89,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	s.peers = s.goAwayMsg("").Addrs
 	if s.dir == nil {
 		s.dir = shard.NewRegistry()
 	}
@@ -211,43 +213,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	_ = s.ln.Close()
 	s.wg.Wait() // acceptor and refusers are gone: nothing enrolls any more
 
-	s.eachLoop(func(lp *loop) {
-		_ = lp.el.Execute(s.baseCtx, gnet.RunnableFunc(func(context.Context) error {
-			lp.goAwayAll()
-			return nil
-		}))
-	})
-	var err error
-	for s.connCount.Load() > 0 {
-		if ctx.Err() != nil {
-			err = ctx.Err()
-			break
-		}
-		time.Sleep(5 * time.Millisecond) // waiting for sockets, not synchronising tests
-	}
+	s.onEachLoop(func(lp *loop) { lp.goAway(s.goAwayMsg("node shutting down")); lp.closeSome(-1) })
+	err := s.waitConns(ctx)
 	s.cancel()
 	if stopErr := s.engine.Stop(); stopErr != nil && err == nil {
 		err = stopErr
 	}
 	return err
-}
-
-// goAwayAll tells every connection of the loop that the node is going away and closes it.
-func (lp *loop) goAwayAll() {
-	lp.conns.Range(func(_ shard.ConnID, c *conn) bool {
-		if c.state == stateActive {
-			b := c.buf()
-			b.B = codec.AppendGoAway(b.B, codec.GoAway{Reason: "node shutting down"})
-		}
-		if c.state != stateClosed {
-			c.state = stateClosing
-			c.flush()
-			if c.state != stateClosed {
-				_ = c.gc.Close()
-			}
-		}
-		return true
-	})
 }
 
 // loopFor returns switchboard's loop for a gnet event loop, creating it on first sight.
@@ -385,7 +357,7 @@ func (s *Server) refuse(nc net.Conn, why refuseReason, code codec.ErrorCode, ret
 	s.refusedBy[why].Add(1)
 	rc := refusedConn{Conn: nc, frame: codec.AppendError(nil, 0, codec.ErrorBody{
 		Code: code, RetryAfterMs: retryMs, Flags: codec.ErrFlagClosing | codec.ErrFlagReconnect | codec.ErrFlagTryOther,
-		Reason: reason})}
+		Reason: reason, Addrs: s.peers})}
 	select {
 	case s.refuseq <- rc:
 	default:

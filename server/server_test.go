@@ -460,3 +460,39 @@ func TestSendDeliveredFrameTooLarge(t *testing.T) {
 	p.Write(codec.AppendFrame(nil, codec.TypePing, 0, 5, nil)) // still open
 	p.Expect(codec.TypePong)
 }
+
+func TestDrain(t *testing.T) {
+	s := startServer(t, Config{Peers: "10.0.0.2:7400, 10.0.0.3:7400"})
+	var peers []*rawpeer.Peer
+	for i := 0; i < 6; i++ {
+		peers = append(peers, connect(t, s, "p"))
+	}
+	if ok, _ := s.Ready(); !ok {
+		t.Fatal("not ready before the drain")
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Drain(context.Background(), 300*time.Millisecond) }()
+	for _, p := range peers {
+		f := p.Expect(codec.TypeGoAway)
+		g, err := codec.ParseGoAway(f.Body)
+		if err != nil || len(g.Addrs) != 2 || g.Addrs[1] != "10.0.0.3:7400" {
+			t.Fatalf("GOAWAY %+v, %v; want the two peers", g, err)
+		}
+	}
+	if ok, why := s.Ready(); ok || why != "draining" {
+		t.Fatalf("Ready during drain = %v %q; want false, draining", ok, why)
+	}
+	late := rawpeer.Dial(t, s.Addr().String()) // told, not reset
+	if _, e := late.ExpectError(codec.CodeShuttingDown); len(e.Addrs) != 2 {
+		t.Fatalf("SHUTTING_DOWN without the peers: %+v", e)
+	}
+	for _, p := range peers {
+		p.ExpectClosed()
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Drain = %v", err)
+	}
+	if st := s.Stats(); st.Connections != 0 {
+		t.Fatalf("%d connections after the drain", st.Connections)
+	}
+}

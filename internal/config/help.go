@@ -28,6 +28,8 @@ var help = map[string]string{
 	"max-queue":             "messages queued node-wide (rings + outbound) before senders get QUEUE_FULL",
 	"slow-consumer-timeout": "close a connection whose outbound data has not drained for this long",
 	"loop-lag-budget":       "event-loop lag counted as 100% utilisation for zones",
+	"drain-period":          "how long a drain (SIGTERM, SIGUSR2) takes to close every connection after GOAWAY",
+	"peers":                 "comma-separated client addresses of other nodes, sent in GOAWAY and refusals",
 	"conn-msg-rate":         "tier 2: messages/s per connection (0 = unlimited; seed 500)",
 	"conn-msg-burst":        "per-connection message burst (0 = one second's worth)",
 	"conn-byte-rate":        "tier 2: bytes/s per connection (0 = unlimited)",

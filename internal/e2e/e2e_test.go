@@ -262,3 +262,27 @@ func TestReconnectAndReregister(t *testing.T) {
 		t.Fatalf("Request after failover = %q, %v", out, err)
 	}
 }
+
+// TestClientRidesThroughDrain drains one of two nodes under traffic: the service moves to
+// the other node with its name, and the caller's requests keep being answered.
+func TestClientRidesThroughDrain(t *testing.T) {
+	b := startServer(t, server.Config{Loops: 1, ServerID: "b"})
+	a := startServer(t, server.Config{Loops: 1, ServerID: "a", Peers: b.Addr().String()})
+	ctx := ctx5(t)
+	svc := dial(t, []string{a.Addr().String()}, client.Config{Name: "svc",
+		ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond,
+		OnRequest: func(r *client.Request) { _ = r.Reply([]byte("ok")) }})
+	if err := svc.Register(ctx, "svc"); err != nil {
+		t.Fatal(err)
+	}
+	caller := dial(t, []string{b.Addr().String()}, client.Config{Name: "caller"})
+	drained := make(chan error, 1)
+	go func() { drained <- a.Drain(context.Background(), 500*time.Millisecond) }()
+	waitFor(t, "svc on b", func() bool { return svc.ServerID() == "b" && b.Stats().Names == 1 })
+	if out, err := caller.Request(ctx, "svc", nil); err != nil || string(out) != "ok" {
+		t.Fatalf("Request after the drain = %q, %v", out, err)
+	}
+	if err := <-drained; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"context"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/shard"
+)
+
+// drainStep is the interval between close batches during a drain (jittered ±25%).
+const drainStep = 100 * time.Millisecond
+
+// Drain puts the node in lame-duck mode and empties it over period:
+//
+//  1. It stops admitting: /readyz turns 503, new connections get ERROR SHUTTING_DOWN
+//     (the listener stays open so that they are told, not reset), HELLO gets the same.
+//  2. Every connection gets GOAWAY with the configured peers as places to go. A client
+//     that honours it (the Go client does) finishes its calls, says GOODBYE and moves.
+//  3. The remaining connections are closed in batches every ~100 ms (jittered), sized so
+//     the last batch closes at the end of period; clients do not all reconnect at once.
+//
+// Drain returns when no connection is left, or ctx.Err() if ctx ends first. Call
+// Shutdown afterwards to stop the loops. Safe for concurrent use; a second Drain only
+// waits.
+func (s *Server) Drain(ctx context.Context, period time.Duration) error {
+	s.mu.Lock()
+	started := s.started && !s.closed
+	s.mu.Unlock()
+	if !started {
+		return nil
+	}
+	if !s.draining.CompareAndSwap(false, true) {
+		return s.waitConns(ctx)
+	}
+	s.log.Info("draining", "connections", s.connCount.Load(), "period", period)
+	s.onEachLoop(func(lp *loop) { lp.goAway(s.goAwayMsg("node draining")) })
+
+	deadline := time.Now().Add(period)
+	for s.connCount.Load() > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			s.onEachLoop(func(lp *loop) { lp.closeSome(-1) })
+			break
+		}
+		// Close a share of what remains so that the last batch lands at the deadline.
+		step := time.Duration(float64(drainStep) * (0.75 + 0.5*rand.Float64()))
+		steps := max(1, int(left/step))
+		n := int(s.connCount.Load())
+		perLoop := max(1, (n+steps-1)/steps/max(1, int(s.nloops.Load())))
+		s.onEachLoop(func(lp *loop) { lp.closeSome(perLoop) })
+		t := time.NewTimer(min(step, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	err := s.waitConns(ctx)
+	s.log.Info("drained", "err", err)
+	return err
+}
+
+// Draining reports whether Drain or Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+func (s *Server) goAwayMsg(reason string) codec.GoAway {
+	g := codec.GoAway{Reason: reason}
+	for _, p := range strings.Split(s.cfg.Peers, ",") {
+		if p = strings.TrimSpace(p); p != "" && len(g.Addrs) < 255 {
+			g.Addrs = append(g.Addrs, p)
+		}
+	}
+	return g
+}
+
+// onEachLoop runs fn on every loop (through Execute) and returns without waiting.
+func (s *Server) onEachLoop(fn func(lp *loop)) {
+	s.eachLoop(func(lp *loop) {
+		_ = lp.el.Execute(s.baseCtx, gnet.RunnableFunc(func(context.Context) error {
+			fn(lp)
+			lp.flushDirty()
+			return nil
+		}))
+	})
+}
+
+// waitConns polls until every connection has closed or ctx ends.
+func (s *Server) waitConns(ctx context.Context) error {
+	for s.connCount.Load() > 0 {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(5 * time.Millisecond) // waiting for sockets, not synchronising tests
+	}
+	return nil
+}
+
+// goAway sends GOAWAY to every active connection of the loop, once.
+func (lp *loop) goAway(g codec.GoAway) {
+	lp.conns.Range(func(_ shard.ConnID, c *conn) bool {
+		if c.state == stateActive && !c.goneAway {
+			c.goneAway = true
+			b := c.buf()
+			b.B = codec.AppendGoAway(b.B, g)
+		}
+		return true
+	})
+}
+
+// closeSome closes up to n connections of the loop (all when n < 0) after flushing their
+// output; gnet writes what it still buffers before closing each socket.
+func (lp *loop) closeSome(n int) {
+	lp.conns.Range(func(_ shard.ConnID, c *conn) bool {
+		if n == 0 {
+			return false
+		}
+		if c.state == stateClosing || c.state == stateClosed {
+			return true
+		}
+		c.state = stateClosing
+		c.flush()
+		if c.state != stateClosed {
+			_ = c.gc.Close()
+		}
+		n--
+		return true
+	})
+}
