@@ -7,15 +7,15 @@
 // The server owns its listening socket: one acceptor goroutine accepts, applies admission
 // (connection cap, draining) and hands each admitted connection to a gnet event loop
 // (gnet's client-mode engine, EnrollContext). Refused connections get an ERROR frame from
-// a small pool of refuser goroutines. Doing the accept here rather than in gnet has two
-// reasons: gnet stops its whole engine when accept() fails (EMFILE included), and an
+// the acceptor; a few lingerer goroutines wait for the client to close. Accepting here
+// rather than in gnet has two reasons: gnet stops its whole engine when accept() fails (EMFILE included), and an
 // ERROR-before-close needs a descriptor and a place to decide. The connection cap is
 // derived from RLIMIT_NOFILE (limits.MaxConnections), so EMFILE does not happen in
 // practice; if it does, the acceptor backs off and retries.
 //
 // Callback order for one connection, all on its loop:
 //
-//	acceptor: Accept → admit? ── no ──→ refuser: ERROR BUSY/SHUTTING_DOWN, half-close, close
+//	acceptor: Accept → admit? ── no ──→ ERROR BUSY/SHUTTING_DOWN, half-close; lingerer: close after FIN
 //	             │ yes
 //	             ▼
 //	loop k: OnOpen (table slot, handshake timer)
@@ -42,7 +42,7 @@
 //  5. Fairness: at most FramesPerWake frames per OnTraffic; the connection wakes itself if
 //     more whole frames are buffered.
 //  6. Shared fields say how they are guarded (see Server and loop).
-//  7. Every goroutine the server starts (acceptor, refusers) is tracked and has exited when
+//  7. Every goroutine the server starts (acceptor, lingerers) is tracked and has exited when
 //     Shutdown returns; gnet's own goroutines have exited too.
 //
 // # Bounded queues

@@ -53,9 +53,10 @@ type Server struct {
 	refusedBy    [numRefuseReasons]atomic.Uint64
 	acceptErrors atomic.Uint64
 	draining     atomic.Bool
+	lingerStop   atomic.Bool // Shutdown: lingerers close what they hold at once
 
-	refuseq chan refusedConn // to the refusers; bounded
-	wg      sync.WaitGroup   // acceptor and refusers
+	refuseq chan net.Conn  // refused connections waiting for the client's FIN; bounded
+	wg      sync.WaitGroup // acceptor and lingerers
 }
 
 // Option configures a Server's dependencies (values go in Config).
@@ -84,7 +85,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		serverID: []byte(cfg.ServerID),
 		epoch:    time.Now(),
 		loopMap:  make(map[gnet.EventLoop]*loop),
-		refuseq:  make(chan refusedConn, refuseQueue),
+		refuseq:  make(chan net.Conn, lingerQueue),
 	}
 	for _, o := range opts {
 		o(s)
@@ -158,10 +159,10 @@ func (s *Server) Start() error {
 	}
 	s.ln, s.engine = ln.(*net.TCPListener), eng
 	s.started = true
-	s.wg.Add(1 + refusers)
+	s.wg.Add(1 + lingerers)
 	go s.acceptLoop()
-	for range refusers {
-		go s.refuser()
+	for range lingerers {
+		go s.lingerer()
 	}
 	s.log.Info("switchboard listening", "addr", ln.Addr().String(), "loops", s.cfg.Loops,
 		"max_connections", maxConns, "nofile", nofile, "max_frame", s.cfg.MaxFrame,
@@ -211,7 +212,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.draining.Store(true)
 	_ = s.ln.Close()
-	s.wg.Wait() // acceptor and refusers are gone: nothing enrolls any more
+	s.lingerStop.Store(true)
+	s.wg.Wait() // acceptor and lingerers are gone: nothing enrolls any more
 
 	s.onEachLoop(func(lp *loop) { lp.goAway(s.goAwayMsg("node shutting down")); lp.closeSome(-1) })
 	err := s.waitConns(ctx)
@@ -262,8 +264,10 @@ func (s *Server) eachLoop(fn func(*loop)) {
 func (s *Server) clock() int64 { return int64(time.Since(s.epoch)) }
 
 const (
-	refusers    = 4  // goroutines that explain refusals to refused connections
-	refuseQueue = 32 // refused connections waiting for one; beyond it, a short write and close
+	// Refused connections linger (half-closed, reading until the client's FIN) on a few
+	// goroutines; the descriptors they hold stay within limits.FDReserve.
+	lingerers   = 4
+	lingerQueue = 64
 )
 
 // acceptLoop owns the listener. Accepting here rather than in gnet keeps admission in one
@@ -350,70 +354,53 @@ func (s *Server) admitConn(nc net.Conn, c *conn) bool {
 	return true
 }
 
-// refuse hands a refused connection to a refuser, or if they are all busy, writes the
-// ERROR with a short deadline and closes at once.
+// refuse answers a refused connection with its ERROR and half-closes it at once (a fresh
+// socket's send buffer is empty, so the write does not wait). Closing outright could turn
+// into a reset that destroys the ERROR if the client's HELLO arrives meanwhile, so a
+// lingerer reads until the client's FIN, briefly, before closing; when all lingerers are
+// busy the connection is closed right away.
 func (s *Server) refuse(nc net.Conn, why refuseReason, code codec.ErrorCode, retryMs uint32, reason string) {
 	s.refused.Add(1)
 	s.refusedBy[why].Add(1)
-	rc := refusedConn{Conn: nc, frame: codec.AppendError(nil, 0, codec.ErrorBody{
+	frame := codec.AppendError(nil, 0, codec.ErrorBody{
 		Code: code, RetryAfterMs: retryMs, Flags: codec.ErrFlagClosing | codec.ErrFlagReconnect | codec.ErrFlagTryOther,
-		Reason: reason, Addrs: s.peers})}
-	select {
-	case s.refuseq <- rc:
-	default:
-		_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
-		_, _ = nc.Write(rc.frame)
+		Reason: reason, Addrs: s.peers})
+	_ = nc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := nc.Write(frame); err == nil {
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		select {
+		case s.refuseq <- nc:
+			return
+		default:
+		}
+	}
+	_ = nc.Close()
+}
+
+// lingerer closes refused connections once the client has closed its side, or after
+// 500 ms, or at once when the server shuts down.
+func (s *Server) lingerer() {
+	defer s.wg.Done()
+	var sink [512]byte
+	for nc := range s.refuseq {
+		for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); {
+			if s.lingerStop.Load() {
+				break
+			}
+			_ = nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if _, err := nc.Read(sink[:]); err != nil && !isTimeout(err) {
+				break
+			}
+		}
 		_ = nc.Close()
 	}
 }
 
-// refuseReason labels switchboard_connections_refused_total.
-type refuseReason uint8
-
-const (
-	refuseMaxConns refuseReason = iota
-	refuseDraining
-	refusePerIP
-	refuseAcceptRate
-	refuseZone
-	numRefuseReasons
-)
-
-var refuseReasonNames = [numRefuseReasons]string{"max_connections", "draining", "per_ip", "accept_rate", "zone_red"}
-
-func (s *Server) refusedByReason() map[string]uint64 {
-	m := make(map[string]uint64, numRefuseReasons)
-	for i, name := range refuseReasonNames {
-		m[name] = s.refusedBy[i].Load()
-	}
-	return m
-}
-
-type refusedConn struct {
-	net.Conn
-	frame []byte
-}
-
-// refuser writes the ERROR, half-closes and waits briefly for the client's FIN before
-// closing: closing with unread client bytes (its HELLO) would send RST and could destroy
-// the ERROR before the client reads it.
-func (s *Server) refuser() {
-	defer s.wg.Done()
-	var sink [512]byte
-	for rc := range s.refuseq {
-		_ = rc.SetDeadline(time.Now().Add(500 * time.Millisecond))
-		if _, err := rc.Write(rc.frame); err == nil {
-			if tc, ok := rc.Conn.(*net.TCPConn); ok {
-				_ = tc.CloseWrite()
-			}
-			for {
-				if _, err := rc.Read(sink[:]); err != nil {
-					break
-				}
-			}
-		}
-		_ = rc.Close()
-	}
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // raiseNoFile raises the soft open-file limit to the hard limit and returns the result.
@@ -440,3 +427,25 @@ func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug("gnet: " + fmt.Sprint
 func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
 func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
 func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: fatal: " + fmt.Sprintf(f, a...)) }
+
+// refuseReason labels switchboard_connections_refused_total.
+type refuseReason uint8
+
+const (
+	refuseMaxConns refuseReason = iota
+	refuseDraining
+	refusePerIP
+	refuseAcceptRate
+	refuseZone
+	numRefuseReasons
+)
+
+var refuseReasonNames = [numRefuseReasons]string{"max_connections", "draining", "per_ip", "accept_rate", "zone_red"}
+
+func (s *Server) refusedByReason() map[string]uint64 {
+	m := make(map[string]uint64, numRefuseReasons)
+	for i, name := range refuseReasonNames {
+		m[name] = s.refusedBy[i].Load()
+	}
+	return m
+}

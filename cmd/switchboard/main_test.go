@@ -99,7 +99,18 @@ type proc struct {
 
 func startBin(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binPath, args...)
+	return startCmd(t, exec.Command(binPath, args...), env)
+}
+
+// startBinNoFile starts the binary with its open-file limit lowered to nofile.
+func startBinNoFile(t *testing.T, nofile int, env []string, args ...string) *proc {
+	t.Helper()
+	script := fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, nofile)
+	return startCmd(t, exec.Command("sh", append([]string{"-c", script, binPath}, args...)...), env)
+}
+
+func startCmd(t *testing.T, cmd *exec.Cmd, env []string) *proc {
+	t.Helper()
 	cmd.Env = testEnv(env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+)
+
+// TestFloodPastOpenFileLimit runs the server with a 300-descriptor limit and opens twice
+// that many connections at once. The server must stay up, refuse the excess with BUSY
+// (never hit EMFILE in a way that stops it) and keep serving the connections it holds.
+func TestFloodPastOpenFileLimit(t *testing.T) {
+	p := startBinNoFile(t, 300, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "off", "--log-format", "json")
+	line := p.waitLine(t, `"msg":"switchboard listening"`)
+	var rec struct {
+		Addr    string `json:"addr"`
+		MaxConn int    `json:"max_connections"`
+		NoFile  int    `json:"nofile"`
+	}
+	if err := json.Unmarshal([]byte(line), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.NoFile != 300 || rec.MaxConn <= 0 || rec.MaxConn >= 300 {
+		t.Fatalf("nofile %d max_connections %d; want 300 and a cap below it", rec.NoFile, rec.MaxConn)
+	}
+	hello := codec.AppendHello(nil, 1, codec.Version, "flood", "")
+	first, err := net.Dial("tcp", rec.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if _, err := first.Write(hello); err != nil {
+		t.Fatal(err)
+	}
+	readType := func(c net.Conn, d time.Duration) (codec.Type, codec.ErrorCode) {
+		_ = c.SetReadDeadline(time.Now().Add(d))
+		var hdr [codec.HeaderLen + 2]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return 0, 0
+		}
+		n, _ := codec.FrameLen(hdr[:], 1<<20)
+		rest := make([]byte, n-len(hdr))
+		_, _ = io.ReadFull(c, rest)
+		return codec.Type(hdr[4]), codec.ErrorCode(uint16(hdr[10])<<8 | uint16(hdr[11]))
+	}
+	if typ, _ := readType(first, 5*time.Second); typ != codec.TypeWelcome {
+		t.Fatalf("first connection got %v; want WELCOME", typ)
+	}
+
+	const flood = 600
+	conns := make([]net.Conn, 0, flood)
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for range flood {
+		c, err := net.DialTimeout("tcp", rec.Addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		_, _ = c.Write(hello)
+		conns = append(conns, c)
+	}
+	welcomed, busy := 0, 0
+	results := make(chan [2]int, flood)
+	for _, c := range conns {
+		go func() {
+			typ, code := readType(c, 3*time.Second)
+			results <- [2]int{int(typ), int(code)}
+		}()
+	}
+	for range conns {
+		r := <-results
+		switch {
+		case codec.Type(r[0]) == codec.TypeWelcome:
+			welcomed++
+		case codec.Type(r[0]) == codec.TypeError && codec.ErrorCode(r[1]) == codec.CodeBusy:
+			busy++
+		}
+	}
+	t.Logf("welcomed %d, busy %d, unanswered %d", welcomed, busy, flood-welcomed-busy)
+	if welcomed+1 > rec.MaxConn {
+		t.Fatalf("%d welcomed beyond the cap %d", welcomed+1, rec.MaxConn)
+	}
+	if busy == 0 || welcomed+busy < flood*9/10 {
+		t.Fatalf("%d welcomed, %d BUSY of %d; want nearly all answered", welcomed, busy, flood)
+	}
+	// The node is alive and the first connection still works (PING is a control frame,
+	// served even in the RED zone a full node is in).
+	if _, err := first.Write(codec.AppendFrame(nil, codec.TypePing, 0, 9, []byte{1, 2}) /* readType reads 12 bytes */); err != nil {
+		t.Fatal(err)
+	}
+	if typ, _ := readType(first, 5*time.Second); typ != codec.TypePong {
+		t.Fatalf("first connection got %v after the flood; want PONG; stderr:\n%s", typ, p.stderr())
+	}
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit %d after the flood; stderr:\n%s", code, p.stderr())
+	}
+}

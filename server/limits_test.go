@@ -1,0 +1,407 @@
+package server
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/rawpeer"
+	"github.com/switchboard/switchboard/limits"
+)
+
+func withLimits(cfg Config, l limits.Config) Config {
+	cfg.Config = l
+	return cfg
+}
+
+func refusedBy(s *Server, reason string) uint64 { return s.refusedByReason()[reason] }
+
+func TestTier1PerIP(t *testing.T) {
+	s := startServer(t, withLimits(Config{}, limits.Config{MaxConnsPerIP: 2}))
+	a := connect(t, s, "a")
+	connect(t, s, "b")
+	p := rawpeer.Dial(t, s.Addr().String())
+	if _, e := p.ExpectError(codec.CodeBusy); e.Reason != "too many connections from this address" {
+		t.Fatalf("reason %q", e.Reason)
+	}
+	p.ExpectClosed()
+	if n := refusedBy(s, "per_ip"); n != 1 {
+		t.Fatalf("per_ip refusals %d; want 1", n)
+	}
+	_ = a.Conn.Close() // frees a slot for this address
+	waitFor(t, "per-IP release", func() bool { return s.Stats().Connections == 1 })
+	connect(t, s, "c")
+}
+
+func TestTier1AcceptRate(t *testing.T) {
+	s := startServer(t, withLimits(Config{}, limits.Config{AcceptRate: 1, AcceptBurst: 3}))
+	for i := 0; i < 3; i++ {
+		connect(t, s, "ok")
+	}
+	p := rawpeer.Dial(t, s.Addr().String())
+	_, e := p.ExpectError(codec.CodeBusy)
+	if e.RetryAfterMs == 0 || e.RetryAfterMs > 1000 {
+		t.Fatalf("retry-after %d ms; want (0, 1000]", e.RetryAfterMs)
+	}
+	if n := refusedBy(s, "accept_rate"); n != 1 {
+		t.Fatalf("accept_rate refusals %d; want 1", n)
+	}
+}
+
+func TestTier2ConnMsgRate(t *testing.T) {
+	s := startServer(t, withLimits(Config{}, limits.Config{ConnMsgRate: 10, ConnMsgBurst: 10}))
+	p := connect(t, s, "p")
+	bystander := connect(t, s, "bystander")
+	// 10× the burst at once: about 10 pass, the rest are refused with retry-after.
+	var batch []byte
+	for i := 1; i <= 100; i++ {
+		batch = codec.AppendFrame(batch, codec.TypeEcho, 0, uint32(i), nil)
+	}
+	p.Write(batch)
+	replies, limited := 0, 0
+	for i := 0; i < 100; i++ {
+		f, err := p.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch f.Type {
+		case codec.TypeEchoReply:
+			replies++
+		case codec.TypeError:
+			e, _ := codec.ParseError(f.Body)
+			if e.Code != codec.CodeRateLimited || e.RetryAfterMs == 0 {
+				t.Fatalf("ERROR %v retry %d; want RATE_LIMITED with retry-after", e.Code, e.RetryAfterMs)
+			}
+			limited++
+		}
+	}
+	if replies < 10 || replies > 12 || replies+limited != 100 {
+		t.Fatalf("%d answered, %d limited; want ~10 and the rest limited", replies, limited)
+	}
+	// One-way frames over the limit are dropped and counted, not answered.
+	p.Write(codec.AppendSend(nil, 0, 0, "nobody", nil))
+	p.Write(codec.AppendFrame(nil, codec.TypePing, 0, 7, nil)) // control frames always pass
+	if f := p.Expect(codec.TypePong); f.Corr != 7 {
+		t.Fatalf("PONG corr %d", f.Corr)
+	}
+	// Other connections keep their own budget.
+	bystander.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, nil))
+	bystander.Expect(codec.TypeEchoReply)
+	var connRL uint64
+	s.eachLoop(func(lp *loop) { connRL += lp.stats.rateLimitedConn.Load() })
+	if connRL != uint64(limited)+1 || s.Stats().Errors[codec.CodeRateLimited] != uint64(limited)+1 {
+		t.Fatalf("rate-limited counters %d / %d; want %d", connRL, s.Stats().Errors[codec.CodeRateLimited], limited+1)
+	}
+}
+
+func TestTier2ConnByteRate(t *testing.T) {
+	s := startServer(t, withLimits(Config{}, limits.Config{ConnByteRate: 1000, ConnByteBurst: 1000}))
+	p := connect(t, s, "p")
+	payload := make([]byte, 400)
+	p.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, payload))
+	p.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 2, payload))
+	p.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 3, payload)) // 1230 bytes > 1000
+	p.Expect(codec.TypeEchoReply)
+	p.Expect(codec.TypeEchoReply)
+	if f, _ := p.ExpectError(codec.CodeRateLimited); f.Corr != 3 {
+		t.Fatalf("corr %d; want 3", f.Corr)
+	}
+}
+
+func TestTier3NodeRate(t *testing.T) {
+	s := startServer(t, withLimits(Config{}, limits.Config{NodeMsgRate: 50, NodeMsgBurst: 50}))
+	var peers []*rawpeer.Peer
+	for i := 0; i < 5; i++ {
+		peers = append(peers, connect(t, s, "p"))
+	}
+	// Five clients, 40 frames each: together four times the node's burst.
+	for _, p := range peers {
+		var batch []byte
+		for i := 1; i <= 40; i++ {
+			batch = codec.AppendFrame(batch, codec.TypeEcho, 0, uint32(i), nil)
+		}
+		p.Write(batch)
+	}
+	answered, limited := 0, 0
+	for _, p := range peers {
+		for i := 0; i < 40; i++ {
+			f, err := p.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Type == codec.TypeEchoReply {
+				answered++
+				continue
+			}
+			e, _ := codec.ParseError(f.Body)
+			if e.Code != codec.CodeRateLimited || e.Reason != "node message rate exceeded" {
+				t.Fatalf("got %v %q", e.Code, e.Reason)
+			}
+			limited++
+		}
+	}
+	// The node admits at most burst + one lease per loop (tokens in flight) plus what
+	// refilled during the test.
+	if answered < 50 || answered > 50+2*limitsLease(s)+20 || limited == 0 {
+		t.Fatalf("%d answered, %d limited; want about 50 answered", answered, limited)
+	}
+	var nodeRL uint64
+	s.eachLoop(func(lp *loop) { nodeRL += lp.stats.rateLimitedNode.Load() })
+	if nodeRL != uint64(limited) {
+		t.Fatalf("node rate-limited counter %d; want %d", nodeRL, limited)
+	}
+}
+
+func limitsLease(s *Server) int { return s.g.node.LeaseSize() }
+
+// TestTier4Breakers: requests to a service that never replies time out; past the error
+// rate the node breaker opens and requests fail fast with CIRCUIT_OPEN.
+func TestTier4NodeBreaker(t *testing.T) {
+	s := startServer(t, withLimits(Config{TickInterval: 5 * time.Millisecond},
+		limits.Config{BreakerMinRequests: 10, BreakerOpenFor: time.Minute, TargetMinFailures: 1000}))
+	mute := connect(t, s, "mute")
+	mute.Write(codec.AppendName(nil, codec.TypeRegister, 1, "mute"))
+	mute.Expect(codec.TypeOK)
+	c := connect(t, s, "c")
+	var batch []byte
+	for i := 1; i <= 10; i++ {
+		batch = codec.AppendRequest(batch, uint32(i), "mute", 20, nil)
+	}
+	c.Write(batch)
+	for i := 0; i < 10; i++ {
+		c.ExpectError(codec.CodeTimeout)
+	}
+	c.Write(codec.AppendRequest(nil, 99, "mute", 20, nil))
+	f, e := c.ExpectError(codec.CodeCircuitOpen)
+	if f.Corr != 99 || e.RetryAfterMs == 0 {
+		t.Fatalf("CIRCUIT_OPEN corr %d retry %d", f.Corr, e.RetryAfterMs)
+	}
+	if s.g.breaker.State() != limits.BreakerOpen {
+		t.Fatalf("breaker %v; want open", s.g.breaker.State())
+	}
+}
+
+func TestTier4TargetBreaker(t *testing.T) {
+	s := startServer(t, withLimits(Config{TickInterval: 5 * time.Millisecond},
+		limits.Config{BreakerMinRequests: 1 << 20, TargetMinFailures: 5, BreakerOpenFor: time.Minute}))
+	mute := connect(t, s, "mute")
+	mute.Write(codec.AppendName(nil, codec.TypeRegister, 1, "mute"))
+	mute.Expect(codec.TypeOK)
+	echo := connect(t, s, "echo")
+	echo.Write(codec.AppendName(nil, codec.TypeRegister, 1, "echo"))
+	echo.Expect(codec.TypeOK)
+	c := connect(t, s, "c")
+	var batch []byte
+	for i := 1; i <= 5; i++ {
+		batch = codec.AppendRequest(batch, uint32(i), "mute", 20, nil)
+	}
+	c.Write(batch)
+	for i := 0; i < 5; i++ {
+		c.ExpectError(codec.CodeTimeout)
+	}
+	c.Write(codec.AppendRequest(nil, 50, "mute", 20, nil))
+	if _, e := c.ExpectError(codec.CodeCircuitOpen); e.Reason != "target keeps failing: circuit open" {
+		t.Fatalf("reason %q", e.Reason)
+	}
+	// A healthy target is unaffected.
+	c.Write(codec.AppendRequest(nil, 51, "echo", 1000, []byte("hi")))
+	respondOnce(t, echo)
+	if f := c.Expect(codec.TypeResponse); f.Corr != 51 {
+		t.Fatalf("corr %d", f.Corr)
+	}
+}
+
+// TestRequestStormInflightCap: one connection cannot hold more than MaxPending requests.
+func TestRequestStormInflightCap(t *testing.T) {
+	s := startServer(t, Config{MaxPending: 5})
+	mute := connect(t, s, "mute")
+	mute.Write(codec.AppendName(nil, codec.TypeRegister, 1, "mute"))
+	mute.Expect(codec.TypeOK)
+	c := connect(t, s, "c")
+	var batch []byte
+	for i := 1; i <= 8; i++ {
+		batch = codec.AppendRequest(batch, uint32(i), "mute", 60000, nil)
+	}
+	c.Write(batch)
+	for i := 6; i <= 8; i++ {
+		if f, _ := c.ExpectError(codec.CodeQueueFull); f.Corr != uint32(i) {
+			t.Fatalf("QUEUE_FULL corr %d; want %d", f.Corr, i)
+		}
+	}
+}
+
+// TestSystemQueueBound: messages queued for a sink that never reads count against the
+// node-wide bound; past it every sender gets QUEUE_FULL.
+func TestSystemQueueBound(t *testing.T) {
+	// Zones are set out of reach: at 90% of the bound the node would go RED and shed
+	// first (TestZones covers that); here the bound itself is under test.
+	s := startServer(t, withLimits(Config{MaxQueue: 100, MaxPending: 100000, MaxPendingBytes: 1 << 30,
+		TickInterval: 5 * time.Millisecond}, limits.Config{ZoneYellow: 100, ZoneOrange: 101, ZoneRed: 102}))
+	sink := connect(t, s, "sink")
+	sink.Write(codec.AppendName(nil, codec.TypeRegister, 1, "sink"))
+	sink.Expect(codec.TypeOK)
+	src := connect(t, s, "src")
+	payload := make([]byte, 32<<10)
+	full := false
+	for i := 1; i <= 3000 && !full; i++ {
+		src.Write(codec.AppendSend(nil, codec.FlagAck, uint32(i), "sink", payload))
+		f, err := src.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == codec.TypeError {
+			e, _ := codec.ParseError(f.Body)
+			if e.Code != codec.CodeQueueFull {
+				t.Fatalf("got %v; want QUEUE_FULL", e.Code)
+			}
+			full = true
+		}
+	}
+	if !full {
+		t.Fatal("no QUEUE_FULL with a 100-message node bound and a sink that never reads")
+	}
+	if s.Capacity().QueueSlots.Used < 100 {
+		t.Fatalf("capacity shows %d queued", s.Capacity().QueueSlots.Used)
+	}
+}
+
+func TestSlowConsumerTimeout(t *testing.T) {
+	s := startServer(t, Config{SlowConsumerTimeout: 100 * time.Millisecond, TickInterval: 10 * time.Millisecond,
+		MaxPending: 100000, MaxPendingBytes: 1 << 30})
+	sink := connect(t, s, "sink")
+	sink.Write(codec.AppendName(nil, codec.TypeRegister, 1, "sink"))
+	sink.Expect(codec.TypeOK)
+	src := connect(t, s, "src")
+	// Enough to fill the sink's socket buffers so the server holds outbound data.
+	payload := make([]byte, 64<<10)
+	var batch []byte
+	for i := 0; i < 64; i++ {
+		batch = codec.AppendSend(batch, 0, 0, "sink", payload)
+	}
+	src.Write(batch)
+	waitFor(t, "slow consumer closed", func() bool { return s.Stats().SlowConsumers == 1 })
+	waitFor(t, "name released", func() bool { return s.Stats().Names == 0 })
+}
+
+// TestZones drives the connection utilisation into ORANGE and RED and checks each action.
+func TestZones(t *testing.T) {
+	s := startServer(t, withLimits(Config{MaxConnections: 10, TickInterval: 5 * time.Millisecond},
+		limits.Config{ZoneMinDwell: time.Millisecond}))
+	var peers []*rawpeer.Peer
+	for i := 0; i < 8; i++ { // 80%: ORANGE
+		peers = append(peers, connect(t, s, "p"))
+	}
+	waitFor(t, "ORANGE", func() bool { return s.ZoneReport().Zone == limits.ZoneOrange })
+	p := peers[0]
+	p.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, nil)) // low priority: shed
+	if _, e := p.ExpectError(codec.CodeBusy); e.RetryAfterMs == 0 {
+		t.Fatal("shed without retry-after")
+	}
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 2, "still-works")) // normal priority
+	p.Expect(codec.TypeOK)
+
+	peers = append(peers, connect(t, s, "p")) // 90%: RED
+	waitFor(t, "RED", func() bool { return s.ZoneReport().Zone == limits.ZoneRed })
+	if ok, why := s.Ready(); ok {
+		t.Fatal("ready in RED")
+	} else if why != "zone RED: overloaded" {
+		t.Fatalf("readiness reason %q", why)
+	}
+	late := rawpeer.Dial(t, s.Addr().String())
+	late.ExpectError(codec.CodeBusy)
+	if n := refusedBy(s, "zone_red"); n != 1 {
+		t.Fatalf("zone_red refusals %d; want 1", n)
+	}
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 3, "other"))
+	p.ExpectError(codec.CodeBusy) // everything but control is shed
+	p.Write(codec.AppendFrame(nil, codec.TypePing, 0, 4, nil))
+	p.Expect(codec.TypePong) // control frames pass
+	var shed uint64
+	s.eachLoop(func(lp *loop) { shed += lp.stats.shed.Load() })
+	if shed != 2 {
+		t.Fatalf("shed counter %d; want 2", shed)
+	}
+	// Load goes away: the zone steps down.
+	for _, q := range peers[2:] {
+		_ = q.Conn.Close()
+	}
+	waitFor(t, "GREEN", func() bool { return s.ZoneReport().Zone == limits.ZoneGreen })
+	if ok, _ := s.Ready(); !ok {
+		t.Fatal("not ready after the zone recovered")
+	}
+}
+
+// TestSlowloris: connections that send nothing, or one byte at a time, are closed by the
+// handshake timeout and do not disturb others.
+func TestSlowloris(t *testing.T) {
+	s := startServer(t, Config{HandshakeTimeout: 100 * time.Millisecond, TickInterval: 10 * time.Millisecond})
+	good := connect(t, s, "good")
+	silent := rawpeer.Dial(t, s.Addr().String())
+	drip := rawpeer.Dial(t, s.Addr().String())
+	hello := codec.AppendHello(nil, 1, codec.Version, "drip", "")
+	stop := make(chan struct{})
+	go func() {
+		for i := 0; i < len(hello)-1; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if _, err := drip.Conn.Write(hello[i : i+1]); err != nil {
+				return
+			}
+		}
+	}()
+	defer close(stop)
+	silent.ExpectError(codec.CodeHandshakeTimeout)
+	drip.ExpectError(codec.CodeHandshakeTimeout)
+	good.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, nil))
+	good.Expect(codec.TypeEchoReply)
+}
+
+// TestConnectionFlood opens three times max connections at once; the extra ones get BUSY,
+// the admitted ones keep working, and the server stays up.
+func TestConnectionFlood(t *testing.T) {
+	const max = 50
+	s := startServer(t, Config{MaxConnections: max})
+	first := connect(t, s, "first")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	busy := 0
+	for i := 0; i < 3*max; i++ {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// Read every connection at once: admitted ones stay silent until the deadline.
+	results := make(chan bool, len(conns))
+	for _, c := range conns {
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			var hdr [codec.HeaderLen + 2]byte
+			_, err := io.ReadFull(c, hdr[:])
+			results <- err == nil && codec.Type(hdr[4]) == codec.TypeError &&
+				codec.ErrorCode(uint16(hdr[10])<<8|uint16(hdr[11])) == codec.CodeBusy
+		}()
+	}
+	for range conns {
+		if <-results {
+			busy++
+		}
+	}
+	if want := 3*max - (max - 1); busy != want {
+		t.Fatalf("%d connections got BUSY; want %d", busy, want)
+	}
+	// At its connection cap the node is RED: it sheds work but keeps serving control
+	// frames on the connections it holds.
+	first.Write(codec.AppendFrame(nil, codec.TypePing, 0, 1, nil))
+	first.Expect(codec.TypePong)
+}
