@@ -141,7 +141,7 @@ func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
 		}
 		return lp.hello(c, f)
 	}
-	if !controlFrame(f.Type) && f.Type.Known() && !lp.admit(c, f, now) {
+	if f.Type < 0x80 && f.Type.Known() && !controlFrame(f.Type) && !lp.admit(c, f, now) {
 		return true
 	}
 	switch f.Type {
