@@ -111,7 +111,13 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		_, _ = gc.Discard(off) // Discard(0) would drop everything
 		c.lastSeen = lp.now()
 	}
-	lp.flushDirty()
+	// This connection's answers go out now, in one write. Output for other connections
+	// (messages routed to them) waits for the end of this poll round, so a connection
+	// that many senders write to in one round gets one write, not one per message.
+	if c.dirty {
+		c.flush()
+	}
+	lp.flushLater()
 	if more && c.state == stateActive {
 		_ = gc.Wake(nil) // more whole frames wait: come back after the others had a turn
 	}

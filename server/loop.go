@@ -69,6 +69,9 @@ type loop struct {
 
 	drainRun gnet.Runnable // preallocated Execute targets
 	tickRun  gnet.Runnable
+	flushRun gnet.Runnable
+	// flushQueued: a flushRun is queued on this loop (owned by the loop).
+	flushQueued bool
 	fireFn   func(timerEntry) // lp.fire, bound once so ticks do not allocate
 
 	lease *limits.RateLease // this loop's share of the node rate; nil = unlimited
@@ -89,6 +92,11 @@ func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 	}
 	lp.drainRun = gnet.RunnableFunc(func(context.Context) error { lp.drain(); return nil })
 	lp.tickRun = gnet.RunnableFunc(func(context.Context) error { lp.tick(); return nil })
+	lp.flushRun = gnet.RunnableFunc(func(context.Context) error {
+		lp.flushQueued = false
+		lp.flushDirty()
+		return nil
+	})
 	lp.fireFn = lp.fire
 	if srv.g.node != nil && int(idx) < srv.g.node.Loops() {
 		lp.lease = srv.g.node.Lease(int(idx))
@@ -248,6 +256,19 @@ func (lp *loop) errorTo(id shard.ConnID, corr uint32, code codec.ErrorCode, reas
 	bb.B = codec.AppendError(bb.B[:0], corr, codec.ErrorBody{Code: code, Reason: reason})
 	if !owner.push(delivery{kind: dFrame, target: id, buf: bb}) {
 		bufPool.Put(bb)
+	}
+}
+
+// flushLater queues one flush of the dirty connections behind the events gnet is
+// handling in this poll round (gnet runs queued tasks after the round's I/O events).
+func (lp *loop) flushLater() {
+	if len(lp.dirty) == 0 || lp.flushQueued {
+		return
+	}
+	lp.flushQueued = true
+	if err := lp.el.Execute(lp.srv.baseCtx, lp.flushRun); err != nil {
+		lp.flushQueued = false
+		lp.flushDirty() // engine stopping: write now
 	}
 }
 
