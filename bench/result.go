@@ -70,6 +70,9 @@ type ServerStats struct {
 type FloorStats struct {
 	Throughput float64 `json:"throughput_msgs_per_s"`
 	Ratio      float64 `json:"ratio"` // switchboard / floor
+	// LatencyUs is the floor's latency under the same load: with an open-loop --rate it
+	// tells how much of switchboard's latency the machine and load generator account for.
+	LatencyUs *LatencyStats `json:"latency_us,omitempty"`
 }
 
 // ConnectStats are the connect scenario's extras.
@@ -115,6 +118,10 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	if r.Floor.Throughput > 0 {
 		fmt.Fprintf(w, "  floor        bare gnet echo %.0f msgs/s; switchboard/floor = %.2f\n", r.Floor.Throughput, r.Floor.Ratio)
+		if l := r.Floor.LatencyUs; l != nil {
+			fmt.Fprintf(w, "  floor µs     p50 %.1f  p90 %.1f  p95 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+				l.P50, l.P90, l.P95, l.P99, l.P999, l.Max)
+		}
 	}
 	if o := r.Overload; o != nil {
 		rec := "not back to baseline within the recovery phase"

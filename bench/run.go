@@ -452,6 +452,10 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 			if res.Floor.Throughput > 0 {
 				res.Floor.Ratio = res.Throughput / res.Floor.Throughput
 			}
+			if fl.hist != nil && fl.hist.Count() > 0 {
+				l := latencyOf(fl.hist)
+				res.Floor.LatencyUs = &l
+			}
 		}
 	}
 	if len(failed) > 0 {
