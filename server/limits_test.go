@@ -285,51 +285,85 @@ func TestSlowConsumerTimeout(t *testing.T) {
 	waitFor(t, "name released", func() bool { return s.Stats().Names == 0 })
 }
 
-// TestZones drives the connection utilisation into ORANGE and RED and checks each action.
-func TestZones(t *testing.T) {
+// TestZonesFromConnections: a node filling up with connections goes ORANGE and RED; RED
+// refuses new connections and readiness, but the connections it holds keep being served.
+func TestZonesFromConnections(t *testing.T) {
 	s := startServer(t, withLimits(Config{MaxConnections: 10, TickInterval: 5 * time.Millisecond},
 		limits.Config{ZoneMinDwell: time.Millisecond}))
 	var peers []*rawpeer.Peer
-	for i := 0; i < 8; i++ { // 80%: ORANGE
+	for i := 0; i < 9; i++ { // 90%: RED
 		peers = append(peers, connect(t, s, "p"))
 	}
-	waitFor(t, "ORANGE", func() bool { return s.ZoneReport().Zone == limits.ZoneOrange })
-	p := peers[0]
-	p.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, nil)) // low priority: shed
-	if _, e := p.ExpectError(codec.CodeBusy); e.RetryAfterMs == 0 {
-		t.Fatal("shed without retry-after")
-	}
-	p.Write(codec.AppendName(nil, codec.TypeRegister, 2, "still-works")) // normal priority
-	p.Expect(codec.TypeOK)
-
-	peers = append(peers, connect(t, s, "p")) // 90%: RED
 	waitFor(t, "RED", func() bool { return s.ZoneReport().Zone == limits.ZoneRed })
-	if ok, why := s.Ready(); ok {
-		t.Fatal("ready in RED")
-	} else if why != "zone RED: overloaded" {
-		t.Fatalf("readiness reason %q", why)
+	if ok, why := s.Ready(); ok || why != "zone RED: overloaded" {
+		t.Fatalf("Ready in RED = %v %q", ok, why)
 	}
 	late := rawpeer.Dial(t, s.Addr().String())
 	late.ExpectError(codec.CodeBusy)
 	if n := refusedBy(s, "zone_red"); n != 1 {
 		t.Fatalf("zone_red refusals %d; want 1", n)
 	}
-	p.Write(codec.AppendName(nil, codec.TypeRegister, 3, "other"))
-	p.ExpectError(codec.CodeBusy) // everything but control is shed
-	p.Write(codec.AppendFrame(nil, codec.TypePing, 0, 4, nil))
-	p.Expect(codec.TypePong) // control frames pass
-	var shed uint64
-	s.eachLoop(func(lp *loop) { shed += lp.stats.shed.Load() })
-	if shed != 2 {
-		t.Fatalf("shed counter %d; want 2", shed)
-	}
-	// Load goes away: the zone steps down.
-	for _, q := range peers[2:] {
+	p := peers[0]
+	p.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, []byte("served")))
+	p.Expect(codec.TypeEchoReply)
+	for _, q := range peers[3:] {
 		_ = q.Conn.Close()
 	}
 	waitFor(t, "GREEN", func() bool { return s.ZoneReport().Zone == limits.ZoneGreen })
 	if ok, _ := s.Ready(); !ok {
 		t.Fatal("not ready after the zone recovered")
+	}
+}
+
+// TestZonesShedTraffic drives the queued-messages input (a receiver that never reads)
+// into ORANGE, where low-priority frames are shed, and RED, where all but control frames
+// are.
+func TestZonesShedTraffic(t *testing.T) {
+	s := startServer(t, withLimits(Config{MaxQueue: 100, MaxPending: 1 << 20, MaxPendingBytes: 1 << 30,
+		SlowConsumerTimeout: time.Hour, TickInterval: 5 * time.Millisecond},
+		limits.Config{ZoneMinDwell: time.Hour}))
+	sink := connect(t, s, "sink")
+	sink.Write(codec.AppendName(nil, codec.TypeRegister, 1, "sink"))
+	sink.Expect(codec.TypeOK)
+	src := connect(t, s, "src")
+	payload := make([]byte, 64<<10)
+	// fill queues the sink until the traffic zone reaches want.
+	fill := func(want limits.Zone) {
+		t.Helper()
+		for i := 0; s.ZoneReport().TrafficZone < want; i++ {
+			if i > 5000 {
+				t.Fatalf("traffic zone %v after 5000 messages; want %v", s.ZoneReport().TrafficZone, want)
+			}
+			before := s.g.queued.Load()
+			src.Write(codec.AppendSend(nil, codec.FlagAck, 2, "sink", payload))
+			src.Expect(codec.TypeOK)
+			// Give the sampler a tick to count it (until the sink's socket buffers are
+			// full, the message is not queued and the total does not move).
+			for end := time.Now().Add(20 * time.Millisecond); s.g.queued.Load() == before && time.Now().Before(end); {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	fill(limits.ZoneOrange)
+	if z := s.ZoneReport().TrafficZone; z != limits.ZoneOrange {
+		t.Fatalf("traffic zone %v; want ORANGE (the fill overshot)", z)
+	}
+	src.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 3, nil)) // low priority: shed
+	if _, e := src.ExpectError(codec.CodeBusy); e.RetryAfterMs == 0 {
+		t.Fatal("shed without retry-after")
+	}
+	src.Write(codec.AppendName(nil, codec.TypeRegister, 4, "src")) // normal priority passes
+	src.Expect(codec.TypeOK)
+
+	fill(limits.ZoneRed)
+	src.Write(codec.AppendName(nil, codec.TypeRegister, 5, "other"))
+	src.ExpectError(codec.CodeBusy) // everything but control is shed
+	src.Write(codec.AppendFrame(nil, codec.TypePing, 0, 6, nil))
+	src.Expect(codec.TypePong) // control frames pass
+	var shed uint64
+	s.eachLoop(func(lp *loop) { shed += lp.stats.shed.Load() })
+	if shed < 2 {
+		t.Fatalf("shed counter %d; want at least 2", shed)
 	}
 }
 

@@ -23,8 +23,12 @@ type guards struct {
 	node    *limits.SharedRate     // loops hold leases; nil = unlimited
 	breaker *limits.Breaker        // safe for concurrent use
 	targets *limits.TargetBreakers // safe for concurrent use
-	zone    *limits.ZoneTracker    // updated by the sampler (OnTick), read lock-free
-	accept  limits.TokenBucket     // owned by the acceptor goroutine
+	zone    *limits.ZoneTracker    // all inputs: admission, readiness, alerts; updated by the sampler
+	// traffic is the zone of the load inputs alone (queues, heap, error rate, loop lag): it
+	// decides shedding on existing connections. A node that is merely full of healthy
+	// connections refuses new ones (zone) but keeps serving the ones it has.
+	traffic *limits.ZoneTracker
+	accept  limits.TokenBucket // owned by the acceptor goroutine
 	// rated is true when any per-frame rate limit is on; only then is the clock read per
 	// read callback.
 	rated bool
@@ -48,6 +52,7 @@ func (s *Server) initGuards() {
 	g.breaker = limits.NewBreaker(c.BreakerConfig())
 	g.targets = limits.NewTargetBreakers(c.TargetBreakerConfig(), c.MaxTargets)
 	g.zone = limits.NewZoneTracker(c.Thresholds())
+	g.traffic = limits.NewZoneTracker(c.Thresholds())
 	g.accept = c.AcceptLimiter()
 	g.rated = c.ConnMsgRate > 0 || c.ConnByteRate > 0 || c.NodeMsgRate > 0
 	g.heapSample[0].Name = "/memory/classes/total:bytes"
@@ -92,7 +97,7 @@ func lowPriority(f codec.Frame) bool {
 // bound. It returns false when the frame was refused.
 func (lp *loop) admit(c *conn, f codec.Frame, now int64) bool {
 	g := &lp.srv.g
-	if z := g.zone.Current(); z.ShedsAllButControl() || z.ShedsLowPriority() && lowPriority(f) {
+	if z := g.traffic.Current(); z.ShedsAllButControl() || z.ShedsLowPriority() && lowPriority(f) {
 		lp.stats.shed.Add(1)
 		lp.refuseFrame(c, f, codec.CodeBusy, time.Second, "node overloaded (zone "+z.String()+"): retry later")
 		return false
@@ -185,6 +190,9 @@ func (s *Server) sample() {
 	if req, fail := g.breaker.Counts(now); req >= int64(s.cfg.BreakerMinRequests) && req > 0 {
 		in.ErrorRate = ratio(float64(fail)/float64(req), s.cfg.BreakerErrorRate)
 	}
+	traffic := in
+	traffic.Connections = 0
+	g.traffic.Update(now, traffic)
 	from := g.zone.Current()
 	if z, changed := g.zone.Update(now, in); changed {
 		g.zoneEntered[z].Add(1)
@@ -215,8 +223,17 @@ func (s *Server) heapUtilisation() float64 {
 
 func (s *Server) zoneRed() bool { return s.g.zone.Current().RefusesConnections() }
 
-// ZoneReport returns the zone, its inputs and thresholds (the /zone endpoint).
-func (s *Server) ZoneReport() limits.ZoneSnapshot { return s.g.zone.Snapshot(s.clock()) }
+// ZoneReport is the /zone endpoint: the node's zone with its inputs and thresholds, and
+// the traffic zone (load inputs only) that decides shedding on existing connections.
+type ZoneReport struct {
+	limits.ZoneSnapshot
+	TrafficZone limits.Zone `json:"traffic_zone"`
+}
+
+// ZoneReport returns the zone report. Safe for concurrent use.
+func (s *Server) ZoneReport() ZoneReport {
+	return ZoneReport{ZoneSnapshot: s.g.zone.Snapshot(s.clock()), TrafficZone: s.g.traffic.Current()}
+}
 
 // CapacityReport is the /capacity endpoint: how much more the node can take, per resource.
 type CapacityReport struct {
@@ -280,6 +297,7 @@ func (s *Server) Capacity() CapacityReport {
 func (s *Server) writeLimitMetrics(w io.Writer) {
 	g := &s.g
 	vm.WriteGaugeUint64(w, "switchboard_zone", uint64(g.zone.Current()))
+	vm.WriteGaugeUint64(w, "switchboard_traffic_zone", uint64(g.traffic.Current()))
 	for z := limits.ZoneGreen; z <= limits.ZoneRed; z++ {
 		vm.WriteCounterUint64(w, `switchboard_zone_transitions_total{to="`+z.String()+`"}`, g.zoneEntered[z].Load())
 	}

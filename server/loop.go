@@ -72,7 +72,7 @@ type loop struct {
 	flushRun gnet.Runnable
 	// flushQueued: a flushRun is queued on this loop (owned by the loop).
 	flushQueued bool
-	fireFn   func(timerEntry) // lp.fire, bound once so ticks do not allocate
+	fireFn      func(timerEntry) // lp.fire, bound once so ticks do not allocate
 
 	lease *limits.RateLease // this loop's share of the node rate; nil = unlimited
 
