@@ -10,7 +10,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 
-.PHONY: all build run test race lint fmt vet staticcheck fuzz bench loadtest ci clean tools
+.PHONY: all build run test race lint fmt vet staticcheck fuzz bench loadtest loadtest-quick ci clean
 
 all: build
 
@@ -50,3 +50,11 @@ ci: lint test race fuzz
 
 clean:
 	rm -rf bin results
+
+# The standard benchmark set (docs/BENCHMARKS.md) against servers it starts itself;
+# results/ is git-ignored. `make loadtest-quick` is a short smoke version.
+loadtest: build
+	scripts/loadtest.sh
+
+loadtest-quick: build
+	scripts/loadtest.sh quick
