@@ -341,7 +341,9 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 	c.inflight++
 	lp.stats.inflight.Add(1)
 	lp.stats.requests.Add(1)
-	lp.wheel.add(lp.ticks(timeout), timerRequest, token)
+	pr := pendingReq{from: c.id, target: target, corr: f.Corr, start: start}
+	pr.timer = lp.wheel.add(lp.ticks(timeout), timerRequest, token)
+	lp.reqs.Set(token, pr)
 	return true
 }
 

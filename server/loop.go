@@ -44,6 +44,7 @@ type delivery struct {
 // table id is the reply token handed to the responder, so a reply goes straight to the
 // requester's loop and a stale token fails the generation check.
 type pendingReq struct {
+	timer  timerHandle // cancelled when the request is answered
 	from   shard.ConnID
 	target shard.ConnID // for the per-target breaker
 	start  int64        // srv.clock() when forwarded
@@ -197,6 +198,7 @@ func (lp *loop) finishRequest(token shard.ConnID, code codec.ErrorCode) {
 	if !ok {
 		return
 	}
+	lp.wheel.cancel(pr.timer)
 	lp.stats.inflight.Add(-1)
 	lp.recordOutcome(pr.target, code)
 	if code == codec.CodeTimeout {
@@ -222,6 +224,7 @@ func (lp *loop) finishResponse(token shard.ConnID, resp []byte, responder shard.
 		}
 		return
 	}
+	lp.wheel.cancel(pr.timer)
 	lp.stats.inflight.Add(-1)
 	lp.recordOutcome(pr.target, 0)
 	lp.stats.reqLatency.observe(time.Duration(lp.srv.clock() - pr.start))

@@ -2,7 +2,7 @@ package server
 
 import "github.com/switchboard/switchboard/shard"
 
-// timerKind says what a timer entry guards.
+// timerKind says what a timer guards.
 type timerKind uint8
 
 const (
@@ -12,23 +12,43 @@ const (
 	timerSlow                           // conn id: outbound not drained → SLOW_CONSUMER
 )
 
-// timerEntry is one armed timer. Entries are never removed when their subject goes away:
-// on expiry the owner looks the id up, and a stale id (closed connection, answered
-// request) fails the generation check and is ignored. That keeps add O(1) with no
-// cancellation bookkeeping.
+// timerEntry is what fires.
 type timerEntry struct {
 	at   uint64 // tick at which it fires
 	id   shard.ConnID
 	kind timerKind
 }
 
-// wheel is a hashed timing wheel owned by one event loop. Ticks come from OnTick through
-// EventLoop.Execute, so all access is on the loop goroutine.
+// timerHandle names an armed timer for cancel; the zero handle names none.
+type timerHandle struct {
+	idx int32 // node index + 1
+	gen uint32
+}
+
+// timerNode is one armed timer on a slot's doubly linked list. Nodes live in one slice
+// and are recycled through a free list, so arming and cancelling allocate nothing once the
+// slice has grown to the peak number of live timers.
+type timerNode struct {
+	timerEntry
+	prev, next int32 // node indices, -1 at the ends
+	slot       int32 // -1 when free
+	gen        uint32
+}
+
+// wheel is a hashed timing wheel owned by one event loop: O(1) add and cancel, and each
+// tick visits only its slot. Ticks come from OnTick through EventLoop.Execute.
+//
+// Request timers are cancelled when the request is answered, so memory follows the
+// requests in flight, not the request rate times the timeout. Connection timers are not
+// cancelled: on expiry the owner looks the connection up and a stale id fails the
+// generation check.
 type wheel struct {
-	slots [][]timerEntry
+	nodes []timerNode
+	free  []int32
+	heads []int32 // per slot, -1 when empty
 	mask  uint64
 	now   uint64 // current tick
-	spare []timerEntry
+	live  int
 }
 
 func newWheel(size int) wheel {
@@ -36,46 +56,104 @@ func newWheel(size int) wheel {
 	for n < size {
 		n <<= 1
 	}
-	return wheel{slots: make([][]timerEntry, n), mask: uint64(n - 1)}
+	w := wheel{heads: make([]int32, n), mask: uint64(n - 1)}
+	for i := range w.heads {
+		w.heads[i] = -1
+	}
+	return w
 }
 
 // add arms a timer that fires after the given number of ticks (at least one).
-func (w *wheel) add(after uint64, kind timerKind, id shard.ConnID) {
+func (w *wheel) add(after uint64, kind timerKind, id shard.ConnID) timerHandle {
 	if after == 0 {
 		after = 1
 	}
-	at := w.now + after
-	s := &w.slots[at&w.mask]
-	*s = append(*s, timerEntry{at: at, id: id, kind: kind})
+	var i int32
+	if n := len(w.free); n > 0 {
+		i = w.free[n-1]
+		w.free = w.free[:n-1]
+	} else {
+		w.nodes = append(w.nodes, timerNode{})
+		i = int32(len(w.nodes) - 1)
+	}
+	nd := &w.nodes[i]
+	nd.timerEntry = timerEntry{at: w.now + after, id: id, kind: kind}
+	w.link(i, int32(nd.at&w.mask))
+	w.live++
+	return timerHandle{idx: i + 1, gen: nd.gen}
 }
 
-// advanceTo moves the wheel to tick target, calling fire for every entry that expired.
-// fire may add timers. After a long stall only one lap of slots is walked, which is enough
-// to see every entry once.
+// cancel disarms h; a handle that already fired or was cancelled is ignored.
+func (w *wheel) cancel(h timerHandle) {
+	i := h.idx - 1
+	if i < 0 || int(i) >= len(w.nodes) {
+		return
+	}
+	nd := &w.nodes[i]
+	if nd.slot < 0 || nd.gen != h.gen {
+		return
+	}
+	w.release(i)
+}
+
+func (w *wheel) link(i, slot int32) {
+	nd := &w.nodes[i]
+	nd.slot, nd.prev, nd.next = slot, -1, w.heads[slot]
+	if nd.next >= 0 {
+		w.nodes[nd.next].prev = i
+	}
+	w.heads[slot] = i
+}
+
+// release unlinks node i and puts it on the free list, invalidating its handles.
+func (w *wheel) release(i int32) {
+	nd := &w.nodes[i]
+	if nd.prev >= 0 {
+		w.nodes[nd.prev].next = nd.next
+	} else {
+		w.heads[nd.slot] = nd.next
+	}
+	if nd.next >= 0 {
+		w.nodes[nd.next].prev = nd.prev
+	}
+	nd.slot, nd.prev, nd.next = -1, -1, -1
+	nd.gen++
+	w.free = append(w.free, i)
+	w.live--
+}
+
+// advanceTo moves the wheel to tick target, calling fire for every timer that expired.
+// fire may add and cancel timers. After a long stall only one lap of slots is walked,
+// which is enough to see every timer once.
 func (w *wheel) advanceTo(target uint64, fire func(timerEntry)) {
 	if target <= w.now {
 		return
 	}
-	if target-w.now > uint64(len(w.slots)) {
-		w.now = target - uint64(len(w.slots))
+	if target-w.now > uint64(len(w.heads)) {
+		w.now = target - uint64(len(w.heads))
 	}
 	for w.now < target {
 		w.now++
-		s := &w.slots[w.now&w.mask]
-		if len(*s) == 0 {
-			continue
-		}
-		// Swap the slot for the spare slice so that fire may add timers (even to this
-		// slot) while we walk the old entries. Entries hold no pointers: no clearing needed.
-		entries := *s
-		*s = w.spare[:0]
-		for _, e := range entries {
-			if e.at > w.now {
-				*s = append(*s, e) // a later lap
+		slot := int32(w.now & w.mask)
+		// Timers added while firing go to the head of their slot, behind the cursor, so
+		// they are not visited in this pass. If fire released the next node, restart.
+		for i := w.heads[slot]; i >= 0; {
+			nd := &w.nodes[i]
+			next, nextGen := nd.next, uint32(0)
+			if next >= 0 {
+				nextGen = w.nodes[next].gen
+			}
+			if nd.at > w.now { // a later lap
+				i = next
 				continue
 			}
+			e := nd.timerEntry
+			w.release(i)
 			fire(e)
+			if next >= 0 && (w.nodes[next].gen != nextGen || w.nodes[next].slot != slot) {
+				next = w.heads[slot]
+			}
+			i = next
 		}
-		w.spare = entries[:0]
 	}
 }
