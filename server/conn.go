@@ -26,13 +26,14 @@ type conn struct {
 	id    shard.ConnID
 	state connState
 	dirty bool // on lp.dirty: out holds bytes to flush
-	// lastSeen is the loop tick of the last frame received (idle timeout).
-	lastSeen uint64
+	// lastSeen is the loop tick (low 32 bits, compared modulo 2^32) of the last frame
+	// received (idle timeout).
+	lastSeen uint32
 	// pending counts messages queued for this connection since its outbound side was
 	// last seen empty; the slow-consumer cap applies to it.
-	pending int
+	pending int32
 	// inflight counts this connection's REQUESTs awaiting an outcome.
-	inflight int
+	inflight int32
 	// name is the HELLO client name, shown to peers as the sender.
 	name []byte
 	// names are the names this connection registered; released when it closes.
@@ -46,7 +47,9 @@ type conn struct {
 	lim *connLimits
 	// lastEmpty is the loop tick at which the outbound side was last seen empty, and
 	// slowArmed says a slow-consumer timer is pending (SlowConsumerTimeout).
-	lastEmpty uint64
+	lastEmpty uint32
+	// hsTimer is the handshake timer, cancelled by HELLO so that its node is reused.
+	hsTimer   timerHandle
 	slowArmed bool
 	// goneAway: GOAWAY was sent (drain).
 	goneAway bool
@@ -88,7 +91,7 @@ func (c *conn) flush() {
 	lp := c.lp
 	if len(b.B) > 0 && c.state != stateClosed {
 		if c.gc.OutboundBuffered() == 0 {
-			c.lastEmpty = lp.now()
+			c.lastEmpty = lp.tick32()
 		}
 		lp.stats.bytesOut.Add(uint64(len(b.B)))
 		_, _ = c.gc.Write(b.B)
@@ -100,7 +103,7 @@ func (c *conn) flush() {
 	if c.gc.OutboundBuffered() == 0 {
 		lp.stats.pending.Add(int64(-c.pending))
 		c.pending = 0
-		c.lastEmpty = lp.now()
+		c.lastEmpty = lp.tick32()
 	} else if !c.slowArmed {
 		// The socket did not take everything: watch that it drains in time.
 		c.slowArmed = true

@@ -33,9 +33,9 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	c.gc, c.lp, c.id = gc, lp, id
-	c.lastSeen = lp.now()
+	c.lastSeen = lp.tick32()
 	lp.stats.accepted.Add(1)
-	lp.wheel.add(lp.ticks(h.srv.cfg.HandshakeTimeout), timerHandshake, id)
+	c.hsTimer = lp.wheel.add(lp.ticks(h.srv.cfg.HandshakeTimeout), timerHandshake, id)
 	return nil, gnet.None
 }
 
@@ -109,7 +109,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	if off > 0 && c.state != stateClosed {
 		lp.stats.bytesIn.Add(uint64(off))
 		_, _ = gc.Discard(off) // Discard(0) would drop everything
-		c.lastSeen = lp.now()
+		c.lastSeen = lp.tick32()
 	}
 	// This connection's answers go out now, in one write. Output for other connections
 	// (messages routed to them) waits for the end of this poll round, so a connection
@@ -209,6 +209,7 @@ func (lp *loop) hello(c *conn, f codec.Frame) bool {
 	}
 	c.name = slices.Clone(h.Name)
 	c.state = stateActive
+	lp.wheel.cancel(c.hsTimer)
 	b := c.buf()
 	b.B = codec.AppendWelcome(b.B, f.Corr, codec.Welcome{
 		Version:        codec.Version,
@@ -304,7 +305,7 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 		lp.replyError(c, f.Corr, codec.CodeFrameTooLarge, "delivered INCOMING would exceed max frame")
 		return true
 	}
-	if c.inflight >= cfg.MaxPending {
+	if int(c.inflight) >= cfg.MaxPending {
 		lp.stats.queueFull.Add(1)
 		lp.replyError(c, f.Corr, codec.CodeQueueFull, "too many requests in flight on this connection")
 		return true

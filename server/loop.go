@@ -171,7 +171,7 @@ func (lp *loop) writable(id shard.ConnID) (*conn, codec.ErrorCode) {
 	if !ok || c.state != stateActive {
 		return nil, codec.CodeNoRoute
 	}
-	if c.pending >= lp.srv.cfg.MaxPending || c.outboundBytes() >= lp.srv.cfg.MaxPendingBytes {
+	if int(c.pending) >= lp.srv.cfg.MaxPending || c.outboundBytes() >= lp.srv.cfg.MaxPendingBytes {
 		lp.stats.slowConsumers.Add(1)
 		lp.closeWithError(c, codec.CodeSlowConsumer, "outbound queue over its cap: read faster")
 		return nil, codec.CodeQueueFull
@@ -288,6 +288,10 @@ func (lp *loop) flushDirty() {
 // now returns the loop's current tick.
 func (lp *loop) now() uint64 { return lp.wheel.now }
 
+// tick32 is the low 32 bits of now, for per-connection timestamps: differences computed
+// modulo 2^32 stay right for intervals below 2^32 ticks (over 49 days at 1 ms ticks).
+func (lp *loop) tick32() uint32 { return uint32(lp.wheel.now) }
+
 // ticks converts a duration to wheel ticks, rounding up.
 func (lp *loop) ticks(d time.Duration) uint64 {
 	iv := lp.srv.cfg.TickInterval
@@ -317,7 +321,7 @@ func (lp *loop) fire(e timerEntry) {
 			return
 		}
 		idle := lp.ticks(lp.srv.cfg.IdleTimeout)
-		if since := lp.now() - c.lastSeen; since < idle {
+		if since := uint64(lp.tick32() - c.lastSeen); since < idle {
 			lp.wheel.add(idle-since, timerIdle, c.id)
 			return
 		}
@@ -330,11 +334,11 @@ func (lp *loop) fire(e timerEntry) {
 		}
 		if c.gc.OutboundBuffered() == 0 {
 			c.slowArmed = false
-			c.lastEmpty = lp.now()
+			c.lastEmpty = lp.tick32()
 			return
 		}
 		limit := lp.ticks(lp.srv.cfg.SlowConsumerTimeout)
-		if since := lp.now() - c.lastEmpty; since < limit {
+		if since := uint64(lp.tick32() - c.lastEmpty); since < limit {
 			lp.wheel.add(limit-since, timerSlow, c.id)
 			return
 		}
