@@ -39,7 +39,7 @@ func commands() []command {
 		{"check-config", "validate config files", runCheckConfig},
 		{"version", "print version, commit and Go version", runVersion},
 		{"bench", "put load on a node and measure it (scenarios: echo connect route overload soak)", func(c *cli, args []string) int { return bench.Main(args, c.stdout, c.stderr) }},
-		// tune is added here by its issue.
+		{"tune", "show tuning profiles, check this host for a target number of connections", runTune},
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/server"
+	"github.com/switchboard/switchboard/tuning"
 )
 
 // shutdownTimeout bounds the graceful shutdown after SIGINT or SIGTERM.
@@ -82,6 +83,12 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 
 // serve runs a node until SIGINT or SIGTERM, then shuts it down gracefully.
 func serve(log *slog.Logger, l config.Loaded) int {
+	// The profile's runtime half, once, before the server sizes anything from GOMAXPROCS
+	// or reads GOMEMLIMIT; Load has already applied its server settings.
+	if p, ok := tuning.Lookup(l.Profile); ok {
+		rt := p.ApplyRuntime(os.Getenv, log)
+		log.Info("tuning profile applied", append([]any{"profile", p.Name, "memory_budget", p.MemoryBudget}, rt.Attrs()...)...)
+	}
 	srv, err := server.New(l.Config, server.WithLogger(log))
 	if err != nil {
 		log.Error("invalid configuration", "err", err)

@@ -1,6 +1,6 @@
 // Package config loads a server.Config for cmd/switchboard from, in increasing
-// precedence: built-in defaults, a YAML file, SWITCHBOARD_* environment variables and
-// command-line flags.
+// precedence: built-in defaults, the tuning profile's server settings, a YAML file,
+// SWITCHBOARD_* environment variables and command-line flags.
 //
 // Every exported field of server.Config becomes a setting by reflection, so a new field
 // is configurable everywhere without touching this package, except for its one-line help
@@ -17,9 +17,12 @@
 // section: its settings are limits.conn-msg-rate, SWITCHBOARD_LIMITS_CONN_MSG_RATE and
 // --limits.conn-msg-rate, set in YAML in a nested "limits:" mapping.
 //
-// Two settings live outside server.Config: "profile" (SWITCHBOARD_PROFILE, --profile),
-// carried as a plain string in Loaded for the tuning profiles, and the config file
-// itself (SWITCHBOARD_CONFIG, --config), which a file cannot set.
+// Two settings live outside server.Config: "profile" (SWITCHBOARD_PROFILE, --profile,
+// "profile:" in the file; the flag wins over env, env over the file, and "balanced" is
+// used when none names one), and the config file itself (SWITCHBOARD_CONFIG, --config),
+// which a file cannot set. The named tuning.Profile's server settings apply to every
+// field that the file, env and flags leave alone; those fields' source is "profile".
+// The profile's Go runtime settings are applied by switchboard serve, not here.
 //
 // Load reports every problem at once (errors.Join): each setting error is an *Error
 // naming the key and where the value came from, wrapping ErrUnknownKey or

@@ -53,7 +53,7 @@ var help = map[string]string{
 	"zone-hysteresis":       "how far below a threshold utilisation must fall to leave a zone",
 	"zone-min-dwell":        "time a zone is held before stepping down",
 
-	KeyProfile: "tuning profile name (not applied yet)",
+	KeyProfile: "tuning profile: balanced (default), small, throughput or latency; see switchboard tune show",
 	KeyConfig:  "YAML config file",
 }
 

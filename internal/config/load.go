@@ -12,11 +12,13 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/switchboard/switchboard/server"
+	"github.com/switchboard/switchboard/tuning"
 )
 
 // Where a setting's value came from, in increasing precedence.
 const (
 	SourceDefault = "default"
+	SourceProfile = "profile" // the tuning profile (tuning.Profile.Apply)
 	SourceFile    = "file"
 	SourceEnv     = "env"
 	SourceFlag    = "flag"
@@ -27,17 +29,21 @@ type Loaded struct {
 	// Config has every default filled in (server.Config.EnsureDefaults), except
 	// MaxConnections, which stays 0 unless set: the server resolves it at Start.
 	Config server.Config
-	// Profile is the tuning profile named by the profile setting, "" if none. It is
-	// carried, not applied.
+	// Profile is the tuning profile applied: the profile setting, or tuning.Default
+	// ("balanced") when it is unset or empty. Its server settings are in Config (with
+	// source SourceProfile where nothing overrode them); its runtime settings (GOGC,
+	// GOMEMLIMIT, GOMAXPROCS) are applied by switchboard serve, not here.
 	Profile string
 	// File is the config file read, "" if none.
 	File string
-	// Sources maps every key of Fields, and "profile", to SourceDefault, SourceFile,
-	// SourceEnv or SourceFlag.
+	// Sources maps every key of Fields, and "profile", to SourceDefault, SourceProfile,
+	// SourceFile, SourceEnv or SourceFlag.
 	Sources map[string]string
 }
 
-// Load builds a configuration from defaults, then the config file, then env, then flags.
+// Load builds a configuration from defaults, then the tuning profile, then the config
+// file, then env, then flags; each overrides the ones before it field by field. The
+// profile is named by the profile setting (flag, else env, else file, else "balanced").
 // env holds "NAME=value" pairs as os.Environ returns them; only SWITCHBOARD_* names are
 // read and unknown ones are ignored. flags, from RegisterFlags after its FlagSet was
 // parsed, may be nil. The config file is --config if given, else SWITCHBOARD_CONFIG,
@@ -59,16 +65,46 @@ func Load(env []string, flags *Flags) (Loaded, error) {
 	}
 	ld.env(vars)
 	ld.flags(flags)
+	ld.applyProfile()
 	return ld.finish(l)
 }
 
-// LoadFile builds a configuration from defaults and the config file at path only, for
-// checking a file. Errors are as for Load.
+// LoadFile builds a configuration from defaults, the profile the file names (or
+// "balanced") and the config file at path only, for checking a file. Errors are as for
+// Load.
 func LoadFile(path string) (Loaded, error) {
 	l := Loaded{}
 	ld := newLoader(&l.Config)
 	ld.file(path)
+	ld.applyProfile()
 	return ld.finish(l)
+}
+
+// applyProfile applies the named tuning profile (tuning.Default if none) to the fields
+// still at their defaults, after the file, env and flags were applied: the result is the
+// same as applying the profile first and letting them override it, and the profile
+// needs no second reading of the file. ld.target must be a server.Config.
+func (ld *loader) applyProfile() {
+	name := ld.profile
+	if name == "" {
+		name = tuning.Default
+	}
+	p, ok := tuning.Lookup(name)
+	if !ok {
+		ld.invalid(KeyProfile, ld.sources[KeyProfile], ld.profileWhere,
+			fmt.Sprintf("unknown profile %q (want one of %s)", name, strings.Join(tuning.Names(), ", ")))
+		return
+	}
+	ld.profile = name
+	var pc server.Config
+	p.Apply(&pc)
+	pv := reflect.ValueOf(&pc).Elem()
+	for _, f := range ld.fields {
+		if v := f.value(pv); ld.sources[f.Key] == SourceDefault && !v.IsZero() {
+			f.set(ld.target, v)
+			ld.sources[f.Key] = SourceProfile
+		}
+	}
 }
 
 // loader applies settings to a struct. It works on any struct fieldsOf accepts, so that
@@ -80,8 +116,10 @@ type loader struct {
 	sections map[string]bool // key prefixes of nested structs, "limits"
 	sources  map[string]string
 	profile  string
-	path     string
-	errs     []error
+	// profileWhere is where the profile setting came from, for its error message.
+	profileWhere string
+	path         string
+	errs         []error
 }
 
 func newLoader(target any) *loader {
@@ -109,7 +147,7 @@ func newLoader(target any) *loader {
 // apply parses text for key and records its source, or records the problem.
 func (ld *loader) apply(key, text, source, where string) {
 	if key == KeyProfile {
-		ld.profile = text
+		ld.profile, ld.profileWhere = text, where
 		ld.sources[key] = source
 		return
 	}

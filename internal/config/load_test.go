@@ -57,8 +57,8 @@ func TestDefaults(t *testing.T) {
 	if got, want := len(l.Sources), len(Fields())+1; got != want {
 		t.Errorf("len(Sources) = %d; want %d", got, want)
 	}
-	if l.File != "" || l.Profile != "" {
-		t.Errorf("File, Profile = %q, %q; want empty", l.File, l.Profile)
+	if l.File != "" || l.Profile != "balanced" {
+		t.Errorf("File, Profile = %q, %q; want \"\", \"balanced\"", l.File, l.Profile)
 	}
 }
 
@@ -93,10 +93,10 @@ func TestPrecedence(t *testing.T) {
 				yaml = file
 			}
 			if tt.env {
-				env = []string{"SWITCHBOARD_MAX_PENDING=3000", "SWITCHBOARD_IDLE_TIMEOUT=30s", "SWITCHBOARD_PROFILE=medium"}
+				env = []string{"SWITCHBOARD_MAX_PENDING=3000", "SWITCHBOARD_IDLE_TIMEOUT=30s", "SWITCHBOARD_PROFILE=latency"}
 			}
 			if tt.flag {
-				args = []string{"--max-pending", "4000", "--idle-timeout=40s", "--profile", "large"}
+				args = []string{"--max-pending", "4000", "--idle-timeout=40s", "--profile", "throughput"}
 			}
 			l, err := load(t, yaml, env, args...)
 			if err != nil {
@@ -108,7 +108,7 @@ func TestPrecedence(t *testing.T) {
 			if l.Config.IdleTimeout != tt.wantIdle || l.Sources["idle-timeout"] != tt.wantSrc {
 				t.Errorf("idle-timeout = %v from %s; want %v from %s", l.Config.IdleTimeout, l.Sources["idle-timeout"], tt.wantIdle, tt.wantSrc)
 			}
-			wantProfile := map[string]string{SourceDefault: "", SourceFile: "small", SourceEnv: "medium", SourceFlag: "large"}[tt.wantSrc]
+			wantProfile := map[string]string{SourceDefault: "balanced", SourceFile: "small", SourceEnv: "latency", SourceFlag: "throughput"}[tt.wantSrc]
 			if l.Profile != wantProfile || l.Sources[KeyProfile] != tt.wantSrc {
 				t.Errorf("profile = %q from %s; want %q from %s", l.Profile, l.Sources[KeyProfile], wantProfile, tt.wantSrc)
 			}

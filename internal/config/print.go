@@ -62,7 +62,7 @@ func writeYAML(w io.Writer, fields []Field, sv reflect.Value, l Loaded) error {
 	if l.File != "" {
 		fmt.Fprintf(&b, " (config file %s)", l.File)
 	}
-	b.WriteString("\n# Each comment says where the value came from: default, file, env or flag.\n")
+	b.WriteString("\n# Each comment says where the value came from: default, profile, file, env or flag.\n")
 	for _, ln := range lines {
 		if ln.source == "" {
 			fmt.Fprintf(&b, "%s\n", ln.text)

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/server"
+	"github.com/switchboard/switchboard/tuning"
+)
+
+const tuneSynopsis = "switchboard tune show [NAME]\n" +
+	"       switchboard tune check [--connections N] [--profile NAME]\n\n" +
+	"show lists the tuning profiles, or prints one profile's settings.\n" +
+	"check judges this host against a target number of connections (open-file limit,\n" +
+	"sysctls, memory, CPU quota), prints what to change, and exits 1 when the host\n" +
+	"cannot reach the target."
+
+func runTune(c *cli, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintf(c.stderr, "Usage: %s\n", tuneSynopsis)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintf(c.stdout, "Usage: %s\n", tuneSynopsis)
+		return exitOK
+	case "show":
+		return runTuneShow(c, args[1:])
+	case "check":
+		return runTuneCheck(c, args[1:])
+	}
+	fmt.Fprintf(c.stderr, "switchboard tune: unknown subcommand %q (want show or check)\n", args[0])
+	return exitUsage
+}
+
+func unknownProfile(c *cli, name string) int {
+	fmt.Fprintf(c.stderr, "switchboard tune: unknown profile %q (want one of %s)\n", name, strings.Join(tuning.Names(), ", "))
+	return exitUsage
+}
+
+func runTuneShow(c *cli, args []string) int {
+	fs := newFlagSet("tune show")
+	if code, done := parseFlags(c, fs, args, "switchboard tune show [NAME]"); done {
+		return code
+	}
+	switch fs.NArg() {
+	case 0:
+		listProfiles(c.stdout)
+		return exitOK
+	case 1:
+	default:
+		fmt.Fprintf(c.stderr, "switchboard tune show: want at most one profile name, got %q\n", fs.Args())
+		return exitUsage
+	}
+	p, ok := tuning.Lookup(fs.Arg(0))
+	if !ok {
+		return unknownProfile(c, fs.Arg(0))
+	}
+	showProfile(c.stdout, p)
+	return exitOK
+}
+
+func listProfiles(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROFILE\tBUDGET\tCONNECTIONS\tGOGC\tGOMEMLIMIT\tFOR")
+	for _, p := range tuning.Profiles() {
+		name := p.Name
+		if name == tuning.Default {
+			name += " (default)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", name, tuning.FormatBytes(p.MemoryBudget), p.Connections,
+			gogcText(p.GOGC), tuning.FormatBytes(p.GOMEMLIMIT), firstClause(p.Intent))
+	}
+	_ = tw.Flush()
+	fmt.Fprint(w, "\nRun 'switchboard tune show NAME' for a profile's settings; choose one with\n"+
+		"--profile, SWITCHBOARD_PROFILE or \"profile:\" in the config file.\n")
+}
+
+// firstClause returns s up to its first ". ", ": ", " (" or ",", for a one-line summary.
+func firstClause(s string) string {
+	end := len(s)
+	for _, sep := range []string{". ", ": ", " (", ","} {
+		if i := strings.Index(s, sep); i >= 0 {
+			end = min(end, i)
+		}
+	}
+	return strings.TrimSuffix(s[:end], ".")
+}
+
+func gogcText(n int) string {
+	if n == 0 {
+		return "runtime"
+	}
+	return fmt.Sprint(n)
+}
+
+// showProfile prints every setting the profile makes: runtime, then server settings with
+// the default each replaces and why.
+func showProfile(w io.Writer, p tuning.Profile) {
+	fmt.Fprintf(w, "profile %s: built for %d connections in %s per node\n\n", p.Name, p.Connections, tuning.FormatBytes(p.MemoryBudget))
+	fmt.Fprintf(w, "%s\n\n", wrap(p.Intent, 88, "  "))
+
+	fmt.Fprint(w, "Go runtime (applied by switchboard serve; the GOGC, GOMEMLIMIT and GOMAXPROCS\nenvironment variables override it):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if p.GOGC > 0 {
+		fmt.Fprintf(tw, "  GOGC\t%d\n", p.GOGC)
+	} else {
+		fmt.Fprint(tw, "  GOGC\tnot set (Go's 100)\n")
+	}
+	if p.GOMEMLIMIT > 0 {
+		fmt.Fprintf(tw, "  GOMEMLIMIT\t%s\t(%d bytes)\n", tuning.FormatBytes(p.GOMEMLIMIT), p.GOMEMLIMIT)
+	} else {
+		fmt.Fprint(tw, "  GOMEMLIMIT\tnone\n")
+	}
+	if p.GOMAXPROCS > 0 {
+		fmt.Fprintf(tw, "  GOMAXPROCS\t%d\n", p.GOMAXPROCS)
+	} else {
+		fmt.Fprint(tw, "  GOMAXPROCS\tnot set (the Go runtime follows the CPU count and the cgroup CPU limit)\n")
+	}
+	_ = tw.Flush()
+
+	var set server.Config
+	p.Apply(&set)
+	zero, defaults := server.Config{}, server.DefaultConfig()
+	fmt.Fprint(w, "\nServer settings (a config file, SWITCHBOARD_* variables and flags override them):\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	n := 0
+	setKeys := map[string]bool{}
+	for _, f := range config.Fields() {
+		if f.Format(&set) == f.Format(&zero) {
+			continue
+		}
+		n++
+		setKeys[f.Key] = true
+		fmt.Fprintf(tw, "  %s\t%s\t(default %s)\t%s\n", f.Key, f.Format(&set), f.Format(&defaults), p.Why[f.Key])
+	}
+	if n == 0 {
+		fmt.Fprint(tw, "  none: every server setting keeps its built-in default\n")
+	}
+	_ = tw.Flush()
+	var notes []string
+	for _, f := range config.Fields() {
+		if why := p.Why[f.Key]; why != "" && !setKeys[f.Key] {
+			notes = append(notes, fmt.Sprintf("  %s: %s", f.Key, why))
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(w, "\nNotes:\n%s\n", strings.Join(notes, "\n"))
+	}
+	fmt.Fprintf(w, "\nEvery other setting keeps its default: 'switchboard serve --profile %s --print-config'\nprints them all, each with its source.\n", p.Name)
+}
+
+// wrap breaks s into lines of at most width columns, each starting with indent.
+func wrap(s string, width int, indent string) string {
+	var b strings.Builder
+	col := 0
+	for _, word := range strings.Fields(s) {
+		switch {
+		case col == 0:
+			b.WriteString(indent)
+			col = len(indent)
+		case col+1+len(word) > width:
+			b.WriteString("\n" + indent)
+			col = len(indent)
+		default:
+			b.WriteByte(' ')
+			col++
+		}
+		b.WriteString(word)
+		col += len(word)
+	}
+	return b.String()
+}
+
+func runTuneCheck(c *cli, args []string) int {
+	fs := newFlagSet("tune check")
+	conns := fs.Int("connections", 0, "target connections on this host; 0 means the profile's design capacity")
+	profile := fs.String("profile", "", "profile the nodes run (default: SWITCHBOARD_PROFILE, else balanced)")
+	if code, done := parseFlags(c, fs, args, "switchboard tune check [--connections N] [--profile NAME]"); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(c.stderr, "switchboard tune check: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	name := *profile
+	if name == "" {
+		name = envValue(c.environ, config.EnvName(config.KeyProfile))
+	}
+	if name == "" {
+		name = tuning.Default
+	}
+	p, ok := tuning.Lookup(name)
+	if !ok {
+		return unknownProfile(c, name)
+	}
+	target := *conns
+	if target < 0 {
+		fmt.Fprintf(c.stderr, "switchboard tune check: --connections must be positive, got %d\n", target)
+		return exitUsage
+	}
+	if target == 0 {
+		target = p.Connections
+	}
+
+	r := tuning.ReadHost()
+	findings := p.Check(target, r)
+	printFindings(c.stdout, p, target, findings)
+	fmt.Fprintf(c.stdout, "\nsysctl settings:\n%s", indentLines(tuning.SysctlSnippet(target, r), "  "))
+	fmt.Fprintf(c.stdout, "\nsystemd unit (deploy/switchboard.service has it):\n%s", indentLines(tuning.SystemdHint(target), "  "))
+
+	var failed, warned []string
+	for _, f := range findings {
+		switch f.Severity {
+		case tuning.Fail:
+			failed = append(failed, f.Check)
+		case tuning.Warn:
+			warned = append(warned, f.Check)
+		}
+	}
+	summary := fmt.Sprintf("%d %s", len(warned), plural(len(warned), "warning", "warnings"))
+	if len(warned) > 0 {
+		summary += " (" + strings.Join(warned, ", ") + ")"
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(c.stdout, "\nRESULT: this host cannot reach %d connections as it is: %d %s failed (%s), %s.\n",
+			target, len(failed), plural(len(failed), "check", "checks"), strings.Join(failed, ", "), summary)
+		return exitFailure
+	}
+	fmt.Fprintf(c.stdout, "\nRESULT: this host can hold %d connections with profile %s; %s.\n", target, p.Name, summary)
+	return exitOK
+}
+
+func printFindings(w io.Writer, p tuning.Profile, target int, fs []tuning.Finding) {
+	fmt.Fprintf(w, "switchboard tune check: %d connections, profile %s (%s per node, built for %d connections)\n\n",
+		target, p.Name, tuning.FormatBytes(p.MemoryBudget), p.Connections)
+	for _, f := range fs {
+		fmt.Fprintf(w, "%-4s  %s\n", strings.ToUpper(f.Severity.String()), f.Check)
+		fmt.Fprintf(w, "      read:   %s\n", f.Read)
+		fmt.Fprintf(w, "      need:   %s\n", f.Need)
+		if f.Change != "" {
+			fmt.Fprintf(w, "      change: %s\n", f.Change)
+		}
+	}
+}
+
+func indentLines(s, indent string) string {
+	lines := strings.SplitAfter(s, "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if l != "" {
+			b.WriteString(indent + l)
+		}
+	}
+	return b.String()
+}
+
+// envValue returns the value of name in environ ("NAME=value" pairs), "" if absent.
+func envValue(environ []string, name string) string {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v
+		}
+	}
+	return ""
+}

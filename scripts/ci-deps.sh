@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond Go modules. Idempotent: prints nothing and does
+# nothing when every tool is already installed. Run by .ci/run before `make ci`.
+#
+#   promtool   checks and unit-tests deploy/prometheus/*.yml (deploy/deploy_test.go);
+#              Debian package "prometheus" (2.42 on bookworm). A cold install
+#              (apt-get update + the package) took ~11 s on the development VM.
+set -euo pipefail
+
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+
+if [ ${#need[@]} -eq 0 ]; then
+	exit 0
+fi
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then
+	if ! command -v sudo >/dev/null 2>&1; then
+		echo "ci-deps: need root or sudo to install: ${need[*]}" >&2
+		exit 1
+	fi
+	sudo=(sudo)
+fi
+
+echo "ci-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+command -v promtool >/dev/null 2>&1 || { echo "ci-deps: promtool still missing after install" >&2; exit 1; }
+echo "ci-deps: promtool $(promtool --version 2>&1 | head -1)" >&2
