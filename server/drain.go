@@ -40,26 +40,27 @@ func (s *Server) Drain(ctx context.Context, period time.Duration) error {
 	s.log.Info("draining", "connections", s.connCount.Load(), "period", period)
 	s.onEachLoop(func(lp *loop) { lp.goAway(s.goAwayMsg("node draining")) })
 
+	// Batches start one step after GOAWAY, so clients that honour it can leave first.
 	deadline := time.Now().Add(period)
 	for s.connCount.Load() > 0 {
-		left := time.Until(deadline)
-		if left <= 0 {
-			s.onEachLoop(func(lp *loop) { lp.closeSome(-1) })
-			break
-		}
-		// Close a share of what remains so that the last batch lands at the deadline.
 		step := time.Duration(float64(drainStep) * (0.75 + 0.5*rand.Float64()))
-		steps := max(1, int(left/step))
-		n := int(s.connCount.Load())
-		perLoop := max(1, (n+steps-1)/steps/max(1, int(s.nloops.Load())))
-		s.onEachLoop(func(lp *loop) { lp.closeSome(perLoop) })
-		t := time.NewTimer(min(step, left))
+		t := time.NewTimer(max(0, min(step, time.Until(deadline))))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
 		case <-t.C:
 		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			s.onEachLoop(func(lp *loop) { lp.closeSome(-1) })
+			break
+		}
+		// Close a share of what remains so that the last batch lands at the deadline.
+		steps := max(1, int(left/step))
+		n := int(s.connCount.Load())
+		perLoop := max(1, (n+steps-1)/steps/max(1, int(s.nloops.Load())))
+		s.onEachLoop(func(lp *loop) { lp.closeSome(perLoop) })
 	}
 	err := s.waitConns(ctx)
 	s.log.Info("drained", "err", err)

@@ -104,3 +104,56 @@ func TestFloodPastOpenFileLimit(t *testing.T) {
 		t.Fatalf("exit %d after the flood; stderr:\n%s", code, p.stderr())
 	}
 }
+
+// TestServeDrainsOnSIGTERM: SIGTERM sends GOAWAY, closes the connection within the drain
+// period and exits 0.
+func TestServeDrainsOnSIGTERM(t *testing.T) {
+	p := startBin(t, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "off", "--log-format", "json",
+		"--drain-period", "300ms", "--peers", "127.0.0.1:1")
+	var rec struct {
+		Addr string `json:"addr"`
+	}
+	if err := json.Unmarshal([]byte(p.waitLine(t, `"msg":"switchboard listening"`)), &rec); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", rec.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write(codec.AppendHello(nil, 1, codec.Version, "x", ""))
+	read := func() codec.Frame {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var hdr [codec.HeaderLen]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		n, _ := codec.FrameLen(hdr[:], 1<<20)
+		buf := append(hdr[:], make([]byte, n-codec.HeaderLen)...)
+		if _, err := io.ReadFull(c, buf[codec.HeaderLen:]); err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		f, _, _ := codec.Decode(buf, 1<<20)
+		return f
+	}
+	if f := read(); f.Type != codec.TypeWelcome {
+		t.Fatalf("got %v; want WELCOME", f.Type)
+	}
+	p.signal(t, syscall.SIGTERM)
+	f := read()
+	if f.Type != codec.TypeGoAway {
+		t.Fatalf("got %v; want GOAWAY", f.Type)
+	}
+	if g, err := codec.ParseGoAway(f.Body); err != nil || len(g.Addrs) != 1 || g.Addrs[0] != "127.0.0.1:1" {
+		t.Fatalf("GOAWAY %+v %v; want the peer address", g, err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("connection still open after the drain")
+	}
+	p.waitLine(t, `"msg":"drained"`)
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, p.stderr())
+	}
+}

@@ -96,7 +96,7 @@ func serve(log *slog.Logger, l config.Loaded) int {
 	}
 	// Subscribe before Start so that a signal during start-up is not lost.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR2)
 	defer signal.Stop(sigs)
 
 	if err := srv.Start(); err != nil {
@@ -119,16 +119,40 @@ func serve(log *slog.Logger, l config.Loaded) int {
 	code := exitOK
 	select {
 	case sig := <-sigs:
+		if sig == syscall.SIGTERM || sig == syscall.SIGUSR2 {
+			// Lame duck: GOAWAY to everyone, close in batches over drain-period. A
+			// second signal cuts the drain short.
+			log.Info("draining", "signal", sig.String(), "period", eff.DrainPeriod)
+			drain(log, srv, eff.DrainPeriod, sigs)
+		}
 		log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout)
 	case err := <-adminFailed:
 		log.Error("admin endpoints failed; shutting down", "err", err)
 		code = exitFailure
 	}
-	signal.Stop(sigs) // a second signal now kills the process the default way
+	signal.Stop(sigs) // a further signal now kills the process the default way
 	if !shutdown(log, srv, admin) {
 		code = exitFailure
 	}
 	return code
+}
+
+// drain runs srv.Drain for period (plus a margin), or until another signal arrives.
+func drain(log *slog.Logger, srv *server.Server, period time.Duration, sigs <-chan os.Signal) {
+	ctx, cancel := context.WithTimeout(context.Background(), period+5*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Drain(ctx, period) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			log.Warn("drain incomplete", "err", err)
+		}
+	case sig := <-sigs:
+		log.Warn("drain cut short", "signal", sig.String())
+		cancel()
+		<-done
+	}
 }
 
 // shutdown stops the node, then the admin endpoints (which stay up while the node
