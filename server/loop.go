@@ -285,10 +285,7 @@ func (lp *loop) flushDirty() {
 	lp.dirty = lp.dirty[:0]
 }
 
-// now returns the loop's current tick.
-func (lp *loop) now() uint64 { return lp.wheel.now }
-
-// tick32 is the low 32 bits of now, for per-connection timestamps: differences computed
+// tick32 is the low 32 bits of the loop's current tick, for per-connection timestamps: differences computed
 // modulo 2^32 stay right for intervals below 2^32 ticks (over 49 days at 1 ms ticks).
 func (lp *loop) tick32() uint32 { return uint32(lp.wheel.now) }
 
