@@ -265,6 +265,12 @@ func (lp *loop) errorTo(id shard.ConnID, corr uint32, code codec.ErrorCode, reas
 // flushLater queues one flush of the dirty connections behind the events gnet is
 // handling in this poll round (gnet runs queued tasks after the round's I/O events).
 func (lp *loop) flushLater() {
+	// Entries flushed directly (a connection's own answers) are no longer dirty; drop
+	// them from the end so that a callback that only answered its own peer queues nothing.
+	for n := len(lp.dirty); n > 0 && !lp.dirty[n-1].dirty; n-- {
+		lp.dirty[n-1] = nil
+		lp.dirty = lp.dirty[:n-1]
+	}
 	if len(lp.dirty) == 0 || lp.flushQueued {
 		return
 	}
