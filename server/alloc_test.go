@@ -8,6 +8,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/limits"
 )
 
 // fakeConn is the part of gnet.Conn the dispatch path touches, for measuring it without
@@ -157,6 +158,34 @@ func BenchmarkDispatch(b *testing.B) {
 	mustRegister(b, s, "local", local)
 	mustRegister(b, s, "remote", remote)
 	loops[1].armed.Store(true)
+	b.Run("echo-limits-on/16B", func(b *testing.B) {
+		// Every per-frame limit armed but far from tripping: the cost of tiers 2-3 and the
+		// zone check on the hot path, against echo/16B in the same run.
+		s.g.rated = true
+		lim := limits.Config{ConnMsgRate: 1 << 30, ConnByteRate: 1 << 30, NodeMsgRate: 1 << 30}
+		m, by := lim.ConnLimiters()
+		a.lim = &connLimits{msgs: m, bytes: by}
+		loops[0].lease = lim.NodeLimiter(2).Lease(0)
+		defer func() { s.g.rated, a.lim, loops[0].lease = false, nil, nil }()
+		frame := codec.AppendFrame(nil, codec.TypeEcho, 0, 1, make([]byte, 16))
+		var batch []byte
+		for range 64 {
+			batch = append(batch, frame...)
+		}
+		b.SetBytes(int64(len(frame)))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i += 64 {
+			now := s.clock()
+			off := 0
+			for off < len(batch) {
+				f, n, _ := codec.Decode(batch[off:], codec.DefaultMaxFrame)
+				off += n
+				loops[0].dispatch(a, f, now)
+			}
+			loops[0].flushDirty()
+		}
+	})
 	for _, size := range []int{16, 256} {
 		payload := make([]byte, size)
 		cases := []struct {
