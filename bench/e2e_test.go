@@ -2,39 +2,25 @@ package bench
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/switchboard/switchboard/internal/testserver"
 	"github.com/switchboard/switchboard/server"
 )
 
-// startServer starts an in-process switchboard on 127.0.0.1:0.
+// startServer starts an in-process switchboard on 127.0.0.1:0 and returns its address.
 func startServer(t *testing.T, cfg server.Config) string {
 	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Admin = "off"
-	s, err := server.New(cfg, server.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
+	if cfg.Loops == 0 {
+		cfg.Loops = runtime.GOMAXPROCS(0)
 	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return s.Addr().String()
+	return testserver.Start(t, cfg).Addr().String()
 }
 
 // runBench runs `switchboard bench ARGS --json -` in process and returns the decoded

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/testserver"
 	"github.com/switchboard/switchboard/server"
 	"github.com/switchboard/switchboard/tuning"
+	"go.yaml.in/yaml/v3"
 )
 
 const (
@@ -119,22 +118,7 @@ var (
 // scrape starts a real server on loopback and returns the series of one WritePrometheus.
 func scrape(t *testing.T) []series {
 	t.Helper()
-	cfg := server.DefaultConfig()
-	cfg.Listen, cfg.Admin, cfg.Loops = "127.0.0.1:0", "off", 2
-	srv, err := server.New(cfg, server.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
+	srv := testserver.Start(t, server.DefaultConfig())
 	var buf bytes.Buffer
 	srv.WritePrometheus(&buf)
 	var out []series

@@ -323,9 +323,7 @@ func (lp *loop) fire(e timerEntry) {
 		if !ok || c.state != stateActive {
 			return
 		}
-		idle := lp.ticks(lp.srv.cfg.IdleTimeout)
-		if since := uint64(lp.tick32() - c.lastSeen); since < idle {
-			lp.wheel.add(idle-since, timerIdle, c.id)
+		if !lp.expired(e, c.lastSeen, lp.srv.cfg.IdleTimeout) {
 			return
 		}
 		lp.stats.idleTimeouts.Add(1)
@@ -340,14 +338,24 @@ func (lp *loop) fire(e timerEntry) {
 			c.lastEmpty = lp.tick32()
 			return
 		}
-		limit := lp.ticks(lp.srv.cfg.SlowConsumerTimeout)
-		if since := uint64(lp.tick32() - c.lastEmpty); since < limit {
-			lp.wheel.add(limit-since, timerSlow, c.id)
+		if !lp.expired(e, c.lastEmpty, lp.srv.cfg.SlowConsumerTimeout) {
 			return
 		}
 		lp.stats.slowConsumers.Add(1)
 		lp.closeWithError(c, codec.CodeSlowConsumer, "outbound data not drained in time")
 	}
+}
+
+// expired reports whether limit has passed since the tick stamp; if not, it re-arms
+// timer e for the rest, so a connection timer costs one wheel entry however often the
+// connection is active.
+func (lp *loop) expired(e timerEntry, stamp uint32, limit time.Duration) bool {
+	n := lp.ticks(limit)
+	if since := uint64(lp.tick32() - stamp); since < n {
+		lp.wheel.add(n-since, e.kind, e.id)
+		return false
+	}
+	return true
 }
 
 // addPending counts one more message queued for c.

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/switchboard/switchboard/client"
+	"github.com/switchboard/switchboard/internal/testserver"
 	"github.com/switchboard/switchboard/server"
+	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
@@ -27,28 +27,10 @@ func TestMain(m *testing.M) {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func startServer(t testing.TB, cfg server.Config) *server.Server {
-	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
-	if cfg.Loops == 0 {
-		cfg.Loops = 2
-	}
-	s, err := server.New(cfg, server.WithLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return s
-}
+var (
+	startServer = testserver.Start
+	waitFor     = testserver.WaitFor
+)
 
 func dial(t testing.TB, addrs []string, cfg client.Config) *client.Client {
 	t.Helper()
@@ -69,17 +51,6 @@ func ctx5(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func loopOf(id uint64) int { return int(uint8(id >> 40)) }

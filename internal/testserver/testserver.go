@@ -1,0 +1,55 @@
+// Package testserver starts in-process switchboard servers for tests outside the server
+// package (the server's own tests cannot import it: that would be an import cycle).
+//
+// # Concurrency
+//
+// Start and WaitFor are called from the test goroutine.
+package testserver
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/server"
+)
+
+// Start starts a server on 127.0.0.1:0 with cfg's zero fields defaulted (two event loops,
+// no admin listener, logs discarded) and shuts it down when the test ends, failing the test
+// if the shutdown does not complete.
+func Start(t testing.TB, cfg server.Config) *server.Server {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Admin = "off"
+	if cfg.Loops == 0 {
+		cfg.Loops = 2
+	}
+	s, err := server.New(cfg, server.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return s
+}
+
+// WaitFor polls cond every 2 ms until it holds, failing the test after 10 s.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
