@@ -68,9 +68,10 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	return gnet.None
 }
 
-// OnTraffic decodes and dispatches at most FramesPerWake frames, then writes everything
-// the frames produced (for this and other connections of the loop) with one write per
-// connection. Bytes of an incomplete frame stay in gnet's inbound buffer.
+// OnTraffic decodes and dispatches at most FramesPerWake frames, writes this connection's
+// answers with one write, and queues one end-of-round flush for what the frames routed to
+// other connections of the loop. Bytes of an incomplete frame stay in gnet's inbound
+// buffer.
 func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	c, _ := gc.Context().(*conn)
 	if c == nil || c.state != stateActive && c.state != stateHandshake {
@@ -79,10 +80,6 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	lp := c.lp
 	buf, _ := gc.Peek(-1)
-	maxFrame := h.srv.cfg.MaxFrame
-	if c.state == stateHandshake {
-		maxFrame = handshakeMaxFrame
-	}
 	var now int64
 	if h.srv.g.rated {
 		now = h.srv.clock()
@@ -92,6 +89,10 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		if frames == h.srv.cfg.FramesPerWake {
 			more = true
 			break
+		}
+		maxFrame := h.srv.cfg.MaxFrame
+		if c.state == stateHandshake { // until WELCOME, frames are small (a HELLO)
+			maxFrame = handshakeMaxFrame
 		}
 		f, n, err := codec.Decode(buf[off:], maxFrame)
 		if err != nil {

@@ -496,3 +496,17 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("%d connections after the drain", st.Connections)
 	}
 }
+
+// TestHelloPipelinedWithLargeFrame: the small pre-handshake frame limit ends with the
+// HELLO, even when the next frame arrives in the same read.
+func TestHelloPipelinedWithLargeFrame(t *testing.T) {
+	s := startServer(t, Config{})
+	p := rawpeer.Dial(t, s.Addr().String())
+	b := codec.AppendHello(nil, 1, codec.Version, "eager", "")
+	b = codec.AppendFrame(b, codec.TypeEcho, 0, 2, make([]byte, 8<<10))
+	p.Write(b)
+	p.Expect(codec.TypeWelcome)
+	if f := p.Expect(codec.TypeEchoReply); len(f.Body) != 8<<10 {
+		t.Fatalf("echo body %d bytes", len(f.Body))
+	}
+}
