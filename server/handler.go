@@ -454,6 +454,9 @@ func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 		flags |= codec.ErrFlagReconnect
 	}
 	lp.sendError(c, 0, code, flags, reason)
+	if code != codec.CodeTimeout && code != codec.CodeShuttingDown { // routine closes are only counted
+		lp.srv.connLog.report(connLogEntry{ip: c.ip, code: code, reason: reason})
+	}
 	c.state = stateClosing
 	c.flush()
 	if c.state != stateClosed {

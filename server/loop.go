@@ -63,7 +63,7 @@ type loop struct {
 
 	conns   *shard.Table[*conn]
 	reqs    *shard.Table[pendingReq]
-	dirty   []*conn // connections with output to flush before the callback returns
+	dirty   []*conn // connections with output to flush (own answers at callback end, the rest at round end)
 	scratch []byte  // reused encoding space for same-loop replies
 	wheel   wheel
 	start   int64 // monotonic nanoseconds of tick 0 (srv.clock)

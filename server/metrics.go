@@ -74,6 +74,7 @@ func (s *Server) WritePrometheus(w io.Writer) {
 	counter("switchboard_handshake_timeouts_total", st.HandshakeTimeouts)
 	counter("switchboard_idle_timeouts_total", st.IdleTimeouts)
 	counter("switchboard_bad_frames_total", st.BadFrames)
+	counter("switchboard_log_suppressed_total", s.connLog.suppressed.Load())
 	hist.write(w, "switchboard_request_duration_seconds")
 	s.writeLimitMetrics(w)
 

@@ -55,8 +55,10 @@ type Server struct {
 	draining     atomic.Bool
 	lingerStop   atomic.Bool // Shutdown: lingerers close what they hold at once
 
+	connLog connLogger     // per-connection errors, rate-limited off the loops
 	refuseq chan net.Conn  // refused connections waiting for the client's FIN; bounded
 	wg      sync.WaitGroup // acceptor and lingerers
+	logWG   sync.WaitGroup // the connection-error logger
 }
 
 // Option configures a Server's dependencies (values go in Config).
@@ -86,6 +88,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		epoch:    time.Now(),
 		loopMap:  make(map[gnet.EventLoop]*loop),
 		refuseq:  make(chan net.Conn, lingerQueue),
+		connLog:  connLogger{ch: make(chan connLogEntry, 256)},
 	}
 	for _, o := range opts {
 		o(s)
@@ -161,6 +164,8 @@ func (s *Server) Start() error {
 	s.started = true
 	s.wg.Add(1 + lingerers)
 	go s.acceptLoop()
+	s.logWG.Add(1)
+	go s.runConnLogger()
 	for range lingerers {
 		go s.lingerer()
 	}
@@ -221,6 +226,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if stopErr := s.engine.Stop(); stopErr != nil && err == nil {
 		err = stopErr
 	}
+	close(s.connLog.ch) // the loops are gone: nobody reports any more
+	s.logWG.Wait()
 	return err
 }
 
