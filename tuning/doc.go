@@ -5,7 +5,7 @@
 // bounds, timeouts, rate limits), for a stated memory budget per node:
 //
 //	balanced    the default: the built-in server settings, GOGC 100, GOMEMLIMIT 180 MiB
-//	small       100,000 connections in ~150 MiB: small buffers and queues, GOGC 50
+//	small       100,000 connections in ~150 MiB: small buffers and queues, GOGC 25
 //	throughput  more frames per syscall and per wake, deeper queues, GOGC 200
 //	latency     few frames per wake, short queues, 10 ms timers, GOGC 200
 //

@@ -20,7 +20,7 @@ func TestTuneShow(t *testing.T) {
 		{"list", []string{"tune", "show"}, exitOK, []string{"balanced (default)", "small", "throughput", "latency", "150MiB", "GOMEMLIMIT"}},
 		{"small", []string{"tune", "show", "small"}, exitOK, []string{
 			"profile small: built for 100000 connections in 150MiB per node", "Many mostly idle connections",
-			"GOGC        50", "GOMEMLIMIT  140MiB  (146800640 bytes)", "GOMAXPROCS  not set",
+			"GOGC        25", "GOMEMLIMIT  140MiB  (146800640 bytes)", "GOMAXPROCS  not set",
 			"read-buffer-cap", "16384", "(default 65536)", "write-buffer-cap", "4096", "accept-rate", "2000",
 			"idle-timeout", "2m0s", "max-pending-bytes"}},
 		{"balanced", []string{"tune", "show", "balanced"}, exitOK, []string{"GOGC        100", "180MiB", "none: every server setting keeps its built-in default"}},
