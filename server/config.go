@@ -37,6 +37,10 @@ type Config struct {
 	MaxFrame int
 	// Token is the shared secret a HELLO must carry. Default "" (no authentication).
 	Token string
+	// LogLevel is the log level: debug, info, warn or error. Default info. Not used by
+	// Server itself (its logger comes from WithLogger); switchboard serve applies it and
+	// re-reads it on SIGHUP.
+	LogLevel string
 	// MaxPending caps the messages queued for one connection that its socket has not taken
 	// yet. Past it the slow-consumer policy applies. Default 1000.
 	MaxPending int
@@ -126,6 +130,7 @@ func DefaultConfig() Config {
 func (c *Config) EnsureDefaults() {
 	setDefault(&c.Listen, DefaultListen)
 	setDefault(&c.Admin, DefaultAdmin)
+	setDefault(&c.LogLevel, "info")
 	setDefault(&c.NodeID, 1)
 	if c.ServerID == "" {
 		c.ServerID, _ = os.Hostname()
@@ -174,6 +179,11 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
 			bad("admin", "%v", err)
 		}
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		bad("log-level", "want debug, info, warn or error, got %q", c.LogLevel)
 	}
 	if len(c.ServerID) > codec.MaxNameLen {
 		bad("server-id", "longer than %d bytes", codec.MaxNameLen)

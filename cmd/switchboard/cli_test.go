@@ -193,12 +193,12 @@ func TestServeBadConfig(t *testing.T) {
 		{"bad duration flag", nil, []string{"--idle-timeout", "30"}, []string{`--idle-timeout: want a duration`}},
 		{"bad env", []string{"SWITCHBOARD_NODE_ID=70000"}, nil, []string{"SWITCHBOARD_NODE_ID: node-id: 70000 is out of range"}},
 		{"invalid", nil, []string{"--max-frame", "10"}, []string{"max-frame: must be between"}},
-		{"log level", nil, []string{"--log-level", "loud"}, []string{`--log-level: want debug, info, warn or error, got "loud"`}},
+		{"log level", nil, []string{"--log-level", "loud"}, []string{`log-level: want debug, info, warn or error, got "loud"`}},
 		{"log format", nil, []string{"--log-format", "xml"}, []string{`--log-format: want text or json`}},
 		{"positional", nil, []string{"now"}, []string{`unexpected argument "now"`}},
 		{"missing file", nil, []string{"--config", filepath.Join(t.TempDir(), "nope.yaml")}, []string{"nope.yaml", "no such file"}},
 		{"every problem", nil, []string{"--loops", "x", "--tick-interval", "5s", "--log-level", "loud"},
-			[]string{"--loops", "tick-interval", "--log-level"}},
+			[]string{"--loops", "tick-interval", "log-level"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -153,6 +156,31 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 		t.Fatal("connection still open after the drain")
 	}
 	p.waitLine(t, `"msg":"drained"`)
+	if code := p.wait(t); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, p.stderr())
+	}
+}
+
+// TestServeReloadsOnSIGHUP: SIGHUP re-reads the config file, applies the new log level
+// (debug lines start to appear) and names the changes that wait for a restart.
+func TestServeReloadsOnSIGHUP(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "sb.yaml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("log-level: info\nlisten: 127.0.0.1:0\nadmin: \"off\"\n")
+	p := startBin(t, nil, "serve", "--config", file)
+	p.waitLine(t, "switchboard listening")
+	write("log-level: debug\nlisten: 127.0.0.1:0\nadmin: \"off\"\nmax-pending: 7\n")
+	p.signal(t, syscall.SIGHUP)
+	line := p.waitLine(t, "configuration reloaded")
+	if !strings.Contains(line, "log_level=debug") || !strings.Contains(line, "not_applied_until_restart=max-pending") {
+		t.Fatalf("reload line %q", line)
+	}
+	p.signal(t, syscall.SIGINT)
 	if code := p.wait(t); code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, p.stderr())
 	}

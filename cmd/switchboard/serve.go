@@ -24,7 +24,6 @@ func runServe(c *cli, args []string) int {
 	fs := newFlagSet("serve")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration as YAML, with each value's source, and exit")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	cf := config.RegisterFlags(fs)
 	if code, done := parseFlags(c, fs, args, "switchboard serve [flags]"); done {
 		return code
@@ -33,10 +32,6 @@ func runServe(c *cli, args []string) int {
 	var problems []error
 	if fs.NArg() > 0 {
 		problems = append(problems, fmt.Errorf("unexpected argument %q: serve takes only flags", fs.Arg(0)))
-	}
-	level, err := parseLevel(*logLevel)
-	if err != nil {
-		problems = append(problems, err)
 	}
 	if *logFormat != "text" && *logFormat != "json" {
 		problems = append(problems, fmt.Errorf("--log-format: want text or json, got %q", *logFormat))
@@ -56,24 +51,50 @@ func runServe(c *cli, args []string) int {
 		}
 		return exitOK
 	}
-	return serve(newLogger(c.stderr, *logFormat, level), loaded)
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(loaded.Config.LogLevel))
+	return serve(newLogger(c.stderr, *logFormat, level), loaded, reloader{env: c.environ, flags: cf, level: level})
 }
 
-func parseLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
+// parseLevel maps a validated log-level setting to its slog level.
+func parseLevel(s string) slog.Level {
+	switch s {
 	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
+		return slog.LevelDebug
 	case "warn":
-		return slog.LevelWarn, nil
+		return slog.LevelWarn
 	case "error":
-		return slog.LevelError, nil
+		return slog.LevelError
 	}
-	return 0, fmt.Errorf("--log-level: want debug, info, warn or error, got %q", s)
+	return slog.LevelInfo
 }
 
-func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+// reloader re-reads the configuration on SIGHUP and applies what is safe to change at
+// run time: the log level. Other settings need a restart (a drain makes that painless);
+// the log says which changed values were not applied.
+type reloader struct {
+	env   []string
+	flags *config.Flags
+	level *slog.LevelVar
+}
+
+func (r reloader) reload(log *slog.Logger, running server.Config) {
+	l, err := config.Load(r.env, r.flags)
+	if err != nil {
+		log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
+	r.level.Set(parseLevel(l.Config.LogLevel))
+	var pending []string
+	for _, f := range config.Fields() {
+		if f.Key != "log-level" && f.Format(&l.Config) != f.Format(&running) {
+			pending = append(pending, f.Key)
+		}
+	}
+	log.Info("configuration reloaded", "log_level", l.Config.LogLevel, "not_applied_until_restart", strings.Join(pending, ","))
+}
+
+func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -82,7 +103,7 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 }
 
 // serve runs a node until SIGINT or SIGTERM, then shuts it down gracefully.
-func serve(log *slog.Logger, l config.Loaded) int {
+func serve(log *slog.Logger, l config.Loaded, r reloader) int {
 	// The profile's runtime half, once, before the server sizes anything from GOMAXPROCS
 	// or reads GOMEMLIMIT; Load has already applied its server settings.
 	if p, ok := tuning.Lookup(l.Profile); ok {
@@ -96,7 +117,7 @@ func serve(log *slog.Logger, l config.Loaded) int {
 	}
 	// Subscribe before Start so that a signal during start-up is not lost.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGUSR2, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
 	if err := srv.Start(); err != nil {
@@ -117,18 +138,25 @@ func serve(log *slog.Logger, l config.Loaded) int {
 	}
 
 	code := exitOK
-	select {
-	case sig := <-sigs:
-		if sig == syscall.SIGTERM || sig == syscall.SIGUSR2 {
-			// Lame duck: GOAWAY to everyone, close in batches over drain-period. A
-			// second signal cuts the drain short.
-			log.Info("draining", "signal", sig.String(), "period", eff.DrainPeriod)
-			drain(log, srv, eff.DrainPeriod, sigs)
+	for stop := false; !stop; {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				r.reload(log, l.Config)
+				continue
+			}
+			if sig == syscall.SIGTERM || sig == syscall.SIGUSR2 {
+				// Lame duck: GOAWAY to everyone, close in batches over drain-period. A
+				// second signal cuts the drain short.
+				log.Info("draining", "signal", sig.String(), "period", eff.DrainPeriod)
+				drain(log, srv, eff.DrainPeriod, sigs)
+			}
+			log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout)
+		case err := <-adminFailed:
+			log.Error("admin endpoints failed; shutting down", "err", err)
+			code = exitFailure
 		}
-		log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout)
-	case err := <-adminFailed:
-		log.Error("admin endpoints failed; shutting down", "err", err)
-		code = exitFailure
+		stop = true
 	}
 	signal.Stop(sigs) // a further signal now kills the process the default way
 	if !shutdown(log, srv, admin) {

@@ -11,6 +11,7 @@ var help = map[string]string{
 	"loops":                 "number of event loops; 0 means GOMAXPROCS",
 	"max-connections":       "cap on concurrent client connections; 0 means as many as the open-file limit allows",
 	"max-frame":             "largest frame accepted after the handshake, bytes",
+	"log-level":             "log level: debug, info, warn or error (re-read on SIGHUP)",
 	"token":                 "shared secret a HELLO must carry; empty means no authentication",
 	"max-pending":           "messages queued for one connection before the slow-consumer policy applies",
 	"max-pending-bytes":     "bytes queued for one connection before the slow-consumer policy applies",
