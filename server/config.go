@@ -71,6 +71,14 @@ type Config struct {
 	WriteBufferCap int
 	// TCPDelay turns Nagle's algorithm back on (TCP_NODELAY off). Default false.
 	TCPDelay bool
+	// SocketRecvBuffer and SocketSendBuffer set SO_RCVBUF/SO_SNDBUF on client sockets, in
+	// bytes. Default 0: the kernel's autotuning.
+	SocketRecvBuffer int
+	SocketSendBuffer int
+	// TCPKeepAlive enables TCP keepalive probes after this much idle time (the kernel
+	// drops a peer that stops answering them). Default 0: off; the idle timeout and the
+	// protocol's PINGs already find dead peers.
+	TCPKeepAlive time.Duration
 	// MaxQueue bounds the messages queued node-wide (cross-loop rings plus outbound
 	// messages not yet taken by sockets); past it senders get QUEUE_FULL. Checked against
 	// a sample refreshed every tick. Default 50,000.
@@ -199,7 +207,8 @@ func (c *Config) Validate() error {
 		{"max-pending-bytes", c.MaxPendingBytes}, {"ring-size", c.RingSize},
 		{"frames-per-wake", c.FramesPerWake}, {"max-names-per-conn", c.MaxNamesPerConn},
 		{"read-buffer-cap", c.ReadBufferCap}, {"write-buffer-cap", c.WriteBufferCap},
-		{"max-queue", c.MaxQueue},
+		{"max-queue", c.MaxQueue}, {"socket-recv-buffer", c.SocketRecvBuffer},
+		{"socket-send-buffer", c.SocketSendBuffer},
 	}
 	for _, f := range nonNeg {
 		if f.v < 0 {
@@ -223,6 +232,7 @@ func (c *Config) Validate() error {
 		{"request-timeout", c.RequestTimeout}, {"max-request-timeout", c.MaxRequestTimeout},
 		{"tick-interval", c.TickInterval}, {"slow-consumer-timeout", c.SlowConsumerTimeout},
 		{"loop-lag-budget", c.LoopLagBudget}, {"drain-period", c.DrainPeriod},
+		{"tcp-keep-alive", c.TCPKeepAlive},
 	}
 	for _, d := range durs {
 		if d.v < 0 {

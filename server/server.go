@@ -140,19 +140,7 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("server: listen %s: %w", s.cfg.Listen, err)
 	}
-	nodelay := gnet.TCPNoDelay
-	if s.cfg.TCPDelay {
-		nodelay = gnet.TCPDelay
-	}
-	eng, err := gnet.NewClient(&handler{srv: s},
-		gnet.WithMulticore(true),
-		gnet.WithNumEventLoop(s.cfg.Loops),
-		gnet.WithTicker(true),
-		gnet.WithReadBufferCap(s.cfg.ReadBufferCap),
-		gnet.WithWriteBufferCap(s.cfg.WriteBufferCap),
-		gnet.WithTCPNoDelay(nodelay),
-		gnet.WithLogger(gnetLogger{s.log}),
-	)
+	eng, err := gnet.NewClient(&handler{srv: s}, s.gnetOptions()...)
 	if err == nil {
 		err = eng.Start()
 	}
@@ -408,6 +396,33 @@ func (s *Server) lingerer() {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// gnetOptions turns the Config into gnet's options: the one place that does.
+func (s *Server) gnetOptions() []gnet.Option {
+	nodelay := gnet.TCPNoDelay
+	if s.cfg.TCPDelay {
+		nodelay = gnet.TCPDelay
+	}
+	opts := []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(s.cfg.Loops),
+		gnet.WithTicker(true),
+		gnet.WithReadBufferCap(s.cfg.ReadBufferCap),
+		gnet.WithWriteBufferCap(s.cfg.WriteBufferCap),
+		gnet.WithTCPNoDelay(nodelay),
+		gnet.WithLogger(gnetLogger{s.log}),
+	}
+	if s.cfg.SocketRecvBuffer > 0 {
+		opts = append(opts, gnet.WithSocketRecvBuffer(s.cfg.SocketRecvBuffer))
+	}
+	if s.cfg.SocketSendBuffer > 0 {
+		opts = append(opts, gnet.WithSocketSendBuffer(s.cfg.SocketSendBuffer))
+	}
+	if s.cfg.TCPKeepAlive > 0 {
+		opts = append(opts, gnet.WithTCPKeepAlive(s.cfg.TCPKeepAlive))
+	}
+	return opts
 }
 
 // raiseNoFile raises the soft open-file limit to the hard limit and returns the result.
