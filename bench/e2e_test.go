@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -256,5 +257,21 @@ func TestProcsReexec(t *testing.T) {
 	svg, err := os.ReadFile(plot)
 	if err != nil || !bytes.Contains(svg, []byte("<svg")) {
 		t.Fatalf("plot: %v", err)
+	}
+}
+
+// TestServerFiguresFromAdmin reads the server's RSS and CPU from the real admin endpoint
+// (process_resident_memory_bytes, process_cpu_seconds_total) rather than /proc.
+func TestServerFiguresFromAdmin(t *testing.T) {
+	srv := testserver.Start(t, server.Config{})
+	admin := httptest.NewServer(srv.AdminHandler())
+	defer admin.Close()
+	m, _ := runBench(t, inProcess(), "connect", "--addr", srv.Addr().String(), "--conns", "20",
+		"--duration", "1s", "--admin", strings.TrimPrefix(admin.URL, "http://"))
+	if src := get(t, m, "server.source"); !strings.Contains(src.(string), "metrics") && !strings.Contains(src.(string), "admin") {
+		t.Fatalf("server figures from %v; want the admin endpoint", src)
+	}
+	if num(t, m, "server.rss_bytes_after") <= 0 {
+		t.Fatalf("no RSS from /metrics: %v", get(t, m, "server"))
 	}
 }
