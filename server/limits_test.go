@@ -161,9 +161,7 @@ func limitsLease(s *Server) int { return s.g.node.LeaseSize() }
 func TestTier4NodeBreaker(t *testing.T) {
 	s := startServer(t, withLimits(Config{TickInterval: 5 * time.Millisecond},
 		limits.Config{BreakerMinRequests: 10, BreakerOpenFor: time.Minute, TargetMinFailures: 1000}))
-	mute := connect(t, s, "mute")
-	mute.Write(codec.AppendName(nil, codec.TypeRegister, 1, "mute"))
-	mute.Expect(codec.TypeOK)
+	registered(t, s, "mute")
 	c := connect(t, s, "c")
 	var batch []byte
 	for i := 1; i <= 10; i++ {
@@ -186,12 +184,8 @@ func TestTier4NodeBreaker(t *testing.T) {
 func TestTier4TargetBreaker(t *testing.T) {
 	s := startServer(t, withLimits(Config{TickInterval: 5 * time.Millisecond},
 		limits.Config{BreakerMinRequests: 1 << 20, TargetMinFailures: 5, BreakerOpenFor: time.Minute}))
-	mute := connect(t, s, "mute")
-	mute.Write(codec.AppendName(nil, codec.TypeRegister, 1, "mute"))
-	mute.Expect(codec.TypeOK)
-	echo := connect(t, s, "echo")
-	echo.Write(codec.AppendName(nil, codec.TypeRegister, 1, "echo"))
-	echo.Expect(codec.TypeOK)
+	registered(t, s, "mute")
+	echo := registered(t, s, "echo")
 	c := connect(t, s, "c")
 	var batch []byte
 	for i := 1; i <= 5; i++ {
@@ -216,9 +210,7 @@ func TestTier4TargetBreaker(t *testing.T) {
 // TestRequestStormInflightCap: one connection cannot hold more than MaxPending requests.
 func TestRequestStormInflightCap(t *testing.T) {
 	s := startServer(t, Config{MaxPending: 5})
-	mute := connect(t, s, "mute")
-	mute.Write(codec.AppendName(nil, codec.TypeRegister, 1, "mute"))
-	mute.Expect(codec.TypeOK)
+	registered(t, s, "mute")
 	c := connect(t, s, "c")
 	var batch []byte
 	for i := 1; i <= 8; i++ {
@@ -239,9 +231,7 @@ func TestSystemQueueBound(t *testing.T) {
 	// first (TestZones covers that); here the bound itself is under test.
 	s := startServer(t, withLimits(Config{MaxQueue: 100, MaxPending: 100000, MaxPendingBytes: 1 << 30,
 		TickInterval: 5 * time.Millisecond}, limits.Config{ZoneYellow: 100, ZoneOrange: 101, ZoneRed: 102}))
-	sink := connect(t, s, "sink")
-	sink.Write(codec.AppendName(nil, codec.TypeRegister, 1, "sink"))
-	sink.Expect(codec.TypeOK)
+	registered(t, s, "sink")
 	src := connect(t, s, "src")
 	payload := make([]byte, 32<<10)
 	full := false
@@ -270,9 +260,7 @@ func TestSystemQueueBound(t *testing.T) {
 func TestSlowConsumerTimeout(t *testing.T) {
 	s := startServer(t, Config{SlowConsumerTimeout: 100 * time.Millisecond, TickInterval: 10 * time.Millisecond,
 		MaxPending: 100000, MaxPendingBytes: 1 << 30})
-	sink := connect(t, s, "sink")
-	sink.Write(codec.AppendName(nil, codec.TypeRegister, 1, "sink"))
-	sink.Expect(codec.TypeOK)
+	registered(t, s, "sink")
 	src := connect(t, s, "src")
 	// Enough to fill the sink's socket buffers so the server holds outbound data.
 	payload := make([]byte, 64<<10)
@@ -322,9 +310,7 @@ func TestZonesShedTraffic(t *testing.T) {
 	s := startServer(t, withLimits(Config{MaxQueue: 100, MaxPending: 1 << 20, MaxPendingBytes: 1 << 30,
 		SlowConsumerTimeout: time.Hour, TickInterval: 5 * time.Millisecond},
 		limits.Config{ZoneMinDwell: time.Hour}))
-	sink := connect(t, s, "sink")
-	sink.Write(codec.AppendName(nil, codec.TypeRegister, 1, "sink"))
-	sink.Expect(codec.TypeOK)
+	registered(t, s, "sink")
 	src := connect(t, s, "src")
 	payload := make([]byte, 64<<10)
 	// fill queues the sink until the traffic zone reaches want.

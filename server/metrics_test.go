@@ -44,9 +44,7 @@ func scrape(t *testing.T, s *Server) map[string]float64 {
 func TestMetricsMoveWithTraffic(t *testing.T) {
 	s := startServer(t, Config{})
 	before := scrape(t, s)
-	svc := connect(t, s, "svc")
-	svc.Write(codec.AppendName(nil, codec.TypeRegister, 1, "svc"))
-	svc.Expect(codec.TypeOK)
+	svc := registered(t, s, "svc")
 	c := connect(t, s, "c")
 	for i := 1; i <= 5; i++ {
 		c.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, uint32(i), []byte("x")))

@@ -50,6 +50,15 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// registered connects a peer named name that owns the name name.
+func registered(t testing.TB, s *Server, name string) *rawpeer.Peer {
+	t.Helper()
+	p := connect(t, s, name)
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, name))
+	p.Expect(codec.TypeOK)
+	return p
+}
+
 func connect(t testing.TB, s *Server, name string) *rawpeer.Peer {
 	t.Helper()
 	p := rawpeer.Dial(t, s.Addr().String())
@@ -351,9 +360,7 @@ func TestConnectionLimitBusy(t *testing.T) {
 
 func TestSlowConsumer(t *testing.T) {
 	s := startServer(t, Config{MaxPending: 50, MaxPendingBytes: 64 << 10})
-	sink := connect(t, s, "sink")
-	sink.Write(codec.AppendName(nil, codec.TypeRegister, 1, "sink"))
-	sink.Expect(codec.TypeOK)
+	registered(t, s, "sink")
 	// The sink never reads again. A sender floods it with acknowledged SENDs until the
 	// server gives up on the sink.
 	src := connect(t, s, "src")
@@ -445,9 +452,7 @@ func TestRingFullIsQueueFull(t *testing.T) {
 
 func TestSendDeliveredFrameTooLarge(t *testing.T) {
 	s := startServer(t, Config{MaxFrame: 4096})
-	r := connect(t, s, "r")
-	r.Write(codec.AppendName(nil, codec.TypeRegister, 1, "r"))
-	r.Expect(codec.TypeOK)
+	registered(t, s, "r")
 	p := connect(t, s, "a-long-sender-name")
 	// The SEND itself fits; the MESSAGE (sender id and name instead of "r") would not.
 	payload := make([]byte, 4096-codec.MinLen-2-2)

@@ -131,8 +131,8 @@ func small() Profile {
 		Connections:  100_000,
 		// GOGC 25 measured 976 B RSS per idle connection at 15K (GOGC 50: 1,081 B) with no
 		// measurable echo throughput cost (docs/BENCHMARKS.md).
-		GOGC:         25,
-		GOMEMLIMIT:   140 * MiB,
+		GOGC:       25,
+		GOMEMLIMIT: 140 * MiB,
 		Server: server.Config{
 			ReadBufferCap:    16 * KiB,
 			WriteBufferCap:   4 * KiB,
