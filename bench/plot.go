@@ -8,6 +8,10 @@ import (
 	"math"
 	"os"
 	"strings"
+
+	"golang.org/x/image/font"
+	"golang.org/x/image/font/basicfont"
+	"golang.org/x/image/math/fixed"
 )
 
 // Plot layout: two panels sharing the time axis, throughput above, p50/p99 latency below.
@@ -142,17 +146,25 @@ func short(v float64) string {
 	}
 }
 
-// writePNG rasterises the same chart without text labels (the SVG has them).
+// writePNG rasterises the same chart as the SVG, labels included (a fixed 7x13 font).
 func writePNG(name string, res *Result) error {
 	n, panels := plotPanels(res)
 	img := image.NewRGBA(image.Rect(0, 0, plotW, plotH))
 	for i := range img.Pix {
 		img.Pix[i] = 0xff
 	}
+	drawText(img, plotLeft, 24, colAxis, fmt.Sprintf("switchboard bench %s - %s", res.Scenario, res.StartedAt.Format("2006-01-02 15:04:05")))
 	for _, p := range panels {
 		for g := 0; g <= 4; g++ {
 			y := float64(p.top) + float64(g)*panelH/4
 			drawLine(img, plotLeft, y, plotW-plotRight, y, colGrid)
+			label := short(p.yMax * float64(4-g) / 4)
+			drawText(img, plotLeft-6-7*len(label), int(y)+4, colAxis, label)
+		}
+		drawText(img, plotLeft, p.top-8, colAxis, p.title+" ("+strings.ReplaceAll(p.unit, "µ", "u")+")")
+		lx := plotW - plotRight - 60*len(p.lines)
+		for i, l := range p.lines {
+			drawText(img, lx+60*i, p.top-8, l.col, l.name)
 		}
 		drawLine(img, plotLeft, float64(p.top), plotLeft, float64(p.top+panelH), colAxis)
 		drawLine(img, plotLeft, float64(p.top+panelH), plotW-plotRight, float64(p.top+panelH), colAxis)
@@ -161,6 +173,10 @@ func writePNG(name string, res *Result) error {
 				drawLine(img, xOf(j-1, n), yOf(p, l.ys[j-1]), xOf(j, n), yOf(p, l.ys[j]), l.col)
 			}
 		}
+	}
+	for j := 0; j < n; j += max(1, n/10) {
+		label := fmt.Sprintf("%ds", j+1)
+		drawText(img, int(xOf(j, n))-7*len(label)/2, panel2Top+panelH+18, colAxis, label)
 	}
 	f, err := os.Create(name)
 	if err != nil {
@@ -171,6 +187,12 @@ func writePNG(name string, res *Result) error {
 		return err
 	}
 	return f.Close()
+}
+
+// drawText writes s with its baseline at (x, y).
+func drawText(img *image.RGBA, x, y int, c color.RGBA, s string) {
+	d := font.Drawer{Dst: img, Src: image.NewUniform(c), Face: basicfont.Face7x13, Dot: fixed.P(x, y)}
+	d.DrawString(s)
 }
 
 // drawLine draws a two-pixel-thick line by stepping along its longer axis.
