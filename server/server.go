@@ -159,7 +159,9 @@ func (s *Server) Start() error {
 	}
 	s.log.Info("switchboard listening", "addr", ln.Addr().String(), "loops", s.cfg.Loops,
 		"max_connections", maxConns, "nofile", nofile, "max_frame", s.cfg.MaxFrame,
-		"max_pending", s.cfg.MaxPending, "ring_size", s.cfg.RingSize, "node", s.cfg.NodeID)
+		"max_pending", s.cfg.MaxPending, "ring_size", s.cfg.RingSize, "node", s.cfg.NodeID,
+		// gnet rounds its buffers up to a power of two (at least 1 KiB): log what it uses.
+		"read_buffer_cap", gnetBufferCap(s.cfg.ReadBufferCap), "write_buffer_cap", gnetBufferCap(s.cfg.WriteBufferCap))
 	return nil
 }
 
@@ -423,6 +425,22 @@ func (s *Server) gnetOptions() []gnet.Option {
 		opts = append(opts, gnet.WithTCPKeepAlive(s.cfg.TCPKeepAlive))
 	}
 	return opts
+}
+
+// gnetBufferCap is the size gnet v2 uses for a configured buffer cap: 64 KiB for 0, at
+// least 1 KiB, otherwise rounded up to a power of two.
+func gnetBufferCap(n int) int {
+	switch {
+	case n <= 0:
+		return 64 << 10
+	case n <= 1024:
+		return 1024
+	}
+	p := 1
+	for p < n {
+		p <<= 1
+	}
+	return p
 }
 
 // raiseNoFile raises the soft open-file limit to the hard limit and returns the result.
