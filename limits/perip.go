@@ -27,11 +27,14 @@ const perIPShards = 16
 // close). Addresses are spread over 16 shards, each with its own mutex held for one map
 // operation. Acquire and Release do not allocate except when a shard's map grows.
 //
-// A PerIP with max <= 0 is unlimited and counts nothing.
+// A PerIP from NewPerIP with max <= 0 is unlimited and counts nothing. One from
+// NewPerIPCounter always counts, so that its maximum can be changed at run time (SetMax)
+// without losing track of the connections already open.
 type PerIP struct {
-	max    int32        // immutable after NewPerIP; 0 means unlimited
-	n      atomic.Int64 // atomic; entries across shards
-	shards [perIPShards]ipShard
+	max      atomic.Int32 // atomic; 0 means unlimited
+	counting bool         // immutable after construction
+	n        atomic.Int64 // atomic; entries across shards
+	shards   [perIPShards]ipShard
 }
 
 type ipShard struct {
@@ -43,19 +46,33 @@ type ipShard struct {
 // NewPerIP returns a PerIP allowing at most maxPerIP concurrent connections per address
 // (maxPerIP <= 0: unlimited).
 func NewPerIP(maxPerIP int) *PerIP {
-	p := &PerIP{}
 	if maxPerIP <= 0 {
-		return p
+		return &PerIP{}
 	}
-	p.max = int32(min(maxPerIP, math.MaxInt32))
+	return NewPerIPCounter(maxPerIP)
+}
+
+// NewPerIPCounter returns a PerIP that counts every address even while unlimited
+// (maxPerIP <= 0), so that SetMax can impose a limit later.
+func NewPerIPCounter(maxPerIP int) *PerIP {
+	p := &PerIP{counting: true}
+	p.SetMax(maxPerIP)
 	for i := range p.shards {
 		p.shards[i].m = make(map[netip.Addr]int32)
 	}
 	return p
 }
 
+// SetMax changes the per-address maximum (<= 0: unlimited). It has an effect only on a
+// PerIP that counts (NewPerIPCounter, or NewPerIP with a maximum); addresses already over
+// a new, lower maximum keep their connections and are refused new ones. Safe for
+// concurrent use.
+func (p *PerIP) SetMax(maxPerIP int) {
+	p.max.Store(int32(min(max(maxPerIP, 0), math.MaxInt32)))
+}
+
 // Max returns the per-address maximum; 0 means unlimited.
-func (p *PerIP) Max() int { return int(p.max) }
+func (p *PerIP) Max() int { return int(p.max.Load()) }
 
 // Len returns the number of addresses (or IPv6 /64s) with live connections. Lock-free;
 // approximate while Acquire and Release run.
@@ -83,7 +100,7 @@ func (p *PerIP) shard(ip netip.Addr) *ipShard {
 // Acquire counts one more connection from ip and reports true, or reports false without
 // counting if ip already has Max connections. Every true must be paired with one Release.
 func (p *PerIP) Acquire(ip netip.Addr) bool {
-	if p.max == 0 {
+	if !p.counting {
 		return true
 	}
 	k, ok := perIPKey(ip)
@@ -93,7 +110,7 @@ func (p *PerIP) Acquire(ip netip.Addr) bool {
 	sh := p.shard(k)
 	sh.mu.Lock()
 	c := sh.m[k]
-	if c >= p.max {
+	if m := p.max.Load(); m > 0 && c >= m {
 		sh.mu.Unlock()
 		return false
 	}
@@ -108,7 +125,7 @@ func (p *PerIP) Acquire(ip netip.Addr) bool {
 // Release counts one connection from ip as closed. Releasing an address with no count is
 // a no-op (so a double close cannot drive a count negative).
 func (p *PerIP) Release(ip netip.Addr) {
-	if p.max == 0 {
+	if !p.counting {
 		return
 	}
 	k, ok := perIPKey(ip)
@@ -132,7 +149,7 @@ func (p *PerIP) Release(ip netip.Addr) {
 
 // Count returns ip's live connections as counted (0 if unlimited).
 func (p *PerIP) Count(ip netip.Addr) int {
-	if p.max == 0 {
+	if !p.counting {
 		return 0
 	}
 	k, ok := perIPKey(ip)

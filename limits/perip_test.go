@@ -112,3 +112,28 @@ func TestPerIPNoAllocs(t *testing.T) {
 		t.Errorf("Acquire+Release: %v allocs per run; want 0", a)
 	}
 }
+
+func TestPerIPCounterSetMax(t *testing.T) {
+	a := netip.MustParseAddr("192.0.2.1")
+	p := NewPerIPCounter(0)
+	for range 3 {
+		if !p.Acquire(a) {
+			t.Fatal("unlimited counter refused")
+		}
+	}
+	if p.Count(a) != 3 {
+		t.Fatalf("count %d; want 3 while unlimited", p.Count(a))
+	}
+	p.SetMax(3)
+	if p.Acquire(a) {
+		t.Fatal("4th connection admitted after SetMax(3)")
+	}
+	p.Release(a)
+	if !p.Acquire(a) {
+		t.Fatal("refused after a release")
+	}
+	p.SetMax(0)
+	if !p.Acquire(a) || p.Max() != 0 {
+		t.Fatal("SetMax(0) did not lift the limit")
+	}
+}

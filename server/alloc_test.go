@@ -161,12 +161,12 @@ func BenchmarkDispatch(b *testing.B) {
 	b.Run("echo-limits-on/16B", func(b *testing.B) {
 		// Every per-frame limit armed but far from tripping: the cost of tiers 2-3 and the
 		// zone check on the hot path, against echo/16B in the same run.
-		s.g.rated = true
+		s.g.rated.Store(true)
 		lim := limits.Config{ConnMsgRate: 1 << 30, ConnByteRate: 1 << 30, NodeMsgRate: 1 << 30}
 		m, by := lim.ConnLimiters()
 		a.lim = &connLimits{msgs: m, bytes: by}
 		loops[0].lease = lim.NodeLimiter(2).Lease(0)
-		defer func() { s.g.rated, a.lim, loops[0].lease = false, nil, nil }()
+		defer func() { s.g.rated.Store(false); a.lim, loops[0].lease = nil, nil }()
 		frame := codec.AppendFrame(nil, codec.TypeEcho, 0, 1, make([]byte, 16))
 		var batch []byte
 		for range 64 {

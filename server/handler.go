@@ -52,9 +52,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	}
 	lp.stats.pending.Add(int64(-c.pending))
 	c.pending = 0
-	if h.srv.g.perIP != nil {
-		h.srv.g.perIP.Release(c.ip)
-	}
+	h.srv.g.perIP.Release(c.ip)
 	c.names = nil
 	if c.out != nil {
 		bufPool.Put(c.out)
@@ -81,7 +79,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	lp := c.lp
 	buf, _ := gc.Peek(-1)
 	var now int64
-	if h.srv.g.rated {
+	if h.srv.g.rated.Load() {
 		now = h.srv.clock()
 	}
 	off, more := 0, false
@@ -384,7 +382,7 @@ func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard
 	if target.Node() != lp.srv.cfg.NodeID {
 		return codec.CodeNoRoute
 	}
-	if lp.srv.g.queued.Load() >= int64(lp.srv.cfg.MaxQueue) {
+	if lp.srv.g.queued.Load() >= int64(lp.srv.maxQueue()) {
 		lp.stats.queueFull.Add(1)
 		return codec.CodeQueueFull
 	}

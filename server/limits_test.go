@@ -154,7 +154,7 @@ func TestTier3NodeRate(t *testing.T) {
 	}
 }
 
-func limitsLease(s *Server) int { return s.g.node.LeaseSize() }
+func limitsLease(s *Server) int { return s.g.node.Load().LeaseSize() }
 
 // TestTier4Breakers: requests to a service that never replies time out; past the error
 // rate the node breaker opens and requests fail fast with CIRCUIT_OPEN.

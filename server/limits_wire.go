@@ -16,11 +16,17 @@ import (
 	"github.com/switchboard/switchboard/shard"
 )
 
-// guards holds the overload-protection state shared by the loops and the acceptor. Every
-// pointer is nil when its limit is off, so a disabled tier costs one nil check.
+// guards holds the overload-protection state shared by the loops and the acceptor.
 type guards struct {
-	perIP   *limits.PerIP          // safe for concurrent use; nil = unlimited
-	node    *limits.SharedRate     // loops hold leases; nil = unlimited
+	// rates holds the reloadable limits in force (tiers 1-3 and max-queue); ReloadLimits
+	// replaces it. Read by the acceptor (new connections' buckets) and the sampler.
+	rates atomic.Pointer[rateLimits]
+	// acceptNext hands a reloaded accept bucket to the acceptor, which owns accept.
+	acceptNext atomic.Pointer[limits.TokenBucket]
+	perIP      *limits.PerIP // always counts, so that ReloadLimits can set a maximum
+	// node is the node rate; loops hold leases on it (nil = unlimited). Written by
+	// ReloadLimits, read by it and newLoop.
+	node    atomic.Pointer[limits.SharedRate]
 	breaker *limits.Breaker        // safe for concurrent use
 	targets *limits.TargetBreakers // safe for concurrent use
 	zone    *limits.ZoneTracker    // all inputs: admission, readiness, alerts; updated by the sampler
@@ -30,8 +36,8 @@ type guards struct {
 	traffic *limits.ZoneTracker
 	accept  limits.TokenBucket // owned by the acceptor goroutine
 	// rated is true when any per-frame rate limit is on; only then is the clock read per
-	// read callback.
-	rated bool
+	// read callback. Atomic: ReloadLimits changes it.
+	rated atomic.Bool
 	// queued is the node-wide queued-message sample (rings + outbound), refreshed each
 	// tick by the sampler; atomic.
 	queued atomic.Int64
@@ -40,21 +46,26 @@ type guards struct {
 	heapSample  [2]metrics.Sample
 }
 
+// rateLimits are the limits ReloadLimits can change at run time.
+type rateLimits struct {
+	cfg      limits.Config
+	maxQueue int
+}
+
 func (s *Server) initGuards() {
 	c := s.cfg.Config
 	g := &s.g
-	if c.MaxConnsPerIP > 0 {
-		g.perIP = c.PerIP()
-	}
+	g.rates.Store(&rateLimits{cfg: c, maxQueue: s.cfg.MaxQueue})
+	g.perIP = limits.NewPerIPCounter(c.MaxConnsPerIP)
 	if c.NodeMsgRate > 0 {
-		g.node = c.NodeLimiter(s.cfg.Loops)
+		g.node.Store(c.NodeLimiter(s.cfg.Loops))
 	}
 	g.breaker = limits.NewBreaker(c.BreakerConfig())
 	g.targets = limits.NewTargetBreakers(c.TargetBreakerConfig(), c.MaxTargets)
 	g.zone = limits.NewZoneTracker(c.Thresholds())
 	g.traffic = limits.NewZoneTracker(c.Thresholds())
 	g.accept = c.AcceptLimiter()
-	g.rated = c.ConnMsgRate > 0 || c.ConnByteRate > 0 || c.NodeMsgRate > 0
+	g.rated.Store(c.ConnMsgRate > 0 || c.ConnByteRate > 0 || c.NodeMsgRate > 0)
 	g.heapSample[0].Name = "/memory/classes/total:bytes"
 	g.heapSample[1].Name = "/memory/classes/heap/released:bytes"
 }
@@ -66,11 +77,56 @@ type connLimits struct {
 }
 
 func (s *Server) newConnLimits() *connLimits {
-	if s.cfg.ConnMsgRate == 0 && s.cfg.ConnByteRate == 0 {
+	c := &s.g.rates.Load().cfg
+	if c.ConnMsgRate == 0 && c.ConnByteRate == 0 {
 		return nil
 	}
-	m, b := s.cfg.Config.ConnLimiters()
+	m, b := c.ConnLimiters()
 	return &connLimits{msgs: m, bytes: b}
+}
+
+// maxQueue is the node-wide queue bound in force.
+func (s *Server) maxQueue() int { return s.g.rates.Load().maxQueue }
+
+// ReloadableKeys are the settings ReloadLimits applies to a running server; every other
+// setting needs a restart (switchboard serve re-reads them on SIGHUP and says which).
+var ReloadableKeys = []string{
+	"conn-msg-rate", "conn-msg-burst", "conn-byte-rate", "conn-byte-burst",
+	"node-msg-rate", "node-msg-burst", "accept-rate", "accept-burst",
+	"max-conns-per-ip", "max-queue",
+}
+
+// ReloadLimits applies the rate limits, connection caps and queue bound of next (the
+// ReloadableKeys) to the running server: new connections at once and every open one
+// within its loop's next turn (their buckets start full). Breaker and zone settings keep
+// their start-up values. Safe for concurrent use.
+func (s *Server) ReloadLimits(next Config) error {
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	next.EnsureDefaults()
+	g := &s.g
+	g.rates.Store(&rateLimits{cfg: next.Config, maxQueue: next.MaxQueue})
+	g.perIP.SetMax(next.MaxConnsPerIP)
+	ab := next.AcceptLimiter()
+	g.acceptNext.Store(&ab)
+	var node *limits.SharedRate
+	if next.NodeMsgRate > 0 {
+		node = next.NodeLimiter(s.cfg.Loops)
+	}
+	g.node.Store(node)
+	g.rated.Store(next.ConnMsgRate > 0 || next.ConnByteRate > 0 || next.NodeMsgRate > 0)
+	s.onEachLoop(func(lp *loop) {
+		lp.setLease(node)
+		lp.conns.Range(func(_ shard.ConnID, c *conn) bool {
+			c.lim = s.newConnLimits()
+			return true
+		})
+	})
+	s.log.Info("limits reloaded", "conn_msg_rate", next.ConnMsgRate, "conn_byte_rate", next.ConnByteRate,
+		"node_msg_rate", next.NodeMsgRate, "accept_rate", next.AcceptRate,
+		"max_conns_per_ip", next.MaxConnsPerIP, "max_queue", next.MaxQueue)
+	return nil
 }
 
 // controlFrame reports frames that are never rate-limited or shed: they keep connections
@@ -102,7 +158,7 @@ func (lp *loop) admit(c *conn, f codec.Frame, now int64) bool {
 		lp.refuseFrame(c, f, codec.CodeBusy, time.Second, "node overloaded (zone "+z.String()+"): retry later")
 		return false
 	}
-	if !g.rated {
+	if !g.rated.Load() {
 		return true
 	}
 	if l := c.lim; l != nil {
@@ -183,7 +239,7 @@ func (s *Server) sample() {
 	g.queued.Store(queued)
 	in := limits.Inputs{
 		Connections: ratio(float64(s.connCount.Load()), float64(s.maxConns)),
-		Queued:      ratio(float64(queued), float64(s.cfg.MaxQueue)),
+		Queued:      ratio(float64(queued), float64(s.maxQueue())),
 		Heap:        s.heapUtilisation(),
 		LoopLag:     ratio(float64(lag), float64(s.cfg.LoopLagBudget)),
 	}
@@ -278,7 +334,7 @@ func (s *Server) Capacity() CapacityReport {
 	r := CapacityReport{
 		Zone:             s.g.zone.Current().String(),
 		Connections:      figure(s.connCount.Load(), int64(s.maxConns)),
-		QueueSlots:       figure(s.g.queued.Load(), int64(s.cfg.MaxQueue)),
+		QueueSlots:       figure(s.g.queued.Load(), int64(s.maxQueue())),
 		RingSlots:        figure(ringUsed, ringCap),
 		AcceptTokens:     int(s.acceptTokens.Load()),
 		RequestsInFlight: inflight,
@@ -324,5 +380,5 @@ func (s *Server) writeLimitMetrics(w io.Writer) {
 	vm.WriteCounterUint64(w, "switchboard_shed_total", shed)
 	vm.WriteCounterUint64(w, "switchboard_circuit_open_rejections_total", open)
 	vm.WriteGaugeUint64(w, "switchboard_queued_messages", uint64(max(0, g.queued.Load())))
-	vm.WriteGaugeUint64(w, "switchboard_queued_messages_max", uint64(s.cfg.MaxQueue))
+	vm.WriteGaugeUint64(w, "switchboard_queued_messages_max", uint64(s.maxQueue()))
 }

@@ -99,10 +99,17 @@ func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 		return nil
 	})
 	lp.fireFn = lp.fire
-	if srv.g.node != nil && int(idx) < srv.g.node.Loops() {
-		lp.lease = srv.g.node.Lease(int(idx))
-	}
+	lp.setLease(srv.g.node.Load())
 	return lp
+}
+
+// setLease takes this loop's share of the node rate (nil: unlimited). On the loop, or
+// before it runs.
+func (lp *loop) setLease(node *limits.SharedRate) {
+	lp.lease = nil
+	if node != nil && int(lp.idx) < node.Loops() {
+		lp.lease = node.Lease(int(lp.idx))
+	}
 }
 
 // push hands d to this loop from another loop. It never blocks: false means the ring is

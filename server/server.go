@@ -305,9 +305,7 @@ func (s *Server) acceptLoop() {
 		if _, err := s.engine.EnrollContext(nc, c); err != nil { // closes nc either way
 			s.connCount.Add(-1)
 			s.acceptErrors.Add(1)
-			if s.g.perIP != nil {
-				s.g.perIP.Release(c.ip)
-			}
+			s.g.perIP.Release(c.ip)
 		}
 	}
 }
@@ -330,6 +328,12 @@ func (s *Server) admitConn(nc net.Conn, c *conn) bool {
 		s.refuse(nc, refuseMaxConns, codec.CodeBusy, 1000, "connection limit reached")
 		return false
 	}
+	if next := g.acceptNext.Swap(nil); next != nil { // ReloadLimits
+		g.accept = *next
+		if g.accept.Unlimited() {
+			s.acceptTokens.Store(-1)
+		}
+	}
 	if !g.accept.Unlimited() {
 		now := s.clock()
 		// ORANGE halves the accept rate: each connection costs 1/factor tokens.
@@ -344,7 +348,7 @@ func (s *Server) admitConn(nc net.Conn, c *conn) bool {
 			return false
 		}
 	}
-	if g.perIP != nil && !g.perIP.Acquire(c.ip) {
+	if !g.perIP.Acquire(c.ip) {
 		s.refuse(nc, refusePerIP, codec.CodeBusy, 1000, "too many connections from this address")
 		return false
 	}

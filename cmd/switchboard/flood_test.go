@@ -174,10 +174,12 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	write("log-level: info\nlisten: 127.0.0.1:0\nadmin: \"off\"\n")
 	p := startBin(t, nil, "serve", "--config", file)
 	p.waitLine(t, "switchboard listening")
-	write("log-level: debug\nlisten: 127.0.0.1:0\nadmin: \"off\"\nmax-pending: 7\n")
+	write("log-level: debug\nlisten: 127.0.0.1:0\nadmin: \"off\"\nmax-pending: 7\nconn-msg-rate: 100\n")
 	p.signal(t, syscall.SIGHUP)
+	p.waitLine(t, "limits reloaded")
 	line := p.waitLine(t, "configuration reloaded")
-	if !strings.Contains(line, "log_level=debug") || !strings.Contains(line, "not_applied_until_restart=max-pending") {
+	if !strings.Contains(line, "log_level=debug") || !strings.Contains(line, "applied=log-level,conn-msg-rate") ||
+		!strings.Contains(line, "not_applied_until_restart=max-pending") {
 		t.Fatalf("reload line %q", line)
 	}
 	p.signal(t, syscall.SIGINT)

@@ -53,7 +53,8 @@ func runServe(c *cli, args []string) int {
 	}
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(loaded.Config.LogLevel))
-	return serve(newLogger(c.stderr, *logFormat, level), loaded, reloader{env: c.environ, flags: cf, level: level})
+	r := &reloader{env: c.environ, flags: cf, level: level, start: loaded.Config, last: loaded.Config}
+	return serve(newLogger(c.stderr, *logFormat, level), loaded, r)
 }
 
 // parseLevel maps a validated log-level setting to its slog level.
@@ -70,28 +71,44 @@ func parseLevel(s string) slog.Level {
 }
 
 // reloader re-reads the configuration on SIGHUP and applies what is safe to change at
-// run time: the log level. Other settings need a restart (a drain makes that painless);
-// the log says which changed values were not applied.
+// run time: the log level and the server's reloadable limits (server.ReloadableKeys).
+// Other settings need a restart (a drain makes that painless); the log says which changed
+// values were not applied.
 type reloader struct {
 	env   []string
 	flags *config.Flags
 	level *slog.LevelVar
+	start server.Config // the configuration the server started with
+	last  server.Config // the last one loaded
 }
 
-func (r reloader) reload(log *slog.Logger, running server.Config) {
+func (r *reloader) reload(log *slog.Logger, srv *server.Server) {
 	l, err := config.Load(r.env, r.flags)
 	if err != nil {
 		log.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
+	if err := srv.ReloadLimits(l.Config); err != nil {
+		log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
 	r.level.Set(parseLevel(l.Config.LogLevel))
-	var pending []string
+	reloadable := map[string]bool{"log-level": true}
+	for _, k := range server.ReloadableKeys {
+		reloadable[k] = true
+	}
+	var applied, pending []string
 	for _, f := range config.Fields() {
-		if f.Key != "log-level" && f.Format(&l.Config) != f.Format(&running) {
+		switch {
+		case reloadable[f.Key] && f.Format(&l.Config) != f.Format(&r.last):
+			applied = append(applied, f.Key)
+		case !reloadable[f.Key] && f.Format(&l.Config) != f.Format(&r.start):
 			pending = append(pending, f.Key)
 		}
 	}
-	log.Info("configuration reloaded", "log_level", l.Config.LogLevel, "not_applied_until_restart", strings.Join(pending, ","))
+	r.last = l.Config
+	log.Info("configuration reloaded", "log_level", l.Config.LogLevel, "applied", strings.Join(applied, ","),
+		"not_applied_until_restart", strings.Join(pending, ","))
 }
 
 func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
@@ -103,7 +120,7 @@ func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 }
 
 // serve runs a node until SIGINT or SIGTERM, then shuts it down gracefully.
-func serve(log *slog.Logger, l config.Loaded, r reloader) int {
+func serve(log *slog.Logger, l config.Loaded, r *reloader) int {
 	// The profile's runtime half, once, before the server sizes anything from GOMAXPROCS
 	// or reads GOMEMLIMIT; Load has already applied its server settings.
 	if p, ok := tuning.Lookup(l.Profile); ok {
@@ -142,7 +159,7 @@ func serve(log *slog.Logger, l config.Loaded, r reloader) int {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				r.reload(log, l.Config)
+				r.reload(log, srv)
 				continue
 			}
 			if sig == syscall.SIGTERM || sig == syscall.SIGUSR2 {
