@@ -233,24 +233,8 @@ func TestSystemQueueBound(t *testing.T) {
 		TickInterval: 5 * time.Millisecond}, limits.Config{ZoneYellow: 100, ZoneOrange: 101, ZoneRed: 102}))
 	registered(t, s, "sink")
 	src := connect(t, s, "src")
-	payload := make([]byte, 32<<10)
-	full := false
-	for i := 1; i <= 3000 && !full; i++ {
-		src.Write(codec.AppendSend(nil, codec.FlagAck, uint32(i), "sink", payload))
-		f, err := src.Read()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.Type == codec.TypeError {
-			e, _ := codec.ParseError(f.Body)
-			if e.Code != codec.CodeQueueFull {
-				t.Fatalf("got %v; want QUEUE_FULL", e.Code)
-			}
-			full = true
-		}
-	}
-	if !full {
-		t.Fatal("no QUEUE_FULL with a 100-message node bound and a sink that never reads")
+	if code := sendUntilError(t, src, "sink", make([]byte, 32<<10), 3000); code != codec.CodeQueueFull {
+		t.Fatalf("got %v; want QUEUE_FULL with a 100-message node bound and a sink that never reads", code)
 	}
 	if s.Capacity().QueueSlots.Used < 100 {
 		t.Fatalf("capacity shows %d queued", s.Capacity().QueueSlots.Used)

@@ -132,7 +132,16 @@ func (lp *loop) push(d delivery) bool {
 func (lp *loop) drain() {
 	lp.armed.Store(false)
 	// Bounded batch for fairness; if more remain, re-arm so sockets get a turn.
-	limit := lp.inbox.Cap()
+	lp.drainBatch(lp.inbox.Cap())
+	if lp.inbox.Len() > 0 && lp.armed.CompareAndSwap(false, true) {
+		if err := lp.el.Execute(context.Background(), lp.drainRun); err != nil {
+			lp.armed.Store(false)
+		}
+	}
+}
+
+// drainBatch handles up to limit deliveries from the ring and writes their output.
+func (lp *loop) drainBatch(limit int) {
 	for i := 0; i < limit; i++ {
 		d, ok := lp.inbox.Pop()
 		if !ok {
@@ -141,11 +150,6 @@ func (lp *loop) drain() {
 		lp.handleDelivery(&d)
 	}
 	lp.flushDirty()
-	if lp.inbox.Len() > 0 && lp.armed.CompareAndSwap(false, true) {
-		if err := lp.el.Execute(context.Background(), lp.drainRun); err != nil {
-			lp.armed.Store(false)
-		}
-	}
 }
 
 func (lp *loop) handleDelivery(d *delivery) {

@@ -50,6 +50,24 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// sendUntilError sends acknowledged SENDs of payload to name, one at a time, until the
+// answer is an ERROR, and returns its code (0 if none came in max messages).
+func sendUntilError(t testing.TB, p *rawpeer.Peer, name string, payload []byte, max int) codec.ErrorCode {
+	t.Helper()
+	for i := 1; i <= max; i++ {
+		p.Write(codec.AppendSend(nil, codec.FlagAck, uint32(i), name, payload))
+		f, err := p.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == codec.TypeError {
+			e, _ := codec.ParseError(f.Body)
+			return e.Code
+		}
+	}
+	return 0
+}
+
 // registered connects a peer named name that owns the name name.
 func registered(t testing.TB, s *Server, name string) *rawpeer.Peer {
 	t.Helper()
@@ -364,28 +382,13 @@ func TestSlowConsumer(t *testing.T) {
 	// The sink never reads again. A sender floods it with acknowledged SENDs until the
 	// server gives up on the sink.
 	src := connect(t, s, "src")
-	payload := make([]byte, 16<<10)
-	sawQueueFull := false
-	for i := 1; i <= 5000 && !sawQueueFull; i++ {
-		src.Write(codec.AppendSend(nil, codec.FlagAck, uint32(i), "sink", payload))
-		f, err := src.Read()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.Type == codec.TypeError {
-			e, _ := codec.ParseError(f.Body)
-			switch e.Code {
-			case codec.CodeQueueFull:
-				sawQueueFull = true
-			case codec.CodeNoRoute: // sink already gone
-				sawQueueFull = true
-			default:
-				t.Fatalf("unexpected %v", e.Code)
-			}
-		}
-	}
-	if !sawQueueFull {
+	// QUEUE_FULL when the cap trips; NO_ROUTE if the sink was already closed for it.
+	switch code := sendUntilError(t, src, "sink", make([]byte, 16<<10), 5000); code {
+	case codec.CodeQueueFull, codec.CodeNoRoute:
+	case 0:
 		t.Fatal("5000 messages to a sink that never reads were all accepted")
+	default:
+		t.Fatalf("unexpected %v", code)
 	}
 	waitFor(t, "slow consumer close", func() bool { return s.Stats().SlowConsumers == 1 && s.Stats().Names == 0 })
 }
