@@ -47,7 +47,9 @@ func (s *Server) AdminHandler() http.Handler {
 	return mux
 }
 
-// Ready reports whether the node takes new work, and if not, why.
+// Ready reports whether the node takes new connections, and if not, why: it is not ready
+// exactly when a new connection would be refused for a node-wide reason (draining, the
+// traffic zone RED, the connection cap reached).
 func (s *Server) Ready() (bool, string) {
 	s.mu.Lock()
 	started, closed := s.started, s.closed
@@ -57,8 +59,10 @@ func (s *Server) Ready() (bool, string) {
 		return false, "not started"
 	case closed || s.draining.Load():
 		return false, "draining"
-	case s.zoneRed():
+	case s.overloaded():
 		return false, "zone RED: overloaded"
+	case s.connCount.Load() >= int64(s.maxConns):
+		return false, "connection limit reached"
 	}
 	return true, ""
 }

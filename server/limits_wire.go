@@ -29,11 +29,17 @@ type guards struct {
 	node    atomic.Pointer[limits.SharedRate]
 	breaker *limits.Breaker        // safe for concurrent use
 	targets *limits.TargetBreakers // safe for concurrent use
-	zone    *limits.ZoneTracker    // all inputs: admission, readiness, alerts; updated by the sampler
-	// traffic is the zone of the load inputs alone (queues, heap, error rate, loop lag): it
-	// decides shedding on existing connections. A node that is merely full of healthy
-	// connections refuses new ones (zone) but keeps serving the ones it has.
+	// zone is the node zone, from all five inputs: it feeds alerts, /zone, /capacity and
+	// metrics, and decides nothing by itself. Updated by the sampler.
+	zone *limits.ZoneTracker
+	// traffic is the zone of the load inputs alone (queued, heap, loop lag): it decides
+	// shedding on existing connections, refusing new ones and readiness. The connection
+	// ratio is left out because the connection cap already refuses at the cap (a full but
+	// healthy node keeps admitting up to it), and the error rate because the breakers act
+	// on it (CIRCUIT_OPEN) where it arises. Updated by the sampler.
 	traffic *limits.ZoneTracker
+	// samples counts completed sampler runs; tests wait on it instead of on the clock.
+	samples atomic.Uint64
 	accept  limits.TokenBucket // owned by the acceptor goroutine
 	// rated is true when any per-frame rate limit is on; only then is the clock read per
 	// read callback. Atomic: ReloadLimits changes it.
@@ -247,7 +253,7 @@ func (s *Server) sample() {
 		in.ErrorRate = ratio(float64(fail)/float64(req), s.cfg.BreakerErrorRate)
 	}
 	traffic := in
-	traffic.Connections = 0
+	traffic.Connections, traffic.ErrorRate = 0, 0
 	g.traffic.Update(now, traffic)
 	from := g.zone.Current()
 	if z, changed := g.zone.Update(now, in); changed {
@@ -256,6 +262,7 @@ func (s *Server) sample() {
 		s.log.Warn("zone changed", "from", from.String(), "to", z.String(),
 			"worst", snap.Worst, "utilisation", fmt.Sprintf("%.2f", snap.WorstValue))
 	}
+	g.samples.Add(1)
 }
 
 func ratio(a, b float64) float64 {
@@ -277,7 +284,8 @@ func (s *Server) heapUtilisation() float64 {
 	return float64(used) / float64(limit)
 }
 
-func (s *Server) zoneRed() bool { return s.g.zone.Current().RefusesConnections() }
+// overloaded reports whether the traffic zone refuses new connections (RED).
+func (s *Server) overloaded() bool { return s.g.traffic.Current().RefusesConnections() }
 
 // ZoneReport is the /zone endpoint: the node's zone with its inputs and thresholds, and
 // the traffic zone (load inputs only) that decides shedding on existing connections.

@@ -93,6 +93,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	s.connLog.clock = s.clock
 	s.peers = s.goAwayMsg("").Addrs
 	if s.dir == nil {
 		s.dir = shard.NewRegistry()
@@ -310,13 +311,17 @@ func (s *Server) acceptLoop() {
 	}
 }
 
-// admitConn applies tier 1 (and the RED zone) to a new connection, in the order an
-// operator reads them: draining, zone, connection cap, accept rate, per-IP. A refused
-// connection is answered and closed here. Runs on the acceptor goroutine, which owns the
-// accept bucket.
+// admitConn applies tier 1 (and the RED traffic zone) to a new connection, in the order
+// an operator reads them: draining, traffic zone, connection cap, accept rate, per-IP. A
+// refused connection is answered and closed here. Runs on the acceptor goroutine, which
+// owns the accept bucket.
+//
+// The zone consulted is the traffic zone (queued, heap, loop lag), not the node zone: the
+// connection ratio must not refuse below max-connections, or how many clients get in
+// would depend on when the sampler last ran.
 func (s *Server) admitConn(nc net.Conn, c *conn) bool {
 	g := &s.g
-	z := g.zone.Current()
+	z := g.traffic.Current()
 	switch {
 	case s.draining.Load():
 		s.refuse(nc, refuseDraining, codec.CodeShuttingDown, 1000, "node is draining")
