@@ -10,7 +10,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 
-.PHONY: all build run test race lint fmt vet staticcheck fuzz bench loadtest loadtest-quick ci clean
+.PHONY: all build run test race lint fmt vet staticcheck fuzz bench loadtest loadtest-quick ci ci-repeat clean
 
 all: build
 
@@ -47,6 +47,12 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)
 
 ci: lint test race fuzz
+
+# CI N times on fresh clones of HEAD (HOG=1: with every core kept busy); prints the count
+# of green runs. Commit first: uncommitted changes are not in the clones.
+N ?= 10
+ci-repeat:
+	HOG=$(HOG) scripts/ci-repeat.sh $(N)
 
 clean:
 	rm -rf bin results

@@ -221,15 +221,17 @@ func TestRequest(t *testing.T) {
 	}
 
 	// A context deadline shortens the timeout sent to the server.
-	dctx, dcancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	// (1 s rather than less: the client must still have time left when it sends, however
+	// slow the machine is, for the timeout field to be checked.)
+	dctx, dcancel := context.WithTimeout(ctx, time.Second)
 	defer dcancel()
 	if _, err := c.Request(dctx, "never", nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Request with deadline = %v; want DeadlineExceeded", err)
 	}
 	reqs := s.received(codec.TypeRequest)
 	_, ms, _, _ := codec.ParseRequest(reqs[len(reqs)-1].Body)
-	if ms == 0 || ms > 50 {
-		t.Errorf("timeout_ms = %d; want 1..50", ms)
+	if ms == 0 || ms > 1000 {
+		t.Errorf("timeout_ms = %d; want 1..1000", ms)
 	}
 	_, ms, _, _ = codec.ParseRequest(reqs[0].Body)
 	if ms < 4000 || ms > 5000 {
@@ -461,23 +463,59 @@ func TestKeepalive(t *testing.T) {
 
 func TestCallsWaitForReconnect(t *testing.T) {
 	a := newFakeServer(t, nil)
-	b := newFakeServer(t, nil)
+	gate := make(chan struct{})
+	// b holds its WELCOME until the call below has been issued, so the call is issued while
+	// the client is reconnecting however fast or slow the machine is.
+	b := newFakeServer(t, func(s *fakeServer) { s.welcomeGate = gate })
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(gate) }) }
+	t.Cleanup(open) // runs before b's own cleanup, which waits for its goroutines
 	reconnecting := make(chan struct{}, 1)
 	cfg := testConfig()
-	// A fixed 100ms wait before the reconnect attempt leaves time to issue the call.
-	cfg.ReconnectMin, cfg.ReconnectMax = 100*time.Millisecond, 100*time.Millisecond
 	cfg.OnStateChange = func(s State) {
 		if s == Reconnecting {
-			reconnecting <- struct{}{}
+			select {
+			case reconnecting <- struct{}{}:
+			default:
+			}
 		}
 	}
 	c := dial(t, []string{a.addr, b.addr}, cfg)
 	a.stop()
 	<-reconnecting
-	// Issued while the client is reconnecting: it waits for the connection instead of failing.
-	if got, err := c.Echo(context.Background(), []byte("z")); err != nil || string(got) != "z" {
-		t.Errorf("Echo during reconnect = %q, %v", got, err)
+	ctx := &doneWatch{Context: context.Background(), asked: make(chan struct{})}
+	type result struct {
+		got []byte
+		err error
 	}
+	done := make(chan result, 1)
+	go func() {
+		got, err := c.Echo(ctx, []byte("z"))
+		done <- result{got, err}
+	}()
+	<-ctx.asked // the call is under way (it watches its context)
+	select {
+	case r := <-done:
+		t.Fatalf("Echo returned %q, %v while no server had welcomed the client", r.got, r.err)
+	default:
+	}
+	open()
+	// Issued while the client is reconnecting: it waits for the connection instead of failing.
+	if r := <-done; r.err != nil || string(r.got) != "z" {
+		t.Errorf("Echo during reconnect = %q, %v", r.got, r.err)
+	}
+}
+
+// doneWatch is a context that reports when someone first asks for its Done channel.
+type doneWatch struct {
+	context.Context
+	once  sync.Once
+	asked chan struct{}
+}
+
+func (d *doneWatch) Done() <-chan struct{} {
+	d.once.Do(func() { close(d.asked) })
+	return d.Context.Done()
 }
 
 func TestClosePending(t *testing.T) {

@@ -28,6 +28,9 @@ type fakeServer struct {
 	token   string                                 // required HELLO token; "" accepts any
 	taken   map[string]bool                        // names owned by "someone else"
 	hook    func(fc *fakeConn, f codec.Frame) bool // runs first; true means handled
+	// welcomeGate, when set, holds every WELCOME until it is closed, so a test can keep a
+	// client in the middle of its handshake for as long as it needs.
+	welcomeGate chan struct{}
 
 	wg sync.WaitGroup
 
@@ -169,6 +172,9 @@ func (fc *fakeConn) serve() {
 	if s.token != "" && string(h.Token) != s.token {
 		fc.writeError(0, codec.ErrorBody{Code: codec.CodeUnauthorized, Flags: codec.ErrFlagClosing, Reason: "bad token"})
 		return
+	}
+	if s.welcomeGate != nil {
+		<-s.welcomeGate // stop closes the connection; the next read fails then
 	}
 	w := s.welcome
 	w.ConnID = fc.id

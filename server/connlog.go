@@ -25,6 +25,9 @@ type connLogEntry struct {
 type connLogger struct {
 	ch         chan connLogEntry
 	suppressed atomic.Uint64
+	// clock paces the rate limit (monotonic ns); immutable after New. The server's clock,
+	// or a frozen one in tests, so that what is logged does not depend on the machine's speed.
+	clock func() int64
 }
 
 // report is called on an event loop; it never blocks.
@@ -41,7 +44,7 @@ func (s *Server) runConnLogger() {
 	defer s.logWG.Done()
 	tb := limits.NewTokenBucket(connLogRate, connLogRate)
 	for e := range s.connLog.ch {
-		if !tb.Allow(s.clock(), 1) {
+		if !tb.Allow(s.connLog.clock(), 1) {
 			s.connLog.suppressed.Add(1)
 			continue
 		}

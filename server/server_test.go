@@ -15,11 +15,18 @@ import (
 
 // startServer starts a server on 127.0.0.1:0 with cfg's zero fields defaulted and stops it
 // when the test ends.
+//
+// A loop-lag budget left at zero becomes an hour: on a loaded machine (CI, -race, a CPU
+// hog) loop lag could otherwise reach the traffic zone's RED and shed frames in a test of
+// some other mechanism. Tests of the loop-lag input set a budget of their own.
 func startServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	if cfg.Loops == 0 {
 		cfg.Loops = 2
+	}
+	if cfg.LoopLagBudget == 0 {
+		cfg.LoopLagBudget = time.Hour
 	}
 	s, err := New(cfg, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
@@ -38,10 +45,10 @@ func startServer(t testing.TB, cfg Config) *Server {
 	return s
 }
 
-// waitFor polls cond until it holds or 5 s pass.
+// waitFor polls cond until it holds or 10 s pass.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -18,7 +18,10 @@ import (
 // that many connections at once. The server must stay up, refuse the excess with BUSY
 // (never hit EMFILE in a way that stops it) and keep serving the connections it holds.
 func TestFloodPastOpenFileLimit(t *testing.T) {
-	p := startBinNoFile(t, 300, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "off", "--log-format", "json")
+	// A loop-lag budget of an hour keeps a loaded machine's loop lag from refusing
+	// connections, so the counts below are exact.
+	p := startBinNoFile(t, 300, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "off", "--log-format", "json",
+		"--loop-lag-budget", "1h")
 	line := p.waitLine(t, `"msg":"switchboard listening"`)
 	var rec struct {
 		Addr    string `json:"addr"`
@@ -74,7 +77,7 @@ func TestFloodPastOpenFileLimit(t *testing.T) {
 	results := make(chan [2]int, flood)
 	for _, c := range conns {
 		go func() {
-			typ, code := readType(c, 3*time.Second)
+			typ, code := readType(c, 30*time.Second) // every connection is answered: wait for it
 			results <- [2]int{int(typ), int(code)}
 		}()
 	}
@@ -88,11 +91,10 @@ func TestFloodPastOpenFileLimit(t *testing.T) {
 		}
 	}
 	t.Logf("welcomed %d, busy %d, unanswered %d", welcomed, busy, flood-welcomed-busy)
-	if welcomed+1 > rec.MaxConn {
-		t.Fatalf("%d welcomed beyond the cap %d", welcomed+1, rec.MaxConn)
-	}
-	if busy == 0 || welcomed+busy < flood*9/10 {
-		t.Fatalf("%d welcomed, %d BUSY of %d; want nearly all answered", welcomed, busy, flood)
+	// The first connection holds one slot; the cap admits the rest up to it, and every
+	// other connection is told BUSY.
+	if welcomed != rec.MaxConn-1 || busy != flood-welcomed {
+		t.Fatalf("%d welcomed, %d BUSY of %d; want %d and %d", welcomed, busy, flood, rec.MaxConn-1, flood-(rec.MaxConn-1))
 	}
 	// The node is alive and the first connection still works (PING is a control frame,
 	// served even in the RED zone a full node is in).

@@ -61,9 +61,10 @@ func (p *Peer) Write(b []byte) {
 	}
 }
 
-// Read reads one frame within 5 s. The body is a copy.
+// Read reads one frame within 10 s (generous: a loaded CI machine is slow, and a test
+// that waits for a frame must not fail because it came late). The body is a copy.
 func (p *Peer) Read() (codec.Frame, error) {
-	return p.ReadTimeout(5 * time.Second)
+	return p.ReadTimeout(10 * time.Second)
 }
 
 // ReadTimeout reads one frame within d.
@@ -114,7 +115,7 @@ func (p *Peer) ExpectError(code codec.ErrorCode) (codec.Frame, codec.ErrorBody) 
 	return f, e
 }
 
-// ExpectClosed fails the test unless the server closes the connection within 5 s (any
+// ExpectClosed fails the test unless the server closes the connection within 10 s (any
 // frames before the close are skipped).
 func (p *Peer) ExpectClosed() {
 	p.T.Helper()
