@@ -6,6 +6,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
+	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/shard"
 )
 
@@ -55,60 +56,23 @@ type conn struct {
 	goneAway bool
 }
 
-// buf returns the connection's output buffer, taking one from the pool if needed, and
-// puts the connection on its loop's dirty list.
-func (c *conn) buf() *bytebufferpool.ByteBuffer {
-	if c.out == nil {
-		c.out = bufPool.Get()
-	}
-	if !c.dirty {
-		c.dirty = true
-		c.lp.dirty = append(c.lp.dirty, c)
-	}
-	return c.out
-}
-
-// outboundBytes is what is queued for this connection and not yet taken by its socket.
-func (c *conn) outboundBytes() int {
-	n := c.gc.OutboundBuffered()
-	if c.out != nil {
-		n += len(c.out.B)
-	}
-	return n
-}
-
-// flush writes the collected output. gnet writes what the socket takes and copies the
-// rest into its outbound buffer, so the pooled buffer can go back at once. Write may
-// close the connection (and run OnClose) on a socket error; out is detached first so
-// OnClose never sees it.
-func (c *conn) flush() {
-	c.dirty = false
-	b := c.out
-	if b == nil {
+// closeWithError tells the peer why and closes the connection; its remaining input is
+// ignored. gnet writes what is still buffered before it closes the socket.
+func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
+	if c.state == stateClosing || c.state == stateClosed {
 		return
 	}
-	c.out = nil
-	lp := c.lp
-	if len(b.B) > 0 && c.state != stateClosed {
-		if c.gc.OutboundBuffered() == 0 {
-			c.lastEmpty = lp.tick32()
-		}
-		lp.stats.bytesOut.Add(uint64(len(b.B)))
-		_, _ = c.gc.Write(b.B)
+	flags := codec.ErrFlagClosing
+	if code == codec.CodeSlowConsumer || code == codec.CodeTimeout || code == codec.CodeShuttingDown || code == codec.CodeBusy {
+		flags |= codec.ErrFlagReconnect
 	}
-	bufPool.Put(b)
-	if c.state == stateClosed {
-		return
+	lp.sendError(c, 0, code, flags, reason)
+	if code != codec.CodeTimeout && code != codec.CodeShuttingDown { // routine closes are only counted
+		lp.srv.connLog.report(connLogEntry{ip: c.ip, code: code, reason: reason})
 	}
-	if c.gc.OutboundBuffered() == 0 {
-		lp.stats.pending.Add(int64(-c.pending))
-		c.pending = 0
-		c.lastEmpty = lp.tick32()
-	} else if !c.slowArmed {
-		// The socket did not take everything: watch that it drains in time.
-		c.slowArmed = true
-		lp.wheel.add(lp.ticks(lp.srv.cfg.SlowConsumerTimeout), timerSlow, c.id)
+	c.state = stateClosing
+	c.flush()
+	if c.state != stateClosed {
+		_ = c.gc.Close()
 	}
 }
-
-var bufPool bytebufferpool.Pool

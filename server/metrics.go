@@ -8,6 +8,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/limits"
 )
 
 // WritePrometheus writes the server's metrics in the Prometheus text format, followed by
@@ -119,4 +120,38 @@ func (l *latencySnapshot) write(w io.Writer, name string) {
 	fmt.Fprintf(w, "%s_bucket{le=\"+Inf\"} %d\n", name, cum)
 	fmt.Fprintf(w, "%s_sum %g\n", name, float64(l.sumNs)/1e9)
 	fmt.Fprintf(w, "%s_count %d\n", name, cum)
+}
+
+// writeLimitMetrics writes the overload-protection metrics.
+func (s *Server) writeLimitMetrics(w io.Writer) {
+	g := &s.g
+	metrics.WriteGaugeUint64(w, "switchboard_zone", uint64(g.zone.Current()))
+	metrics.WriteGaugeUint64(w, "switchboard_traffic_zone", uint64(g.traffic.Current()))
+	for z := limits.ZoneGreen; z <= limits.ZoneRed; z++ {
+		metrics.WriteCounterUint64(w, `switchboard_zone_transitions_total{to="`+z.String()+`"}`, g.zoneEntered[z].Load())
+	}
+	snap := g.zone.Snapshot(s.clock())
+	in := snap.Inputs
+	for _, kv := range []struct {
+		name string
+		v    float64
+	}{{"connections", in.Connections}, {"queued", in.Queued}, {"heap", in.Heap}, {"error_rate", in.ErrorRate}, {"loop_lag", in.LoopLag}} {
+		metrics.WriteGaugeFloat64(w, `switchboard_zone_input{input="`+kv.name+`"}`, kv.v)
+	}
+	metrics.WriteGaugeUint64(w, "switchboard_breaker_state", uint64(g.breaker.State()))
+	metrics.WriteCounterUint64(w, "switchboard_breaker_opens_total", g.breaker.Opens())
+	metrics.WriteGaugeUint64(w, "switchboard_breaker_targets_tracked", uint64(g.targets.Len()))
+	var connRL, nodeRL, shed, open uint64
+	s.eachLoop(func(lp *loop) {
+		connRL += lp.stats.rateLimitedConn.Load()
+		nodeRL += lp.stats.rateLimitedNode.Load()
+		shed += lp.stats.shed.Load()
+		open += lp.stats.circuitOpen.Load()
+	})
+	metrics.WriteCounterUint64(w, `switchboard_rate_limited_total{tier="connection"}`, connRL)
+	metrics.WriteCounterUint64(w, `switchboard_rate_limited_total{tier="node"}`, nodeRL)
+	metrics.WriteCounterUint64(w, "switchboard_shed_total", shed)
+	metrics.WriteCounterUint64(w, "switchboard_circuit_open_rejections_total", open)
+	metrics.WriteGaugeUint64(w, "switchboard_queued_messages", uint64(max(0, g.queued.Load())))
+	metrics.WriteGaugeUint64(w, "switchboard_queued_messages_max", uint64(s.maxQueue()))
 }

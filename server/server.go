@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"runtime"
 	"sync"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
-	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/limits"
 	"github.com/switchboard/switchboard/shard"
 )
@@ -261,154 +259,6 @@ func (s *Server) eachLoop(fn func(*loop)) {
 // clock returns monotonic nanoseconds since the server was created.
 func (s *Server) clock() int64 { return int64(time.Since(s.epoch)) }
 
-const (
-	// Refused connections linger (half-closed, reading until the client's FIN) on a few
-	// goroutines; the descriptors they hold stay within limits.FDReserve.
-	lingerers   = 4
-	lingerQueue = 64
-)
-
-// acceptLoop owns the listener. Accepting here rather than in gnet keeps admission in one
-// place and makes EMFILE survivable: gnet stops its whole engine on any accept error.
-func (s *Server) acceptLoop() {
-	defer s.wg.Done()
-	defer close(s.refuseq)
-	var backoff time.Duration
-	for {
-		nc, err := s.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.acceptErrors.Add(1)
-			// EMFILE/ENFILE/ENOBUFS and friends: back off and try again; the kernel's
-			// backlog holds the clients meanwhile.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed; backing off", "err", err, "backoff", backoff)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-s.baseCtx.Done():
-				t.Stop()
-				return
-			}
-			continue
-		}
-		backoff = 0
-		c := &conn{lim: s.newConnLimits()}
-		if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-			c.ip = tcp.AddrPort().Addr()
-		}
-		if !s.admitConn(nc, c) {
-			continue
-		}
-		s.connCount.Add(1)
-		if _, err := s.engine.EnrollContext(nc, c); err != nil { // closes nc either way
-			s.connCount.Add(-1)
-			s.acceptErrors.Add(1)
-			s.g.perIP.Release(c.ip)
-		}
-	}
-}
-
-// admitConn applies tier 1 (and the RED traffic zone) to a new connection, in the order
-// an operator reads them: draining, traffic zone, connection cap, accept rate, per-IP. A
-// refused connection is answered and closed here. Runs on the acceptor goroutine, which
-// owns the accept bucket.
-//
-// The zone consulted is the traffic zone (queued, heap, loop lag), not the node zone: the
-// connection ratio must not refuse below max-connections, or how many clients get in
-// would depend on when the sampler last ran.
-func (s *Server) admitConn(nc net.Conn, c *conn) bool {
-	g := &s.g
-	z := g.traffic.Current()
-	switch {
-	case s.draining.Load():
-		s.refuse(nc, refuseDraining, codec.CodeShuttingDown, 1000, "node is draining")
-		return false
-	case z.RefusesConnections():
-		s.refuse(nc, refuseZone, codec.CodeBusy, 1000, "node overloaded (zone RED)")
-		return false
-	case s.connCount.Load() >= int64(s.maxConns):
-		s.refuse(nc, refuseMaxConns, codec.CodeBusy, 1000, "connection limit reached")
-		return false
-	}
-	if next := g.acceptNext.Swap(nil); next != nil { // ReloadLimits
-		g.accept = *next
-		if g.accept.Unlimited() {
-			s.acceptTokens.Store(-1)
-		}
-	}
-	if !g.accept.Unlimited() {
-		now := s.clock()
-		// ORANGE halves the accept rate: each connection costs 1/factor tokens.
-		cost := 1
-		if f := z.AcceptFactor(); f > 0 && f < 1 {
-			cost = int(math.Ceil(1 / f))
-		}
-		ok := g.accept.Allow(now, cost)
-		s.acceptTokens.Store(int64(g.accept.Tokens(now)))
-		if !ok {
-			s.refuse(nc, refuseAcceptRate, codec.CodeBusy, millis(g.accept.RetryAfter(now, cost)), "accept rate exceeded")
-			return false
-		}
-	}
-	if !g.perIP.Acquire(c.ip) {
-		s.refuse(nc, refusePerIP, codec.CodeBusy, 1000, "too many connections from this address")
-		return false
-	}
-	return true
-}
-
-// refuse answers a refused connection with its ERROR and half-closes it at once (a fresh
-// socket's send buffer is empty, so the write does not wait). Closing outright could turn
-// into a reset that destroys the ERROR if the client's HELLO arrives meanwhile, so a
-// lingerer reads until the client's FIN, briefly, before closing; when all lingerers are
-// busy the connection is closed right away.
-func (s *Server) refuse(nc net.Conn, why refuseReason, code codec.ErrorCode, retryMs uint32, reason string) {
-	s.refused.Add(1)
-	s.refusedBy[why].Add(1)
-	frame := codec.AppendError(nil, 0, codec.ErrorBody{
-		Code: code, RetryAfterMs: retryMs, Flags: codec.ErrFlagClosing | codec.ErrFlagReconnect | codec.ErrFlagTryOther,
-		Reason: reason, Addrs: s.peers})
-	_ = nc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-	if _, err := nc.Write(frame); err == nil {
-		if tc, ok := nc.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-		select {
-		case s.refuseq <- nc:
-			return
-		default:
-		}
-	}
-	_ = nc.Close()
-}
-
-// lingerer closes refused connections once the client has closed its side, or after
-// 500 ms, or at once when the server shuts down.
-func (s *Server) lingerer() {
-	defer s.wg.Done()
-	var sink [512]byte
-	for nc := range s.refuseq {
-		for deadline := time.Now().Add(500 * time.Millisecond); time.Now().Before(deadline); {
-			if s.lingerStop.Load() {
-				break
-			}
-			_ = nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-			if _, err := nc.Read(sink[:]); err != nil && !isTimeout(err) {
-				break
-			}
-		}
-		_ = nc.Close()
-	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
 // gnetOptions turns the Config into gnet's options: the one place that does.
 func (s *Server) gnetOptions() []gnet.Option {
 	nodelay := gnet.TCPNoDelay
@@ -472,29 +322,11 @@ func raiseNoFile() uint64 {
 type gnetLogger struct{ l *slog.Logger }
 
 func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
+
+func (g gnetLogger) Infof(f string, a ...any) { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+
+func (g gnetLogger) Warnf(f string, a ...any) { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
+
 func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
+
 func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: fatal: " + fmt.Sprintf(f, a...)) }
-
-// refuseReason labels switchboard_connections_refused_total.
-type refuseReason uint8
-
-const (
-	refuseMaxConns refuseReason = iota
-	refuseDraining
-	refusePerIP
-	refuseAcceptRate
-	refuseZone
-	numRefuseReasons
-)
-
-var refuseReasonNames = [numRefuseReasons]string{"max_connections", "draining", "per_ip", "accept_rate", "zone_red"}
-
-func (s *Server) refusedByReason() map[string]uint64 {
-	m := make(map[string]uint64, numRefuseReasons)
-	for i, name := range refuseReasonNames {
-		m[name] = s.refusedBy[i].Load()
-	}
-	return m
-}

@@ -1,0 +1,133 @@
+package server
+
+import (
+	"errors"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/switchboard/switchboard/codec"
+)
+
+// handler is the gnet event handler. Every method but OnTick runs on an event loop.
+type handler struct {
+	gnet.BuiltinEventEngine
+	srv *Server
+}
+
+// OnOpen runs on the loop that gnet chose for an enrolled connection. The conn context
+// was attached by the acceptor.
+func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	c, _ := gc.Context().(*conn)
+	if c == nil {
+		return nil, gnet.Close
+	}
+	lp := h.srv.loopFor(gc.EventLoop())
+	id, err := lp.conns.Add(c)
+	if err != nil { // 16M connections on one loop: cannot happen below the fd cap
+		h.srv.connCount.Add(-1)
+		gc.SetContext(nil)
+		return nil, gnet.Close
+	}
+	c.gc, c.lp, c.id = gc, lp, id
+	c.lastSeen = lp.tick32()
+	lp.stats.accepted.Add(1)
+	c.hsTimer = lp.wheel.add(lp.ticks(h.srv.cfg.HandshakeTimeout), timerHandshake, id)
+	return nil, gnet.None
+}
+
+// OnTraffic decodes and dispatches at most FramesPerWake frames, writes this connection's
+// answers with one write, and queues one end-of-round flush for what the frames routed to
+// other connections of the loop. Bytes of an incomplete frame stay in gnet's inbound
+// buffer.
+func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, _ := gc.Context().(*conn)
+	if c == nil || c.state != stateActive && c.state != stateHandshake {
+		_, _ = gc.Discard(-1) // closing: ignore input until the close lands
+		return gnet.None
+	}
+	lp := c.lp
+	buf, _ := gc.Peek(-1)
+	var now int64
+	if h.srv.g.rated.Load() {
+		now = h.srv.clock()
+	}
+	off, more := 0, false
+	for frames := 0; off < len(buf); frames++ {
+		if frames == h.srv.cfg.FramesPerWake {
+			more = true
+			break
+		}
+		maxFrame := h.srv.cfg.MaxFrame
+		if c.state == stateHandshake { // until WELCOME, frames are small (a HELLO)
+			maxFrame = handshakeMaxFrame
+		}
+		f, n, err := codec.Decode(buf[off:], maxFrame)
+		if err != nil {
+			if !errors.Is(err, codec.ErrShort) {
+				lp.stats.badFrames.Add(1)
+				lp.closeWithError(c, codec.CodeOf(err), err.Error())
+			}
+			break
+		}
+		off += n
+		if !lp.dispatch(c, f, now) {
+			break
+		}
+	}
+	if off > 0 && c.state != stateClosed {
+		lp.stats.bytesIn.Add(uint64(off))
+		_, _ = gc.Discard(off) // Discard(0) would drop everything
+		c.lastSeen = lp.tick32()
+	}
+	// This connection's answers go out now, in one write. Output for other connections
+	// (messages routed to them) waits for the end of this poll round, so a connection
+	// that many senders write to in one round gets one write, not one per message.
+	if c.dirty {
+		c.flush()
+	}
+	lp.flushLater()
+	if more && c.state == stateActive {
+		_ = gc.Wake(nil) // more whole frames wait: come back after the others had a turn
+	}
+	return gnet.None
+}
+
+// OnClose releases everything the connection held: its table slot, its names, its buffer.
+func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
+	c, _ := gc.Context().(*conn)
+	if c == nil || c.state == stateClosed {
+		return gnet.None
+	}
+	lp := c.lp
+	lp.conns.Remove(c.id)
+	for _, name := range c.names {
+		_ = h.srv.dir.Unregister(name, c.id)
+	}
+	lp.stats.pending.Add(int64(-c.pending))
+	c.pending = 0
+	h.srv.g.perIP.Release(c.ip)
+	c.names = nil
+	if c.out != nil {
+		bufPool.Put(c.out)
+		c.out = nil
+	}
+	c.state = stateClosed
+	c.gc = nil
+	gc.SetContext(nil)
+	h.srv.connCount.Add(-1)
+	lp.stats.closed.Add(1)
+	return gnet.None
+}
+
+// OnTick runs on gnet's ticker goroutine, not a loop: it only schedules each loop's own
+// tick through Execute.
+func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	h.srv.sample()
+	now := h.srv.clock()
+	h.srv.eachLoop(func(lp *loop) {
+		lp.tickAt.Store(now)
+		_ = lp.el.Execute(h.srv.baseCtx, lp.tickRun)
+	})
+	return h.srv.cfg.TickInterval, gnet.None
+}

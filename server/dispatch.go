@@ -1,0 +1,96 @@
+package server
+
+import (
+	"crypto/subtle"
+	"slices"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+)
+
+// dispatch handles one frame. It returns false when the connection is closing and the
+// rest of its input must be ignored.
+func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
+	lp.stats.framesByType[f.Type].Add(1)
+	if c.state == stateHandshake {
+		if f.Type != codec.TypeHello {
+			lp.closeWithError(c, codec.CodeHelloRequired, "send HELLO first")
+			return false
+		}
+		return lp.hello(c, f)
+	}
+	if f.Type < 0x80 && f.Type.Known() && !controlFrame(f.Type) && !lp.admit(c, f, now) {
+		return true
+	}
+	switch f.Type {
+	case codec.TypePing, codec.TypeEcho:
+		// A peer that sends but never reads its answers is a slow consumer too.
+		if c.outboundBytes() >= lp.srv.cfg.MaxPendingBytes {
+			lp.stats.slowConsumers.Add(1)
+			lp.closeWithError(c, codec.CodeSlowConsumer, "answers not read: read faster")
+			return false
+		}
+		t := codec.TypePong
+		if f.Type == codec.TypeEcho {
+			t = codec.TypeEchoReply
+		}
+		b := c.buf()
+		b.B = codec.AppendFrame(b.B, t, 0, f.Corr, f.Body)
+	case codec.TypeSend:
+		return lp.send(c, f)
+	case codec.TypeRequest:
+		return lp.request(c, f)
+	case codec.TypeReply:
+		return lp.reply(c, f)
+	case codec.TypeRegister:
+		return lp.register(c, f)
+	case codec.TypeUnregister:
+		return lp.unregister(c, f)
+	case codec.TypeGoodbye:
+		c.state = stateClosing
+		c.flush()
+		_ = c.gc.Close()
+		return false
+	case codec.TypeHello:
+		lp.closeWithError(c, codec.CodeBadFrame, "HELLO after WELCOME")
+		return false
+	default:
+		lp.closeWithError(c, codec.CodeUnknownType, "unknown frame type "+f.Type.String())
+		return false
+	}
+	return true
+}
+
+func (lp *loop) hello(c *conn, f codec.Frame) bool {
+	cfg := &lp.srv.cfg
+	h, err := codec.ParseHello(f.Body)
+	switch {
+	case err != nil:
+		lp.closeWithError(c, codec.CodeBadFrame, "malformed HELLO")
+		return false
+	case h.Version != codec.Version:
+		lp.closeWithError(c, codec.CodeUnsupportedVersion, "this server speaks version 1")
+		return false
+	case subtle.ConstantTimeCompare(h.Token, lp.srv.token) != 1:
+		lp.stats.unauthorized.Add(1)
+		lp.closeWithError(c, codec.CodeUnauthorized, "bad token")
+		return false
+	case lp.srv.draining.Load():
+		lp.closeWithError(c, codec.CodeShuttingDown, "node is draining")
+		return false
+	}
+	c.name = slices.Clone(h.Name)
+	c.state = stateActive
+	lp.wheel.cancel(c.hsTimer)
+	b := c.buf()
+	b.B = codec.AppendWelcome(b.B, f.Corr, codec.Welcome{
+		Version:        codec.Version,
+		ConnID:         uint64(c.id),
+		MaxFrame:       uint32(cfg.MaxFrame),
+		PingIntervalMs: uint32(cfg.IdleTimeout / 3 / time.Millisecond),
+		MaxPending:     uint32(cfg.MaxPending),
+		ServerID:       lp.srv.serverID,
+	})
+	lp.wheel.add(lp.ticks(cfg.IdleTimeout), timerIdle, c.id)
+	return true
+}

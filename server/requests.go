@@ -1,0 +1,178 @@
+package server
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/shard"
+)
+
+// pendingReq is a REQUEST waiting for its outcome, kept on the requester's loop. Its
+// table id is the reply token handed to the responder, so a reply goes straight to the
+// requester's loop and a stale token fails the generation check.
+type pendingReq struct {
+	timer  timerHandle // cancelled when the request is answered
+	from   shard.ConnID
+	target shard.ConnID // for the per-target breaker
+	start  int64        // srv.clock() when forwarded
+	corr   uint32
+}
+
+func (lp *loop) request(c *conn, f codec.Frame) bool {
+	cfg := &lp.srv.cfg
+	name, tmo, payload, err := codec.ParseRequest(f.Body)
+	if err != nil || f.Corr == 0 {
+		lp.closeWithError(c, codec.CodeBadFrame, "malformed REQUEST (corr must not be 0)")
+		return false
+	}
+	if codec.IncomingLen(len(c.name), len(payload)) > cfg.MaxFrame {
+		lp.replyError(c, f.Corr, codec.CodeFrameTooLarge, "delivered INCOMING would exceed max frame")
+		return true
+	}
+	if int(c.inflight) >= cfg.MaxPending {
+		lp.stats.queueFull.Add(1)
+		lp.replyError(c, f.Corr, codec.CodeQueueFull, "too many requests in flight on this connection")
+		return true
+	}
+	target, ok := lp.srv.dir.Lookup(name)
+	if !ok {
+		lp.stats.noRoute.Add(1)
+		lp.replyError(c, f.Corr, codec.CodeNoRoute, "no connection owns the name")
+		return true
+	}
+	timeout := time.Duration(tmo) * time.Millisecond
+	if timeout == 0 {
+		timeout = cfg.RequestTimeout
+	}
+	timeout = min(timeout, cfg.MaxRequestTimeout)
+	start := lp.srv.clock()
+	if code, retry, reason := lp.allowRequest(target, start); code != 0 {
+		lp.refuseFrame(c, f, code, retry, reason)
+		return true
+	}
+	token, err := lp.reqs.Add(pendingReq{from: c.id, target: target, corr: f.Corr, start: start})
+	if err != nil {
+		lp.replyError(c, f.Corr, codec.CodeQueueFull, "request table full")
+		return true
+	}
+	if code := lp.route(target, codec.TypeIncoming, c, token, payload); code != 0 {
+		lp.reqs.Remove(token)
+		if code == codec.CodeQueueFull {
+			lp.recordOutcome(target, code)
+		}
+		lp.replyError(c, f.Corr, code, routeFailReason(code))
+		return true
+	}
+	c.inflight++
+	lp.stats.inflight.Add(1)
+	lp.stats.requests.Add(1)
+	pr := pendingReq{from: c.id, target: target, corr: f.Corr, start: start}
+	pr.timer = lp.wheel.add(lp.ticks(timeout), timerRequest, token)
+	lp.reqs.Set(token, pr)
+	return true
+}
+
+func (lp *loop) reply(c *conn, f codec.Frame) bool {
+	tok, payload, err := codec.ParseReply(f.Body)
+	if err != nil {
+		lp.closeWithError(c, codec.CodeBadFrame, "malformed REPLY")
+		return false
+	}
+	token := shard.ConnID(tok)
+	owner := lp.srv.loopAt(token.Loop())
+	if token.Node() != lp.srv.cfg.NodeID || owner == nil {
+		lp.stats.staleReplies.Add(1)
+		lp.replyError(c, f.Corr, codec.CodeNoRoute, "reply token unknown or expired")
+		return true
+	}
+	if owner == lp {
+		lp.scratch = codec.AppendFrame(lp.scratch[:0], codec.TypeResponse, 0, 0, payload)
+		lp.finishResponse(token, lp.scratch, c.id, f.Corr)
+		return true
+	}
+	bb := bufPool.Get()
+	bb.B = codec.AppendFrame(bb.B[:0], codec.TypeResponse, 0, 0, payload)
+	if !owner.push(delivery{kind: dResponse, token: token, target: c.id, corr: f.Corr, buf: bb}) {
+		bufPool.Put(bb)
+		lp.stats.queueFull.Add(1)
+		lp.replyError(c, f.Corr, codec.CodeQueueFull, routeFailReason(codec.CodeQueueFull))
+	}
+	return true
+}
+
+// failRequest ends pending request token with an ERROR, on whichever loop owns it. If that
+// loop's ring is full the request's timer answers TIMEOUT instead: still one outcome.
+func (lp *loop) failRequest(token shard.ConnID, code codec.ErrorCode) {
+	if token.Loop() == int(lp.idx) {
+		lp.finishRequest(token, code)
+		return
+	}
+	if owner := lp.srv.loopAt(token.Loop()); owner != nil {
+		owner.push(delivery{kind: dReqFail, token: token, code: code})
+	}
+}
+
+// finishRequest ends a pending request of this loop with an ERROR; a stale token (already
+// answered, timed out) is ignored.
+func (lp *loop) finishRequest(token shard.ConnID, code codec.ErrorCode) {
+	pr, ok := lp.reqs.Remove(token)
+	if !ok {
+		return
+	}
+	lp.wheel.cancel(pr.timer)
+	lp.stats.inflight.Add(-1)
+	lp.recordOutcome(pr.target, code)
+	if code == codec.CodeTimeout {
+		lp.stats.reqTimeouts.Add(1)
+	}
+	if c, ok := lp.conns.Get(pr.from); ok {
+		c.inflight--
+		if c.state == stateActive {
+			lp.sendError(c, pr.corr, code, 0, requestFailReason(code))
+		}
+	}
+}
+
+// finishResponse ends a pending request of this loop with the RESPONSE frame resp (whose
+// corr field is patched here). A stale token means the request already had its outcome;
+// the responder is told NO_ROUTE if it asked (rcorr != 0).
+func (lp *loop) finishResponse(token shard.ConnID, resp []byte, responder shard.ConnID, rcorr uint32) {
+	pr, ok := lp.reqs.Remove(token)
+	if !ok {
+		lp.stats.staleReplies.Add(1)
+		if rcorr != 0 {
+			lp.errorTo(responder, rcorr, codec.CodeNoRoute, "reply token unknown or expired")
+		}
+		return
+	}
+	lp.wheel.cancel(pr.timer)
+	lp.stats.inflight.Add(-1)
+	lp.recordOutcome(pr.target, 0)
+	lp.stats.reqLatency.observe(time.Duration(lp.srv.clock() - pr.start))
+	c, ok := lp.conns.Get(pr.from)
+	if !ok {
+		return // requester left; nobody to tell
+	}
+	c.inflight--
+	if c.state != stateActive {
+		return
+	}
+	b := c.buf()
+	start := len(b.B)
+	b.B = append(b.B, resp...)
+	binary.BigEndian.PutUint32(b.B[start+6:], pr.corr)
+	lp.stats.responses.Add(1)
+}
+
+func requestFailReason(code codec.ErrorCode) string {
+	switch code {
+	case codec.CodeTimeout:
+		return "no REPLY in time"
+	case codec.CodeNoRoute:
+		return "responder is gone"
+	case codec.CodeQueueFull:
+		return "responder's queue is full"
+	}
+	return code.String()
+}

@@ -1,0 +1,117 @@
+package server
+
+import (
+	"context"
+
+	"github.com/valyala/bytebufferpool"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/shard"
+)
+
+// deliveryKind says what a cross-loop delivery carries.
+type deliveryKind uint8
+
+const (
+	// dFrame: buf holds complete frames for connection target. If target is gone and
+	// token is set (an INCOMING), the request behind token fails with NO_ROUTE.
+	dFrame deliveryKind = iota + 1
+	// dResponse: buf holds a RESPONSE frame whose corr field is still 0, for the pending
+	// request token. target/corr name the responder, told NO_ROUTE if token is stale.
+	dResponse
+	// dReqFail: the pending request token fails with code.
+	dReqFail
+)
+
+// delivery is one item on a loop's inbound ring. It is a value type: pushing it does not
+// allocate. buf, when set, is owned by whoever holds the delivery and goes back to
+// bufPool once written.
+type delivery struct {
+	buf    *bytebufferpool.ByteBuffer
+	target shard.ConnID
+	token  shard.ConnID
+	corr   uint32
+	code   codec.ErrorCode
+	kind   deliveryKind
+}
+
+// push hands d to this loop from another loop. It never blocks: false means the ring is
+// full (the caller answers QUEUE_FULL and keeps ownership of d.buf). Safe for concurrent use.
+func (lp *loop) push(d delivery) bool {
+	if !lp.inbox.Push(d) {
+		return false
+	}
+	if lp.armed.CompareAndSwap(false, true) {
+		if err := lp.el.Execute(context.Background(), lp.drainRun); err != nil {
+			// The engine is shutting down; the item stays in the ring and is dropped
+			// with the loop. Nothing to answer: every connection is closing.
+			lp.armed.Store(false)
+		}
+	}
+	return true
+}
+
+// drain runs on the loop: it empties the inbound ring in batches.
+func (lp *loop) drain() {
+	lp.armed.Store(false)
+	// Bounded batch for fairness; if more remain, re-arm so sockets get a turn.
+	lp.drainBatch(lp.inbox.Cap())
+	if lp.inbox.Len() > 0 && lp.armed.CompareAndSwap(false, true) {
+		if err := lp.el.Execute(context.Background(), lp.drainRun); err != nil {
+			lp.armed.Store(false)
+		}
+	}
+}
+
+// drainBatch handles up to limit deliveries from the ring and writes their output.
+func (lp *loop) drainBatch(limit int) {
+	for i := 0; i < limit; i++ {
+		d, ok := lp.inbox.Pop()
+		if !ok {
+			break
+		}
+		lp.handleDelivery(&d)
+	}
+	lp.flushDirty()
+}
+
+func (lp *loop) handleDelivery(d *delivery) {
+	switch d.kind {
+	case dFrame:
+		if tc, code := lp.writable(d.target); tc != nil {
+			tc.buf().B = append(tc.out.B, d.buf.B...)
+			lp.addPending(tc)
+		} else {
+			lp.stats.dropped.Add(1)
+			if d.token != 0 {
+				lp.failRequest(d.token, code)
+			}
+		}
+	case dResponse:
+		lp.finishResponse(d.token, d.buf.B, d.target, d.corr)
+	case dReqFail:
+		lp.finishRequest(d.token, d.code)
+	}
+	if d.buf != nil {
+		bufPool.Put(d.buf)
+	}
+}
+
+// errorTo sends an ERROR to connection id wherever it lives; best effort.
+func (lp *loop) errorTo(id shard.ConnID, corr uint32, code codec.ErrorCode, reason string) {
+	if id.Loop() == int(lp.idx) {
+		if c, ok := lp.conns.Get(id); ok && c.state == stateActive {
+			lp.sendError(c, corr, code, 0, reason)
+		}
+		return
+	}
+	owner := lp.srv.loopAt(id.Loop())
+	if owner == nil {
+		return
+	}
+	bb := bufPool.Get()
+	bb.B = codec.AppendError(bb.B[:0], corr, codec.ErrorBody{Code: code, Reason: reason})
+	if !owner.push(delivery{kind: dFrame, target: id, buf: bb}) {
+		bufPool.Put(bb)
+	}
+}

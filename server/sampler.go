@@ -1,0 +1,135 @@
+package server
+
+import (
+	"fmt"
+	"math"
+	"runtime/debug"
+	"runtime/metrics"
+
+	"github.com/switchboard/switchboard/limits"
+)
+
+// sample runs on the ticker goroutine: it refreshes the node-wide queue sample and the
+// zone from the utilisation inputs.
+func (s *Server) sample() {
+	g := &s.g
+	now := s.clock()
+	var queued, lag int64
+	s.eachLoop(func(lp *loop) {
+		queued += int64(lp.inbox.Len()) + lp.stats.pending.Load()
+		lag = max(lag, lp.stats.lagNs.Load())
+	})
+	g.queued.Store(queued)
+	in := limits.Inputs{
+		Connections: ratio(float64(s.connCount.Load()), float64(s.maxConns)),
+		Queued:      ratio(float64(queued), float64(s.maxQueue())),
+		Heap:        s.heapUtilisation(),
+		LoopLag:     ratio(float64(lag), float64(s.cfg.LoopLagBudget)),
+	}
+	if req, fail := g.breaker.Counts(now); req >= int64(s.cfg.BreakerMinRequests) && req > 0 {
+		in.ErrorRate = ratio(float64(fail)/float64(req), s.cfg.BreakerErrorRate)
+	}
+	traffic := in
+	traffic.Connections, traffic.ErrorRate = 0, 0
+	g.traffic.Update(now, traffic)
+	from := g.zone.Current()
+	if z, changed := g.zone.Update(now, in); changed {
+		g.zoneEntered[z].Add(1)
+		snap := g.zone.Snapshot(now)
+		s.log.Warn("zone changed", "from", from.String(), "to", z.String(),
+			"worst", snap.Worst, "utilisation", fmt.Sprintf("%.2f", snap.WorstValue))
+	}
+	g.samples.Add(1)
+}
+
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
+}
+
+// heapUtilisation is the Go runtime's memory (what GOMEMLIMIT limits) over GOMEMLIMIT;
+// 0 without a limit.
+func (s *Server) heapUtilisation() float64 {
+	limit := debug.SetMemoryLimit(-1)
+	if limit <= 0 || limit == math.MaxInt64 {
+		return 0
+	}
+	metrics.Read(s.g.heapSample[:])
+	used := s.g.heapSample[0].Value.Uint64() - s.g.heapSample[1].Value.Uint64()
+	return float64(used) / float64(limit)
+}
+
+// overloaded reports whether the traffic zone refuses new connections (RED).
+func (s *Server) overloaded() bool { return s.g.traffic.Current().RefusesConnections() }
+
+// ZoneReport is the /zone endpoint: the node's zone with its inputs and thresholds, and
+// the traffic zone (load inputs only) that decides shedding on existing connections.
+type ZoneReport struct {
+	limits.ZoneSnapshot
+	TrafficZone limits.Zone `json:"traffic_zone"`
+}
+
+// ZoneReport returns the zone report. Safe for concurrent use.
+func (s *Server) ZoneReport() ZoneReport {
+	return ZoneReport{ZoneSnapshot: s.g.zone.Snapshot(s.clock()), TrafficZone: s.g.traffic.Current()}
+}
+
+// CapacityReport is the /capacity endpoint: how much more the node can take, per resource.
+type CapacityReport struct {
+	Zone        string         `json:"zone"`
+	Connections CapacityFigure `json:"connections"`
+	QueueSlots  CapacityFigure `json:"queue_slots"`
+	RingSlots   CapacityFigure `json:"ring_slots"`
+	MemoryBytes CapacityFigure `json:"memory_bytes"`
+	// AcceptTokens is how many connections the accept rate admits right now (-1 when the
+	// accept rate is unlimited).
+	AcceptTokens int `json:"accept_tokens"`
+	// RequestsInFlight counts REQUESTs awaiting an outcome.
+	RequestsInFlight int64  `json:"requests_in_flight"`
+	Breaker          string `json:"breaker"`
+}
+
+// CapacityFigure is one resource: used, its limit, and the headroom between them.
+type CapacityFigure struct {
+	Used     int64   `json:"used"`
+	Limit    int64   `json:"limit"` // 0: no limit
+	Headroom int64   `json:"headroom"`
+	Percent  float64 `json:"used_percent"`
+}
+
+func figure(used, limit int64) CapacityFigure {
+	f := CapacityFigure{Used: used, Limit: limit}
+	if limit > 0 {
+		f.Headroom = max(0, limit-used)
+		f.Percent = 100 * float64(used) / float64(limit)
+	}
+	return f
+}
+
+// Capacity reports the node's headroom. Safe for concurrent use.
+func (s *Server) Capacity() CapacityReport {
+	var ringUsed, ringCap, inflight int64
+	s.eachLoop(func(lp *loop) {
+		ringUsed += int64(lp.inbox.Len())
+		ringCap += int64(lp.inbox.Cap())
+		inflight += lp.stats.inflight.Load()
+	})
+	r := CapacityReport{
+		Zone:             s.g.zone.Current().String(),
+		Connections:      figure(s.connCount.Load(), int64(s.maxConns)),
+		QueueSlots:       figure(s.g.queued.Load(), int64(s.maxQueue())),
+		RingSlots:        figure(ringUsed, ringCap),
+		AcceptTokens:     int(s.acceptTokens.Load()),
+		RequestsInFlight: inflight,
+		Breaker:          s.g.breaker.State().String(),
+	}
+	if limit := debug.SetMemoryLimit(-1); limit > 0 && limit != math.MaxInt64 {
+		var smp [2]metrics.Sample
+		smp[0].Name, smp[1].Name = "/memory/classes/total:bytes", "/memory/classes/heap/released:bytes"
+		metrics.Read(smp[:])
+		r.MemoryBytes = figure(int64(smp[0].Value.Uint64()-smp[1].Value.Uint64()), limit)
+	}
+	return r
+}
