@@ -42,7 +42,7 @@ func newTestLoops(t testing.TB, n int) (*Server, []*loop) {
 func addConn(t testing.TB, lp *loop, name string) (*conn, *fakeConn) {
 	t.Helper()
 	fc := &fakeConn{}
-	c := &conn{gc: fc, lp: lp, state: stateActive, name: []byte(name)}
+	c := &conn{outbox: outbox{gc: fc, lp: lp}, state: stateActive, name: []byte(name)}
 	id, err := lp.conns.Add(c)
 	if err != nil {
 		t.Fatal(err)
@@ -120,9 +120,9 @@ func TestNoAllocsHotPath(t *testing.T) {
 			f, _, _ := codec.Decode(req, codec.DefaultMaxFrame)
 			loops[0].dispatch(a, f, 0)
 			// b received INCOMING in its buffer; answer it.
-			in := decodeOne(t, b.out.B)
+			in := decodeOne(t, b.frames.B)
 			tok, _, _, _, _ := codec.ParseIncoming(in.Body)
-			b.out.B = b.out.B[:0]
+			b.frames.B = b.frames.B[:0]
 			reply := codec.AppendReply(scratchReply[:0], 0, tok, in.Body[:8])
 			rf, _, _ := codec.Decode(reply, codec.DefaultMaxFrame)
 			loops[0].dispatch(b, rf, 0)

@@ -104,16 +104,10 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	for _, name := range c.names {
 		_ = h.srv.dir.Unregister(name, c.id)
 	}
-	lp.stats.pending.Add(int64(-c.pending))
-	c.pending = 0
 	h.srv.g.perIP.Release(c.ip)
 	c.names = nil
-	if c.out != nil {
-		bufPool.Put(c.out)
-		c.out = nil
-	}
+	c.release()
 	c.state = stateClosed
-	c.gc = nil
 	gc.SetContext(nil)
 	h.srv.connCount.Add(-1)
 	lp.stats.closed.Add(1)

@@ -3,11 +3,7 @@ package server
 import (
 	"net/netip"
 
-	"github.com/panjf2000/gnet/v2"
-	"github.com/valyala/bytebufferpool"
-
 	"github.com/switchboard/switchboard/codec"
-	"github.com/switchboard/switchboard/shard"
 )
 
 type connState uint8
@@ -22,38 +18,26 @@ const (
 // conn is one client connection. It is the gnet connection's context value and, like the
 // gnet connection itself, owned by its event loop: no field may be touched elsewhere.
 type conn struct {
-	gc    gnet.Conn
-	lp    *loop
-	id    shard.ConnID
-	state connState
-	dirty bool // on lp.dirty: out holds bytes to flush
-	// lastSeen is the loop tick (low 32 bits, compared modulo 2^32) of the last frame
-	// received (idle timeout).
-	lastSeen uint32
-	// pending counts messages queued for this connection since its outbound side was
-	// last seen empty; the slow-consumer cap applies to it.
-	pending int32
-	// inflight counts this connection's REQUESTs awaiting an outcome.
-	inflight int32
+	outbox // gc, lp, id and the output path
 	// name is the HELLO client name, shown to peers as the sender.
 	name []byte
 	// names are the names this connection registered; released when it closes.
 	names []string
-	// out collects frames produced during one callback; flushed with one write at its
-	// end, then returned to the pool, so an idle connection holds no buffer.
-	out *bytebufferpool.ByteBuffer
 	// ip is the remote address, for per-IP accounting.
 	ip netip.Addr
 	// lim holds the per-connection rate buckets; nil when no per-connection rate is set.
 	lim *connLimits
-	// lastEmpty is the loop tick at which the outbound side was last seen empty, and
-	// slowArmed says a slow-consumer timer is pending (SlowConsumerTimeout).
-	lastEmpty uint32
+	// lastSeen is the loop tick (low 32 bits, compared modulo 2^32) of the last frame
+	// received (idle timeout).
+	lastSeen uint32
+	// inflight counts this connection's REQUESTs awaiting an outcome.
+	inflight int32
 	// hsTimer is the handshake timer, cancelled by HELLO so that its node is reused.
-	hsTimer   timerHandle
-	slowArmed bool
+	hsTimer timerHandle
+	state   connState
 	// goneAway: GOAWAY was sent (drain).
 	goneAway bool
+	// (Field order keeps conn at 160 bytes, a size class of its own: see TestConnSize.)
 }
 
 // closeWithError tells the peer why and closes the connection; its remaining input is

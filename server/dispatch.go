@@ -25,7 +25,7 @@ func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
 	switch f.Type {
 	case codec.TypePing, codec.TypeEcho:
 		// A peer that sends but never reads its answers is a slow consumer too.
-		if c.outboundBytes() >= lp.srv.cfg.MaxPendingBytes {
+		if c.queuedBytes() >= lp.srv.cfg.MaxPendingBytes {
 			lp.stats.slowConsumers.Add(1)
 			lp.closeWithError(c, codec.CodeSlowConsumer, "answers not read: read faster")
 			return false

@@ -24,8 +24,8 @@ type loop struct {
 
 	conns   *shard.Table[*conn]
 	reqs    *shard.Table[pendingReq]
-	dirty   []*conn // connections with output to flush (own answers at callback end, the rest at round end)
-	scratch []byte  // reused encoding space for same-loop replies
+	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
+	scratch []byte    // reused encoding space for same-loop replies
 	wheel   wheel
 	start   int64 // monotonic nanoseconds of tick 0 (srv.clock)
 
@@ -115,12 +115,7 @@ func (lp *loop) fire(e timerEntry) {
 		if !ok || c.state != stateActive {
 			return
 		}
-		if c.gc.OutboundBuffered() == 0 {
-			c.slowArmed = false
-			c.lastEmpty = lp.tick32()
-			return
-		}
-		if !lp.expired(e, c.lastEmpty, lp.srv.cfg.SlowConsumerTimeout) {
+		if !c.stalled(e) {
 			return
 		}
 		lp.stats.slowConsumers.Add(1)

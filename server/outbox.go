@@ -1,71 +1,135 @@
 package server
 
 import (
+	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
 	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/shard"
 )
 
-// buf returns the connection's output buffer, taking one from the pool if needed, and
-// puts the connection on its loop's dirty list.
-func (c *conn) buf() *bytebufferpool.ByteBuffer {
-	if c.out == nil {
-		c.out = bufPool.Get()
-	}
-	if !c.dirty {
-		c.dirty = true
-		c.lp.dirty = append(c.lp.dirty, c)
-	}
-	return c.out
+// outbox is one connection's output path: the frames produced for it during a callback or
+// a poll round, the count of messages queued for it that its socket has not taken yet, and
+// the slow-consumer watch over them. Every write to a connection goes through its outbox;
+// the caps on what may wait (MaxPending messages, MaxPendingBytes bytes) are checked here.
+//
+// It is embedded in conn and owned, like the conn, by the connection's loop. gc, lp and id
+// are the connection's; gc is nil once the connection has closed.
+type outbox struct {
+	gc gnet.Conn
+	lp *loop
+	id shard.ConnID
+	// frames collects what one callback or round produces; written with one write by
+	// flush, then returned to the pool, so an idle connection holds no buffer.
+	frames *bytebufferpool.ByteBuffer
+	// pending counts messages queued since the outbound side was last seen empty; the
+	// slow-consumer cap applies to it. Its sum over a loop is loopStats.pending.
+	pending int32
+	// lastEmpty is the loop tick at which the outbound side was last seen empty.
+	lastEmpty uint32
+	// dirty: on lp.dirty, frames holds bytes to flush.
+	dirty bool
+	// slowArmed: a slow-consumer timer is pending (SlowConsumerTimeout).
+	slowArmed bool
 }
 
-// outboundBytes is what is queued for this connection and not yet taken by its socket.
-func (c *conn) outboundBytes() int {
-	n := c.gc.OutboundBuffered()
-	if c.out != nil {
-		n += len(c.out.B)
+// buf returns the buffer to append frames to, taking one from the pool if needed, and
+// puts the outbox on its loop's dirty list.
+func (o *outbox) buf() *bytebufferpool.ByteBuffer {
+	if o.frames == nil {
+		o.frames = bufPool.Get()
+	}
+	if !o.dirty {
+		o.dirty = true
+		o.lp.dirty = append(o.lp.dirty, o)
+	}
+	return o.frames
+}
+
+// queuedBytes is what waits for this connection and its socket has not taken: gnet's
+// outbound buffer plus frames not yet flushed.
+func (o *outbox) queuedBytes() int {
+	n := o.gc.OutboundBuffered()
+	if o.frames != nil {
+		n += len(o.frames.B)
 	}
 	return n
 }
 
-// flush writes the collected output. gnet writes what the socket takes and copies the
+// full reports whether the connection is over its caps: one more message must not be
+// queued for it (the slow-consumer policy applies).
+func (o *outbox) full() bool {
+	cfg := &o.lp.srv.cfg
+	return int(o.pending) >= cfg.MaxPending || o.queuedBytes() >= cfg.MaxPendingBytes
+}
+
+// addMessage counts one more message queued for this connection.
+func (o *outbox) addMessage() {
+	o.pending++
+	o.lp.stats.pending.Add(1)
+}
+
+// flush writes the collected frames. gnet writes what the socket takes and copies the
 // rest into its outbound buffer, so the pooled buffer can go back at once. Write may
-// close the connection (and run OnClose) on a socket error; out is detached first so
-// OnClose never sees it.
-func (c *conn) flush() {
-	c.dirty = false
-	b := c.out
+// close the connection (and run OnClose) on a socket error; frames is detached first so
+// release never sees it.
+func (o *outbox) flush() {
+	o.dirty = false
+	b := o.frames
 	if b == nil {
 		return
 	}
-	c.out = nil
-	lp := c.lp
-	if len(b.B) > 0 && c.state != stateClosed {
-		if c.gc.OutboundBuffered() == 0 {
-			c.lastEmpty = lp.tick32()
+	o.frames = nil
+	lp := o.lp
+	if len(b.B) > 0 && o.gc != nil {
+		if o.gc.OutboundBuffered() == 0 {
+			o.lastEmpty = lp.tick32()
 		}
 		lp.stats.bytesOut.Add(uint64(len(b.B)))
-		_, _ = c.gc.Write(b.B)
+		_, _ = o.gc.Write(b.B)
 	}
 	bufPool.Put(b)
-	if c.state == stateClosed {
+	if o.gc == nil {
 		return
 	}
-	if c.gc.OutboundBuffered() == 0 {
-		lp.stats.pending.Add(int64(-c.pending))
-		c.pending = 0
-		c.lastEmpty = lp.tick32()
-	} else if !c.slowArmed {
+	if o.gc.OutboundBuffered() == 0 {
+		o.emptied()
+	} else if !o.slowArmed {
 		// The socket did not take everything: watch that it drains in time.
-		c.slowArmed = true
-		lp.wheel.add(lp.ticks(lp.srv.cfg.SlowConsumerTimeout), timerSlow, c.id)
+		o.slowArmed = true
+		lp.wheel.add(lp.ticks(lp.srv.cfg.SlowConsumerTimeout), timerSlow, o.id)
 	}
 }
 
-// addPending counts one more message queued for c.
-func (lp *loop) addPending(c *conn) {
-	c.pending++
-	lp.stats.pending.Add(1)
+// emptied records that the socket has taken everything: nothing is pending any more.
+func (o *outbox) emptied() {
+	o.lp.stats.pending.Add(int64(-o.pending))
+	o.pending = 0
+	o.lastEmpty = o.lp.tick32()
+}
+
+// stalled runs when the slow-consumer timer e fires. It reports true when output has
+// waited longer than SlowConsumerTimeout without the socket taking all of it; otherwise it
+// disarms the watch (the outbound side is empty) or re-arms it for the rest of the time.
+func (o *outbox) stalled(e timerEntry) bool {
+	lp := o.lp
+	if o.gc.OutboundBuffered() == 0 {
+		o.slowArmed = false
+		o.lastEmpty = lp.tick32()
+		return false
+	}
+	return lp.expired(e, o.lastEmpty, lp.srv.cfg.SlowConsumerTimeout)
+}
+
+// release gives back what the outbox holds when its connection closes.
+func (o *outbox) release() {
+	o.lp.stats.pending.Add(int64(-o.pending))
+	o.pending = 0
+	if o.frames != nil {
+		bufPool.Put(o.frames)
+		o.frames = nil
+	}
+	o.gc = nil
 }
 
 // flushLater queues one flush of the dirty connections behind the events gnet is
@@ -90,9 +154,9 @@ func (lp *loop) flushLater() {
 // flushDirty writes the output collected during this callback, one write per connection.
 func (lp *loop) flushDirty() {
 	for i := 0; i < len(lp.dirty); i++ {
-		c := lp.dirty[i]
+		o := lp.dirty[i]
 		lp.dirty[i] = nil
-		c.flush()
+		o.flush()
 	}
 	lp.dirty = lp.dirty[:0]
 }

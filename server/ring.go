@@ -79,8 +79,9 @@ func (lp *loop) handleDelivery(d *delivery) {
 	switch d.kind {
 	case dFrame:
 		if tc, code := lp.writable(d.target); tc != nil {
-			tc.buf().B = append(tc.out.B, d.buf.B...)
-			lp.addPending(tc)
+			b := tc.buf()
+			b.B = append(b.B, d.buf.B...)
+			tc.addMessage()
 		} else {
 			lp.stats.dropped.Add(1)
 			if d.token != 0 {

@@ -50,7 +50,7 @@ func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard
 		}
 		b := tc.buf()
 		b.B = appendRouted(b.B, t, from, token, payload)
-		lp.addPending(tc)
+		tc.addMessage()
 		return 0
 	}
 	owner := lp.srv.loopAt(target.Loop())
@@ -82,7 +82,7 @@ func (lp *loop) writable(id shard.ConnID) (*conn, codec.ErrorCode) {
 	if !ok || c.state != stateActive {
 		return nil, codec.CodeNoRoute
 	}
-	if int(c.pending) >= lp.srv.cfg.MaxPending || c.outboundBytes() >= lp.srv.cfg.MaxPendingBytes {
+	if c.full() {
 		lp.stats.slowConsumers.Add(1)
 		lp.closeWithError(c, codec.CodeSlowConsumer, "outbound queue over its cap: read faster")
 		return nil, codec.CodeQueueFull
