@@ -20,6 +20,10 @@ type handler struct {
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c, _ := gc.Context().(*conn)
 	if c == nil {
+		if p, ok := gc.Context().(*loopProbe); ok { // Start meeting the loops
+			p.el = gc.EventLoop()
+			return nil, gnet.None // held open until every loop has one
+		}
 		return nil, gnet.Close
 	}
 	lp := h.srv.loopFor(gc.EventLoop())

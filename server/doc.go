@@ -13,6 +13,11 @@
 // derived from RLIMIT_NOFILE (limits.MaxConnections), so EMFILE does not happen in
 // practice; if it does, the acceptor backs off and retries.
 //
+// Start meets every event loop before the first client connects (one short-lived loopback
+// probe per loop), so every loop is ticked from the start and OnOpen finds its loop in a
+// table that no longer changes. Start listens on Config.Listen; StartListener and Serve
+// take a listener the caller made (systemd socket activation, SO_REUSEPORT siblings).
+//
 // Callback order for one connection, all on its loop:
 //
 //	acceptor: Accept → admit? ── no ──→ ERROR BUSY/SHUTTING_DOWN, half-close; lingerer: close after FIN
@@ -25,6 +30,22 @@
 //	        tick* (timer wheel: handshake, idle, request timeouts, via Execute from OnTick)
 //	        OnClose (names released, slot freed; gnet flushes what it still buffers)
 //
+// # The path of a frame, file by file
+//
+//	accept.go     acceptor: tier-1 admission, refusals with ERROR, lingerers
+//	callbacks.go  gnet callbacks: OnOpen, OnTraffic (Peek → codec.Decode), OnClose, OnTick
+//	admit.go      per-frame admission: zone shedding, tiers 2-3, tier 4 for REQUEST
+//	dispatch.go   one frame by type; HELLO
+//	names.go      REGISTER and UNREGISTER against the directory
+//	route.go      SEND and the routing of MESSAGE/INCOMING to a target connection
+//	ring.go       the cross-loop hand-off: a bounded ring per loop, drained on the loop
+//	requests.go   REQUEST, REPLY and the exactly-one-outcome bookkeeping
+//	outbox.go     a connection's output: frames, caps, flush, slow-consumer watch
+//
+// Beside the path: server.go (lifecycle), loop.go and wheel.go (per-loop state and
+// timers), conn.go, sampler.go (zones, capacity), reload.go, drain.go, metrics.go,
+// stats.go, admin.go, connlog.go, config.go.
+//
 // # Concurrency
 //
 // The rules every change must keep:
@@ -33,8 +54,9 @@
 //     event loop. Only that loop reads or writes them.
 //  2. Other goroutines reach a loop only through gnet's concurrency-safe doors
 //     (EventLoop.Execute, Conn.Close/Wake) or through the loop's bounded inbound ring
-//     (loop.push). OnTick runs on gnet's ticker goroutine, not a loop: it only Executes each
-//     loop's tick.
+//     (loop.push). OnTick runs on gnet's ticker goroutine, not a loop: it samples the zone
+//     inputs (atomics and runtime/metrics only, never a loop's own state) and Executes
+//     each loop's tick.
 //  3. Slices from Peek die at Discard: frames are copied into output buffers (same loop) or
 //     pooled buffers (other loops) before OnTraffic returns.
 //  4. A loop never blocks: no disk, no network, no contended lock, no channel send. The

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,8 +17,8 @@ import (
 	"github.com/switchboard/switchboard/shard"
 )
 
-// Server is one switchboard node. Create it with New, then Start (or Serve), and stop it
-// with Shutdown. All exported methods are safe for concurrent use.
+// Server is one switchboard node. Create it with New, then Start (or StartListener, or
+// Serve), and stop it with Shutdown. All exported methods are safe for concurrent use.
 type Server struct {
 	cfg      Config          // immutable after New
 	log      *slog.Logger    // immutable after New
@@ -34,14 +33,18 @@ type Server struct {
 	baseCtx context.Context // immutable after New
 	cancel  context.CancelFunc
 
-	mu      sync.Mutex // guards started, closed, ln, engine, loopMap
+	mu      sync.Mutex // guards started, closed, ln, engine
 	started bool
 	closed  bool
 	ln      *net.TCPListener
 	engine  *gnet.Client
-	loopMap map[gnet.EventLoop]*loop
+	done    chan struct{} // closed when Shutdown has finished
 
-	loops  [256]atomic.Pointer[loop] // by index; set once by loopFor
+	// loopOf finds switchboard's loop for a gnet event loop. Immutable after Start, which
+	// meets every loop before the first client connection (see startLoops), so OnOpen
+	// reads it without a lock.
+	loopOf map[gnet.EventLoop]*loop
+	loops  [256]atomic.Pointer[loop] // by index; set by Start before any client connects
 	nloops atomic.Int32
 
 	g            guards       // overload protection; immutable pointers after New
@@ -84,7 +87,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		token:    []byte(cfg.Token),
 		serverID: []byte(cfg.ServerID),
 		epoch:    time.Now(),
-		loopMap:  make(map[gnet.EventLoop]*loop),
+		done:     make(chan struct{}),
 		refuseq:  make(chan net.Conn, lingerQueue),
 		connLog:  connLogger{ch: make(chan connLogEntry, 256)},
 	}
@@ -113,18 +116,38 @@ func (s *Server) Config() Config {
 	return c
 }
 
-// Start binds the listener and starts the event loops and the acceptor; it returns once
-// the server accepts connections. Addr is valid afterwards.
+// Start listens on Config.Listen and starts the event loops and the acceptor; it returns
+// once the server accepts connections. Addr is valid afterwards.
 func (s *Server) Start() error {
+	if err := s.startable(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("server: listen %s: %w", s.cfg.Listen, err)
+	}
+	if err := s.StartListener(ln); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	return nil
+}
+
+// StartListener is Start on a listener the caller made: one inherited through systemd
+// socket activation, or one of several SO_REUSEPORT siblings. ln must be a TCP listener;
+// the server owns it from then on and closes it in Shutdown (it is left open if
+// StartListener fails). Config.Listen is not used.
+func (s *Server) StartListener(ln net.Listener) error {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return fmt.Errorf("%w: %T", ErrNotTCP, ln)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return ErrServerClosed
+	if err := s.startableLocked(); err != nil {
+		return err
 	}
-	if s.started {
-		return ErrAlreadyStarted
-	}
-	nofile := raiseNoFile()
+	nofile := openFileLimit()
 	maxConns, capped := limits.MaxConnections(s.cfg.MaxConnections, nofile)
 	if maxConns == 0 {
 		return fmt.Errorf("%w: RLIMIT_NOFILE is %d", ErrNoFileDescriptors, nofile)
@@ -135,19 +158,18 @@ func (s *Server) Start() error {
 	}
 	// Published before the engine starts: OnTick reads them from gnet's ticker goroutine.
 	s.maxConns, s.nofile = maxConns, nofile
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("server: listen %s: %w", s.cfg.Listen, err)
-	}
 	eng, err := gnet.NewClient(&handler{srv: s}, s.gnetOptions()...)
 	if err == nil {
 		err = eng.Start()
 	}
 	if err != nil {
-		_ = ln.Close()
 		return fmt.Errorf("server: start event loops: %w", err)
 	}
-	s.ln, s.engine = ln.(*net.TCPListener), eng
+	if err := s.startLoops(eng); err != nil {
+		_ = eng.Stop()
+		return fmt.Errorf("server: start event loops: %w", err)
+	}
+	s.ln, s.engine = tl, eng
 	s.started = true
 	s.wg.Add(1 + lingerers)
 	go s.acceptLoop()
@@ -164,16 +186,84 @@ func (s *Server) Start() error {
 	return nil
 }
 
-// Serve starts the server if needed and blocks until ctx is done, then shuts it down,
-// allowing up to 10 s for connections to close. It returns nil after a clean shutdown.
-func (s *Server) Serve(ctx context.Context) error {
-	if err := s.Start(); err != nil && !errors.Is(err, ErrAlreadyStarted) {
+// Serve is StartListener(ln) followed by a wait: it blocks until Shutdown has finished and
+// then returns ErrServerClosed, as net/http's Server.Serve does. Errors from starting are
+// returned at once.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.StartListener(ln); err != nil {
 		return err
 	}
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return s.Shutdown(sctx)
+	<-s.done
+	return ErrServerClosed
+}
+
+func (s *Server) startable() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.startableLocked()
+}
+
+func (s *Server) startableLocked() error {
+	switch {
+	case s.closed:
+		return ErrServerClosed
+	case s.started:
+		return ErrAlreadyStarted
+	}
+	return nil
+}
+
+// loopProbe is the context of the probe connections startLoops enrolls, one per event
+// loop: OnOpen records the loop.
+type loopProbe struct{ el gnet.EventLoop }
+
+// startLoops meets every gnet event loop before any client connects, so that each has its
+// switchboard loop from the start: every loop is ticked and sampled for lag even while it
+// holds no connection, and OnOpen finds its loop in a map that no longer changes. gnet
+// offers no list of its loops, and its client engine always balances by least
+// connections; so one loopback connection per loop, each held open until all are
+// enrolled, lands one on every loop. They are closed before Start returns.
+func (s *Server) startLoops(eng *gnet.Client) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			_ = c.Close() // the loop reads EOF and closes its side
+		}
+	}()
+	s.loopOf = make(map[gnet.EventLoop]*loop, s.cfg.Loops)
+	for tries := 0; len(s.loopOf) < s.cfg.Loops; tries++ {
+		if tries == 2*s.cfg.Loops {
+			return fmt.Errorf("met %d of %d event loops", len(s.loopOf), s.cfg.Loops)
+		}
+		dialed, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		held = append(held, dialed)
+		nc, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		p := &loopProbe{}
+		// EnrollContext returns once OnOpen has run on the chosen loop; it closes nc.
+		if _, err := eng.EnrollContext(nc, p); err != nil {
+			return err
+		}
+		if _, seen := s.loopOf[p.el]; p.el == nil || seen {
+			continue
+		}
+		idx := len(s.loopOf)
+		lp := newLoop(s, uint8(idx), p.el)
+		s.loopOf[p.el] = lp
+		s.loops[idx].Store(lp)
+		s.nloops.Store(int32(idx + 1))
+	}
+	return nil
 }
 
 // Addr returns the listener's address, or nil before Start.
@@ -202,6 +292,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	if !started {
 		s.cancel()
+		close(s.done)
 		return nil
 	}
 	s.draining.Store(true)
@@ -217,27 +308,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	close(s.connLog.ch) // the loops are gone: nobody reports any more
 	s.logWG.Wait()
+	close(s.done)
 	return err
 }
 
-// loopFor returns switchboard's loop for a gnet event loop, creating it on first sight.
-// Runs on that loop (OnOpen); the mutex only orders the first sightings.
-func (s *Server) loopFor(el gnet.EventLoop) *loop {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if lp, ok := s.loopMap[el]; ok {
-		return lp
-	}
-	idx := len(s.loopMap)
-	if idx >= len(s.loops) {
-		panic("BUG: more than 256 event loops")
-	}
-	lp := newLoop(s, uint8(idx), el)
-	s.loopMap[el] = lp
-	s.loops[idx].Store(lp)
-	s.nloops.Store(int32(idx + 1))
-	return lp
-}
+// loopFor returns switchboard's loop for a gnet event loop. Lock-free: the map is
+// immutable once Start has returned.
+func (s *Server) loopFor(el gnet.EventLoop) *loop { return s.loopOf[el] }
 
 // loopAt returns the loop with index i, or nil. Lock-free; safe anywhere.
 func (s *Server) loopAt(i int) *loop {
@@ -302,18 +379,12 @@ func gnetBufferCap(n int) int {
 	return p
 }
 
-// raiseNoFile raises the soft open-file limit to the hard limit and returns the result.
-func raiseNoFile() uint64 {
+// openFileLimit is the process's soft open-file limit. Go's runtime has already raised it
+// to the hard limit at start (since Go 1.19), so there is nothing to raise here.
+func openFileLimit() uint64 {
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		return 1024
-	}
-	if rl.Cur < rl.Max {
-		want := rl
-		want.Cur = rl.Max
-		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want) == nil {
-			rl = want
-		}
 	}
 	return rl.Cur
 }
