@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/switchboard/switchboard/internal/config"
-	"github.com/switchboard/switchboard/server"
 )
 
 func TestVersion(t *testing.T) {
@@ -132,7 +131,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := server.DefaultConfig(); l.Config != want {
+	if want := config.DefaultNode(); l.Config != want {
 		t.Errorf("example config = %+v; want the defaults %+v", l.Config, want)
 	}
 	for key, src := range l.Sources {

@@ -43,7 +43,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := server.DefaultConfig(); l.Config != want {
+	if want := DefaultNode(); l.Config != want {
 		t.Errorf("Config = %+v; want DefaultConfig %+v", l.Config, want)
 	}
 	if l.Config.Listen != ":7400" || l.Config.Admin != "127.0.0.1:7401" {
@@ -352,7 +352,7 @@ func TestEmptyFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if l.Config != server.DefaultConfig() {
+			if l.Config != DefaultNode() {
 				t.Errorf("Config = %+v; want defaults", l.Config)
 			}
 		})

@@ -15,13 +15,12 @@ import (
 	"github.com/switchboard/switchboard/server"
 )
 
-// Start starts a server on 127.0.0.1:0 with cfg's zero fields defaulted (two event loops,
-// no admin listener, logs discarded) and shuts it down when the test ends, failing the test
+// Start starts a server on 127.0.0.1:0 with cfg's zero fields defaulted (two event loops
+// and logs discarded) and shuts it down when the test ends, failing the test
 // if the shutdown does not complete.
 func Start(t testing.TB, cfg server.Config) *server.Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
-	cfg.Admin = "off"
 	if cfg.Loops == 0 {
 		cfg.Loops = 2
 	}
