@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,16 +56,18 @@ const (
 // maxBreakerBuckets bounds BreakerConfig.Buckets.
 const maxBreakerBuckets = 1000
 
-// BreakerConfig holds a circuit breaker's settings. Zero fields take the defaults of
-// DefaultBreakerConfig.
+// BreakerConfig holds a circuit breaker's settings. The zero value means
+// DefaultBreakerConfig; otherwise every field is used as given (limits.Config.BreakerConfig
+// fills one from a validated Config). The defaults below are DefaultBreakerConfig's.
 type BreakerConfig struct {
 	// ErrorRate opens the breaker when failures/requests in the window is above it
-	// (strictly). A fraction in [0, 1]; default 0.01. 1 disables opening.
+	// (strictly). A fraction in [0, 1]; default 0.01. 1 disables opening; 0 opens on any
+	// failure once MinRequests and MinFailures are met.
 	ErrorRate float64
 	// Window is the sliding window the rate is measured over; default 10s.
 	Window time.Duration
 	// Buckets is the window's resolution: it slides in steps of Window/Buckets. Default 10,
-	// at most 1000.
+	// 1 to 1000.
 	Buckets int
 	// MinRequests is the volume below which the breaker never opens; default 100.
 	MinRequests int
@@ -74,7 +77,7 @@ type BreakerConfig struct {
 	// It is also how long a half-open round waits for lost probe results.
 	OpenFor time.Duration
 	// Probes is how many requests half-open lets through, and how many consecutive
-	// successes close it; default 5.
+	// successes close it; default 5, at least 1.
 	Probes int
 }
 
@@ -102,30 +105,16 @@ func DefaultTargetBreakerConfig() BreakerConfig {
 	return c
 }
 
-// withDefaults returns c with zero (or out-of-range) fields replaced by node defaults.
-func (c BreakerConfig) withDefaults() BreakerConfig {
-	d := DefaultBreakerConfig()
-	if c.ErrorRate <= 0 {
-		c.ErrorRate = d.ErrorRate
+// orDefault returns DefaultBreakerConfig for the zero BreakerConfig and c itself
+// otherwise, after checking the fields the arithmetic depends on. Defaults for a
+// configured node come from limits.Config (one place, DefaultConfig), not from here:
+// the zero value is accepted only so that a bare NewBreaker(BreakerConfig{}) works.
+func (c BreakerConfig) orDefault() BreakerConfig {
+	if c == (BreakerConfig{}) {
+		return DefaultBreakerConfig()
 	}
-	if c.Window <= 0 {
-		c.Window = d.Window
-	}
-	if c.Buckets <= 0 {
-		c.Buckets = d.Buckets
-	}
-	c.Buckets = min(c.Buckets, maxBreakerBuckets)
-	if c.MinRequests <= 0 {
-		c.MinRequests = d.MinRequests
-	}
-	if c.MinFailures <= 0 {
-		c.MinFailures = d.MinFailures
-	}
-	if c.OpenFor <= 0 {
-		c.OpenFor = d.OpenFor
-	}
-	if c.Probes <= 0 {
-		c.Probes = d.Probes
+	if c.Window <= 0 || c.Buckets <= 0 || c.Buckets > maxBreakerBuckets || c.Probes <= 0 {
+		panic(fmt.Sprintf("BUG: limits: invalid BreakerConfig %+v (Window, Buckets and Probes must be positive)", c))
 	}
 	return c
 }
@@ -140,48 +129,36 @@ func (c BreakerConfig) trips(total, fail int64) bool {
 }
 
 // Breaker is a closed / open / half-open circuit breaker over a sliding window of request
-// outcomes: the tier-4 node breaker, touched by every event loop.
+// outcomes: the tier-4 node breaker, touched by every event loop. Its state machine
+// (circuit) and window are the ones every TargetBreakers entry uses.
 //
 // Concurrency: safe for concurrent use. The state and the end of the open period are
-// atomics, so Allow in the closed state is one atomic load, and in the open state two; it
-// takes the mutex only to leave the open state and while half-open. Record in the closed
-// state adds to the current bucket's atomic counters without a lock (the mutex is taken
-// once per bucket rotation, by whichever caller rotates it) and, on a failure only, sums
-// the window with atomic loads to decide whether to open. Transitions happen under mu.
+// mirrored in atomics, so Allow in the closed state is one atomic load, and in the open
+// state two; it takes the mutex only to leave the open state and while half-open. Record
+// in the closed state adds to the current bucket's atomic counters without a lock (the
+// mutex is taken once per bucket rotation, by whichever caller rotates it) and, on a
+// failure only, sums the window with atomic loads to decide whether to open. Transitions
+// happen under mu.
 //
 // The zero value never opens: Allow always succeeds and Record does nothing.
 type Breaker struct {
-	state     atomic.Uint32 // atomic; a BreakerState, written under mu
-	openUntil atomic.Int64  // atomic; end of the open period, ns; written under mu
+	state     atomic.Uint32 // atomic; mirrors c.state, written under mu
+	openUntil atomic.Int64  // atomic; mirrors c.openUntil, written under mu
 	opens     atomic.Uint64 // atomic; times the breaker opened
 
-	cfg     BreakerConfig  // immutable after NewBreaker
-	width   int64          // immutable after NewBreaker; bucket width, ns; 0 for the zero value
-	buckets []atomicBucket // immutable slice after NewBreaker; counters atomic, epochs reset under mu
+	cfg BreakerConfig // immutable after NewBreaker
+	win window        // immutable slice after NewBreaker; counters atomic, rotation under mu
 
-	mu         sync.Mutex
-	probes     int   // guarded by mu; probes admitted in the current half-open round
-	successes  int   // guarded by mu; consecutive probe successes
-	roundStart int64 // guarded by mu; start of the current half-open round, ns
+	mu sync.Mutex
+	c  circuit // guarded by mu
 }
 
-// atomicBucket counts the outcomes of one bucket-width of time. epoch is now/width of the
-// time it counts; a bucket whose epoch is older than the window is stale and reset (under
-// the breaker's mu) by the first Record that needs it.
-type atomicBucket struct {
-	epoch atomic.Int64
-	total atomic.Int64
-	fail  atomic.Int64
-	_     [cacheLine - 24]byte
-}
-
-// NewBreaker returns a closed breaker. Zero fields of cfg take DefaultBreakerConfig's
-// values.
+// NewBreaker returns a closed breaker. The zero BreakerConfig means DefaultBreakerConfig;
+// any other cfg is used as given and must be valid (Window, Buckets and Probes positive):
+// an invalid one is a programmer error and panics.
 func NewBreaker(cfg BreakerConfig) *Breaker {
-	cfg = cfg.withDefaults()
-	b := &Breaker{cfg: cfg, width: cfg.width(), buckets: make([]atomicBucket, cfg.Buckets)}
-	b.resetBucketsLocked()
-	return b
+	cfg = cfg.orDefault()
+	return &Breaker{cfg: cfg, win: newWindow(cfg.Buckets, cfg.width())}
 }
 
 // Config returns the breaker's effective settings.
@@ -213,31 +190,9 @@ func (b *Breaker) Allow(now int64) (ok bool, retryAfter time.Duration) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.allowLocked(now)
-}
-
-func (b *Breaker) allowLocked(now int64) (bool, time.Duration) {
-	switch BreakerState(b.state.Load()) {
-	case BreakerClosed:
-		return true, 0
-	case BreakerOpen:
-		if until := b.openUntil.Load(); now < until {
-			return false, time.Duration(until - now)
-		}
-		b.state.Store(uint32(BreakerHalfOpen))
-		b.probes, b.successes, b.roundStart = 0, 0, now
-	}
-	// Half-open. A round that has waited OpenFor without settling has lost probe results
-	// (a caller that never called Record); free the slots of the missing ones.
-	openFor := int64(b.cfg.OpenFor)
-	if now-b.roundStart >= openFor {
-		b.probes, b.roundStart = b.successes, now
-	}
-	if b.probes < b.cfg.Probes {
-		b.probes++
-		return true, 0
-	}
-	return false, time.Duration(max(1, min(b.width, b.roundStart+openFor-now)))
+	ok, retryAfter = b.c.allow(&b.cfg, b.win.width, now)
+	b.publishLocked()
+	return ok, retryAfter
 }
 
 // Record reports the outcome of a request at now: success false for an error that counts
@@ -251,15 +206,15 @@ func (b *Breaker) allowLocked(now int64) (bool, time.Duration) {
 // Caveat: outcomes are not tied to the Allow that admitted them, so while half-open a late
 // result of a request admitted while closed counts as a probe result.
 func (b *Breaker) Record(now int64, success bool) {
-	if b.width == 0 {
+	if b.win.width == 0 {
 		return
 	}
 	if BreakerState(b.state.Load()) == BreakerClosed {
-		b.count(now, success)
+		b.win.add(now, success, &b.mu)
 		if !success {
-			if total, fail := b.sums(now); b.cfg.trips(total, fail) {
+			if total, fail := b.win.sums(now); b.cfg.trips(total, fail) {
 				b.mu.Lock()
-				if BreakerState(b.state.Load()) == BreakerClosed {
+				if b.c.state == BreakerClosed {
 					b.openLocked(now)
 				}
 				b.mu.Unlock()
@@ -269,83 +224,35 @@ func (b *Breaker) Record(now int64, success bool) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if BreakerState(b.state.Load()) != BreakerHalfOpen {
+	if b.c.state != BreakerHalfOpen {
 		return
 	}
-	if !success {
-		b.openLocked(now)
-		return
+	if b.c.settle(&b.cfg, now, success) {
+		b.win.reset()
+	} else if b.c.state == BreakerOpen {
+		b.opens.Add(1)
 	}
-	b.successes++
-	if b.successes >= b.cfg.Probes {
-		b.resetBucketsLocked()
-		b.state.Store(uint32(BreakerClosed))
-	}
+	b.publishLocked()
 }
 
 // Counts returns the requests and failures recorded in the window ending at now.
 // Lock-free; approximate under concurrent Records. Use it for the error-rate zone input.
 func (b *Breaker) Counts(now int64) (requests, failures int64) {
-	if b.width == 0 {
+	if b.win.width == 0 {
 		return 0, 0
 	}
-	return b.sums(now)
+	return b.win.sums(now)
 }
 
 func (b *Breaker) openLocked(now int64) {
-	b.openUntil.Store(now + int64(b.cfg.OpenFor))
-	b.state.Store(uint32(BreakerOpen))
+	b.c.open(&b.cfg, now)
 	b.opens.Add(1)
+	b.publishLocked()
 }
 
-// resetBucketsLocked empties the window. Called under mu, or before b is shared.
-func (b *Breaker) resetBucketsLocked() {
-	for i := range b.buckets {
-		bk := &b.buckets[i]
-		bk.total.Store(0)
-		bk.fail.Store(0)
-		bk.epoch.Store(-1)
-	}
-}
-
-// count adds one outcome to the bucket of now. A caller stalled for a whole window
-// between loading the epoch and adding can land its count in a newer bucket; the window
-// is a statistic and tolerates that.
-func (b *Breaker) count(now int64, success bool) {
-	e := now / b.width
-	bk := &b.buckets[e%int64(len(b.buckets))]
-	if cur := bk.epoch.Load(); cur != e {
-		if cur > e || e < 0 {
-			return // older than the window (or a negative clock): drop
-		}
-		b.mu.Lock()
-		if bk.epoch.Load() < e {
-			bk.total.Store(0)
-			bk.fail.Store(0)
-			bk.epoch.Store(e) // published after the reset: adders that see e add to zeros
-		}
-		cur = bk.epoch.Load()
-		b.mu.Unlock()
-		if cur != e {
-			return // rotated past e by a caller with a later now
-		}
-	}
-	bk.total.Add(1)
-	if !success {
-		bk.fail.Add(1)
-	}
-}
-
-// sums adds up the buckets inside the window ending at now.
-func (b *Breaker) sums(now int64) (total, fail int64) {
-	e := now / b.width
-	oldest := e - int64(len(b.buckets))
-	for i := range b.buckets {
-		bk := &b.buckets[i]
-		if ep := bk.epoch.Load(); ep > oldest && ep <= e {
-			total += bk.total.Load()
-			fail += bk.fail.Load()
-		}
-	}
-	return total, fail
+// publishLocked mirrors the circuit's state into the atomics that the lock-free paths
+// read: openUntil first, so that a reader that sees BreakerOpen sees its end too.
+func (b *Breaker) publishLocked() {
+	b.openUntil.Store(b.c.openUntil)
+	b.state.Store(uint32(b.c.state))
 }

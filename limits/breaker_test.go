@@ -184,7 +184,9 @@ func TestBreakerDefaults(t *testing.T) {
 // TestBreakerConcurrent runs Allow and Record from several goroutines through open and
 // half-open cycles; run under -race.
 func TestBreakerConcurrent(t *testing.T) {
-	b := NewBreaker(BreakerConfig{ErrorRate: 0.2, MinRequests: 20, OpenFor: 100 * time.Millisecond, Window: time.Second})
+	cfg := DefaultBreakerConfig()
+	cfg.ErrorRate, cfg.MinRequests, cfg.OpenFor, cfg.Window = 0.2, 20, 100*time.Millisecond, time.Second
+	b := NewBreaker(cfg)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {

@@ -18,7 +18,9 @@ func BenchmarkBreakerAllowClosed(b *testing.B) {
 
 // BenchmarkBreakerAllowOpen measures failing fast: two atomic loads.
 func BenchmarkBreakerAllowOpen(b *testing.B) {
-	br := NewBreaker(BreakerConfig{MinRequests: 1})
+	cfg := DefaultBreakerConfig()
+	cfg.MinRequests = 1
+	br := NewBreaker(cfg)
 	br.Record(base, false)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {

@@ -18,10 +18,12 @@ const (
 	SeedAcceptRate = 100
 )
 
-// Config collects the limits package's knobs. The zero value is valid and means "all
-// defaults": every rate and the per-IP maximum unlimited, breaker and zone settings as in
-// DefaultConfig. Zero means default (for rates, bursts and MaxConnsPerIP the default is
-// "unlimited" or "one second's worth"); negative values are invalid.
+// Config collects the limits package's knobs; DefaultConfig fills every one. Each field
+// says what 0 means: for rates and MaxConnsPerIP "unlimited", for bursts "one second's
+// worth", for ZoneHysteresis and ZoneMinDwell "none"; every other field must be positive
+// and Validate names it when it is 0. This package applies no defaults of its own: the
+// node's configuration starts from DefaultConfig (server.Config.EnsureDefaults fills the
+// fields that cannot be 0 for a zero-value caller). Negative values are invalid.
 type Config struct {
 	// ConnMsgRate is tier 2's per-connection limit in messages per second; 0 = unlimited
 	// (default). The seed used 500 (SeedConnMsgRate).
@@ -49,34 +51,35 @@ type Config struct {
 	MaxConnsPerIP int
 
 	// BreakerErrorRate opens the node breaker when the window's error rate is above it;
-	// a fraction in [0, 1], default 0.01; 1 never opens.
+	// a fraction in (0, 1], default 0.01; 1 never opens (the way to say "off").
 	BreakerErrorRate float64
 	// BreakerWindow is the window the error rate is measured over; default 10s.
 	BreakerWindow time.Duration
 	// BreakerMinRequests is the window volume below which the breaker stays closed;
-	// default 100.
+	// default 100, at least 1.
 	BreakerMinRequests int
 	// BreakerOpenFor is how long an open breaker fails fast; default 5s.
 	BreakerOpenFor time.Duration
 	// BreakerProbes is how many probes half-open lets through and how many consecutive
-	// successes close the breaker; default 5.
+	// successes close the breaker; default 5, at least 1.
 	BreakerProbes int
 	// TargetErrorRate opens one target's breaker when its error rate is above it (with at
-	// least TargetMinFailures failures in BreakerWindow); default 0.5.
+	// least TargetMinFailures failures in BreakerWindow); a fraction in (0, 1], default
+	// 0.5; 1 never opens.
 	TargetErrorRate float64
 	// TargetMinFailures is the failure count below which a target's breaker stays closed;
-	// default 20.
+	// default 20, at least 1.
 	TargetMinFailures int
-	// MaxTargets bounds the per-target breaker table; default 4096.
+	// MaxTargets bounds the per-target breaker table; default 4096, at least 1.
 	MaxTargets int
 
 	// ZoneYellow, ZoneOrange and ZoneRed are the utilisations at which the zones start;
 	// defaults 0.60, 0.75, 0.90. They must increase.
 	ZoneYellow, ZoneOrange, ZoneRed float64
 	// ZoneHysteresis is how far below a zone's threshold the worst input must fall to
-	// leave it; default 0.05; must be below ZoneYellow.
+	// leave it; default 0.05; 0 = no hysteresis; must be below ZoneYellow.
 	ZoneHysteresis float64
-	// ZoneMinDwell is how long a zone is held before stepping down; default 2s.
+	// ZoneMinDwell is how long a zone is held before stepping down; default 2s; 0 = none.
 	ZoneMinDwell time.Duration
 }
 
@@ -102,45 +105,9 @@ func DefaultConfig() Config {
 	}
 }
 
-// WithDefaults returns c with every zero field that has a non-zero default set to it.
-// Rates, bursts and MaxConnsPerIP stay zero: for them zero is the default (unlimited,
-// one second's worth).
-func (c Config) WithDefaults() Config {
-	d := DefaultConfig()
-	setF := func(p *float64, v float64) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	setI := func(p *int, v int) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	setD := func(p *time.Duration, v time.Duration) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	setF(&c.BreakerErrorRate, d.BreakerErrorRate)
-	setD(&c.BreakerWindow, d.BreakerWindow)
-	setI(&c.BreakerMinRequests, d.BreakerMinRequests)
-	setD(&c.BreakerOpenFor, d.BreakerOpenFor)
-	setI(&c.BreakerProbes, d.BreakerProbes)
-	setF(&c.TargetErrorRate, d.TargetErrorRate)
-	setI(&c.TargetMinFailures, d.TargetMinFailures)
-	setI(&c.MaxTargets, d.MaxTargets)
-	setF(&c.ZoneYellow, d.ZoneYellow)
-	setF(&c.ZoneOrange, d.ZoneOrange)
-	setF(&c.ZoneRed, d.ZoneRed)
-	setF(&c.ZoneHysteresis, d.ZoneHysteresis)
-	setD(&c.ZoneMinDwell, d.ZoneMinDwell)
-	return c
-}
-
 // Validate returns every problem with c, joined with errors.Join; each wraps
-// ErrInvalidConfig and names its field in kebab case. Zero fields are checked as their
-// defaults.
+// ErrInvalidConfig and names its field in kebab case. It applies no defaults: a 0 where
+// 0 means nothing (a breaker window, a zone threshold) is an error.
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -188,48 +155,64 @@ func (c Config) Validate() error {
 	}
 	for _, f := range []struct {
 		name string
-		v    time.Duration
+		v    int
 	}{
-		{"breaker-window", c.BreakerWindow},
-		{"breaker-open-for", c.BreakerOpenFor},
-		{"zone-min-dwell", c.ZoneMinDwell},
+		{"breaker-min-requests", c.BreakerMinRequests},
+		{"breaker-probes", c.BreakerProbes},
+		{"target-min-failures", c.TargetMinFailures},
+		{"max-targets", c.MaxTargets},
 	} {
-		if f.v < 0 {
+		if f.v == 0 {
+			bad(f.name, "must be at least 1 (got 0)")
+		}
+	}
+	for _, f := range []struct {
+		name     string
+		v        time.Duration
+		positive bool
+	}{
+		{"breaker-window", c.BreakerWindow, true},
+		{"breaker-open-for", c.BreakerOpenFor, true},
+		{"zone-min-dwell", c.ZoneMinDwell, false},
+	} {
+		switch {
+		case f.v < 0:
 			bad(f.name, "must not be negative (got %v)", f.v)
+		case f.v == 0 && f.positive:
+			bad(f.name, "must be positive (got 0)")
 		}
 	}
-	e := c.WithDefaults()
 	for _, f := range []struct {
 		name string
 		v    float64
 	}{
-		{"breaker-error-rate", e.BreakerErrorRate},
-		{"target-error-rate", e.TargetErrorRate},
+		{"breaker-error-rate", c.BreakerErrorRate},
+		{"target-error-rate", c.TargetErrorRate},
 	} {
-		if !(f.v >= 0 && f.v <= 1) {
-			bad(f.name, "must be a fraction in [0, 1] (got %v)", f.v)
+		if !(f.v > 0 && f.v <= 1) {
+			bad(f.name, "must be a fraction in (0, 1]; 1 never opens (got %v)", f.v)
 		}
 	}
 	for _, f := range []struct {
 		name string
 		v    float64
 	}{
-		{"zone-yellow", e.ZoneYellow},
-		{"zone-orange", e.ZoneOrange},
-		{"zone-red", e.ZoneRed},
+		{"zone-yellow", c.ZoneYellow},
+		{"zone-orange", c.ZoneOrange},
+		{"zone-red", c.ZoneRed},
 	} {
 		if !(f.v > 0) || f.v > maxInput {
 			bad(f.name, "must be positive (got %v)", f.v)
 		}
 	}
-	if !(e.ZoneYellow < e.ZoneOrange) {
-		bad("zone-orange", "must be above zone-yellow (got %v <= %v)", e.ZoneOrange, e.ZoneYellow)
+	if !(c.ZoneYellow < c.ZoneOrange) {
+		bad("zone-orange", "must be above zone-yellow (got %v <= %v)", c.ZoneOrange, c.ZoneYellow)
 	}
-	if !(e.ZoneOrange < e.ZoneRed) {
-		bad("zone-red", "must be above zone-orange (got %v <= %v)", e.ZoneRed, e.ZoneOrange)
+	if !(c.ZoneOrange < c.ZoneRed) {
+		bad("zone-red", "must be above zone-orange (got %v <= %v)", c.ZoneRed, c.ZoneOrange)
 	}
-	if e.ZoneYellow > 0 && !(e.ZoneHysteresis >= 0 && e.ZoneHysteresis < e.ZoneYellow) {
-		bad("zone-hysteresis", "must be in [0, zone-yellow) (got %v)", e.ZoneHysteresis)
+	if !(c.ZoneHysteresis >= 0) || (c.ZoneYellow > 0 && !(c.ZoneHysteresis < c.ZoneYellow)) {
+		bad("zone-hysteresis", "must be in [0, zone-yellow) (got %v)", c.ZoneHysteresis)
 	}
 	return errors.Join(errs...)
 }
@@ -250,17 +233,17 @@ func (c Config) NodeLimiter(loops int) *SharedRate {
 // PerIP returns the per-address connection counter.
 func (c Config) PerIP() *PerIP { return NewPerIP(c.MaxConnsPerIP) }
 
-// BreakerConfig returns the node breaker's settings.
+// BreakerConfig returns the node breaker's settings, taken from c as they are (c should
+// have passed Validate).
 func (c Config) BreakerConfig() BreakerConfig {
-	e := c.WithDefaults()
 	return BreakerConfig{
-		ErrorRate:   e.BreakerErrorRate,
-		Window:      e.BreakerWindow,
+		ErrorRate:   c.BreakerErrorRate,
+		Window:      c.BreakerWindow,
 		Buckets:     DefaultBreakerBuckets,
-		MinRequests: e.BreakerMinRequests,
+		MinRequests: c.BreakerMinRequests,
 		MinFailures: 1,
-		OpenFor:     e.BreakerOpenFor,
-		Probes:      e.BreakerProbes,
+		OpenFor:     c.BreakerOpenFor,
+		Probes:      c.BreakerProbes,
 	}
 }
 
@@ -268,21 +251,19 @@ func (c Config) BreakerConfig() BreakerConfig {
 // window, open period and probes with TargetErrorRate and TargetMinFailures.
 func (c Config) TargetBreakerConfig() BreakerConfig {
 	b := c.BreakerConfig()
-	e := c.WithDefaults()
-	b.ErrorRate = e.TargetErrorRate
-	b.MinRequests = e.TargetMinFailures
-	b.MinFailures = e.TargetMinFailures
+	b.ErrorRate = c.TargetErrorRate
+	b.MinRequests = c.TargetMinFailures
+	b.MinFailures = c.TargetMinFailures
 	return b
 }
 
-// Thresholds returns the zone settings.
+// Thresholds returns the zone settings, taken from c as they are.
 func (c Config) Thresholds() Thresholds {
-	e := c.WithDefaults()
 	return Thresholds{
-		Yellow:     e.ZoneYellow,
-		Orange:     e.ZoneOrange,
-		Red:        e.ZoneRed,
-		Hysteresis: e.ZoneHysteresis,
-		MinDwell:   e.ZoneMinDwell,
+		Yellow:     c.ZoneYellow,
+		Orange:     c.ZoneOrange,
+		Red:        c.ZoneRed,
+		Hysteresis: c.ZoneHysteresis,
+		MinDwell:   c.ZoneMinDwell,
 	}
 }

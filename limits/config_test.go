@@ -7,17 +7,11 @@ import (
 	"time"
 )
 
-func TestConfigZeroIsDefault(t *testing.T) {
-	if got, want := (Config{}).WithDefaults(), DefaultConfig(); got != want {
-		t.Errorf("Config{}.WithDefaults() = %+v; want %+v", got, want)
-	}
-	if err := (Config{}).Validate(); err != nil {
-		t.Errorf("Config{}.Validate() = %v; want nil", err)
-	}
+func TestConfigDefaults(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Errorf("DefaultConfig().Validate() = %v; want nil", err)
 	}
-	c := Config{}
+	c := DefaultConfig()
 	if got := c.BreakerConfig(); got != DefaultBreakerConfig() {
 		t.Errorf("BreakerConfig = %+v; want %+v", got, DefaultBreakerConfig())
 	}
@@ -34,8 +28,45 @@ func TestConfigZeroIsDefault(t *testing.T) {
 	}
 }
 
+// TestConfigZero checks what an explicit 0 means: off or none where that is meaningful
+// (it survives), an error naming the field otherwise (no default is put in its place).
+func TestConfigZero(t *testing.T) {
+	c := DefaultConfig()
+	c.ZoneHysteresis, c.ZoneMinDwell, c.ConnMsgRate, c.MaxConnsPerIP = 0, 0, 0, 0
+	if err := c.Validate(); err != nil {
+		t.Errorf("meaningful zeros: Validate = %v; want nil", err)
+	}
+	if th := c.Thresholds(); th.Hysteresis != 0 || th.MinDwell != 0 {
+		t.Errorf("Thresholds = %+v; want hysteresis and dwell 0", th)
+	}
+	for _, tt := range []struct {
+		field  string
+		modify func(*Config)
+	}{
+		{"breaker-error-rate", func(c *Config) { c.BreakerErrorRate = 0 }},
+		{"breaker-window", func(c *Config) { c.BreakerWindow = 0 }},
+		{"breaker-min-requests", func(c *Config) { c.BreakerMinRequests = 0 }},
+		{"breaker-open-for", func(c *Config) { c.BreakerOpenFor = 0 }},
+		{"breaker-probes", func(c *Config) { c.BreakerProbes = 0 }},
+		{"target-error-rate", func(c *Config) { c.TargetErrorRate = 0 }},
+		{"target-min-failures", func(c *Config) { c.TargetMinFailures = 0 }},
+		{"max-targets", func(c *Config) { c.MaxTargets = 0 }},
+		{"zone-yellow", func(c *Config) { c.ZoneYellow = 0 }},
+	} {
+		t.Run(tt.field, func(t *testing.T) {
+			c := DefaultConfig()
+			tt.modify(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.field) {
+				t.Errorf("Validate = %v; want an error naming %s", err, tt.field)
+			}
+		})
+	}
+}
+
 func TestConfigSeedValues(t *testing.T) {
-	c := Config{ConnMsgRate: SeedConnMsgRate, NodeMsgRate: SeedNodeMsgRate, AcceptRate: SeedAcceptRate, AcceptBurst: 10}
+	c := DefaultConfig()
+	c.ConnMsgRate, c.NodeMsgRate, c.AcceptRate, c.AcceptBurst = SeedConnMsgRate, SeedNodeMsgRate, SeedAcceptRate, 10
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate = %v", err)
 	}
@@ -66,7 +97,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var c Config
+			c := DefaultConfig()
 			tt.modify(&c)
 			err := c.Validate()
 			if err == nil {

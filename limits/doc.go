@@ -14,7 +14,8 @@
 //     TargetBreakers (one breaker per target that keeps timing out or hitting QUEUE_FULL).
 //   - Zones: ZoneTracker turns utilisation Inputs into GREEN/YELLOW/ORANGE/RED with
 //     hysteresis; Zone's methods say what each zone sheds.
-//   - Config collects the knobs, with DefaultConfig, WithDefaults and Validate.
+//   - Config collects the knobs, with DefaultConfig and Validate; it applies no defaults
+//     (see "Defaults").
 //
 // Per-frame calls (TokenBucket.Allow, RateLease.Allow, Breaker.Allow while closed,
 // ZoneTracker.Current) take no lock, do no shared write on the common path and never
@@ -22,14 +23,18 @@
 //
 // # Defaults
 //
-// Every rate limit is unlimited by default (rate 0), and Config's zero value is
-// DefaultConfig. The seed system's values (500 msg/s per connection, 10,000 msg/s per
+// Every rate limit is unlimited by default (rate 0). DefaultConfig spells out every
+// default; this package fills none in itself (Config.Validate rejects a 0 that means
+// nothing, such as a breaker window, instead of replacing it), so an explicit 0 where it
+// means "none" (zone hysteresis, zone dwell, a rate) reaches the code. The constructors
+// NewBreaker, NewTargetBreakers and NewZoneTracker take the whole zero value of their
+// settings as the defaults, so that tests and benchmarks can say BreakerConfig{}. The seed system's values (500 msg/s per connection, 10,000 msg/s per
 // node, 100 new connections/s) are the constants SeedConnMsgRate, SeedNodeMsgRate and
 // SeedAcceptRate, for tuning profiles to set explicitly. Reasons:
 //
-//   - Zero must mean one thing. The style rule is "zero means default", and a rate of
-//     zero means unlimited everywhere in this package; with unlimited defaults the two
-//     agree, and there is no need for a sentinel such as -1 to switch a limit off.
+//   - Zero must mean one thing. A rate of zero means unlimited everywhere in this
+//     package; with unlimited defaults, 0 is both the default and the way to say "off",
+//     and there is no need for a sentinel such as -1 to switch a limit off.
 //   - The seed's values would throttle switchboard's own targets: 50 pipelining clients at
 //     500 msg/s each give 25K msg/s, and a 10,000 msg/s node cap is 1% of the ~1M frames/s
 //     echo target on a 2-core box. Benchmarks open thousands of connections in a second,

@@ -40,24 +40,22 @@ type targetShard struct {
 	_    [cacheLine - 24]byte
 }
 
-// targetEntry is one target's breaker. Guarded by its shard's mu.
+// targetEntry is one target's breaker: the node Breaker's state machine and window,
+// without its atomics' mirror. Guarded by its shard's mu.
 type targetEntry struct {
-	state      BreakerState
-	probes     int
-	successes  int
-	openUntil  int64
-	roundStart int64
-	lastFail   int64 // now of the latest failure, for eviction
-	win        window
-	next       *targetEntry // free list
+	c        circuit
+	lastFail int64 // now of the latest failure, for eviction
+	win      window
+	next     *targetEntry // free list
 }
 
 // NewTargetBreakers returns an empty table of per-target breakers with the given settings
-// (zero fields take the node defaults of DefaultBreakerConfig; pass
-// DefaultTargetBreakerConfig for the per-target ones) holding at most maxTargets entries
-// (<= 0 means DefaultMaxTargets; rounded up to a multiple of 16).
+// (as for NewBreaker, the zero BreakerConfig means DefaultBreakerConfig and any other must
+// be valid; pass DefaultTargetBreakerConfig for the per-target defaults) holding at most
+// maxTargets entries (<= 0 means DefaultMaxTargets, for a zero-value caller; rounded up
+// to a multiple of 16).
 func NewTargetBreakers(cfg BreakerConfig, maxTargets int) *TargetBreakers {
-	cfg = cfg.withDefaults()
+	cfg = cfg.orDefault()
 	if maxTargets <= 0 {
 		maxTargets = DefaultMaxTargets
 	}
@@ -100,25 +98,7 @@ func (t *TargetBreakers) Allow(target uint64, now int64) (ok bool, retryAfter ti
 	if e == nil {
 		return true, 0
 	}
-	switch e.state {
-	case BreakerClosed:
-		return true, 0
-	case BreakerOpen:
-		if now < e.openUntil {
-			return false, time.Duration(e.openUntil - now)
-		}
-		e.state = BreakerHalfOpen
-		e.probes, e.successes, e.roundStart = 0, 0, now
-	}
-	openFor := int64(t.cfg.OpenFor)
-	if now-e.roundStart >= openFor {
-		e.probes, e.roundStart = e.successes, now
-	}
-	if e.probes < t.cfg.Probes {
-		e.probes++
-		return true, 0
-	}
-	return false, time.Duration(max(1, min(t.width, e.roundStart+openFor-now)))
+	return e.c.allow(&t.cfg, t.width, now)
 }
 
 // Record reports the outcome of a request to target at now; success is false for a
@@ -136,9 +116,9 @@ func (t *TargetBreakers) Record(target uint64, now int64, success bool) {
 		}
 		e = t.addLocked(sh, target)
 	}
-	switch e.state {
+	switch e.c.state {
 	case BreakerClosed:
-		e.win.add(now, success)
+		e.win.add(now, success, nil)
 		if success {
 			if _, fail := e.win.sums(now); fail == 0 {
 				t.removeLocked(sh, target, e)
@@ -147,16 +127,13 @@ func (t *TargetBreakers) Record(target uint64, now int64, success bool) {
 		}
 		e.lastFail = now
 		if total, fail := e.win.sums(now); t.cfg.trips(total, fail) {
-			e.state, e.openUntil = BreakerOpen, now+int64(t.cfg.OpenFor)
+			e.c.open(&t.cfg, now)
 		}
 	case BreakerHalfOpen:
 		if !success {
 			e.lastFail = now
-			e.state, e.openUntil = BreakerOpen, now+int64(t.cfg.OpenFor)
-			return
 		}
-		e.successes++
-		if e.successes >= t.cfg.Probes {
+		if e.c.settle(&t.cfg, now, success) {
 			t.removeLocked(sh, target, e) // closed with a clean window
 		}
 	}
@@ -168,7 +145,7 @@ func (t *TargetBreakers) State(target uint64) BreakerState {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e := sh.m[target]; e != nil {
-		return e.state
+		return e.c.state
 	}
 	return BreakerClosed
 }
@@ -200,8 +177,8 @@ func (t *TargetBreakers) addLocked(sh *targetShard, target uint64) *targetEntry 
 // evictBefore reports whether a is a better eviction victim than b: closed before
 // anything else, then the least recent failure.
 func evictBefore(a, b *targetEntry) bool {
-	if (a.state == BreakerClosed) != (b.state == BreakerClosed) {
-		return a.state == BreakerClosed
+	if (a.c.state == BreakerClosed) != (b.c.state == BreakerClosed) {
+		return a.c.state == BreakerClosed
 	}
 	return a.lastFail < b.lastFail
 }
@@ -212,57 +189,4 @@ func (t *TargetBreakers) removeLocked(sh *targetShard, target uint64, e *targetE
 	*e = targetEntry{win: e.win, next: sh.free}
 	e.win.reset()
 	sh.free = e
-}
-
-// window is a sliding window of request outcomes in fixed-width time buckets. Not safe for
-// concurrent use; its owner guards it.
-type window struct {
-	width   int64 // bucket width, ns
-	buckets []plainBucket
-}
-
-type plainBucket struct {
-	epoch, total, fail int64
-}
-
-func newWindow(n int, width int64) window {
-	w := window{width: width, buckets: make([]plainBucket, n)}
-	w.reset()
-	return w
-}
-
-func (w *window) reset() {
-	for i := range w.buckets {
-		w.buckets[i] = plainBucket{epoch: -1}
-	}
-}
-
-func (w *window) add(now int64, success bool) {
-	e := now / w.width
-	if e < 0 {
-		return
-	}
-	bk := &w.buckets[e%int64(len(w.buckets))]
-	if bk.epoch > e {
-		return // older than the window
-	}
-	if bk.epoch < e {
-		*bk = plainBucket{epoch: e}
-	}
-	bk.total++
-	if !success {
-		bk.fail++
-	}
-}
-
-func (w *window) sums(now int64) (total, fail int64) {
-	e := now / w.width
-	oldest := e - int64(len(w.buckets))
-	for _, bk := range w.buckets {
-		if bk.epoch > oldest && bk.epoch <= e {
-			total += bk.total
-			fail += bk.fail
-		}
-	}
-	return total, fail
 }

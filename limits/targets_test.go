@@ -121,7 +121,9 @@ func TestTargetBreakersBounded(t *testing.T) {
 }
 
 func TestTargetBreakersConcurrent(t *testing.T) {
-	tb := NewTargetBreakers(BreakerConfig{ErrorRate: 0.3, MinRequests: 5, MinFailures: 5, OpenFor: time.Millisecond}, 128)
+	cfg := DefaultBreakerConfig()
+	cfg.ErrorRate, cfg.MinRequests, cfg.MinFailures, cfg.OpenFor = 0.3, 5, 5, time.Millisecond
+	tb := NewTargetBreakers(cfg, 128)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {

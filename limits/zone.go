@@ -84,14 +84,15 @@ const (
 // Thresholds are a ZoneTracker's settings. A zone is entered as soon as the worst input
 // reaches its threshold. It is left downwards only when the worst input is below the
 // zone's threshold minus Hysteresis and the zone has been held for MinDwell; the tracker
-// then drops straight to the zone the input (plus Hysteresis) belongs to. Zero fields take
-// the defaults.
+// then drops straight to the zone the input (plus Hysteresis) belongs to. Hysteresis 0
+// and MinDwell 0 mean none. The zero Thresholds means DefaultThresholds (so that a bare
+// NewZoneTracker(Thresholds{}) works); any other value is used as given.
 type Thresholds struct {
 	Yellow     float64       `json:"yellow"`     // default 0.60
 	Orange     float64       `json:"orange"`     // default 0.75
 	Red        float64       `json:"red"`        // default 0.90
-	Hysteresis float64       `json:"hysteresis"` // default 0.05
-	MinDwell   time.Duration `json:"-"`          // default 2s; in ZoneSnapshot as seconds
+	Hysteresis float64       `json:"hysteresis"` // default 0.05; 0 = none
+	MinDwell   time.Duration `json:"-"`          // default 2s; 0 = none; in ZoneSnapshot as seconds
 }
 
 // DefaultThresholds returns 0.60 / 0.75 / 0.90 with hysteresis 0.05 and a 2 s dwell.
@@ -105,22 +106,10 @@ func DefaultThresholds() Thresholds {
 	}
 }
 
-func (t Thresholds) withDefaults() Thresholds {
-	d := DefaultThresholds()
-	if t.Yellow <= 0 {
-		t.Yellow = d.Yellow
-	}
-	if t.Orange <= 0 {
-		t.Orange = d.Orange
-	}
-	if t.Red <= 0 {
-		t.Red = d.Red
-	}
-	if t.Hysteresis <= 0 {
-		t.Hysteresis = d.Hysteresis
-	}
-	if t.MinDwell <= 0 {
-		t.MinDwell = d.MinDwell
+// orDefault returns DefaultThresholds for the zero Thresholds and t itself otherwise.
+func (t Thresholds) orDefault() Thresholds {
+	if t == (Thresholds{}) {
+		return DefaultThresholds()
 	}
 	return t
 }
@@ -211,9 +200,10 @@ type ZoneTracker struct {
 	changes   uint64 // guarded by mu
 }
 
-// NewZoneTracker returns a tracker in GREEN. Zero fields of th take the defaults.
+// NewZoneTracker returns a tracker in GREEN. The zero Thresholds means
+// DefaultThresholds; any other th is used as given (limits.Config.Validate checks it).
 func NewZoneTracker(th Thresholds) *ZoneTracker {
-	return &ZoneTracker{th: th.withDefaults()}
+	return &ZoneTracker{th: th.orDefault()}
 }
 
 // Thresholds returns the effective settings.

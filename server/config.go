@@ -11,36 +11,40 @@ import (
 	"github.com/switchboard/switchboard/limits"
 )
 
-// Config holds a server's settings. The zero value of every field means "use the default"
-// given in its comment; DefaultConfig returns a Config with every default filled in, and
-// New applies the same defaults to zero fields. Durations are time.Duration; sizes are bytes.
+// Config holds a server's settings: only what the server itself reads (the binary's own
+// settings, such as the admin address, live in the binary's config, which embeds this
+// one). Durations are time.Duration; sizes are bytes.
+//
+// DefaultConfig returns a Config with every default filled in; a configuration loader
+// starts from it, so that an explicit 0 survives. The zero value is usable too, by one
+// rule: fields where 0 is not meaningful take the default (New calls EnsureDefaults);
+// fields where 0 means off, none or auto say so in their comment and keep it. Validate
+// applies no defaults: a 0 in a field where 0 is not meaningful is an error naming the
+// field, so that a loader that started from DefaultConfig reports an explicit 0 instead
+// of silently replacing it.
 //
 // Field names map to config-file keys and `switchboard serve` flags in kebab case
 // (MaxConnections is max-connections / --max-connections). Keep them stable.
 type Config struct {
-	// Listen is the client TCP address. Default ":7400". Tests use "127.0.0.1:0".
+	// Listen is the client TCP address. Default ":7400"; "" means the default. Tests use
+	// "127.0.0.1:0".
 	Listen string
-	// Admin is the admin HTTP address (metrics, health, pprof). Default "127.0.0.1:7401";
-	// "off" disables it. Served by cmd/switchboard, not by Server itself.
-	Admin string
 	// NodeID is this node's id inside connection ids (1..65535). Default 1.
 	NodeID uint16
-	// ServerID is the node's name, sent in WELCOME. Default: the host name.
+	// ServerID is the node's name, sent in WELCOME. Default "": auto, the host name
+	// (resolved by New).
 	ServerID string
-	// Loops is the number of event loops. Default: GOMAXPROCS.
+	// Loops is the number of event loops. Default 0: auto, GOMAXPROCS (resolved by New).
 	Loops int
-	// MaxConnections caps concurrent client connections. Default: as many as the process's
-	// open-file limit allows (see limits.MaxConnections); a larger value is lowered to that.
+	// MaxConnections caps concurrent client connections. Default 0: auto, as many as the
+	// process's open-file limit allows (see limits.MaxConnections; resolved by Start); a
+	// larger value is lowered to that.
 	MaxConnections int
 	// MaxFrame is the largest frame length field accepted after the handshake, in bytes.
 	// Default 1 MiB (codec.DefaultMaxFrame); announced in WELCOME.
 	MaxFrame int
-	// Token is the shared secret a HELLO must carry. Default "" (no authentication).
+	// Token is the shared secret a HELLO must carry. Default "": no authentication.
 	Token string
-	// LogLevel is the log level: debug, info, warn or error. Default info. Not used by
-	// Server itself (its logger comes from WithLogger); switchboard serve applies it and
-	// re-reads it on SIGHUP.
-	LogLevel string
 	// MaxPending caps the messages queued for one connection that its socket has not taken
 	// yet. Past it the slow-consumer policy applies. Default 1000.
 	MaxPending int
@@ -57,7 +61,8 @@ type Config struct {
 	// HandshakeTimeout is how long a new connection may take to send HELLO. Default 5s.
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sent nothing for this long. Clients ping at a
-	// third of it (announced in WELCOME). Default 90s.
+	// third of it (announced in WELCOME). Default 90s; 0 = off: no idle timer, and WELCOME
+	// announces ping interval 0 (the protocol's "no idle timeout").
 	IdleTimeout time.Duration
 	// RequestTimeout is used for a REQUEST whose timeout field is 0. Default 5s.
 	RequestTimeout time.Duration
@@ -76,7 +81,7 @@ type Config struct {
 	SocketRecvBuffer int
 	SocketSendBuffer int
 	// TCPKeepAlive enables TCP keepalive probes after this much idle time (the kernel
-	// drops a peer that stops answering them). Default 0: off; the idle timeout and the
+	// drops a peer that stops answering them). Default 0 = off; the idle timeout and the
 	// protocol's PINGs already find dead peers.
 	TCPKeepAlive time.Duration
 	// MaxQueue bounds the messages queued node-wide (cross-loop rings plus outbound
@@ -86,25 +91,23 @@ type Config struct {
 	// SlowConsumerTimeout closes a connection whose outbound data has not drained for this
 	// long (ERROR SLOW_CONSUMER). Default 30s.
 	SlowConsumerTimeout time.Duration
-	// DrainPeriod is how long Drain takes to close every connection after GOAWAY
-	// (switchboard serve drains on SIGTERM and SIGUSR2). Default 10s.
-	DrainPeriod time.Duration
 	// Peers is a comma-separated list of other nodes' client addresses, sent in GOAWAY and
-	// in BUSY/SHUTTING_DOWN refusals as places to go. Default none.
+	// in BUSY/SHUTTING_DOWN refusals as places to go. Default "": none.
 	Peers string
 	// LoopLagBudget is the event-loop lag counted as 100% utilisation in the zone
 	// computation. Default 100ms.
 	LoopLagBudget time.Duration
 
 	// Config holds the rate limits, circuit breakers and zone thresholds (tiers 1-4);
-	// its keys are flat (conn-msg-rate, accept-rate, zone-red, ...). See docs/LIMITS.md.
+	// its keys are flat (conn-msg-rate, accept-rate, zone-red, ...); each field says what 0
+	// means there. See docs/LIMITS.md.
 	limits.Config
 }
 
 // Defaults.
 const (
 	DefaultListen              = ":7400"
-	DefaultAdmin               = "127.0.0.1:7401"
+	DefaultNodeID              = 1
 	DefaultMaxPending          = 1000
 	DefaultMaxPendingBytes     = 4 << 20
 	DefaultRingSize            = 8192
@@ -119,49 +122,87 @@ const (
 	DefaultMaxQueue            = 50_000
 	DefaultSlowConsumerTimeout = 30 * time.Second
 	DefaultLoopLagBudget       = 100 * time.Millisecond
-	DefaultDrainPeriod         = 10 * time.Second
 
 	// handshakeMaxFrame bounds frames before WELCOME: a HELLO is at most 514 bytes, and an
 	// unauthenticated peer must not make the server buffer a megabyte.
 	handshakeMaxFrame = 1024
 )
 
-// DefaultConfig returns a Config with every default filled in, except MaxConnections,
-// which depends on the open-file limit and is resolved by New.
+// DefaultConfig returns a Config with every default filled in: the one place the
+// defaults are written down. ServerID, Loops and MaxConnections stay auto ("" and 0):
+// New and Start resolve them from the host name, GOMAXPROCS and the open-file limit.
 func DefaultConfig() Config {
-	var c Config
-	c.EnsureDefaults()
-	return c
+	return Config{
+		Listen:              DefaultListen,
+		NodeID:              DefaultNodeID,
+		MaxFrame:            codec.DefaultMaxFrame,
+		MaxPending:          DefaultMaxPending,
+		MaxPendingBytes:     DefaultMaxPendingBytes,
+		RingSize:            DefaultRingSize,
+		FramesPerWake:       DefaultFramesPerWake,
+		MaxNamesPerConn:     DefaultMaxNamesPerConn,
+		HandshakeTimeout:    DefaultHandshakeTimeout,
+		IdleTimeout:         DefaultIdleTimeout,
+		RequestTimeout:      DefaultRequestTimeout,
+		MaxRequestTimeout:   DefaultMaxRequestTimeout,
+		TickInterval:        DefaultTickInterval,
+		ReadBufferCap:       DefaultBufferCap,
+		WriteBufferCap:      DefaultBufferCap,
+		MaxQueue:            DefaultMaxQueue,
+		SlowConsumerTimeout: DefaultSlowConsumerTimeout,
+		LoopLagBudget:       DefaultLoopLagBudget,
+		Config:              limits.DefaultConfig(),
+	}
 }
 
-// EnsureDefaults replaces zero fields with their defaults.
-func (c *Config) EnsureDefaults() {
-	setDefault(&c.Listen, DefaultListen)
-	setDefault(&c.Admin, DefaultAdmin)
-	setDefault(&c.LogLevel, "info")
-	setDefault(&c.NodeID, 1)
-	if c.ServerID == "" {
-		c.ServerID, _ = os.Hostname()
-		setDefault(&c.ServerID, "switchboard")
+func hostname() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
 	}
-	setDefault(&c.MaxFrame, codec.DefaultMaxFrame)
-	setDefault(&c.MaxPending, DefaultMaxPending)
-	setDefault(&c.MaxPendingBytes, DefaultMaxPendingBytes)
-	setDefault(&c.RingSize, DefaultRingSize)
-	setDefault(&c.FramesPerWake, DefaultFramesPerWake)
-	setDefault(&c.MaxNamesPerConn, DefaultMaxNamesPerConn)
-	setDefault(&c.HandshakeTimeout, DefaultHandshakeTimeout)
-	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
-	setDefault(&c.RequestTimeout, DefaultRequestTimeout)
-	setDefault(&c.MaxRequestTimeout, DefaultMaxRequestTimeout)
-	setDefault(&c.TickInterval, DefaultTickInterval)
-	setDefault(&c.ReadBufferCap, DefaultBufferCap)
-	setDefault(&c.WriteBufferCap, DefaultBufferCap)
-	setDefault(&c.MaxQueue, DefaultMaxQueue)
-	setDefault(&c.SlowConsumerTimeout, DefaultSlowConsumerTimeout)
-	setDefault(&c.LoopLagBudget, DefaultLoopLagBudget)
-	setDefault(&c.DrainPeriod, DefaultDrainPeriod)
-	c.Config = c.Config.WithDefaults()
+	return "switchboard"
+}
+
+// EnsureDefaults replaces the zero fields where 0 is not meaningful with their
+// DefaultConfig values, for callers that build a Config by hand (New calls it). It keeps
+// every field where 0 means off, none or auto (resolving ServerID, which has no other
+// use for ""): IdleTimeout, TCPKeepAlive, Loops,
+// MaxConnections, Token, Peers, the socket buffers, the rate limits and bursts,
+// MaxConnsPerIP, ZoneHysteresis and ZoneMinDwell. So in a zero-value Config the idle
+// timeout is off and zones have no hysteresis; start from DefaultConfig for their
+// defaults.
+func (c *Config) EnsureDefaults() {
+	d := DefaultConfig()
+	setDefault(&c.Listen, d.Listen)
+	setDefault(&c.NodeID, d.NodeID)
+	setDefault(&c.ServerID, hostname())
+	setDefault(&c.MaxFrame, d.MaxFrame)
+	setDefault(&c.MaxPending, d.MaxPending)
+	setDefault(&c.MaxPendingBytes, d.MaxPendingBytes)
+	setDefault(&c.RingSize, d.RingSize)
+	setDefault(&c.FramesPerWake, d.FramesPerWake)
+	setDefault(&c.MaxNamesPerConn, d.MaxNamesPerConn)
+	setDefault(&c.HandshakeTimeout, d.HandshakeTimeout)
+	setDefault(&c.RequestTimeout, d.RequestTimeout)
+	setDefault(&c.MaxRequestTimeout, d.MaxRequestTimeout)
+	setDefault(&c.TickInterval, d.TickInterval)
+	setDefault(&c.ReadBufferCap, d.ReadBufferCap)
+	setDefault(&c.WriteBufferCap, d.WriteBufferCap)
+	setDefault(&c.MaxQueue, d.MaxQueue)
+	setDefault(&c.SlowConsumerTimeout, d.SlowConsumerTimeout)
+	setDefault(&c.LoopLagBudget, d.LoopLagBudget)
+	// limits.Config applies no defaults itself; these are its fields without a meaningful 0.
+	l, dl := &c.Config, d.Config
+	setDefault(&l.BreakerErrorRate, dl.BreakerErrorRate)
+	setDefault(&l.BreakerWindow, dl.BreakerWindow)
+	setDefault(&l.BreakerMinRequests, dl.BreakerMinRequests)
+	setDefault(&l.BreakerOpenFor, dl.BreakerOpenFor)
+	setDefault(&l.BreakerProbes, dl.BreakerProbes)
+	setDefault(&l.TargetErrorRate, dl.TargetErrorRate)
+	setDefault(&l.TargetMinFailures, dl.TargetMinFailures)
+	setDefault(&l.MaxTargets, dl.MaxTargets)
+	setDefault(&l.ZoneYellow, dl.ZoneYellow)
+	setDefault(&l.ZoneOrange, dl.ZoneOrange)
+	setDefault(&l.ZoneRed, dl.ZoneRed)
 }
 
 func setDefault[T comparable](p *T, v T) {
@@ -171,8 +212,9 @@ func setDefault[T comparable](p *T, v T) {
 	}
 }
 
-// Validate reports every problem in c, each naming its field. Zero fields are fine (they
-// mean the default); call it before or after EnsureDefaults.
+// Validate reports every problem in c, each naming its field. It applies no defaults: a 0
+// in a field where 0 is not meaningful is an error (call EnsureDefaults first to fill
+// those of a hand-built Config, as New does).
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(field string, format string, args ...any) {
@@ -183,15 +225,8 @@ func (c *Config) Validate() error {
 			bad("listen", "%v", err)
 		}
 	}
-	if c.Admin != "" && c.Admin != "off" {
-		if _, _, err := net.SplitHostPort(c.Admin); err != nil {
-			bad("admin", "%v", err)
-		}
-	}
-	switch c.LogLevel {
-	case "", "debug", "info", "warn", "error":
-	default:
-		bad("log-level", "want debug, info, warn or error, got %q", c.LogLevel)
+	if c.NodeID == 0 {
+		bad("node-id", "must be 1..65535, got 0")
 	}
 	if len(c.ServerID) > codec.MaxNameLen {
 		bad("server-id", "longer than %d bytes", codec.MaxNameLen)
@@ -215,34 +250,51 @@ func (c *Config) Validate() error {
 			bad(f.name, "must not be negative, got %d", f.v)
 		}
 	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"max-frame", c.MaxFrame}, {"max-pending", c.MaxPending},
+		{"max-pending-bytes", c.MaxPendingBytes}, {"ring-size", c.RingSize},
+		{"frames-per-wake", c.FramesPerWake}, {"max-names-per-conn", c.MaxNamesPerConn},
+		{"read-buffer-cap", c.ReadBufferCap}, {"write-buffer-cap", c.WriteBufferCap},
+		{"max-queue", c.MaxQueue},
+	} {
+		if f.v == 0 {
+			bad(f.name, "must be positive, got 0")
+		}
+	}
 	if c.Loops > 256 {
 		bad("loops", "at most 256 event loops (connection ids hold 8 bits), got %d", c.Loops)
 	}
-	if c.MaxFrame != 0 && (c.MaxFrame < handshakeMaxFrame || c.MaxFrame > 64<<20) {
+	if c.MaxFrame > 0 && (c.MaxFrame < handshakeMaxFrame || c.MaxFrame > 64<<20) {
 		bad("max-frame", "must be between %d and %d bytes, got %d", handshakeMaxFrame, 64<<20, c.MaxFrame)
 	}
 	if c.RingSize > 1<<20 {
 		bad("ring-size", "at most %d, got %d", 1<<20, c.RingSize)
 	}
 	durs := []struct {
-		name string
-		v    time.Duration
+		name    string
+		v       time.Duration
+		zeroOff bool // 0 means off
 	}{
-		{"handshake-timeout", c.HandshakeTimeout}, {"idle-timeout", c.IdleTimeout},
-		{"request-timeout", c.RequestTimeout}, {"max-request-timeout", c.MaxRequestTimeout},
-		{"tick-interval", c.TickInterval}, {"slow-consumer-timeout", c.SlowConsumerTimeout},
-		{"loop-lag-budget", c.LoopLagBudget}, {"drain-period", c.DrainPeriod},
-		{"tcp-keep-alive", c.TCPKeepAlive},
+		{"handshake-timeout", c.HandshakeTimeout, false}, {"idle-timeout", c.IdleTimeout, true},
+		{"request-timeout", c.RequestTimeout, false}, {"max-request-timeout", c.MaxRequestTimeout, false},
+		{"slow-consumer-timeout", c.SlowConsumerTimeout, false},
+		{"loop-lag-budget", c.LoopLagBudget, false}, {"tcp-keep-alive", c.TCPKeepAlive, true},
 	}
 	for _, d := range durs {
-		if d.v < 0 {
+		switch {
+		case d.v < 0:
 			bad(d.name, "must not be negative, got %v", d.v)
+		case d.v == 0 && !d.zeroOff:
+			bad(d.name, "must be positive, got 0")
 		}
 	}
-	if c.TickInterval != 0 && (c.TickInterval < time.Millisecond || c.TickInterval > time.Second) {
+	if c.TickInterval < time.Millisecond || c.TickInterval > time.Second {
 		bad("tick-interval", "must be between 1ms and 1s, got %v", c.TickInterval)
 	}
-	if c.RequestTimeout != 0 && c.MaxRequestTimeout != 0 && c.RequestTimeout > c.MaxRequestTimeout {
+	if c.RequestTimeout > c.MaxRequestTimeout && c.MaxRequestTimeout > 0 {
 		bad("request-timeout", "%v exceeds max-request-timeout %v", c.RequestTimeout, c.MaxRequestTimeout)
 	}
 	if err := c.Config.Validate(); err != nil {

@@ -87,10 +87,12 @@ func (lp *loop) hello(c *conn, f codec.Frame) bool {
 		Version:        codec.Version,
 		ConnID:         uint64(c.id),
 		MaxFrame:       uint32(cfg.MaxFrame),
-		PingIntervalMs: uint32(cfg.IdleTimeout / 3 / time.Millisecond),
+		PingIntervalMs: uint32(cfg.IdleTimeout / 3 / time.Millisecond), // 0 when off
 		MaxPending:     uint32(cfg.MaxPending),
 		ServerID:       lp.srv.serverID,
 	})
-	lp.wheel.add(lp.ticks(cfg.IdleTimeout), timerIdle, c.id)
+	if cfg.IdleTimeout > 0 { // 0 = off: no idle timer
+		lp.wheel.add(lp.ticks(cfg.IdleTimeout), timerIdle, c.id)
+	}
 	return true
 }

@@ -18,10 +18,10 @@ var ReloadableKeys = []string{
 // within its loop's next turn (their buckets start full). Breaker and zone settings keep
 // their start-up values. Safe for concurrent use.
 func (s *Server) ReloadLimits(next Config) error {
+	next.EnsureDefaults()
 	if err := next.Validate(); err != nil {
 		return err
 	}
-	next.EnsureDefaults()
 	g := &s.g
 	g.rates.Store(&rateLimits{cfg: next.Config, maxQueue: next.MaxQueue})
 	g.perIP.SetMax(next.MaxConnsPerIP)

@@ -72,12 +72,13 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 // for a cluster-wide directory.
 func WithDirectory(d shard.Directory) Option { return func(s *Server) { s.dir = d } }
 
-// New validates cfg, fills in defaults and returns a Server that is not yet listening.
+// New fills in the defaults of the zero fields where 0 is not meaningful (see Config),
+// validates cfg and returns a Server that is not yet listening.
 func New(cfg Config, opts ...Option) (*Server, error) {
+	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.EnsureDefaults()
 	if cfg.Loops == 0 {
 		cfg.Loops = runtime.GOMAXPROCS(0)
 	}

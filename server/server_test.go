@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"net"
 	"testing"
 	"time"
 
@@ -92,7 +93,7 @@ func connect(t testing.TB, s *Server, name string) *rawpeer.Peer {
 }
 
 func TestHandshakeEchoPing(t *testing.T) {
-	s := startServer(t, Config{ServerID: "node-a"})
+	s := startServer(t, Config{ServerID: "node-a", IdleTimeout: DefaultIdleTimeout})
 	p := rawpeer.Dial(t, s.Addr().String())
 	w := p.Hello("alice", "")
 	if w.Version != codec.Version || string(w.ServerID) != "node-a" || w.ConnID == 0 ||
@@ -366,6 +367,31 @@ func TestIdleTimeout(t *testing.T) {
 	p := connect(t, s, "idle")
 	p.ExpectError(codec.CodeTimeout)
 	p.ExpectClosed()
+}
+
+// TestIdleTimeoutOff checks that IdleTimeout 0 means off: WELCOME announces ping interval
+// 0, and a connection that never sends anything stays open across many ticks.
+func TestIdleTimeoutOff(t *testing.T) {
+	s := startServer(t, Config{IdleTimeout: 0, TickInterval: 5 * time.Millisecond})
+	if got := s.Config().IdleTimeout; got != 0 {
+		t.Fatalf("effective IdleTimeout = %v; want 0 (off)", got)
+	}
+	p := rawpeer.Dial(t, s.Addr().String())
+	if w := p.Hello("quiet", ""); w.PingIntervalMs != 0 {
+		t.Fatalf("WELCOME ping interval = %d ms; want 0", w.PingIntervalMs)
+	}
+	// A bounded wait of 60 ticks: nothing may arrive and the connection must stay open.
+	// (With an idle timeout of even one tick the server would send ERROR TIMEOUT here.)
+	if f, err := p.ReadTimeout(300 * time.Millisecond); err == nil {
+		t.Fatalf("got %v from a silent connection; want nothing", f.Type)
+	} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("read: %v; want a read timeout (connection still open)", err)
+	}
+	p.Write(codec.AppendFrame(nil, codec.TypePing, 0, 1, nil))
+	p.Expect(codec.TypePong)
+	if st := s.Stats(); st.IdleTimeouts != 0 || st.Connections != 1 {
+		t.Fatalf("idle timeouts %d, connections %d; want 0, 1", st.IdleTimeouts, st.Connections)
+	}
 }
 
 func TestConnectionLimitBusy(t *testing.T) {

@@ -1,7 +1,7 @@
 // Package tuning holds switchboard's named tuning profiles and its host checks.
 //
 // A Profile sets, together, the Go runtime's GOGC, GOMEMLIMIT and GOMAXPROCS and the
-// server.Config values that go with them (gnet buffer caps, frames per wake, queue
+// node settings that go with them (gnet buffer caps, frames per wake, queue
 // bounds, timeouts, rate limits), for a stated memory budget per node:
 //
 //	balanced    the default: the built-in server settings, GOGC 100, GOMEMLIMIT 180 MiB
@@ -11,9 +11,10 @@
 //
 // A profile is applied in two parts, each once and explicitly by cmd/switchboard:
 //
-//   - Apply copies its server settings into a server.Config. internal/config does this
-//     right after the defaults, so the precedence is defaults < profile < config file <
-//     environment < flags, field by field.
+//   - Settings are config keys and values (the syntax of a flag or a file) that
+//     internal/config applies over the defaults, so the precedence is defaults < profile
+//     < config file < environment < flags, key by key. The package does not import
+//     server: it describes settings, cmd/switchboard and internal/config apply them.
 //   - ApplyRuntime sets GOGC, GOMEMLIMIT and GOMAXPROCS, except those whose environment
 //     variable is set (the Go runtime applied it already, and the operator's explicit
 //     value wins), and returns the effective values for the start-up log.
@@ -34,8 +35,8 @@
 //
 // # Caveats
 //
-//   - A zero field in Profile.Server means "not set by the profile", as zero means
-//     "default" in server.Config; a profile cannot set a field to zero.
+//   - A key missing from Profile.Settings is not set by the profile; a key that is set
+//     may say 0 or off like any flag.
 //   - GOMEMLIMIT is a soft limit on the memory the Go runtime manages. RSS also holds
 //     the binary's resident code; kernel socket buffers (~4 KiB per idle socket) are
 //     outside both. Budgets leave room for the former; the latter is host memory that

@@ -1,11 +1,8 @@
 package tuning
 
 import (
-	"reflect"
+	"strconv"
 	"time"
-
-	"github.com/switchboard/switchboard/limits"
-	"github.com/switchboard/switchboard/server"
 )
 
 // Byte sizes.
@@ -18,7 +15,7 @@ const (
 const Default = "balanced"
 
 // Profile is a named set of settings for one kind of node: Go runtime settings and the
-// server.Config values they go with. It is plain data; Profiles returns fresh copies, so
+// node settings they go with. It is plain data; Profiles returns fresh copies, so
 // changing one changes nothing else.
 type Profile struct {
 	// Name is how the profile is chosen: --profile, SWITCHBOARD_PROFILE, "profile:" in
@@ -40,10 +37,18 @@ type Profile struct {
 	// GOMAXPROCS is the number of OS threads running Go code; 0 leaves the runtime's
 	// default, which since Go 1.25 follows the CPU count and the cgroup CPU limit.
 	GOMAXPROCS int
-	// Server holds the server settings the profile sets: its non-zero fields. Zero fields
-	// are not set by the profile and keep their defaults (a zero means "default" in
-	// server.Config too, so a profile cannot and need not set a field to zero).
-	Server server.Config
+	// Settings holds the node settings the profile sets, by config key, as text in the
+	// syntax of a flag or of the config file: "read-buffer-cap": "16384",
+	// "idle-timeout": "2m0s". Every other setting keeps its default.
+	//
+	// Keys and text rather than a typed struct, because the typed struct would be
+	// server.Config and tuning must not import server (imports point one way: cmd wires
+	// everything, server needs none of tuning); a copy of those fields in tuning would
+	// drift. As text, a profile's values go through the same parser, validation and
+	// source tracking as a file's (internal/config applies them, and its tests check that
+	// every key is a setting and every value parses), and a profile can set an explicit 0
+	// or off, which a "non-zero fields" struct could not.
+	Settings map[string]string
 	// Why explains the choice of each server setting, by config key (read-buffer-cap, ...),
 	// for tune show and docs/TUNING.md.
 	Why map[string]string
@@ -75,31 +80,9 @@ func Lookup(name string) (Profile, bool) {
 	return Profile{}, false
 }
 
-// Apply copies the server settings the profile sets (the non-zero fields of p.Server)
-// into cfg and leaves every other field of cfg alone. internal/config applies a profile
-// this way before the config file, the environment and flags, which override it field
-// by field. Apply does not touch the Go runtime: see ApplyRuntime.
-func (p Profile) Apply(cfg *server.Config) {
-	copyNonZero(reflect.ValueOf(cfg).Elem(), reflect.ValueOf(p.Server))
-}
-
-// copyNonZero sets each non-zero leaf field of src in dst; embedded and nested structs
-// (limits.Config) are walked, time.Duration is a leaf.
-func copyNonZero(dst, src reflect.Value) {
-	for i := range src.NumField() {
-		if !src.Type().Field(i).IsExported() {
-			continue
-		}
-		s, d := src.Field(i), dst.Field(i)
-		if s.Kind() == reflect.Struct {
-			copyNonZero(d, s)
-			continue
-		}
-		if !s.IsZero() {
-			d.Set(s)
-		}
-	}
-}
+// size and dur write a setting's value as the config syntax expects it.
+func size(n int) string          { return strconv.Itoa(n) }
+func dur(d time.Duration) string { return d.String() }
 
 func balanced() Profile {
 	return Profile{
@@ -115,6 +98,7 @@ func balanced() Profile {
 		Connections:  100_000,
 		GOGC:         100,
 		GOMEMLIMIT:   180 * MiB,
+		Settings:     map[string]string{},
 		Why:          map[string]string{},
 	}
 }
@@ -133,19 +117,17 @@ func small() Profile {
 		// measurable echo throughput cost (docs/BENCHMARKS.md).
 		GOGC:       25,
 		GOMEMLIMIT: 140 * MiB,
-		Server: server.Config{
-			ReadBufferCap:    16 * KiB,
-			WriteBufferCap:   4 * KiB,
-			MaxPending:       256,
-			MaxPendingBytes:  256 * KiB,
-			RingSize:         4096,
-			MaxQueue:         20_000,
-			MaxNamesPerConn:  16,
-			HandshakeTimeout: 3 * time.Second,
-			IdleTimeout:      120 * time.Second,
-			Config: limits.Config{
-				AcceptRate: 2000,
-			},
+		Settings: map[string]string{
+			"read-buffer-cap":    size(16 * KiB),
+			"write-buffer-cap":   size(4 * KiB),
+			"max-pending":        size(256),
+			"max-pending-bytes":  size(256 * KiB),
+			"ring-size":          size(4096),
+			"max-queue":          size(20_000),
+			"max-names-per-conn": size(16),
+			"handshake-timeout":  dur(3 * time.Second),
+			"idle-timeout":       dur(120 * time.Second),
+			"accept-rate":        size(2000),
 		},
 		Why: map[string]string{
 			"read-buffer-cap": "one buffer per event loop, not per connection: 16 KiB still reads " +
@@ -181,14 +163,14 @@ func throughput() Profile {
 		Connections:  50_000,
 		GOGC:         200,
 		GOMEMLIMIT:   460 * MiB,
-		Server: server.Config{
-			ReadBufferCap:   256 * KiB,
-			WriteBufferCap:  256 * KiB,
-			FramesPerWake:   4096,
-			MaxPending:      4000,
-			MaxPendingBytes: 16 * MiB,
-			RingSize:        32_768,
-			MaxQueue:        200_000,
+		Settings: map[string]string{
+			"read-buffer-cap":   size(256 * KiB),
+			"write-buffer-cap":  size(256 * KiB),
+			"frames-per-wake":   size(4096),
+			"max-pending":       size(4000),
+			"max-pending-bytes": size(16 * MiB),
+			"ring-size":         size(32_768),
+			"max-queue":         size(200_000),
 		},
 		Why: map[string]string{
 			"read-buffer-cap": "256 KiB per event loop: one read() brings in four times as many " +
@@ -217,15 +199,15 @@ func latency() Profile {
 		Connections:  50_000,
 		GOGC:         200,
 		GOMEMLIMIT:   230 * MiB,
-		Server: server.Config{
-			FramesPerWake:       32,
-			MaxPending:          200,
-			MaxPendingBytes:     1 * MiB,
-			RingSize:            4096,
-			MaxQueue:            20_000,
-			TickInterval:        10 * time.Millisecond,
-			LoopLagBudget:       20 * time.Millisecond,
-			SlowConsumerTimeout: 5 * time.Second,
+		Settings: map[string]string{
+			"frames-per-wake":       size(32),
+			"max-pending":           size(200),
+			"max-pending-bytes":     size(1 * MiB),
+			"ring-size":             size(4096),
+			"max-queue":             size(20_000),
+			"tick-interval":         dur(10 * time.Millisecond),
+			"loop-lag-budget":       dur(20 * time.Millisecond),
+			"slow-consumer-timeout": dur(5 * time.Second),
 		},
 		Why: map[string]string{
 			"frames-per-wake": "32 frames per read callback: a pipelining connection cannot hold " +

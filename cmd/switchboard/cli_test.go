@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/switchboard/switchboard/internal/config"
-	"github.com/switchboard/switchboard/server"
 )
 
 func TestVersion(t *testing.T) {
@@ -132,7 +131,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := server.DefaultConfig(); l.Config != want {
+	if want := config.DefaultNode(); l.Config != want {
 		t.Errorf("example config = %+v; want the defaults %+v", l.Config, want)
 	}
 	for key, src := range l.Sources {
@@ -158,6 +157,12 @@ func TestPrintConfig(t *testing.T) {
 				`^token: "?<redacted>"? +# env$`, `^# switchboard effective configuration \(config file .*sb\.yaml\)$`}},
 		{"config flag", nil, []string{"--config", file},
 			[]string{`^max-pending: 77 +# file$`, `^loops: 2 +# file$`}},
+		// An explicit 0 survives and says what it means; auto values show what they resolve
+		// to; the profile's runtime settings are shown.
+		{"zero is off", nil, []string{"--idle-timeout", "0", "--zone-hysteresis", "off"},
+			[]string{`^idle-timeout: 0s +# flag \(off\)$`, `^  zone-hysteresis: 0 +# flag \(off\)$|^zone-hysteresis: 0 +# flag \(off\)$`,
+				`^loops: 0 +# default \(auto: \d+ = GOMAXPROCS\)$`, `^max-connections: 0 +# default \(auto: `,
+				`^#   GOGC: 100$`, `^#   GOMEMLIMIT: 180MiB`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -199,6 +204,9 @@ func TestServeBadConfig(t *testing.T) {
 		{"missing file", nil, []string{"--config", filepath.Join(t.TempDir(), "nope.yaml")}, []string{"nope.yaml", "no such file"}},
 		{"every problem", nil, []string{"--loops", "x", "--tick-interval", "5s", "--log-level", "loud"},
 			[]string{"--loops", "tick-interval", "log-level"}},
+		{"zero that means nothing", nil, []string{"--tick-interval", "0", "--ring-size", "0"},
+			[]string{"tick-interval: must be between 1ms and 1s, got 0s", "ring-size: must be positive, got 0"}},
+		{"off where 0 is not off", nil, []string{"--max-frame", "off"}, []string{`--max-frame: want an integer, got "off"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -78,8 +78,8 @@ type reloader struct {
 	env   []string
 	flags *config.Flags
 	level *slog.LevelVar
-	start server.Config // the configuration the server started with
-	last  server.Config // the last one loaded
+	start config.Node // the configuration the node started with
+	last  config.Node // the last one loaded
 }
 
 func (r *reloader) reload(log *slog.Logger, srv *server.Server) {
@@ -88,7 +88,7 @@ func (r *reloader) reload(log *slog.Logger, srv *server.Server) {
 		log.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
-	if err := srv.ReloadLimits(l.Config); err != nil {
+	if err := srv.ReloadLimits(l.Config.Config); err != nil {
 		log.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
@@ -127,7 +127,7 @@ func serve(log *slog.Logger, l config.Loaded, r *reloader) int {
 		rt := p.ApplyRuntime(os.Getenv, log)
 		log.Info("tuning profile applied", append([]any{"profile", p.Name, "memory_budget", p.MemoryBudget}, rt.Attrs()...)...)
 	}
-	srv, err := server.New(l.Config, server.WithLogger(log))
+	srv, err := server.New(l.Config.Config, server.WithLogger(log))
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
 		return exitUsage
@@ -141,7 +141,8 @@ func serve(log *slog.Logger, l config.Loaded, r *reloader) int {
 		log.Error("start failed", "err", err)
 		return exitFailure
 	}
-	eff := srv.Config()
+	eff := l.Config
+	eff.Config = srv.Config() // the server's resolved values (loops, max-connections)
 	logEffective(log, l, eff)
 
 	var admin *adminServer
@@ -224,7 +225,7 @@ func shutdown(log *slog.Logger, srv *server.Server, admin *adminServer) bool {
 
 // logEffective logs every setting's effective value (eff has the server's resolved
 // values, such as max-connections), and which settings did not come from defaults.
-func logEffective(log *slog.Logger, l config.Loaded, eff server.Config) {
+func logEffective(log *slog.Logger, l config.Loaded, eff config.Node) {
 	attrs := []any{slog.String("config_file", l.File), slog.String("profile", l.Profile)}
 	var set []string
 	for _, f := range config.Fields() {

@@ -7,7 +7,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/switchboard/switchboard/internal/config"
-	"github.com/switchboard/switchboard/server"
 	"github.com/switchboard/switchboard/tuning"
 )
 
@@ -122,20 +121,19 @@ func showProfile(w io.Writer, p tuning.Profile) {
 	}
 	_ = tw.Flush()
 
-	var set server.Config
-	p.Apply(&set)
-	zero, defaults := server.Config{}, server.DefaultConfig()
+	defaults := config.DefaultNode()
 	fmt.Fprint(w, "\nServer settings (a config file, SWITCHBOARD_* variables and flags override them):\n")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	n := 0
 	setKeys := map[string]bool{}
 	for _, f := range config.Fields() {
-		if f.Format(&set) == f.Format(&zero) {
+		text, ok := p.Settings[f.Key]
+		if !ok {
 			continue
 		}
 		n++
 		setKeys[f.Key] = true
-		fmt.Fprintf(tw, "  %s\t%s\t(default %s)\t%s\n", f.Key, f.Format(&set), f.Format(&defaults), p.Why[f.Key])
+		fmt.Fprintf(tw, "  %s\t%s\t(default %s)\t%s\n", f.Key, text, f.Format(&defaults), p.Why[f.Key])
 	}
 	if n == 0 {
 		fmt.Fprint(tw, "  none: every server setting keeps its built-in default\n")

@@ -1,10 +1,17 @@
-// Package config loads a server.Config for cmd/switchboard from, in increasing
-// precedence: built-in defaults, the tuning profile's server settings, a YAML file,
-// SWITCHBOARD_* environment variables and command-line flags.
+// Package config loads the configuration of a switchboard node (Node: the embedded
+// server.Config plus the binary's own admin, log-level and drain-period) for
+// cmd/switchboard from, in increasing precedence: built-in defaults (DefaultNode), the
+// tuning profile's settings, a YAML file, SWITCHBOARD_* environment variables and
+// command-line flags.
 //
-// Every exported field of server.Config becomes a setting by reflection, so a new field
-// is configurable everywhere without touching this package, except for its one-line help
-// in help.go (a test fails until it is written). For a field such as MaxConnections:
+// Imports: cmd/switchboard → config → {server, tuning, limits}. The package reads
+// server.Config's fields by reflection and tuning's profiles as key/value text;
+// tuning does not import server, and server imports neither.
+//
+// Every exported field of Node, and of the server.Config it embeds, becomes a setting by
+// reflection, so a new field is configurable everywhere without touching this package,
+// except for its one-line help in help.go (a test fails until it is written). For a
+// field such as MaxConnections:
 //
 //	key   max-connections               (YAML file, --print-config, error messages)
 //	env   SWITCHBOARD_MAX_CONNECTIONS
@@ -13,20 +20,26 @@
 // Supported field kinds are string, bool, signed and unsigned integers, floats and
 // time.Duration. Integers accept Go syntax (0x10, 1_000); durations accept Go duration
 // strings ("5s", "1m30s") everywhere, and a bare YAML integer for a duration is an error
-// rather than a guess at its unit. A struct field (say Limits limits.Config) is a
-// section: its settings are limits.conn-msg-rate, SWITCHBOARD_LIMITS_CONN_MSG_RATE and
-// --limits.conn-msg-rate, set in YAML in a nested "limits:" mapping.
+// rather than a guess at its unit. The settings whose 0 means off (idle-timeout, the
+// rates, ...; Field.ZeroMeansOff) also accept the word off. A struct field (say Limits
+// limits.Config) is a section: its settings are limits.conn-msg-rate,
+// SWITCHBOARD_LIMITS_CONN_MSG_RATE and --limits.conn-msg-rate, set in YAML in a nested
+// "limits:" mapping; an embedded struct's settings are flat.
 //
-// Two settings live outside server.Config: "profile" (SWITCHBOARD_PROFILE, --profile,
+// Two settings live outside Node: "profile" (SWITCHBOARD_PROFILE, --profile,
 // "profile:" in the file; the flag wins over env, env over the file, and "balanced" is
 // used when none names one), and the config file itself (SWITCHBOARD_CONFIG, --config),
-// which a file cannot set. The named tuning.Profile's server settings apply to every
-// field that the file, env and flags leave alone; those fields' source is "profile".
-// The profile's Go runtime settings are applied by switchboard serve, not here.
+// which a file cannot set. The named tuning.Profile's Settings apply to every key that
+// the file, env and flags leave alone; those keys' source is "profile". The profile's Go
+// runtime settings are applied by switchboard serve, not here.
+//
+// Defaults are applied once: Load starts from DefaultNode, every default filled in, and
+// validates the result without filling anything, so an explicit 0 survives where 0 means
+// off and is an error naming the key where it means nothing.
 //
 // Load reports every problem at once (errors.Join): each setting error is an *Error
 // naming the key and where the value came from, wrapping ErrUnknownKey or
-// ErrInvalidValue; server.Config.Validate's errors follow.
+// ErrInvalidValue; Node.Validate's errors follow.
 //
 // # Concurrency
 //
@@ -36,5 +49,5 @@
 // # Caveats
 //
 // An empty SWITCHBOARD_* variable counts as unset, so it cannot override a file's value
-// with an empty string. A zero value anywhere means "the default", as in server.Config.
+// with an empty string (write the key in the file, or use a flag).
 package config

@@ -9,14 +9,12 @@ import (
 	"strings"
 	"time"
 	"unicode"
-
-	"github.com/switchboard/switchboard/server"
 )
 
 // EnvPrefix starts every environment variable this package reads.
 const EnvPrefix = "SWITCHBOARD_"
 
-// Settings outside server.Config.
+// Settings outside Node.
 const (
 	KeyProfile = "profile" // tuning profile name, carried in Loaded.Profile
 	KeyConfig  = "config"  // the config file; env and flag only
@@ -33,7 +31,7 @@ const (
 	kindFloat
 )
 
-// Field describes one setting: a field of server.Config. A field of struct type (other
+// Field describes one setting: a field of Node (or of the server.Config it embeds). A field of struct type (other
 // than time.Duration) is a section: its fields are settings whose keys are prefixed with
 // the section's key and a dot (limits.conn-msg-rate, SWITCHBOARD_LIMITS_CONN_MSG_RATE,
 // --limits.conn-msg-rate), and which a YAML file sets in a nested mapping. An embedded
@@ -51,11 +49,11 @@ type Field struct {
 	kind  kind
 }
 
-// Fields returns one Field per setting of server.Config, in declaration order.
-// It panics if server.Config gains a field of a kind this package cannot parse: that is
-// a programmer error, caught by the package's tests.
+// Fields returns one Field per setting of Node, in declaration order: the server's, then
+// the node's own. It panics if Node gains a field of a kind this package cannot parse:
+// that is a programmer error, caught by the package's tests.
 func Fields() []Field {
-	return fieldsOf(reflect.TypeFor[server.Config]())
+	return fieldsOf(reflect.TypeFor[Node]())
 }
 
 // fieldsOf returns the settings of struct type t.
@@ -95,6 +93,24 @@ func fieldsOf(t reflect.Type) []Field {
 	walk(t, nil, "", "")
 	return fields
 }
+
+// Off is the word that sets a setting whose 0 means off (ZeroMeansOff) to 0, wherever a
+// value is written: --idle-timeout off, SWITCHBOARD_CONN_MSG_RATE=off, "idle-timeout: off".
+const Off = "off"
+
+// zeroOff are the numeric settings whose 0 means off, none or unlimited: they accept Off,
+// and --print-config says "(0 = off)" next to them. Read-only. Every other numeric
+// setting either must not be 0 (server.Config.Validate says so) or is auto at 0 (loops,
+// max-connections) or means the kernel's choice (socket buffers) or one second's worth
+// (bursts).
+var zeroOff = map[string]bool{
+	"idle-timeout": true, "tcp-keep-alive": true, "drain-period": true,
+	"conn-msg-rate": true, "conn-byte-rate": true, "node-msg-rate": true, "accept-rate": true,
+	"max-conns-per-ip": true, "zone-hysteresis": true, "zone-min-dwell": true,
+}
+
+// ZeroMeansOff reports whether 0 turns the setting off (and Off is accepted for it).
+func (f Field) ZeroMeansOff() bool { return zeroOff[f.Key] }
 
 // Lookup returns the Field with the given key.
 func Lookup(key string) (Field, bool) {
@@ -154,13 +170,13 @@ func EnvName(key string) string {
 }
 
 // Get returns the field's value in c.
-func (f Field) Get(c *server.Config) any {
+func (f Field) Get(c *Node) any {
 	return f.value(reflect.ValueOf(c).Elem()).Interface()
 }
 
 // Format returns the field's value in c as text that parse accepts: durations as "5s",
 // integers in decimal.
-func (f Field) Format(c *server.Config) string {
+func (f Field) Format(c *Node) string {
 	return f.format(reflect.ValueOf(c).Elem())
 }
 
@@ -212,6 +228,9 @@ func (f Field) set(sv, v reflect.Value) { f.value(sv).Set(v) }
 // type. Its error message says what was wanted and what was given.
 func (f Field) parse(s string) (reflect.Value, error) {
 	v := reflect.New(f.typ).Elem()
+	if s == Off && f.ZeroMeansOff() {
+		return v, nil // the zero value
+	}
 	switch f.kind {
 	case kindString:
 		v.SetString(s)

@@ -38,26 +38,28 @@ func TestEnvName(t *testing.T) {
 	}
 }
 
-// TestEveryFieldIsASetting guards against server.Config gaining a field this package
-// cannot handle or that nobody wrote help for.
+// TestEveryFieldIsASetting guards against Node or server.Config gaining a field this
+// package cannot handle or that nobody wrote help for.
 func TestEveryFieldIsASetting(t *testing.T) {
 	fields := Fields() // panics on an unsupported kind
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	RegisterFlags(fs)
 
-	// Every exported field of server.Config is a setting or a section of settings.
-	typ := reflect.TypeFor[server.Config]()
-	for i := range typ.NumField() {
-		sf := typ.Field(i)
-		if !sf.IsExported() || sf.Anonymous {
-			continue
-		}
-		found := false
-		for _, f := range fields {
-			found = found || f.Name == sf.Name || strings.HasPrefix(f.Name, sf.Name+".")
-		}
-		if !found {
-			t.Errorf("server.Config.%s is not a setting", sf.Name)
+	// Every exported field of Node and of server.Config is a setting or a section of
+	// settings.
+	for _, typ := range []reflect.Type{reflect.TypeFor[Node](), reflect.TypeFor[server.Config]()} {
+		for i := range typ.NumField() {
+			sf := typ.Field(i)
+			if !sf.IsExported() || sf.Anonymous {
+				continue
+			}
+			found := false
+			for _, f := range fields {
+				found = found || f.Name == sf.Name || strings.HasPrefix(f.Name, sf.Name+".")
+			}
+			if !found {
+				t.Errorf("%v.%s is not a setting", typ, sf.Name)
+			}
 		}
 	}
 
@@ -84,7 +86,7 @@ func TestEveryFieldIsASetting(t *testing.T) {
 	}
 	for _, k := range []string{KeyProfile, KeyConfig} {
 		if keys[k] {
-			t.Errorf("server.Config has a field with the reserved key %q", k)
+			t.Errorf("Node has a field with the reserved key %q", k)
 		}
 		if fs.Lookup(k) == nil {
 			t.Errorf("no flag --%s", k)
@@ -109,7 +111,7 @@ func TestEveryFieldIsASetting(t *testing.T) {
 // TestFormatParseRoundTrip checks that every field's default formats to text that parses
 // back to the same value.
 func TestFormatParseRoundTrip(t *testing.T) {
-	c := server.DefaultConfig()
+	c := DefaultNode()
 	c.TCPDelay = true
 	c.Token = "s3cret"
 	for _, f := range Fields() {

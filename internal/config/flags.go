@@ -2,8 +2,6 @@ package config
 
 import (
 	"flag"
-
-	"github.com/switchboard/switchboard/server"
 )
 
 // Flags holds the config flags registered on a FlagSet: one per setting (--listen,
@@ -18,7 +16,7 @@ type Flags struct {
 // usage is its setting's help and its DefValue the default. Call it once per FlagSet.
 func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fl := &Flags{fs: fs, values: make(map[string]*flagValue)}
-	defaults := server.DefaultConfig()
+	defaults := DefaultNode()
 	add := func(name, typeName, def string, isBool bool) {
 		v := &flagValue{isBool: isBool, typeName: typeName}
 		fs.Var(v, name, help[name])

@@ -5,20 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/switchboard/switchboard/server"
 	"github.com/switchboard/switchboard/tuning"
 )
 
 // Where a setting's value came from, in increasing precedence.
 const (
 	SourceDefault = "default"
-	SourceProfile = "profile" // the tuning profile (tuning.Profile.Apply)
+	SourceProfile = "profile" // the tuning profile (tuning.Profile.Settings)
 	SourceFile    = "file"
 	SourceEnv     = "env"
 	SourceFlag    = "flag"
@@ -26,9 +27,10 @@ const (
 
 // Loaded is the result of Load.
 type Loaded struct {
-	// Config has every default filled in (server.Config.EnsureDefaults), except
-	// MaxConnections, which stays 0 unless set: the server resolves it at Start.
-	Config server.Config
+	// Config is the node's configuration: DefaultNode with the profile, file, env and
+	// flags laid over it, so an explicit 0 stays 0. Loops and MaxConnections stay 0 (auto)
+	// unless set: the server resolves them (see WriteYAML for the values they resolve to).
+	Config Node
 	// Profile is the tuning profile applied: the profile setting, or tuning.Default
 	// ("balanced") when it is unset or empty. Its server settings are in Config (with
 	// source SourceProfile where nothing overrode them); its runtime settings (GOGC,
@@ -41,7 +43,7 @@ type Loaded struct {
 	Sources map[string]string
 }
 
-// Load builds a configuration from defaults, then the tuning profile, then the config
+// Load builds a configuration from defaults (DefaultNode), then the tuning profile, then the config
 // file, then env, then flags; each overrides the ones before it field by field. The
 // profile is named by the profile setting (flag, else env, else file, else "balanced").
 // env holds "NAME=value" pairs as os.Environ returns them; only SWITCHBOARD_* names are
@@ -50,10 +52,10 @@ type Loaded struct {
 // else none.
 //
 // Load reports every problem it finds, joined: *Error values for settings, an ErrFile
-// error for an unreadable file, then server.Config.Validate's errors. On error the
+// error for an unreadable file, then Node.Validate's errors. On error the
 // returned Loaded holds whatever could be applied.
 func Load(env []string, flags *Flags) (Loaded, error) {
-	l := Loaded{}
+	l := Loaded{Config: DefaultNode()}
 	ld := newLoader(&l.Config)
 	vars := parseEnv(env)
 	path := vars[EnvName(KeyConfig)]
@@ -73,17 +75,18 @@ func Load(env []string, flags *Flags) (Loaded, error) {
 // "balanced") and the config file at path only, for checking a file. Errors are as for
 // Load.
 func LoadFile(path string) (Loaded, error) {
-	l := Loaded{}
+	l := Loaded{Config: DefaultNode()}
 	ld := newLoader(&l.Config)
 	ld.file(path)
 	ld.applyProfile()
 	return ld.finish(l)
 }
 
-// applyProfile applies the named tuning profile (tuning.Default if none) to the fields
-// still at their defaults, after the file, env and flags were applied: the result is the
-// same as applying the profile first and letting them override it, and the profile
-// needs no second reading of the file. ld.target must be a server.Config.
+// applyProfile applies the named tuning profile's settings (tuning.Default if none names
+// one) to the keys still at their defaults, after the file, env and flags were applied:
+// the result is the same as applying the profile first and letting them override it,
+// and the profile needs no second reading of the file. The profile's values are text,
+// parsed like a file's; a bad one is a bug in tuning that this package's tests catch.
 func (ld *loader) applyProfile() {
 	name := ld.profile
 	if name == "" {
@@ -96,13 +99,15 @@ func (ld *loader) applyProfile() {
 		return
 	}
 	ld.profile = name
-	var pc server.Config
-	p.Apply(&pc)
-	pv := reflect.ValueOf(&pc).Elem()
 	for _, f := range ld.fields {
-		if v := f.value(pv); ld.sources[f.Key] == SourceDefault && !v.IsZero() {
-			f.set(ld.target, v)
-			ld.sources[f.Key] = SourceProfile
+		if text, set := p.Settings[f.Key]; set && ld.sources[f.Key] == SourceDefault {
+			ld.apply(f.Key, text, SourceProfile, "profile "+name)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(p.Settings)) {
+		if _, known := ld.byKey[key]; !known {
+			ld.errs = append(ld.errs, &Error{Key: key, Source: SourceProfile, Where: "profile " + name,
+				Msg: "unknown key", Kind: ErrUnknownKey})
 		}
 	}
 }
@@ -165,9 +170,9 @@ func (ld *loader) invalid(key, source, where, msg string) {
 	ld.errs = append(ld.errs, &Error{Key: key, Source: source, Where: where, Msg: msg, Kind: ErrInvalidValue})
 }
 
-// finish fills in l (whose Config is ld's target) and validates it.
+// finish validates l (whose Config is ld's target). It applies no defaults: the target
+// started from DefaultNode, so a 0 that Validate rejects was set explicitly.
 func (ld *loader) finish(l Loaded) (Loaded, error) {
-	l.Config.EnsureDefaults()
 	if err := l.Config.Validate(); err != nil {
 		ld.errs = append(ld.errs, err)
 	}
@@ -303,6 +308,10 @@ func (ld *loader) mapping(m *yaml.Node, prefix string) {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			ld.errs = append(ld.errs, &Error{Key: key, Source: SourceFile, Where: where, Msg: msg, Kind: ErrUnknownKey})
+			continue
+		}
+		if v.Kind == yaml.ScalarNode && v.Value == Off && f.ZeroMeansOff() {
+			ld.apply(key, Off, SourceFile, where) // a plain or quoted off, whatever its tag
 			continue
 		}
 		text, err := yamlText(f.kind, v)

@@ -43,7 +43,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := server.DefaultConfig(); l.Config != want {
+	if want := DefaultNode(); l.Config != want {
 		t.Errorf("Config = %+v; want DefaultConfig %+v", l.Config, want)
 	}
 	if l.Config.Listen != ":7400" || l.Config.Admin != "127.0.0.1:7401" {
@@ -352,7 +352,7 @@ func TestEmptyFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if l.Config != server.DefaultConfig() {
+			if l.Config != DefaultNode() {
 				t.Errorf("Config = %+v; want defaults", l.Config)
 			}
 		})
@@ -407,5 +407,43 @@ func TestWriteYAMLRedactsSecrets(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "hunter2") || !strings.Contains(buf.String(), Redacted) {
 		t.Errorf("token not redacted:\n%s", buf.String())
+	}
+}
+
+// TestExplicitZero checks that a 0 (or off) set anywhere survives with its source where 0
+// means off, and is an error naming the setting where it means nothing.
+func TestExplicitZero(t *testing.T) {
+	l, err := load(t, "zone-hysteresis: off\ntcp-keep-alive: \"off\"\n",
+		[]string{"SWITCHBOARD_CONN_MSG_RATE=off"}, "--idle-timeout=0", "--zone-min-dwell=0s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		key, src string
+	}{
+		{"zone-hysteresis", SourceFile}, {"tcp-keep-alive", SourceFile}, {"conn-msg-rate", SourceEnv},
+		{"idle-timeout", SourceFlag}, {"zone-min-dwell", SourceFlag},
+	} {
+		f, _ := Lookup(tt.key)
+		if v := reflect.ValueOf(f.Get(&l.Config)); !v.IsZero() || l.Sources[tt.key] != tt.src {
+			t.Errorf("%s = %v from %s; want 0 from %s", tt.key, v, l.Sources[tt.key], tt.src)
+		}
+	}
+	var buf bytes.Buffer
+	if err := WriteYAML(&buf, l); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := LoadFile(writeFile(t, buf.String())); err != nil || back.Config != l.Config {
+		t.Errorf("print-config output does not load back to the same config: %v\n%s", err, buf.String())
+	}
+
+	_, err = load(t, "tick-interval: 0s\n", []string{"SWITCHBOARD_BREAKER_WINDOW=0s"}, "--max-frame=0", "--max-frame=0")
+	for _, key := range []string{"tick-interval", "breaker-window", "max-frame"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("error %v; want one naming %s", err, key)
+		}
+	}
+	if _, err := load(t, "", nil, "--ring-size=off"); !errors.Is(err, ErrInvalidValue) {
+		t.Errorf("--ring-size=off: error %v; want ErrInvalidValue (0 is not off there)", err)
 	}
 }

@@ -4,21 +4,81 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"reflect"
+	"runtime"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/switchboard/switchboard/limits"
+	"github.com/switchboard/switchboard/tuning"
 )
 
 // Redacted replaces a secret's value in WriteYAML's output.
 const Redacted = "<redacted>"
 
 // WriteYAML writes l's settings as a YAML config file: every key in Fields order, then
-// profile, each followed by a comment naming its source. Secret values other than ""
-// are written as Redacted. Otherwise the output loads back with LoadFile to the same
-// Config.
+// profile, each followed by a comment naming its source. The comment also shows what a
+// value means where the number alone does not: "(off)" for a 0 that turns a setting off,
+// and for loops and max-connections at 0 the number they resolve to on this host
+// ("auto: 2 = GOMAXPROCS"). The profile's Go runtime settings (GOGC, GOMEMLIMIT,
+// GOMAXPROCS) follow as comments. Secret values other than "" are written as Redacted.
+// Otherwise the output loads back with LoadFile to the same Config.
 func WriteYAML(w io.Writer, l Loaded) error {
 	return writeYAML(w, Fields(), reflect.ValueOf(&l.Config).Elem(), l)
+}
+
+// note explains the value text of field f, or returns "".
+func note(f Field, text string, l Loaded) string {
+	zero := text == "0" || text == "0s"
+	switch {
+	case zero && f.ZeroMeansOff():
+		return "(off)"
+	case text == "" && f.Key == "server-id":
+		h, _ := os.Hostname()
+		return fmt.Sprintf("(auto: %q = the host name)", h)
+	case zero && f.Key == "loops":
+		return fmt.Sprintf("(auto: %d = GOMAXPROCS)", effectiveGOMAXPROCS(l.Profile))
+	case zero && f.Key == "max-connections":
+		hard := tuning.ReadHost().NoFileHard // serve raises the soft limit to the hard one
+		if hard <= 0 {
+			return "(auto: from the open-file limit, which could not be read)"
+		}
+		n, _ := limits.MaxConnections(0, uint64(hard))
+		return fmt.Sprintf("(auto: %d = open-file limit %d less a reserve)", n, hard)
+	}
+	return ""
+}
+
+// effectiveGOMAXPROCS is the GOMAXPROCS switchboard serve runs with under profile name
+// (unless the GOMAXPROCS variable says otherwise).
+func effectiveGOMAXPROCS(name string) int {
+	if p, ok := tuning.Lookup(name); ok && p.GOMAXPROCS > 0 {
+		return p.GOMAXPROCS
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// runtimeComment describes the Go runtime settings of profile name, as YAML comments.
+func runtimeComment(name string) string {
+	p, ok := tuning.Lookup(name)
+	if !ok {
+		return ""
+	}
+	gogc, mem, procs := "not set (Go's 100)", "none", fmt.Sprintf("not set (%d, from the CPUs)", runtime.GOMAXPROCS(0))
+	if p.GOGC > 0 {
+		gogc = fmt.Sprint(p.GOGC)
+	}
+	if p.GOMEMLIMIT > 0 {
+		mem = fmt.Sprintf("%s (%d bytes)", tuning.FormatBytes(p.GOMEMLIMIT), p.GOMEMLIMIT)
+	}
+	if p.GOMAXPROCS > 0 {
+		procs = fmt.Sprint(p.GOMAXPROCS)
+	}
+	return fmt.Sprintf("# Go runtime from profile %s (switchboard serve applies it; a GOGC, GOMEMLIMIT or\n"+
+		"# GOMAXPROCS environment variable wins):\n#   GOGC: %s\n#   GOMEMLIMIT: %s\n#   GOMAXPROCS: %s\n",
+		p.Name, gogc, mem, procs)
 }
 
 // writeYAML writes the fields of struct value sv, and l's profile, file and sources.
@@ -47,7 +107,11 @@ func writeYAML(w io.Writer, fields []Field, sv reflect.Value, l Loaded) error {
 			}
 			section = sec
 		}
-		lines = append(lines, line{indent(f.Key) + name + ": " + text, l.Sources[f.Key]})
+		src := l.Sources[f.Key]
+		if n := note(f, f.format(sv), l); n != "" {
+			src += " " + n
+		}
+		lines = append(lines, line{indent(f.Key) + name + ": " + text, src})
 	}
 	lines = append(lines, line{KeyProfile + ": " + yamlString(l.Profile), l.Sources[KeyProfile]})
 
@@ -70,6 +134,7 @@ func writeYAML(w io.Writer, fields []Field, sv reflect.Value, l Loaded) error {
 		}
 		fmt.Fprintf(&b, "%-*s  # %s\n", width, ln.text, ln.source)
 	}
+	b.WriteString(runtimeComment(l.Profile))
 	_, err := w.Write(b.Bytes())
 	return err
 }

@@ -57,39 +57,47 @@ func TestProfilePrecedence(t *testing.T) {
 	}
 }
 
-// TestProfileSourcesMatchApply checks that every field a profile sets, and only those,
-// are marked SourceProfile and hold the profile's value.
-func TestProfileSourcesMatchApply(t *testing.T) {
+// TestProfileSettingsLoad checks every profile's Settings: each key is a setting, each
+// value parses and validates, and exactly those keys are marked SourceProfile with the
+// profile's value.
+func TestProfileSettingsLoad(t *testing.T) {
 	for _, p := range tuning.Profiles() {
 		t.Run(p.Name, func(t *testing.T) {
 			l, err := load(t, "", []string{"SWITCHBOARD_PROFILE=" + p.Name})
 			if err != nil {
 				t.Fatal(err)
 			}
-			var set server.Config
-			p.Apply(&set)
-			for _, f := range Fields() {
-				fromProfile := f.Format(&set) != f.Format(&server.Config{})
-				if got := l.Sources[f.Key] == SourceProfile; got != fromProfile {
-					t.Errorf("%s: source %s; profile sets it: %v", f.Key, l.Sources[f.Key], fromProfile)
+			for key := range p.Settings {
+				if _, ok := Lookup(key); !ok {
+					t.Errorf("Settings names %q, which is not a setting", key)
 				}
-				if fromProfile && f.Format(&l.Config) != f.Format(&set) {
-					t.Errorf("%s = %s; want the profile's %s", f.Key, f.Format(&l.Config), f.Format(&set))
+			}
+			for _, f := range Fields() {
+				text, set := p.Settings[f.Key]
+				if got := l.Sources[f.Key] == SourceProfile; got != set {
+					t.Errorf("%s: source %s; profile sets it: %v", f.Key, l.Sources[f.Key], set)
+				}
+				if !set {
+					continue
+				}
+				want, err := f.parse(text)
+				if err != nil {
+					t.Errorf("%s: profile value %q: %v", f.Key, text, err)
+				} else if got := f.Get(&l.Config); got != want.Interface() {
+					t.Errorf("%s = %v; want the profile's %v", f.Key, got, want)
 				}
 			}
 		})
 	}
 }
 
-// TestProfileWhy checks that each profile explains every server setting it makes, by a
-// real config key.
+// TestProfileWhy checks that each profile explains every setting it makes, by a real
+// config key.
 func TestProfileWhy(t *testing.T) {
 	for _, p := range tuning.Profiles() {
-		var set server.Config
-		p.Apply(&set)
-		for _, f := range Fields() {
-			if f.Format(&set) != f.Format(&server.Config{}) && p.Why[f.Key] == "" {
-				t.Errorf("%s sets %s without a Why", p.Name, f.Key)
+		for key := range p.Settings {
+			if p.Why[key] == "" {
+				t.Errorf("%s sets %s without a Why", p.Name, key)
 			}
 		}
 		for key := range p.Why {

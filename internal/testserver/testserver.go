@@ -16,14 +16,13 @@ import (
 )
 
 // Start starts a server on 127.0.0.1:0 with cfg's zero fields defaulted (two event loops,
-// no admin listener, logs discarded) and shuts it down when the test ends, failing the test
+// logs discarded) and shuts it down when the test ends, failing the test
 // if the shutdown does not complete. A zero loop-lag budget becomes an hour, so that a
 // loaded machine's loop lag cannot shed frames or refuse connections in a test of
 // something else.
 func Start(t testing.TB, cfg server.Config) *server.Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
-	cfg.Admin = "off"
 	if cfg.Loops == 0 {
 		cfg.Loops = 2
 	}

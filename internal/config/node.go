@@ -1,0 +1,69 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/switchboard/switchboard/server"
+)
+
+// Defaults of the node's own settings.
+const (
+	DefaultAdmin       = "127.0.0.1:7401"
+	DefaultLogLevel    = "info"
+	DefaultDrainPeriod = 10 * time.Second
+)
+
+// Node is the configuration of a switchboard node, the binary: the server's settings and
+// the binary's own, which the server never reads. server.Config is embedded so that its
+// keys stay flat (listen, max-connections, conn-msg-rate, ...) next to the node's
+// (admin, log-level, drain-period).
+type Node struct {
+	server.Config
+
+	// Admin is the admin HTTP address (metrics, health, pprof), served by switchboard
+	// serve. Default "127.0.0.1:7401"; "off" disables it.
+	Admin string
+	// LogLevel is the log level: debug, info, warn or error. Default info. switchboard
+	// serve applies it and re-reads it on SIGHUP.
+	LogLevel string
+	// DrainPeriod is how long a drain (SIGTERM, SIGUSR2) takes to close every connection
+	// after GOAWAY; it is passed to server.Drain. Default 10s; 0 closes them all at once.
+	DrainPeriod time.Duration
+}
+
+// DefaultNode returns a Node with every default filled in (server.DefaultConfig for the
+// server's settings): Load starts from it.
+func DefaultNode() Node {
+	return Node{
+		Config:      server.DefaultConfig(),
+		Admin:       DefaultAdmin,
+		LogLevel:    DefaultLogLevel,
+		DrainPeriod: DefaultDrainPeriod,
+	}
+}
+
+// Validate reports every problem in n, each naming its setting: the server's
+// (server.Config.Validate, which applies no defaults) and the node's own.
+func (n *Node) Validate() error {
+	var errs []error
+	if err := n.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if n.Admin != "off" {
+		if _, _, err := net.SplitHostPort(n.Admin); err != nil {
+			errs = append(errs, fmt.Errorf("config: admin: want host:port or off: %v", err))
+		}
+	}
+	switch n.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("config: log-level: want debug, info, warn or error, got %q", n.LogLevel))
+	}
+	if n.DrainPeriod < 0 {
+		errs = append(errs, fmt.Errorf("config: drain-period: must not be negative, got %v", n.DrainPeriod))
+	}
+	return errors.Join(errs...)
+}
