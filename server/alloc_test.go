@@ -53,7 +53,7 @@ func addConn(t testing.TB, lp *loop, name string) (*conn, *fakeConn) {
 
 func mustRegister(t testing.TB, s *Server, name string, c *conn) {
 	t.Helper()
-	if err := s.dir.Register(name, c.id); err != nil {
+	if err := s.dir.Claim(name, c.id, nil); err != nil {
 		t.Fatal(err)
 	}
 	c.names = append(c.names, name)

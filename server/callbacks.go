@@ -110,6 +110,9 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	}
 	h.srv.g.perIP.Release(c.ip)
 	c.names = nil
+	if len(lp.claims) > 0 {
+		delete(lp.claims, c.id) // outcomes still to come release their names (finishClaim)
+	}
 	c.release()
 	c.state = stateClosed
 	gc.SetContext(nil)

@@ -27,6 +27,9 @@ type loop struct {
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
 	scratch []byte    // reused encoding space for same-loop replies
 	wheel   wheel
+	// claims holds the REGISTERs waiting for a directory that decides elsewhere, by
+	// connection; nil until the first one (a single node never fills it).
+	claims map[shard.ConnID][]pendingClaim
 	start   int64 // monotonic nanoseconds of tick 0 (srv.clock)
 
 	drainRun gnet.Runnable // preallocated Execute targets

@@ -21,6 +21,9 @@ const (
 	dResponse
 	// dReqFail: the pending request token fails with code.
 	dReqFail
+	// dClaim: the directory decided a pending claim of the name in buf for connection
+	// target (code 0: owned, otherwise the ERROR code).
+	dClaim
 )
 
 // delivery is one item on a loop's inbound ring. It is a value type: pushing it does not
@@ -92,6 +95,8 @@ func (lp *loop) handleDelivery(d *delivery) {
 		lp.finishResponse(d.token, d.buf.B, d.target, d.corr)
 	case dReqFail:
 		lp.finishRequest(d.token, d.code)
+	case dClaim:
+		lp.finishClaim(d.target, d.buf.B, d.code)
 	}
 	if d.buf != nil {
 		bufPool.Put(d.buf)

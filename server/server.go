@@ -23,6 +23,7 @@ type Server struct {
 	cfg      Config          // immutable after New
 	log      *slog.Logger    // immutable after New
 	dir      shard.Directory // safe for concurrent use
+	claimFn  shard.ClaimFunc // s.claimDone, bound once so that REGISTER does not allocate
 	token    []byte          // immutable after New
 	serverID []byte          // immutable after New
 	maxConns int             // immutable after Start
@@ -96,6 +97,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		o(s)
 	}
 	s.connLog.clock = s.clock
+	s.claimFn = s.claimDone
 	s.peers = s.goAwayMsg("").Addrs
 	if s.dir == nil {
 		s.dir = shard.NewRegistry()

@@ -19,6 +19,10 @@ var (
 	// by a different connection.
 	ErrNotOwner = errors.New("shard: not the owner of name")
 
+	// ErrPending is returned by Directory.Claim when the claim is decided later; its
+	// outcome arrives through the ClaimFunc.
+	ErrPending = errors.New("shard: claim pending")
+
 	// ErrBadName is returned by Registry.Register when the name is empty or
 	// longer than MaxNameLen bytes.
 	ErrBadName = errors.New("shard: bad name")
