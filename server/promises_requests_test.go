@@ -99,26 +99,19 @@ func TestRequestResponderClosingSameLoop(t *testing.T) {
 	r.ExpectClosed()
 }
 
-// TestStaleReplyCrossLoop: a REPLY from a connection on another loop than the requester's,
-// with a token that is no longer (or never was) pending there, is answered NO_ROUTE with
-// the REPLY's corr: the requester's loop sends the ERROR back across (errorTo). The
+// TestStaleReply: a REPLY with a token that is no longer (or never was) pending on the
+// requester's loop is answered NO_ROUTE with the REPLY's corr. From a connection on
+// another loop, the requester's loop sends that ERROR back across (errorTo). The
 // requester sees nothing of it.
-func TestStaleReplyCrossLoop(t *testing.T) {
+func TestStaleReply(t *testing.T) {
 	tests := []struct {
 		name  string
+		rLoop int // the responder's loop; the requester is on loop 0
 		token func(t *testing.T, s *Server, a, r *rawpeer.Peer) uint64
 	}{
-		{"timed-out", func(t *testing.T, _ *Server, a, r *rawpeer.Peer) uint64 {
-			a.Write(codec.AppendRequest(nil, 5, "svc", 30, []byte("q")))
-			f := r.Expect(codec.TypeIncoming)
-			tok, _, _, _, err := codec.ParseIncoming(f.Body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			expectOutcomes(t, a, errOutcome(5, codec.CodeTimeout))
-			return tok
-		}},
-		{"never-issued", func(_ *testing.T, s *Server, _, _ *rawpeer.Peer) uint64 {
+		{"timed-out/cross-loop", 1, timedOutToken},
+		{"timed-out/same-loop", 0, timedOutToken},
+		{"never-issued/cross-loop", 1, func(_ *testing.T, s *Server, _, _ *rawpeer.Peer) uint64 {
 			return uint64(shard.MakeConnID(s.Config().NodeID, 0, 4242, 7)) // loop 0: the requester's
 		}},
 	}
@@ -126,7 +119,7 @@ func TestStaleReplyCrossLoop(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := startServer(t, Config{Loops: 2, TickInterval: 10 * time.Millisecond})
 			a := connectOn(t, s, "a", 0)
-			r := registeredOn(t, s, "svc", 1)
+			r := registeredOn(t, s, "svc", tt.rLoop)
 			tok := tt.token(t, s, a, r)
 
 			r.Write(codec.AppendReply(nil, 6, tok, []byte("late")))
@@ -134,7 +127,7 @@ func TestStaleReplyCrossLoop(t *testing.T) {
 			if e, _ := codec.ParseError(f[0].Body); e.Reason != "reply token unknown or expired" || e.Flags&codec.ErrFlagClosing != 0 {
 				t.Fatalf("stale REPLY answered %+v", e)
 			}
-			// The ERROR came back through loop 0: it handled the REPLY before the PING.
+			// The ERROR came from loop 0: it handled the REPLY before the PING.
 			pingBarrier(t, a, 9)
 			pingBarrier(t, r, 10)
 			if st := s.Stats(); st.StaleReplies != 1 || st.Responses != 0 {
@@ -142,6 +135,20 @@ func TestStaleReplyCrossLoop(t *testing.T) {
 			}
 		})
 	}
+}
+
+// timedOutToken has a (loop 0) REQUEST r's name with a short timeout, lets it time out
+// and returns the reply token r was given.
+func timedOutToken(t *testing.T, _ *Server, a, r *rawpeer.Peer) uint64 {
+	t.Helper()
+	a.Write(codec.AppendRequest(nil, 5, "svc", 30, []byte("q")))
+	f := r.Expect(codec.TypeIncoming)
+	tok, _, _, _, err := codec.ParseIncoming(f.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectOutcomes(t, a, errOutcome(5, codec.CodeTimeout))
+	return tok
 }
 
 // TestRequestUnroutableIncoming: a REQUEST whose INCOMING cannot be delivered gets exactly
