@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/wait"
 )
 
 // fakeServer is a scripted switchboard node for tests: it speaks the wire format over
@@ -246,16 +247,10 @@ func (fc *fakeConn) serve() {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor is wait.For (polls cond until it holds or wait.Deadline passes).
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, what, cond)
 }
 
 // closedAddr returns an address nobody listens on.

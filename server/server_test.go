@@ -12,10 +12,12 @@ import (
 
 	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/internal/rawpeer"
+	"github.com/switchboard/switchboard/internal/wait"
 )
 
-// startServer starts a server on 127.0.0.1:0 with cfg's zero fields defaulted and stops it
-// when the test ends.
+// startServer is internal/testserver.Start, which these tests cannot import (it imports
+// server: an import cycle). Keep the two alike: 127.0.0.1:0, two loops unless set, logs
+// discarded, Shutdown when the test ends.
 //
 // A loop-lag budget left at zero becomes an hour: on a loaded machine (CI, -race, a CPU
 // hog) loop lag could otherwise reach the traffic zone's RED and shed frames in a test of
@@ -29,7 +31,7 @@ func startServer(t testing.TB, cfg Config) *Server {
 	if cfg.LoopLagBudget == 0 {
 		cfg.LoopLagBudget = time.Hour
 	}
-	s, err := New(cfg, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	s, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,16 +48,10 @@ func startServer(t testing.TB, cfg Config) *Server {
 	return s
 }
 
-// waitFor polls cond until it holds or 10 s pass.
+// waitFor is wait.For (polls cond until it holds or wait.Deadline passes).
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	wait.For(t, what, cond)
 }
 
 // sendUntilError sends acknowledged SENDs of payload to name, one at a time, until the

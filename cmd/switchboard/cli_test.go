@@ -43,7 +43,7 @@ func TestUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			stdout, stderr, code := runBin(t, nil, tt.args...)
+			stdout, stderr, code := runCLI(t, nil, tt.args...)
 			if code != tt.code {
 				t.Errorf("exit %d; want %d", code, tt.code)
 			}
@@ -95,7 +95,7 @@ func TestCheckConfig(t *testing.T) {
 			if tt.file != "" {
 				path = writeConfig(t, tt.file)
 			}
-			stdout, stderr, code := runBin(t, nil, "check-config", path)
+			stdout, stderr, code := runCLI(t, nil, "check-config", path)
 			if code != tt.code {
 				t.Errorf("exit %d; want %d; stderr: %s", code, tt.code, stderr)
 			}
@@ -111,13 +111,13 @@ func TestCheckConfig(t *testing.T) {
 		})
 	}
 	t.Run("no file", func(t *testing.T) {
-		_, stderr, code := runBin(t, nil, "check-config")
+		_, stderr, code := runCLI(t, nil, "check-config")
 		if code != exitUsage || !strings.Contains(stderr, "want at least one FILE") {
 			t.Errorf("exit %d, stderr %q; want 2 and a message", code, stderr)
 		}
 	})
 	t.Run("example", func(t *testing.T) {
-		stdout, stderr, code := runBin(t, nil, "check-config", filepath.Join("testdata", "example.yaml"))
+		stdout, stderr, code := runCLI(t, nil, "check-config", filepath.Join("testdata", "example.yaml"))
 		if code != exitOK || !strings.Contains(stdout, "example.yaml: ok") {
 			t.Errorf("exit %d, stdout %q, stderr %q; want 0 and ok", code, stdout, stderr)
 		}
@@ -166,7 +166,7 @@ func TestPrintConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr, code := runBin(t, tt.env, append([]string{"serve", "--print-config"}, tt.args...)...)
+			stdout, stderr, code := runCLI(t, tt.env, append([]string{"serve", "--print-config"}, tt.args...)...)
 			if code != exitOK {
 				t.Fatalf("exit %d; want 0; stderr: %s", code, stderr)
 			}
@@ -210,7 +210,7 @@ func TestServeBadConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, stderr, code := runBin(t, tt.env, append([]string{"serve", "--print-config"}, tt.args...)...)
+			_, stderr, code := runCLI(t, tt.env, append([]string{"serve", "--print-config"}, tt.args...)...)
 			if code != exitUsage {
 				t.Errorf("exit %d; want 2; stderr: %s", code, stderr)
 			}

@@ -34,7 +34,7 @@ func TestTuneShow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr, code := runBin(t, nil, tt.args...)
+			stdout, stderr, code := runCLI(t, nil, tt.args...)
 			if code != tt.code {
 				t.Fatalf("exit %d; want %d; stdout:\n%s\nstderr:\n%s", code, tt.code, stdout, stderr)
 			}
@@ -72,7 +72,7 @@ func TestTuneCheckThisHost(t *testing.T) {
 	host := tuning.ReadHost()
 	for _, target := range []int{100_000, 15_000} {
 		t.Run(fmt.Sprint(target), func(t *testing.T) {
-			stdout, stderr, code := runBin(t, nil, "tune", "check", "--connections", fmt.Sprint(target))
+			stdout, stderr, code := runCLI(t, nil, "tune", "check", "--connections", fmt.Sprint(target))
 			p, _ := tuning.Lookup(tuning.Default)
 			findings := p.Check(target, host)
 			wantCode := exitOK
@@ -107,7 +107,7 @@ func TestTuneCheckOnDevVM(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Max != 20000 {
 		t.Skipf("not the 20,000-open-file development VM (hard limit %d)", rl.Max)
 	}
-	stdout, _, code := runBin(t, nil, "tune", "check", "--connections", "100000")
+	stdout, _, code := runCLI(t, nil, "tune", "check", "--connections", "100000")
 	if code != exitFailure {
 		t.Errorf("exit %d; want %d", code, exitFailure)
 	}
@@ -117,7 +117,7 @@ func TestTuneCheckOnDevVM(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", w, stdout)
 		}
 	}
-	stdout, _, code = runBin(t, nil, "tune", "check", "--connections", "15000", "--profile", "small")
+	stdout, _, code = runCLI(t, nil, "tune", "check", "--connections", "15000", "--profile", "small")
 	if code != exitOK || findingLine(t, stdout, "open-files") != "OK" {
 		t.Errorf("15000 connections: exit %d, open-files %s; want 0, OK:\n%s", code, findingLine(t, stdout, "open-files"), stdout)
 	}
@@ -141,7 +141,7 @@ func TestTuneCheckArgs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr, code := runBin(t, tt.env, append([]string{"tune", "check"}, tt.args...)...)
+			stdout, stderr, code := runCLI(t, tt.env, append([]string{"tune", "check"}, tt.args...)...)
 			out := stdout
 			if tt.code == exitUsage {
 				out = stderr

@@ -4,6 +4,9 @@
 // # Concurrency
 //
 // Start and WaitFor are called from the test goroutine.
+//
+// The server package's own tests keep a copy of Start (startServer in server_test.go),
+// for the same import-cycle reason; the two must start servers the same way.
 package testserver
 
 import (
@@ -12,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/wait"
 	"github.com/switchboard/switchboard/server"
 )
 
@@ -46,14 +50,9 @@ func Start(t testing.TB, cfg server.Config) *server.Server {
 	return s
 }
 
-// WaitFor polls cond every 2 ms until it holds, failing the test after 10 s.
+// WaitFor polls cond until it holds, failing the test after wait.Deadline: wait.For,
+// here for the tests that already start their server with this package.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	wait.For(t, what, cond)
 }
