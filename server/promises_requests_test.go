@@ -159,7 +159,6 @@ func TestRequestUnroutableIncoming(t *testing.T) {
 	tests := []struct {
 		name string
 		want codec.ErrorCode
-		skip string
 		// provoke makes the REQUEST a (loop 0) → "svc" corr 7 fail; r owns "svc" on loop rLoop.
 		rLoop   int
 		provoke func(t *testing.T, s *Server, a, r *rawpeer.Peer)
@@ -200,10 +199,6 @@ func TestRequestUnroutableIncoming(t *testing.T) {
 				expectOutcomes(t, a, errOutcome(7, codec.CodeQueueFull))
 			}},
 		{name: "responder-closing/same-loop", want: codec.CodeNoRoute, rLoop: 0,
-			skip: "server: a same-loop REQUEST whose responder is closing gets NO_ROUTE but the " +
-				"breaker does not record it (request() records only QUEUE_FULL from route), while " +
-				"the same failure across loops is recorded (finishRequest); recordOutcome's doc " +
-				"counts \"responder gone\" as a failure",
 			provoke: func(t *testing.T, s *Server, a, r *rawpeer.Peer) {
 				var batch []byte // the 5th SEND closes r as a slow consumer; the REQUEST finds it closing
 				for range 5 {
@@ -215,9 +210,6 @@ func TestRequestUnroutableIncoming(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.skip != "" {
-				t.Skip(tt.skip)
-			}
 			s := startServer(t, withLimits(Config{Loops: 2, RingSize: ringSize, MaxPending: 4,
 				TickInterval: 10 * time.Millisecond}, breakerOnFirstFailure()))
 			a := connectOn(t, s, "a", 0)

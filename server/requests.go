@@ -58,9 +58,9 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 	}
 	if code := lp.route(target, codec.TypeIncoming, c, token, payload); code != 0 {
 		lp.reqs.Remove(token)
-		if code == codec.CodeQueueFull {
-			lp.recordOutcome(target, code)
-		}
+		// The target failed (its queue full, or it is gone or closing): the breakers count
+		// it, as they do when the same happens on the target's loop (finishRequest).
+		lp.recordOutcome(target, code)
 		lp.replyError(c, f.Corr, code, routeFailReason(code))
 		return true
 	}
