@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/rawpeer"
+	"github.com/switchboard/switchboard/shard"
+)
+
+// laterDir is a directory that decides every claim later, when the test says so, as a
+// cluster-wide directory does after asking its peers. Owned names live in a Registry.
+type laterDir struct {
+	*shard.Registry
+	mu      sync.Mutex
+	pending []laterClaim // guarded by mu
+}
+
+type laterClaim struct {
+	name string
+	id   shard.ConnID
+	done shard.ClaimFunc
+}
+
+func (d *laterDir) Claim(name string, id shard.ConnID, done shard.ClaimFunc) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pending = append(d.pending, laterClaim{name, id, done})
+	return shard.ErrPending
+}
+
+func (d *laterDir) claims() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.pending)
+}
+
+// decide waits for the oldest pending claim, decides it (taken: NAME_TAKEN, otherwise
+// the name is registered) and reports the outcome from another goroutine.
+func (d *laterDir) decide(t testing.TB, name string, taken bool) shard.ConnID {
+	t.Helper()
+	waitFor(t, "a claim", func() bool { return d.claims() > 0 })
+	d.mu.Lock()
+	c := d.pending[0]
+	d.pending = d.pending[1:]
+	d.mu.Unlock()
+	if c.name != name {
+		t.Fatalf("claim of %q; want %q", c.name, name)
+	}
+	var err error
+	if taken {
+		err = shard.ErrNameTaken
+	} else if err = d.Register(c.name, c.id); err != nil {
+		t.Fatal(err)
+	}
+	go c.done(c.name, c.id, err)
+	return c.id
+}
+
+func startWithDir(t testing.TB, d shard.Directory) *Server {
+	t.Helper()
+	s, err := New(Config{Listen: "127.0.0.1:0", Loops: 2, LoopLagBudget: time.Hour},
+		WithLogger(slog.New(slog.DiscardHandler)), WithDirectory(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return s
+}
+
+// TestRegisterDecidedLater: while a claim is pending the loop serves the connection's
+// other frames, the name is not owned yet (UNREGISTER: NOT_OWNER), a repeated REGISTER
+// waits for the same outcome, and when the directory decides, every waiting REGISTER gets
+// its OK and the name routes.
+func TestRegisterDecidedLater(t *testing.T) {
+	d := &laterDir{Registry: shard.NewRegistry()}
+	s := startWithDir(t, d)
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Hello("svc", "")
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, "svc"))
+	p.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 2, []byte("meanwhile")))
+	if f := p.Expect(codec.TypeEchoReply); f.Corr != 2 {
+		t.Fatalf("ECHO_REPLY corr %d; want 2 (the REGISTER is still pending)", f.Corr)
+	}
+	p.Write(codec.AppendName(nil, codec.TypeUnregister, 3, "svc"))
+	if f, e := p.ExpectError(codec.CodeNotOwner); f.Corr != 3 || e.Reason != "registration of this name is still pending" {
+		t.Fatalf("UNREGISTER of a pending name: corr %d %q", f.Corr, e.Reason)
+	}
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 4, "svc"))
+	pingBarrier(t, p, 5) // the repeated REGISTER was handled
+	if n := d.claims(); n != 1 {
+		t.Fatalf("%d claims asked of the directory; want 1 (the second REGISTER waits for the first)", n)
+	}
+	d.decide(t, "svc", false)
+	for _, corr := range []uint32{1, 4} {
+		if f := p.Expect(codec.TypeOK); f.Corr != corr {
+			t.Fatalf("OK corr %d; want %d", f.Corr, corr)
+		}
+	}
+	q := rawpeer.Dial(t, s.Addr().String())
+	q.Hello("q", "")
+	q.Write(codec.AppendSend(nil, codec.FlagAck, 6, "svc", []byte("hi")))
+	q.Expect(codec.TypeOK)
+	if f := p.Expect(codec.TypeMessage); string(f.Body[len(f.Body)-2:]) != "hi" {
+		t.Fatalf("MESSAGE %x", f.Body)
+	}
+	// Owned now: UNREGISTER works and the directory lets go.
+	p.Write(codec.AppendName(nil, codec.TypeUnregister, 7, "svc"))
+	p.Expect(codec.TypeOK)
+	if _, ok := d.Lookup([]byte("svc")); ok {
+		t.Fatal("the directory still has svc after UNREGISTER")
+	}
+}
+
+func TestRegisterDecidedLaterTaken(t *testing.T) {
+	d := &laterDir{Registry: shard.NewRegistry()}
+	s := startWithDir(t, d)
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Hello("p", "")
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, "busy"))
+	d.decide(t, "busy", true)
+	if f, _ := p.ExpectError(codec.CodeNameTaken); f.Corr != 1 {
+		t.Fatalf("NAME_TAKEN corr %d; want 1", f.Corr)
+	}
+	// The name is free to try again, and the refused claim no longer counts.
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 2, "busy"))
+	d.decide(t, "busy", false)
+	if f := p.Expect(codec.TypeOK); f.Corr != 2 {
+		t.Fatalf("OK corr %d; want 2", f.Corr)
+	}
+}
+
+// TestRegisterDecidedAfterLeaving: a claim that succeeds after its connection left is
+// given back to the directory, so no name stays owned by a connection that is gone.
+func TestRegisterDecidedAfterLeaving(t *testing.T) {
+	d := &laterDir{Registry: shard.NewRegistry()}
+	s := startWithDir(t, d)
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Hello("gone", "")
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, "gone"))
+	waitFor(t, "the claim", func() bool { return d.claims() == 1 })
+	_ = p.Conn.Close()
+	waitFor(t, "the close", func() bool { return s.Stats().Connections == 0 })
+	d.decide(t, "gone", false)
+	waitFor(t, "the name given back", func() bool { _, ok := d.Lookup([]byte("gone")); return !ok })
+}
