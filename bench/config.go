@@ -50,7 +50,7 @@ type Config struct {
 	Procs int `json:"procs"`
 	// JSON is where the JSON result goes ("-": stdout; "": nowhere).
 	JSON string `json:"json"`
-	// Plot is an .svg or .png file to draw throughput and latency over time into.
+	// Plot is an .svg file to draw throughput and latency over time into.
 	Plot string `json:"plot"`
 	// Floor also runs the echo load against a bare gnet echo server and reports the ratio.
 	Floor bool `json:"floor"`
@@ -208,8 +208,8 @@ func (c *Config) Validate() error {
 	if c.ServerPID < 0 {
 		bad("server-pid", "must not be negative")
 	}
-	if c.Plot != "" && !strings.HasSuffix(c.Plot, ".svg") && !strings.HasSuffix(c.Plot, ".png") {
-		bad("plot", "file name must end in .svg or .png, got %q", c.Plot)
+	if c.Plot != "" && !strings.HasSuffix(c.Plot, ".svg") {
+		bad("plot", "file name must end in .svg (convert it to PNG with any browser or rsvg-convert), got %q", c.Plot)
 	}
 	if len(c.Token) > 255 {
 		bad("token", "longer than 255 bytes")
@@ -240,7 +240,7 @@ func (c *Config) flagSet(out io.Writer) (*flag.FlagSet, *string) {
 	fs.Float64Var(&c.Ramp, "ramp", 0, "connections opened per second (0: as fast as possible)")
 	fs.IntVar(&c.Procs, "procs", 0, "worker processes to split the connections over (default 1: in process)")
 	fs.StringVar(&c.JSON, "json", "", "write the JSON result to FILE (- for stdout)")
-	fs.StringVar(&c.Plot, "plot", "", "draw throughput and latency over time into FILE.svg or FILE.png")
+	fs.StringVar(&c.Plot, "plot", "", "draw throughput and latency over time into FILE.svg")
 	fs.BoolVar(&c.Floor, "floor", false, "echo: also run the load against a bare gnet echo server and report the ratio")
 	fs.StringVar(&c.Token, "token", "", "HELLO token")
 	fs.DurationVar(&c.Interval, "interval", 0, "status line interval on stderr (default 1s; soak 10s)")
