@@ -209,7 +209,7 @@ func runTuneCheck(c *cli, args []string) int {
 	r := tuning.ReadHost()
 	findings := p.Check(target, r)
 	printFindings(c.stdout, p, target, findings)
-	fmt.Fprintf(c.stdout, "\nsysctl settings:\n%s", indentLines(tuning.SysctlSnippet(target, r), "  "))
+	fmt.Fprintf(c.stdout, "\nsysctl settings:\n%s", indentLines(tuning.SysctlSnippet(target, findings), "  "))
 	fmt.Fprintf(c.stdout, "\nsystemd unit (deploy/switchboard.service has it):\n%s", indentLines(tuning.SystemdHint(target), "  "))
 
 	var failed, warned []string
