@@ -211,6 +211,13 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 				ready++
 				if ready == len(handles) {
 					readyBound.Stop()
+					if pr.conns.Established == 0 && pr.conns.Refused == 0 {
+						// Nothing answered at all: putting load on no connection would only
+						// wait out --duration. Fail now, saying where nothing listened.
+						pr.failed = append(pr.failed, nothingListens(addrs, pr.conns.FirstError))
+						cancel()
+						continue
+					}
 					if cfg.Scenario == ScenarioConnect {
 						pr.after, pr.haveAfter = mon.sampleNow(ctx)
 					}
@@ -310,6 +317,15 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 			P50Us: us(h.Percentile(50)), P99Us: us(h.Percentile(99))})
 	}
 	return pr
+}
+
+// nothingListens is the error of a pass in which no connection was even refused.
+func nothingListens(addrs []string, firstErr string) string {
+	msg := "no connection to " + strings.Join(addrs, ",") + " could be established"
+	if firstErr != "" {
+		msg += " (" + firstErr + ")"
+	}
+	return msg + "; is a switchboard node listening there? (switchboard serve --listen ADDR)"
 }
 
 func sumU(v []uint64) uint64 {
