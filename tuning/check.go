@@ -23,27 +23,32 @@ type HostReadings struct {
 	// NoFileSoft is the soft RLIMIT_NOFILE this process was started with, before the Go
 	// runtime raised it to the hard limit (every Go program since Go 1.19 does, switchboard
 	// serve included); NoFileHard is the hard limit, which is therefore what counts.
-	NoFileSoft, NoFileHard int64
+	NoFileSoft int64 `json:"nofile_soft"`
+	NoFileHard int64 `json:"nofile_hard"`
 	// FileMax is fs.file-max (open files, system-wide); NrOpen is fs.nr_open (the highest
 	// RLIMIT_NOFILE a process may be given).
-	FileMax, NrOpen int64
+	FileMax int64 `json:"file_max"`
+	NrOpen  int64 `json:"nr_open"`
 	// Somaxconn is net.core.somaxconn, the cap on a listener's accept backlog.
-	Somaxconn int64
+	Somaxconn int64 `json:"somaxconn"`
 	// SynBacklog is net.ipv4.tcp_max_syn_backlog.
-	SynBacklog int64
+	SynBacklog int64 `json:"syn_backlog"`
 	// PortLow and PortHigh are net.ipv4.ip_local_port_range: the ephemeral ports a client
 	// uses, per source address and destination.
-	PortLow, PortHigh int64
+	PortLow  int64 `json:"port_low"`
+	PortHigh int64 `json:"port_high"`
 	// TwReuse is net.ipv4.tcp_tw_reuse: 0 off, 1 on, 2 loopback only.
-	TwReuse int64
+	TwReuse int64 `json:"tw_reuse"`
 	// MemTotal is /proc/meminfo's MemTotal, bytes; CgroupMemMax is the cgroup memory
 	// limit (v2 memory.max or v1 memory.limit_in_bytes), bytes, Unknown for none.
-	MemTotal, CgroupMemMax int64
+	MemTotal     int64 `json:"mem_total"`
+	CgroupMemMax int64 `json:"cgroup_mem_max"`
 	// GOMAXPROCS is the value the server would run with; NumCPU the CPUs the process may
 	// use; CPUQuota the cgroup CPU quota in CPUs (v2 cpu.max or v1 cpu.cfs_quota_us over
 	// cpu.cfs_period_us; 0 when unlimited, Unknown when unreadable).
-	GOMAXPROCS, NumCPU int64
-	CPUQuota           float64
+	GOMAXPROCS int64   `json:"gomaxprocs"`
+	NumCPU     int64   `json:"num_cpu"`
+	CPUQuota   float64 `json:"cpu_quota"`
 }
 
 // Severity grades a Finding.
