@@ -188,7 +188,7 @@ func TestServeBadConfig(t *testing.T) {
 		args  []string
 		wants []string
 	}{
-		{"undefined flag", nil, []string{"--max-conections", "5"}, []string{"-max-conections", "switchboard help serve"}},
+		{"undefined flag", nil, []string{"--max-conections", "5"}, []string{"flag provided but not defined: --max-conections\nsee 'switchboard serve --help'"}},
 		{"bad int flag", nil, []string{"--max-connections", "lots"}, []string{`--max-connections: want an integer, got "lots"`}},
 		{"bad duration flag", nil, []string{"--idle-timeout", "30"}, []string{`--idle-timeout: want a duration`}},
 		{"bad env", []string{"SWITCHBOARD_NODE_ID=70000"}, nil, []string{"SWITCHBOARD_NODE_ID: node-id: 70000 is out of range"}},
@@ -212,5 +212,25 @@ func TestServeBadConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestServeHelpSections checks that serve --help goes to stdout and groups every flag
+// under a section, in order.
+func TestServeHelpSections(t *testing.T) {
+	stdout, stderr, code := runBin(t, nil, "serve", "--help")
+	if code != exitOK || stderr != "" {
+		t.Fatalf("exit %d, stderr %q; want 0 and nothing", code, stderr)
+	}
+	last := -1
+	for _, sec := range []string{"Configuration:", "Listeners:", "Limits:", "Timeouts:", "Buffers:", "Overload:", "Logging:"} {
+		i := strings.Index(stdout, "\n"+sec+"\n")
+		if i < 0 || i < last {
+			t.Errorf("section %q missing or out of order:\n%s", sec, stdout)
+		}
+		last = i
+	}
+	if strings.Contains(stdout, "\nFlags:\n") {
+		t.Errorf("some flags are in no section:\n%s", stdout[strings.Index(stdout, "\nFlags:\n"):])
 	}
 }

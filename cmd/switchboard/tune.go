@@ -44,8 +44,9 @@ func unknownProfile(c *cli, name string) int {
 }
 
 func runTuneShow(c *cli, args []string) int {
-	fs := newFlagSet("tune show")
-	if code, done := parseFlags(c, fs, args, "switchboard tune show [NAME]"); done {
+	fs := newFlags("tune show", "switchboard tune show [NAME]",
+		"Lists the tuning profiles, or prints one profile's settings and why it makes them.")
+	if code, done := parseFlags(c, fs, args); done {
 		return code
 	}
 	switch fs.NArg() {
@@ -54,7 +55,7 @@ func runTuneShow(c *cli, args []string) int {
 		return exitOK
 	case 1:
 	default:
-		fmt.Fprintf(c.stderr, "switchboard tune show: want at most one profile name, got %q\n", fs.Args())
+		fs.Fail(c.stderr, fmt.Sprintf("want at most one profile name, got %q", fs.Args()))
 		return exitUsage
 	}
 	p, ok := tuning.Lookup(fs.Arg(0))
@@ -205,15 +206,24 @@ func wrap(s string, width int, indent string) string {
 }
 
 func runTuneCheck(c *cli, args []string) int {
-	fs := newFlagSet("tune check")
+	fs := newFlags("tune check", "switchboard tune check [--connections N] [--profile NAME] [--json]",
+		"Judges this host against a target number of connections (open-file limit, sysctls,\n"+
+			"memory, CPU quota), prints what to change, and exits 1 when the host cannot reach\n"+
+			"the target.")
 	conns := fs.Int("connections", 0, "target connections on this host; 0 means the profile's design capacity")
 	profile := fs.String("profile", "", "profile the nodes run (default: SWITCHBOARD_PROFILE, else balanced)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON object (readings, findings, sysctl and systemd snippets)")
-	if code, done := parseFlags(c, fs, args, "switchboard tune check [--connections N] [--profile NAME]"); done {
+	fs.Env = func(name string) string {
+		if name == "profile" {
+			return config.EnvName(config.KeyProfile)
+		}
+		return ""
+	}
+	if code, done := parseFlags(c, fs, args); done {
 		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(c.stderr, "switchboard tune check: unexpected argument %q\n", fs.Arg(0))
+		fs.Fail(c.stderr, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 		return exitUsage
 	}
 	name := *profile
@@ -229,7 +239,7 @@ func runTuneCheck(c *cli, args []string) int {
 	}
 	target := *conns
 	if target < 0 {
-		fmt.Fprintf(c.stderr, "switchboard tune check: --connections must be positive, got %d\n", target)
+		fs.Fail(c.stderr, fmt.Sprintf("--connections must be positive, got %d", target))
 		return exitUsage
 	}
 	if target == 0 {
