@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard/switchboard/bench"
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/server"
 )
@@ -232,5 +234,63 @@ func TestServeHelpSections(t *testing.T) {
 	}
 	if strings.Contains(stdout, "\nFlags:\n") {
 		t.Errorf("some flags are in no section:\n%s", stdout[strings.Index(stdout, "\nFlags:\n"):])
+	}
+}
+
+// TestHelpDialect checks that every command's --help is in one style: on stdout, exit 0,
+// "Usage: switchboard ...", section headers, "  --name type" lines each followed by an
+// indented description. bench echo --help is the one that used to differ.
+func TestHelpDialect(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  --[a-z-]+( [A-Za-z]+)?$`)
+	for _, args := range [][]string{{"serve"}, {"bench", "echo"}, {"bench", "overload"}, {"tune", "check"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			stdout, stderr, code := runBin(t, nil, append(args, "--help")...)
+			if code != exitOK || stderr != "" {
+				t.Fatalf("exit %d, stderr %q; want 0 and nothing", code, stderr)
+			}
+			if !strings.HasPrefix(stdout, "Usage: switchboard "+strings.Join(args, " ")) {
+				t.Errorf("help does not start with its usage line:\n%s", stdout)
+			}
+			lines := strings.Split(stdout, "\n")
+			if !strings.Contains(stdout, ":\n  --") {
+				t.Errorf("no section header followed by a flag:\n%s", stdout)
+			}
+			for i, l := range lines {
+				if strings.HasPrefix(l, "  -") && (!flagLine.MatchString(l) ||
+					i+1 >= len(lines) || !strings.HasPrefix(lines[i+1], "      ")) {
+					t.Errorf("line %d %q is not a --flag line followed by its description", i+1, l)
+				}
+			}
+		})
+	}
+	// A bad flag is one line and a pointer to --help, on stderr.
+	for _, args := range [][]string{{"serve", "--lisen", "x"}, {"bench", "echo", "--pipelin", "3"}, {"tune", "check", "--conections", "5"}} {
+		stdout, stderr, code := runBin(t, nil, args...)
+		cmd := "switchboard " + strings.Join(args[:len(args)-2], " ")
+		want := fmt.Sprintf("%s: flag provided but not defined: %s\nsee '%s --help'\n", cmd, args[len(args)-2], cmd)
+		if code != exitUsage || stdout != "" || stderr != want {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2, nothing, %q", args, code, stdout, stderr, want)
+		}
+	}
+}
+
+// TestDocListsCommands checks that the package comment names every command, tune
+// subcommand and bench scenario.
+func TestDocListsCommands(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"switchboard help", "switchboard tune show", "switchboard tune check"}
+	for _, cmd := range commands() {
+		want = append(want, "switchboard "+cmd.name)
+	}
+	for _, sc := range []string{bench.ScenarioEcho, bench.ScenarioConnect, bench.ScenarioRoute, bench.ScenarioOverload, bench.ScenarioSoak} {
+		want = append(want, "switchboard bench "+sc)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(doc), "//\t"+w+" ") {
+			t.Errorf("doc.go does not list %q", w)
+		}
 	}
 }
