@@ -34,7 +34,7 @@ func runTune(c *cli, args []string) int {
 	case "check":
 		return runTuneCheck(c, args[1:])
 	}
-	fmt.Fprintf(c.stderr, "switchboard tune: unknown subcommand %q (want show or check)\n", args[0])
+	fmt.Fprintf(c.stderr, "switchboard tune: unknown subcommand %q (want show or check)\nsee 'switchboard tune --help'\n", args[0])
 	return exitUsage
 }
 
