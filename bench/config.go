@@ -4,10 +4,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/cliflag"
 )
 
 // Scenario names.
@@ -50,7 +51,7 @@ type Config struct {
 	Procs int `json:"procs"`
 	// JSON is where the JSON result goes ("-": stdout; "": nowhere).
 	JSON string `json:"json"`
-	// Plot is an .svg or .png file to draw throughput and latency over time into.
+	// Plot is an .svg file to draw throughput and latency over time into.
 	Plot string `json:"plot"`
 	// Floor also runs the echo load against a bare gnet echo server and reports the ratio.
 	Floor bool `json:"floor"`
@@ -208,8 +209,8 @@ func (c *Config) Validate() error {
 	if c.ServerPID < 0 {
 		bad("server-pid", "must not be negative")
 	}
-	if c.Plot != "" && !strings.HasSuffix(c.Plot, ".svg") && !strings.HasSuffix(c.Plot, ".png") {
-		bad("plot", "file name must end in .svg or .png, got %q", c.Plot)
+	if c.Plot != "" && !strings.HasSuffix(c.Plot, ".svg") {
+		bad("plot", "file name must end in .svg (convert it to PNG with any browser or rsvg-convert), got %q", c.Plot)
 	}
 	if len(c.Token) > 255 {
 		bad("token", "longer than 255 bytes")
@@ -225,32 +226,92 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// flagSet binds c's fields to flags. The flag names are a contract with outside scripts.
-func (c *Config) flagSet(out io.Writer) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet("switchboard bench "+c.Scenario, flag.ContinueOnError)
-	fs.SetOutput(out)
-	addrs := fs.String("addr", "127.0.0.1:7400", "server address(es), comma-separated; connections are spread over them")
-	fs.StringVar(&c.Admin, "admin", "", "server admin address; server RSS/CPU come from http://ADMIN/metrics")
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "server process id; server RSS/CPU come from /proc/PID (wins over --admin)")
-	fs.IntVar(&c.Conns, "conns", 0, "connections (default: 50; connect 1000; soak 100; overload 500 spike connections)")
-	fs.DurationVar(&c.Duration, "duration", 0, "measured phase (connect: hold time; overload: spike) (default 10s; soak 60s; overload 5s)")
-	fs.IntVar(&c.Size, "size", 0, "payload bytes, at least 8 (default 64)")
-	fs.IntVar(&c.Pipeline, "pipeline", 0, "closed-loop messages in flight per connection (default 16)")
-	fs.Float64Var(&c.Rate, "rate", 0, "open-loop total messages/s (0: closed loop; soak default 5000)")
-	fs.Float64Var(&c.Ramp, "ramp", 0, "connections opened per second (0: as fast as possible)")
-	fs.IntVar(&c.Procs, "procs", 0, "worker processes to split the connections over (default 1: in process)")
-	fs.StringVar(&c.JSON, "json", "", "write the JSON result to FILE (- for stdout)")
-	fs.StringVar(&c.Plot, "plot", "", "draw throughput and latency over time into FILE.svg or FILE.png")
-	fs.BoolVar(&c.Floor, "floor", false, "echo: also run the load against a bare gnet echo server and report the ratio")
-	fs.StringVar(&c.Token, "token", "", "HELLO token")
-	fs.DurationVar(&c.Interval, "interval", 0, "status line interval on stderr (default 1s; soak 10s)")
-	fs.StringVar(&c.Mode, "mode", "", `route: "send" or "request" (default send)`)
-	fs.DurationVar(&c.Timeout, "timeout", 0, "dial+handshake timeout per connection (default 10s)")
-	fs.DurationVar(&c.Grace, "grace", 0, "time to wait for answers in flight after the load stops (default 2s)")
-	fs.DurationVar(&c.Baseline, "baseline", 0, "overload: calm phase before the spike (default 2s)")
-	fs.DurationVar(&c.Recover, "recover", 0, "overload: observation phase after the spike (default 5s)")
-	fs.Float64Var(&c.ProbeRate, "probe-rate", 0, "overload: probe ECHO messages/s (default 200)")
-	fs.BoolVar(&c.AllowRemote, "allow-remote", false, "allow non-loopback --addr")
+// scenarioFlags are the flags a scenario uses beyond those every scenario has (target,
+// --conns, --ramp, --duration, output and --procs); its --help lists only these.
+var scenarioFlags = map[string][]string{
+	ScenarioEcho:     {"size", "pipeline", "rate", "grace", "floor"},
+	ScenarioConnect:  {},
+	ScenarioRoute:    {"size", "pipeline", "rate", "mode", "grace"},
+	ScenarioOverload: {"size", "pipeline", "rate", "grace", "baseline", "recover", "probe-rate"},
+	ScenarioSoak:     {"size", "rate", "grace"},
+}
+
+// flagSections groups the bench flags in --help; a scenario shows the ones it defines.
+var flagSections = []struct {
+	name  string
+	flags []string
+}{
+	{"Target", []string{"addr", "admin", "server-pid", "token", "allow-remote", "timeout"}},
+	{"Load", []string{"conns", "ramp", "duration", "size", "pipeline", "rate", "mode", "grace",
+		"baseline", "recover", "probe-rate", "floor"}},
+	{"Output", []string{"json", "plot", "interval"}},
+	{"Processes", []string{"procs"}},
+}
+
+// flags binds c's fields to the flags of c.Scenario, which must be known. The flag names
+// are a contract with outside scripts. The defaults --help shows are the scenario's.
+func (c *Config) flags() (*cliflag.Set, *string) {
+	cmd := "switchboard bench " + c.Scenario
+	fs := cliflag.New(cmd, cmd+" [flags]", scenarioAbout[c.Scenario]+
+		"\nTargets must be loopback addresses unless --allow-remote is given.")
+	// Every flag is bound on all; the scenario's set gets the ones it uses.
+	all := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	addrs := all.String("addr", "127.0.0.1:7400", "server address(es), comma-separated; connections are spread over them")
+	all.StringVar(&c.Admin, "admin", "", "server admin address; server RSS/CPU come from http://ADMIN/metrics")
+	all.IntVar(&c.ServerPID, "server-pid", 0, "server process id; server RSS/CPU come from /proc/PID (wins over --admin)")
+	all.StringVar(&c.Token, "token", "", "HELLO token")
+	all.BoolVar(&c.AllowRemote, "allow-remote", false, "allow non-loopback --addr")
+	all.DurationVar(&c.Timeout, "timeout", 0, "dial+handshake timeout per connection")
+	conns, duration := "connections", "measured phase"
+	switch c.Scenario {
+	case ScenarioConnect:
+		duration = "how long the connections are held"
+	case ScenarioOverload:
+		conns, duration = "spike connections", "the spike"
+	}
+	all.IntVar(&c.Conns, "conns", 0, conns)
+	all.Float64Var(&c.Ramp, "ramp", 0, "connections opened per second (0: as fast as possible)")
+	all.DurationVar(&c.Duration, "duration", 0, duration)
+	all.IntVar(&c.Size, "size", 0, "payload bytes, at least 8")
+	all.IntVar(&c.Pipeline, "pipeline", 0, "closed-loop messages in flight per connection")
+	all.Float64Var(&c.Rate, "rate", 0, "open-loop total messages/s (0: closed loop)")
+	all.StringVar(&c.Mode, "mode", "", `"send" (SEND, end-to-end latency) or "request"`)
+	all.DurationVar(&c.Grace, "grace", 0, "time to wait for answers in flight after the load stops")
+	all.DurationVar(&c.Baseline, "baseline", 0, "calm phase before the spike (probe only)")
+	all.DurationVar(&c.Recover, "recover", 0, "observation phase after the spike")
+	all.Float64Var(&c.ProbeRate, "probe-rate", 0, "probe ECHO messages/s on one connection")
+	all.BoolVar(&c.Floor, "floor", false, "also run the load against a bare gnet echo server and report the ratio")
+	all.StringVar(&c.JSON, "json", "", "write the JSON result to `FILE` (- for stdout)")
+	all.StringVar(&c.Plot, "plot", "", "draw throughput and latency over time into `FILE`.svg")
+	all.DurationVar(&c.Interval, "interval", 0, "status line interval on stderr")
+	all.IntVar(&c.Procs, "procs", 0, "worker processes to split the connections over (1: in process)")
+
+	specific, uses := map[string]bool{}, map[string]bool{}
+	for sc, names := range scenarioFlags {
+		for _, name := range names {
+			specific[name] = true
+			uses[name] = uses[name] || sc == c.Scenario
+		}
+	}
+	for _, sec := range flagSections {
+		var defined []string
+		for _, name := range sec.flags {
+			if f := all.Lookup(name); !specific[name] || uses[name] {
+				fs.Var(f.Value, f.Name, f.Usage)
+				defined = append(defined, name)
+			}
+		}
+		fs.Section(sec.name, defined...)
+	}
+	def := Config{Scenario: c.Scenario}
+	def.EnsureDefaults()
+	eff := def.effective()
+	fs.VisitAll(func(f *flag.Flag) {
+		f.DefValue = ""
+		if v := fmt.Sprint(eff[f.Name]); v != "0" && v != "0s" && v != "false" {
+			f.DefValue = v
+		}
+	})
 	return fs, addrs
 }
 

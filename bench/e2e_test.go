@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard/switchboard/internal/testserver"
 	"github.com/switchboard/switchboard/server"
@@ -160,14 +162,34 @@ func TestConnectRefusesRemote(t *testing.T) {
 }
 
 func TestNothingToConnectToFails(t *testing.T) {
-	// A listener that is closed at once gives a port nobody listens on.
-	addr := startServer(t, server.Config{})
-	_ = addr
+	// A listener closed at once leaves a port nobody listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
 	var stdout, stderr bytes.Buffer
-	code := mainWith([]string{"echo", "--addr", "127.0.0.1:1", "--conns", "1", "--duration", "100ms", "--timeout", "1s"},
+	start := time.Now()
+	code := mainWith([]string{"echo", "--addr", addr, "--conns", "2", "--duration", "10s"},
 		&stdout, &stderr, inProcess())
 	if code != 1 {
 		t.Fatalf("exit %d; want 1 when nothing connects; stderr:\n%s", code, stderr.String())
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("took %v; want a fast failure, not the 10s --duration", el)
+	}
+	errText := stderr.String()
+	if strings.Contains(errText, "load starts") || strings.Contains(errText, "context canceled") {
+		t.Errorf("stderr says the load started, or reports the abort's own echoes:\n%s", errText)
+	}
+	if !strings.Contains(stdout.String(), "established 0, refused 0, failed 2") {
+		t.Errorf("summary does not count the failed connections:\n%s", stdout.String())
+	}
+	for _, w := range []string{"no connection to " + addr, "connection refused", "is a switchboard node listening"} {
+		if !strings.Contains(errText, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errText)
+		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,21 +17,27 @@ import (
 	"github.com/switchboard/switchboard/bench/floor"
 )
 
-const usage = `usage: switchboard bench SCENARIO [flags]
+// scenarioAbout is each scenario's description, for usage and its --help.
+var scenarioAbout = map[string]string{
+	ScenarioEcho:    "ECHO frames, closed loop (--pipeline per connection) or open loop (--rate).",
+	ScenarioConnect: "Opens --conns connections at --ramp/s, HELLOs each and holds them for --duration.",
+	ScenarioRoute: "Every connection registers a name and SENDs (--mode request: REQUESTs) to random\n" +
+		"other names; end-to-end latency and loss.",
+	ScenarioOverload: "A light probe flow, then a spike of --conns connections driving pipelined ECHO above\n" +
+		"the server's limits, then recovery: refusals by code, RSS peak, time for the probe's\n" +
+		"p99 to return to its baseline.",
+	ScenarioSoak: "A steady open-loop mix of echo and route at --rate for --duration.",
+}
 
-Scenarios:
-  echo      ECHO frames, closed loop (--pipeline per connection) or open loop (--rate)
-  connect   open --conns connections at --ramp/s, HELLO each, hold for --duration
-  route     every connection registers a name and SENDs (--mode request: REQUESTs)
-            to random other names; end-to-end latency and loss
-  overload  a light probe flow, then a spike of --conns connections driving pipelined
-            ECHO above the server's limits, then recovery: refusals by code, RSS peak,
-            time for the probe's p99 to return to its baseline
-  soak      steady open-loop mix of echo and route at --rate for --duration
-
-Run 'switchboard bench SCENARIO -h' for the flags. Targets must be loopback addresses
-unless --allow-remote is given.
-`
+// printUsage writes bench's own usage: the scenarios and what each does.
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, "Usage: switchboard bench SCENARIO [flags]\n\nScenarios:\n")
+	for _, s := range scenarios {
+		fmt.Fprintf(w, "  %-9s %s\n", s, strings.ReplaceAll(scenarioAbout[s], "\n", "\n            "))
+	}
+	fmt.Fprint(w, "\nRun 'switchboard bench SCENARIO --help' for a scenario's flags. Targets must be\n"+
+		"loopback addresses unless --allow-remote is given.\n")
+}
 
 // Main implements `switchboard bench ARGS...` (args exclude "bench") and returns the exit
 // status: 0 when the run completed (refusals are results), 1 when the run failed (nothing
@@ -49,11 +54,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // mainWith is Main with the re-exec settings of r (tests run parts in process).
 func mainWith(args []string, stdout, stderr io.Writer, r runner) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return 2
-		}
+	if len(args) == 0 {
+		printUsage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		printUsage(stdout)
 		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -64,16 +71,18 @@ func mainWith(args []string, stdout, stderr io.Writer, r runner) int {
 	case "floor-server":
 		return floorMain(ctx, args[1:], os.Stdin, stdout, stderr)
 	}
-	cfg := Config{Scenario: args[0]}
-	fs, addrs := cfg.flagSet(stderr)
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	if _, ok := scenarioAbout[args[0]]; !ok {
+		fmt.Fprintf(stderr, "switchboard bench: unknown scenario %q (want one of %s)\nsee 'switchboard bench --help'\n",
+			args[0], strings.Join(scenarios, ", "))
 		return 2
 	}
+	cfg := Config{Scenario: args[0]}
+	fs, addrs := cfg.flags()
+	if code, done := fs.Parse(args[1:], stdout, stderr); done {
+		return code
+	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bench: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		fs.Fail(stderr, "unexpected arguments: "+strings.Join(fs.Args(), " "))
 		return 2
 	}
 	for _, a := range strings.Split(*addrs, ",") {
@@ -84,6 +93,7 @@ func mainWith(args []string, stdout, stderr io.Writer, r runner) int {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, err)
+		fmt.Fprintf(stderr, "see 'switchboard bench %s --help'\n", cfg.Scenario)
 		return 2
 	}
 	stderr = &lockedWriter{w: stderr} // workers' stderr is copied in by exec's goroutines

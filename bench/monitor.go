@@ -45,7 +45,7 @@ func (s procSampler) sample(context.Context) (serverSample, error) {
 	if err != nil {
 		return serverSample{}, err
 	}
-	rss, err := parseVmRSS(status)
+	rss, err := parseVMRSS(status)
 	if err != nil {
 		return serverSample{}, err
 	}
@@ -60,8 +60,8 @@ func (s procSampler) sample(context.Context) (serverSample, error) {
 	return serverSample{RSS: rss, CPU: cpu}, nil
 }
 
-// parseVmRSS returns the VmRSS line of /proc/PID/status in bytes.
-func parseVmRSS(status []byte) (uint64, error) {
+// parseVMRSS returns the VmRSS line of /proc/PID/status in bytes.
+func parseVMRSS(status []byte) (uint64, error) {
 	for line := range bytes.Lines(status) {
 		rest, ok := bytes.CutPrefix(line, []byte("VmRSS:"))
 		if !ok {

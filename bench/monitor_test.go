@@ -13,13 +13,13 @@ import (
 
 func TestParseVmRSS(t *testing.T) {
 	status := "Name:\tswitchboard\nVmPeak:\t  999 kB\nVmRSS:\t   12345 kB\nThreads:\t7\n"
-	got, err := parseVmRSS([]byte(status))
+	got, err := parseVMRSS([]byte(status))
 	if err != nil || got != 12345*1024 {
-		t.Fatalf("parseVmRSS = %d, %v; want %d", got, err, 12345*1024)
+		t.Fatalf("parseVMRSS = %d, %v; want %d", got, err, 12345*1024)
 	}
 	for _, bad := range []string{"Name:\tx\n", "VmRSS:\t12 MB\n", "VmRSS:\tlots kB\n"} {
-		if _, err := parseVmRSS([]byte(bad)); err == nil {
-			t.Errorf("parseVmRSS(%q) succeeded; want an error", bad)
+		if _, err := parseVMRSS([]byte(bad)); err == nil {
+			t.Errorf("parseVMRSS(%q) succeeded; want an error", bad)
 		}
 	}
 }

@@ -124,7 +124,7 @@ type sconn struct {
 	outstanding atomic.Int64
 }
 
-func (s *sconn) close() { _ = s.nc.Close() }
+func (c *sconn) close() { _ = c.nc.Close() }
 
 // runPart runs one part to completion. It returns when the part is over or ctx ends;
 // goCh closes when the parent says go.

@@ -2,16 +2,9 @@ package bench
 
 import (
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"math"
 	"os"
 	"strings"
-
-	"golang.org/x/image/font"
-	"golang.org/x/image/font/basicfont"
-	"golang.org/x/image/math/fixed"
 )
 
 // Plot layout: two panels sharing the time axis, throughput above, p50/p99 latency below.
@@ -24,18 +17,17 @@ const (
 	panel2Top    = 310
 )
 
-var (
-	colThroughput = color.RGBA{0x1f, 0x77, 0xb4, 0xff}
-	colP50        = color.RGBA{0x2c, 0xa0, 0x2c, 0xff}
-	colP99        = color.RGBA{0xd6, 0x27, 0x28, 0xff}
-	colAxis       = color.RGBA{0x44, 0x44, 0x44, 0xff}
-	colGrid       = color.RGBA{0xdd, 0xdd, 0xdd, 0xff}
+// Line colours, as SVG colour values.
+const (
+	colThroughput = "#1f77b4"
+	colP50        = "#2ca02c"
+	colP99        = "#d62728"
 )
 
 // series is one line of the plot.
 type series struct {
 	name string
-	col  color.RGBA
+	col  string // SVG colour
 	ys   []float64
 }
 
@@ -94,11 +86,10 @@ func xOf(i, n int) float64 {
 
 func yOf(p panel, y float64) float64 { return float64(p.top+panelH) - y/p.yMax*panelH }
 
-// writePlot draws the run's per-second series into an SVG or PNG file.
+// writePlot draws the run's per-second series into an SVG file. There is no PNG: a
+// raster writer would pull font code into every switchboard binary, and any browser or
+// `rsvg-convert` turns the SVG into one.
 func writePlot(name string, res *Result) error {
-	if strings.HasSuffix(name, ".png") {
-		return writePNG(name, res)
-	}
 	return os.WriteFile(name, []byte(renderSVG(res)), 0o644)
 }
 
@@ -117,12 +108,12 @@ func renderSVG(res *Result) string {
 		fmt.Fprintf(&b, `<text x="%d" y="%d">%s (%s)</text>`+"\n", plotLeft, p.top-8, p.title, p.unit)
 		lx := plotW - plotRight - 60*len(p.lines)
 		for i, l := range p.lines {
-			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="%s">%s</text>`+"\n", lx+60*i, p.top-8, hex(l.col), l.name)
+			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="%s">%s</text>`+"\n", lx+60*i, p.top-8, l.col, l.name)
 			var pts []string
 			for j, y := range l.ys {
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", xOf(j, n), yOf(p, y)))
 			}
-			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", hex(l.col), strings.Join(pts, " "))
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", l.col, strings.Join(pts, " "))
 		}
 		fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#444"/>`+"\n", plotLeft, p.top+panelH, plotW-plotRight, p.top+panelH)
 	}
@@ -133,8 +124,6 @@ func renderSVG(res *Result) string {
 	return b.String()
 }
 
-func hex(c color.RGBA) string { return fmt.Sprintf("#%02x%02x%02x", c.R, c.G, c.B) }
-
 func short(v float64) string {
 	switch {
 	case v >= 1e6:
@@ -143,65 +132,5 @@ func short(v float64) string {
 		return fmt.Sprintf("%.1fk", v/1e3)
 	default:
 		return fmt.Sprintf("%.0f", v)
-	}
-}
-
-// writePNG rasterises the same chart as the SVG, labels included (a fixed 7x13 font).
-func writePNG(name string, res *Result) error {
-	n, panels := plotPanels(res)
-	img := image.NewRGBA(image.Rect(0, 0, plotW, plotH))
-	for i := range img.Pix {
-		img.Pix[i] = 0xff
-	}
-	drawText(img, plotLeft, 24, colAxis, fmt.Sprintf("switchboard bench %s - %s", res.Scenario, res.StartedAt.Format("2006-01-02 15:04:05")))
-	for _, p := range panels {
-		for g := 0; g <= 4; g++ {
-			y := float64(p.top) + float64(g)*panelH/4
-			drawLine(img, plotLeft, y, plotW-plotRight, y, colGrid)
-			label := short(p.yMax * float64(4-g) / 4)
-			drawText(img, plotLeft-6-7*len(label), int(y)+4, colAxis, label)
-		}
-		drawText(img, plotLeft, p.top-8, colAxis, p.title+" ("+strings.ReplaceAll(p.unit, "µ", "u")+")")
-		lx := plotW - plotRight - 60*len(p.lines)
-		for i, l := range p.lines {
-			drawText(img, lx+60*i, p.top-8, l.col, l.name)
-		}
-		drawLine(img, plotLeft, float64(p.top), plotLeft, float64(p.top+panelH), colAxis)
-		drawLine(img, plotLeft, float64(p.top+panelH), plotW-plotRight, float64(p.top+panelH), colAxis)
-		for _, l := range p.lines {
-			for j := 1; j < len(l.ys); j++ {
-				drawLine(img, xOf(j-1, n), yOf(p, l.ys[j-1]), xOf(j, n), yOf(p, l.ys[j]), l.col)
-			}
-		}
-	}
-	for j := 0; j < n; j += max(1, n/10) {
-		label := fmt.Sprintf("%ds", j+1)
-		drawText(img, int(xOf(j, n))-7*len(label)/2, panel2Top+panelH+18, colAxis, label)
-	}
-	f, err := os.Create(name)
-	if err != nil {
-		return err
-	}
-	if err := png.Encode(f, img); err != nil {
-		_ = f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// drawText writes s with its baseline at (x, y).
-func drawText(img *image.RGBA, x, y int, c color.RGBA, s string) {
-	d := font.Drawer{Dst: img, Src: image.NewUniform(c), Face: basicfont.Face7x13, Dot: fixed.P(x, y)}
-	d.DrawString(s)
-}
-
-// drawLine draws a two-pixel-thick line by stepping along its longer axis.
-func drawLine(img *image.RGBA, x0, y0, x1, y1 float64, c color.RGBA) {
-	steps := int(math.Max(math.Abs(x1-x0), math.Abs(y1-y0))) + 1
-	for s := 0; s <= steps; s++ {
-		t := float64(s) / float64(steps)
-		x, y := int(x0+(x1-x0)*t), int(y0+(y1-y0)*t)
-		img.SetRGBA(x, y, c)
-		img.SetRGBA(x, y+1, c)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -179,6 +180,7 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 	}
 
 	ready, open := 0, len(handles)
+	aborted := false // by us: the parts' and workers' errors that follow are not news
 	results := make([]*partResult, len(handles))
 	lastRecv := make([]uint64, len(handles))
 	lastSent := make([]uint64, len(handles))
@@ -211,6 +213,14 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 				ready++
 				if ready == len(handles) {
 					readyBound.Stop()
+					if pr.conns.Established == 0 && pr.conns.Refused == 0 {
+						// Nothing answered at all: putting load on no connection would only
+						// wait out --duration. Fail now, saying where nothing listened.
+						pr.failed = append(pr.failed, nothingListens(addrs, pr.conns.FirstError))
+						aborted = true
+						cancel()
+						continue
+					}
 					if cfg.Scenario == ScenarioConnect {
 						pr.after, pr.haveAfter = mon.sampleNow(ctx)
 					}
@@ -256,7 +266,9 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 			case "result":
 				results[ev.i] = ev.m.Result
 			case "error":
-				pr.failed = append(pr.failed, fmt.Sprintf("part %d: %s", ev.i, ev.m.Err))
+				if !aborted {
+					pr.failed = append(pr.failed, fmt.Sprintf("part %d: %s", ev.i, ev.m.Err))
+				}
 				cancel()
 			}
 		case <-measured:
@@ -270,7 +282,7 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 		}
 	}
 	for i, h := range handles {
-		if err := h.wait(); err != nil {
+		if err := h.wait(); err != nil && !aborted {
 			pr.failed = append(pr.failed, fmt.Sprintf("worker %d: %v", i, err))
 		}
 	}
@@ -296,7 +308,8 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 			pr.probe = res.Probe
 		}
 	}
-	if ready == len(handles) && len(results) > 0 {
+	// Counts from the results replace those from "ready" only when every part sent one.
+	if ready == len(handles) && len(results) > 0 && !slices.Contains(results, nil) {
 		conns.Target = cfg.Conns
 		pr.conns = conns
 	}
@@ -310,6 +323,15 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 			P50Us: us(h.Percentile(50)), P99Us: us(h.Percentile(99))})
 	}
 	return pr
+}
+
+// nothingListens is the error of a pass in which no connection was even refused.
+func nothingListens(addrs []string, firstErr string) string {
+	msg := "no connection to " + strings.Join(addrs, ",") + " could be established"
+	if firstErr != "" {
+		msg += " (" + firstErr + ")"
+	}
+	return msg + "; is a switchboard node listening there? (switchboard serve --listen ADDR)"
 }
 
 func sumU(v []uint64) uint64 {

@@ -325,6 +325,11 @@ func TestSystemdUnit(t *testing.T) {
 	if exec := kv["ExecStart"]; len(exec) != 1 || !strings.Contains(exec[0], "switchboard serve") {
 		t.Errorf("ExecStart = %q; want one switchboard serve", exec)
 	}
+	// The README promises that systemctl reload re-reads the configuration: serve does
+	// that on SIGHUP, and systemd sends nothing on reload without ExecReload.
+	if r := kv["ExecReload"]; len(r) != 1 || r[0] != "/bin/kill -HUP $MAINPID" {
+		t.Errorf("ExecReload = %q; want /bin/kill -HUP $MAINPID", r)
+	}
 	stop := kv["TimeoutStopSec"]
 	if len(stop) != 1 {
 		t.Fatalf("TimeoutStopSec = %q; want one value", stop)
@@ -430,12 +435,13 @@ func TestSysctlFile(t *testing.T) {
 		MemTotal: 8 << 30, CgroupMemMax: tuning.Unknown, GOMAXPROCS: 4, NumCPU: 4,
 	}
 	small, _ := tuning.Lookup("small")
-	for _, f := range small.Check(100_000, r) {
+	findings := small.Check(100_000, r)
+	for _, f := range findings {
 		if f.Severity != tuning.OK {
 			t.Errorf("with the deploy files, tune check says %s %s: %s; %s", f.Severity, f.Check, f.Read, f.Change)
 		}
 	}
-	if s := tuning.SysctlSnippet(100_000, r); !strings.Contains(s, "nothing to change") {
+	if s := tuning.SysctlSnippet(100_000, findings); !strings.Contains(s, "nothing to change") {
 		t.Errorf("tune check would still suggest:\n%s", s)
 	}
 }

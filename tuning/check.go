@@ -20,29 +20,35 @@ const Unknown = -1
 // /proc and /sys; tests build them by hand. Every field is Unknown when it could not be
 // read.
 type HostReadings struct {
-	// NoFileSoft and NoFileHard are this process's RLIMIT_NOFILE. switchboard serve raises
-	// the soft limit to the hard one at start, so the hard limit is what counts.
-	NoFileSoft, NoFileHard int64
+	// NoFileSoft is the soft RLIMIT_NOFILE this process was started with, before the Go
+	// runtime raised it to the hard limit (every Go program since Go 1.19 does, switchboard
+	// serve included); NoFileHard is the hard limit, which is therefore what counts.
+	NoFileSoft int64 `json:"nofile_soft"`
+	NoFileHard int64 `json:"nofile_hard"`
 	// FileMax is fs.file-max (open files, system-wide); NrOpen is fs.nr_open (the highest
 	// RLIMIT_NOFILE a process may be given).
-	FileMax, NrOpen int64
+	FileMax int64 `json:"file_max"`
+	NrOpen  int64 `json:"nr_open"`
 	// Somaxconn is net.core.somaxconn, the cap on a listener's accept backlog.
-	Somaxconn int64
+	Somaxconn int64 `json:"somaxconn"`
 	// SynBacklog is net.ipv4.tcp_max_syn_backlog.
-	SynBacklog int64
+	SynBacklog int64 `json:"syn_backlog"`
 	// PortLow and PortHigh are net.ipv4.ip_local_port_range: the ephemeral ports a client
 	// uses, per source address and destination.
-	PortLow, PortHigh int64
+	PortLow  int64 `json:"port_low"`
+	PortHigh int64 `json:"port_high"`
 	// TwReuse is net.ipv4.tcp_tw_reuse: 0 off, 1 on, 2 loopback only.
-	TwReuse int64
+	TwReuse int64 `json:"tw_reuse"`
 	// MemTotal is /proc/meminfo's MemTotal, bytes; CgroupMemMax is the cgroup memory
 	// limit (v2 memory.max or v1 memory.limit_in_bytes), bytes, Unknown for none.
-	MemTotal, CgroupMemMax int64
+	MemTotal     int64 `json:"mem_total"`
+	CgroupMemMax int64 `json:"cgroup_mem_max"`
 	// GOMAXPROCS is the value the server would run with; NumCPU the CPUs the process may
 	// use; CPUQuota the cgroup CPU quota in CPUs (v2 cpu.max or v1 cpu.cfs_quota_us over
 	// cpu.cfs_period_us; 0 when unlimited, Unknown when unreadable).
-	GOMAXPROCS, NumCPU int64
-	CPUQuota           float64
+	GOMAXPROCS int64   `json:"gomaxprocs"`
+	NumCPU     int64   `json:"num_cpu"`
+	CPUQuota   float64 `json:"cpu_quota"`
 }
 
 // Severity grades a Finding.
@@ -54,6 +60,9 @@ const (
 	Warn
 	Fail
 )
+
+// MarshalText writes the severity as its String, for JSON reports.
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 func (s Severity) String() string {
 	switch s {
@@ -67,13 +76,23 @@ func (s Severity) String() string {
 	return fmt.Sprintf("Severity(%d)", uint8(s))
 }
 
-// Finding is the verdict on one host setting.
+// Finding is the verdict on one host setting. Its JSON form is part of `tune check
+// --json`'s report.
 type Finding struct {
-	Check    string   // short name: open-files, somaxconn, ...
-	Severity Severity // Fail means the host cannot reach the target as it is
-	Read     string   // what was read
-	Need     string   // what the target needs
-	Change   string   // what to change; "" when nothing needs to change
+	Check    string   `json:"check"`            // short name: open-files, somaxconn, ...
+	Severity Severity `json:"severity"`         // Fail means the host cannot reach the target as it is
+	Read     string   `json:"read"`             // what was read
+	Need     string   `json:"need"`             // what the target needs
+	Change   string   `json:"change,omitempty"` // what to change; "" when nothing needs to change
+	// Sysctl and Value, when Sysctl is set, are the sysctl setting that clears this
+	// finding; SysctlSnippet writes them. Only findings that are not OK carry one.
+	Sysctl string `json:"sysctl,omitempty"`
+	Value  string `json:"value,omitempty"`
+}
+
+// propose records on f the sysctl that fixes it.
+func (f *Finding) propose(key, value string) {
+	f.Sysctl, f.Value = key, value
 }
 
 // NoFileNeeded returns the smallest RLIMIT_NOFILE with which one server process can hold
@@ -138,8 +157,12 @@ func (p Profile) Check(target int, r HostReadings) []Finding {
 		f.Change = fmt.Sprintf("check `ulimit -Hn`; set LimitNOFILE=%d in the systemd unit", rec)
 	} else {
 		perProc, _ = limits.MaxConnections(0, uint64(max(r.NoFileHard, 0)))
-		f.Read = fmt.Sprintf("RLIMIT_NOFILE soft %d, hard %d: one process can hold at most %d connections",
-			r.NoFileSoft, r.NoFileHard, perProc)
+		soft := "unknown"
+		if r.NoFileSoft != Unknown {
+			soft = fmt.Sprint(r.NoFileSoft)
+		}
+		f.Read = fmt.Sprintf("RLIMIT_NOFILE soft %s, hard %d: one process can hold at most %d connections",
+			soft, r.NoFileHard, perProc)
 		switch {
 		case r.NoFileHard < need:
 			procs := 0
@@ -154,7 +177,8 @@ func (p Profile) Check(target int, r HostReadings) []Finding {
 				need, rec, target, procs, perProc)
 		case r.NoFileSoft != Unknown && r.NoFileSoft < need:
 			f.Severity = OK
-			f.Read += fmt.Sprintf(" (switchboard serve raises the soft limit %d to the hard limit at start)", r.NoFileSoft)
+			f.Read += fmt.Sprintf(" (the Go runtime raises the soft limit %d to the hard limit at start; "+
+				"other programs, and switchboard's children, keep %d)", r.NoFileSoft, r.NoFileSoft)
 		}
 	}
 	fs = append(fs, f)
@@ -165,8 +189,10 @@ func (p Profile) Check(target int, r HostReadings) []Finding {
 	switch {
 	case r.NrOpen == Unknown:
 		f.Severity = Warn
+		f.propose("fs.nr_open", fmt.Sprint(max(need, rec)))
 	case r.NrOpen < need:
 		f.Severity, f.Change = Fail, fmt.Sprintf("sysctl -w fs.nr_open=%d", max(need, rec))
+		f.propose("fs.nr_open", fmt.Sprint(max(need, rec)))
 	}
 	fs = append(fs, f)
 
@@ -177,10 +203,13 @@ func (p Profile) Check(target int, r HostReadings) []Finding {
 	switch {
 	case r.FileMax == Unknown:
 		f.Severity = Warn
+		f.propose("fs.file-max", fmt.Sprint(max(wantFileMax, 2*rec)))
 	case r.FileMax < need:
 		f.Severity, f.Change = Fail, fmt.Sprintf("sysctl -w fs.file-max=%d", max(wantFileMax, 2*rec))
+		f.propose("fs.file-max", fmt.Sprint(max(wantFileMax, 2*rec)))
 	case r.FileMax < wantFileMax:
 		f.Severity, f.Change = Warn, fmt.Sprintf("sysctl -w fs.file-max=%d", max(wantFileMax, 2*rec))
+		f.propose("fs.file-max", fmt.Sprint(max(wantFileMax, 2*rec)))
 	}
 	fs = append(fs, f)
 
@@ -190,12 +219,14 @@ func (p Profile) Check(target int, r HostReadings) []Finding {
 		Need: fmt.Sprintf("net.core.somaxconn >= %d so that a reconnect storm of %d clients is queued, not dropped (Go's listen backlog is somaxconn)", wb, target)}
 	if r.Somaxconn == Unknown || r.Somaxconn < wb {
 		f.Severity, f.Change = Warn, fmt.Sprintf("sysctl -w net.core.somaxconn=%d", wb)
+		f.propose("net.core.somaxconn", fmt.Sprint(wb))
 	}
 	fs = append(fs, f)
 	f = Finding{Check: "syn-backlog", Read: readInt("net.ipv4.tcp_max_syn_backlog", r.SynBacklog),
 		Need: fmt.Sprintf("net.ipv4.tcp_max_syn_backlog >= %d (half-open connections during a reconnect storm)", wb)}
 	if r.SynBacklog == Unknown || r.SynBacklog < wb {
 		f.Severity, f.Change = Warn, fmt.Sprintf("sysctl -w net.ipv4.tcp_max_syn_backlog=%d", wb)
+		f.propose("net.ipv4.tcp_max_syn_backlog", fmt.Sprint(wb))
 	}
 	fs = append(fs, f)
 
@@ -203,6 +234,7 @@ func (p Profile) Check(target int, r HostReadings) []Finding {
 	f = Finding{Check: "port-range", Need: fmt.Sprintf("%d ephemeral ports per source address for a load generator opening %d connections to one server address", target, target)}
 	if r.PortLow == Unknown || r.PortHigh == Unknown {
 		f.Severity, f.Read = Warn, "net.ipv4.ip_local_port_range could not be read"
+		f.propose("net.ipv4.ip_local_port_range", fmt.Sprintf("%d %d", recPortLow, recPortHigh))
 	} else {
 		ports := r.PortHigh - r.PortLow + 1
 		addrs := ceilDiv(target, int(max(ports, 1)))
@@ -215,6 +247,7 @@ func (p Profile) Check(target int, r HostReadings) []Finding {
 				"(127.0.0.x on loopback, several IPs or server addresses otherwise), or widen the range: "+
 				"sysctl -w net.ipv4.ip_local_port_range=\"%d %d\" (%d ports). The server itself uses no ephemeral ports",
 				addrs, recPortLow, recPortHigh, recPorts)
+			f.propose("net.ipv4.ip_local_port_range", fmt.Sprintf("%d %d", recPortLow, recPortHigh))
 		default:
 			// The range is as wide as it sensibly gets: nothing to change here, but a
 			// single source address still cannot open the target.
@@ -231,6 +264,7 @@ func (p Profile) Check(target int, r HostReadings) []Finding {
 		f.Read += " (loopback only: enough for tests on one host)"
 	default:
 		f.Severity, f.Change = Warn, "sysctl -w net.ipv4.tcp_tw_reuse=1 on client and load-generator hosts"
+		f.propose("net.ipv4.tcp_tw_reuse", "1")
 	}
 	fs = append(fs, f)
 
@@ -310,37 +344,29 @@ func Worst(fs []Finding) Severity {
 	return w
 }
 
-// SysctlSnippet returns a sysctl.d file holding the settings target connections need
-// that r does not have yet, one comment per line; it says so when nothing is needed.
-// Unknown readings are treated as too low.
-func SysctlSnippet(target int, r HostReadings) string {
-	need, rec := NoFileNeeded(target), RecommendedNoFile(target)
-	wb := wantBacklog(target)
+// sysctlComments explain each setting Check may propose, for SysctlSnippet.
+var sysctlComments = map[string]string{
+	"fs.nr_open":                   "highest open-file limit a process may get (LimitNOFILE cannot exceed it)",
+	"fs.file-max":                  "open files, all processes together",
+	"net.core.somaxconn":           "accept backlog: a reconnect storm waits in the queue instead of being dropped",
+	"net.ipv4.tcp_max_syn_backlog": "half-open connections during a reconnect storm",
+	"net.ipv4.ip_local_port_range": "clients and load generators on this host: more ephemeral ports per source address",
+	"net.ipv4.tcp_tw_reuse":        "clients reconnecting in bulk may reuse ports in TIME_WAIT for outgoing connections",
+}
+
+// SysctlSnippet returns a sysctl.d file for target connections holding the sysctls that
+// Check's findings fs propose, one comment per line; it says so when nothing is needed.
+// It is made from the findings, so that a setting Check judged OK is never proposed.
+func SysctlSnippet(target int, fs []Finding) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# /etc/sysctl.d/90-switchboard.conf for %d connections; apply with: sysctl --system\n", target)
 	n := 0
-	line := func(comment, key, value string) {
-		fmt.Fprintf(&b, "# %s\n%s = %s\n", comment, key, value)
+	for _, f := range fs {
+		if f.Sysctl == "" || f.Severity == OK {
+			continue
+		}
+		fmt.Fprintf(&b, "# %s\n%s = %s\n", sysctlComments[f.Sysctl], f.Sysctl, f.Value)
 		n++
-	}
-	if r.NrOpen == Unknown || r.NrOpen < rec {
-		line("highest open-file limit a process may get (LimitNOFILE cannot exceed it)", "fs.nr_open", fmt.Sprint(rec))
-	}
-	if fm := max(need+65536, 2*rec); r.FileMax == Unknown || r.FileMax < need+65536 {
-		line("open files, all processes together", "fs.file-max", fmt.Sprint(fm))
-	}
-	if r.Somaxconn == Unknown || r.Somaxconn < wb {
-		line("accept backlog: a reconnect storm waits in the queue instead of being dropped", "net.core.somaxconn", fmt.Sprint(wb))
-	}
-	if r.SynBacklog == Unknown || r.SynBacklog < wb {
-		line("half-open connections during a reconnect storm", "net.ipv4.tcp_max_syn_backlog", fmt.Sprint(wb))
-	}
-	if r.PortLow == Unknown || r.PortHigh == Unknown || r.PortHigh-r.PortLow+1 < min(int64(target), recPorts) {
-		line("clients and load generators on this host: more ephemeral ports per source address", "net.ipv4.ip_local_port_range",
-			fmt.Sprintf("%d %d", recPortLow, recPortHigh))
-	}
-	if r.TwReuse != 1 {
-		line("clients reconnecting in bulk may reuse ports in TIME_WAIT for outgoing connections", "net.ipv4.tcp_tw_reuse", "1")
 	}
 	if n == 0 {
 		b.WriteString("# nothing to change: this host's settings already suffice\n")

@@ -70,7 +70,8 @@ func TestCheckOpenFiles(t *testing.T) {
 		{"dev VM 15K", 15_000, nil, OK, []string{"hard 20000"}},
 		{"dev VM at the ceiling", 19_672, nil, OK, nil},
 		{"dev VM one past the ceiling", 19_673, nil, Fail, []string{"2 server processes"}},
-		{"soft below hard", 15_000, func(r *HostReadings) { r.NoFileSoft = 1024 }, OK, []string{"raises the soft limit 1024"}},
+		{"soft below hard", 15_000, func(r *HostReadings) { r.NoFileSoft = 1024 }, OK, []string{"soft 1024, hard", "Go runtime raises the soft limit 1024"}},
+		{"soft unknown", 15_000, func(r *HostReadings) { r.NoFileSoft = Unknown }, OK, []string{"soft unknown, hard"}},
 		{"unknown", 15_000, func(r *HostReadings) { r.NoFileSoft, r.NoFileHard = Unknown, Unknown }, Warn, []string{"could not be read"}},
 	}
 	for _, tt := range tests {
@@ -109,7 +110,8 @@ func TestCheckGoodHostPasses(t *testing.T) {
 			}
 		}
 	}
-	if s := SysctlSnippet(100_000, goodHost()); !strings.Contains(s, "nothing to change") {
+	p, _ := Lookup("small")
+	if s := SysctlSnippet(100_000, p.Check(100_000, goodHost())); !strings.Contains(s, "nothing to change") {
 		t.Errorf("SysctlSnippet on a prepared host:\n%s", s)
 	}
 }
@@ -149,28 +151,58 @@ func TestCheckSettings(t *testing.T) {
 			if tt.host != nil {
 				tt.host(&r)
 			}
-			f := find(t, small.Check(tt.target, r), tt.check)
+			fs := small.Check(tt.target, r)
+			f := find(t, fs, tt.check)
 			if f.Severity != tt.want {
 				t.Errorf("severity %v; want %v (%+v)", f.Severity, tt.want, f)
 			}
 			if text := f.Read + "\n" + f.Need + "\n" + f.Change; !strings.Contains(text, tt.wantIn) {
 				t.Errorf("finding lacks %q:\n%s", tt.wantIn, text)
 			}
+			checkSnippetAgrees(t, tt.target, fs)
 		})
 	}
 }
 
+// sysctlOf is the sysctl each check judges.
+var sysctlOf = map[string]string{
+	"nr-open": "fs.nr_open", "file-max": "fs.file-max", "somaxconn": "net.core.somaxconn",
+	"syn-backlog": "net.ipv4.tcp_max_syn_backlog", "port-range": "net.ipv4.ip_local_port_range",
+	"tw-reuse": "net.ipv4.tcp_tw_reuse",
+}
+
+// checkSnippetAgrees checks that the snippet proposes a sysctl exactly when its finding is
+// not OK.
+func checkSnippetAgrees(t *testing.T, target int, fs []Finding) {
+	t.Helper()
+	s := SysctlSnippet(target, fs)
+	for _, f := range fs {
+		key := sysctlOf[f.Check]
+		if key == "" {
+			continue
+		}
+		proposed := strings.Contains(s, "\n"+key+" = ")
+		if proposed != (f.Severity != OK) {
+			t.Errorf("%s is %v but the snippet proposes it: %v\n%s", f.Check, f.Severity, proposed, s)
+		}
+	}
+}
+
 func TestSysctlSnippet(t *testing.T) {
-	s := SysctlSnippet(100_000, devVM())
+	small, _ := Lookup("small")
+	fs := small.Check(100_000, devVM())
+	s := SysctlSnippet(100_000, fs)
+	checkSnippetAgrees(t, 100_000, fs)
 	for _, want := range []string{"net.core.somaxconn = 65535", "net.ipv4.tcp_max_syn_backlog = 65535",
-		`net.ipv4.ip_local_port_range = 1024 65535`, "net.ipv4.tcp_tw_reuse = 1"} {
+		`net.ipv4.ip_local_port_range = 1024 65535`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("snippet lacks %q:\n%s", want, s)
 		}
 	}
-	for _, unwanted := range []string{"fs.nr_open", "fs.file-max"} {
+	// tcp_tw_reuse = 2 (loopback only) is judged OK, so it is not proposed either.
+	for _, unwanted := range []string{"fs.nr_open", "fs.file-max", "tcp_tw_reuse"} {
 		if strings.Contains(s, unwanted) {
-			t.Errorf("snippet sets %s, which the host already has:\n%s", unwanted, s)
+			t.Errorf("snippet sets %s, which the host already has (or is judged OK):\n%s", unwanted, s)
 		}
 	}
 	// Every setting line follows a comment line.

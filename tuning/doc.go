@@ -24,7 +24,8 @@
 // ephemeral port range (a client-side limit), tcp_tw_reuse, memory against the
 // profile's budget times the nodes needed, and GOMAXPROCS against the cgroup CPU quota.
 // It is pure: the readings come from ReadHost (getrlimit, /proc, /sys/fs/cgroup) or, in
-// tests, from a literal. SysctlSnippet and SystemdHint print what to change.
+// tests, from a literal. SysctlSnippet (made from Check's findings, so it proposes only
+// what a finding judged not OK) and SystemdHint print what to change.
 //
 // # Concurrency
 //
@@ -43,6 +44,9 @@
 //     Check's memory finding mentions but does not count.
 //   - Setting GOMAXPROCS explicitly (a profile's GOMAXPROCS or the variable) stops the
 //     runtime from following cgroup CPU limit changes; the profiles leave it at 0.
-//   - ReadHost reads this process's open-file limit; switchboard serve raises the soft
-//     limit to the hard one at start, so Check judges the hard limit.
+//   - ReadHost reads this process's open-file limit. The Go runtime raises every Go
+//     program's soft limit to the hard one at start, so Check judges the hard limit, and
+//     the soft limit ReadHost reports is the one the process started with, asked of a
+//     child shell (Go restores the original limit in its children): ReadHost starts
+//     /bin/sh once, and reports the soft limit Unknown where there is none.
 package tuning

@@ -20,7 +20,8 @@ func DefaultHostPaths() HostPaths { return HostPaths{Proc: "/proc", Cgroup: "/sy
 
 // ReadHost reads this process's and this host's settings for Check: RLIMIT_NOFILE, the
 // sysctls under /proc/sys, MemTotal, the cgroup v2 CPU and memory limits, GOMAXPROCS and
-// the CPU count. A value that cannot be read is Unknown. It changes nothing. Safe for
+// the CPU count. A value that cannot be read is Unknown. It changes nothing; it starts
+// /bin/sh once to learn the soft open-file limit the process started with. Safe for
 // concurrent use.
 func ReadHost() HostReadings { return ReadHostAt(DefaultHostPaths()) }
 

@@ -10,14 +10,14 @@ import (
 // runCheckConfig validates config files on their own: environment variables and flags
 // are not consulted. It prints "FILE: ok", or every problem and then "FILE: N problems".
 func runCheckConfig(c *cli, args []string) int {
-	fs := newFlagSet("check-config")
-	if code, done := parseFlags(c, fs, args, "switchboard check-config FILE...\n\n"+
+	fs := newFlags("check-config", "switchboard check-config FILE...",
 		"Checks each YAML config file for unknown keys, wrong types and invalid values.\n"+
-		"Environment variables and flags are not consulted."); done {
+			"Environment variables and flags are not consulted.")
+	if code, done := parseFlags(c, fs, args); done {
 		return code
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprint(c.stderr, "switchboard check-config: want at least one FILE\nRun 'switchboard help check-config' for usage.\n")
+		fs.Fail(c.stderr, "want at least one FILE")
 		return exitUsage
 	}
 	code := exitOK

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard/switchboard/bench"
 	"github.com/switchboard/switchboard/internal/config"
 )
 
@@ -193,7 +195,7 @@ func TestServeBadConfig(t *testing.T) {
 		args  []string
 		wants []string
 	}{
-		{"undefined flag", nil, []string{"--max-conections", "5"}, []string{"-max-conections", "switchboard help serve"}},
+		{"undefined flag", nil, []string{"--max-conections", "5"}, []string{"flag provided but not defined: --max-conections\nsee 'switchboard serve --help'"}},
 		{"bad int flag", nil, []string{"--max-connections", "lots"}, []string{`--max-connections: want an integer, got "lots"`}},
 		{"bad duration flag", nil, []string{"--idle-timeout", "30"}, []string{`--idle-timeout: want a duration`}},
 		{"bad env", []string{"SWITCHBOARD_NODE_ID=70000"}, nil, []string{"SWITCHBOARD_NODE_ID: node-id: 70000 is out of range"}},
@@ -220,5 +222,83 @@ func TestServeBadConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestServeHelpSections checks that serve --help goes to stdout and groups every flag
+// under a section, in order.
+func TestServeHelpSections(t *testing.T) {
+	stdout, stderr, code := runBin(t, nil, "serve", "--help")
+	if code != exitOK || stderr != "" {
+		t.Fatalf("exit %d, stderr %q; want 0 and nothing", code, stderr)
+	}
+	last := -1
+	for _, sec := range []string{"Configuration:", "Listeners:", "Limits:", "Timeouts:", "Buffers:", "Overload:", "Logging:"} {
+		i := strings.Index(stdout, "\n"+sec+"\n")
+		if i < 0 || i < last {
+			t.Errorf("section %q missing or out of order:\n%s", sec, stdout)
+		}
+		last = i
+	}
+	if strings.Contains(stdout, "\nFlags:\n") {
+		t.Errorf("some flags are in no section:\n%s", stdout[strings.Index(stdout, "\nFlags:\n"):])
+	}
+}
+
+// TestHelpDialect checks that every command's --help is in one style: on stdout, exit 0,
+// "Usage: switchboard ...", section headers, "  --name type" lines each followed by an
+// indented description. bench echo --help is the one that used to differ.
+func TestHelpDialect(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  --[a-z-]+( [A-Za-z]+)?$`)
+	for _, args := range [][]string{{"serve"}, {"bench", "echo"}, {"bench", "overload"}, {"tune", "check"}} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			stdout, stderr, code := runBin(t, nil, append(args, "--help")...)
+			if code != exitOK || stderr != "" {
+				t.Fatalf("exit %d, stderr %q; want 0 and nothing", code, stderr)
+			}
+			if !strings.HasPrefix(stdout, "Usage: switchboard "+strings.Join(args, " ")) {
+				t.Errorf("help does not start with its usage line:\n%s", stdout)
+			}
+			lines := strings.Split(stdout, "\n")
+			if !strings.Contains(stdout, ":\n  --") {
+				t.Errorf("no section header followed by a flag:\n%s", stdout)
+			}
+			for i, l := range lines {
+				if strings.HasPrefix(l, "  -") && (!flagLine.MatchString(l) ||
+					i+1 >= len(lines) || !strings.HasPrefix(lines[i+1], "      ")) {
+					t.Errorf("line %d %q is not a --flag line followed by its description", i+1, l)
+				}
+			}
+		})
+	}
+	// A bad flag is one line and a pointer to --help, on stderr.
+	for _, args := range [][]string{{"serve", "--lisen", "x"}, {"bench", "echo", "--pipelin", "3"}, {"tune", "check", "--conections", "5"}} {
+		stdout, stderr, code := runBin(t, nil, args...)
+		cmd := "switchboard " + strings.Join(args[:len(args)-2], " ")
+		want := fmt.Sprintf("%s: flag provided but not defined: %s\nsee '%s --help'\n", cmd, args[len(args)-2], cmd)
+		if code != exitUsage || stdout != "" || stderr != want {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want 2, nothing, %q", args, code, stdout, stderr, want)
+		}
+	}
+}
+
+// TestDocListsCommands checks that the package comment names every command, tune
+// subcommand and bench scenario.
+func TestDocListsCommands(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"switchboard help", "switchboard tune show", "switchboard tune check"}
+	for _, cmd := range commands() {
+		want = append(want, "switchboard "+cmd.name)
+	}
+	for _, sc := range []string{bench.ScenarioEcho, bench.ScenarioConnect, bench.ScenarioRoute, bench.ScenarioOverload, bench.ScenarioSoak} {
+		want = append(want, "switchboard bench "+sc)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(doc), "//\t"+w+" ") {
+			t.Errorf("doc.go does not list %q", w)
+		}
 	}
 }

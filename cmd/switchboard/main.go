@@ -62,7 +62,8 @@ func run(args []string, c *cli) int {
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 {
 			if cmd, ok := lookupCommand(rest[0]); ok {
-				return cmd.run(c, []string{"-h"})
+				// help bench echo is bench echo --help.
+				return cmd.run(c, append(rest[1:len(rest):len(rest)], "--help"))
 			}
 			fmt.Fprintf(c.stderr, "switchboard: unknown command %q\n\n", rest[0])
 			usage(c.stderr)
@@ -89,5 +90,5 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-14s %s\n", cmd.name, cmd.summary)
 	}
 	fmt.Fprintf(w, "  %-14s %s\n", "help", "print this help, or a command's flags")
-	fmt.Fprint(w, "\nRun 'switchboard help <command>' for a command's flags.\n")
+	fmt.Fprint(w, "\nRun 'switchboard <command> --help' (or 'switchboard help <command>') for a command's flags.\n")
 }

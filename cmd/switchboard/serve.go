@@ -21,11 +21,20 @@ import (
 const shutdownTimeout = 15 * time.Second
 
 func runServe(c *cli, args []string) int {
-	fs := newFlagSet("serve")
+	fs := newFlags("serve", "switchboard serve [flags]",
+		"Runs a node until SIGINT or SIGTERM; SIGTERM or SIGUSR2 drains it first, SIGHUP re-reads\n"+
+			"the configuration. Settings come from defaults, the tuning profile, a YAML file,\n"+
+			"SWITCHBOARD_* variables and flags, in increasing precedence.")
 	printConfig := fs.Bool("print-config", false, "print the effective configuration as YAML, with each value's source, and exit")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
-	cf := config.RegisterFlags(fs)
-	if code, done := parseFlags(c, fs, args, "switchboard serve [flags]"); done {
+	cf := config.RegisterFlags(fs.FlagSet)
+	for _, sec := range config.Sections() {
+		fs.Section(sec.Name, sec.Keys...)
+	}
+	fs.Section(config.SectionConfig, "print-config")
+	fs.Section(config.SectionLogging, "log-format")
+	fs.Env = configEnv
+	if code, done := parseFlags(c, fs, args); done {
 		return code
 	}
 

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/tuning"
@@ -31,7 +33,7 @@ func runTune(c *cli, args []string) int {
 	case "check":
 		return runTuneCheck(c, args[1:])
 	}
-	fmt.Fprintf(c.stderr, "switchboard tune: unknown subcommand %q (want show or check)\n", args[0])
+	fmt.Fprintf(c.stderr, "switchboard tune: unknown subcommand %q (want show or check)\nsee 'switchboard tune --help'\n", args[0])
 	return exitUsage
 }
 
@@ -41,8 +43,9 @@ func unknownProfile(c *cli, name string) int {
 }
 
 func runTuneShow(c *cli, args []string) int {
-	fs := newFlagSet("tune show")
-	if code, done := parseFlags(c, fs, args, "switchboard tune show [NAME]"); done {
+	fs := newFlags("tune show", "switchboard tune show [NAME]",
+		"Lists the tuning profiles, or prints one profile's settings and why it makes them.")
+	if code, done := parseFlags(c, fs, args); done {
 		return code
 	}
 	switch fs.NArg() {
@@ -51,7 +54,7 @@ func runTuneShow(c *cli, args []string) int {
 		return exitOK
 	case 1:
 	default:
-		fmt.Fprintf(c.stderr, "switchboard tune show: want at most one profile name, got %q\n", fs.Args())
+		fs.Fail(c.stderr, fmt.Sprintf("want at most one profile name, got %q", fs.Args()))
 		return exitUsage
 	}
 	p, ok := tuning.Lookup(fs.Arg(0))
@@ -62,18 +65,20 @@ func runTuneShow(c *cli, args []string) int {
 	return exitOK
 }
 
+// showWidth is the widest line tune show prints.
+const showWidth = 100
+
 func listProfiles(w io.Writer) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROFILE\tBUDGET\tCONNECTIONS\tGOGC\tGOMEMLIMIT\tFOR")
+	rows := [][]string{{"PROFILE", "BUDGET", "CONNECTIONS", "GOGC", "GOMEMLIMIT", "FOR"}}
 	for _, p := range tuning.Profiles() {
 		name := p.Name
 		if name == tuning.Default {
 			name += " (default)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", name, tuning.FormatBytes(p.MemoryBudget), p.Connections,
-			gogcText(p.GOGC), tuning.FormatBytes(p.GOMEMLIMIT), firstClause(p.Intent))
+		rows = append(rows, []string{name, tuning.FormatBytes(p.MemoryBudget), fmt.Sprint(p.Connections),
+			gogcText(p.GOGC), tuning.FormatBytes(p.GOMEMLIMIT), firstClause(p.Intent)})
 	}
-	_ = tw.Flush()
+	writeTable(w, "", rows, showWidth)
 	fmt.Fprint(w, "\nRun 'switchboard tune show NAME' for a profile's settings; choose one with\n"+
 		"--profile, SWITCHBOARD_PROFILE or \"profile:\" in the config file.\n")
 }
@@ -100,7 +105,7 @@ func gogcText(n int) string {
 // the default each replaces and why.
 func showProfile(w io.Writer, p tuning.Profile) {
 	fmt.Fprintf(w, "profile %s: built for %d connections in %s per node\n\n", p.Name, p.Connections, tuning.FormatBytes(p.MemoryBudget))
-	fmt.Fprintf(w, "%s\n\n", wrap(p.Intent, 88, "  "))
+	fmt.Fprintf(w, "%s\n\n", wrap(p.Intent, showWidth, "  "))
 
 	fmt.Fprint(w, "Go runtime (applied by switchboard serve; the GOGC, GOMEMLIMIT and GOMAXPROCS\nenvironment variables override it):\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -123,32 +128,57 @@ func showProfile(w io.Writer, p tuning.Profile) {
 
 	defaults := config.DefaultNode()
 	fmt.Fprint(w, "\nServer settings (a config file, SWITCHBOARD_* variables and flags override them):\n")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	n := 0
+	var rows [][]string
 	setKeys := map[string]bool{}
 	for _, f := range config.Fields() {
 		text, ok := p.Settings[f.Key]
 		if !ok {
 			continue
 		}
-		n++
 		setKeys[f.Key] = true
-		fmt.Fprintf(tw, "  %s\t%s\t(default %s)\t%s\n", f.Key, text, f.Format(&defaults), p.Why[f.Key])
+		rows = append(rows, []string{f.Key, text, "(default " + f.Format(&defaults) + ")", p.Why[f.Key]})
 	}
-	if n == 0 {
-		fmt.Fprint(tw, "  none: every server setting keeps its built-in default\n")
+	if len(rows) == 0 {
+		fmt.Fprint(w, "  none: every server setting keeps its built-in default\n")
 	}
-	_ = tw.Flush()
+	writeTable(w, "  ", rows, showWidth)
 	var notes []string
 	for _, f := range config.Fields() {
 		if why := p.Why[f.Key]; why != "" && !setKeys[f.Key] {
-			notes = append(notes, fmt.Sprintf("  %s: %s", f.Key, why))
+			// Continuation lines hang under the text, four columns in.
+			notes = append(notes, strings.TrimPrefix(wrap(f.Key+": "+why, showWidth, "    "), "  "))
 		}
 	}
 	if len(notes) > 0 {
 		fmt.Fprintf(w, "\nNotes:\n%s\n", strings.Join(notes, "\n"))
 	}
 	fmt.Fprintf(w, "\nEvery other setting keeps its default: 'switchboard serve --profile %s --print-config'\nprints them all, each with its source.\n", p.Name)
+}
+
+// writeTable writes rows in columns two spaces apart, each line starting with indent, and
+// wraps the last column so that no line is wider than width: its continuation lines start
+// under it. Widths count runes.
+func writeTable(w io.Writer, indent string, rows [][]string, width int) {
+	var cols []int // widths of every column but the last
+	for _, r := range rows {
+		for i, cell := range r[:len(r)-1] {
+			if i == len(cols) {
+				cols = append(cols, 0)
+			}
+			cols[i] = max(cols[i], utf8.RuneCountInString(cell))
+		}
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		b.Reset()
+		b.WriteString(indent)
+		for i, cell := range r[:len(r)-1] {
+			b.WriteString(cell + strings.Repeat(" ", cols[i]-utf8.RuneCountInString(cell)+2))
+		}
+		hang := strings.Repeat(" ", utf8.RuneCountInString(b.String()))
+		last := strings.TrimPrefix(wrap(r[len(r)-1], width, hang), hang)
+		fmt.Fprintln(w, strings.TrimRight(b.String()+last, " "))
+	}
 }
 
 // wrap breaks s into lines of at most width columns, each starting with indent.
@@ -160,7 +190,7 @@ func wrap(s string, width int, indent string) string {
 		case col == 0:
 			b.WriteString(indent)
 			col = len(indent)
-		case col+1+len(word) > width:
+		case col+1+utf8.RuneCountInString(word) > width:
 			b.WriteString("\n" + indent)
 			col = len(indent)
 		default:
@@ -168,20 +198,30 @@ func wrap(s string, width int, indent string) string {
 			col++
 		}
 		b.WriteString(word)
-		col += len(word)
+		col += utf8.RuneCountInString(word)
 	}
 	return b.String()
 }
 
 func runTuneCheck(c *cli, args []string) int {
-	fs := newFlagSet("tune check")
+	fs := newFlags("tune check", "switchboard tune check [--connections N] [--profile NAME] [--json]",
+		"Judges this host against a target number of connections (open-file limit, sysctls,\n"+
+			"memory, CPU quota), prints what to change, and exits 1 when the host cannot reach\n"+
+			"the target.")
 	conns := fs.Int("connections", 0, "target connections on this host; 0 means the profile's design capacity")
 	profile := fs.String("profile", "", "profile the nodes run (default: SWITCHBOARD_PROFILE, else balanced)")
-	if code, done := parseFlags(c, fs, args, "switchboard tune check [--connections N] [--profile NAME]"); done {
+	asJSON := fs.Bool("json", false, "print the report as one JSON object (readings, findings, sysctl and systemd snippets)")
+	fs.Env = func(name string) string {
+		if name == "profile" {
+			return config.EnvName(config.KeyProfile)
+		}
+		return ""
+	}
+	if code, done := parseFlags(c, fs, args); done {
 		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(c.stderr, "switchboard tune check: unexpected argument %q\n", fs.Arg(0))
+		fs.Fail(c.stderr, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 		return exitUsage
 	}
 	name := *profile
@@ -197,7 +237,7 @@ func runTuneCheck(c *cli, args []string) int {
 	}
 	target := *conns
 	if target < 0 {
-		fmt.Fprintf(c.stderr, "switchboard tune check: --connections must be positive, got %d\n", target)
+		fs.Fail(c.stderr, fmt.Sprintf("--connections must be positive, got %d", target))
 		return exitUsage
 	}
 	if target == 0 {
@@ -206,8 +246,11 @@ func runTuneCheck(c *cli, args []string) int {
 
 	r := tuning.ReadHost()
 	findings := p.Check(target, r)
+	if *asJSON {
+		return writeCheckJSON(c, p, target, r, findings)
+	}
 	printFindings(c.stdout, p, target, findings)
-	fmt.Fprintf(c.stdout, "\nsysctl settings:\n%s", indentLines(tuning.SysctlSnippet(target, r), "  "))
+	fmt.Fprintf(c.stdout, "\nsysctl settings:\n%s", indentLines(tuning.SysctlSnippet(target, findings), "  "))
 	fmt.Fprintf(c.stdout, "\nsystemd unit (deploy/switchboard.service has it):\n%s", indentLines(tuning.SystemdHint(target), "  "))
 
 	var failed, warned []string
@@ -229,6 +272,35 @@ func runTuneCheck(c *cli, args []string) int {
 		return exitFailure
 	}
 	fmt.Fprintf(c.stdout, "\nRESULT: this host can hold %d connections with profile %s; %s.\n", target, p.Name, summary)
+	return exitOK
+}
+
+// checkReport is tune check --json's output. Its keys are a contract with scripts.
+type checkReport struct {
+	Target   int                 `json:"target"`
+	Profile  string              `json:"profile"`
+	Result   string              `json:"result"` // worst severity: ok, warn or fail
+	Host     tuning.HostReadings `json:"host"`   // -1: could not be read
+	Findings []tuning.Finding    `json:"findings"`
+	Sysctl   string              `json:"sysctl"`  // a sysctl.d file
+	Systemd  string              `json:"systemd"` // unit lines
+}
+
+// writeCheckJSON prints the report as JSON and returns tune check's exit status.
+func writeCheckJSON(c *cli, p tuning.Profile, target int, r tuning.HostReadings, fs []tuning.Finding) int {
+	worst := tuning.Worst(fs)
+	enc := json.NewEncoder(c.stdout)
+	enc.SetEscapeHTML(false) // ">=" reads better than "\u003e="
+	enc.SetIndent("", "  ")
+	err := enc.Encode(checkReport{Target: target, Profile: p.Name, Result: worst.String(), Host: r,
+		Findings: fs, Sysctl: tuning.SysctlSnippet(target, fs), Systemd: tuning.SystemdHint(target)})
+	if err != nil {
+		fmt.Fprintf(c.stderr, "switchboard tune check: %v\n", err)
+		return exitFailure
+	}
+	if worst == tuning.Fail {
+		return exitFailure
+	}
 	return exitOK
 }
 

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/switchboard/switchboard/tuning"
 )
@@ -175,5 +178,90 @@ func TestServeAppliesProfile(t *testing.T) {
 	p.signal(t, syscall.SIGTERM)
 	if code := p.wait(t); code != 0 {
 		t.Errorf("exit %d; want 0; stderr:\n%s", code, p.stderr())
+	}
+}
+
+// TestTuneShowWidth checks that every line of tune show fits 100 columns.
+func TestTuneShowWidth(t *testing.T) {
+	for _, name := range append([]string{""}, tuning.Names()...) {
+		t.Run("profile="+name, func(t *testing.T) {
+			args := []string{"tune", "show"}
+			if name != "" {
+				args = append(args, name)
+			}
+			stdout, stderr, code := runBin(t, nil, args...)
+			if code != exitOK {
+				t.Fatalf("exit %d; stderr:\n%s", code, stderr)
+			}
+			for i, line := range strings.Split(stdout, "\n") {
+				if n := utf8.RuneCountInString(line); n > 100 {
+					t.Errorf("line %d is %d columns; want at most 100:\n%s", i+1, n, line)
+				}
+			}
+		})
+	}
+}
+
+// TestTuneCheckJSON checks that --json prints one JSON report whose findings and exit
+// status agree with the text report's.
+func TestTuneCheckJSON(t *testing.T) {
+	for _, target := range []int{1000, 100_000} {
+		t.Run(fmt.Sprint(target), func(t *testing.T) {
+			stdout, stderr, code := runBin(t, nil, "tune", "check", "--json", "--connections", fmt.Sprint(target))
+			var rep struct {
+				Target   int    `json:"target"`
+				Profile  string `json:"profile"`
+				Result   string `json:"result"`
+				Host     map[string]float64
+				Findings []struct {
+					Check, Severity, Read, Need, Change, Sysctl, Value string
+				}
+				Sysctl, Systemd string
+			}
+			dec := json.NewDecoder(strings.NewReader(stdout))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&rep); err != nil {
+				t.Fatalf("stdout is not the JSON report: %v\n%s\nstderr:\n%s", err, stdout, stderr)
+			}
+			if dec.More() {
+				t.Errorf("more than one JSON value on stdout:\n%s", stdout)
+			}
+			if rep.Target != target || rep.Profile != tuning.Default || len(rep.Findings) != 9 {
+				t.Errorf("target %d, profile %q, %d findings; want %d, %q, 9", rep.Target, rep.Profile, len(rep.Findings), target, tuning.Default)
+			}
+			if _, ok := rep.Host["nofile_hard"]; !ok {
+				t.Errorf("host readings lack nofile_hard: %v", rep.Host)
+			}
+			worst, wantCode := "ok", exitOK
+			for _, f := range rep.Findings {
+				switch {
+				case f.Severity == "fail":
+					worst, wantCode = "fail", exitFailure
+				case f.Severity == "warn" && worst == "ok":
+					worst = "warn"
+				}
+			}
+			if rep.Result != worst || code != wantCode {
+				t.Errorf("result %q, exit %d; want %q, %d", rep.Result, code, worst, wantCode)
+			}
+			if !strings.Contains(rep.Sysctl, "sysctl.d") || !strings.Contains(rep.Systemd, "LimitNOFILE=") {
+				t.Errorf("snippets missing: %q %q", rep.Sysctl, rep.Systemd)
+			}
+		})
+	}
+}
+
+// TestTuneCheckSoftLimitAtStart runs tune check under `ulimit -Sn 1024`: the Go runtime
+// raises the process's own soft limit, yet the report must show the 1024 it started with.
+func TestTuneCheckSoftLimitAtStart(t *testing.T) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Max <= 1024 {
+		t.Skipf("hard open-file limit %d leaves no room below it", rl.Max)
+	}
+	cmd := exec.Command("/bin/sh", "-c", `ulimit -Sn 1024 && exec "$0" tune check --connections 1000`, binPath)
+	cmd.Env = testEnv()
+	out, _ := cmd.Output()
+	if want := fmt.Sprintf("RLIMIT_NOFILE soft 1024, hard %d", rl.Max); !strings.Contains(string(out), want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
 	}
 }

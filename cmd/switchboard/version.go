@@ -14,12 +14,12 @@ var (
 )
 
 func runVersion(c *cli, args []string) int {
-	fs := newFlagSet("version")
-	if code, done := parseFlags(c, fs, args, "switchboard version"); done {
+	fs := newFlags("version", "switchboard version", "Prints the version, the commit and the Go version.")
+	if code, done := parseFlags(c, fs, args); done {
 		return code
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(c.stderr, "switchboard version: unexpected argument %q\n", fs.Arg(0))
+		fs.Fail(c.stderr, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 		return exitUsage
 	}
 	v, rev := buildVersion()
