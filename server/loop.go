@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	crand "crypto/rand"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -27,10 +29,11 @@ type loop struct {
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
 	scratch []byte    // reused encoding space for same-loop replies
 	wheel   wheel
+	rng     *rand.ChaCha8 // the random bits of reply tokens; seeded from crypto/rand
 	// claims holds the REGISTERs waiting for a directory that decides elsewhere, by
 	// connection; nil until the first one (a single node never fills it).
 	claims map[shard.ConnID][]pendingClaim
-	start   int64 // monotonic nanoseconds of tick 0 (srv.clock)
+	start  int64 // monotonic nanoseconds of tick 0 (srv.clock)
 
 	drainRun gnet.Runnable // preallocated Execute targets
 	tickRun  gnet.Runnable
@@ -54,6 +57,7 @@ func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 		reqs:  shard.NewTable[pendingReq](srv.cfg.NodeID, idx),
 		wheel: newWheel(1024),
 		start: srv.clock(),
+		rng:   newTokenRand(),
 	}
 	lp.drainRun = gnet.RunnableFunc(func(context.Context) error { lp.drain(); return nil })
 	lp.tickRun = gnet.RunnableFunc(func(context.Context) error { lp.tick(); return nil })
@@ -136,4 +140,12 @@ func (lp *loop) expired(e timerEntry, stamp uint32, limit time.Duration) bool {
 		return false
 	}
 	return true
+}
+
+// newTokenRand returns a generator seeded from the operating system's randomness, so that
+// reply tokens cannot be predicted from outside.
+func newTokenRand() *rand.ChaCha8 {
+	var seed [32]byte
+	_, _ = crand.Read(seed[:]) // never fails on Linux (it panics inside otherwise)
+	return rand.NewChaCha8(seed)
 }

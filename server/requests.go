@@ -8,15 +8,37 @@ import (
 	"github.com/switchboard/switchboard/shard"
 )
 
-// pendingReq is a REQUEST waiting for its outcome, kept on the requester's loop. Its
-// table id is the reply token handed to the responder, so a reply goes straight to the
-// requester's loop and a stale token fails the generation check.
+// pendingReq is a REQUEST waiting for its outcome, kept in its requester's loop's table.
+//
+// The responder sees it as a reply token (replyToken): the table id's node, loop and slot,
+// so that a REPLY goes straight to the requester's loop, with 16 random bits in place of
+// the slot's generation, so that one token says nothing about another. A REPLY is taken
+// only from the connection the INCOMING went to (target) and only with the right random
+// bits; anything else is told NO_ROUTE, exactly like a token that has expired.
 type pendingReq struct {
 	timer  timerHandle // cancelled when the request is answered
 	from   shard.ConnID
-	target shard.ConnID // for the per-target breaker
+	target shard.ConnID // the responder: the only connection whose REPLY counts; and the per-target breaker's key
 	start  int64        // srv.clock() when forwarded
 	corr   uint32
+	nonce  uint16 // the random bits of its reply token
+}
+
+// replyToken is the token a responder sees for the pending request with table id id.
+func replyToken(id shard.ConnID, nonce uint16) shard.ConnID {
+	return shard.MakeConnID(id.Node(), uint8(id.Loop()), id.Slot(), nonce)
+}
+
+// pendingByToken finds the pending request a reply token names, on its loop.
+func (lp *loop) pendingByToken(tok shard.ConnID) (shard.ConnID, pendingReq, bool) {
+	if tok.Node() != lp.srv.cfg.NodeID || tok.Loop() != int(lp.idx) {
+		return 0, pendingReq{}, false
+	}
+	id, pr, ok := lp.reqs.At(tok.Slot())
+	if !ok || pr.nonce != tok.Gen() {
+		return 0, pendingReq{}, false
+	}
+	return id, pr, true
 }
 
 func (lp *loop) request(c *conn, f codec.Frame) bool {
@@ -51,13 +73,14 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 		lp.refuseFrame(c, f, code, retry, reason)
 		return true
 	}
-	token, err := lp.reqs.Add(pendingReq{from: c.id, target: target, corr: f.Corr, start: start})
+	nonce := uint16(lp.rng.Uint64())
+	id, err := lp.reqs.Add(pendingReq{from: c.id, target: target, corr: f.Corr, start: start, nonce: nonce})
 	if err != nil {
 		lp.replyError(c, f.Corr, codec.CodeQueueFull, "request table full")
 		return true
 	}
-	if code := lp.route(target, codec.TypeIncoming, c, token, payload); code != 0 {
-		lp.reqs.Remove(token)
+	if code := lp.route(target, codec.TypeIncoming, c, replyToken(id, nonce), payload); code != 0 {
+		lp.reqs.Remove(id)
 		// The target failed (its queue full, or it is gone or closing): the breakers count
 		// it, as they do when the same happens on the target's loop (finishRequest).
 		lp.recordOutcome(target, code)
@@ -67,9 +90,9 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 	c.inflight++
 	lp.stats.inflight.Add(1)
 	lp.stats.requests.Add(1)
-	pr := pendingReq{from: c.id, target: target, corr: f.Corr, start: start}
-	pr.timer = lp.wheel.add(lp.ticks(timeout), timerRequest, token)
-	lp.reqs.Set(token, pr)
+	pr := pendingReq{from: c.id, target: target, corr: f.Corr, start: start, nonce: nonce}
+	pr.timer = lp.wheel.add(lp.ticks(timeout), timerRequest, id)
+	lp.reqs.Set(id, pr)
 	return true
 }
 
@@ -101,11 +124,12 @@ func (lp *loop) reply(c *conn, f codec.Frame) bool {
 	return true
 }
 
-// failRequest ends pending request token with an ERROR, on whichever loop owns it. If that
-// loop's ring is full the request's timer answers TIMEOUT instead: still one outcome.
+// failRequest ends the pending request behind reply token with an ERROR, on whichever
+// loop owns it. If that loop's ring is full the request's timer answers TIMEOUT instead:
+// still one outcome.
 func (lp *loop) failRequest(token shard.ConnID, code codec.ErrorCode) {
 	if token.Loop() == int(lp.idx) {
-		lp.finishRequest(token, code)
+		lp.failToken(token, code)
 		return
 	}
 	if owner := lp.srv.loopAt(token.Loop()); owner != nil {
@@ -113,10 +137,17 @@ func (lp *loop) failRequest(token shard.ConnID, code codec.ErrorCode) {
 	}
 }
 
-// finishRequest ends a pending request of this loop with an ERROR; a stale token (already
-// answered, timed out) is ignored.
-func (lp *loop) finishRequest(token shard.ConnID, code codec.ErrorCode) {
-	pr, ok := lp.reqs.Remove(token)
+// failToken is finishRequest for a reply token (a failed delivery of its INCOMING).
+func (lp *loop) failToken(token shard.ConnID, code codec.ErrorCode) {
+	if id, _, ok := lp.pendingByToken(token); ok {
+		lp.finishRequest(id, code)
+	}
+}
+
+// finishRequest ends the pending request with table id id with an ERROR; a stale id
+// (already answered, timed out) is ignored.
+func (lp *loop) finishRequest(id shard.ConnID, code codec.ErrorCode) {
+	pr, ok := lp.reqs.Remove(id)
 	if !ok {
 		return
 	}
@@ -134,18 +165,20 @@ func (lp *loop) finishRequest(token shard.ConnID, code codec.ErrorCode) {
 	}
 }
 
-// finishResponse ends a pending request of this loop with the RESPONSE frame resp (whose
-// corr field is patched here). A stale token means the request already had its outcome;
-// the responder is told NO_ROUTE if it asked (rcorr != 0).
+// finishResponse ends the pending request behind reply token with the RESPONSE frame
+// resp (whose corr field is patched here) if the REPLY came from the connection the
+// INCOMING went to. Otherwise, or when the request already had its outcome, the replier is
+// told NO_ROUTE if it asked (rcorr != 0); the request waits on for its own responder.
 func (lp *loop) finishResponse(token shard.ConnID, resp []byte, responder shard.ConnID, rcorr uint32) {
-	pr, ok := lp.reqs.Remove(token)
-	if !ok {
+	id, pr, ok := lp.pendingByToken(token)
+	if !ok || pr.target != responder {
 		lp.stats.staleReplies.Add(1)
 		if rcorr != 0 {
 			lp.errorTo(responder, rcorr, codec.CodeNoRoute, "reply token unknown or expired")
 		}
 		return
 	}
+	lp.reqs.Remove(id)
 	lp.wheel.cancel(pr.timer)
 	lp.stats.inflight.Add(-1)
 	lp.recordOutcome(pr.target, 0)

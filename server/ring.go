@@ -94,7 +94,7 @@ func (lp *loop) handleDelivery(d *delivery) {
 	case dResponse:
 		lp.finishResponse(d.token, d.buf.B, d.target, d.corr)
 	case dReqFail:
-		lp.finishRequest(d.token, d.code)
+		lp.failToken(d.token, d.code)
 	case dClaim:
 		lp.finishClaim(d.target, d.buf.B, d.code)
 	}

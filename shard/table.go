@@ -108,6 +108,19 @@ func (t *Table[T]) Remove(id ConnID) (T, bool) {
 	return v, true
 }
 
+// At returns the live entry in slot i with its ID, whatever generation it has; false if
+// the slot is free or was never used. It is for IDs handed out in another form (a reply
+// token whose generation bits carry something else) that are checked by their value.
+func (t *Table[T]) At(i uint32) (ConnID, T, bool) {
+	if i < uint32(len(t.slots)) {
+		if s := &t.slots[i]; s.used {
+			return ConnID(t.prefix | uint64(i)<<slotShift | uint64(s.gen)), s.v, true
+		}
+	}
+	var zero T
+	return 0, zero, false
+}
+
 // Len returns the number of live entries.
 func (t *Table[T]) Len() int { return t.n }
 

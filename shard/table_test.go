@@ -234,3 +234,23 @@ func TestTableGetNoAllocs(t *testing.T) {
 		t.Errorf("Get allocs = %v; want 0", allocs)
 	}
 }
+
+func TestTableAt(t *testing.T) {
+	tb := NewTable[string](1, 2)
+	a, _ := tb.Add("a")
+	b, _ := tb.Add("b")
+	tb.Remove(a)
+	if _, _, ok := tb.At(a.Slot()); ok {
+		t.Fatal("At found a removed entry")
+	}
+	if _, _, ok := tb.At(99); ok {
+		t.Fatal("At found a slot never used")
+	}
+	if id, v, ok := tb.At(b.Slot()); !ok || id != b || v != "b" {
+		t.Fatalf("At(%d) = %v %q %v; want %v b true", b.Slot(), id, v, ok, b)
+	}
+	c, _ := tb.Add("c") // reuses a's slot with the next generation
+	if id, v, ok := tb.At(a.Slot()); !ok || id != c || v != "c" || id.Gen() == a.Gen() {
+		t.Fatalf("At(reused) = %v %q %v; want %v c true", id, v, ok, c)
+	}
+}
