@@ -6,9 +6,9 @@
 // The load is driven on raw net.Conns rather than through package client: one goroutine
 // per connection in the closed loop (a read of all buffered answers, then one write with
 // all the refills), a sender and a reader per connection in the open loop (sends batched
-// per wake-up), bufio reads cut into frames without allocating, and latencies recorded
-// with one atomic add. The generator shares the machine's cores with the server, so its
-// cost per frame is what decides how much load it can offer.
+// per wake-up), reads cut into frames by codec.Reader without allocating, and latencies
+// recorded with one atomic add. The generator shares the machine's cores with the
+// server, so its cost per frame is what decides how much load it can offer.
 //
 // Latency is measured from a timestamp carried in the first 8 bytes of every payload:
 // the send time in the closed loop, the intended send time in the open loop (coordinated

@@ -113,8 +113,8 @@ type part struct {
 // sconn is one load connection.
 type sconn struct {
 	nc  net.Conn
-	fr  *frameReader
-	idx int // global index
+	fr  *codec.Reader // frames alias its buffer until the next Next
+	idx int           // global index
 	rng *rand.Rand
 	wmu sync.Mutex // open loop: serialises the sender's and the reader's writes
 	wb  []byte
@@ -366,7 +366,7 @@ func (p *part) open(ctx context.Context, dl *dialer, g int) (*sconn, codec.Error
 		return nil, 0, err
 	}
 	bufSize := max(64<<10, 2*(cfg.Size+codec.HeaderLen+300))
-	sc := &sconn{nc: nc, fr: newFrameReader(nc, bufSize), idx: g,
+	sc := &sconn{nc: nc, fr: codec.NewReader(nc, maxInbound, bufSize), idx: g,
 		rng: rand.New(rand.NewPCG(uint64(g+1), uint64(p.clk.now())))}
 	if p.spec.Floor {
 		return sc, 0, nil

@@ -129,8 +129,8 @@ func (c *Client) handshake(ctx context.Context, nc net.Conn, addr string) (*conn
 	if _, err := nc.Write(codec.AppendHello(nil, 0, codec.Version, c.cfg.Name, c.cfg.Token)); err != nil {
 		return nil, c.handshakeErr(ctx, err)
 	}
-	fr := newFrameReader(nc, c.cfg.MaxFrame)
-	f, err := fr.next()
+	fr := codec.NewReader(nc, c.cfg.MaxFrame, codec.DefaultReadBufSize)
+	f, err := fr.Next()
 	if err != nil {
 		return nil, c.handshakeErr(ctx, err)
 	}
@@ -372,10 +372,10 @@ func (cn *conn) await(ctx context.Context, corr uint32, cl *call) (result, error
 }
 
 // readLoop decodes frames and dispatches them until the connection fails.
-func (cn *conn) readLoop(fr *frameReader) {
+func (cn *conn) readLoop(fr *codec.Reader) {
 	defer cn.wg.Done()
 	for {
-		f, err := fr.next()
+		f, err := fr.Next()
 		if err == nil {
 			err = cn.dispatch(f)
 		} else if errors.Is(err, codec.ErrFrameTooLarge) || errors.Is(err, codec.ErrFrameTooSmall) {

@@ -161,8 +161,8 @@ func (fc *fakeConn) serve() {
 	defer fc.nc.Close()
 	var jitter sync.WaitGroup
 	defer jitter.Wait()
-	fr := newFrameReader(fc.nc, codec.DefaultMaxFrame)
-	f, err := fr.next()
+	fr := codec.NewReader(fc.nc, codec.DefaultMaxFrame, 0)
+	f, err := fr.Next()
 	if err != nil || f.Type != codec.TypeHello {
 		return
 	}
@@ -181,7 +181,7 @@ func (fc *fakeConn) serve() {
 	w.ConnID = fc.id
 	fc.write(codec.AppendWelcome(nil, 0, w))
 	for {
-		f, err := fr.next()
+		f, err := fr.Next()
 		if err != nil {
 			return
 		}

@@ -3,9 +3,7 @@ package client
 import (
 	"bytes"
 	"errors"
-	"io"
 	"testing"
-	"testing/iotest"
 	"time"
 
 	"github.com/switchboard/switchboard/codec"
@@ -147,55 +145,6 @@ func join(s []string) string {
 		b.WriteString(x)
 	}
 	return b.String()
-}
-
-func TestFrameReader(t *testing.T) {
-	var stream []byte
-	stream = codec.AppendFrame(stream, codec.TypeOK, 0, 1, nil)
-	stream = codec.AppendFrame(stream, codec.TypeResponse, 0, 2, bytes.Repeat([]byte("r"), 100_000))
-	stream = codec.AppendMessage(stream, 3, []byte("from"), []byte("payload"))
-	readers := map[string]func() io.Reader{
-		"whole":    func() io.Reader { return bytes.NewReader(stream) },
-		"one byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(stream)) },
-		"half":     func() io.Reader { return iotest.HalfReader(bytes.NewReader(stream)) },
-		"data+EOF": func() io.Reader { return iotest.DataErrReader(bytes.NewReader(stream)) },
-	}
-	for name, mk := range readers {
-		t.Run(name, func(t *testing.T) {
-			fr := newFrameReader(mk(), codec.DefaultMaxFrame)
-			var got []codec.Type
-			for {
-				f, err := fr.next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatalf("next: %v", err)
-				}
-				if f.Type == codec.TypeResponse && len(f.Body) != 100_000 {
-					t.Errorf("RESPONSE body %d bytes; want 100000", len(f.Body))
-				}
-				got = append(got, f.Type)
-			}
-			if len(got) != 3 || got[0] != codec.TypeOK || got[1] != codec.TypeResponse || got[2] != codec.TypeMessage {
-				t.Errorf("frames = %v; want OK RESPONSE MESSAGE", got)
-			}
-		})
-	}
-	t.Run("truncated", func(t *testing.T) {
-		fr := newFrameReader(bytes.NewReader(stream[:20]), codec.DefaultMaxFrame)
-		fr.next()
-		if _, err := fr.next(); err != io.ErrUnexpectedEOF {
-			t.Errorf("next on a truncated frame = %v; want io.ErrUnexpectedEOF", err)
-		}
-	})
-	t.Run("too large", func(t *testing.T) {
-		fr := newFrameReader(bytes.NewReader(stream), 1000)
-		fr.next()
-		if _, err := fr.next(); !errors.Is(err, codec.ErrFrameTooLarge) {
-			t.Errorf("next on an oversized frame = %v; want codec.ErrFrameTooLarge", err)
-		}
-	})
 }
 
 func TestMillis(t *testing.T) {

@@ -21,6 +21,11 @@ var (
 	allocSinkInt  int
 	allocSinkU64  uint64
 	allocSinkByte []byte
+	// allocReader cycles through allocStream (set up in init); allocBigReader through
+	// frames larger than its initial buffer, which grows during AllocsPerRun's warm-up run.
+	allocReader    *codec.Reader
+	allocBigReader = codec.NewReader(&loopReader{b: codec.AppendFrame(nil, codec.TypeResponse, 0, 1, make([]byte, 3000))}, 0, 1024)
+	allocFrame     codec.Frame
 )
 
 func init() {
@@ -38,6 +43,7 @@ func init() {
 		allocBodies[codec.Type(b[4])] = b[codec.HeaderLen:]
 		allocStream = append(allocStream, b...)
 	}
+	allocReader = codec.NewReader(&loopReader{b: allocStream}, 0, 1024)
 }
 
 func TestNoAllocs(t *testing.T) {
@@ -55,6 +61,13 @@ func TestNoAllocs(t *testing.T) {
 				b = b[n:]
 			}
 		}},
+		{"Reader.Next", func() {
+			for range 100 {
+				allocFrame, allocSinkErr = allocReader.Next()
+			}
+		}},
+		{"Reader.Next grown", func() { allocFrame, allocSinkErr = allocBigReader.Next() }},
+		{"Reader.Complete", func() { allocSinkInt = allocReader.Buffered(); _ = allocReader.Complete() }},
 		{"Decode error", func() { _, _, allocSinkErr = codec.Decode([]byte{0xff, 0xff, 0xff, 0xff}, 0) }},
 		{"FrameLen", func() { allocSinkInt, allocSinkErr = codec.FrameLen(allocStream, 0) }},
 		{"ValidateBody SEND", func() { allocSinkErr = codec.ValidateBody(codec.TypeSend, allocBodies[codec.TypeSend]) }},

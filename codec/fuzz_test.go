@@ -3,10 +3,12 @@ package codec_test
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+	"testing/iotest"
 
 	"github.com/switchboard/switchboard/codec"
 )
@@ -64,6 +66,27 @@ func decodeStream(t *testing.T, b []byte, i int) decodeResult {
 		}
 	}
 	return res
+}
+
+// readStream reads b through a Reader over src, mapping the Reader's end-of-stream errors
+// to Decode's: io.EOF to nil, io.ErrUnexpectedEOF to ErrShort.
+func readStream(t *testing.T, src io.Reader, bufSize int) decodeResult {
+	var res decodeResult
+	fr := codec.NewReader(src, fuzzMaxFrame, bufSize)
+	for {
+		f, err := fr.Next()
+		switch {
+		case err == io.EOF:
+			return res
+		case err == io.ErrUnexpectedEOF:
+			res.err = codec.ErrShort
+			return res
+		case err != nil:
+			res.err = err
+			return res
+		}
+		res.frames = append(res.frames, f.Append(nil))
+	}
 }
 
 // checkFrame checks the properties every decoded frame must have.
@@ -203,6 +226,23 @@ func FuzzDecode(f *testing.F) {
 			if got := decodeStream(t, b, i); !reflect.DeepEqual(got, whole) {
 				t.Fatalf("split at %d: got %d frames, err %v; want %d frames, err %v",
 					i, len(got.frames), got.err, len(whole.frames), whole.err)
+			}
+		}
+		// A Reader agrees with Decode however the stream arrives and whatever its buffer.
+		readers := []struct {
+			name    string
+			src     io.Reader
+			bufSize int
+		}{
+			{"whole, buffer HeaderLen", bytes.NewReader(b), codec.HeaderLen},
+			{"whole, default buffer", bytes.NewReader(b), 0},
+			{"one byte", iotest.OneByteReader(bytes.NewReader(b)), 64},
+			{"half", iotest.HalfReader(bytes.NewReader(b)), 64},
+		}
+		for _, r := range readers {
+			if got := readStream(t, r.src, r.bufSize); !reflect.DeepEqual(got, whole) {
+				t.Fatalf("Reader (%s): got %d frames, err %v; want %d frames, err %v",
+					r.name, len(got.frames), got.err, len(whole.frames), whole.err)
 			}
 		}
 		// A stream that ends inside a frame reports ErrShort; any other error came from the

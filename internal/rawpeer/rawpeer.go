@@ -7,7 +7,7 @@
 package rawpeer
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,11 +18,15 @@ import (
 	"github.com/switchboard/switchboard/codec"
 )
 
+// maxFrame bounds the frames a Peer accepts: far above any server limit, so that tests
+// see what the server sent, yet bounded.
+const maxFrame = 64 << 20
+
 // Peer is one raw connection.
 type Peer struct {
 	T    testing.TB
 	Conn net.Conn
-	r    *bufio.Reader
+	fr   *codec.Reader
 	// ConnID is set by Hello.
 	ConnID uint64
 }
@@ -35,7 +39,7 @@ func Dial(t testing.TB, addr string) *Peer {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	return &Peer{T: t, Conn: c, r: bufio.NewReaderSize(c, 64<<10)}
+	return &Peer{T: t, Conn: c, fr: codec.NewReader(c, maxFrame, 0)}
 }
 
 // Hello performs the handshake with the given client name and token and fails the test
@@ -67,24 +71,16 @@ func (p *Peer) Read() (codec.Frame, error) {
 	return p.ReadTimeout(10 * time.Second)
 }
 
-// ReadTimeout reads one frame within d.
+// ReadTimeout reads one frame within d. The body is a copy. After a timeout the peer can
+// read again: a frame cut by the deadline is completed by the next read.
 func (p *Peer) ReadTimeout(d time.Duration) (codec.Frame, error) {
 	_ = p.Conn.SetReadDeadline(time.Now().Add(d))
-	var hdr [codec.HeaderLen]byte
-	if _, err := io.ReadFull(p.r, hdr[:]); err != nil {
-		return codec.Frame{}, err
-	}
-	n, err := codec.FrameLen(hdr[:], 64<<20)
+	f, err := p.fr.Next()
 	if err != nil {
 		return codec.Frame{}, err
 	}
-	buf := make([]byte, n)
-	copy(buf, hdr[:])
-	if _, err := io.ReadFull(p.r, buf[codec.HeaderLen:]); err != nil {
-		return codec.Frame{}, err
-	}
-	f, _, err := codec.Decode(buf, 64<<20)
-	return f, err
+	f.Body = bytes.Clone(f.Body) // callers keep frames; the Reader's buffer is reused
+	return f, nil
 }
 
 // Expect reads one frame and fails the test unless it has type t. An unexpected ERROR is
