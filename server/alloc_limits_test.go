@@ -17,13 +17,7 @@ func TestNoAllocsHotPathLimitsOn(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items under -race; allocation counts run in `make test`")
 	}
-	s, loops := newTestLoops(t, 2)
-	a, _ := addConn(t, loops[0], "a")
-	b, _ := addConn(t, loops[0], "b")
-	x, _ := addConn(t, loops[1], "x")
-	mustRegister(t, s, "b", b)
-	mustRegister(t, s, "x", x)
-	loops[1].armed.Store(true)
+	s, loops, a, b, x := hotPathFixture(t)
 
 	arm := func(lim limits.Config) {
 		s.g.rated.Store(true)

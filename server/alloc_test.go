@@ -68,6 +68,22 @@ func decodeOne(t testing.TB, b []byte) codec.Frame {
 	return f
 }
 
+// hotPathFixture is two loops without an engine: a and b (which owns "b") on loop 0, x
+// (which owns "x") on loop 1. The ring wake-up goes through gnet's Execute, which needs a
+// running engine; loop 1 is marked as already armed so push only enqueues (as it does for
+// every message after the first of a batch).
+func hotPathFixture(t testing.TB) (s *Server, loops []*loop, a, b, x *conn) {
+	t.Helper()
+	s, loops = newTestLoops(t, 2)
+	a, _ = addConn(t, loops[0], "a")
+	b, _ = addConn(t, loops[0], "b")
+	x, _ = addConn(t, loops[1], "x")
+	mustRegister(t, s, "b", b)
+	mustRegister(t, s, "x", x)
+	loops[1].armed.Store(true)
+	return s, loops, a, b, x
+}
+
 // TestNoAllocsHotPath proves the per-frame paths allocate nothing: decode + ECHO, SEND to
 // a connection on the same loop, SEND to another loop (ring push, then the drain on the
 // target loop), REQUEST and REPLY on one loop.
@@ -75,16 +91,7 @@ func TestNoAllocsHotPath(t *testing.T) {
 	if raceEnabled {
 		t.Skip("sync.Pool drops items under -race; allocation counts run in `make test`")
 	}
-	s, loops := newTestLoops(t, 2)
-	a, _ := addConn(t, loops[0], "a")
-	b, _ := addConn(t, loops[0], "b")
-	x, _ := addConn(t, loops[1], "x")
-	mustRegister(t, s, "b", b)
-	mustRegister(t, s, "x", x)
-	// The ring wake-up goes through gnet's Execute, which needs a running engine; mark the
-	// target loop as already armed so push only enqueues (as it does for every message
-	// after the first of a batch).
-	loops[1].armed.Store(true)
+	_, loops, a, b, x := hotPathFixture(t)
 
 	echo := codec.AppendFrame(nil, codec.TypeEcho, 0, 1, make([]byte, 64))
 	sendLocal := codec.AppendSend(nil, 0, 0, "b", make([]byte, 64))

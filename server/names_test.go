@@ -1,11 +1,8 @@
 package server
 
 import (
-	"context"
-	"log/slog"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/internal/rawpeer"
@@ -61,33 +58,13 @@ func (d *laterDir) decide(t testing.TB, name string, taken bool) shard.ConnID {
 	return c.id
 }
 
-func startWithDir(t testing.TB, d shard.Directory) *Server {
-	t.Helper()
-	s, err := New(Config{Listen: "127.0.0.1:0", Loops: 2, LoopLagBudget: time.Hour},
-		WithLogger(slog.New(slog.DiscardHandler)), WithDirectory(d))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return s
-}
-
 // TestRegisterDecidedLater: while a claim is pending the loop serves the connection's
 // other frames, the name is not owned yet (UNREGISTER: NOT_OWNER), a repeated REGISTER
 // waits for the same outcome, and when the directory decides, every waiting REGISTER gets
 // its OK and the name routes.
 func TestRegisterDecidedLater(t *testing.T) {
 	d := &laterDir{Registry: shard.NewRegistry()}
-	s := startWithDir(t, d)
+	s := startServer(t, Config{}, WithDirectory(d))
 	p := rawpeer.Dial(t, s.Addr().String())
 	p.Hello("svc", "")
 	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, "svc"))
@@ -127,7 +104,7 @@ func TestRegisterDecidedLater(t *testing.T) {
 
 func TestRegisterDecidedLaterTaken(t *testing.T) {
 	d := &laterDir{Registry: shard.NewRegistry()}
-	s := startWithDir(t, d)
+	s := startServer(t, Config{}, WithDirectory(d))
 	p := rawpeer.Dial(t, s.Addr().String())
 	p.Hello("p", "")
 	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, "busy"))
@@ -147,7 +124,7 @@ func TestRegisterDecidedLaterTaken(t *testing.T) {
 // given back to the directory, so no name stays owned by a connection that is gone.
 func TestRegisterDecidedAfterLeaving(t *testing.T) {
 	d := &laterDir{Registry: shard.NewRegistry()}
-	s := startWithDir(t, d)
+	s := startServer(t, Config{}, WithDirectory(d))
 	p := rawpeer.Dial(t, s.Addr().String())
 	p.Hello("gone", "")
 	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, "gone"))

@@ -57,10 +57,8 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 		lp.replyError(c, f.Corr, codec.CodeQueueFull, "too many requests in flight on this connection")
 		return true
 	}
-	target, ok := lp.srv.dir.Lookup(name)
+	target, ok := lp.lookup(c, f.Corr, name)
 	if !ok {
-		lp.stats.noRoute.Add(1)
-		lp.replyError(c, f.Corr, codec.CodeNoRoute, "no connection owns the name")
 		return true
 	}
 	timeout := time.Duration(tmo) * time.Millisecond

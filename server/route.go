@@ -15,10 +15,8 @@ func (lp *loop) send(c *conn, f codec.Frame) bool {
 		lp.replyError(c, f.Corr, codec.CodeFrameTooLarge, "delivered MESSAGE would exceed max frame")
 		return true
 	}
-	target, ok := lp.srv.dir.Lookup(name)
+	target, ok := lp.lookup(c, f.Corr, name)
 	if !ok {
-		lp.stats.noRoute.Add(1)
-		lp.replyError(c, f.Corr, codec.CodeNoRoute, "no connection owns the name")
 		return true
 	}
 	if code := lp.route(target, codec.TypeMessage, c, 0, payload); code != 0 {
@@ -30,6 +28,17 @@ func (lp *loop) send(c *conn, f codec.Frame) bool {
 		lp.ok(c, f.Corr)
 	}
 	return true
+}
+
+// lookup finds the owner of the name a SEND or REQUEST is for; without one, the sender is
+// told NO_ROUTE (if it asked) and lookup reports false.
+func (lp *loop) lookup(c *conn, corr uint32, name []byte) (shard.ConnID, bool) {
+	target, ok := lp.srv.dir.Lookup(name)
+	if !ok {
+		lp.stats.noRoute.Add(1)
+		lp.replyError(c, corr, codec.CodeNoRoute, "no connection owns the name")
+	}
+	return target, ok
 }
 
 // route writes a MESSAGE or INCOMING from c to connection target: directly into the

@@ -22,7 +22,7 @@ import (
 // A loop-lag budget left at zero becomes an hour: on a loaded machine (CI, -race, a CPU
 // hog) loop lag could otherwise reach the traffic zone's RED and shed frames in a test of
 // some other mechanism. Tests of the loop-lag input set a budget of their own.
-func startServer(t testing.TB, cfg Config) *Server {
+func startServer(t testing.TB, cfg Config, opts ...Option) *Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
 	if cfg.Loops == 0 {
@@ -31,7 +31,7 @@ func startServer(t testing.TB, cfg Config) *Server {
 	if cfg.LoopLagBudget == 0 {
 		cfg.LoopLagBudget = time.Hour
 	}
-	s, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)))
+	s, err := New(cfg, append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
