@@ -22,8 +22,12 @@ type pendingReq struct {
 func (lp *loop) request(c *conn, f codec.Frame) bool {
 	cfg := &lp.srv.cfg
 	name, tmo, payload, err := codec.ParseRequest(f.Body)
-	if err != nil || f.Corr == 0 {
-		lp.closeWithError(c, codec.CodeBadFrame, "malformed REQUEST (corr must not be 0)")
+	if err != nil {
+		lp.closeWithError(c, codec.CodeBadFrame, "malformed REQUEST body")
+		return false
+	}
+	if f.Corr == 0 {
+		lp.closeWithError(c, codec.CodeBadFrame, "REQUEST corr must not be 0")
 		return false
 	}
 	if codec.IncomingLen(len(c.name), len(payload)) > cfg.MaxFrame {
