@@ -47,6 +47,10 @@ func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
 	case codec.TypeUnregister:
 		return lp.unregister(c, f)
 	case codec.TypeGoodbye:
+		if len(f.Body) != 0 { // PROTOCOL 4: GOODBYE's body must be empty
+			lp.closeWithError(c, codec.CodeBadFrame, "malformed GOODBYE: body must be empty")
+			return false
+		}
 		c.state = stateClosing
 		c.flush()
 		_ = c.gc.Close()

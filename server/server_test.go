@@ -320,6 +320,7 @@ func TestBadInput(t *testing.T) {
 		// corr 1 is fine; the body stops after the name, without the timeout field.
 		{"request-no-timeout", true, codec.AppendFrame(nil, codec.TypeRequest, 0, 1, []byte{1, 'x'}), codec.CodeBadFrame},
 		{"malformed-reply", true, codec.AppendFrame(nil, codec.TypeReply, 0, 1, []byte{1}), codec.CodeBadFrame},
+		{"goodbye-with-body", true, codec.AppendFrame(nil, codec.TypeGoodbye, 0, 0, []byte("bye")), codec.CodeBadFrame},
 	}
 	// The reason text must say what was wrong, where two faults share a code.
 	reasons := map[string]string{
