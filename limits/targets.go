@@ -139,13 +139,14 @@ func (t *TargetBreakers) Record(target uint64, now int64, success bool) {
 	}
 }
 
-// State returns target's state; BreakerClosed for an untracked target.
-func (t *TargetBreakers) State(target uint64) BreakerState {
+// State returns target's state at now, as Breaker.State does (an open entry whose
+// period has ended reports BreakerHalfOpen); BreakerClosed for an untracked target.
+func (t *TargetBreakers) State(target uint64, now int64) BreakerState {
 	sh := t.shard(target)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e := sh.m[target]; e != nil {
-		return e.c.state
+		return e.c.stateAt(now)
 	}
 	return BreakerClosed
 }

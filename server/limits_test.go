@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -176,8 +178,8 @@ func TestTier4NodeBreaker(t *testing.T) {
 	if f.Corr != 99 || e.RetryAfterMs == 0 {
 		t.Fatalf("CIRCUIT_OPEN corr %d retry %d", f.Corr, e.RetryAfterMs)
 	}
-	if s.g.breaker.State() != limits.BreakerOpen {
-		t.Fatalf("breaker %v; want open", s.g.breaker.State())
+	if s.g.breaker.State(s.clock()) != limits.BreakerOpen {
+		t.Fatalf("breaker %v; want open", s.g.breaker.State(s.clock()))
 	}
 }
 
@@ -205,6 +207,44 @@ func TestTier4TargetBreaker(t *testing.T) {
 	if f := c.Expect(codec.TypeResponse); f.Corr != 51 {
 		t.Fatalf("corr %d", f.Corr)
 	}
+}
+
+// TestBreakerStateNotStale: /capacity and switchboard_breaker_state report the node
+// breaker half-open once its open period has passed, without a request arriving to move
+// it (they said "open" 20 s after a 5 s open period, until the next request).
+func TestBreakerStateNotStale(t *testing.T) {
+	const openFor = 200 * time.Millisecond
+	l := breakerOnFirstFailure()
+	l.BreakerOpenFor = openFor
+	s := startServer(t, withLimits(Config{TickInterval: 5 * time.Millisecond}, l))
+	registered(t, s, "mute")
+	c := connect(t, s, "c")
+	c.Write(codec.AppendRequest(nil, 1, "mute", 10, nil))
+	c.ExpectError(codec.CodeTimeout)
+	opened := time.Now() // the breaker opened before the TIMEOUT was written
+	if got := s.Capacity().Breaker; got != "open" {
+		t.Fatalf("capacity breaker %q right after the failure; want open", got)
+	}
+	time.Sleep(time.Until(opened.Add(openFor))) // the open period is what is under test
+	if got := s.Capacity().Breaker; got != "half-open" {
+		t.Errorf("capacity breaker %q after the open period, no request since; want half-open", got)
+	}
+	var buf bytes.Buffer
+	s.WritePrometheus(&buf)
+	if !strings.Contains(buf.String(), "\nswitchboard_breaker_state 2\n") {
+		t.Errorf("metrics do not say switchboard_breaker_state 2 (half-open):\n%s", grepLines(buf.String(), "breaker_state"))
+	}
+}
+
+// grepLines returns the lines of text that contain sub.
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // TestRequestStormInflightCap: one connection cannot hold more than MaxPending requests.

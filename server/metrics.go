@@ -138,7 +138,7 @@ func (s *Server) writeLimitMetrics(w io.Writer) {
 	}{{"connections", in.Connections}, {"queued", in.Queued}, {"heap", in.Heap}, {"error_rate", in.ErrorRate}, {"loop_lag", in.LoopLag}} {
 		metrics.WriteGaugeFloat64(w, `switchboard_zone_input{input="`+kv.name+`"}`, kv.v)
 	}
-	metrics.WriteGaugeUint64(w, "switchboard_breaker_state", uint64(g.breaker.State()))
+	metrics.WriteGaugeUint64(w, "switchboard_breaker_state", uint64(g.breaker.State(s.clock())))
 	metrics.WriteCounterUint64(w, "switchboard_breaker_opens_total", g.breaker.Opens())
 	metrics.WriteGaugeUint64(w, "switchboard_breaker_targets_tracked", uint64(g.targets.Len()))
 	var connRL, nodeRL, shed, open uint64
