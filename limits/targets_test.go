@@ -161,3 +161,39 @@ func TestTargetBreakersNoAllocs(t *testing.T) {
 		t.Errorf("%v allocs per run; want 0", a)
 	}
 }
+
+// TestTargetBreakersExplained: Record reports a failure explained while the table holds
+// it in an entry that can open, and not when per-target breakers are off or when the
+// table had to evict another failing target to track it.
+func TestTargetBreakersExplained(t *testing.T) {
+	tb := NewTargetBreakers(DefaultTargetBreakerConfig(), 0)
+	if !tb.Record(1, base, false) {
+		t.Error("first failure of a target not explained")
+	}
+	for range 30 { // opens at 20; later failures are still its own
+		if !tb.Record(1, base, false) {
+			t.Fatal("repeated failure of a tracked target not explained")
+		}
+	}
+	if tb.Record(2, base, true) || tb.Record(1, base, true) {
+		t.Error("a success reported explained")
+	}
+
+	off := DefaultTargetBreakerConfig()
+	off.ErrorRate = 1
+	tbOff := NewTargetBreakers(off, 0)
+	if tbOff.Record(1, base, false) || tbOff.Len() != 0 {
+		t.Errorf("with per-target breakers off: explained or tracked (Len %d)", tbOff.Len())
+	}
+
+	full := NewTargetBreakers(DefaultTargetBreakerConfig(), 16) // one entry per shard
+	evictions := 0
+	for id := uint64(1); id <= 1000; id++ {
+		if !full.Record(id, base+int64(id), false) {
+			evictions++
+		}
+	}
+	if want := 1000 - full.MaxTargets(); evictions != want {
+		t.Errorf("unexplained failures with a full table = %d; want %d (one per eviction)", evictions, want)
+	}
+}
