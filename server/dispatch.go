@@ -96,7 +96,7 @@ func (lp *loop) hello(c *conn, f codec.Frame) bool {
 		ServerID:       lp.srv.serverID,
 	})
 	if cfg.IdleTimeout > 0 { // 0 = off: no idle timer
-		lp.wheel.add(lp.ticks(cfg.IdleTimeout), timerIdle, c.id)
+		lp.wheel.add(lp.after(lp.srv.clock(), cfg.IdleTimeout), timerIdle, c.id)
 	}
 	return true
 }

@@ -72,7 +72,7 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 	lp.stats.inflight.Add(1)
 	lp.stats.requests.Add(1)
 	pr := pendingReq{from: c.id, target: target, corr: f.Corr, start: start}
-	pr.timer = lp.wheel.add(lp.ticks(timeout), timerRequest, token)
+	pr.timer = lp.wheel.add(lp.after(start, timeout), timerRequest, token)
 	lp.reqs.Set(token, pr)
 	return true
 }
