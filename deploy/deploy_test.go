@@ -5,6 +5,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/internal/rawpeer"
 	"github.com/switchboard/switchboard/internal/testserver"
 	"github.com/switchboard/switchboard/server"
 	"github.com/switchboard/switchboard/tuning"
@@ -59,6 +64,37 @@ func TestPromtoolCheckRules(t *testing.T) {
 
 func TestPromtoolTestRules(t *testing.T) {
 	runPromtool(t, promtool(t), "test", "rules", alertsTestFile)
+}
+
+// TestPromtoolCheckMetrics scrapes a real node's /metrics over HTTP, after a client's
+// handshake and a few frames, and requires `promtool check metrics` to find no problem:
+// every family, switchboard's and the Go runtime's and process's, has HELP and TYPE.
+func TestPromtoolCheckMetrics(t *testing.T) {
+	bin := promtool(t)
+	srv := testserver.Start(t, server.DefaultConfig())
+	p := rawpeer.Dial(t, srv.Addr().String())
+	p.Hello("scraped", "")
+	p.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, []byte("x")))
+	p.Expect(codec.TypeEchoReply)
+	admin := httptest.NewServer(srv.AdminHandler())
+	defer admin.Close()
+	resp, err := http.Get(admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d, %v", resp.StatusCode, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("promtool check metrics: %v; %d problems:\n%s", err, bytes.Count(out, []byte("\n")), out)
+	}
 }
 
 func runPromtool(t *testing.T, bin string, args ...string) {

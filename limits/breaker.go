@@ -164,9 +164,16 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 // Config returns the breaker's effective settings.
 func (b *Breaker) Config() BreakerConfig { return b.cfg }
 
-// State returns the current state. Lock-free. An open breaker whose period has ended
-// reports BreakerOpen until the next Allow moves it to half-open.
-func (b *Breaker) State() BreakerState { return BreakerState(b.state.Load()) }
+// State returns the state at now (monotonic nanoseconds): an open breaker whose open
+// period has ended reports BreakerHalfOpen, which is what the next Allow finds, so the
+// state a gauge or report shows does not wait for a request to move it. Lock-free.
+func (b *Breaker) State(now int64) BreakerState {
+	s := BreakerState(b.state.Load())
+	if s == BreakerOpen && now >= b.openUntil.Load() {
+		return BreakerHalfOpen
+	}
+	return s
+}
 
 // Opens returns how many times the breaker has opened (from closed or half-open), for
 // metrics. Lock-free.

@@ -21,9 +21,9 @@ func record(b *Breaker, now int64, ok, fail int) {
 	}
 }
 
-func wantState(t *testing.T, b *Breaker, want BreakerState) {
+func wantState(t *testing.T, b *Breaker, now int64, want BreakerState) {
 	t.Helper()
-	if got := b.State(); got != want {
+	if got := b.State(now); got != want {
 		t.Fatalf("State = %v; want %v", got, want)
 	}
 }
@@ -44,7 +44,7 @@ func TestBreakerTrips(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := NewBreaker(testBreakerConfig())
 			record(b, base, tt.ok, tt.fail)
-			wantState(t, b, tt.want)
+			wantState(t, b, base, tt.want)
 		})
 	}
 }
@@ -54,7 +54,7 @@ func TestBreakerWindowSlides(t *testing.T) {
 	record(b, base, 0, 1) // one old failure
 	record(b, base+11*sec, 9, 0)
 	record(b, base+11*sec, 0, 1) // 1 of 10 in the window: not above 10%
-	wantState(t, b, BreakerClosed)
+	wantState(t, b, base+11*sec, BreakerClosed)
 	if req, fail := b.Counts(base + 11*sec); req != 10 || fail != 1 {
 		t.Errorf("Counts = %d, %d; want 10, 1", req, fail)
 	}
@@ -64,14 +64,14 @@ func TestBreakerWindowSlides(t *testing.T) {
 		record(b, base+int64(i)*sec, 1, 0)
 	}
 	record(b, base+9*sec, 0, 2)
-	wantState(t, b, BreakerOpen)
+	wantState(t, b, base+9*sec, BreakerOpen)
 }
 
 func TestBreakerFullCycle(t *testing.T) {
 	b := NewBreaker(testBreakerConfig())
 	now := base
 	record(b, now, 5, 5)
-	wantState(t, b, BreakerOpen)
+	wantState(t, b, now, BreakerOpen)
 	if b.Opens() != 1 {
 		t.Errorf("Opens = %d; want 1", b.Opens())
 	}
@@ -83,7 +83,7 @@ func TestBreakerFullCycle(t *testing.T) {
 		t.Fatalf("Allow while open = %v, %v; want false, 3s", ok, ra)
 	}
 	b.Record(now, true) // late result while open: ignored
-	wantState(t, b, BreakerOpen)
+	wantState(t, b, now, BreakerOpen)
 
 	// Half-open: 3 probes, then refusal.
 	now = base + 5*sec
@@ -92,15 +92,15 @@ func TestBreakerFullCycle(t *testing.T) {
 			t.Fatalf("probe %d refused", i)
 		}
 	}
-	wantState(t, b, BreakerHalfOpen)
+	wantState(t, b, now, BreakerHalfOpen)
 	if ok, ra := b.Allow(now); ok || ra <= 0 || ra > time.Second {
 		t.Fatalf("4th probe = %v, %v; want false, (0, 1s]", ok, ra)
 	}
 	b.Record(now, true)
 	b.Record(now, true)
-	wantState(t, b, BreakerHalfOpen)
+	wantState(t, b, now, BreakerHalfOpen)
 	b.Record(now, true)
-	wantState(t, b, BreakerClosed)
+	wantState(t, b, now, BreakerClosed)
 
 	// Closed again with an empty window.
 	if req, fail := b.Counts(now); req != 0 || fail != 0 {
@@ -111,7 +111,7 @@ func TestBreakerFullCycle(t *testing.T) {
 	}
 	record(b, now, 9, 0)
 	record(b, now, 0, 1)
-	wantState(t, b, BreakerClosed)
+	wantState(t, b, now, BreakerClosed)
 }
 
 func TestBreakerHalfOpenFailureReopens(t *testing.T) {
@@ -126,7 +126,7 @@ func TestBreakerHalfOpenFailureReopens(t *testing.T) {
 		t.Fatal("second probe refused")
 	}
 	b.Record(now+sec, false)
-	wantState(t, b, BreakerOpen)
+	wantState(t, b, now+sec, BreakerOpen)
 	if b.Opens() != 2 {
 		t.Errorf("Opens = %d; want 2", b.Opens())
 	}
@@ -157,7 +157,7 @@ func TestBreakerLostProbesFreed(t *testing.T) {
 	}
 	b.Record(now, true)
 	b.Record(now, true)
-	wantState(t, b, BreakerClosed)
+	wantState(t, b, now, BreakerClosed)
 }
 
 func TestBreakerZeroValueNeverOpens(t *testing.T) {
@@ -166,7 +166,7 @@ func TestBreakerZeroValueNeverOpens(t *testing.T) {
 	if ok, ra := b.Allow(base); !ok || ra != 0 {
 		t.Errorf("zero Breaker Allow = %v, %v; want true, 0", ok, ra)
 	}
-	wantState(t, &b, BreakerClosed)
+	wantState(t, &b, base, BreakerClosed)
 }
 
 func TestBreakerDefaults(t *testing.T) {
@@ -176,9 +176,9 @@ func TestBreakerDefaults(t *testing.T) {
 	}
 	record(b, base, 99, 0)
 	record(b, base, 0, 1) // 1% of 100: not above
-	wantState(t, b, BreakerClosed)
+	wantState(t, b, base, BreakerClosed)
 	record(b, base, 0, 1)
-	wantState(t, b, BreakerOpen)
+	wantState(t, b, base, BreakerOpen)
 }
 
 // TestBreakerConcurrent runs Allow and Record from several goroutines through open and
@@ -196,7 +196,7 @@ func TestBreakerConcurrent(t *testing.T) {
 				if ok, _ := b.Allow(now); ok {
 					b.Record(now, (i+g)%4 != 0) // 25% failures
 				}
-				_ = b.State()
+				_ = b.State(now)
 			}
 		})
 	}
@@ -217,7 +217,7 @@ func TestBreakerNoAllocs(t *testing.T) {
 		t.Errorf("Allow+Record closed: %v allocs per run; want 0", a)
 	}
 	record(b, now, 0, 200)
-	wantState(t, b, BreakerOpen)
+	wantState(t, b, now, BreakerOpen)
 	if a := testing.AllocsPerRun(1000, func() {
 		now += 1000
 		b.Allow(now)
@@ -233,4 +233,41 @@ func TestBreakerStateString(t *testing.T) {
 			t.Errorf("%d.String() = %q; want %q", s, got, want)
 		}
 	}
+}
+
+// TestBreakerStateAsOfNow: once the open period has passed, State reports half-open
+// without a request having arrived to move it (a gauge read 20 s after a 5 s open period
+// said "open" until the next request), for the node breaker and a target's alike.
+func TestBreakerStateAsOfNow(t *testing.T) {
+	b := NewBreaker(testBreakerConfig())
+	tb := NewTargetBreakers(DefaultTargetBreakerConfig(), 0)
+	record(b, base, 0, 10) // opens at base for 5 s
+	for range 20 {
+		tb.Record(1, base, false) // opens at base for 5 s
+	}
+	tests := []struct {
+		name string
+		now  int64
+		want BreakerState
+	}{
+		{"during", base + 4*sec, BreakerOpen},
+		{"just-before-end", base + 5*sec - 1, BreakerOpen},
+		{"at-end", base + 5*sec, BreakerHalfOpen},
+		{"long-after", base + 20*sec, BreakerHalfOpen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := b.State(tt.now); got != tt.want {
+				t.Errorf("Breaker.State = %v; want %v", got, tt.want)
+			}
+			if got := tb.State(1, tt.now); got != tt.want {
+				t.Errorf("TargetBreakers.State = %v; want %v", got, tt.want)
+			}
+		})
+	}
+	// Reading the state moves nothing: the next Allow still starts the half-open round.
+	if ok, _ := b.Allow(base + 20*sec); !ok {
+		t.Fatal("first probe after the open period refused")
+	}
+	wantState(t, b, base+20*sec, BreakerHalfOpen)
 }

@@ -44,6 +44,15 @@ func (c *circuit) allow(cfg *BreakerConfig, width, now int64) (bool, time.Durati
 	return false, time.Duration(max(1, min(width, c.roundStart+openFor-now)))
 }
 
+// stateAt is the state at now: an open circuit whose period has ended is half-open, as
+// the next allow will find it.
+func (c *circuit) stateAt(now int64) BreakerState {
+	if c.state == BreakerOpen && now >= c.openUntil {
+		return BreakerHalfOpen
+	}
+	return c.state
+}
+
 // open opens the circuit at now for cfg.OpenFor.
 func (c *circuit) open(cfg *BreakerConfig, now int64) {
 	c.state, c.openUntil = BreakerOpen, now+int64(cfg.OpenFor)

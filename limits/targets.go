@@ -105,16 +105,30 @@ func (t *TargetBreakers) Allow(target uint64, now int64) (ok bool, retryAfter ti
 // timeout, QUEUE_FULL or similar failure of the target. Semantics are Breaker.Record's.
 // Takes one shard lock; allocates only when a target fails for the first time and no
 // recycled entry is available.
-func (t *TargetBreakers) Record(target uint64, now int64, success bool) {
+//
+// For a failure, Record reports whether the table accounts for it (explained): the
+// target's entry holds it, and that entry can open to isolate the target. It is false
+// when per-target breakers never open (ErrorRate 1: nothing is tracked) and when the
+// shard was full, so that tracking target evicted another failing target: more targets
+// are failing than the table holds, which is a node-wide problem, not one target's. The
+// node breaker counts the failures this table does not explain (server's recordOutcome),
+// so that one failing target cannot open it. For a success it reports false.
+func (t *TargetBreakers) Record(target uint64, now int64, success bool) (explained bool) {
+	if t.cfg.ErrorRate >= 1 {
+		return false // never opens: nothing to track, nothing explained
+	}
 	sh := t.shard(target)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	e := sh.m[target]
+	explained = !success
 	if e == nil {
 		if success {
-			return // healthy and untracked: nothing to remember
+			return false // healthy and untracked: nothing to remember
 		}
-		e = t.addLocked(sh, target)
+		var evicted bool
+		e, evicted = t.addLocked(sh, target)
+		explained = !evicted
 	}
 	switch e.c.state {
 	case BreakerClosed:
@@ -123,7 +137,7 @@ func (t *TargetBreakers) Record(target uint64, now int64, success bool) {
 			if _, fail := e.win.sums(now); fail == 0 {
 				t.removeLocked(sh, target, e)
 			}
-			return
+			return false
 		}
 		e.lastFail = now
 		if total, fail := e.win.sums(now); t.cfg.trips(total, fail) {
@@ -137,22 +151,28 @@ func (t *TargetBreakers) Record(target uint64, now int64, success bool) {
 			t.removeLocked(sh, target, e) // closed with a clean window
 		}
 	}
+	// Open: a late result of a request admitted before the entry opened; the open entry
+	// already isolates the target.
+	return explained
 }
 
-// State returns target's state; BreakerClosed for an untracked target.
-func (t *TargetBreakers) State(target uint64) BreakerState {
+// State returns target's state at now, as Breaker.State does (an open entry whose
+// period has ended reports BreakerHalfOpen); BreakerClosed for an untracked target.
+func (t *TargetBreakers) State(target uint64, now int64) BreakerState {
 	sh := t.shard(target)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if e := sh.m[target]; e != nil {
-		return e.c.state
+		return e.c.stateAt(now)
 	}
 	return BreakerClosed
 }
 
-// addLocked inserts a fresh closed entry for target, evicting one if the shard is full.
-func (t *TargetBreakers) addLocked(sh *targetShard, target uint64) *targetEntry {
+// addLocked inserts a fresh closed entry for target, evicting one if the shard is full,
+// and reports whether it did.
+func (t *TargetBreakers) addLocked(sh *targetShard, target uint64) (e *targetEntry, evicted bool) {
 	if len(sh.m) >= t.maxPerShard {
+		evicted = true
 		var victimID uint64
 		var victim *targetEntry
 		for id, e := range sh.m {
@@ -162,7 +182,7 @@ func (t *TargetBreakers) addLocked(sh *targetShard, target uint64) *targetEntry 
 		}
 		t.removeLocked(sh, victimID, victim)
 	}
-	e := sh.free
+	e = sh.free
 	if e != nil {
 		sh.free = e.next
 		e.next = nil
@@ -171,7 +191,7 @@ func (t *TargetBreakers) addLocked(sh *targetShard, target uint64) *targetEntry 
 	}
 	sh.m[target] = e
 	t.n.Add(1)
-	return e
+	return e, evicted
 }
 
 // evictBefore reports whether a is a better eviction victim than b: closed before

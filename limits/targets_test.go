@@ -21,12 +21,12 @@ func TestTargetBreakersCycle(t *testing.T) {
 	for range 19 {
 		tb.Record(target, now, false)
 	}
-	if tb.Len() != 1 || tb.State(target) != BreakerClosed {
-		t.Fatalf("after 19 failures: Len %d State %v; want 1 closed", tb.Len(), tb.State(target))
+	if tb.Len() != 1 || tb.State(target, now) != BreakerClosed {
+		t.Fatalf("after 19 failures: Len %d State %v; want 1 closed", tb.Len(), tb.State(target, now))
 	}
 	tb.Record(target, now, false) // 20 failures, 100%
-	if tb.State(target) != BreakerOpen {
-		t.Fatalf("after 20 failures State = %v; want open", tb.State(target))
+	if tb.State(target, now) != BreakerOpen {
+		t.Fatalf("after 20 failures State = %v; want open", tb.State(target, now))
 	}
 	if ok, ra := tb.Allow(target, now+sec); ok || ra != 4*time.Second {
 		t.Errorf("Allow open = %v, %v; want false, 4s", ok, ra)
@@ -45,8 +45,8 @@ func TestTargetBreakersCycle(t *testing.T) {
 		t.Fatal("6th probe admitted")
 	}
 	tb.Record(target, now, false)
-	if tb.State(target) != BreakerOpen {
-		t.Fatalf("after probe failure State = %v; want open", tb.State(target))
+	if tb.State(target, now) != BreakerOpen {
+		t.Fatalf("after probe failure State = %v; want open", tb.State(target, now))
 	}
 	// Next round: 5 successes close and forget it.
 	now += 5 * sec
@@ -54,8 +54,8 @@ func TestTargetBreakersCycle(t *testing.T) {
 		tb.Allow(target, now)
 		tb.Record(target, now, true)
 	}
-	if tb.State(target) != BreakerClosed || tb.Len() != 0 {
-		t.Fatalf("after 5 probe successes: State %v Len %d; want closed 0", tb.State(target), tb.Len())
+	if tb.State(target, now) != BreakerClosed || tb.Len() != 0 {
+		t.Fatalf("after 5 probe successes: State %v Len %d; want closed 0", tb.State(target, now), tb.Len())
 	}
 }
 
@@ -80,7 +80,7 @@ func TestTargetBreakersRate(t *testing.T) {
 			for range tt.fail - 1 {
 				tb.Record(1, base, false)
 			}
-			if got := tb.State(1); got != tt.want {
+			if got := tb.State(1, base); got != tt.want {
 				t.Errorf("State = %v; want %v", got, tt.want)
 			}
 		})
@@ -115,7 +115,7 @@ func TestTargetBreakersBounded(t *testing.T) {
 			t.Fatalf("Len = %d after %d targets; want <= 64", tb.Len(), id)
 		}
 	}
-	if tb.State(0) != BreakerOpen {
+	if tb.State(0, base+10_000) != BreakerOpen {
 		t.Errorf("open target evicted in favour of closed ones")
 	}
 }
@@ -159,5 +159,41 @@ func TestTargetBreakersNoAllocs(t *testing.T) {
 		now += 11 * sec
 	}); a != 0 {
 		t.Errorf("%v allocs per run; want 0", a)
+	}
+}
+
+// TestTargetBreakersExplained: Record reports a failure explained while the table holds
+// it in an entry that can open, and not when per-target breakers are off or when the
+// table had to evict another failing target to track it.
+func TestTargetBreakersExplained(t *testing.T) {
+	tb := NewTargetBreakers(DefaultTargetBreakerConfig(), 0)
+	if !tb.Record(1, base, false) {
+		t.Error("first failure of a target not explained")
+	}
+	for range 30 { // opens at 20; later failures are still its own
+		if !tb.Record(1, base, false) {
+			t.Fatal("repeated failure of a tracked target not explained")
+		}
+	}
+	if tb.Record(2, base, true) || tb.Record(1, base, true) {
+		t.Error("a success reported explained")
+	}
+
+	off := DefaultTargetBreakerConfig()
+	off.ErrorRate = 1
+	tbOff := NewTargetBreakers(off, 0)
+	if tbOff.Record(1, base, false) || tbOff.Len() != 0 {
+		t.Errorf("with per-target breakers off: explained or tracked (Len %d)", tbOff.Len())
+	}
+
+	full := NewTargetBreakers(DefaultTargetBreakerConfig(), 16) // one entry per shard
+	evictions := 0
+	for id := uint64(1); id <= 1000; id++ {
+		if !full.Record(id, base+int64(id), false) {
+			evictions++
+		}
+	}
+	if want := 1000 - full.MaxTargets(); evictions != want {
+		t.Errorf("unexplained failures with a full table = %d; want %d (one per eviction)", evictions, want)
 	}
 }

@@ -178,10 +178,19 @@ func (lp *loop) allowRequest(target shard.ConnID, now int64) (codec.ErrorCode, t
 
 // recordOutcome feeds a request's outcome to the breakers. Failures are what the server
 // or the target caused (timeouts, full queues, responder gone), not the caller's mistakes.
+//
+// A failure that the target's breaker accounts for is counted there only: that breaker
+// isolates the failing name (CIRCUIT_OPEN for it alone), and counting the same failure
+// in the node breaker, whose threshold is far lower (1% against 50%), would let one
+// responder that never answers open the node breaker, and drive the error-rate zone
+// input, for every client. The node breaker counts every success and the failures no
+// target breaker explains (per-target breakers off, or more failing targets than
+// max-targets).
 func (lp *loop) recordOutcome(target shard.ConnID, code codec.ErrorCode) {
 	g := &lp.srv.g
 	now := lp.srv.clock()
 	ok := code == 0
-	g.breaker.Record(now, ok)
-	g.targets.Record(uint64(target), now, ok)
+	if explained := g.targets.Record(uint64(target), now, ok); !explained {
+		g.breaker.Record(now, ok)
+	}
 }

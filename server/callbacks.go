@@ -36,7 +36,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	c.gc, c.lp, c.id = gc, lp, id
 	c.lastSeen = lp.tick32()
 	lp.stats.accepted.Add(1)
-	c.hsTimer = lp.wheel.add(lp.ticks(h.srv.cfg.HandshakeTimeout), timerHandshake, id)
+	c.hsTimer = lp.wheel.add(lp.after(h.srv.clock(), h.srv.cfg.HandshakeTimeout), timerHandshake, id)
 	return nil, gnet.None
 }
 

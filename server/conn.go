@@ -27,8 +27,7 @@ type conn struct {
 	ip netip.Addr
 	// lim holds the per-connection rate buckets; nil when no per-connection rate is set.
 	lim *connLimits
-	// lastSeen is the loop tick (low 32 bits, compared modulo 2^32) of the last frame
-	// received (idle timeout).
+	// lastSeen is when the last frame was received, as a tick32 stamp (idle timeout).
 	lastSeen uint32
 	// inflight counts this connection's REQUESTs awaiting an outcome.
 	inflight int32

@@ -47,6 +47,10 @@ func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
 	case codec.TypeUnregister:
 		return lp.unregister(c, f)
 	case codec.TypeGoodbye:
+		if len(f.Body) != 0 { // PROTOCOL 4: GOODBYE's body must be empty
+			lp.closeWithError(c, codec.CodeBadFrame, "malformed GOODBYE: body must be empty")
+			return false
+		}
 		c.state = stateClosing
 		c.flush()
 		_ = c.gc.Close()
@@ -92,7 +96,7 @@ func (lp *loop) hello(c *conn, f codec.Frame) bool {
 		ServerID:       lp.srv.serverID,
 	})
 	if cfg.IdleTimeout > 0 { // 0 = off: no idle timer
-		lp.wheel.add(lp.ticks(cfg.IdleTimeout), timerIdle, c.id)
+		lp.wheel.add(lp.after(lp.srv.clock(), cfg.IdleTimeout), timerIdle, c.id)
 	}
 	return true
 }

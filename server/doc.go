@@ -43,7 +43,8 @@
 //	outbox.go     a connection's output: frames, caps, flush, slow-consumer watch
 //
 // Beside the path: server.go (lifecycle), loop.go and wheel.go (per-loop state and
-// timers), conn.go, sampler.go (zones, capacity), reload.go, drain.go, metrics.go,
+// timers), conn.go, sampler.go (zones, capacity), reload.go, drain.go, metrics.go and
+// metrics_runtime.go (HELP and TYPE for the Go runtime and process metrics),
 // stats.go, admin.go, connlog.go, config.go.
 //
 // # Concurrency

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,11 +158,12 @@ func TestTier3NodeRate(t *testing.T) {
 
 func limitsLease(s *Server) int { return s.g.node.Load().LeaseSize() }
 
-// TestTier4Breakers: requests to a service that never replies time out; past the error
-// rate the node breaker opens and requests fail fast with CIRCUIT_OPEN.
+// TestTier4NodeBreaker: with the per-target breakers off (error rate 1), requests to a
+// service that never replies time out; past the error rate the node breaker opens and
+// requests fail fast with CIRCUIT_OPEN.
 func TestTier4NodeBreaker(t *testing.T) {
 	s := startServer(t, withLimits(Config{TickInterval: 5 * time.Millisecond},
-		limits.Config{BreakerMinRequests: 10, BreakerOpenFor: time.Minute, TargetMinFailures: 1000}))
+		limits.Config{BreakerMinRequests: 10, BreakerOpenFor: time.Minute, TargetErrorRate: 1}))
 	registered(t, s, "mute")
 	c := connect(t, s, "c")
 	var batch []byte
@@ -176,8 +179,8 @@ func TestTier4NodeBreaker(t *testing.T) {
 	if f.Corr != 99 || e.RetryAfterMs == 0 {
 		t.Fatalf("CIRCUIT_OPEN corr %d retry %d", f.Corr, e.RetryAfterMs)
 	}
-	if s.g.breaker.State() != limits.BreakerOpen {
-		t.Fatalf("breaker %v; want open", s.g.breaker.State())
+	if s.g.breaker.State(s.clock()) != limits.BreakerOpen {
+		t.Fatalf("breaker %v; want open", s.g.breaker.State(s.clock()))
 	}
 }
 
@@ -205,6 +208,111 @@ func TestTier4TargetBreaker(t *testing.T) {
 	if f := c.Expect(codec.TypeResponse); f.Corr != 51 {
 		t.Fatalf("corr %d", f.Corr)
 	}
+}
+
+// TestBadResponderIsolated: a responder that never replies, asked with short timeouts,
+// cannot deny service to unrelated clients. Its failures open its own target breaker
+// (CIRCUIT_OPEN for its name) and count nowhere else: the node breaker stays closed, the
+// node zone's error-rate input stays below 1, and everyone else's ECHO, REGISTER, HELLO
+// and REQUESTs to a healthy name keep working. (30 TIMEOUTs among ~130 requests to one
+// dead-slow name used to open the node breaker and turn the node zone RED.)
+func TestBadResponderIsolated(t *testing.T) {
+	s := startServer(t, withLimits(Config{TickInterval: 5 * time.Millisecond},
+		limits.Config{BreakerMinRequests: 10, BreakerOpenFor: time.Minute, TargetMinFailures: 5}))
+	registered(t, s, "mute") // never replies
+	echo := registered(t, s, "echo")
+	good := connect(t, s, "good")
+	corr := uint32(0)
+	healthyRequest := func() {
+		t.Helper()
+		corr++
+		good.Write(codec.AppendRequest(nil, corr, "echo", 1000, []byte("hi")))
+		respondOnce(t, echo)
+		if f := good.Expect(codec.TypeResponse); f.Corr != corr {
+			t.Fatalf("RESPONSE corr %d; want %d", f.Corr, corr)
+		}
+	}
+	for range 10 { // the node breaker's minimum volume, all healthy
+		healthyRequest()
+	}
+
+	bad := connect(t, s, "bad")
+	var batch []byte
+	const failures = 30
+	for i := 1; i <= failures; i++ {
+		batch = codec.AppendRequest(batch, uint32(i), "mute", 10, nil)
+	}
+	bad.Write(batch)
+	for range failures {
+		bad.ExpectError(codec.CodeTimeout)
+	}
+	bad.Write(codec.AppendRequest(nil, 100, "mute", 10, nil))
+	if _, e := bad.ExpectError(codec.CodeCircuitOpen); e.Reason != "target keeps failing: circuit open" {
+		t.Fatalf("CIRCUIT_OPEN reason %q; want the target breaker's", e.Reason)
+	}
+
+	if st := s.g.breaker.State(s.clock()); st != limits.BreakerClosed {
+		t.Errorf("node breaker %v after one name's failures; want closed", st)
+	}
+	waitSamples(t, s)
+	if in := s.ZoneReport().Inputs.ErrorRate; in >= 1 {
+		t.Errorf("node zone error_rate input %.2f after one name's failures; want below 1", in)
+	}
+	// Everyone else is served: requests to a healthy name, ECHO, REGISTER, a newcomer.
+	healthyRequest()
+	good.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 500, []byte("still")))
+	if f := good.Expect(codec.TypeEchoReply); f.Corr != 500 {
+		t.Fatalf("ECHO_REPLY corr %d; want 500", f.Corr)
+	}
+	good.Write(codec.AppendName(nil, codec.TypeRegister, 501, "good-name"))
+	if f := good.Expect(codec.TypeOK); f.Corr != 501 {
+		t.Fatalf("OK corr %d; want 501", f.Corr)
+	}
+	newcomer := connect(t, s, "newcomer") // HELLO → WELCOME
+	newcomer.Write(codec.AppendRequest(nil, 1, "echo", 1000, []byte("new")))
+	respondOnce(t, echo)
+	newcomer.Expect(codec.TypeResponse)
+	if ok, why := s.Ready(); !ok {
+		t.Errorf("not ready after one name's failures: %q", why)
+	}
+}
+
+// TestBreakerStateNotStale: /capacity and switchboard_breaker_state report the node
+// breaker half-open once its open period has passed, without a request arriving to move
+// it (they said "open" 20 s after a 5 s open period, until the next request).
+func TestBreakerStateNotStale(t *testing.T) {
+	const openFor = 200 * time.Millisecond
+	l := breakerOnFirstFailure()
+	l.BreakerOpenFor = openFor
+	s := startServer(t, withLimits(Config{TickInterval: 5 * time.Millisecond}, l))
+	registered(t, s, "mute")
+	c := connect(t, s, "c")
+	c.Write(codec.AppendRequest(nil, 1, "mute", 10, nil))
+	c.ExpectError(codec.CodeTimeout)
+	opened := time.Now() // the breaker opened before the TIMEOUT was written
+	if got := s.Capacity().Breaker; got != "open" {
+		t.Fatalf("capacity breaker %q right after the failure; want open", got)
+	}
+	time.Sleep(time.Until(opened.Add(openFor))) // the open period is what is under test
+	if got := s.Capacity().Breaker; got != "half-open" {
+		t.Errorf("capacity breaker %q after the open period, no request since; want half-open", got)
+	}
+	var buf bytes.Buffer
+	s.WritePrometheus(&buf)
+	if !strings.Contains(buf.String(), "\nswitchboard_breaker_state 2\n") {
+		t.Errorf("metrics do not say switchboard_breaker_state 2 (half-open):\n%s", grepLines(buf.String(), "breaker_state"))
+	}
+}
+
+// grepLines returns the lines of text that contain sub.
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // TestRequestStormInflightCap: one connection cannot hold more than MaxPending requests.

@@ -80,14 +80,38 @@ func (lp *loop) setLease(node *limits.SharedRate) {
 	}
 }
 
-// tick32 is the low 32 bits of the loop's current tick, for per-connection timestamps: differences computed
-// modulo 2^32 stay right for intervals below 2^32 ticks (over 49 days at 1 ms ticks).
-func (lp *loop) tick32() uint32 { return uint32(lp.wheel.now) }
+// tick32 is a per-connection timestamp for "now": the low 32 bits of the first tick
+// boundary at or after the real clock (not the wheel's tick, which is behind the clock by
+// up to a tick, more when the loop is busy). A timer that expires n ticks after such a
+// stamp (expired) therefore never expires less than n ticks of real time after now.
+// Differences computed modulo 2^32 stay right for intervals below 2^31 ticks (over 24
+// days at 1 ms ticks).
+func (lp *loop) tick32() uint32 { return uint32(lp.tickCeil(lp.srv.clock())) }
+
+// tickCeil is the first tick boundary at or after t (srv.clock nanoseconds). Tick k is
+// reached (the wheel advanced to it) only once the clock has passed lp.start + k ticks.
+func (lp *loop) tickCeil(t int64) uint64 {
+	iv := int64(lp.srv.cfg.TickInterval)
+	return uint64(max(0, (t-lp.start+iv-1)/iv))
+}
 
 // ticks converts a duration to wheel ticks, rounding up.
 func (lp *loop) ticks(d time.Duration) uint64 {
 	iv := lp.srv.cfg.TickInterval
 	return uint64((d + iv - 1) / iv)
+}
+
+// after returns the ticks from the wheel's current tick after which a timer for d, armed
+// at now (srv.clock), must fire so that it never fires before now+d: counting d's ticks
+// from the wheel's tick would fire up to a tick early (a REQUEST timeout of 100 ms
+// answered at 65 ms with 50 ms ticks), because the wheel's tick began before now. It
+// fires at most a tick late, plus the loop's lag.
+func (lp *loop) after(now int64, d time.Duration) uint64 {
+	at := lp.tickCeil(now + int64(d))
+	if at <= lp.wheel.now {
+		return 1
+	}
+	return at - lp.wheel.now
 }
 
 // tick runs on the loop from OnTick: it advances the timer wheel to the current time.
@@ -130,13 +154,14 @@ func (lp *loop) fire(e timerEntry) {
 	}
 }
 
-// expired reports whether limit has passed since the tick stamp; if not, it re-arms
-// timer e for the rest, so a connection timer costs one wheel entry however often the
-// connection is active.
+// expired reports whether limit has passed since stamp (a tick32 value); if not, it
+// re-arms timer e for the rest, so a connection timer costs one wheel entry however often
+// the connection is active. It runs from the wheel, whose current tick the clock has
+// passed; a stamp may be ahead of it (tick32 rounds up), hence the signed difference.
 func (lp *loop) expired(e timerEntry, stamp uint32, limit time.Duration) bool {
-	n := lp.ticks(limit)
-	if since := uint64(lp.tick32() - stamp); since < n {
-		lp.wheel.add(n-since, e.kind, e.id)
+	n := int64(lp.ticks(limit))
+	if since := int64(int32(uint32(lp.wheel.now) - stamp)); since < n {
+		lp.wheel.add(uint64(n-since), e.kind, e.id)
 		return false
 	}
 	return true

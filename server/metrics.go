@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -13,28 +14,38 @@ import (
 
 // WritePrometheus writes the server's metrics in the Prometheus text format, followed by
 // the Go runtime and process metrics (process_resident_memory_bytes, go_gc_*, ...). Every
-// value comes from per-loop atomics summed here, so scraping adds nothing to the frame
-// path. Safe for concurrent use.
+// metric family has its # HELP and # TYPE lines once, before its samples, so that
+// `promtool check metrics` finds nothing to report. Every value comes from per-loop
+// atomics summed here, so scraping adds nothing to the frame path. Safe for concurrent
+// use.
 func (s *Server) WritePrometheus(w io.Writer) {
 	st := s.Stats()
-	gauge := func(name string, v float64) { metrics.WriteGaugeFloat64(w, name, v) }
-	counter := func(name string, v uint64) { metrics.WriteCounterUint64(w, name, v) }
-
-	gauge("switchboard_connections", float64(st.Connections))
-	gauge("switchboard_connections_max", float64(st.ConnectionsMax))
-	counter("switchboard_connections_accepted_total", st.Accepted)
-	counter("switchboard_connections_closed_total", st.Closed)
-	for reason, n := range s.refusedByReason() {
-		counter(`switchboard_connections_refused_total{reason="`+reason+`"}`, n)
+	gauge := func(name, help string, v float64) {
+		writeFamily(w, name, "gauge", help)
+		metrics.WriteGaugeFloat64(w, name, v)
 	}
-	counter("switchboard_accept_errors_total", st.AcceptErrors)
-	gauge("switchboard_registry_names", float64(st.Names))
-	gauge("switchboard_draining", boolf(s.draining.Load()))
+	counter := func(name, help string, v uint64) {
+		writeFamily(w, name, "counter", help)
+		metrics.WriteCounterUint64(w, name, v)
+	}
+
+	gauge("switchboard_connections", "Client connections open now.", float64(st.Connections))
+	gauge("switchboard_connections_max", "The connection cap (max-connections, derived from the open-file limit when auto).", float64(st.ConnectionsMax))
+	counter("switchboard_connections_accepted_total", "Connections accepted and enrolled on an event loop.", st.Accepted)
+	counter("switchboard_connections_closed_total", "Connections closed, for any reason.", st.Closed)
+	writeFamily(w, "switchboard_connections_refused_total", "counter", "Connections refused at accept, with an ERROR, by reason.")
+	for reason, n := range s.refusedByReason() {
+		metrics.WriteCounterUint64(w, `switchboard_connections_refused_total{reason="`+reason+`"}`, n)
+	}
+	counter("switchboard_accept_errors_total", "accept() errors; the acceptor backs off and retries.", st.AcceptErrors)
+	gauge("switchboard_registry_names", "Names registered on this node.", float64(st.Names))
+	gauge("switchboard_draining", "1 while the node is draining, else 0.", boolf(s.draining.Load()))
 
 	var byType [256]uint64
 	var bytesIn, bytesOut uint64
 	var inflight, ringDepth, lagMax int64
 	var hist latencySnapshot
+	var loopRing, loopLag []string // samples per loop, written after the sums below
 	s.eachLoop(func(lp *loop) {
 		for i := range byType {
 			byType[i] += lp.stats.framesByType[i].Load()
@@ -46,40 +57,52 @@ func (s *Server) WritePrometheus(w io.Writer) {
 		lagMax = max(lagMax, lp.stats.lagNs.Load())
 		hist.add(&lp.stats.reqLatency)
 		idx := strconv.Itoa(int(lp.idx))
-		gauge(`switchboard_loop_ring_depth{loop="`+idx+`"}`, float64(lp.inbox.Len()))
-		gauge(`switchboard_loop_lag_seconds{loop="`+idx+`"}`, float64(lp.stats.lagNs.Load())/1e9)
+		loopRing = append(loopRing, fmt.Sprintf("switchboard_loop_ring_depth{loop=%q} %d\n", idx, lp.inbox.Len()))
+		loopLag = append(loopLag, fmt.Sprintf("switchboard_loop_lag_seconds{loop=%q} %g\n", idx, float64(lp.stats.lagNs.Load())/1e9))
 	})
+	writeFamily(w, "switchboard_loop_ring_depth", "gauge", "Cross-loop deliveries waiting in each event loop's ring.")
+	_, _ = io.WriteString(w, strings.Join(loopRing, ""))
+	writeFamily(w, "switchboard_loop_lag_seconds", "gauge", "How late each event loop ran its last tick.")
+	_, _ = io.WriteString(w, strings.Join(loopLag, ""))
+	writeFamily(w, "switchboard_frames_in_total", "counter", "Frames received, by frame type.")
 	for t, n := range byType {
 		if n > 0 || codec.Type(t).Known() && t < 0x80 {
-			counter(`switchboard_frames_in_total{type="`+codec.Type(t).String()+`"}`, n)
+			metrics.WriteCounterUint64(w, `switchboard_frames_in_total{type="`+codec.Type(t).String()+`"}`, n)
 		}
 	}
-	counter("switchboard_bytes_in_total", bytesIn)
-	counter("switchboard_bytes_out_total", bytesOut)
-	gauge("switchboard_ring_depth", float64(ringDepth))
-	gauge("switchboard_ring_capacity", float64(s.ringCapacity()))
-	gauge("switchboard_loop_lag_max_seconds", float64(lagMax)/1e9)
+	counter("switchboard_bytes_in_total", "Bytes of whole frames received.", bytesIn)
+	counter("switchboard_bytes_out_total", "Bytes handed to sockets.", bytesOut)
+	gauge("switchboard_ring_depth", "Cross-loop deliveries waiting in all rings.", float64(ringDepth))
+	gauge("switchboard_ring_capacity", "Slots in all cross-loop rings (ring-size per loop).", float64(s.ringCapacity()))
+	gauge("switchboard_loop_lag_max_seconds", "The worst event-loop lag (the loop_lag zone input is this over loop-lag-budget).", float64(lagMax)/1e9)
+	writeFamily(w, "switchboard_errors_total", "counter", "ERROR frames sent, or refusals counted for one-way frames, by error code.")
 	for code := codec.ErrorCode(1); code <= codec.MaxCode; code++ {
-		counter(`switchboard_errors_total{code="`+code.String()+`"}`, st.Errors[code])
+		metrics.WriteCounterUint64(w, `switchboard_errors_total{code="`+code.String()+`"}`, st.Errors[code])
 	}
-	counter("switchboard_messages_sent_total", st.Sent)
-	counter("switchboard_messages_dropped_total", st.Dropped)
-	counter("switchboard_no_route_total", st.NoRoute)
-	counter("switchboard_queue_full_total", st.QueueFull)
-	counter("switchboard_slow_consumers_total", st.SlowConsumers)
-	counter("switchboard_requests_total", st.Requests)
-	counter("switchboard_responses_total", st.Responses)
-	counter("switchboard_request_timeouts_total", st.RequestTimeouts)
-	counter("switchboard_stale_replies_total", st.StaleReplies)
-	gauge("switchboard_requests_inflight", float64(inflight))
-	counter("switchboard_handshake_timeouts_total", st.HandshakeTimeouts)
-	counter("switchboard_idle_timeouts_total", st.IdleTimeouts)
-	counter("switchboard_bad_frames_total", st.BadFrames)
-	counter("switchboard_log_suppressed_total", s.connLog.suppressed.Load())
-	hist.write(w, "switchboard_request_duration_seconds")
+	counter("switchboard_messages_sent_total", "MESSAGEs queued to their target.", st.Sent)
+	counter("switchboard_messages_dropped_total", "One-way SENDs dropped (no route, queue full, refused).", st.Dropped)
+	counter("switchboard_no_route_total", "SENDs and REQUESTs to a name nobody owns.", st.NoRoute)
+	counter("switchboard_queue_full_total", "Frames refused with QUEUE_FULL.", st.QueueFull)
+	counter("switchboard_slow_consumers_total", "Connections closed as slow consumers.", st.SlowConsumers)
+	counter("switchboard_requests_total", "REQUESTs forwarded to their responder.", st.Requests)
+	counter("switchboard_responses_total", "RESPONSEs delivered to their requester.", st.Responses)
+	counter("switchboard_request_timeouts_total", "REQUESTs answered TIMEOUT.", st.RequestTimeouts)
+	counter("switchboard_stale_replies_total", "REPLYs whose token was unknown, answered or expired.", st.StaleReplies)
+	gauge("switchboard_requests_inflight", "REQUESTs awaiting an outcome.", float64(inflight))
+	counter("switchboard_handshake_timeouts_total", "Connections closed for sending no HELLO in time.", st.HandshakeTimeouts)
+	counter("switchboard_idle_timeouts_total", "Connections closed for sending nothing for the idle timeout.", st.IdleTimeouts)
+	counter("switchboard_bad_frames_total", "Connections closed for a frame that could not be decoded.", st.BadFrames)
+	counter("switchboard_log_suppressed_total", "Per-connection log lines suppressed by the log rate limit.", s.connLog.suppressed.Load())
+	hist.write(w, "switchboard_request_duration_seconds", "Time from forwarding a REQUEST to its RESPONSE.")
 	s.writeLimitMetrics(w)
 
-	metrics.WriteProcessMetrics(w)
+	writeRuntimeMetrics(w)
+}
+
+// writeFamily writes a metric family's # HELP and # TYPE lines. help must not hold a
+// backslash or a newline (the format would need them escaped).
+func writeFamily(w io.Writer, name, typ, help string) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
 }
 
 func boolf(b bool) float64 {
@@ -109,8 +132,8 @@ func (l *latencySnapshot) add(h *latencyHist) {
 }
 
 // write emits a Prometheus histogram with cumulative buckets.
-func (l *latencySnapshot) write(w io.Writer, name string) {
-	fmt.Fprintf(w, "# TYPE %s histogram\n", name)
+func (l *latencySnapshot) write(w io.Writer, name, help string) {
+	writeFamily(w, name, "histogram", help)
 	var cum uint64
 	for i, le := range latencyBounds {
 		cum += l.buckets[i]
@@ -125,22 +148,32 @@ func (l *latencySnapshot) write(w io.Writer, name string) {
 // writeLimitMetrics writes the overload-protection metrics.
 func (s *Server) writeLimitMetrics(w io.Writer) {
 	g := &s.g
-	metrics.WriteGaugeUint64(w, "switchboard_zone", uint64(g.zone.Current()))
-	metrics.WriteGaugeUint64(w, "switchboard_traffic_zone", uint64(g.traffic.Current()))
+	gauge := func(name, help string, v uint64) {
+		writeFamily(w, name, "gauge", help)
+		metrics.WriteGaugeUint64(w, name, v)
+	}
+	counter := func(name, help string, v uint64) {
+		writeFamily(w, name, "counter", help)
+		metrics.WriteCounterUint64(w, name, v)
+	}
+	gauge("switchboard_zone", "The node zone, from all five inputs: 0 GREEN, 1 YELLOW, 2 ORANGE, 3 RED.", uint64(g.zone.Current()))
+	gauge("switchboard_traffic_zone", "The traffic zone (queued, heap, loop lag) that sheds and refuses: 0 GREEN to 3 RED.", uint64(g.traffic.Current()))
+	writeFamily(w, "switchboard_zone_transitions_total", "counter", "Node zone changes, by the zone entered.")
 	for z := limits.ZoneGreen; z <= limits.ZoneRed; z++ {
 		metrics.WriteCounterUint64(w, `switchboard_zone_transitions_total{to="`+z.String()+`"}`, g.zoneEntered[z].Load())
 	}
 	snap := g.zone.Snapshot(s.clock())
 	in := snap.Inputs
+	writeFamily(w, "switchboard_zone_input", "gauge", "Each zone input's utilisation (1 = at its limit).")
 	for _, kv := range []struct {
 		name string
 		v    float64
 	}{{"connections", in.Connections}, {"queued", in.Queued}, {"heap", in.Heap}, {"error_rate", in.ErrorRate}, {"loop_lag", in.LoopLag}} {
 		metrics.WriteGaugeFloat64(w, `switchboard_zone_input{input="`+kv.name+`"}`, kv.v)
 	}
-	metrics.WriteGaugeUint64(w, "switchboard_breaker_state", uint64(g.breaker.State()))
-	metrics.WriteCounterUint64(w, "switchboard_breaker_opens_total", g.breaker.Opens())
-	metrics.WriteGaugeUint64(w, "switchboard_breaker_targets_tracked", uint64(g.targets.Len()))
+	gauge("switchboard_breaker_state", "The node circuit breaker: 0 closed, 1 open, 2 half-open.", uint64(g.breaker.State(s.clock())))
+	counter("switchboard_breaker_opens_total", "Times the node circuit breaker opened.", g.breaker.Opens())
+	gauge("switchboard_breaker_targets_tracked", "Targets with a recent failure tracked by the per-target breakers.", uint64(g.targets.Len()))
 	var connRL, nodeRL, shed, open uint64
 	s.eachLoop(func(lp *loop) {
 		connRL += lp.stats.rateLimitedConn.Load()
@@ -148,10 +181,11 @@ func (s *Server) writeLimitMetrics(w io.Writer) {
 		shed += lp.stats.shed.Load()
 		open += lp.stats.circuitOpen.Load()
 	})
+	writeFamily(w, "switchboard_rate_limited_total", "counter", "Frames refused RATE_LIMITED, by tier.")
 	metrics.WriteCounterUint64(w, `switchboard_rate_limited_total{tier="connection"}`, connRL)
 	metrics.WriteCounterUint64(w, `switchboard_rate_limited_total{tier="node"}`, nodeRL)
-	metrics.WriteCounterUint64(w, "switchboard_shed_total", shed)
-	metrics.WriteCounterUint64(w, "switchboard_circuit_open_rejections_total", open)
-	metrics.WriteGaugeUint64(w, "switchboard_queued_messages", uint64(max(0, g.queued.Load())))
-	metrics.WriteGaugeUint64(w, "switchboard_queued_messages_max", uint64(s.maxQueue()))
+	counter("switchboard_shed_total", "Frames shed with BUSY by the traffic zone.", shed)
+	counter("switchboard_circuit_open_rejections_total", "REQUESTs refused CIRCUIT_OPEN (node or target breaker).", open)
+	gauge("switchboard_queued_messages", "Messages queued node-wide (rings and outbound), sampled each tick.", uint64(max(0, g.queued.Load())))
+	gauge("switchboard_queued_messages_max", "The node-wide queue bound (max-queue).", uint64(s.maxQueue()))
 }

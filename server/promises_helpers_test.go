@@ -118,9 +118,9 @@ func expectMessage(t testing.TB, p, from *rawpeer.Peer, fromName, payload string
 // failed REQUEST, for tests that check that a failure is recorded: the next REQUEST is
 // refused with CIRCUIT_OPEN. Zones are set out of reach (the error rate over
 // BreakerErrorRate is a zone input too: at most 1/0.01 = 100) and the per-target breakers
-// never open.
+// are off (error rate 1): with them on, a target's failures count in its breaker only.
 func breakerOnFirstFailure() limits.Config {
-	return limits.Config{BreakerMinRequests: 1, BreakerOpenFor: time.Hour, TargetMinFailures: 1 << 20,
+	return limits.Config{BreakerMinRequests: 1, BreakerOpenFor: time.Hour, TargetErrorRate: 1,
 		ZoneYellow: 1e3, ZoneOrange: 2e3, ZoneRed: 3e3}
 }
 

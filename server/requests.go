@@ -44,8 +44,12 @@ func (lp *loop) pendingByToken(tok shard.ConnID) (shard.ConnID, pendingReq, bool
 func (lp *loop) request(c *conn, f codec.Frame) bool {
 	cfg := &lp.srv.cfg
 	name, tmo, payload, err := codec.ParseRequest(f.Body)
-	if err != nil || f.Corr == 0 {
-		lp.closeWithError(c, codec.CodeBadFrame, "malformed REQUEST (corr must not be 0)")
+	if err != nil {
+		lp.closeWithError(c, codec.CodeBadFrame, "malformed REQUEST body")
+		return false
+	}
+	if f.Corr == 0 {
+		lp.closeWithError(c, codec.CodeBadFrame, "REQUEST corr must not be 0")
 		return false
 	}
 	if codec.IncomingLen(len(c.name), len(payload)) > cfg.MaxFrame {
@@ -89,7 +93,7 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 	lp.stats.inflight.Add(1)
 	lp.stats.requests.Add(1)
 	pr := pendingReq{from: c.id, target: target, corr: f.Corr, start: start, nonce: nonce}
-	pr.timer = lp.wheel.add(lp.ticks(timeout), timerRequest, id)
+	pr.timer = lp.wheel.add(lp.after(start, timeout), timerRequest, id)
 	lp.reqs.Set(id, pr)
 	return true
 }

@@ -123,7 +123,7 @@ func (s *Server) Capacity() CapacityReport {
 		RingSlots:        figure(ringUsed, ringCap),
 		AcceptTokens:     int(s.acceptTokens.Load()),
 		RequestsInFlight: inflight,
-		Breaker:          s.g.breaker.State().String(),
+		Breaker:          s.g.breaker.State(s.clock()).String(),
 	}
 	if limit := debug.SetMemoryLimit(-1); limit > 0 && limit != math.MaxInt64 {
 		var smp [2]metrics.Sample

@@ -317,7 +317,15 @@ func TestBadInput(t *testing.T) {
 		{"malformed-send", true, codec.AppendFrame(nil, codec.TypeSend, 0, 1, []byte{9, 'a'}), codec.CodeBadFrame},
 		{"empty-register", true, codec.AppendFrame(nil, codec.TypeRegister, 0, 1, nil), codec.CodeBadFrame},
 		{"request-corr-0", true, codec.AppendRequest(nil, 0, "x", 0, nil), codec.CodeBadFrame},
+		// corr 1 is fine; the body stops after the name, without the timeout field.
+		{"request-no-timeout", true, codec.AppendFrame(nil, codec.TypeRequest, 0, 1, []byte{1, 'x'}), codec.CodeBadFrame},
 		{"malformed-reply", true, codec.AppendFrame(nil, codec.TypeReply, 0, 1, []byte{1}), codec.CodeBadFrame},
+		{"goodbye-with-body", true, codec.AppendFrame(nil, codec.TypeGoodbye, 0, 0, []byte("bye")), codec.CodeBadFrame},
+	}
+	// The reason text must say what was wrong, where two faults share a code.
+	reasons := map[string]string{
+		"request-corr-0":     "REQUEST corr must not be 0",
+		"request-no-timeout": "malformed REQUEST body",
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -327,6 +335,9 @@ func TestBadInput(t *testing.T) {
 			}
 			p.Write(tt.send)
 			_, e := p.ExpectError(tt.code)
+			if want, ok := reasons[tt.name]; ok && e.Reason != want {
+				t.Errorf("reason %q; want %q", e.Reason, want)
+			}
 			if e.Flags&codec.ErrFlagClosing == 0 {
 				t.Errorf("ERROR %v without the closing flag", e.Code)
 			}
