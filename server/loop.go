@@ -30,7 +30,7 @@ type loop struct {
 	// claims holds the REGISTERs waiting for a directory that decides elsewhere, by
 	// connection; nil until the first one (a single node never fills it).
 	claims map[shard.ConnID][]pendingClaim
-	start   int64 // monotonic nanoseconds of tick 0 (srv.clock)
+	start  int64 // monotonic nanoseconds of tick 0 (srv.clock)
 
 	drainRun gnet.Runnable // preallocated Execute targets
 	tickRun  gnet.Runnable
