@@ -34,6 +34,7 @@ var help = map[string]string{
 	"loop-lag-budget":       "event-loop lag counted as 100% utilisation for zones",
 	"drain-period":          "how long a drain (SIGTERM, SIGUSR2) takes to close every connection after GOAWAY (0 = all at once)",
 	"peers":                 "comma-separated client addresses of other nodes, sent in GOAWAY and refusals",
+	"proxy-protocol-from":   "comma-separated addresses/CIDRs of proxies that must send a PROXY v1/v2 header; its source counts per IP (empty = off)",
 	"conn-msg-rate":         "tier 2: messages/s per connection (0 = unlimited; seed 500)",
 	"conn-msg-burst":        "per-connection message burst (0 = one second's worth)",
 	"conn-byte-rate":        "tier 2: bytes/s per connection (0 = unlimited)",
