@@ -5,7 +5,9 @@ package config
 // of server.Config has no entry here, so new fields are not forgotten.
 var help = map[string]string{
 	"listen":                "client TCP address",
-	"admin":                 `admin HTTP address (health, metrics, pprof); "off" disables it`,
+	"admin":                 `admin HTTP address (health, metrics, pprof); "off" disables it; off loopback it needs a token`,
+	"admin-token-file":      "file holding the bearer token every admin request must carry (or set SWITCHBOARD_ADMIN_TOKEN); required off loopback",
+	"admin-pprof":           "serve /debug/pprof/ on the admin listener: on, off, or auto (on for a loopback admin address only)",
 	"node-id":               "this node's id inside connection ids, 1..65535",
 	"server-id":             "node name sent to clients in WELCOME; empty means the host name",
 	"loops":                 "number of event loops; 0 means GOMAXPROCS",
