@@ -249,6 +249,15 @@ func TestGoTLSEdge(t *testing.T) {
 	_, pool, cert := testCert(t)
 	addr := goTerminator(t, srv.Addr().String(), cert)
 	checkEdge(t, srv, addr, pool)
+
+	// A certificate the client does not trust fails the dial, naming TLS.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := client.Dial(ctx, []string{addr}, client.Config{TLS: &tls.Config{}, NoReconnect: true})
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) || !strings.Contains(err.Error(), "TLS handshake") {
+		t.Fatalf("dial with an untrusted certificate: %v; want a TLS handshake error (unknown authority)", err)
+	}
 }
 
 // checkEdge connects clients over TLS through the proxy at addr, from 127.0.0.2 and
