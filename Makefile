@@ -39,9 +39,11 @@ staticcheck:
 
 lint: fmt vet staticcheck
 
-# A short fuzzing pass over the decoder; the committed corpus runs in every `make test`.
+# A short fuzzing pass over the decoders (frames, PROXY headers); the committed corpus
+# runs in every `make test`.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./codec/
+	$(GO) test -run '^$$' -fuzz '^FuzzProxyHeader$$' -fuzztime $(FUZZTIME) ./internal/proxyproto/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)

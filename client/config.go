@@ -1,9 +1,11 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/switchboard/switchboard/codec"
@@ -18,8 +20,19 @@ type Config struct {
 	// Token is the shared secret sent in HELLO. At most 255 bytes. Default: empty.
 	Token string
 
-	// DialTimeout bounds the TCP connect to one address. Default: 5s.
+	// DialTimeout bounds the TCP connect to one address, and the TLS handshake when TLS
+	// is set. Default: 5s.
 	DialTimeout time.Duration
+	// TLS, when set, makes every connection TLS: the client handshakes after the TCP
+	// connect, then speaks the protocol inside TLS, unchanged. switchboard itself speaks
+	// plain TCP; TLS is terminated by a proxy in front of it (deploy/haproxy, see
+	// docs/SECURITY.md). The Config is cloned per connection and not modified; an empty
+	// ServerName becomes the host of the address dialed. Default: nil, plain TCP.
+	TLS *tls.Config
+	// Dialer makes the TCP connections, for a local address (LocalAddr), socket options
+	// (Control) or keepalive settings; its Timeout and Deadline are overridden by
+	// DialTimeout. It is not modified. Default: nil, a zero net.Dialer.
+	Dialer *net.Dialer
 	// HandshakeTimeout bounds HELLO → WELCOME on one connection. Default: 5s.
 	HandshakeTimeout time.Duration
 	// RequestTimeout is sent as the REQUEST timeout (in milliseconds) and bounds every call

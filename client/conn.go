@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,11 +102,22 @@ type conn struct {
 // connect dials addr and performs the handshake. The returned conn is running.
 func (c *Client) connect(ctx context.Context, addr string) (*conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
-	var d net.Dialer
+	defer cancel()
+	d := c.cfg.Dialer
+	if d == nil {
+		d = &net.Dialer{}
+	}
 	nc, err := d.DialContext(dctx, "tcp", addr)
-	cancel()
 	if err != nil {
 		return nil, err
+	}
+	if c.cfg.TLS != nil {
+		tc := tls.Client(nc, tlsConfigFor(c.cfg.TLS, addr))
+		if err := tc.HandshakeContext(dctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("client: TLS handshake with %s: %w", addr, err)
+		}
+		nc = tc
 	}
 	cn, err := c.handshake(ctx, nc, addr)
 	if err != nil {
@@ -113,6 +125,17 @@ func (c *Client) connect(ctx context.Context, addr string) (*conn, error) {
 		return nil, err
 	}
 	return cn, nil
+}
+
+// tlsConfigFor returns a copy of cfg whose ServerName is addr's host if cfg names none.
+func tlsConfigFor(cfg *tls.Config, addr string) *tls.Config {
+	cfg = cfg.Clone()
+	if cfg.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			cfg.ServerName = host
+		}
+	}
+	return cfg
 }
 
 func (c *Client) handshake(ctx context.Context, nc net.Conn, addr string) (*conn, error) {

@@ -3,6 +3,8 @@
 // other clients' names, and receives theirs through callbacks. When the connection is lost
 // it reconnects (cycling through the configured addresses with jittered exponential backoff,
 // honouring the server's retry-after and GOAWAY hints) and registers its names again.
+// With Config.TLS the connection is TLS, to a proxy that terminates it in front of the
+// node (docs/SECURITY.md); the protocol inside is unchanged.
 //
 //	c, err := client.Dial(ctx, []string{"10.0.0.1:7400", "10.0.0.2:7400"}, client.Config{
 //		Name:      "billing",

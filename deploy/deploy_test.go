@@ -492,7 +492,7 @@ func TestCIDepsScript(t *testing.T) {
 		t.Errorf("scripts/ci-deps.sh mode %v; want executable", fi.Mode())
 	}
 	data, _ := os.ReadFile(filepath.Join("..", "scripts", "ci-deps.sh"))
-	for _, w := range []string{"promtool", "apt-get update", "DEBIAN_FRONTEND=noninteractive", "--no-install-recommends", "prometheus"} {
+	for _, w := range []string{"promtool", "apt-get update", "DEBIAN_FRONTEND=noninteractive", "--no-install-recommends", "prometheus", "need+=(haproxy)"} {
 		if !bytes.Contains(data, []byte(w)) {
 			t.Errorf("scripts/ci-deps.sh lacks %q", w)
 		}

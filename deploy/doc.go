@@ -8,13 +8,19 @@
 //	prometheus/alerts.yml        alerting rules, each with a runbook_url into
 //	                             docs/RUNBOOKS.md
 //	prometheus/alerts_test.yml   promtool unit tests: every alert fires and stays quiet
+//	haproxy/haproxy.cfg          TLS termination in front of switchboard, PROXY v2 to it
 //
 // The tests run promtool check rules and promtool test rules (promtool comes with the
 // Debian package prometheus; scripts/ci-deps.sh installs it; without it the tests skip,
 // except under CI, where they fail), check every metric an alert uses against a scrape of
 // a real server, every runbook_url against a heading of docs/RUNBOOKS.md, every variable
 // of the env file against the config settings, and the sysctl file and the unit's
-// LimitNOFILE against what switchboard tune check asks for.
+// LimitNOFILE against what switchboard tune check asks for. haproxy_test.go runs
+// haproxy/haproxy.cfg (ports and a certificate made by the test filled in) in front of an
+// in-process server that trusts it for PROXY headers, and the Go client over TLS through
+// it (haproxy is the Debian package haproxy, installed by scripts/ci-deps.sh; skipped
+// without it, except under CI); the same checks run through a TLS terminator written in
+// Go, so they run everywhere.
 //
 // # Concurrency
 //

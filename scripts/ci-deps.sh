@@ -5,10 +5,14 @@
 #   promtool   checks and unit-tests deploy/prometheus/*.yml (deploy/deploy_test.go);
 #              Debian package "prometheus" (2.42 on bookworm). A cold install
 #              (apt-get update + the package) took ~11 s on the development VM.
+#   haproxy    the TLS edge in front of a real server (deploy/haproxy_test.go, which runs
+#              deploy/haproxy/haproxy.cfg); Debian package "haproxy" (2.6 on bookworm),
+#              ~13 s cold. It is only run in the foreground by the test, never as a service.
 set -euo pipefail
 
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
@@ -27,5 +31,8 @@ echo "ci-deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-command -v promtool >/dev/null 2>&1 || { echo "ci-deps: promtool still missing after install" >&2; exit 1; }
+for tool in promtool haproxy; do
+	command -v "$tool" >/dev/null 2>&1 || { echo "ci-deps: $tool still missing after install" >&2; exit 1; }
+done
 echo "ci-deps: promtool $(promtool --version 2>&1 | head -1)" >&2
+echo "ci-deps: $(haproxy -v 2>&1 | head -1)" >&2

@@ -21,6 +21,7 @@ const (
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
 	defer close(s.refuseq)
+	defer s.hdr.stop() // header readers may still refuse: stop them before refuseq closes
 	var backoff time.Duration
 	for {
 		nc, err := s.ln.Accept()
@@ -47,27 +48,45 @@ func (s *Server) acceptLoop() {
 		if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 			c.ip = tcp.AddrPort().Addr()
 		}
+		if s.trustsProxy(c.ip) {
+			// The address that counts per IP is in the PROXY header, which is read off
+			// this goroutine (proxy.go).
+			if s.admitNode(nc) {
+				s.readProxyLater(nc, c)
+			}
+			continue
+		}
 		if !s.admitConn(nc, c) {
 			continue
 		}
 		s.connCount.Add(1)
-		if _, err := s.engine.EnrollContext(nc, c); err != nil { // closes nc either way
-			s.connCount.Add(-1)
-			s.acceptErrors.Add(1)
-			s.g.perIP.Release(c.ip)
-		}
+		s.enroll(nc, c)
+	}
+}
+
+// enroll hands an admitted connection, already counted in connCount, to an event loop.
+func (s *Server) enroll(nc net.Conn, c *conn) {
+	if _, err := s.engine.EnrollContext(nc, c); err != nil { // closes nc either way
+		s.connCount.Add(-1)
+		s.acceptErrors.Add(1)
+		s.g.perIP.Release(c.ip)
 	}
 }
 
 // admitConn applies tier 1 (and the RED traffic zone) to a new connection, in the order
 // an operator reads them: draining, traffic zone, connection cap, accept rate, per-IP. A
-// refused connection is answered and closed here. Runs on the acceptor goroutine, which
-// owns the accept bucket.
+// refused connection is answered and closed here. Runs on the acceptor goroutine.
+func (s *Server) admitConn(nc net.Conn, c *conn) bool {
+	return s.admitNode(nc) && s.admitIP(nc, c)
+}
+
+// admitNode applies the node-wide part of tier 1: draining, traffic zone, connection cap,
+// accept rate. Runs on the acceptor goroutine, which owns the accept bucket.
 //
 // The zone consulted is the traffic zone (queued, heap, loop lag), not the node zone: the
 // connection ratio must not refuse below max-connections, or how many clients get in
 // would depend on when the sampler last ran.
-func (s *Server) admitConn(nc net.Conn, c *conn) bool {
+func (s *Server) admitNode(nc net.Conn) bool {
 	g := &s.g
 	z := g.traffic.Current()
 	switch {
@@ -101,7 +120,13 @@ func (s *Server) admitConn(nc net.Conn, c *conn) bool {
 			return false
 		}
 	}
-	if !g.perIP.Acquire(c.ip) {
+	return true
+}
+
+// admitIP applies tier 1's per-IP limit to c.ip. Safe on any goroutine (the acceptor, a
+// PROXY header reader).
+func (s *Server) admitIP(nc net.Conn, c *conn) bool {
+	if !s.g.perIP.Acquire(c.ip) {
 		s.refuse(nc, refusePerIP, codec.CodeBusy, 1000, "too many connections from this address")
 		return false
 	}
@@ -114,11 +139,20 @@ func (s *Server) admitConn(nc net.Conn, c *conn) bool {
 // lingerer reads until the client's FIN, briefly, before closing; when all lingerers are
 // busy the connection is closed right away.
 func (s *Server) refuse(nc net.Conn, why refuseReason, code codec.ErrorCode, retryMs uint32, reason string) {
+	s.refuseWith(nc, why, code, retryMs, codec.ErrFlagClosing|codec.ErrFlagReconnect|codec.ErrFlagTryOther, reason)
+}
+
+// refuseWith is refuse with the ERROR's flags chosen by the caller; the peers are sent
+// only with ErrFlagTryOther. Safe for concurrent use.
+func (s *Server) refuseWith(nc net.Conn, why refuseReason, code codec.ErrorCode, retryMs uint32, flags codec.ErrorFlags, reason string) {
 	s.refused.Add(1)
 	s.refusedBy[why].Add(1)
+	var peers []string
+	if flags&codec.ErrFlagTryOther != 0 {
+		peers = s.peers
+	}
 	frame := codec.AppendError(nil, 0, codec.ErrorBody{
-		Code: code, RetryAfterMs: retryMs, Flags: codec.ErrFlagClosing | codec.ErrFlagReconnect | codec.ErrFlagTryOther,
-		Reason: reason, Addrs: s.peers})
+		Code: code, RetryAfterMs: retryMs, Flags: flags, Reason: reason, Addrs: peers})
 	_ = nc.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
 	if _, err := nc.Write(frame); err == nil {
 		if tc, ok := nc.(*net.TCPConn); ok {
@@ -166,10 +200,11 @@ const (
 	refusePerIP
 	refuseAcceptRate
 	refuseZone
+	refuseProxyHeader // PROXY header missing, bad, late, or too many pending
 	numRefuseReasons
 )
 
-var refuseReasonNames = [numRefuseReasons]string{"max_connections", "draining", "per_ip", "accept_rate", "zone_red"}
+var refuseReasonNames = [numRefuseReasons]string{"max_connections", "draining", "per_ip", "accept_rate", "zone_red", "proxy_header"}
 
 func (s *Server) refusedByReason() map[string]uint64 {
 	m := make(map[string]uint64, numRefuseReasons)

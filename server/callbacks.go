@@ -70,7 +70,8 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		if err != nil {
 			if !errors.Is(err, codec.ErrShort) {
 				lp.stats.badFrames.Add(1)
-				lp.closeWithError(c, codec.CodeOf(err), err.Error())
+				code, reason := frameError(c, buf, off, err)
+				lp.closeWithError(c, code, reason)
 			}
 			break
 		}

@@ -97,6 +97,12 @@ type Config struct {
 	// LoopLagBudget is the event-loop lag counted as 100% utilisation in the zone
 	// computation. Default 100ms.
 	LoopLagBudget time.Duration
+	// ProxyProtocolFrom lists the proxies (comma-separated addresses or CIDR prefixes,
+	// "10.0.0.5, 192.0.2.0/24, ::1") whose connections start with a PROXY protocol header
+	// (v1 or v2), which they must send: its source address replaces the proxy's for per-IP
+	// limits and logs. A PROXY header from any other address is refused. Default "": off.
+	// See proxy.go.
+	ProxyProtocolFrom string
 
 	// Config holds the rate limits, circuit breakers and zone thresholds (tiers 1-4);
 	// its keys are flat (conn-msg-rate, accept-rate, zone-red, ...); each field says what 0
@@ -165,11 +171,10 @@ func hostname() string {
 // EnsureDefaults replaces the zero fields where 0 is not meaningful with their
 // DefaultConfig values, for callers that build a Config by hand (New calls it). It keeps
 // every field where 0 means off, none or auto (resolving ServerID, which has no other
-// use for ""): IdleTimeout, TCPKeepAlive, Loops,
-// MaxConnections, Token, Peers, the socket buffers, the rate limits and bursts,
-// MaxConnsPerIP, ZoneHysteresis and ZoneMinDwell. So in a zero-value Config the idle
-// timeout is off and zones have no hysteresis; start from DefaultConfig for their
-// defaults.
+// use for ""): IdleTimeout, TCPKeepAlive, Loops, MaxConnections, Token, Peers,
+// ProxyProtocolFrom, the socket buffers, the rate limits and bursts, MaxConnsPerIP,
+// ZoneHysteresis and ZoneMinDwell. So in a zero-value Config the idle timeout is off and
+// zones have no hysteresis; start from DefaultConfig for their defaults.
 func (c *Config) EnsureDefaults() {
 	d := DefaultConfig()
 	setDefault(&c.Listen, d.Listen)
@@ -296,6 +301,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout > c.MaxRequestTimeout && c.MaxRequestTimeout > 0 {
 		bad("request-timeout", "%v exceeds max-request-timeout %v", c.RequestTimeout, c.MaxRequestTimeout)
+	}
+	if _, err := parseProxyFrom(c.ProxyProtocolFrom); err != nil {
+		bad("proxy-protocol-from", "%v", err)
 	}
 	if err := c.Config.Validate(); err != nil {
 		errs = append(errs, err)

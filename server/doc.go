@@ -21,7 +21,8 @@
 // Callback order for one connection, all on its loop:
 //
 //	acceptor: Accept → admit? ── no ──→ ERROR BUSY/SHUTTING_DOWN, half-close; lingerer: close after FIN
-//	             │ yes
+//	             │ yes (from a trusted proxy: node-wide tiers here, then a header reader
+//	             │      peeks the PROXY header, reads exactly it, and admits per IP)
 //	             ▼
 //	loop k: OnOpen (table slot, handshake timer)
 //	        OnTraffic* (Peek → Decode ≤ FramesPerWake frames → dispatch → Discard → flush;
@@ -33,6 +34,7 @@
 // # The path of a frame, file by file
 //
 //	accept.go     acceptor: tier-1 admission, refusals with ERROR, lingerers
+//	proxy.go      PROXY protocol headers from trusted proxies, read off the acceptor
 //	callbacks.go  gnet callbacks: OnOpen, OnTraffic (Peek → codec.Decode), OnClose, OnTick
 //	admit.go      per-frame admission: zone shedding, tiers 2-3, tier 4 for REQUEST
 //	dispatch.go   one frame by type; HELLO
@@ -65,8 +67,8 @@
 //  5. Fairness: at most FramesPerWake frames per OnTraffic; the connection wakes itself if
 //     more whole frames are buffered.
 //  6. Shared fields say how they are guarded (see Server and loop).
-//  7. Every goroutine the server starts (acceptor, lingerers) is tracked and has exited when
-//     Shutdown returns; gnet's own goroutines have exited too.
+//  7. Every goroutine the server starts (acceptor, lingerers, PROXY header readers) is
+//     tracked and has exited when Shutdown returns; gnet's own goroutines have exited too.
 //
 // # Bounded queues
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,9 @@ type Server struct {
 	nofile   uint64          // immutable after Start
 	epoch    time.Time       // immutable after New; clock's zero
 	peers    []string        // immutable after New; cfg.Peers split
+	// proxyFrom are the trusted PROXY protocol senders (cfg.ProxyProtocolFrom); immutable
+	// after New, nil when off.
+	proxyFrom []netip.Prefix
 
 	baseCtx context.Context // immutable after New
 	cancel  context.CancelFunc
@@ -59,6 +63,7 @@ type Server struct {
 
 	connLog connLogger     // per-connection errors, rate-limited off the loops
 	refuseq chan net.Conn  // refused connections waiting for the client's FIN; bounded
+	hdr     headerReads    // PROXY header readers, started and stopped by the acceptor
 	wg      sync.WaitGroup // acceptor and lingerers
 	logWG   sync.WaitGroup // the connection-error logger
 }
@@ -98,6 +103,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	s.connLog.clock = s.clock
 	s.claimFn = s.claimDone
+	s.proxyFrom, _ = parseProxyFrom(cfg.ProxyProtocolFrom) // validated above
 	s.peers = s.goAwayMsg("").Addrs
 	if s.dir == nil {
 		s.dir = shard.NewRegistry()

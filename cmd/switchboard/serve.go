@@ -49,6 +49,12 @@ func runServe(c *cli, args []string) int {
 	if err != nil {
 		problems = append(problems, err)
 	}
+	var access adminAccess
+	if err == nil && !*printConfig {
+		if access, err = adminAccessFor(loaded.Config, c.environ); err != nil {
+			problems = append(problems, err)
+		}
+	}
 	if len(problems) > 0 {
 		printProblems(c.stderr, "switchboard serve: ", errors.Join(problems...))
 		return exitUsage
@@ -63,7 +69,7 @@ func runServe(c *cli, args []string) int {
 	level := new(slog.LevelVar)
 	level.Set(parseLevel(loaded.Config.LogLevel))
 	r := &reloader{env: c.environ, flags: cf, level: level, start: loaded.Config, last: loaded.Config}
-	return serve(newLogger(c.stderr, *logFormat, level), loaded, r)
+	return serve(newLogger(c.stderr, *logFormat, level), loaded, access, r)
 }
 
 // parseLevel maps a validated log-level setting to its slog level.
@@ -129,7 +135,7 @@ func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 }
 
 // serve runs a node until SIGINT or SIGTERM, then shuts it down gracefully.
-func serve(log *slog.Logger, l config.Loaded, r *reloader) int {
+func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) int {
 	// The profile's runtime half, once, before the server sizes anything from GOMAXPROCS
 	// or reads GOMEMLIMIT; Load has already applied its server settings.
 	if p, ok := tuning.Lookup(l.Profile); ok {
@@ -157,7 +163,7 @@ func serve(log *slog.Logger, l config.Loaded, r *reloader) int {
 	var admin *adminServer
 	adminFailed := make(chan error, 1)
 	if eff.Admin != "off" {
-		if admin, err = startAdmin(log, eff.Admin, srv.AdminHandler(), adminFailed); err != nil {
+		if admin, err = startAdmin(log, eff.Admin, access, srv.AdminHandler(), adminFailed); err != nil {
 			log.Error("admin endpoints failed to start", "err", err)
 			shutdown(log, srv, nil)
 			return exitFailure

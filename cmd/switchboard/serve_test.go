@@ -93,9 +93,9 @@ func TestServeAdmin(t *testing.T) {
 }
 
 // TestServeAdminWarnsOffLoopback checks the warning for an admin address on every
-// interface.
+// interface, which needs a token.
 func TestServeAdminWarnsOffLoopback(t *testing.T) {
-	p := startBin(t, nil, "serve", "--listen", "127.0.0.1:0", "--admin", ":0")
+	p := startBin(t, []string{"SWITCHBOARD_ADMIN_TOKEN=0123456789abcdef"}, "serve", "--listen", "127.0.0.1:0", "--admin", ":0")
 	p.waitLine(t, "reachable from other hosts")
 	p.signal(t, syscall.SIGTERM)
 	if code := p.wait(t); code != 0 {

@@ -5,7 +5,9 @@ package config
 // of server.Config has no entry here, so new fields are not forgotten.
 var help = map[string]string{
 	"listen":                "client TCP address",
-	"admin":                 `admin HTTP address (health, metrics, pprof); "off" disables it`,
+	"admin":                 `admin HTTP address (health, metrics, pprof); "off" disables it; off loopback it needs a token`,
+	"admin-token-file":      "file holding the bearer token every admin request must carry (or set SWITCHBOARD_ADMIN_TOKEN); required off loopback",
+	"admin-pprof":           "serve /debug/pprof/ on the admin listener: on, off, or auto (on for a loopback admin address only)",
 	"node-id":               "this node's id inside connection ids, 1..65535",
 	"server-id":             "node name sent to clients in WELCOME; empty means the host name",
 	"loops":                 "number of event loops; 0 means GOMAXPROCS",
@@ -34,6 +36,7 @@ var help = map[string]string{
 	"loop-lag-budget":       "event-loop lag counted as 100% utilisation for zones",
 	"drain-period":          "how long a drain (SIGTERM, SIGUSR2) takes to close every connection after GOAWAY (0 = all at once)",
 	"peers":                 "comma-separated client addresses of other nodes, sent in GOAWAY and refusals",
+	"proxy-protocol-from":   "comma-separated addresses/CIDRs of proxies that must send a PROXY v1/v2 header; its source counts per IP (empty = off)",
 	"conn-msg-rate":         "tier 2: messages/s per connection (0 = unlimited; seed 500)",
 	"conn-msg-burst":        "per-connection message burst (0 = one second's worth)",
 	"conn-byte-rate":        "tier 2: bytes/s per connection (0 = unlimited)",

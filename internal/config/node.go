@@ -12,9 +12,14 @@ import (
 // Defaults of the node's own settings.
 const (
 	DefaultAdmin       = "127.0.0.1:7401"
+	DefaultAdminPprof  = "auto"
 	DefaultLogLevel    = "info"
 	DefaultDrainPeriod = 10 * time.Second
 )
+
+// EnvAdminToken is the environment variable that may hold the admin bearer token (see
+// Node.AdminTokenFile). It is no setting: no flag or file key sets the token itself.
+const EnvAdminToken = EnvPrefix + "ADMIN_TOKEN"
 
 // Node is the configuration of a switchboard node, the binary: the server's settings and
 // the binary's own, which the server never reads. server.Config is embedded so that its
@@ -24,8 +29,18 @@ type Node struct {
 	server.Config
 
 	// Admin is the admin HTTP address (metrics, health, pprof), served by switchboard
-	// serve. Default "127.0.0.1:7401"; "off" disables it.
+	// serve. Default "127.0.0.1:7401"; "off" disables it. An address that is not loopback
+	// requires an admin token (AdminTokenFile or SWITCHBOARD_ADMIN_TOKEN).
 	Admin string
+	// AdminTokenFile names a file holding the bearer token that every admin request must
+	// carry (Authorization: Bearer <token>); surrounding white space is ignored. The token
+	// may come from the environment variable SWITCHBOARD_ADMIN_TOKEN instead (EnvAdminToken),
+	// never from a flag's value, which any user can read in the process list. Default "":
+	// no token, which only a loopback admin address allows.
+	AdminTokenFile string
+	// AdminPprof serves /debug/pprof/ on the admin listener: on, off, or auto (default):
+	// on for a loopback admin address, off otherwise.
+	AdminPprof string
 	// LogLevel is the log level: debug, info, warn or error. Default info. switchboard
 	// serve applies it and re-reads it on SIGHUP.
 	LogLevel string
@@ -40,6 +55,7 @@ func DefaultNode() Node {
 	return Node{
 		Config:      server.DefaultConfig(),
 		Admin:       DefaultAdmin,
+		AdminPprof:  DefaultAdminPprof,
 		LogLevel:    DefaultLogLevel,
 		DrainPeriod: DefaultDrainPeriod,
 	}
@@ -56,6 +72,11 @@ func (n *Node) Validate() error {
 		if _, _, err := net.SplitHostPort(n.Admin); err != nil {
 			errs = append(errs, fmt.Errorf("config: admin: want host:port or off: %v", err))
 		}
+	}
+	switch n.AdminPprof {
+	case "auto", "on", "off":
+	default:
+		errs = append(errs, fmt.Errorf("config: admin-pprof: want auto, on or off, got %q", n.AdminPprof))
 	}
 	switch n.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -18,7 +18,7 @@ const (
 // that a new field cannot fall out of --help's grouping.
 var sections = []Section{
 	{SectionConfig, []string{KeyConfig, KeyProfile}},
-	{"Listeners", []string{"listen", "admin", "node-id", "server-id", "peers", "token", "loops",
+	{"Listeners", []string{"listen", "admin", "admin-token-file", "admin-pprof", "node-id", "server-id", "peers", "proxy-protocol-from", "token", "loops",
 		"tcp-delay", "tcp-keep-alive"}},
 	{"Limits", []string{"max-connections", "max-frame", "max-pending", "max-pending-bytes",
 		"max-names-per-conn", "max-queue", "ring-size", "frames-per-wake"}},
