@@ -10,6 +10,7 @@
 set -uo pipefail
 n=${1:-10}
 top=$(git rev-parse --show-toplevel)
+rev=$(git -C "$top" rev-parse HEAD) # every run tests this commit, even if HEAD moves meanwhile
 out=${OUT:-/tmp/switchboard-ci-repeat}
 rm -rf "$out"
 mkdir -p "$out"
@@ -31,7 +32,7 @@ fi
 green=0
 for k in $(seq "$n"); do
 	dir="$out/clone-$k"
-	git clone --quiet "$top" "$dir"
+	git clone --quiet "$top" "$dir" && git -C "$dir" checkout --quiet "$rev"
 	start=$(date +%s)
 	if (cd "$dir" && CI=true bash .ci/run) >"$out/run-$k.log" 2>&1 </dev/null; then
 		green=$((green + 1))
@@ -43,5 +44,5 @@ for k in $(seq "$n"); do
 	echo "ci-repeat: run $k of $n: $verdict in $(($(date +%s) - start)) s" >&2
 	rm -rf "$dir"
 done
-echo "ci-repeat: $green of $n runs green (commit $(git -C "$top" rev-parse --short HEAD), HOG=${HOG:-0})"
+echo "ci-repeat: $green of $n runs green (commit ${rev:0:7}, HOG=${HOG:-0})"
 [ "$green" -eq "$n" ]
