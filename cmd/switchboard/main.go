@@ -45,6 +45,7 @@ func commands() []command {
 		{"request", "send a request to a name and print the response", runRequest},
 		{"listen", "register names and print what arrives; answer requests with --echo or --reply-with", runListen},
 		{"ping", "measure round trips to a node, like ping(8)", runPing},
+		{"top", "live view of nodes from their admin endpoints", runTop},
 	}
 }
 
