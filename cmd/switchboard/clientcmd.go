@@ -208,15 +208,14 @@ func report(c *cli, jsonOut bool, cmd, node string, err error) int {
 		writeJSONLine(c.stdout, map[string]any{"error": d})
 		return d.Exit
 	}
+	// Without a node the error is Dial's: one line per address, each naming it.
 	msg := err.Error()
-	if d.Code != "" {
+	if d.Code != "" && node != "" {
 		msg = d.Code
 		if d.Reason != "" {
 			msg += ": " + d.Reason
 		}
-		if node != "" {
-			msg += " (node " + node + ")"
-		}
+		msg += " (node " + node + ")"
 	}
 	printProblems(c.stderr, "switchboard "+cmd+": ", errors.New(msg))
 	return d.Exit

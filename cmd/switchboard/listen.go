@@ -46,7 +46,7 @@ func runListen(c *cli, args []string) int {
 	replyWith := fs.String("reply-with", "", "reply to every request with the stdout of `CMD` (run with sh -c, payload on stdin)")
 	concurrency := fs.Int("concurrency", 4, "--reply-with: commands that may run at once")
 	cmdTimeout := fs.Duration("command-timeout", 5*time.Second, "--reply-with: kill a command that runs longer")
-	count := fs.Int("count", 0, "exit after this many events (a request counts once answered); 0: run until SIGINT or SIGTERM")
+	count := fs.Int("count", 0, "exit after this many messages and requests (a request counts once answered or given up); 0: until SIGINT or SIGTERM")
 	fs.Section("Answering", "echo", "reply-with", "concurrency", "command-timeout")
 	fs.Section("Output", "count")
 	cf := addClientFlags(fs)
