@@ -40,24 +40,12 @@ func runTop(c *cli, args []string) int {
 	jsonOut := fs.Bool("json", false, "print one JSON object per node and refresh")
 	fs.Section("Nodes", "admin")
 	fs.Section("Display", "interval", "count", "sort", "json")
-	fs.Env = func(name string) string {
-		if name == "admin" {
-			return "SWITCHBOARD_ADMIN_ADDRS"
-		}
-		return ""
-	}
 	pos, code, done := parseInterspersed(c, fs, args)
 	if done {
 		return code
 	}
-	addrs := *admin
-	if !isSet(fs, "admin") {
-		if v := getenv(c.environ, "SWITCHBOARD_ADMIN_ADDRS"); v != "" {
-			addrs = v
-		}
-	}
 	var nodes []string
-	for _, a := range strings.Split(addrs, ",") {
+	for _, a := range strings.Split(*admin, ",") {
 		if a = strings.TrimSpace(a); a != "" && !slices.Contains(nodes, a) {
 			nodes = append(nodes, a)
 		}
