@@ -70,9 +70,12 @@ func runTop(c *cli, args []string) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// top's own transport, so that its kept-alive connections close when it returns.
+	transport := &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 2 * max(*interval, time.Second)}
+	defer transport.CloseIdleConnections()
 	t := &top{
 		nodes:    nodes,
-		scraper:  scraper{http: &http.Client{Timeout: max(*interval, time.Second)}},
+		scraper:  scraper{http: &http.Client{Transport: transport, Timeout: max(*interval, time.Second)}},
 		interval: *interval,
 		sortBy:   *sortBy,
 		json:     *jsonOut,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -157,7 +158,7 @@ func (s scraper) scrape(ctx context.Context, node string) sample {
 		return smp
 	}
 	smp.at = time.Now()
-	if smp.metrics, err = parseMetrics(strings.NewReader(string(body))); err != nil {
+	if smp.metrics, err = parseMetrics(bytes.NewReader(body)); err != nil {
 		smp.err = fmt.Errorf("%s/metrics: %w", base, err)
 		return smp
 	}
