@@ -10,6 +10,11 @@
 //	switchboard bench route [flags]             SEND or REQUEST between connections
 //	switchboard bench overload [flags]          a spike above the node's limits, then recovery
 //	switchboard bench soak [flags]              a steady open-loop mix for a long time
+//	switchboard send [flags] NAME [PAYLOAD]     a one-way message (payload or stdin; --ack, --count N)
+//	switchboard request [flags] NAME [PAYLOAD]  a request; prints the response
+//	switchboard listen [flags] NAME...          print MESSAGE and INCOMING; --echo, --reply-with CMD
+//	switchboard ping [flags]                    round trips to a node, like ping(8)
+//	switchboard top [flags]                     live view of nodes from /metrics and /zone
 //	switchboard version                         print version, commit and Go version
 //	switchboard help [COMMAND [SUBCOMMAND]]     print usage, or a command's flags
 //
@@ -23,14 +28,31 @@
 // internal/config and testdata/example.yaml. --print-config shows the result and where
 // each value came from.
 //
+// send, request, listen and ping are clients built on package client, so they reconnect,
+// register their names again and follow GOAWAY like any client. They share --server
+// (a,b,c; SWITCHBOARD_SERVER; default 127.0.0.1:7400), --token-file FILE (else the
+// token is SWITCHBOARD_TOKEN; there is no flag that takes the secret itself), --timeout
+// and --json (one JSON object per line). top scrapes the admin endpoints of --admin
+// (a,b,c; default 127.0.0.1:7401) and takes rates from counter differences between
+// scrapes; it redraws a terminal with ANSI clear and home, and prints a key=value line
+// per node and refresh when stdout is not a terminal.
+//
 // Exit status: 0 on success, 1 when the node fails at run time (tune check: the host
-// cannot reach the target; bench: the run failed), 2 for bad usage, flags or
-// configuration.
+// cannot reach the target; bench: the run failed; a client command: no node could be
+// reached; top: no node answered), 2 for bad usage, flags or configuration. The client
+// commands tell the server's refusals apart:
+//
+//	3  no route: no connection owns the name (NO_ROUTE)
+//	4  timeout: the server answered TIMEOUT, or nothing came within --timeout
+//	5  refused: any other ERROR (BUSY, RATE_LIMITED, QUEUE_FULL, CIRCUIT_OPEN,
+//	   SHUTTING_DOWN, UNAUTHORIZED, NAME_TAKEN, FRAME_TOO_LARGE...)
 //
 // # Concurrency
 //
 // main owns everything; serve's only extra goroutine is the admin HTTP server, which it
-// stops before returning.
+// stops before returning. The client commands' goroutines are their clients' (stopped by
+// Close before the command returns); listen adds --concurrency workers for --reply-with,
+// which it stops after the clients, and top one goroutine per node for each scrape.
 //
 // # Caveats
 //

@@ -16,11 +16,12 @@ const (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], &cli{stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ()}))
+	os.Exit(run(os.Args[1:], &cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, environ: os.Environ()}))
 }
 
 // cli is what a subcommand may touch of the process, so that tests can run it in-process.
 type cli struct {
+	stdin          io.Reader // nil: empty
 	stdout, stderr io.Writer
 	environ        []string
 }
@@ -40,6 +41,11 @@ func commands() []command {
 		{"version", "print version, commit and Go version", runVersion},
 		{"bench", "put load on a node and measure it (scenarios: echo connect route overload soak)", func(c *cli, args []string) int { return bench.Main(args, c.stdout, c.stderr) }},
 		{"tune", "show tuning profiles, check this host for a target number of connections", runTune},
+		{"send", "send a one-way message to a name", runSend},
+		{"request", "send a request to a name and print the response", runRequest},
+		{"listen", "register names and print what arrives; answer requests with --echo or --reply-with", runListen},
+		{"ping", "measure round trips to a node, like ping(8)", runPing},
+		{"top", "live view of nodes from their admin endpoints", runTop},
 	}
 }
 
