@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -52,6 +54,9 @@ type clientFlags struct {
 	tokenFile *string
 	json      *bool
 	timeout   *time.Duration
+	tls       *bool
+	tlsCA     *string
+	tlsName   *string
 }
 
 // addClientFlags defines the shared flags on fs and places them in the "Connection" and
@@ -64,8 +69,12 @@ func addClientFlags(fs *cliflag.Set) *clientFlags {
 			"without it the token comes from "+envToken),
 		json:    fs.Bool("json", false, "print one JSON object per line"),
 		timeout: fs.Duration("timeout", client.DefaultRequestTimeout, "bound on connecting and on each call"),
+		tls: fs.Bool("tls", false, "connect over TLS (to a TLS-terminating proxy in front of the nodes, "+
+			"see docs/SECURITY.md); the system's roots verify the certificate"),
+		tlsCA:   fs.String("tls-ca", "", "verify the proxy's certificate with the PEM certificates in `FILE` (implies --tls)"),
+		tlsName: fs.String("tls-server-name", "", "the `NAME` the certificate must carry (default: the host of each address)"),
 	}
-	fs.Section("Connection", "server", "token-file", "timeout")
+	fs.Section("Connection", "server", "token-file", "timeout", "tls", "tls-ca", "tls-server-name")
 	fs.Section("Output", "json")
 	fs.Env = func(name string) string {
 		switch name {
@@ -131,6 +140,10 @@ func (f *clientFlags) resolve(fs *cliflag.Set, env []string, name string) (clien
 	if len(token) > 255 {
 		return clientSetup{}, fmt.Errorf("token: %d bytes; the protocol allows 255", len(token))
 	}
+	tlsCfg, err := f.tlsConfig()
+	if err != nil {
+		return clientSetup{}, err
+	}
 	return clientSetup{
 		addrs: addrs,
 		token: token,
@@ -141,8 +154,31 @@ func (f *clientFlags) resolve(fs *cliflag.Set, env []string, name string) (clien
 			DialTimeout:      *f.timeout,
 			HandshakeTimeout: *f.timeout,
 			RequestTimeout:   *f.timeout,
+			TLS:              tlsCfg,
 		},
 	}, nil
+}
+
+// tlsConfig is the client's TLS configuration, or nil without --tls or --tls-ca.
+func (f *clientFlags) tlsConfig() (*tls.Config, error) {
+	if !*f.tls && *f.tlsCA == "" {
+		if *f.tlsName != "" {
+			return nil, errors.New("--tls-server-name: needs --tls")
+		}
+		return nil, nil
+	}
+	cfg := &tls.Config{ServerName: *f.tlsName, MinVersion: tls.VersionTLS12}
+	if *f.tlsCA != "" {
+		pem, err := os.ReadFile(*f.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca: %s: no PEM certificate in it", *f.tlsCA)
+		}
+	}
+	return cfg, nil
 }
 
 // isSet reports whether the flag name was given on the command line.

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/config"
 )
 
 // defaultAdmin is where a node serves its admin endpoints with the built-in defaults.
@@ -38,7 +40,9 @@ func runTop(c *cli, args []string) int {
 	sortBy := fs.String("sort", "zone", "order of the nodes: "+strings.Join(sortKeys, ", ")+
 		" (zone: worst zone first, then busiest)")
 	jsonOut := fs.Bool("json", false, "print one JSON object per node and refresh")
-	fs.Section("Nodes", "admin")
+	tokenFile := fs.String("admin-token-file", "", "send the bearer token in `FILE` (first line) to the admin endpoints; "+
+		"without it the token comes from "+config.EnvAdminToken+", if set")
+	fs.Section("Nodes", "admin", "admin-token-file")
 	fs.Section("Display", "interval", "count", "sort", "json")
 	pos, code, done := parseInterspersed(c, fs, args)
 	if done {
@@ -68,6 +72,17 @@ func runTop(c *cli, args []string) int {
 		return exitUsage
 	}
 
+	token := getenv(c.environ, config.EnvAdminToken)
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			fs.Fail(c.stderr, fmt.Sprintf("--admin-token-file: %v", err))
+			return exitUsage
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		token = strings.TrimSpace(line)
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// top's own transport, so that its kept-alive connections close when it returns.
@@ -75,7 +90,7 @@ func runTop(c *cli, args []string) int {
 	defer transport.CloseIdleConnections()
 	t := &top{
 		nodes:    nodes,
-		scraper:  scraper{http: &http.Client{Transport: transport, Timeout: max(*interval, time.Second)}},
+		scraper:  scraper{http: &http.Client{Transport: transport, Timeout: max(*interval, time.Second)}, token: token},
 		interval: *interval,
 		sortBy:   *sortBy,
 		json:     *jsonOut,

@@ -116,7 +116,8 @@ type sample struct {
 
 // scraper reads /metrics and /zone of a node.
 type scraper struct {
-	http *http.Client
+	http  *http.Client
+	token string // admin bearer token; "" sends none
 }
 
 // baseURL returns the URL of a node's admin endpoints: addr is host:port or a URL.
@@ -131,6 +132,9 @@ func (s scraper) get(ctx context.Context, url string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
+	}
+	if s.token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.token)
 	}
 	resp, err := s.http.Do(req)
 	if err != nil {
