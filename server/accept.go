@@ -51,8 +51,10 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		s.connCount.Add(1)
+		s.enterHandshake(c)
 		if _, err := s.engine.EnrollContext(nc, c); err != nil { // closes nc either way
 			s.connCount.Add(-1)
+			s.leaveHandshake(c)
 			s.acceptErrors.Add(1)
 			s.g.perIP.Release(c.ip)
 		}
@@ -79,6 +81,9 @@ func (s *Server) admitConn(nc net.Conn, c *conn) bool {
 		return false
 	case s.connCount.Load() >= int64(s.maxConns):
 		s.refuse(nc, refuseMaxConns, codec.CodeBusy, 1000, "connection limit reached")
+		return false
+	case s.handshakesFull(): // unauthenticated peers cannot crowd out the rest (auth.go)
+		s.refuse(nc, refuseHandshakes, codec.CodeBusy, 1000, "too many connections in the handshake")
 		return false
 	}
 	if next := g.acceptNext.Swap(nil); next != nil { // ReloadLimits
@@ -166,10 +171,11 @@ const (
 	refusePerIP
 	refuseAcceptRate
 	refuseZone
+	refuseHandshakes
 	numRefuseReasons
 )
 
-var refuseReasonNames = [numRefuseReasons]string{"max_connections", "draining", "per_ip", "accept_rate", "zone_red"}
+var refuseReasonNames = [numRefuseReasons]string{"max_connections", "draining", "per_ip", "accept_rate", "zone_red", "handshakes"}
 
 func (s *Server) refusedByReason() map[string]uint64 {
 	m := make(map[string]uint64, numRefuseReasons)

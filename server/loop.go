@@ -30,7 +30,7 @@ type loop struct {
 	// claims holds the REGISTERs waiting for a directory that decides elsewhere, by
 	// connection; nil until the first one (a single node never fills it).
 	claims map[shard.ConnID][]pendingClaim
-	start   int64 // monotonic nanoseconds of tick 0 (srv.clock)
+	start  int64 // monotonic nanoseconds of tick 0 (srv.clock)
 
 	drainRun gnet.Runnable // preallocated Execute targets
 	tickRun  gnet.Runnable
@@ -99,7 +99,7 @@ func (lp *loop) fire(e timerEntry) {
 	case timerRequest:
 		lp.finishRequest(e.id, codec.CodeTimeout)
 	case timerHandshake:
-		if c, ok := lp.conns.Get(e.id); ok && c.state == stateHandshake {
+		if c, ok := lp.conns.Get(e.id); ok && (c.state == stateHandshake || c.state == stateVerifying) {
 			lp.stats.handshakeTimeouts.Add(1)
 			lp.closeWithError(c, codec.CodeHandshakeTimeout, "no HELLO in time")
 		}

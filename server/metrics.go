@@ -78,6 +78,7 @@ func (s *Server) WritePrometheus(w io.Writer) {
 	counter("switchboard_log_suppressed_total", s.connLog.suppressed.Load())
 	hist.write(w, "switchboard_request_duration_seconds")
 	s.writeLimitMetrics(w)
+	s.writeAuthMetrics(w)
 
 	metrics.WriteProcessMetrics(w)
 }
