@@ -66,7 +66,12 @@ type auth struct {
 	mu  sync.Mutex        // guards ids; taken only by New and ReloadCredentials
 	ids map[string]uint32 // account id of every user name seen, never reused
 
-	queue   chan *verifyJob // bounded; nil without credentials
+	queue chan *verifyJob // bounded; nil without credentials
+	// pending holds the checks queued or running, by user and secret, so that the HELLOs
+	// of many connections with the same token (a service's pool reconnecting) wait for
+	// one bcrypt instead of filling the queue. Guarded by pmu, held for a map operation.
+	pmu     sync.Mutex
+	pending map[pendingKey]*verifyJob
 	workers int
 	wg      sync.WaitGroup // the verifier goroutines
 	// dummy is a bcrypt hash of nothing anyone knows: unknown users are checked against it
@@ -110,17 +115,26 @@ func (t *authTable) permsOf(id uint32) *Permissions {
 	return nil
 }
 
-// verifyJob is one HELLO waiting for bcrypt. It owns copies of everything it needs: the
-// HELLO's bytes were borrowed from gnet.
+// verifyJob is one bcrypt check and the HELLOs waiting for it. It owns copies of
+// everything it needs: the HELLO's bytes were borrowed from gnet.
 type verifyJob struct {
-	lp     *loop
-	id     shard.ConnID
-	corr   uint32
-	name   []byte // the HELLO client name
-	user   string
-	secret []byte
-	entry  *userEntry // nil: unknown user
-	mac    [sha256.Size]byte
+	key     pendingKey
+	secret  []byte
+	entry   *userEntry    // nil: unknown user
+	waiters []helloWaiter // guarded by auth.pmu until the job leaves pending
+}
+
+type pendingKey struct {
+	user string
+	mac  [sha256.Size]byte
+}
+
+// helloWaiter is a connection waiting in stateVerifying for a job.
+type helloWaiter struct {
+	lp   *loop
+	id   shard.ConnID
+	corr uint32
+	name []byte // the HELLO client name
 }
 
 // WithCredentials makes the server authenticate users from c (see User) instead of a
@@ -147,6 +161,7 @@ func (s *Server) initAuth() error {
 	a.table.Store(a.compile(a.initial, nil))
 	a.workers = min(max(1, runtime.GOMAXPROCS(0)/2), maxVerifiers)
 	a.queue = make(chan *verifyJob, a.workers*verifyQueuePerWorker)
+	a.pending = make(map[pendingKey]*verifyJob)
 	return nil
 }
 
@@ -263,15 +278,29 @@ func (lp *loop) authenticate(c *conn, h codec.Hello, corr uint32) bool {
 		c.user = e.id
 		return true
 	}
-	j := &verifyJob{lp: lp, id: c.id, corr: corr, name: bytes.Clone(h.Name), user: string(user),
-		secret: bytes.Clone(secret), entry: e, mac: mac}
-	select {
-	case a.queue <- j:
-		c.state = stateVerifying
-	default:
+	w := helloWaiter{lp: lp, id: c.id, corr: corr, name: bytes.Clone(h.Name)}
+	k := pendingKey{user: string(user), mac: mac}
+	a.pmu.Lock()
+	queued := false
+	if j := a.pending[k]; j != nil { // the same token is being checked: wait for that
+		j.waiters = append(j.waiters, w)
+		queued = true
+	} else {
+		j = &verifyJob{key: k, secret: bytes.Clone(secret), entry: e, waiters: []helloWaiter{w}}
+		select {
+		case a.queue <- j:
+			a.pending[k] = j
+			queued = true
+		default:
+		}
+	}
+	a.pmu.Unlock()
+	if !queued {
 		a.busy.Add(1)
 		lp.closeWithRetry(c, codec.CodeBusy, codec.ErrFlagReconnect, time.Second, "too many handshakes being verified")
+		return false
 	}
+	c.state = stateVerifying
 	return false
 }
 
@@ -294,14 +323,20 @@ func (a *auth) sum(secret []byte) [sha256.Size]byte {
 // verifier runs bcrypt checks off the loops and hands each outcome to the job's loop.
 func (s *Server) verifier() {
 	defer s.auth.wg.Done()
-	for j := range s.auth.queue {
-		ok := s.auth.check(j)
-		lp := j.lp
-		// Fails only when the engine is stopping; the connection goes with it.
-		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			lp.verified(j, ok)
-			return nil
-		}))
+	a := &s.auth
+	for j := range a.queue {
+		ok := a.check(j)
+		a.pmu.Lock()
+		delete(a.pending, j.key)
+		waiters := j.waiters
+		a.pmu.Unlock()
+		for _, w := range waiters {
+			// Fails only when the engine is stopping; the connection goes with it.
+			_ = w.lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+				w.lp.verified(w, j, ok)
+				return nil
+			}))
+		}
 	}
 }
 
@@ -321,9 +356,9 @@ func (a *auth) check(j *verifyJob) bool {
 }
 
 // verified finishes a handshake that waited for a verifier. On the connection's loop.
-func (lp *loop) verified(j *verifyJob, ok bool) {
+func (lp *loop) verified(w helloWaiter, j *verifyJob, ok bool) {
 	defer lp.flushDirty()
-	c, found := lp.conns.Get(j.id)
+	c, found := lp.conns.Get(w.id)
 	if !found || c.state != stateVerifying {
 		return // closed meanwhile (handshake timeout, peer gone)
 	}
@@ -331,10 +366,10 @@ func (lp *loop) verified(j *verifyJob, ok bool) {
 	a := &lp.srv.auth
 	if ok {
 		// The table may have changed while bcrypt ran: only the hash checked counts.
-		cur := a.table.Load().users[j.user]
+		cur := a.table.Load().users[j.key.user]
 		ok = cur != nil && bytes.Equal(cur.hash, j.entry.hash)
 		if ok {
-			mac := j.mac
+			mac := j.key.mac
 			cur.verified.Store(&mac)
 		}
 	}
@@ -347,7 +382,7 @@ func (lp *loop) verified(j *verifyJob, ok bool) {
 		return
 	}
 	c.user = j.entry.id
-	lp.welcome(c, j.name, j.corr)
+	lp.welcome(c, w.name, w.corr)
 	if c.gc.InboundBuffered() > 0 {
 		_ = c.gc.Wake(nil) // frames sent after the HELLO wait in gnet's buffer
 	}

@@ -378,3 +378,30 @@ func TestHashToken(t *testing.T) {
 		t.Fatal("HashToken accepted a secret bcrypt would truncate")
 	}
 }
+
+// TestCredentialsCoalesced: many connections presenting the same token at once (a
+// service's pool reconnecting) wait for one bcrypt check instead of filling the verify
+// queue (8 per verifier) and getting BUSY.
+func TestCredentialsCoalesced(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.DefaultCost) // slow on purpose
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startAuthServer(t, Config{}, mustCredentials(t, User{Name: "pool", TokenHash: string(h)}))
+	const n = 40
+	peers := make([]*rawpeer.Peer, n)
+	var batch []byte
+	for i := range peers {
+		peers[i] = rawpeer.Dial(t, s.Addr().String())
+	}
+	batch = codec.AppendHello(batch, 1, codec.Version, "pool", "pool:pw")
+	for _, p := range peers {
+		p.Write(batch)
+	}
+	for _, p := range peers {
+		p.Expect(codec.TypeWelcome)
+	}
+	if busy, runs := s.auth.busy.Load(), s.auth.verifications.Load(); busy != 0 || runs > 2 {
+		t.Fatalf("%d BUSY and %d bcrypt runs for %d HELLOs with one token; want 0 and at most 2", busy, runs, n)
+	}
+}
