@@ -345,9 +345,17 @@ func (a *auth) check(j *verifyJob) bool {
 	a.verifications.Add(1)
 	if j.entry == nil {
 		a.dummyOnce.Do(func() {
+			// The cost of the real hashes, so that both take as long.
+			cost := bcrypt.DefaultCost
+			for _, e := range a.table.Load().users {
+				if c, err := bcrypt.Cost(e.hash); err == nil {
+					cost = c
+				}
+				break
+			}
 			var pw [32]byte
 			_, _ = rand.Read(pw[:])
-			a.dummy, _ = bcrypt.GenerateFromPassword(pw[:], bcrypt.DefaultCost)
+			a.dummy, _ = bcrypt.GenerateFromPassword(pw[:], cost)
 		})
 		_ = bcrypt.CompareHashAndPassword(a.dummy, j.secret)
 		return false

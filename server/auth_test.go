@@ -44,6 +44,9 @@ func startAuthServer(t testing.TB, cfg Config, creds *Credentials) *Server {
 		cfg.Loops = 2
 	}
 	cfg.LoopLagBudget = time.Hour
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = time.Minute // bcrypt under -race on a loaded machine takes seconds
+	}
 	s, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)), WithCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
