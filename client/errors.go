@@ -49,6 +49,7 @@ var (
 	ErrInternal           = codeSentinel(codec.CodeInternal)
 	ErrHelloRequired      = codeSentinel(codec.CodeHelloRequired)
 	ErrNotOwner           = codeSentinel(codec.CodeNotOwner)
+	ErrForbidden          = codeSentinel(codec.CodeForbidden)
 )
 
 // codeErrs maps a code to its sentinel; filled by codeSentinel during package init.

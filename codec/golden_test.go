@@ -230,6 +230,17 @@ func goldenCases() []goldenCase {
 			},
 		},
 		{
+			name:  "error_forbidden",
+			title: `ERROR corr=8: FORBIDDEN, no retry-after, no flags, reason "not permitted", no addresses`,
+			fields: []goldenField{u16("code u16 = 19 FORBIDDEN"), u32("retry-after ms u32 = 0"),
+				u8("flags u8 = 0x00"), str8(`reason str8 = 13 "not permitted"`), u8("address count u8 = 0")},
+			build: func() []byte { return codec.AppendError(nil, 8, errorForbidden) },
+			check: func(t *testing.T, f codec.Frame) {
+				e, err := codec.ParseError(f.Body)
+				checkParsed(t, e, err, errorForbidden)
+			},
+		},
+		{
 			name:  "goaway",
 			title: `GOAWAY corr=0: reconnect after 2000 ms, reason "draining", 1 address`,
 			fields: []goldenField{u32("reconnect-after ms u32 = 2000"), str8(`reason str8 = 8 "draining"`),
@@ -252,6 +263,7 @@ func goldenCases() []goldenCase {
 
 var (
 	errorQueueFull = codec.ErrorBody{Code: codec.CodeQueueFull, RetryAfterMs: 250, Reason: "target queue full"}
+	errorForbidden = codec.ErrorBody{Code: codec.CodeForbidden, Reason: "not permitted"}
 	errorBusy      = codec.ErrorBody{Code: codec.CodeBusy, RetryAfterMs: 1000,
 		Flags:  codec.ErrFlagClosing | codec.ErrFlagReconnect | codec.ErrFlagTryOther,
 		Reason: "node full", Addrs: []string{"10.0.0.2:7400", "10.0.0.3:7400"}}

@@ -115,6 +115,7 @@ const (
 	CodeInternal           ErrorCode = 16 // server bug; report it
 	CodeHelloRequired      ErrorCode = 17 // a frame other than HELLO before WELCOME; closed
 	CodeNotOwner           ErrorCode = 18 // UNREGISTER of a name this connection does not own
+	CodeForbidden          ErrorCode = 19 // the user may not REGISTER, SEND to or REQUEST this name
 )
 
 var codeNames = [...]string{
@@ -125,10 +126,11 @@ var codeNames = [...]string{
 	CodeCircuitOpen: "CIRCUIT_OPEN", CodeNoRoute: "NO_ROUTE", CodeNameTaken: "NAME_TAKEN",
 	CodeTimeout: "TIMEOUT", CodeShuttingDown: "SHUTTING_DOWN", CodeInternal: "INTERNAL",
 	CodeHelloRequired: "HELLO_REQUIRED", CodeNotOwner: "NOT_OWNER",
+	CodeForbidden: "FORBIDDEN",
 }
 
 // MaxCode is the highest defined error code; useful for sizing per-code counter arrays.
-const MaxCode = CodeNotOwner
+const MaxCode = CodeForbidden
 
 // String returns the protocol name of c, or "CODE_N" for an unknown code.
 func (c ErrorCode) String() string {

@@ -91,10 +91,13 @@ func perIPKey(ip netip.Addr) (netip.Addr, bool) {
 	return ip, true
 }
 
-func (p *PerIP) shard(ip netip.Addr) *ipShard {
+func (p *PerIP) shard(ip netip.Addr) *ipShard { return &p.shards[ipShardIndex(ip)] }
+
+// ipShardIndex spreads addresses over perIPShards shards.
+func ipShardIndex(ip netip.Addr) int {
 	a := ip.As16()
 	x := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(a[8:])*0xff51afd7ed558ccd
-	return &p.shards[(x*0x9E3779B97F4A7C15)>>60]
+	return int((x * 0x9E3779B97F4A7C15) >> 60)
 }
 
 // Acquire counts one more connection from ip and reports true, or reports false without

@@ -66,8 +66,10 @@ func (s *Server) acceptLoop() {
 
 // enroll hands an admitted connection, already counted in connCount, to an event loop.
 func (s *Server) enroll(nc net.Conn, c *conn) {
+	s.enterHandshake(c)
 	if _, err := s.engine.EnrollContext(nc, c); err != nil { // closes nc either way
 		s.connCount.Add(-1)
+		s.leaveHandshake(c)
 		s.acceptErrors.Add(1)
 		s.g.perIP.Release(c.ip)
 	}
@@ -98,6 +100,9 @@ func (s *Server) admitNode(nc net.Conn) bool {
 		return false
 	case s.connCount.Load() >= int64(s.maxConns):
 		s.refuse(nc, refuseMaxConns, codec.CodeBusy, 1000, "connection limit reached")
+		return false
+	case s.handshakesFull(): // unauthenticated peers cannot crowd out the rest (auth.go)
+		s.refuse(nc, refuseHandshakes, codec.CodeBusy, 1000, "too many connections in the handshake")
 		return false
 	}
 	if next := g.acceptNext.Swap(nil); next != nil { // ReloadLimits
@@ -201,10 +206,11 @@ const (
 	refuseAcceptRate
 	refuseZone
 	refuseProxyHeader // PROXY header missing, bad, late, or too many pending
+	refuseHandshakes
 	numRefuseReasons
 )
 
-var refuseReasonNames = [numRefuseReasons]string{"max_connections", "draining", "per_ip", "accept_rate", "zone_red", "proxy_header"}
+var refuseReasonNames = [numRefuseReasons]string{"max_connections", "draining", "per_ip", "accept_rate", "zone_red", "proxy_header", "handshakes"}
 
 func (s *Server) refusedByReason() map[string]uint64 {
 	m := make(map[string]uint64, numRefuseReasons)

@@ -14,7 +14,7 @@ import (
 //	/readyz         200 when accepting work; 503 while draining or in the RED zone
 //	/zone           JSON: zone, each utilisation input, thresholds
 //	/capacity       JSON: headroom in connections, queue slots, memory, accept tokens
-//	/debug/pprof/   the standard profiles
+//	/debug/pprof/   the standard profiles; cmdline with secret flags redacted
 //
 // Safe for concurrent use.
 func (s *Server) AdminHandler() http.Handler {
@@ -40,7 +40,7 @@ func (s *Server) AdminHandler() http.Handler {
 		writeJSON(w, s.Capacity())
 	})
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", cmdline) // pprof.Cmdline would show a --token value
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

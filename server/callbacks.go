@@ -30,6 +30,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	id, err := lp.conns.Add(c)
 	if err != nil { // 16M connections on one loop: cannot happen below the fd cap
 		h.srv.connCount.Add(-1)
+		h.srv.leaveHandshake(c)
 		gc.SetContext(nil)
 		return nil, gnet.Close
 	}
@@ -46,6 +47,9 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 // buffer.
 func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	c, _ := gc.Context().(*conn)
+	if c != nil && c.state == stateVerifying {
+		return gnet.None // input waits in gnet's buffer until the HELLO is verified (auth.go)
+	}
 	if c == nil || c.state != stateActive && c.state != stateHandshake {
 		_, _ = gc.Discard(-1) // closing: ignore input until the close lands
 		return gnet.None
@@ -110,6 +114,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 		_ = h.srv.dir.Unregister(name, c.id)
 	}
 	h.srv.g.perIP.Release(c.ip)
+	h.srv.leaveHandshake(c)
 	c.names = nil
 	if len(lp.claims) > 0 {
 		delete(lp.claims, c.id) // outcomes still to come release their names (finishClaim)

@@ -43,8 +43,18 @@ type Config struct {
 	// MaxFrame is the largest frame length field accepted after the handshake, in bytes.
 	// Default 1 MiB (codec.DefaultMaxFrame); announced in WELCOME.
 	MaxFrame int
-	// Token is the shared secret a HELLO must carry. Default "": no authentication.
+	// Token is the shared secret a HELLO must carry. Default "": no authentication (or
+	// per-user credentials, given with WithCredentials; the two exclude each other).
 	Token string
+	// AuthFailuresPerIP caps the failed handshakes (wrong token, unknown user) one client
+	// address may make per second (IPv6 per /64), burst as many; past it, its HELLOs are
+	// refused UNAUTHORIZED with a retry-after and not checked at all. Default 10; 0 = off.
+	AuthFailuresPerIP int
+	// MaxHandshakes caps the connections admitted and not yet past HELLO; past it new
+	// connections are refused BUSY at accept, so that peers that never authenticate cannot
+	// crowd out those that do. Default 0: auto, a tenth of max-connections (at least 64,
+	// or max-connections if that is less; resolved by Start).
+	MaxHandshakes int
 	// MaxPending caps the messages queued for one connection that its socket has not taken
 	// yet. Past it the slow-consumer policy applies. Default 1000.
 	MaxPending int
@@ -58,7 +68,8 @@ type Config struct {
 	FramesPerWake int
 	// MaxNamesPerConn caps the names one connection may register. Default 64.
 	MaxNamesPerConn int
-	// HandshakeTimeout is how long a new connection may take to send HELLO. Default 5s.
+	// HandshakeTimeout is how long a new connection may take to send HELLO and be
+	// welcomed (a credentials check included). Default 2s.
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection that sent nothing for this long. Clients ping at a
 	// third of it (announced in WELCOME). Default 90s; 0 = off: no idle timer, and WELCOME
@@ -119,7 +130,8 @@ const (
 	DefaultRingSize            = 8192
 	DefaultFramesPerWake       = 512
 	DefaultMaxNamesPerConn     = 64
-	DefaultHandshakeTimeout    = 5 * time.Second
+	DefaultHandshakeTimeout    = 2 * time.Second
+	DefaultAuthFailuresPerIP   = 10
 	DefaultIdleTimeout         = 90 * time.Second
 	DefaultRequestTimeout      = 5 * time.Second
 	DefaultMaxRequestTimeout   = 60 * time.Second
@@ -148,6 +160,7 @@ func DefaultConfig() Config {
 		FramesPerWake:       DefaultFramesPerWake,
 		MaxNamesPerConn:     DefaultMaxNamesPerConn,
 		HandshakeTimeout:    DefaultHandshakeTimeout,
+		AuthFailuresPerIP:   DefaultAuthFailuresPerIP,
 		IdleTimeout:         DefaultIdleTimeout,
 		RequestTimeout:      DefaultRequestTimeout,
 		MaxRequestTimeout:   DefaultMaxRequestTimeout,
@@ -171,10 +184,11 @@ func hostname() string {
 // EnsureDefaults replaces the zero fields where 0 is not meaningful with their
 // DefaultConfig values, for callers that build a Config by hand (New calls it). It keeps
 // every field where 0 means off, none or auto (resolving ServerID, which has no other
-// use for ""): IdleTimeout, TCPKeepAlive, Loops, MaxConnections, Token, Peers,
-// ProxyProtocolFrom, the socket buffers, the rate limits and bursts, MaxConnsPerIP,
-// ZoneHysteresis and ZoneMinDwell. So in a zero-value Config the idle timeout is off and
-// zones have no hysteresis; start from DefaultConfig for their defaults.
+// use for ""): IdleTimeout, TCPKeepAlive, Loops, MaxConnections, MaxHandshakes, Token,
+// AuthFailuresPerIP, Peers, ProxyProtocolFrom, the socket buffers, the rate limits and
+// bursts, MaxConnsPerIP, ZoneHysteresis and ZoneMinDwell. So in a zero-value Config the
+// idle timeout is off and zones have no hysteresis; start from DefaultConfig for their
+// defaults.
 func (c *Config) EnsureDefaults() {
 	d := DefaultConfig()
 	setDefault(&c.Listen, d.Listen)
@@ -248,7 +262,8 @@ func (c *Config) Validate() error {
 		{"frames-per-wake", c.FramesPerWake}, {"max-names-per-conn", c.MaxNamesPerConn},
 		{"read-buffer-cap", c.ReadBufferCap}, {"write-buffer-cap", c.WriteBufferCap},
 		{"max-queue", c.MaxQueue}, {"socket-recv-buffer", c.SocketRecvBuffer},
-		{"socket-send-buffer", c.SocketSendBuffer},
+		{"socket-send-buffer", c.SocketSendBuffer}, {"max-handshakes", c.MaxHandshakes},
+		{"auth-failures-per-ip", c.AuthFailuresPerIP},
 	}
 	for _, f := range nonNeg {
 		if f.v < 0 {

@@ -13,6 +13,7 @@ const (
 	stateActive                     // WELCOME sent
 	stateClosing                    // ERROR or GOAWAY sent; input is ignored until close
 	stateClosed                     // OnClose ran; gc is nil
+	stateVerifying                  // HELLO being checked off the loop (auth.go); input waits in gnet
 )
 
 // conn is one client connection. It is the gnet connection's context value and, like the
@@ -36,6 +37,11 @@ type conn struct {
 	state   connState
 	// goneAway: GOAWAY was sent (drain).
 	goneAway bool
+	// hsCounted: counted in the server's handshaking connections (auth.go).
+	hsCounted bool
+	// user is the account id of the credentials user this connection authenticated as;
+	// 0 without credentials (auth.go).
+	user uint32
 	// (Field order keeps conn at 160 bytes, a size class of its own: see TestConnSize.)
 }
 

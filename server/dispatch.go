@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/subtle"
 	"slices"
 	"time"
 
@@ -20,6 +19,9 @@ func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
 		return lp.hello(c, f)
 	}
 	if f.Type < 0x80 && f.Type.Known() && !controlFrame(f.Type) && !lp.admit(c, f, now) {
+		return true
+	}
+	if c.user != 0 && !lp.permitted(c, f) { // credentials: FORBIDDEN, connection stays open
 		return true
 	}
 	switch f.Type {
@@ -66,7 +68,6 @@ func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
 }
 
 func (lp *loop) hello(c *conn, f codec.Frame) bool {
-	cfg := &lp.srv.cfg
 	h, err := codec.ParseHello(f.Body)
 	switch {
 	case err != nil:
@@ -75,19 +76,26 @@ func (lp *loop) hello(c *conn, f codec.Frame) bool {
 	case h.Version != codec.Version:
 		lp.closeWithError(c, codec.CodeUnsupportedVersion, "this server speaks version 1")
 		return false
-	case subtle.ConstantTimeCompare(h.Token, lp.srv.token) != 1:
-		lp.stats.unauthorized.Add(1)
-		lp.closeWithError(c, codec.CodeUnauthorized, "bad token")
+	case !lp.authenticate(c, h, f.Corr): // closing, or waiting for a verifier (auth.go)
 		return false
 	case lp.srv.draining.Load():
 		lp.closeWithError(c, codec.CodeShuttingDown, "node is draining")
 		return false
 	}
-	c.name = slices.Clone(h.Name)
+	lp.welcome(c, slices.Clone(h.Name), f.Corr)
+	return true
+}
+
+// welcome completes the handshake of an authenticated connection; name is its client
+// name, owned by c from now on.
+func (lp *loop) welcome(c *conn, name []byte, corr uint32) {
+	cfg := &lp.srv.cfg
+	c.name = name
 	c.state = stateActive
+	lp.srv.leaveHandshake(c)
 	lp.wheel.cancel(c.hsTimer)
 	b := c.buf()
-	b.B = codec.AppendWelcome(b.B, f.Corr, codec.Welcome{
+	b.B = codec.AppendWelcome(b.B, corr, codec.Welcome{
 		Version:        codec.Version,
 		ConnID:         uint64(c.id),
 		MaxFrame:       uint32(cfg.MaxFrame),
@@ -98,5 +106,4 @@ func (lp *loop) hello(c *conn, f codec.Frame) bool {
 	if cfg.IdleTimeout > 0 { // 0 = off: no idle timer
 		lp.wheel.add(lp.after(lp.srv.clock(), cfg.IdleTimeout), timerIdle, c.id)
 	}
-	return true
 }

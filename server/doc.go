@@ -25,6 +25,7 @@
 //	             │      peeks the PROXY header, reads exactly it, and admits per IP)
 //	             ▼
 //	loop k: OnOpen (table slot, handshake timer)
+//	        [HELLO needing bcrypt: stateVerifying; a verifier goroutine Executes the outcome]
 //	        OnTraffic* (Peek → Decode ≤ FramesPerWake frames → dispatch → Discard → flush;
 //	                    Wake self if whole frames remain)
 //	        drain* (cross-loop deliveries from the ring, via EventLoop.Execute)
@@ -38,6 +39,7 @@
 //	callbacks.go  gnet callbacks: OnOpen, OnTraffic (Peek → codec.Decode), OnClose, OnTick
 //	admit.go      per-frame admission: zone shedding, tiers 2-3, tier 4 for REQUEST
 //	dispatch.go   one frame by type; HELLO
+//	auth.go       HELLO's token or credentials (bcrypt off the loop), FORBIDDEN per frame, the handshake cap
 //	names.go      REGISTER and UNREGISTER against the directory
 //	route.go      SEND and the routing of MESSAGE/INCOMING to a target connection
 //	ring.go       the cross-loop hand-off: a bounded ring per loop, drained on the loop
@@ -46,8 +48,9 @@
 //
 // Beside the path: server.go (lifecycle), loop.go and wheel.go (per-loop state and
 // timers), conn.go, sampler.go (zones, capacity), reload.go, drain.go, metrics.go and
-// metrics_runtime.go (HELP and TYPE for the Go runtime and process metrics),
-// stats.go, admin.go, connlog.go, config.go.
+// metrics_runtime.go (HELP and TYPE for the Go runtime and process metrics), stats.go,
+// admin.go and cmdline.go, connlog.go, config.go, credentials.go (compiled users and
+// permissions), auth.go (HELLO checks off the loops), proxy.go (PROXY headers).
 //
 // # Concurrency
 //
@@ -67,7 +70,8 @@
 //  5. Fairness: at most FramesPerWake frames per OnTraffic; the connection wakes itself if
 //     more whole frames are buffered.
 //  6. Shared fields say how they are guarded (see Server and loop).
-//  7. Every goroutine the server starts (acceptor, lingerers, PROXY header readers) is
+//  7. Every goroutine the server starts (acceptor, lingerers, PROXY header readers,
+//     credentials verifiers) is
 //     tracked and has exited when Shutdown returns; gnet's own goroutines have exited too.
 //
 // # Bounded queues
@@ -76,7 +80,9 @@
 // answers the sender QUEUE_FULL. Output for one connection is capped at MaxPending messages
 // or MaxPendingBytes bytes not yet taken by its socket; past that the connection is a slow
 // consumer: it gets ERROR SLOW_CONSUMER and is closed, and the sender gets QUEUE_FULL.
-// Requests in flight per connection are capped at MaxPending too.
+// Requests in flight per connection are capped at MaxPending too. Connections still in
+// the handshake are capped at MaxHandshakes (BUSY at accept), and HELLOs waiting for a
+// credentials check at 8 per verifier goroutine (BUSY).
 //
 // # Caveats
 //

@@ -127,7 +127,7 @@ func (lp *loop) fire(e timerEntry) {
 	case timerRequest:
 		lp.finishRequest(e.id, codec.CodeTimeout)
 	case timerHandshake:
-		if c, ok := lp.conns.Get(e.id); ok && c.state == stateHandshake {
+		if c, ok := lp.conns.Get(e.id); ok && (c.state == stateHandshake || c.state == stateVerifying) {
 			lp.stats.handshakeTimeouts.Add(1)
 			lp.closeWithError(c, codec.CodeHandshakeTimeout, "no HELLO in time")
 		}

@@ -95,6 +95,7 @@ func (s *Server) WritePrometheus(w io.Writer) {
 	counter("switchboard_log_suppressed_total", "Per-connection log lines suppressed by the log rate limit.", s.connLog.suppressed.Load())
 	hist.write(w, "switchboard_request_duration_seconds", "Time from forwarding a REQUEST to its RESPONSE.")
 	s.writeLimitMetrics(w)
+	s.writeAuthMetrics(w)
 
 	writeRuntimeMetrics(w)
 }

@@ -52,6 +52,7 @@ type Server struct {
 	loops  [256]atomic.Pointer[loop] // by index; set by Start before any client connects
 	nloops atomic.Int32
 
+	auth         auth         // authentication and the handshake cap (auth.go)
 	g            guards       // overload protection; immutable pointers after New
 	acceptTokens atomic.Int64 // accept-rate tokens left, published by the acceptor (-1: unlimited)
 	connCount    atomic.Int64 // connections admitted and not yet closed
@@ -109,6 +110,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		s.dir = shard.NewRegistry()
 	}
 	s.initGuards()
+	if err := s.initAuth(); err != nil {
+		return nil, err
+	}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -120,6 +124,7 @@ func (s *Server) Config() Config {
 	s.mu.Lock()
 	if s.started {
 		c.MaxConnections = s.maxConns
+		c.MaxHandshakes = int(s.auth.maxHandshakes)
 	}
 	s.mu.Unlock()
 	return c
@@ -180,6 +185,7 @@ func (s *Server) StartListener(ln net.Listener) error {
 	}
 	s.ln, s.engine = tl, eng
 	s.started = true
+	s.startAuth(maxConns)
 	s.wg.Add(1 + lingerers)
 	go s.acceptLoop()
 	s.logWG.Add(1)
@@ -315,6 +321,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if stopErr := s.engine.Stop(); stopErr != nil && err == nil {
 		err = stopErr
 	}
+	s.stopAuth()        // the loops are gone: nobody queues a HELLO any more
 	close(s.connLog.ch) // the loops are gone: nobody reports any more
 	s.logWG.Wait()
 	close(s.done)

@@ -125,7 +125,6 @@ func small() Profile {
 			"ring-size":          size(4096),
 			"max-queue":          size(20_000),
 			"max-names-per-conn": size(16),
-			"handshake-timeout":  dur(3 * time.Second),
 			"idle-timeout":       dur(120 * time.Second),
 			"accept-rate":        size(2000),
 		},
@@ -141,8 +140,6 @@ func small() Profile {
 			"ring-size":          "4,096 cross-loop slots per loop: enough for bursts, half the default memory",
 			"max-queue":          "20,000 messages queued node-wide before QUEUE_FULL",
 			"max-names-per-conn": "16 names per connection keep the registry small at 100K connections",
-			"handshake-timeout": "3 s: half-open and silent connections are the cheapest way to " +
-				"fill a node built for 100K connections",
 			"idle-timeout": "120 s: clients ping every 40 s, so 100K idle connections send about " +
 				"2,500 pings/s instead of 3,300 at the 90 s default",
 			"accept-rate": "2,000 new connections/s: 100K clients reconnecting after a restart " +

@@ -11,8 +11,8 @@ import (
 // are not consulted. It prints "FILE: ok", or every problem and then "FILE: N problems".
 func runCheckConfig(c *cli, args []string) int {
 	fs := newFlags("check-config", "switchboard check-config FILE...",
-		"Checks each YAML config file for unknown keys, wrong types and invalid values.\n"+
-			"Environment variables and flags are not consulted.")
+		"Checks each YAML config file for unknown keys, wrong types and invalid values, and\n"+
+			"the credentials file it names. Environment variables and flags are not consulted.")
 	if code, done := parseFlags(c, fs, args); done {
 		return code
 	}
@@ -22,7 +22,10 @@ func runCheckConfig(c *cli, args []string) int {
 	}
 	code := exitOK
 	for _, path := range fs.Args() {
-		_, err := config.LoadFile(path)
+		l, err := config.LoadFile(path)
+		if err == nil && l.Config.Credentials != "" {
+			_, err = config.LoadCredentials(l.Config.Credentials)
+		}
 		if err == nil {
 			fmt.Fprintf(c.stdout, "%s: ok\n", path)
 			continue

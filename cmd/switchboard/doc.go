@@ -1,7 +1,8 @@
 // Command switchboard runs and inspects switchboard nodes.
 //
 //	switchboard serve [flags]                   run a node until SIGINT or SIGTERM
-//	switchboard check-config FILE...            validate config files
+//	switchboard check-config FILE...            validate config files (and the credentials file they name)
+//	switchboard hash-token < SECRET-FILE        print the bcrypt hash of a secret, for a credentials file
 //	switchboard tune show [NAME]                list the tuning profiles, or one profile's settings
 //	switchboard tune check [--connections N] [--profile NAME] [--json]
 //	                                            judge this host against a number of connections

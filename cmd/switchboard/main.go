@@ -38,6 +38,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run a node until SIGINT or SIGTERM", runServe},
 		{"check-config", "validate config files", runCheckConfig},
+		{"hash-token", "read a user's secret from stdin, print its hash for a credentials file", runHashToken},
 		{"version", "print version, commit and Go version", runVersion},
 		{"bench", "put load on a node and measure it (scenarios: echo connect route overload soak)", func(c *cli, args []string) int { return bench.Main(args, c.stdout, c.stderr) }},
 		{"tune", "show tuning profiles, check this host for a target number of connections", runTune},

@@ -86,7 +86,9 @@ func parseLevel(s string) slog.Level {
 }
 
 // reloader re-reads the configuration on SIGHUP and applies what is safe to change at
-// run time: the log level and the server's reloadable limits (server.ReloadableKeys).
+// run time: the log level, the server's reloadable limits (server.ReloadableKeys) and,
+// on a node started with a credentials file, the credentials file (re-read even when its
+// name did not change).
 // Other settings need a restart (a drain makes that painless); the log says which changed
 // values were not applied.
 type reloader struct {
@@ -103,12 +105,22 @@ func (r *reloader) reload(log *slog.Logger, srv *server.Server) {
 		log.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
+	creds, err := r.credentials(l.Config)
+	if err != nil {
+		log.Error("reload failed; keeping the running configuration", "err", err)
+		return
+	}
 	if err := srv.ReloadLimits(l.Config.Config); err != nil {
 		log.Error("reload failed; keeping the running configuration", "err", err)
 		return
 	}
+	if creds != nil {
+		if err := srv.ReloadCredentials(creds); err != nil {
+			log.Error("credentials not reloaded", "err", err)
+		}
+	}
 	r.level.Set(parseLevel(l.Config.LogLevel))
-	reloadable := map[string]bool{"log-level": true}
+	reloadable := map[string]bool{"log-level": true, "credentials": creds != nil}
 	for _, k := range server.ReloadableKeys {
 		reloadable[k] = true
 	}
@@ -124,6 +136,16 @@ func (r *reloader) reload(log *slog.Logger, srv *server.Server) {
 	r.last = l.Config
 	log.Info("configuration reloaded", "log_level", l.Config.LogLevel, "applied", strings.Join(applied, ","),
 		"not_applied_until_restart", strings.Join(pending, ","))
+}
+
+// credentials reads the credentials file of a reloaded configuration, on a node started
+// with one (nil otherwise: switching between a shared token and credentials needs a
+// restart, and "not_applied_until_restart" says so).
+func (r *reloader) credentials(n config.Node) (*server.Credentials, error) {
+	if r.start.Credentials == "" || n.Credentials == "" {
+		return nil, nil
+	}
+	return config.LoadCredentials(n.Credentials)
 }
 
 func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
@@ -142,7 +164,17 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 		rt := p.ApplyRuntime(os.Getenv, log)
 		log.Info("tuning profile applied", append([]any{"profile", p.Name, "memory_budget", p.MemoryBudget}, rt.Attrs()...)...)
 	}
-	srv, err := server.New(l.Config.Config, server.WithLogger(log))
+	opts := []server.Option{server.WithLogger(log)}
+	if path := l.Config.Credentials; path != "" {
+		creds, err := config.LoadCredentials(path)
+		if err != nil {
+			log.Error("invalid credentials", "err", err)
+			return exitUsage
+		}
+		log.Info("credentials loaded", "file", path, "users", creds.Len())
+		opts = append(opts, server.WithCredentials(creds))
+	}
+	srv, err := server.New(l.Config.Config, opts...)
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
 		return exitUsage

@@ -1,5 +1,7 @@
 package config
 
+import "github.com/switchboard/switchboard/server"
+
 // help is the one-line help of every setting, by key: the --help text of its flag and
 // the comment above it in --print-config's example. Read-only. A test fails when a field
 // of server.Config has no entry here, so new fields are not forgotten.
@@ -14,13 +16,17 @@ var help = map[string]string{
 	"max-connections":       "cap on concurrent client connections; 0 means as many as the open-file limit allows",
 	"max-frame":             "largest frame accepted after the handshake, bytes",
 	"log-level":             "log level: debug, info, warn or error (re-read on SIGHUP)",
-	"token":                 "shared secret a HELLO must carry; empty means no authentication",
+	"token":                 "shared secret a HELLO must carry; empty means no authentication (prefer token-file or SWITCHBOARD_TOKEN: a flag shows in ps)",
+	"token-file":            "file holding the shared token (one line); excludes token",
+	"credentials":           "YAML credentials file: users, bcrypt token hashes, permissions (re-read on SIGHUP); excludes token",
+	"auth-failures-per-ip":  "failed handshakes per second one address may make before its HELLOs are refused unchecked (0 = off)",
+	"max-handshakes":        "connections still in the handshake before new ones get BUSY; 0 means a tenth of max-connections (at least 64)",
 	"max-pending":           "messages queued for one connection before the slow-consumer policy applies",
 	"max-pending-bytes":     "bytes queued for one connection before the slow-consumer policy applies",
 	"ring-size":             "slots in each event loop's cross-loop ring (rounded up to a power of two)",
 	"frames-per-wake":       "frames handled per read callback before other connections get a turn",
 	"max-names-per-conn":    "names one connection may register",
-	"handshake-timeout":     "time a new connection has to send HELLO",
+	"handshake-timeout":     "time a new connection has to send HELLO and be welcomed",
 	"idle-timeout":          "close a connection silent for this long; clients ping at a third of it (0 or off = never)",
 	"request-timeout":       "timeout of a REQUEST that asks for none",
 	"max-request-timeout":   "longest timeout a REQUEST may ask for",
@@ -64,7 +70,12 @@ var help = map[string]string{
 	KeyConfig:  "YAML config file",
 }
 
-// secret keys are redacted when printed and must not be logged. Read-only.
-var secret = map[string]bool{
-	"token": true,
-}
+// secret keys are redacted when printed and must not be logged: server.SecretKeys.
+// Read-only.
+var secret = func() map[string]bool {
+	m := make(map[string]bool)
+	for _, k := range server.SecretKeys {
+		m[k] = true
+	}
+	return m
+}()

@@ -68,6 +68,7 @@ func Load(env []string, flags *Flags) (Loaded, error) {
 	ld.env(vars)
 	ld.flags(flags)
 	ld.applyProfile()
+	ld.readTokenFile(&l.Config)
 	return ld.finish(l)
 }
 
@@ -79,6 +80,7 @@ func LoadFile(path string) (Loaded, error) {
 	ld := newLoader(&l.Config)
 	ld.file(path)
 	ld.applyProfile()
+	ld.readTokenFile(&l.Config)
 	return ld.finish(l)
 }
 

@@ -47,6 +47,14 @@ type Node struct {
 	// DrainPeriod is how long a drain (SIGTERM, SIGUSR2) takes to close every connection
 	// after GOAWAY; it is passed to server.Drain. Default 10s; 0 closes them all at once.
 	DrainPeriod time.Duration
+	// TokenFile names a file holding the shared token (its first line), so that the
+	// secret is on no command line; Load reads it into Token. Default "": none. Excludes
+	// Token.
+	TokenFile string
+	// Credentials names a YAML credentials file (LoadCredentials): per-user tokens and
+	// permissions instead of one shared token. switchboard serve reads it at start and
+	// on SIGHUP. Default "": none. Excludes Token and TokenFile.
+	Credentials string
 }
 
 // DefaultNode returns a Node with every default filled in (server.DefaultConfig for the
@@ -85,6 +93,9 @@ func (n *Node) Validate() error {
 	}
 	if n.DrainPeriod < 0 {
 		errs = append(errs, fmt.Errorf("config: drain-period: must not be negative, got %v", n.DrainPeriod))
+	}
+	if n.Credentials != "" && n.Token != "" {
+		errs = append(errs, errors.New("config: credentials: set token (or token-file) or credentials, not both"))
 	}
 	return errors.Join(errs...)
 }

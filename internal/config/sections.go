@@ -18,8 +18,9 @@ const (
 // that a new field cannot fall out of --help's grouping.
 var sections = []Section{
 	{SectionConfig, []string{KeyConfig, KeyProfile}},
-	{"Listeners", []string{"listen", "admin", "admin-token-file", "admin-pprof", "node-id", "server-id", "peers", "proxy-protocol-from", "token", "loops",
+	{"Listeners", []string{"listen", "admin", "admin-token-file", "admin-pprof", "node-id", "server-id", "peers", "proxy-protocol-from", "loops",
 		"tcp-delay", "tcp-keep-alive"}},
+	{"Security", []string{"token", "token-file", "credentials", "auth-failures-per-ip", "max-handshakes"}},
 	{"Limits", []string{"max-connections", "max-frame", "max-pending", "max-pending-bytes",
 		"max-names-per-conn", "max-queue", "ring-size", "frames-per-wake"}},
 	{"Timeouts", []string{"handshake-timeout", "idle-timeout", "request-timeout", "max-request-timeout",

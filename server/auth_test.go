@@ -1,0 +1,410 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/rawpeer"
+)
+
+// testHash is a bcrypt hash at the lowest cost, so that tests spend milliseconds, not
+// the 50 ms of the default cost, per check.
+func testHash(t testing.TB, secret string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+func mustCredentials(t testing.TB, users ...User) *Credentials {
+	t.Helper()
+	c, err := NewCredentials(users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// startAuthServer starts a server that authenticates users from creds.
+func startAuthServer(t testing.TB, cfg Config, creds *Credentials) *Server {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	if cfg.Loops == 0 {
+		cfg.Loops = 2
+	}
+	cfg.LoopLagBudget = time.Hour
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = time.Minute // bcrypt under -race on a loaded machine takes seconds
+	}
+	s, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)), WithCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return s
+}
+
+// helloRefused sends HELLO with token and expects a closing ERROR code.
+func helloRefused(t testing.TB, s *Server, token string, code codec.ErrorCode) codec.ErrorBody {
+	t.Helper()
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Write(codec.AppendHello(nil, 1, codec.Version, "x", token))
+	_, e := p.ExpectError(code)
+	if e.Flags&codec.ErrFlagClosing == 0 {
+		t.Fatalf("ERROR %v without CLOSING", code)
+	}
+	p.ExpectClosed()
+	return e
+}
+
+func TestCredentialsHello(t *testing.T) {
+	creds := mustCredentials(t, User{Name: "alice", TokenHash: testHash(t, "wonderland"), Send: []string{"*"}})
+	s := startAuthServer(t, Config{}, creds)
+	for _, tt := range []struct{ name, token string }{
+		{"wrong-secret", "alice:looking-glass"},
+		{"unknown-user", "bob:wonderland"},
+		{"no-separator", "wonderland"},
+		{"empty", ""},
+		{"user-only", "alice:"},
+	} {
+		t.Run(tt.name, func(t *testing.T) { helloRefused(t, s, tt.token, codec.CodeUnauthorized) })
+	}
+	if got := s.auth.failures.Load(); got != 5 {
+		t.Fatalf("switchboard_auth_failures_total %d; want 5", got)
+	}
+
+	p := rawpeer.Dial(t, s.Addr().String())
+	if w := p.Hello("alice-1", "alice:wonderland"); w.ConnID == 0 {
+		t.Fatal("WELCOME without a connection id")
+	}
+	verifications := s.auth.verifications.Load()
+	// The second HELLO with the same secret is checked from the cache, without bcrypt.
+	q := rawpeer.Dial(t, s.Addr().String())
+	q.Hello("alice-2", "alice:wonderland")
+	if got := s.auth.verifications.Load(); got != verifications {
+		t.Fatalf("bcrypt ran %d more times for a cached secret; want 0", got-verifications)
+	}
+	if s.auth.cacheHits.Load() != 1 {
+		t.Fatalf("cache hits %d; want 1", s.auth.cacheHits.Load())
+	}
+	// A wrong secret is not accepted through the cache.
+	helloRefused(t, s, "alice:wonderlanD", codec.CodeUnauthorized)
+	waitFor(t, "no connection left in the handshake", func() bool { return s.auth.handshaking.Load() == 0 })
+}
+
+// TestCredentialsPipelinedFrames sends HELLO and more frames in one write: the frames wait
+// in gnet's buffer while the HELLO is verified off the loop, and are answered in order
+// after WELCOME.
+func TestCredentialsPipelinedFrames(t *testing.T) {
+	creds := mustCredentials(t, User{Name: "svc", TokenHash: testHash(t, "s3cret"), Register: []string{"svc.*"}})
+	s := startAuthServer(t, Config{}, creds)
+	p := rawpeer.Dial(t, s.Addr().String())
+	b := codec.AppendHello(nil, 1, codec.Version, "svc", "svc:s3cret")
+	b = codec.AppendName(b, codec.TypeRegister, 2, "svc.a")
+	b = codec.AppendName(b, codec.TypeRegister, 3, "other")
+	b = codec.AppendFrame(b, codec.TypePing, 0, 4, nil)
+	p.Write(b)
+	expectOutcomes(t, p, outcome{typ: codec.TypeWelcome, corr: 1}, outcome{typ: codec.TypeOK, corr: 2},
+		errOutcome(3, codec.CodeForbidden), outcome{typ: codec.TypePong, corr: 4})
+}
+
+func TestForbidden(t *testing.T) {
+	creds := mustCredentials(t,
+		User{Name: "billing", TokenHash: testHash(t, "b"), Register: []string{"billing.*"},
+			Send: []string{"audit", "billing.*"}, Request: []string{"billing.*"}},
+		User{Name: "audit", TokenHash: testHash(t, "a"), Register: []string{"audit", "billing.*"}},
+	)
+	s := startAuthServer(t, Config{}, creds)
+	aud := rawpeer.Dial(t, s.Addr().String())
+	aud.Hello("audit", "audit:a")
+	aud.Write(codec.AppendName(nil, codec.TypeRegister, 1, "audit"))
+	aud.Write(codec.AppendName(nil, codec.TypeRegister, 2, "billing.ledger"))
+	expectOutcomes(t, aud, outcome{typ: codec.TypeOK, corr: 1}, outcome{typ: codec.TypeOK, corr: 2})
+
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Hello("billing", "billing:b")
+	for _, tt := range []struct {
+		name  string
+		frame []byte
+		want  outcome
+	}{
+		{"register-allowed", codec.AppendName(nil, codec.TypeRegister, 10, "billing.invoices"), outcome{typ: codec.TypeOK, corr: 10}},
+		{"register-forbidden", codec.AppendName(nil, codec.TypeRegister, 11, "payroll"), errOutcome(11, codec.CodeForbidden)},
+		{"register-prefix-is-not-a-match", codec.AppendName(nil, codec.TypeRegister, 12, "billing"), errOutcome(12, codec.CodeForbidden)},
+		{"send-exact", codec.AppendSend(nil, codec.FlagAck, 13, "audit", []byte("x")), outcome{typ: codec.TypeOK, corr: 13}},
+		{"send-prefix", codec.AppendSend(nil, codec.FlagAck, 14, "billing.ledger", []byte("y")), outcome{typ: codec.TypeOK, corr: 14}},
+		{"send-forbidden", codec.AppendSend(nil, codec.FlagAck, 15, "auditor", []byte("z")), errOutcome(15, codec.CodeForbidden)},
+		{"request-forbidden", codec.AppendRequest(nil, 16, "audit", 0, nil), errOutcome(16, codec.CodeForbidden)},
+		{"request-allowed-no-owner", codec.AppendRequest(nil, 17, "billing.nobody", 0, nil), errOutcome(17, codec.CodeNoRoute)},
+		{"unregister-is-not-checked", codec.AppendName(nil, codec.TypeUnregister, 18, "billing.invoices"), outcome{typ: codec.TypeOK, corr: 18}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p.Write(tt.frame)
+			expectOutcomes(t, p, tt.want)
+		})
+	}
+	// A forbidden one-way SEND is dropped and counted; the connection stays open.
+	forbidden := s.Stats().Errors[codec.CodeForbidden]
+	p.Write(codec.AppendSend(nil, 0, 0, "auditor", []byte("dropped")))
+	pingBarrier(t, p, 20)
+	if got := s.Stats().Errors[codec.CodeForbidden]; got != forbidden+1 {
+		t.Fatalf("FORBIDDEN count %d; want %d", got, forbidden+1)
+	}
+	expectMessage(t, aud, p, "billing", "x")
+	expectMessage(t, aud, p, "billing", "y")
+	// A user with no permissions listed may do nothing but PING, ECHO and REPLY.
+	aud.Write(codec.AppendSend(nil, 0, 21, "billing.invoices", nil))
+	expectOutcomes(t, aud, errOutcome(21, codec.CodeForbidden))
+	pingBarrier(t, aud, 22)
+}
+
+// TestReloadCredentials changes a user's permissions under an open connection: its next
+// frames are checked against the new ones. A removed user's connection stays open and
+// may do nothing; a changed secret takes effect for new HELLOs only.
+func TestReloadCredentials(t *testing.T) {
+	hash := testHash(t, "one")
+	s := startAuthServer(t, Config{}, mustCredentials(t, User{Name: "u", TokenHash: hash, Register: []string{"a"}}))
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Hello("u", "u:one")
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, "b"))
+	expectOutcomes(t, p, errOutcome(1, codec.CodeForbidden))
+
+	if err := s.ReloadCredentials(mustCredentials(t, User{Name: "u", TokenHash: hash, Register: []string{"b"}})); err != nil {
+		t.Fatal(err)
+	}
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 2, "b"))
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 3, "a"))
+	expectOutcomes(t, p, outcome{typ: codec.TypeOK, corr: 2}, errOutcome(3, codec.CodeForbidden))
+	// Same hash: the cached check survives the reload.
+	before := s.auth.verifications.Load()
+	rawpeer.Dial(t, s.Addr().String()).Hello("u2", "u:one")
+	if s.auth.verifications.Load() != before {
+		t.Fatal("a reload that kept the hash dropped the verified-secret cache")
+	}
+
+	// The user leaves the file: the open connection stays, every checked frame is refused.
+	if err := s.ReloadCredentials(mustCredentials(t, User{Name: "v", TokenHash: hash, Register: []string{"*"}})); err != nil {
+		t.Fatal(err)
+	}
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 4, "b2"))
+	expectOutcomes(t, p, errOutcome(4, codec.CodeForbidden))
+	pingBarrier(t, p, 5)
+	helloRefused(t, s, "u:one", codec.CodeUnauthorized)
+
+	// Back, with a new secret: the old one no longer opens a connection; the open one,
+	// which kept its user (its account id), gets the permissions again.
+	if err := s.ReloadCredentials(mustCredentials(t, User{Name: "u", TokenHash: testHash(t, "two"), Register: []string{"*"}})); err != nil {
+		t.Fatal(err)
+	}
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 6, "b2"))
+	expectOutcomes(t, p, outcome{typ: codec.TypeOK, corr: 6})
+	helloRefused(t, s, "u:one", codec.CodeUnauthorized)
+	rawpeer.Dial(t, s.Addr().String()).Hello("u3", "u:two")
+
+	if err := s.ReloadCredentials(nil); !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("ReloadCredentials(nil) = %v; want ErrNoCredentials", err)
+	}
+	plain := startServer(t, Config{})
+	if err := plain.ReloadCredentials(mustCredentials(t)); !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("ReloadCredentials on a server without credentials = %v; want ErrNoCredentials", err)
+	}
+}
+
+// TestAuthFailuresPerIP: after AuthFailuresPerIP failed handshakes from one address, its
+// next HELLO is refused UNAUTHORIZED with a retry-after, without a check (bcrypt does not
+// run, even for the right secret).
+func TestAuthFailuresPerIP(t *testing.T) {
+	creds := mustCredentials(t, User{Name: "u", TokenHash: testHash(t, "right")})
+	s := startAuthServer(t, Config{AuthFailuresPerIP: 3}, creds)
+	for i := range 3 {
+		if e := helloRefused(t, s, "u:wrong", codec.CodeUnauthorized); e.RetryAfterMs != 0 || e.Reason != "bad token" {
+			t.Fatalf("failure %d: %+v; want a checked refusal", i, e)
+		}
+	}
+	checked := s.auth.verifications.Load()
+	e := helloRefused(t, s, "u:right", codec.CodeUnauthorized)
+	if e.RetryAfterMs == 0 || e.RetryAfterMs > 1000/3+1 || !strings.Contains(e.Reason, "too many failed") {
+		t.Fatalf("4th HELLO: %+v; want a throttled refusal with retry-after ≤ 334 ms", e)
+	}
+	if got := s.auth.verifications.Load(); got != checked {
+		t.Fatalf("bcrypt ran %d times for a throttled HELLO; want 0", got-checked)
+	}
+	var m bytes.Buffer
+	s.WritePrometheus(&m)
+	for _, want := range []string{"switchboard_auth_failures_total 3\n", "switchboard_auth_throttled_total 1\n"} {
+		if !strings.Contains(m.String(), want) {
+			t.Errorf("metrics lack %q", strings.TrimSpace(want))
+		}
+	}
+	// After the retry-after the address may try again.
+	time.Sleep(time.Duration(e.RetryAfterMs) * time.Millisecond)
+	rawpeer.Dial(t, s.Addr().String()).Hello("u", "u:right")
+}
+
+// TestSharedTokenFailuresPerIP: the limiter covers the shared token too.
+func TestSharedTokenFailuresPerIP(t *testing.T) {
+	s := startServer(t, Config{Token: "tok", AuthFailuresPerIP: 2})
+	helloRefused(t, s, "to", codec.CodeUnauthorized)
+	helloRefused(t, s, "tokk", codec.CodeUnauthorized)
+	if e := helloRefused(t, s, "tok", codec.CodeUnauthorized); e.RetryAfterMs == 0 {
+		t.Fatalf("3rd HELLO: %+v; want throttled", e)
+	}
+	if _, err := New(Config{Token: "tok"}, WithCredentials(mustCredentials(t))); !errors.Is(err, ErrTokenAndCredentials) {
+		t.Fatalf("New with a token and credentials = %v; want ErrTokenAndCredentials", err)
+	}
+}
+
+// TestHandshakeCap fills the handshake cap with silent connections: the next connection
+// is refused BUSY at accept while an authenticated client keeps working; once a silent
+// one leaves, a new client completes its handshake.
+func TestHandshakeCap(t *testing.T) {
+	s := startServer(t, Config{MaxHandshakes: 3, HandshakeTimeout: time.Minute})
+	if got := s.Config().MaxHandshakes; got != 3 {
+		t.Fatalf("effective max-handshakes %d; want 3", got)
+	}
+	authed := connect(t, s, "authed")
+	var silent []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		silent = append(silent, c)
+	}
+	waitFor(t, "3 connections in the handshake", func() bool { return s.auth.handshaking.Load() == 3 })
+	late := rawpeer.Dial(t, s.Addr().String())
+	_, e := late.ExpectError(codec.CodeBusy)
+	if e.RetryAfterMs == 0 || e.Flags&codec.ErrFlagReconnect == 0 || e.Reason != "too many connections in the handshake" {
+		t.Fatalf("refusal %+v; want BUSY with retry-after and RECONNECT", e)
+	}
+	if got := s.refusedByReason()["handshakes"]; got != 1 {
+		t.Fatalf(`refused{reason="handshakes"} = %d; want 1`, got)
+	}
+	pingBarrier(t, authed, 1)
+
+	_ = silent[0].Close()
+	waitFor(t, "the closed one to leave the handshake", func() bool { return s.auth.handshaking.Load() == 2 })
+	connect(t, s, "next")
+	if got := s.auth.handshaking.Load(); got != 2 {
+		t.Fatalf("handshaking %d after a WELCOME; want 2", got)
+	}
+}
+
+// TestHandshakeCapDefault: auto is a tenth of max-connections, at least 64 (or all).
+func TestHandshakeCapDefault(t *testing.T) {
+	for _, tt := range []struct{ maxConns, want int }{{100, 64}, {10_000, 1000}, {30, 30}} {
+		s := startServer(t, Config{MaxConnections: tt.maxConns})
+		if got := s.Config().MaxHandshakes; got != tt.want {
+			t.Errorf("max-connections %d: max-handshakes %d; want %d", tt.maxConns, got, tt.want)
+		}
+	}
+}
+
+func TestNewCredentialsErrors(t *testing.T) {
+	good := testHash(t, "x")
+	_, err := NewCredentials([]User{
+		{Name: "", TokenHash: good},
+		{Name: "a:b", TokenHash: good},
+		{Name: "dup", TokenHash: good},
+		{Name: "dup", TokenHash: good},
+		{Name: "plain", TokenHash: "x"},
+		{Name: "pat", TokenHash: good, Send: []string{"a*b", ""}, Register: []string{"*x"}},
+	})
+	if err == nil {
+		t.Fatal("NewCredentials accepted bad users")
+	}
+	for _, want := range []string{`user ""`, `user "a:b"`, `"dup": defined twice`, `"plain": token-hash`,
+		`send: pattern "a*b"`, "send: empty pattern", `register: pattern "*x"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestPatternsMatch(t *testing.T) {
+	p, errs := compilePatterns([]string{"audit", "billing.*", "x*"})
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	for _, tt := range []struct {
+		name string
+		want bool
+	}{{"audit", true}, {"audit2", false}, {"billing.a", true}, {"billing.", true}, {"billing", false},
+		{"x", true}, {"xyz", true}, {"y", false}} {
+		if got := p.Match([]byte(tt.name)); got != tt.want {
+			t.Errorf("Match(%q) = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+	all, _ := compilePatterns([]string{"*"})
+	var none Patterns
+	if !all.Match([]byte("anything")) || none.Match([]byte("anything")) {
+		t.Fatal(`"*" must match everything and no pattern nothing`)
+	}
+	if n := testing.AllocsPerRun(100, func() { p.Match([]byte("billing.zzz")) }); n != 0 {
+		t.Fatalf("Match allocates %v times", n)
+	}
+}
+
+func TestHashToken(t *testing.T) {
+	h, err := HashToken([]byte("s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(h), []byte("s3cret")) != nil {
+		t.Fatal("HashToken's hash does not match its secret")
+	}
+	if _, err := HashToken(nil); err == nil {
+		t.Fatal("HashToken accepted an empty secret")
+	}
+	if _, err := HashToken(bytes.Repeat([]byte("x"), MaxSecretLen+1)); err == nil {
+		t.Fatal("HashToken accepted a secret bcrypt would truncate")
+	}
+}
+
+// TestCredentialsCoalesced: many connections presenting the same token at once (a
+// service's pool reconnecting) wait for one bcrypt check instead of filling the verify
+// queue (8 per verifier) and getting BUSY.
+func TestCredentialsCoalesced(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.DefaultCost) // slow on purpose
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startAuthServer(t, Config{}, mustCredentials(t, User{Name: "pool", TokenHash: string(h)}))
+	const n = 40
+	peers := make([]*rawpeer.Peer, n)
+	var batch []byte
+	for i := range peers {
+		peers[i] = rawpeer.Dial(t, s.Addr().String())
+	}
+	batch = codec.AppendHello(batch, 1, codec.Version, "pool", "pool:pw")
+	for _, p := range peers {
+		p.Write(batch)
+	}
+	for _, p := range peers {
+		p.Expect(codec.TypeWelcome)
+	}
+	if busy, runs := s.auth.busy.Load(), s.auth.verifications.Load(); busy != 0 || runs > 2 {
+		t.Fatalf("%d BUSY and %d bcrypt runs for %d HELLOs with one token; want 0 and at most 2", busy, runs, n)
+	}
+}
