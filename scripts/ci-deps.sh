@@ -5,10 +5,16 @@
 #   promtool   checks and unit-tests deploy/prometheus/*.yml (deploy/deploy_test.go);
 #              Debian package "prometheus" (2.42 on bookworm). A cold install
 #              (apt-get update + the package) took ~11 s on the development VM.
+#   node, npm  build and test the TypeScript client in clients/node (make node-test);
+#              Debian packages "nodejs" (18.x on bookworm; the client needs ≥ 18) and
+#              "npm". The client's own dev dependencies (typescript, @types/node, pinned in
+#              clients/node/package-lock.json) are installed by `npm ci` in make node-test.
 set -euo pipefail
 
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -eq 0 ]; then
 	exit 0
@@ -27,5 +33,7 @@ echo "ci-deps: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-command -v promtool >/dev/null 2>&1 || { echo "ci-deps: promtool still missing after install" >&2; exit 1; }
-echo "ci-deps: promtool $(promtool --version 2>&1 | head -1)" >&2
+for tool in promtool node npm; do
+	command -v "$tool" >/dev/null 2>&1 || { echo "ci-deps: $tool still missing after install" >&2; exit 1; }
+done
+echo "ci-deps: promtool $(promtool --version 2>&1 | head -1); node $(node --version); npm $(npm --version)" >&2
