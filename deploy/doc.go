@@ -8,11 +8,15 @@
 //	prometheus/alerts.yml        alerting rules, each with a runbook_url into
 //	                             docs/RUNBOOKS.md
 //	prometheus/alerts_test.yml   promtool unit tests: every alert fires and stays quiet
+//	grafana/switchboard.json     Grafana dashboard (import it; pick the Prometheus data
+//	                             source): zone, connections vs capacity, frames by type,
+//	                             errors by code, request latency, memory vs GOMEMLIMIT,
+//	                             GC, slow consumers, refusals by reason
 //
 // The tests run promtool check rules and promtool test rules (promtool comes with the
 // Debian package prometheus; scripts/ci-deps.sh installs it; without it the tests skip,
-// except under CI, where they fail), check every metric an alert uses against a scrape of
-// a real server, every runbook_url against a heading of docs/RUNBOOKS.md, every variable
+// except under CI, where they fail), check every metric an alert or a dashboard panel
+// uses (and the labels they match or group by) against a scrape of a real server, every runbook_url against a heading of docs/RUNBOOKS.md, every variable
 // of the env file against the config settings, and the sysctl file and the unit's
 // LimitNOFILE against what switchboard tune check asks for.
 //
