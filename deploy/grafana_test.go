@@ -33,10 +33,10 @@ type dashboard struct {
 }
 
 type dashboardPanel struct {
-	ID         int              `json:"id"`
-	Type       string           `json:"type"`
-	Title      string           `json:"title"`
-	Datasource *datasourceRef   `json:"datasource"`
+	ID         int            `json:"id"`
+	Type       string         `json:"type"`
+	Title      string         `json:"title"`
+	Datasource *datasourceRef `json:"datasource"`
 	GridPos    struct{ H, W, X, Y int }
 	Targets    []panelTarget    `json:"targets"`
 	Panels     []dashboardPanel `json:"panels"` // a row's collapsed panels
