@@ -537,6 +537,8 @@ export class Client extends EventEmitter {
   private addrIdx = 0;
   private preferred: string[] = [];
   private readonly notBefore = new Map<string, number>();
+  /** Ends the reconnect loop's current wait early (close). */
+  private wake: (() => void) | undefined;
 
   private constructor(options: ClientOptions) {
     super();
@@ -640,7 +642,11 @@ export class Client extends EventEmitter {
     for (let attempt = 0; !this.closing; attempt++) {
       const [addr, at] = this.nextAddress(Date.now());
       const wait = Math.max(backoffMs(this.options.reconnectMinMs, this.options.reconnectMaxMs, attempt), at - Date.now());
-      await sleep(wait);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, Math.max(wait, 0));
+        this.wake = () => { clearTimeout(t); r(); };
+      });
+      this.wake = undefined;
       if (this.closing) return;
       let next: Conn;
       try {
@@ -723,6 +729,7 @@ export class Client extends EventEmitter {
     const ws = this.waiters;
     this.waiters = [];
     for (const w of ws) w.reject(new ClientError("CLOSED", `client closed: ${cause.message}`, { cause }));
+    this.wake?.();
     this.setState("closed");
   }
 
@@ -808,7 +815,7 @@ export class Client extends EventEmitter {
     const f = await conn.call(FrameType.RESPONSE,
       (corr) => ({ type: FrameType.REQUEST, corr, name: n, timeoutMs, payload }),
       { deadline, signal: opts?.signal, slackMs: 1000 });
-    return (f as { payload: Buffer }).payload;
+    return Buffer.from((f as { payload: Buffer }).payload); // a copy: do not pin the read chunk
   }
 
   /** ECHO: resolves with the payload the server sent back. */
