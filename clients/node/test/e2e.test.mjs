@@ -189,3 +189,12 @@ test("max frame from WELCOME bounds what the client sends", async () => {
   await assert.rejects(c.request("big", Buffer.alloc(1010)), (e) => isServerError(e, "FRAME_TOO_LARGE"));
   assert.equal(String(await c.echo("open")), "open");
 });
+
+test("HELLO carries the token; a wrong one is refused with UNAUTHORIZED and no retry", async () => {
+  const s = await server({ args: ["--token", "s3cret"] });
+  await assert.rejects(Client.connect({ addresses: [s.addr], token: "wrong" }),
+    (e) => isServerError(e, "UNAUTHORIZED") && e.closing && !e.reconnect);
+  await assert.rejects(Client.connect({ addresses: [s.addr] }), (e) => isServerError(e, "UNAUTHORIZED"));
+  const c = await client({ addresses: [s.addr], token: "s3cret" });
+  assert.equal(String(await c.echo("in")), "in");
+});
