@@ -10,7 +10,7 @@ FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 
-.PHONY: all build run test race lint fmt vet staticcheck fuzz bench loadtest loadtest-quick ci ci-repeat clean
+.PHONY: all build run test race lint fmt vet staticcheck fuzz bench loadtest loadtest-quick ci ci-repeat clean node-test node-build
 
 all: build
 
@@ -48,7 +48,24 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)
 
-ci: lint test race fuzz
+# The TypeScript client (clients/node): npm ci installs its pinned dev dependencies
+# (typescript, @types/node) only when package-lock.json changed since the last install;
+# tsc builds dist/; node --test runs its tests against bin/switchboard. It runs before
+# `test` in ci because internal/e2e's Go↔TypeScript test uses the built dist/.
+NODE_DIR := clients/node
+NPM      ?= npm
+NODE     ?= node
+
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json $(NODE_DIR)/package.json
+	cd $(NODE_DIR) && $(NPM) ci --no-audit --no-fund --loglevel=error
+
+node-build: $(NODE_DIR)/node_modules/.package-lock.json
+	cd $(NODE_DIR) && ./node_modules/.bin/tsc -p tsconfig.json
+
+node-test: build node-build
+	cd $(NODE_DIR) && SWITCHBOARD_BIN=$(CURDIR)/$(BIN) $(NODE) --test test/*.test.mjs
+
+ci: lint node-test test race fuzz
 
 # CI N times on fresh clones of HEAD (HOG=1: with every core kept busy); prints the count
 # of green runs. Commit first: uncommitted changes are not in the clones.
@@ -57,7 +74,7 @@ ci-repeat:
 	HOG=$(HOG) scripts/ci-repeat.sh $(N)
 
 clean:
-	rm -rf bin results
+	rm -rf bin results $(NODE_DIR)/dist
 
 # The standard benchmark set (docs/BENCHMARKS.md) against servers it starts itself;
 # results/ is git-ignored. `make loadtest-quick` is a short smoke version.
