@@ -42,7 +42,7 @@ func (s *Server) WritePrometheus(w io.Writer) {
 	gauge("switchboard_draining", "1 while the node is draining, else 0.", boolf(s.draining.Load()))
 
 	var byType [256]uint64
-	var bytesIn, bytesOut uint64
+	var bytesIn, bytesOut, framesOut uint64
 	var inflight, ringDepth, lagMax int64
 	var hist latencySnapshot
 	var loopRing, loopLag []string // samples per loop, written after the sums below
@@ -52,6 +52,7 @@ func (s *Server) WritePrometheus(w io.Writer) {
 		}
 		bytesIn += lp.stats.bytesIn.Load()
 		bytesOut += lp.stats.bytesOut.Load()
+		framesOut += lp.stats.framesOut.Load()
 		inflight += lp.stats.inflight.Load()
 		ringDepth += int64(lp.inbox.Len())
 		lagMax = max(lagMax, lp.stats.lagNs.Load())
@@ -72,6 +73,7 @@ func (s *Server) WritePrometheus(w io.Writer) {
 	}
 	counter("switchboard_bytes_in_total", "Bytes of whole frames received.", bytesIn)
 	counter("switchboard_bytes_out_total", "Bytes handed to sockets.", bytesOut)
+	counter("switchboard_frames_out_total", "Frames sent to clients, of every type.", framesOut)
 	gauge("switchboard_ring_depth", "Cross-loop deliveries waiting in all rings.", float64(ringDepth))
 	gauge("switchboard_ring_capacity", "Slots in all cross-loop rings (ring-size per loop).", float64(s.ringCapacity()))
 	gauge("switchboard_loop_lag_max_seconds", "The worst event-loop lag (the loop_lag zone input is this over loop-lag-budget).", float64(lagMax)/1e9)

@@ -75,6 +75,8 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 		`switchboard_responses_total`:                            1,
 		`switchboard_request_duration_seconds_count`:             1,
 		`switchboard_request_duration_seconds_bucket{le="+Inf"}`: 1,
+		// svc: WELCOME, OK, MESSAGE, INCOMING; c: WELCOME, 5 ECHO_REPLY, OK, ERROR, RESPONSE
+		`switchboard_frames_out_total`: 13,
 	} {
 		if got := moved(name); got != want {
 			t.Errorf("%s moved by %v; want %v", name, got, want)

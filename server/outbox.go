@@ -33,9 +33,11 @@ type outbox struct {
 	slowArmed bool
 }
 
-// buf returns the buffer to append frames to, taking one from the pool if needed, and
-// puts the outbox on its loop's dirty list.
+// buf returns the buffer to append one frame to, taking one from the pool if needed, and
+// puts the outbox on its loop's dirty list. Every frame sent goes through one call, which
+// is what switchboard_frames_out_total counts.
 func (o *outbox) buf() *bytebufferpool.ByteBuffer {
+	o.lp.stats.framesOut.Add(1)
 	if o.frames == nil {
 		o.frames = bufPool.Get()
 	}
