@@ -75,6 +75,7 @@ export const ErrorCode = {
   INTERNAL: 16,
   HELLO_REQUIRED: 17,
   NOT_OWNER: 18,
+  FORBIDDEN: 19,
 } as const;
 
 const codeNames = new Map<number, string>(Object.entries(ErrorCode).map(([k, v]) => [v, k]));

@@ -76,6 +76,10 @@ const expected = {
     errorFlags: ErrorFlag.CLOSING | ErrorFlag.RECONNECT | ErrorFlag.TRY_OTHER,
     reason: s("node full"), addresses: [s("10.0.0.2:7400"), s("10.0.0.3:7400")],
   },
+  error_forbidden: {
+    type: FrameType.ERROR, flags: 0, corr: 8, code: 19, retryAfterMs: 0, errorFlags: 0,
+    reason: s("not permitted"), addresses: [],
+  },
   goaway: {
     type: FrameType.GOAWAY, flags: 0, corr: 0, reconnectAfterMs: 2000, reason: s("draining"),
     addresses: [s("10.0.0.2:7400")],

@@ -117,7 +117,7 @@ test("unknown error codes fail the call with that corr; a closing one is honoure
     onConnect: () => void conns++,
     onFrame: (f, send) => {
       if (f.type === FrameType.REQUEST && String(f.payload) === "forbidden") {
-        send({ type: FrameType.ERROR, corr: f.corr, code: 19, retryAfterMs: 0, errorFlags: 0, reason: "nope", addresses: [] });
+        send({ type: FrameType.ERROR, corr: f.corr, code: 99, retryAfterMs: 0, errorFlags: 0, reason: "nope", addresses: [] });
       } else if (f.type === FrameType.REQUEST) {
         send({ type: FrameType.ERROR, corr: 0, code: 77, retryAfterMs: 0, errorFlags: ErrorFlag.CLOSING | ErrorFlag.RECONNECT, reason: "bye", addresses: [] });
       } else if (f.type === FrameType.ECHO) {
@@ -126,7 +126,7 @@ test("unknown error codes fail the call with that corr; a closing one is honoure
     },
   });
   const c = await connect({ addresses: [s.addr] });
-  await assert.rejects(c.request("x", "forbidden"), (e) => e instanceof ServerError && e.code === 19 && e.codeName === "CODE_19");
+  await assert.rejects(c.request("x", "forbidden"), (e) => e instanceof ServerError && e.code === 99 && e.codeName === "CODE_99");
   assert.equal(String(await c.echo("open")), "open");
   const reconnected = once(c, "connected");
   await assert.rejects(c.request("x", "close", { timeoutMs: 2000 }), (e) => e instanceof ClientError && e.code === "DISCONNECTED"
