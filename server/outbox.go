@@ -185,7 +185,7 @@ func (lp *loop) slowConsumer(c *conn) {
 	lp.srv.connLog.report(connLogEntry{ip: c.ip, code: codec.CodeSlowConsumer, reason: slowReason})
 	c.state = stateSlowLanding
 	now := lp.clockTick()
-	lp.closers = append(lp.closers, closer{id: c.id, since: now, progress: now, out: c.gc.OutboundBuffered()})
+	lp.closers = append(lp.closers, closer{id: c.id, since: now, progress: now, seen: now, out: c.gc.OutboundBuffered()})
 	if lp.gates.shut(c.id, gateSlow) == 0 {
 		lp.slowError(c)
 	}
@@ -200,6 +200,7 @@ type closer struct {
 	id       shard.ConnID
 	since    uint32 // tick of the decision
 	progress uint32 // tick at which the socket last took output (or the EOF was sent)
+	seen     uint32 // tick of the last look
 	out      int    // gnet's buffered bytes at the last look
 }
 
@@ -228,6 +229,12 @@ func (lp *loop) advanceClosers() {
 				continue
 			}
 		}
+		if gap := now - cl.seen; gap > 1 {
+			// The loop itself was late (a busy or starved process): it could not write
+			// for the peer meanwhile, so that time does not count against the peer.
+			cl.progress += gap - 1
+		}
+		cl.seen = now
 		out := c.gc.OutboundBuffered()
 		if out < cl.out {
 			cl.progress = now
