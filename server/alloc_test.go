@@ -48,6 +48,7 @@ func addConn(t testing.TB, lp *loop, name string) (*conn, *fakeConn) {
 		t.Fatal(err)
 	}
 	c.id = id
+	lp.gates.open(id) // as OnOpen does
 	return c, fc
 }
 

@@ -412,7 +412,7 @@ func (lp *loop) closeWithRetry(c *conn, code codec.ErrorCode, flags codec.ErrorF
 	b.B = codec.AppendError(b.B, 0, codec.ErrorBody{Code: code, RetryAfterMs: millis(retry),
 		Flags: codec.ErrFlagClosing | flags, Reason: reason})
 	lp.stats.errors[code].Add(1)
-	c.state = stateClosing
+	lp.markClosing(c)
 	c.flush()
 	if c.state != stateClosed {
 		_ = c.gc.Close()

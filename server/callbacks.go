@@ -35,6 +35,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	c.gc, c.lp, c.id = gc, lp, id
+	lp.gates.open(id)
 	c.lastSeen = lp.tick32()
 	lp.stats.accepted.Add(1)
 	c.hsTimer = lp.wheel.add(lp.after(h.srv.clock(), h.srv.cfg.HandshakeTimeout), timerHandshake, id)
@@ -109,6 +110,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 		return gnet.None
 	}
 	lp := c.lp
+	lp.gates.shut(c.id, gateGone)
 	lp.conns.Remove(c.id)
 	for _, name := range c.names {
 		_ = h.srv.dir.Unregister(name, c.id)

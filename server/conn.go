@@ -11,10 +11,17 @@ type connState uint8
 const (
 	stateHandshake connState = iota // accepted, waiting for HELLO
 	stateActive                     // WELCOME sent
-	stateClosing                    // ERROR or GOAWAY sent; input is ignored until close
-	stateClosed                     // OnClose ran; gc is nil
-	stateVerifying                  // HELLO being checked off the loop (auth.go); input waits in gnet
+	// A slow consumer's close (outbox.go, slowConsumer), in this order; input is ignored.
+	stateSlowLanding  // gate shut; messages admitted by other loops are still arriving
+	stateSlowDraining // ERROR SLOW_CONSUMER queued after them; waiting for the socket to take all
+	stateSlowLinger   // all taken, write side shut (FIN sent); waiting for the peer's close
+	stateClosing      // ERROR or GOAWAY sent; input is ignored until close
+	stateClosed       // OnClose ran; gc is nil
+	stateVerifying    // HELLO being checked off the loop (auth.go); input waits in gnet
 )
+
+// slowClosing reports whether the connection is in a slow consumer's close.
+func (s connState) slowClosing() bool { return s >= stateSlowLanding && s <= stateSlowLinger }
 
 // conn is one client connection. It is the gnet connection's context value and, like the
 // gnet connection itself, owned by its event loop: no field may be touched elsewhere.
@@ -48,7 +55,7 @@ type conn struct {
 // closeWithError tells the peer why and closes the connection; its remaining input is
 // ignored. gnet writes what is still buffered before it closes the socket.
 func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
-	if c.state == stateClosing || c.state == stateClosed {
+	if c.state != stateActive && c.state != stateHandshake {
 		return
 	}
 	flags := codec.ErrFlagClosing
@@ -59,9 +66,16 @@ func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 	if code != codec.CodeTimeout && code != codec.CodeShuttingDown { // routine closes are only counted
 		lp.srv.connLog.report(connLogEntry{ip: c.ip, code: code, reason: reason})
 	}
-	c.state = stateClosing
+	lp.markClosing(c)
 	c.flush()
 	if c.state != stateClosed {
 		_ = c.gc.Close()
 	}
+}
+
+// markClosing: the connection is closing for good; other loops' senders are told NO_ROUTE
+// from now on (its gate is shut), and what they already had admitted is dropped.
+func (lp *loop) markClosing(c *conn) {
+	c.state = stateClosing
+	lp.gates.shut(c.id, gateGone)
 }

@@ -28,8 +28,7 @@ func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
 	case codec.TypePing, codec.TypeEcho:
 		// A peer that sends but never reads its answers is a slow consumer too.
 		if c.queuedBytes() >= lp.srv.cfg.MaxPendingBytes {
-			lp.stats.slowConsumers.Add(1)
-			lp.closeWithError(c, codec.CodeSlowConsumer, "answers not read: read faster")
+			lp.slowConsumer(c)
 			return false
 		}
 		t := codec.TypePong
@@ -53,7 +52,7 @@ func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
 			lp.closeWithError(c, codec.CodeBadFrame, "malformed GOODBYE: body must be empty")
 			return false
 		}
-		c.state = stateClosing
+		lp.markClosing(c)
 		c.flush()
 		_ = c.gc.Close()
 		return false

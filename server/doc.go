@@ -30,6 +30,7 @@
 //	                    Wake self if whole frames remain)
 //	        drain* (cross-loop deliveries from the ring, via EventLoop.Execute)
 //	        tick* (timer wheel: handshake, idle, request timeouts, via Execute from OnTick)
+//	        slow consumer* (ERROR after what was accepted, write side shut, input discarded)
 //	        OnClose (names released, slot freed; gnet flushes what it still buffers)
 //
 // # The path of a frame, file by file
@@ -42,9 +43,10 @@
 //	auth.go       HELLO's token or credentials (bcrypt off the loop), FORBIDDEN per frame, the handshake cap
 //	names.go      REGISTER and UNREGISTER against the directory
 //	route.go      SEND and the routing of MESSAGE/INCOMING to a target connection
+//	gate.go       admission to a connection of another loop, before the ACK
 //	ring.go       the cross-loop hand-off: a bounded ring per loop, drained on the loop
 //	requests.go   REQUEST, REPLY and the exactly-one-outcome bookkeeping
-//	outbox.go     a connection's output: frames, caps, flush, slow-consumer watch
+//	outbox.go     a connection's output: frames, caps, flush, slow-consumer watch and close
 //
 // Beside the path: server.go (lifecycle), loop.go and wheel.go (per-loop state and
 // timers), conn.go, sampler.go (zones, capacity), reload.go, drain.go, metrics.go and
@@ -78,11 +80,18 @@
 //
 // Cross-loop traffic goes through a fixed-size ring per loop (RingSize): a full ring
 // answers the sender QUEUE_FULL. Output for one connection is capped at MaxPending messages
-// or MaxPendingBytes bytes not yet taken by its socket; past that the connection is a slow
-// consumer: it gets ERROR SLOW_CONSUMER and is closed, and the sender gets QUEUE_FULL.
-// Requests in flight per connection are capped at MaxPending too. Connections still in
-// the handshake are capped at MaxHandshakes (BUSY at accept), and HELLOs waiting for a
-// credentials check at 8 per verifier goroutine (BUSY).
+// or MaxPendingBytes bytes not yet taken by its socket; the message that finds it at a cap
+// makes it a slow consumer, and its senders get QUEUE_FULL. What a sender was told OK for
+// is never dropped while the target is connected: a target on another loop is admitted
+// at its gate (gate.go, one atomic word per connection) before the OK, and its loop
+// queues whatever was admitted, even past the caps. The slow consumer then gets ERROR
+// SLOW_CONSUMER after all of it and a graceful close (outbox.go, slowConsumer).
+// Requests in flight per connection are capped at MaxPending too.
+// Connections still in the handshake are capped at MaxHandshakes (BUSY at accept), and
+// HELLOs waiting for a credentials check at 8 per verifier goroutine (BUSY).
+//
+// Shared between loops besides the rings: the gates (written by their loop, read and
+// counted by every loop, lock-free).
 //
 // # Caveats
 //

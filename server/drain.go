@@ -115,16 +115,22 @@ func (lp *loop) goAway(g codec.GoAway) {
 }
 
 // closeSome closes up to n connections of the loop (all when n < 0) after flushing their
-// output; gnet writes what it still buffers before closing each socket.
+// output; gnet writes what it still buffers before closing each socket. Slow consumers
+// already closing are left to finish within their grace, except when all must go (n < 0):
+// then they are closed at once (closeSlowNow).
 func (lp *loop) closeSome(n int) {
 	lp.conns.Range(func(_ shard.ConnID, c *conn) bool {
 		if n == 0 {
 			return false
 		}
-		if c.state == stateClosing || c.state == stateClosed {
+		if c.state.slowClosing() && n < 0 {
+			lp.closeSlowNow(c)
 			return true
 		}
-		c.state = stateClosing
+		if c.state != stateActive && c.state != stateHandshake {
+			return true
+		}
+		lp.markClosing(c)
 		c.flush()
 		if c.state != stateClosed {
 			_ = c.gc.Close()

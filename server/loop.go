@@ -24,7 +24,10 @@ type loop struct {
 	armed  atomic.Bool           // a drain is scheduled; producers Execute one only on false→true
 	tickAt atomic.Int64          // srv.clock() when OnTick scheduled the last tick; for loop lag
 
-	conns   *shard.Table[*conn]
+	conns *shard.Table[*conn]
+	gates *gates // the conns' admission words; read by every loop (gate.go)
+	// closers are the connections in a slow consumer's close (outbox.go, slowConsumer).
+	closers []closer
 	reqs    *shard.Table[pendingReq]
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
 	scratch []byte    // reused encoding space for same-loop replies
@@ -54,6 +57,7 @@ func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 		el:    el,
 		inbox: shard.NewRing[delivery](srv.cfg.RingSize),
 		conns: shard.NewTable[*conn](srv.cfg.NodeID, idx),
+		gates: new(gates),
 		reqs:  shard.NewTable[pendingReq](srv.cfg.NodeID, idx),
 		wheel: newWheel(1024),
 		start: srv.clock(),
@@ -95,6 +99,13 @@ func (lp *loop) tickCeil(t int64) uint64 {
 	return uint64(max(0, (t-lp.start+iv-1)/iv))
 }
 
+// clockTick is the low 32 bits of the tick the clock is at now. Timers fire while the wheel
+// catches up with it (tick32 is then behind), so a stamp that other ticks compare with
+// must come from here when it may be taken inside a timer.
+func (lp *loop) clockTick() uint32 {
+	return uint32((lp.srv.clock() - lp.start) / int64(lp.srv.cfg.TickInterval))
+}
+
 // ticks converts a duration to wheel ticks, rounding up.
 func (lp *loop) ticks(d time.Duration) uint64 {
 	iv := lp.srv.cfg.TickInterval
@@ -120,6 +131,9 @@ func (lp *loop) tick() {
 	target := uint64((lp.srv.clock() - lp.start) / int64(lp.srv.cfg.TickInterval))
 	lp.wheel.advanceTo(target, lp.fireFn)
 	lp.flushDirty()
+	if len(lp.closers) > 0 {
+		lp.advanceClosers()
+	}
 }
 
 func (lp *loop) fire(e timerEntry) {
@@ -149,8 +163,7 @@ func (lp *loop) fire(e timerEntry) {
 		if !c.stalled(e) {
 			return
 		}
-		lp.stats.slowConsumers.Add(1)
-		lp.closeWithError(c, codec.CodeSlowConsumer, "outbound data not drained in time")
+		lp.slowConsumer(c)
 	}
 }
 

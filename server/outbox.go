@@ -1,6 +1,8 @@
 package server
 
 import (
+	"syscall"
+
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 
@@ -13,6 +15,13 @@ import (
 // the slow-consumer watch over them. Every write to a connection goes through its outbox;
 // the caps on what may wait (MaxPending messages, MaxPendingBytes bytes) are checked here.
 //
+// What waits is counted where it really is: bytes in frames (not yet written) plus gnet's
+// outbound buffer (written, not yet taken by the socket); messages likewise, as the
+// messages queued since gnet's buffer was last seen empty. That message count is exact
+// whenever gnet's buffer drains between writes and an upper bound otherwise (gnet does
+// not say which bytes it still holds, so messages written behind a partial write are all
+// counted until the buffer empties).
+//
 // It is embedded in conn and owned, like the conn, by the connection's loop. gc, lp and id
 // are the connection's; gc is nil once the connection has closed.
 type outbox struct {
@@ -22,11 +31,14 @@ type outbox struct {
 	// frames collects what one callback or round produces; written with one write by
 	// flush, then returned to the pool, so an idle connection holds no buffer.
 	frames *bytebufferpool.ByteBuffer
-	// pending counts messages queued since the outbound side was last seen empty; the
-	// slow-consumer cap applies to it. Its sum over a loop is loopStats.pending.
+	// pending counts messages queued since gnet's outbound buffer was last seen empty
+	// (frameMsgs of them still in frames); the caps apply to it. Its sum over a loop is
+	// loopStats.pending.
 	pending int32
 	// lastEmpty is the loop tick at which the outbound side was last seen empty.
 	lastEmpty uint32
+	// frameMsgs counts the messages in frames.
+	frameMsgs int32
 	// dirty: on lp.dirty, frames holds bytes to flush.
 	dirty bool
 	// slowArmed: a slow-consumer timer is pending (SlowConsumerTimeout).
@@ -58,16 +70,27 @@ func (o *outbox) queuedBytes() int {
 	return n
 }
 
-// full reports whether the connection is over its caps: one more message must not be
+// full reports whether the connection is at its caps: one more message must not be
 // queued for it (the slow-consumer policy applies).
 func (o *outbox) full() bool {
 	cfg := &o.lp.srv.cfg
+	o.sync()
 	return int(o.pending) >= cfg.MaxPending || o.queuedBytes() >= cfg.MaxPendingBytes
+}
+
+// sync forgets the messages the socket has taken: when gnet's buffer is empty, only those
+// in frames still wait.
+func (o *outbox) sync() {
+	if o.pending != o.frameMsgs && o.gc.OutboundBuffered() == 0 {
+		o.lp.stats.pending.Add(int64(o.frameMsgs - o.pending))
+		o.pending = o.frameMsgs
+	}
 }
 
 // addMessage counts one more message queued for this connection.
 func (o *outbox) addMessage() {
 	o.pending++
+	o.frameMsgs++
 	o.lp.stats.pending.Add(1)
 }
 
@@ -85,11 +108,13 @@ func (o *outbox) flush() {
 	lp := o.lp
 	if len(b.B) > 0 && o.gc != nil {
 		if o.gc.OutboundBuffered() == 0 {
+			o.sync()
 			o.lastEmpty = lp.tick32()
 		}
 		lp.stats.bytesOut.Add(uint64(len(b.B)))
 		_, _ = o.gc.Write(b.B)
 	}
+	o.frameMsgs = 0 // written (or gone with the connection)
 	bufPool.Put(b)
 	if o.gc == nil {
 		return
@@ -116,6 +141,7 @@ func (o *outbox) emptied() {
 func (o *outbox) stalled(e timerEntry) bool {
 	lp := o.lp
 	if o.gc.OutboundBuffered() == 0 {
+		o.sync()
 		o.slowArmed = false
 		o.lastEmpty = lp.tick32()
 		return false
@@ -126,12 +152,139 @@ func (o *outbox) stalled(e timerEntry) bool {
 // release gives back what the outbox holds when its connection closes.
 func (o *outbox) release() {
 	o.lp.stats.pending.Add(int64(-o.pending))
-	o.pending = 0
+	o.pending, o.frameMsgs = 0, 0
 	if o.frames != nil {
 		bufPool.Put(o.frames)
 		o.frames = nil
 	}
 	o.gc = nil
+}
+
+// slowReason is the reason of every ERROR SLOW_CONSUMER. The ERROR may be queued well
+// after the decision (behind messages still arriving from other loops), so it does not
+// say which cap tripped; switchboard_slow_consumers_total counts both.
+const slowReason = "output not read in time (max pending reached or not drained within the slow-consumer timeout): read faster"
+
+// slowConsumer closes c as a slow consumer, gracefully. What was accepted for c is still
+// delivered, then ERROR SLOW_CONSUMER as a whole frame, then a clean close:
+//
+//  1. stateSlowLanding: the gate is shut (senders on every loop get QUEUE_FULL from now
+//     on) and messages other loops admitted before that still land in c's output, over
+//     the caps if need be: they were acknowledged. c's input is ignored.
+//  2. stateSlowDraining: once none is on its way, ERROR SLOW_CONSUMER (CLOSING, RECONNECT)
+//     is queued behind them. No frame follows it.
+//  3. stateSlowLinger: once gnet's buffer is empty (checked every tick), the write side is
+//     shut: the peer reads everything, then EOF. The socket stays open, its input read and
+//     discarded, until the peer closes: closing with unread input would make the kernel
+//     reset the connection and destroy what the peer has not read yet.
+//
+// The peer must keep reading meanwhile: when its socket has taken nothing for
+// SlowConsumerTimeout (in step 3: when it has not closed within SlowConsumerTimeout of
+// the EOF), or at the latest slowCloseMax timeouts after the decision, c is closed at once
+// (closeSlowNow), with a reset if it had not taken everything.
+func (lp *loop) slowConsumer(c *conn) {
+	lp.stats.slowConsumers.Add(1)
+	lp.srv.connLog.report(connLogEntry{ip: c.ip, code: codec.CodeSlowConsumer, reason: slowReason})
+	c.state = stateSlowLanding
+	now := lp.clockTick()
+	lp.closers = append(lp.closers, closer{id: c.id, since: now, progress: now, seen: now, out: c.gc.OutboundBuffered()})
+	if lp.gates.shut(c.id, gateSlow) == 0 {
+		lp.slowError(c)
+	}
+}
+
+// slowCloseMax bounds a slow consumer's close: SlowConsumerTimeout times this, however
+// steadily the peer reads (its backlog is bounded, but a trickle could take for ever).
+const slowCloseMax = 4
+
+// closer is a slow consumer's close in progress, on its loop's closers list.
+type closer struct {
+	id       shard.ConnID
+	since    uint32 // tick of the decision
+	progress uint32 // tick at which the socket last took output (or the EOF was sent)
+	seen     uint32 // tick of the last look
+	out      int    // gnet's buffered bytes at the last look
+}
+
+// slowError queues ERROR SLOW_CONSUMER behind everything accepted for c (step 2).
+func (lp *loop) slowError(c *conn) {
+	lp.sendError(c, 0, codec.CodeSlowConsumer, codec.ErrFlagClosing|codec.ErrFlagReconnect, slowReason)
+	c.state = stateSlowDraining
+}
+
+// advanceClosers moves each slow consumer's close along (steps 2 and 3) and ends the ones
+// past their time; on every tick, after the tick's output is flushed.
+func (lp *loop) advanceClosers() {
+	now := lp.clockTick()
+	timeout := uint32(lp.ticks(lp.srv.cfg.SlowConsumerTimeout))
+	kept := lp.closers[:0]
+	for _, cl := range lp.closers {
+		c, ok := lp.conns.Get(cl.id)
+		if !ok || !c.state.slowClosing() {
+			continue
+		}
+		if c.state == stateSlowLanding && lp.gates.onTheWay(cl.id) == 0 {
+			// The last admission was taken back (its ring was full) rather than landing.
+			lp.slowError(c)
+			c.flush()
+			if c.state == stateClosed {
+				continue
+			}
+		}
+		if gap := now - cl.seen; gap > 1 {
+			// The loop itself was late (a busy or starved process): it could not write
+			// for the peer meanwhile, so that time does not count against the peer.
+			cl.progress += gap - 1
+		}
+		cl.seen = now
+		out := c.gc.OutboundBuffered()
+		if out < cl.out {
+			cl.progress = now
+		}
+		cl.out = out
+		if c.state == stateSlowDraining && c.frames == nil && out == 0 {
+			if err := syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR); err != nil {
+				lp.markClosing(c) // the peer is gone already
+				_ = c.gc.Close()
+				continue
+			}
+			c.state = stateSlowLinger
+			cl.progress = now
+		}
+		if now-cl.progress >= timeout || now-cl.since >= slowCloseMax*timeout {
+			lp.closeSlowNow(c)
+			continue
+		}
+		kept = append(kept, cl)
+	}
+	clear(lp.closers[len(kept):])
+	lp.closers = kept
+}
+
+// closeSlowNow ends a slow consumer's close at once: at its deadline, or when the node
+// shuts down. After step 3 everything was handed to the kernel, so a plain close delivers
+// it; the input still buffered is read away first so that the close does not turn into a
+// reset. Before that the peer has not taken what it was sent in time: the connection is
+// reset (SO_LINGER 0), which frees the kernel's buffers at once and tells the peer its
+// stream is incomplete rather than letting it take a cut frame for the end.
+func (lp *loop) closeSlowNow(c *conn) {
+	if c.state == stateSlowLinger {
+		discardInput(c.gc.Fd())
+	} else {
+		_ = c.gc.SetLinger(0)
+	}
+	lp.markClosing(c)
+	_ = c.gc.Close()
+}
+
+// discardInput reads what the socket holds (it is non-blocking) and throws it away.
+func discardInput(fd int) {
+	var sink [4096]byte
+	for range 256 {
+		if n, err := syscall.Read(fd, sink[:]); n <= 0 || err != nil {
+			return
+		}
+	}
 }
 
 // flushLater queues one flush of the dirty connections behind the events gnet is

@@ -66,10 +66,11 @@ func TestRequestResponderGoneBeforeDelivery(t *testing.T) {
 }
 
 // TestRequestResponderClosingSameLoop: requester and responder share a loop. In one read
-// the requester's SENDs push the responder over its pending cap (it is closed as a slow
-// consumer) and the REQUEST that follows finds it closing while it still owns its name:
-// exactly one ERROR NO_ROUTE, no TIMEOUT later. The responder got the messages it could
-// hold and the SLOW_CONSUMER error, each whole.
+// the requester's SENDs push the responder over its pending cap (it becomes a slow
+// consumer, closing while it drains what it was sent) and the REQUEST that follows finds
+// it closing while it still owns its name: exactly one ERROR QUEUE_FULL (a slow
+// consumer's senders are told QUEUE_FULL until it is gone), no TIMEOUT later. The
+// responder got the messages it could hold and the SLOW_CONSUMER error, each whole.
 func TestRequestResponderClosingSameLoop(t *testing.T) {
 	const maxPending = 4
 	s := startServer(t, Config{Loops: 2, TickInterval: 10 * time.Millisecond, MaxPending: maxPending})
@@ -84,9 +85,9 @@ func TestRequestResponderClosingSameLoop(t *testing.T) {
 	batch = codec.AppendRequest(batch, 7, "svc", 200, []byte("q"))
 	a.Write(batch)
 
-	f := expectOutcomes(t, a, errOutcome(7, codec.CodeNoRoute))
-	if e, _ := codec.ParseError(f[0].Body); e.Reason != "target connection is gone" {
-		t.Fatalf("NO_ROUTE reason %q", e.Reason)
+	f := expectOutcomes(t, a, errOutcome(7, codec.CodeQueueFull))
+	if e, _ := codec.ParseError(f[0].Body); e.Reason != "queue towards the target is full; retry later" {
+		t.Fatalf("QUEUE_FULL reason %q", e.Reason)
 	}
 	expectNoSecondOutcome(t, a, 8, "mute", 200)
 
@@ -198,14 +199,14 @@ func TestRequestUnroutableIncoming(t *testing.T) {
 				a.Write(codec.AppendRequest(batch, 7, "svc", 0, nil))
 				expectOutcomes(t, a, errOutcome(7, codec.CodeQueueFull))
 			}},
-		{name: "responder-closing/same-loop", want: codec.CodeNoRoute, rLoop: 0,
+		{name: "responder-slow-closing/same-loop", want: codec.CodeQueueFull, rLoop: 0,
 			provoke: func(t *testing.T, s *Server, a, r *rawpeer.Peer) {
-				var batch []byte // the 5th SEND closes r as a slow consumer; the REQUEST finds it closing
+				var batch []byte // the 5th SEND makes r a slow consumer; the REQUEST finds it closing
 				for range 5 {
 					batch = codec.AppendSend(batch, 0, 0, "svc", []byte("m"))
 				}
 				a.Write(codec.AppendRequest(batch, 7, "svc", 0, nil))
-				expectOutcomes(t, a, errOutcome(7, codec.CodeNoRoute))
+				expectOutcomes(t, a, errOutcome(7, codec.CodeQueueFull))
 			}},
 	}
 	for _, tt := range tests {

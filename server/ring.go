@@ -13,9 +13,14 @@ import (
 type deliveryKind uint8
 
 const (
-	// dFrame: buf holds complete frames for connection target. If target is gone and
-	// token is set (an INCOMING), the request behind token fails with NO_ROUTE.
-	dFrame deliveryKind = iota + 1
+	// dMessage: buf holds a MESSAGE or INCOMING for connection target that target's gate
+	// admitted (route). It is queued even past target's caps; only a target that is gone
+	// or closing loses it (counted as dropped), and if token is set (an INCOMING) the
+	// request behind token fails with NO_ROUTE.
+	dMessage deliveryKind = iota + 1
+	// dFrame: buf holds an answer (an ERROR) for connection target, written if target is
+	// still active; not counted against its caps.
+	dFrame
 	// dResponse: buf holds a RESPONSE frame whose corr field is still 0, for the pending
 	// request token. target/corr name the responder, told NO_ROUTE if token is stale.
 	dResponse
@@ -80,16 +85,12 @@ func (lp *loop) drainBatch(limit int) {
 
 func (lp *loop) handleDelivery(d *delivery) {
 	switch d.kind {
+	case dMessage:
+		lp.land(d)
 	case dFrame:
-		if tc, code := lp.writable(d.target); tc != nil {
+		if tc, ok := lp.conns.Get(d.target); ok && tc.state == stateActive {
 			b := tc.buf()
 			b.B = append(b.B, d.buf.B...)
-			tc.addMessage()
-		} else {
-			lp.stats.dropped.Add(1)
-			if d.token != 0 {
-				lp.failRequest(d.token, code)
-			}
 		}
 	case dResponse:
 		lp.finishResponse(d.token, d.buf.B, d.target, d.corr)
@@ -100,6 +101,32 @@ func (lp *loop) handleDelivery(d *delivery) {
 	}
 	if d.buf != nil {
 		bufPool.Put(d.buf)
+	}
+}
+
+// land queues a message that target's gate admitted on another loop: it was acknowledged,
+// so it is queued even past the caps. If it finds the target at its caps, the target
+// becomes a slow consumer; if it is the last one on its way to a slow consumer, the
+// ERROR SLOW_CONSUMER follows it.
+func (lp *loop) land(d *delivery) {
+	left := lp.gates.land(d.target)
+	tc, ok := lp.conns.Get(d.target)
+	if !ok || tc.state != stateActive && tc.state != stateSlowLanding {
+		lp.stats.dropped.Add(1)
+		if d.token != 0 {
+			lp.failRequest(d.token, codec.CodeNoRoute)
+		}
+		return
+	}
+	wasFull := tc.state == stateActive && tc.full()
+	b := tc.buf()
+	b.B = append(b.B, d.buf.B...)
+	tc.addMessage()
+	switch {
+	case wasFull:
+		lp.slowConsumer(tc)
+	case tc.state == stateSlowLanding && left == 0:
+		lp.slowError(tc)
 	}
 }
 

@@ -44,6 +44,15 @@ func (lp *loop) lookup(c *conn, corr uint32, name []byte) (shard.ConnID, bool) {
 // route writes a MESSAGE or INCOMING from c to connection target: directly into the
 // target's output when it lives on this loop, through the target loop's bounded ring
 // otherwise. It returns 0 or the error code the sender should see.
+//
+// 0 means accepted for delivery: it is what a SEND's ACK is answered OK for, so nothing
+// accepted may be dropped later while the target is there to read it. On this loop the
+// target's caps are checked here. For another loop the target's gate admits the message
+// (gate.go) before it is pushed, and the target loop queues whatever its gate admitted,
+// even past the caps: the caps are checked when the message lands, and the message that
+// finds the target at its cap makes it a slow consumer, whose gate then refuses the next
+// ones. So a target may exceed its caps by what was on its way when it became a slow
+// consumer: at most what the rings towards it hold.
 func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard.ConnID, payload []byte) codec.ErrorCode {
 	if target.Node() != lp.srv.cfg.NodeID {
 		return codec.CodeNoRoute
@@ -55,6 +64,7 @@ func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard
 	if target.Loop() == int(lp.idx) {
 		tc, code := lp.writable(target)
 		if tc == nil {
+			lp.countRefusal(code)
 			return code
 		}
 		b := tc.buf()
@@ -66,14 +76,26 @@ func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard
 	if owner == nil {
 		return codec.CodeNoRoute
 	}
+	if code := owner.gates.admit(target); code != 0 {
+		lp.countRefusal(code)
+		return code
+	}
 	bb := bufPool.Get()
 	bb.B = appendRouted(bb.B[:0], t, from, token, payload)
-	if !owner.push(delivery{kind: dFrame, target: target, token: token, buf: bb}) {
+	if !owner.push(delivery{kind: dMessage, target: target, token: token, buf: bb}) {
+		owner.gates.unadmit(target)
 		bufPool.Put(bb)
 		lp.stats.queueFull.Add(1)
 		return codec.CodeQueueFull
 	}
 	return 0
+}
+
+// countRefusal counts a QUEUE_FULL from a target's caps (switchboard_queue_full_total).
+func (lp *loop) countRefusal(code codec.ErrorCode) {
+	if code == codec.CodeQueueFull {
+		lp.stats.queueFull.Add(1)
+	}
 }
 
 func appendRouted(dst []byte, t codec.Type, from *conn, token shard.ConnID, payload []byte) []byte {
@@ -83,17 +105,18 @@ func appendRouted(dst []byte, t codec.Type, from *conn, token shard.ConnID, payl
 	return codec.AppendMessage(dst, uint64(from.id), from.name, payload)
 }
 
-// writable returns the active connection id if it can take one more message. A
-// connection over its pending cap is a slow consumer: it is told SLOW_CONSUMER and
-// closed, and the sender sees QUEUE_FULL.
+// writable returns the connection id of this loop if it can take one more message. The
+// message that finds it at its caps makes it a slow consumer (slowConsumer): it is refused
+// with QUEUE_FULL, as is every later one until the connection is gone (NO_ROUTE).
 func (lp *loop) writable(id shard.ConnID) (*conn, codec.ErrorCode) {
 	c, ok := lp.conns.Get(id)
-	if !ok || c.state != stateActive {
+	switch {
+	case ok && c.state.slowClosing():
+		return nil, codec.CodeQueueFull
+	case !ok || c.state != stateActive:
 		return nil, codec.CodeNoRoute
-	}
-	if c.full() {
-		lp.stats.slowConsumers.Add(1)
-		lp.closeWithError(c, codec.CodeSlowConsumer, "outbound queue over its cap: read faster")
+	case c.full():
+		lp.slowConsumer(c)
 		return nil, codec.CodeQueueFull
 	}
 	return c, 0

@@ -417,12 +417,15 @@ func TestConnectionLimitBusy(t *testing.T) {
 }
 
 func TestSlowConsumer(t *testing.T) {
-	s := startServer(t, Config{MaxPending: 50, MaxPendingBytes: 64 << 10})
+	// A slow consumer keeps its name until it has read what it was sent or the
+	// slow-consumer timeout has passed without it reading: short here.
+	s := startServer(t, Config{MaxPending: 50, MaxPendingBytes: 64 << 10,
+		SlowConsumerTimeout: 200 * time.Millisecond, TickInterval: 10 * time.Millisecond})
 	registered(t, s, "sink")
 	// The sink never reads again. A sender floods it with acknowledged SENDs until the
 	// server gives up on the sink.
 	src := connect(t, s, "src")
-	// QUEUE_FULL when the cap trips; NO_ROUTE if the sink was already closed for it.
+	// QUEUE_FULL when the cap trips (and while the sink is closing); NO_ROUTE once it is gone.
 	switch code := sendUntilError(t, src, "sink", make([]byte, 16<<10), 5000); code {
 	case codec.CodeQueueFull, codec.CodeNoRoute:
 	case 0:

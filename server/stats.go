@@ -13,8 +13,8 @@ type loopStats struct {
 	bytesIn           atomic.Uint64
 	bytesOut          atomic.Uint64
 	framesOut         atomic.Uint64 // frames appended to outboxes (every frame is appended through outbox.buf)
-	inflight          atomic.Int64 // requests of this loop awaiting an outcome
-	pending           atomic.Int64 // messages queued in this loop's connections' outbound
+	inflight          atomic.Int64  // requests of this loop awaiting an outcome
+	pending           atomic.Int64  // messages queued in this loop's connections' outbound
 	rateLimitedConn   atomic.Uint64
 	rateLimitedNode   atomic.Uint64
 	shed              atomic.Uint64 // frames refused by zone shedding

@@ -1,0 +1,305 @@
+package server
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/rawpeer"
+	"github.com/switchboard/switchboard/limits"
+)
+
+// The slow-consumer promise, end to end over loopback: a receiver that stops reading
+// while others SEND+ACK to it loses nothing that was acknowledged. Every SEND is answered
+// exactly once; what was answered OK is exactly what the receiver reads, as whole frames,
+// when it finally reads until EOF; then comes ERROR SLOW_CONSUMER (closing) and a clean
+// EOF, not a reset; every refusal is QUEUE_FULL (NO_ROUTE once the receiver is gone) and
+// switchboard_queue_full_total counts the QUEUE_FULLs.
+
+// slowConsumerConfig: small caps and socket buffers so a test reaches them quickly, zones
+// out of reach (shedding would answer BUSY), a short slow-consumer timeout (the detection
+// timer and the grace for the receiver to read what it was sent).
+func slowConsumerConfig(maxPending, maxPendingBytes int) Config {
+	return withLimits(Config{Loops: 2, TickInterval: 10 * time.Millisecond, SlowConsumerTimeout: time.Second,
+		MaxPending: maxPending, MaxPendingBytes: maxPendingBytes, SocketSendBuffer: 32 << 10},
+		limits.Config{ZoneYellow: 100, ZoneOrange: 101, ZoneRed: 102})
+}
+
+// stopReading shrinks p's socket receive buffer, so that what the server holds for it
+// (rather than the kernel) fills quickly; from now on the test does not read p until
+// readToEOF.
+func stopReading(t *testing.T, p *rawpeer.Peer) {
+	t.Helper()
+	if err := p.Conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tally is what one sender saw: the corrs answered OK, in order, and the refusals.
+type tally struct {
+	sent              int
+	ok                []uint32
+	queueFull, noRout int
+	err               error
+}
+
+// sendAcked sends acknowledged SENDs to name, window at a time in one write, until a window
+// brings a refusal (or max SENDs were all accepted). Each payload starts with its SEND's
+// corr. It runs on its own goroutine: failures go into the tally, not t.
+func sendAcked(p *rawpeer.Peer, name string, size, window, max int) (tl tally) {
+	payload := make([]byte, size)
+	corr := uint32(0)
+	for tl.sent < max {
+		var batch []byte
+		for range window {
+			corr++
+			binary.BigEndian.PutUint32(payload, corr)
+			batch = codec.AppendSend(batch, codec.FlagAck, corr, name, payload)
+		}
+		_ = p.Conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := p.Conn.Write(batch); err != nil {
+			tl.err = fmt.Errorf("write: %w", err)
+			return tl
+		}
+		refused := false
+		for i := range window {
+			want := corr - uint32(window) + uint32(i) + 1
+			f, err := p.Read()
+			if err != nil {
+				tl.err = fmt.Errorf("answer to SEND %d: %w", want, err)
+				return tl
+			}
+			if f.Corr != want {
+				tl.err = fmt.Errorf("answer %v corr %d; want corr %d", f.Type, f.Corr, want)
+				return tl
+			}
+			tl.sent++
+			switch f.Type {
+			case codec.TypeOK:
+				tl.ok = append(tl.ok, want)
+				continue
+			case codec.TypeError:
+				e, err := codec.ParseError(f.Body)
+				switch {
+				case err != nil:
+					tl.err = err
+					return tl
+				case e.Code == codec.CodeQueueFull:
+					tl.queueFull++
+				case e.Code == codec.CodeNoRoute:
+					tl.noRout++
+				default:
+					tl.err = fmt.Errorf("SEND %d answered %v (%q)", want, e.Code, e.Reason)
+					return tl
+				}
+				refused = true
+				continue
+			}
+			tl.err = fmt.Errorf("SEND %d answered %v", want, f.Type)
+			return tl
+		}
+		if refused {
+			return tl
+		}
+	}
+	return tl
+}
+
+// received is what the slow receiver read once it read again.
+type received struct {
+	corrs map[uint64][]uint32 // MESSAGE payload corrs by sender conn id, in order
+	pongs int
+	last  codec.Frame
+	end   error // what ended the stream: io.EOF for a clean close
+}
+
+// readToEOF reads whole frames from p until the stream ends.
+func readToEOF(p *rawpeer.Peer) received {
+	r := received{corrs: map[uint64][]uint32{}}
+	for {
+		f, err := p.Read()
+		if err != nil {
+			r.end = err
+			return r
+		}
+		r.last = f
+		switch f.Type {
+		case codec.TypeMessage:
+			from, _, payload, err := codec.ParseMessage(f.Body)
+			if err != nil || len(payload) < 4 {
+				r.end = fmt.Errorf("bad MESSAGE (%d-byte payload): %v", len(payload), err)
+				return r
+			}
+			r.corrs[from] = append(r.corrs[from], binary.BigEndian.Uint32(payload))
+		case codec.TypePong:
+			r.pongs++
+		}
+	}
+}
+
+// checkClosedCleanly fails unless the receiver's stream ended with a whole ERROR
+// SLOW_CONSUMER frame carrying the closing flag, followed by EOF (no reset, no cut frame).
+func checkClosedCleanly(t *testing.T, r received) {
+	t.Helper()
+	if !errors.Is(r.end, io.EOF) || errors.Is(r.end, io.ErrUnexpectedEOF) {
+		reset := errors.Is(r.end, syscall.ECONNRESET)
+		t.Errorf("stream ended with %v (reset %v, cut frame %v); want a clean EOF after whole frames",
+			r.end, reset, errors.Is(r.end, io.ErrUnexpectedEOF))
+	}
+	if r.last.Type != codec.TypeError {
+		t.Fatalf("last whole frame %v corr %d; want ERROR SLOW_CONSUMER", r.last.Type, r.last.Corr)
+	}
+	e, err := codec.ParseError(r.last.Body)
+	if err != nil || e.Code != codec.CodeSlowConsumer || e.Flags&codec.ErrFlagClosing == 0 {
+		t.Fatalf("last frame ERROR %v flags %#x (%v); want SLOW_CONSUMER with the closing flag", e.Code, e.Flags, err)
+	}
+}
+
+// queueFullMetric is switchboard_queue_full_total as /metrics shows it.
+func queueFullMetric(t *testing.T, s *Server) string {
+	t.Helper()
+	var b bytes.Buffer
+	s.WritePrometheus(&b)
+	for line := range bytes.Lines(b.Bytes()) {
+		if v, ok := bytes.CutPrefix(line, []byte("switchboard_queue_full_total ")); ok {
+			return string(bytes.TrimSpace(v))
+		}
+	}
+	t.Fatal("no switchboard_queue_full_total in /metrics")
+	return ""
+}
+
+// TestSlowConsumerAckedAreDelivered: a receiver on loop 0 stops reading; one sender on its
+// loop and one on the other SEND+ACK to it until they are refused. What they were told OK
+// is exactly what the receiver reads, in order, when it reads again; the rest was refused.
+func TestSlowConsumerAckedAreDelivered(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		size, window, max   int
+		maxPending, maxByte int
+	}{
+		{"small", 64, 32, 200_000, 500, 1 << 20},
+		{"64KiB", 64 << 10, 8, 4_000, 500, 1 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, slowConsumerConfig(tc.maxPending, tc.maxByte))
+			sink := registeredOn(t, s, "sink", 0)
+			stopReading(t, sink)
+			senders := []*rawpeer.Peer{connectOn(t, s, "same-loop", 0), connectOn(t, s, "cross-loop", 1)}
+
+			tallies := make([]tally, len(senders))
+			var wg sync.WaitGroup
+			for i, p := range senders {
+				wg.Go(func() { tallies[i] = sendAcked(p, "sink", tc.size, tc.window, tc.max) })
+			}
+			wg.Wait()
+
+			queueFull := 0
+			for i, tl := range tallies {
+				if tl.err != nil {
+					t.Fatalf("sender %d: %v", i, tl.err)
+				}
+				if tl.sent != len(tl.ok)+tl.queueFull+tl.noRout {
+					t.Fatalf("sender %d: sent %d = %d OK + %d QUEUE_FULL + %d NO_ROUTE does not add up",
+						i, tl.sent, len(tl.ok), tl.queueFull, tl.noRout)
+				}
+				if tl.queueFull+tl.noRout == 0 {
+					t.Fatalf("sender %d: %d SENDs to a receiver that never reads were all acknowledged", i, tl.sent)
+				}
+				queueFull += tl.queueFull
+				t.Logf("sender %d (%s): sent %d, OK %d, QUEUE_FULL %d, NO_ROUTE %d",
+					i, senders[i].Conn.LocalAddr(), tl.sent, len(tl.ok), tl.queueFull, tl.noRout)
+			}
+			if queueFull == 0 {
+				t.Errorf("no sender was told QUEUE_FULL; want QUEUE_FULL while the receiver is a slow consumer")
+			}
+
+			r := readToEOF(sink)
+			for i, p := range senders {
+				got, want := r.corrs[p.ConnID], tallies[i].ok
+				if !slices.Equal(got, want) {
+					t.Errorf("sender %d: receiver read %d MESSAGEs, %d acknowledged; first difference at %d",
+						i, len(got), len(want), firstDiff(got, want))
+				}
+				delete(r.corrs, p.ConnID)
+			}
+			if len(r.corrs) != 0 {
+				t.Errorf("MESSAGEs from unknown senders: %v", r.corrs)
+			}
+			checkClosedCleanly(t, r)
+
+			waitFor(t, "the slow consumer counted", func() bool { return s.Stats().SlowConsumers == 1 })
+			if got := s.Stats().QueueFull; got != uint64(queueFull) {
+				t.Errorf("Stats().QueueFull = %d; want %d (the QUEUE_FULLs the senders got)", got, queueFull)
+			}
+			if got := queueFullMetric(t, s); got != fmt.Sprint(queueFull) {
+				t.Errorf("switchboard_queue_full_total %s; want %d", got, queueFull)
+			}
+		})
+	}
+}
+
+func firstDiff(a, b []uint32) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// TestSlowConsumerPingingReader: a receiver that keeps sending PINGs but stops reading is
+// not idle, but its output does not drain: after the slow-consumer timeout it gets ERROR
+// SLOW_CONSUMER after everything it was sent, as a whole frame, and a clean close. It keeps
+// pinging until it has read the EOF; the server ignores that input instead of resetting.
+func TestSlowConsumerPingingReader(t *testing.T) {
+	s := startServer(t, slowConsumerConfig(1<<20, 1<<30))
+	sink := registeredOn(t, s, "sink", 0)
+	stopReading(t, sink)
+	src := connectOn(t, s, "src", 1)
+
+	stop := make(chan struct{})
+	pinged := make(chan struct{})
+	go func() {
+		defer close(pinged)
+		ping := codec.AppendFrame(nil, codec.TypePing, 0, 7, nil)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			_ = sink.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			if _, err := sink.Conn.Write(ping); err != nil {
+				return
+			}
+		}
+	}()
+
+	// 4 MiB: more than the sockets hold, far below the caps; only the timer can trip.
+	tl := sendAcked(src, "sink", 64<<10, 64, 64)
+	if tl.err != nil || len(tl.ok) != 64 {
+		t.Fatalf("sender: %d OK of %d, %d QUEUE_FULL, %d NO_ROUTE, err %v; want all 64 OK",
+			len(tl.ok), tl.sent, tl.queueFull, tl.noRout, tl.err)
+	}
+	waitFor(t, "the slow-consumer timer", func() bool { return s.Stats().SlowConsumers == 1 })
+
+	r := readToEOF(sink)
+	close(stop)
+	<-pinged
+	if got := r.corrs[src.ConnID]; !slices.Equal(got, tl.ok) {
+		t.Errorf("receiver read %d MESSAGEs, %d acknowledged; first difference at %d",
+			len(got), len(tl.ok), firstDiff(got, tl.ok))
+	}
+	checkClosedCleanly(t, r)
+	t.Logf("read %d MESSAGEs and %d PONGs before the ERROR", len(r.corrs[src.ConnID]), r.pongs)
+}
