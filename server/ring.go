@@ -119,6 +119,13 @@ func (lp *loop) land(d *delivery) {
 		return
 	}
 	wasFull := tc.state == stateActive && tc.full()
+	if wasFull && tc.frames != nil && len(tc.frames.B) > 0 && tc.gc.OutboundBuffered() == 0 {
+		// The socket has taken everything written so far: the backlog is frames this loop
+		// has not written yet (a ring batch that built up while the loop was busy), not a
+		// reader that stopped. Write them, then judge again.
+		tc.flush()
+		wasFull = tc.state == stateActive && tc.full()
+	}
 	b := tc.buf()
 	b.B = append(b.B, d.buf.B...)
 	tc.addMessage()
