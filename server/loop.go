@@ -32,6 +32,10 @@ type loop struct {
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
 	scratch []byte    // reused encoding space for same-loop replies
 	wheel   wheel
+	// framesOut counts frames appended to outboxes; a plain counter, so that the frame
+	// path pays no atomic for it, published to stats.framesOut at the end of every read
+	// callback (flushLater) and every flushDirty (drains, ticks).
+	framesOut uint64
 	rng     *rand.ChaCha8 // the random bits of reply tokens; seeded from crypto/rand
 	// claims holds the REGISTERs waiting for a directory that decides elsewhere, by
 	// connection; nil until the first one (a single node never fills it).

@@ -47,9 +47,9 @@ type outbox struct {
 
 // buf returns the buffer to append one frame to, taking one from the pool if needed, and
 // puts the outbox on its loop's dirty list. Every frame sent goes through one call, which
-// is what switchboard_frames_out_total counts.
+// is what switchboard_frames_out_total counts (loop.framesOut, published by flushDirty).
 func (o *outbox) buf() *bytebufferpool.ByteBuffer {
-	o.lp.stats.framesOut.Add(1)
+	o.lp.framesOut++
 	if o.frames == nil {
 		o.frames = bufPool.Get()
 	}
@@ -290,6 +290,7 @@ func discardInput(fd int) {
 // flushLater queues one flush of the dirty connections behind the events gnet is
 // handling in this poll round (gnet runs queued tasks after the round's I/O events).
 func (lp *loop) flushLater() {
+	lp.publishFramesOut()
 	// Entries flushed directly (a connection's own answers) are no longer dirty; drop
 	// them from the end so that a callback that only answered its own peer queues nothing.
 	for n := len(lp.dirty); n > 0 && !lp.dirty[n-1].dirty; n-- {
@@ -314,6 +315,14 @@ func (lp *loop) flushDirty() {
 		o.flush()
 	}
 	lp.dirty = lp.dirty[:0]
+	lp.publishFramesOut()
+}
+
+// publishFramesOut makes the loop's frames-out count visible to scrapes. On the loop.
+func (lp *loop) publishFramesOut() {
+	if lp.stats.framesOut.Load() != lp.framesOut {
+		lp.stats.framesOut.Store(lp.framesOut)
+	}
 }
 
 var bufPool bytebufferpool.Pool
