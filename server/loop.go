@@ -36,7 +36,7 @@ type loop struct {
 	// path pays no atomic for it, published to stats.framesOut at the end of every read
 	// callback (flushLater) and every flushDirty (drains, ticks).
 	framesOut uint64
-	rng     *rand.ChaCha8 // the random bits of reply tokens; seeded from crypto/rand
+	rng       *rand.ChaCha8 // the random bits of reply tokens; seeded from crypto/rand
 	// claims holds the REGISTERs waiting for a directory that decides elsewhere, by
 	// connection; nil until the first one (a single node never fills it).
 	claims map[shard.ConnID][]pendingClaim
