@@ -125,7 +125,9 @@ func (s *rttStats) summary() (avg, mdev float64) {
 		return 0, 0
 	}
 	n := float64(s.received)
-	avg = millisOf(s.sum) / n
+	// The mean at the same microsecond resolution as min and max, so that
+	// min <= avg <= max holds in what is printed.
+	avg = millisOf(s.sum / time.Duration(s.received))
 	return avg, math.Sqrt(max(0, s.sumSq/n-avg*avg))
 }
 
