@@ -33,8 +33,8 @@ type loop struct {
 	scratch []byte    // reused encoding space for same-loop replies
 	wheel   wheel
 	// framesOut counts frames appended to outboxes; a plain counter, so that the frame
-	// path pays no atomic for it, published to stats.framesOut at the end of every read
-	// callback (flushLater) and every flushDirty (drains, ticks).
+	// path pays no atomic for it, published to stats.framesOut before every write
+	// (outbox.flush), so a frame a peer has read is already counted.
 	framesOut uint64
 	rng       *rand.ChaCha8 // the random bits of reply tokens; seeded from crypto/rand
 	// claims holds the REGISTERs waiting for a directory that decides elsewhere, by

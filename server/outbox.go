@@ -112,6 +112,7 @@ func (o *outbox) flush() {
 			o.lastEmpty = lp.tick32()
 		}
 		lp.stats.bytesOut.Add(uint64(len(b.B)))
+		lp.publishFramesOut() // before the write: a peer that has a frame finds it counted
 		_, _ = o.gc.Write(b.B)
 	}
 	o.frameMsgs = 0 // written (or gone with the connection)
@@ -290,7 +291,6 @@ func discardInput(fd int) {
 // flushLater queues one flush of the dirty connections behind the events gnet is
 // handling in this poll round (gnet runs queued tasks after the round's I/O events).
 func (lp *loop) flushLater() {
-	lp.publishFramesOut()
 	// Entries flushed directly (a connection's own answers) are no longer dirty; drop
 	// them from the end so that a callback that only answered its own peer queues nothing.
 	for n := len(lp.dirty); n > 0 && !lp.dirty[n-1].dirty; n-- {
@@ -315,7 +315,6 @@ func (lp *loop) flushDirty() {
 		o.flush()
 	}
 	lp.dirty = lp.dirty[:0]
-	lp.publishFramesOut()
 }
 
 // publishFramesOut makes the loop's frames-out count visible to scrapes. On the loop.

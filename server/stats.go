@@ -12,7 +12,7 @@ type loopStats struct {
 	framesByType      [256]atomic.Uint64
 	bytesIn           atomic.Uint64
 	bytesOut          atomic.Uint64
-	framesOut         atomic.Uint64 // loop.framesOut as of the loop's last flushDirty
+	framesOut         atomic.Uint64 // loop.framesOut as of the loop's last write
 	inflight          atomic.Int64  // requests of this loop awaiting an outcome
 	pending           atomic.Int64  // messages queued in this loop's connections' outbound
 	rateLimitedConn   atomic.Uint64
