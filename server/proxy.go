@@ -130,7 +130,7 @@ func (s *Server) readProxyLater(nc net.Conn, c *conn) {
 func (s *Server) readProxied(nc *net.TCPConn, c *conn, deadline time.Time) {
 	defer s.hdr.done(nc)
 	proxy := c.ip
-	h, err := readProxyHeader(nc, deadline)
+	h, err := readProxyHeader(nc, deadline, &s.hdr.stopped)
 	if err != nil {
 		s.connCount.Add(-1)
 		s.refuseHeader(nc, proxy, err)
@@ -198,13 +198,19 @@ var errShortHeader = errors.New("server: connection closed inside the PROXY head
 // exactly the header's length. It gives up at deadline (os.ErrDeadlineExceeded). A peer
 // that sends part of a header and then closes is noticed only at the deadline: a peek
 // cannot tell a FIN behind unread bytes from a pause.
-func readProxyHeader(nc *net.TCPConn, deadline time.Time) (proxyproto.Header, error) {
+func readProxyHeader(nc *net.TCPConn, deadline time.Time, stopped *atomic.Bool) (proxyproto.Header, error) {
 	rc, err := nc.SyscallConn()
 	if err != nil {
 		return proxyproto.Header{}, err
 	}
 	if err := nc.SetReadDeadline(deadline); err != nil {
 		return proxyproto.Header{}, err
+	}
+	// headerReads.stop sets stopped and then moves every pending read's deadline into the
+	// past; a stop that came before the deadline above was set would be undone by it, so
+	// look once more now.
+	if stopped.Load() {
+		return proxyproto.Header{}, os.ErrDeadlineExceeded
 	}
 	var (
 		buf  [proxyproto.MaxPeek]byte
