@@ -2,9 +2,7 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -39,29 +37,10 @@ func mustCredentials(t testing.TB, users ...User) *Credentials {
 // startAuthServer starts a server that authenticates users from creds.
 func startAuthServer(t testing.TB, cfg Config, creds *Credentials) *Server {
 	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
-	if cfg.Loops == 0 {
-		cfg.Loops = 2
-	}
-	cfg.LoopLagBudget = time.Hour
 	if cfg.HandshakeTimeout == 0 {
 		cfg.HandshakeTimeout = time.Minute // bcrypt under -race on a loaded machine takes seconds
 	}
-	s, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)), WithCredentials(creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return s
+	return startServer(t, cfg, WithCredentials(creds))
 }
 
 // helloRefused sends HELLO with token and expects a closing ERROR code.
