@@ -10,6 +10,15 @@ import (
 )
 
 const (
+	// handshakeWait is how long the acceptor waits for a handshake slot while the cap is
+	// full before it accepts the next connection anyway and refuses it BUSY: a flood of
+	// silent connections then costs at most one refusal per handshakeWait, and clients
+	// behind it wait in the kernel's backlog instead of reconnecting in a loop.
+	handshakeWait = 100 * time.Millisecond
+	// lagPause is the acceptor's pause between connections while the loops lag (traffic
+	// zone RED from loop lag): at most 1,000 new connections a second then, none refused.
+	lagPause = time.Millisecond
+
 	// Refused connections linger (half-closed, reading until the client's FIN) on a few
 	// goroutines; the descriptors they hold stay within limits.FDReserve.
 	lingerers   = 4
@@ -23,7 +32,12 @@ func (s *Server) acceptLoop() {
 	defer close(s.refuseq)
 	defer s.hdr.stop() // header readers may still refuse: stop them before refuseq closes
 	var backoff time.Duration
+	pause := time.NewTimer(time.Hour)
+	pause.Stop()
 	for {
+		if !s.pace(pause) {
+			return
+		}
 		nc, err := s.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -64,6 +78,42 @@ func (s *Server) acceptLoop() {
 	}
 }
 
+// pace holds the acceptor before its next Accept while accepting would spend CPU the
+// node's connections need, leaving new clients in the kernel's backlog meanwhile:
+//   - while the handshake cap is full, until a slot frees or for handshakeWait, after
+//     which the next connection is accepted and refused BUSY by admitNode;
+//   - while the traffic zone is RED but the admission zone is not (the loops lag: an
+//     accept storm, or traffic), for lagPause per connection.
+//
+// Draining skips both: its refusals are what clients need then. Returns false when the
+// server shuts down. t is the acceptor's timer, stopped and drained between uses.
+func (s *Server) pace(t *time.Timer) bool {
+	wait := func(d time.Duration, wake <-chan struct{}) bool {
+		t.Reset(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-wake:
+		case <-s.baseCtx.Done():
+			return false
+		}
+		return true
+	}
+	if s.handshakesFull() && !s.draining.Load() {
+		s.acceptPauses[0].Add(1)
+		if !wait(s.handshakeWait, s.auth.slotFree) {
+			return false
+		}
+	}
+	if s.g.traffic.Current().RefusesConnections() && !s.g.admission.Current().RefusesConnections() && !s.draining.Load() {
+		s.acceptPauses[1].Add(1)
+		if !wait(lagPause, nil) {
+			return false
+		}
+	}
+	return true
+}
+
 // enroll hands an admitted connection, already counted in connCount, to an event loop.
 func (s *Server) enroll(nc net.Conn, c *conn) {
 	s.enterHandshake(c)
@@ -82,12 +132,14 @@ func (s *Server) admitConn(nc net.Conn, c *conn) bool {
 	return s.admitNode(nc) && s.admitIP(nc, c)
 }
 
-// admitNode applies the node-wide part of tier 1: draining, traffic zone, connection cap,
-// accept rate. Runs on the acceptor goroutine, which owns the accept bucket.
+// admitNode applies the node-wide part of tier 1: draining, admission zone, connection
+// cap, handshake cap, accept rate. Runs on the acceptor goroutine, which owns the accept
+// bucket.
 //
-// The zone consulted is the traffic zone (queued, heap, loop lag), not the node zone: the
+// The zone that refuses is the admission zone (queued, heap), not the node zone: the
 // connection ratio must not refuse below max-connections, or how many clients get in
-// would depend on when the sampler last ran.
+// would depend on when the sampler last ran; nor loop lag, which paces the acceptor
+// instead (pace). The traffic zone's ORANGE still halves the accept rate.
 func (s *Server) admitNode(nc net.Conn) bool {
 	g := &s.g
 	z := g.traffic.Current()
@@ -95,7 +147,7 @@ func (s *Server) admitNode(nc net.Conn) bool {
 	case s.draining.Load():
 		s.refuse(nc, refuseDraining, codec.CodeShuttingDown, 1000, "node is draining")
 		return false
-	case z.RefusesConnections():
+	case g.admission.Current().RefusesConnections():
 		s.refuse(nc, refuseZone, codec.CodeBusy, 1000, "node overloaded (zone RED)")
 		return false
 	case s.connCount.Load() >= int64(s.maxConns):

@@ -28,11 +28,16 @@ type guards struct {
 	// metrics, and decides nothing by itself. Updated by the sampler.
 	zone *limits.ZoneTracker
 	// traffic is the zone of the load inputs alone (queued, heap, loop lag): it decides
-	// shedding on existing connections, refusing new ones and readiness. The connection
-	// ratio is left out because the connection cap already refuses at the cap (a full but
-	// healthy node keeps admitting up to it), and the error rate because the breakers act
-	// on it (CIRCUIT_OPEN) where it arises. Updated by the sampler.
+	// shedding on existing connections. The connection ratio is left out because the
+	// connection cap already refuses at the cap (a full but healthy node keeps admitting
+	// up to it), and the error rate because the breakers act on it (CIRCUIT_OPEN) where it
+	// arises. Updated by the sampler.
 	traffic *limits.ZoneTracker
+	// admission is the traffic zone without loop lag (queued, heap): its RED refuses new
+	// connections and turns /readyz 503. Loop lag only paces the acceptor (accept.go):
+	// an accept storm makes the loops lag, and refusing the storm would turn away
+	// connections the node can hold. Updated by the sampler.
+	admission *limits.ZoneTracker
 	// samples counts completed sampler runs; tests wait on it instead of on the clock.
 	samples atomic.Uint64
 	accept  limits.TokenBucket // owned by the acceptor goroutine
@@ -65,6 +70,7 @@ func (s *Server) initGuards() {
 	g.targets = limits.NewTargetBreakers(c.TargetBreakerConfig(), c.MaxTargets)
 	g.zone = limits.NewZoneTracker(c.Thresholds())
 	g.traffic = limits.NewZoneTracker(c.Thresholds())
+	g.admission = limits.NewZoneTracker(c.Thresholds())
 	g.accept = c.AcceptLimiter()
 	g.rated.Store(c.ConnMsgRate > 0 || c.ConnByteRate > 0 || c.NodeMsgRate > 0)
 	g.heapSample[0].Name = "/memory/classes/total:bytes"

@@ -86,6 +86,9 @@ type auth struct {
 	// maxHandshakes caps it (immutable after Start).
 	handshaking   atomic.Int64
 	maxHandshakes int64
+	// slotFree wakes the acceptor, which waits while the cap is full (accept.go), when a
+	// connection leaves a full handshake cap. Capacity 1; sends never block.
+	slotFree chan struct{}
 
 	failures      atomic.Uint64 // HELLOs refused UNAUTHORIZED after a check
 	throttled     atomic.Uint64 // HELLOs refused unchecked: too many failures from the address
@@ -215,6 +218,7 @@ func (s *Server) startAuth(maxConns int) {
 		n = max(maxConns/10, min(64, maxConns))
 	}
 	a.maxHandshakes = int64(min(n, maxConns))
+	a.slotFree = make(chan struct{}, 1)
 	a.wg.Add(a.workers)
 	for range a.workers {
 		go s.verifier()
@@ -247,7 +251,12 @@ func (s *Server) enterHandshake(c *conn) {
 func (s *Server) leaveHandshake(c *conn) {
 	if c.hsCounted {
 		c.hsCounted = false
-		s.auth.handshaking.Add(-1)
+		if s.auth.handshaking.Add(-1) == s.auth.maxHandshakes-1 { // the cap was full
+			select {
+			case s.auth.slotFree <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 

@@ -387,3 +387,29 @@ func TestCredentialsCoalesced(t *testing.T) {
 		t.Fatalf("%d BUSY and %d bcrypt runs for %d HELLOs with one token; want 0 and at most 2", busy, runs, n)
 	}
 }
+
+// withHandshakeWait sets how long the acceptor waits for a handshake slot.
+func withHandshakeWait(d time.Duration) Option { return func(s *Server) { s.handshakeWait = d } }
+
+// TestHandshakeCapPacesAccept: while the handshake cap is full the acceptor leaves new
+// clients in the kernel's backlog instead of accepting and refusing them, so a client
+// that arrives during a flood of silent connections gets in as soon as a slot frees.
+// (Before, it was refused BUSY at once, and a flooder reconnecting at once kept the
+// acceptor busy accepting and refusing.)
+func TestHandshakeCapPacesAccept(t *testing.T) {
+	s := startServer(t, Config{MaxHandshakes: 1, HandshakeTimeout: time.Minute}, withHandshakeWait(time.Hour))
+	silent, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	waitFor(t, "the silent connection in the handshake", func() bool { return s.auth.handshaking.Load() == 1 })
+	next := rawpeer.Dial(t, s.Addr().String()) // connected in the kernel's backlog
+	next.Write(codec.AppendHello(nil, 1, codec.Version, "next", ""))
+	waitFor(t, "the acceptor to pause", func() bool { return s.acceptPauses[0].Load() >= 1 })
+	_ = silent.Close()
+	next.Expect(codec.TypeWelcome)
+	if n := s.refusedByReason()["handshakes"]; n != 0 {
+		t.Fatalf(`refused{reason="handshakes"} = %d; want 0`, n)
+	}
+}

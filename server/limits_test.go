@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -537,4 +538,29 @@ func TestConnectionFlood(t *testing.T) {
 	// The node is alive and keeps serving the connection it held throughout.
 	first.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, nil))
 	first.Expect(codec.TypeEchoReply)
+}
+
+// TestLoopLagPacesAccept: lagging loops (the traffic zone RED from loop lag alone) slow
+// the acceptor down but refuse nobody: an accept storm makes the loops lag, and the
+// connections it brings are ones the node can hold. Frames are still shed meanwhile.
+// (Before, loop-lag RED refused new connections BUSY.)
+func TestLoopLagPacesAccept(t *testing.T) {
+	// A 1 ns budget: any lag at all is RED.
+	s := startServer(t, Config{LoopLagBudget: time.Nanosecond, TickInterval: 5 * time.Millisecond})
+	waitFor(t, "traffic zone RED", func() bool { return s.ZoneReport().TrafficZone == limits.ZoneRed })
+	if z := s.ZoneReport().AdmissionZone; z != limits.ZoneGreen {
+		t.Fatalf("admission zone %v; want GREEN (loop lag does not refuse)", z)
+	}
+	if ok, why := s.Ready(); !ok {
+		t.Fatalf("not ready with lagging loops: %q", why)
+	}
+	for i := range 20 {
+		rawpeer.Dial(t, s.Addr().String()).Hello("c"+strconv.Itoa(i), "")
+	}
+	if n := refusedBy(s, "zone_red"); n != 0 {
+		t.Fatalf(`refused{reason="zone_red"} = %d; want 0`, n)
+	}
+	if n := s.acceptPauses[1].Load(); n == 0 {
+		t.Fatal("the acceptor never paused for lagging loops")
+	}
 }

@@ -38,6 +38,9 @@ func (s *Server) WritePrometheus(w io.Writer) {
 		metrics.WriteCounterUint64(w, `switchboard_connections_refused_total{reason="`+reason+`"}`, n)
 	}
 	counter("switchboard_accept_errors_total", "accept() errors; the acceptor backs off and retries.", st.AcceptErrors)
+	writeFamily(w, "switchboard_accept_pauses_total", "counter", "Times the acceptor paused before accepting, leaving clients in the kernel's backlog, by reason: handshakes (the handshake cap is full) or loop_lag (the event loops lag).")
+	metrics.WriteCounterUint64(w, `switchboard_accept_pauses_total{reason="handshakes"}`, s.acceptPauses[0].Load())
+	metrics.WriteCounterUint64(w, `switchboard_accept_pauses_total{reason="loop_lag"}`, s.acceptPauses[1].Load())
 	gauge("switchboard_registry_names", "Names registered on this node.", float64(st.Names))
 	gauge("switchboard_draining", "1 while the node is draining, else 0.", boolf(s.draining.Load()))
 
@@ -160,7 +163,8 @@ func (s *Server) writeLimitMetrics(w io.Writer) {
 		metrics.WriteCounterUint64(w, name, v)
 	}
 	gauge("switchboard_zone", "The node zone, from all five inputs: 0 GREEN, 1 YELLOW, 2 ORANGE, 3 RED.", uint64(g.zone.Current()))
-	gauge("switchboard_traffic_zone", "The traffic zone (queued, heap, loop lag) that sheds and refuses: 0 GREEN to 3 RED.", uint64(g.traffic.Current()))
+	gauge("switchboard_traffic_zone", "The traffic zone (queued, heap, loop lag) that sheds frames: 0 GREEN to 3 RED.", uint64(g.traffic.Current()))
+	gauge("switchboard_admission_zone", "The admission zone (queued, heap) whose RED refuses new connections: 0 GREEN to 3 RED.", uint64(g.admission.Current()))
 	writeFamily(w, "switchboard_zone_transitions_total", "counter", "Node zone changes, by the zone entered.")
 	for z := limits.ZoneGreen; z <= limits.ZoneRed; z++ {
 		metrics.WriteCounterUint64(w, `switchboard_zone_transitions_total{to="`+z.String()+`"}`, g.zoneEntered[z].Load())

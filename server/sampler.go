@@ -32,6 +32,9 @@ func (s *Server) sample() {
 	traffic := in
 	traffic.Connections, traffic.ErrorRate = 0, 0
 	g.traffic.Update(now, traffic)
+	admission := traffic
+	admission.LoopLag = 0
+	g.admission.Update(now, admission)
 	from := g.zone.Current()
 	if z, changed := g.zone.Update(now, in); changed {
 		g.zoneEntered[z].Add(1)
@@ -61,19 +64,22 @@ func (s *Server) heapUtilisation() float64 {
 	return float64(used) / float64(limit)
 }
 
-// overloaded reports whether the traffic zone refuses new connections (RED).
-func (s *Server) overloaded() bool { return s.g.traffic.Current().RefusesConnections() }
+// overloaded reports whether the admission zone refuses new connections (RED).
+func (s *Server) overloaded() bool { return s.g.admission.Current().RefusesConnections() }
 
-// ZoneReport is the /zone endpoint: the node's zone with its inputs and thresholds, and
-// the traffic zone (load inputs only) that decides shedding on existing connections.
+// ZoneReport is the /zone endpoint: the node's zone with its inputs and thresholds, the
+// traffic zone (load inputs only) that decides shedding on existing connections, and the
+// admission zone (the traffic zone without loop lag) that decides refusing new ones.
 type ZoneReport struct {
 	limits.ZoneSnapshot
-	TrafficZone limits.Zone `json:"traffic_zone"`
+	TrafficZone   limits.Zone `json:"traffic_zone"`
+	AdmissionZone limits.Zone `json:"admission_zone"`
 }
 
 // ZoneReport returns the zone report. Safe for concurrent use.
 func (s *Server) ZoneReport() ZoneReport {
-	return ZoneReport{ZoneSnapshot: s.g.zone.Snapshot(s.clock()), TrafficZone: s.g.traffic.Current()}
+	return ZoneReport{ZoneSnapshot: s.g.zone.Snapshot(s.clock()), TrafficZone: s.g.traffic.Current(),
+		AdmissionZone: s.g.admission.Current()}
 }
 
 // CapacityReport is the /capacity endpoint: how much more the node can take, per resource.

@@ -59,8 +59,14 @@ type Server struct {
 	refused      atomic.Uint64
 	refusedBy    [numRefuseReasons]atomic.Uint64
 	acceptErrors atomic.Uint64
-	draining     atomic.Bool
-	lingerStop   atomic.Bool // Shutdown: lingerers close what they hold at once
+	// acceptPauses counts the acceptor's waits (pace): [0] for a handshake slot, [1] for
+	// lagging loops.
+	acceptPauses [2]atomic.Uint64
+	// handshakeWait is how long the acceptor waits for a handshake slot (pace); the
+	// handshakeWait constant unless a test changes it before Start.
+	handshakeWait time.Duration
+	draining      atomic.Bool
+	lingerStop    atomic.Bool // Shutdown: lingerers close what they hold at once
 
 	connLog connLogger     // per-connection errors, rate-limited off the loops
 	refuseq chan net.Conn  // refused connections waiting for the client's FIN; bounded
@@ -98,6 +104,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		done:     make(chan struct{}),
 		refuseq:  make(chan net.Conn, lingerQueue),
 		connLog:  connLogger{ch: make(chan connLogEntry, 256)},
+
+		handshakeWait: handshakeWait,
 	}
 	for _, o := range opts {
 		o(s)
