@@ -49,7 +49,7 @@ func (s *Server) AdminHandler() http.Handler {
 
 // Ready reports whether the node takes new connections, and if not, why: it is not ready
 // exactly when a new connection would be refused for a node-wide reason (draining, the
-// traffic zone RED, the connection cap reached).
+// admission zone RED, the connection cap reached).
 func (s *Server) Ready() (bool, string) {
 	s.mu.Lock()
 	started, closed := s.started, s.closed
