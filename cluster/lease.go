@@ -1,0 +1,164 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// acquireLease takes this node's key in the leases bucket with a new epoch. A key held by
+// another run of this node id is taken only once it has stopped being renewed: it is
+// watched for two renewal periods, and a renewal seen meanwhile means a live node has
+// this id (ErrNodeIDInUse). So a node restarted after a crash waits up to
+// 2×LeaseRenew; after a clean stop (which deletes the lease) it does not wait.
+func (d *Directory) acquireLease(ctx context.Context) error {
+	key := leaseKey(d.cfg.NodeID)
+	stream, subject := streamOf(d.leasesBucket), subjectOf(d.leasesBucket, key)
+	for attempt := 0; ; attempt++ {
+		data, rev, st, err := d.lastMsgRetry(ctx, stream, subject)
+		if err != nil {
+			return fmt.Errorf("cluster: reading the node lease: %w", err)
+		}
+		var prev uint64
+		if st == msgPresent {
+			if l, ok := parseLease(data); ok {
+				prev = l.epoch
+			}
+			d.log.Info("the lease of this node id is held; checking whether its holder is alive",
+				"node_id", d.cfg.NodeID, "wait", 2*d.cfg.LeaseRenew)
+			select {
+			case <-time.After(2*d.cfg.LeaseRenew + 100*time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			_, rev2, st2, err := d.lastMsgRetry(ctx, stream, subject)
+			if err != nil {
+				return fmt.Errorf("cluster: reading the node lease: %w", err)
+			}
+			if st2 == msgPresent && rev2 != rev {
+				return fmt.Errorf("%w: node-id %d", ErrNodeIDInUse, d.cfg.NodeID)
+			}
+			if st2 != msgPresent {
+				continue // expired meanwhile: read it again
+			}
+		}
+		d.epoch = max(uint64(time.Now().UnixNano()), prev+1)
+		val := appendLease(nil, lease{epoch: d.epoch, addr: d.cfg.ClientAddr})
+		var nrev uint64
+		wctx, cancel := context.WithTimeout(ctx, d.cfg.OpTimeout)
+		if st == msgAbsent {
+			nrev, err = d.leases.Create(wctx, key, val)
+		} else {
+			nrev, err = d.leases.Update(wctx, key, val, rev)
+		}
+		cancel()
+		switch {
+		case err == nil:
+			d.leaseRev = nrev
+			d.lastRenew.Store(time.Now().UnixNano())
+			d.log.Info("node lease acquired", "node_id", d.cfg.NodeID, "epoch", d.epoch, "previous_epoch", prev)
+			return nil
+		case errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			if attempt >= 3 {
+				return fmt.Errorf("%w: node-id %d (lost the race for its lease)", ErrNodeIDInUse, d.cfg.NodeID)
+			}
+		case ctx.Err() != nil:
+			return fmt.Errorf("cluster: writing the node lease: %w", err)
+		default: // no stream leader yet, or a timeout: read again
+			d.log.Info("writing the node lease failed; retrying", "err", err)
+		}
+	}
+}
+
+// lastMsgRetry is lastMsg retried until ctx ends: while a stream has no leader (a fresh
+// cluster, a failover) the request gets no answer, so each try has its own timeout.
+func (d *Directory) lastMsgRetry(ctx context.Context, stream, subject string) ([]byte, uint64, msgState, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, min(d.cfg.OpTimeout, 2*time.Second))
+		data, rev, st, err := lastMsg(actx, d.nc, stream, subject)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return data, rev, st, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// renewLoop rewrites the lease every LeaseRenew, each write a CAS on the last one. When
+// the CAS fails, the leader says why: our own write landed after all (adopt its
+// revision), the lease expired (write it again: the names still carrying this epoch are
+// this node's again, and those taken over meanwhile are not), or another run of this node
+// id holds it (the lease is lost for good and the directory is never ready again).
+func (d *Directory) renewLoop() {
+	defer d.wg.Done()
+	key := leaseKey(d.cfg.NodeID)
+	val := appendLease(nil, lease{epoch: d.epoch, addr: d.cfg.ClientAddr})
+	t := time.NewTicker(d.cfg.LeaseRenew)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-t.C:
+		case <-d.ctx.Done():
+			return
+		}
+		err := d.renew(key, val)
+		switch {
+		case err == nil && failing:
+			d.log.Info("node lease renewed again")
+		case errors.Is(err, ErrLeaseLost):
+			d.leaseLost.Store(true)
+			d.log.Error("node lease taken by another run of this node id; this node's directory stops answering", "node_id", d.cfg.NodeID)
+			return
+		case err != nil && !failing:
+			d.log.Warn("node lease renewal failed", "err", err)
+		}
+		failing = err != nil
+	}
+}
+
+func (d *Directory) renew(key string, val []byte) error {
+	// A renewal may take longer than LeaseRenew (the ticker skips the ticks it misses),
+	// but not so long that the lease could expire while it waits.
+	ctx, cancel := context.WithTimeout(d.ctx, min(d.cfg.OpTimeout, d.cfg.LeaseTTL/2))
+	defer cancel()
+	rev, err := d.leases.Update(ctx, key, val, d.leaseRev)
+	if err == nil {
+		d.leaseRev = rev
+		d.lastRenew.Store(time.Now().UnixNano())
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return err
+	}
+	data, rev, st, err := lastMsg(ctx, d.nc, streamOf(d.leasesBucket), subjectOf(d.leasesBucket, key))
+	if err != nil {
+		return err
+	}
+	if st == msgPresent {
+		if l, ok := parseLease(data); !ok || l.epoch != d.epoch {
+			return ErrLeaseLost
+		}
+		d.leaseRev = rev // our last write landed although its answer was lost
+		return errors.New("cluster: lease revision moved; adopted it")
+	}
+	d.log.Warn("node lease had expired; writing it again", "node_id", d.cfg.NodeID)
+	if st == msgAbsent {
+		rev, err = d.leases.Create(ctx, key, val)
+	} else {
+		rev, err = d.leases.Update(ctx, key, val, rev)
+	}
+	if err != nil {
+		return err
+	}
+	d.leaseRev = rev
+	d.lastRenew.Store(time.Now().UnixNano())
+	return nil
+}
