@@ -30,14 +30,16 @@ type Config struct {
 	// KV bucket names in both modes. Default "switchboard". Letters, digits, '-' and '_'.
 	Name string
 	// Listen is the embedded server's route address, host:port. Default
-	// "127.0.0.1:7402"; use a routable address for nodes on several hosts.
+	// "127.0.0.1:7402"; use a routable address for nodes on several hosts. Port 0 picks a
+	// free port (which other nodes cannot know: this node can only dial them).
 	Listen string
 	// Advertise is the route address other nodes are told to use, host:port; default ""
 	// lets NATS choose from Listen.
 	Advertise string
 	// Routes are the route addresses of the nodes to join, comma-separated host:port (or
 	// nats://host:port). The list may hold this node's own address, so that every node
-	// can be given the same list. Default "": a cluster of one.
+	// can be given the same list. Default "": a cluster of one, which runs JetStream
+	// standalone (no route listener) and needs Replicas 1.
 	Routes string
 	// URL is the NATS server URL(s) of ModeExternal, comma-separated.
 	URL string
@@ -124,6 +126,9 @@ func (c *Config) Validate() error {
 			if _, _, err := net.SplitHostPort(strings.TrimPrefix(r, "nats://")); err != nil {
 				bad("Routes: %q: want host:port: %v", r, err)
 			}
+		}
+		if len(splitList(c.Routes)) == 0 && c.Replicas > 1 {
+			bad("Replicas: %d needs Routes: a cluster of one holds one replica", c.Replicas)
 		}
 	}
 	if c.Mode == ModeExternal && strings.TrimSpace(c.URL) == "" {

@@ -58,9 +58,11 @@ type Directory struct {
 	watchRestarts atomic.Int64
 	swept         atomic.Int64 // entries of earlier runs of this node deleted
 
-	ctx    context.Context // ends when Close begins
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // every goroutine the directory starts
+	ctx     context.Context // ends when Close begins
+	cancel  context.CancelFunc
+	release atomic.Bool    // stop asks the renewer to delete the lease as it returns
+	renewWG sync.WaitGroup // the lease renewer
+	wg      sync.WaitGroup // every other goroutine the directory starts
 }
 
 type claimReq struct {
@@ -138,8 +140,9 @@ func (d *Directory) start(ctx context.Context) error {
 	synced := make(chan struct{})
 	d.goWatch("names", d.names, d.applyName, synced)
 	d.goWatch("leases", d.leases, d.applyLease, nil)
-	d.wg.Add(2 + d.cfg.ClaimWorkers)
+	d.renewWG.Add(1)
 	go d.renewLoop()
+	d.wg.Add(1 + d.cfg.ClaimWorkers)
 	go d.unregisterLoop()
 	for range d.cfg.ClaimWorkers {
 		go d.claimLoop()
@@ -428,10 +431,12 @@ func (d *Directory) sweep() {
 	}
 }
 
-// close stops the directory: claims still queued are answered ErrClosed, the
-// unregisters queued are flushed until ctx ends, and with release the node's lease is
-// deleted so that other nodes may take its remaining names over at once.
-func (d *Directory) close(ctx context.Context, release bool) error {
+// stop begins stopping the directory: claims are refused from now on, the unregisters
+// queued are flushed until ctx ends, the goroutines are told to stop, and the lease
+// renewer has returned (with release, having deleted the node's lease, so that other
+// nodes may take its remaining names over at once). The other goroutines may still be
+// finishing NATS calls: close the connection, then call wait.
+func (d *Directory) stop(ctx context.Context, release bool) error {
 	d.qmu.Lock()
 	already := d.closed
 	d.closed = true
@@ -443,7 +448,16 @@ func (d *Directory) close(ctx context.Context, release bool) error {
 	if release && d.names != nil && !d.flushUnregisters(ctx) {
 		err = errors.New("cluster: some name deletes did not complete")
 	}
+	d.release.Store(release)
 	d.cancel()
+	d.renewWG.Wait()
+	return err
+}
+
+// wait waits for the directory's goroutines (after stop, and after the NATS connection
+// closed, so that none is left waiting on the network) and answers the claims still
+// queued with ErrClosed.
+func (d *Directory) wait() {
 	d.wg.Wait()
 	for { // nobody sends after closed: answer what is left
 		select {
@@ -454,10 +468,4 @@ func (d *Directory) close(ctx context.Context, release bool) error {
 		}
 		break
 	}
-	if release && d.leases != nil && d.epoch != 0 && !d.leaseLost.Load() {
-		if derr := d.leases.Delete(ctx, leaseKey(d.cfg.NodeID), jetstream.LastRevision(d.leaseRev)); derr != nil {
-			d.log.Warn("releasing the node lease failed; it expires by itself", "err", derr)
-		}
-	}
-	return err
 }

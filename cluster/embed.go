@@ -20,6 +20,9 @@ func startEmbedded(cfg *Config, log *slog.Logger) (*natsserver.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: listen: %w", err)
 	}
+	if port == 0 { // as for net.Listen: any free port (nats-server says -1; its 0 is "no routes")
+		port = natsserver.RANDOM_PORT
+	}
 	var routes []string
 	for _, r := range splitList(cfg.Routes) {
 		if !strings.Contains(r, "://") {
@@ -41,13 +44,12 @@ func startEmbedded(cfg *Config, log *slog.Logger) (*natsserver.Server, error) {
 		// keep JetStream from reserving the host's defaults (75% of memory and disk).
 		JetStreamMaxMemory: 256 << 20,
 		JetStreamMaxStore:  4 << 30,
-		Cluster: natsserver.ClusterOpts{
-			Name:      cfg.Name,
-			Host:      host,
-			Port:      port,
-			Advertise: cfg.Advertise,
-		},
-		Routes: natsserver.RoutesFromStr(strings.Join(routes, ",")),
+	}
+	// Without routes the node is a cluster of one: a clustered JetStream with no route
+	// waits for one forever, so it runs standalone (and no route listener is opened).
+	if len(routes) > 0 {
+		opts.Cluster = natsserver.ClusterOpts{Name: cfg.Name, Host: host, Port: port, Advertise: cfg.Advertise}
+		opts.Routes = natsserver.RoutesFromStr(strings.Join(routes, ","))
 	}
 	ns, err := natsserver.NewServer(opts)
 	if err != nil {

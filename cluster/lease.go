@@ -16,9 +16,8 @@ import (
 // 2×LeaseRenew; after a clean stop (which deletes the lease) it does not wait.
 func (d *Directory) acquireLease(ctx context.Context) error {
 	key := leaseKey(d.cfg.NodeID)
-	stream, subject := streamOf(d.leasesBucket), subjectOf(d.leasesBucket, key)
 	for attempt := 0; ; attempt++ {
-		data, rev, st, err := d.lastMsgRetry(ctx, stream, subject)
+		data, rev, st, err := d.readLease(ctx)
 		if err != nil {
 			return fmt.Errorf("cluster: reading the node lease: %w", err)
 		}
@@ -34,7 +33,7 @@ func (d *Directory) acquireLease(ctx context.Context) error {
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			_, rev2, st2, err := d.lastMsgRetry(ctx, stream, subject)
+			_, rev2, st2, err := d.readLease(ctx)
 			if err != nil {
 				return fmt.Errorf("cluster: reading the node lease: %w", err)
 			}
@@ -73,16 +72,36 @@ func (d *Directory) acquireLease(ctx context.Context) error {
 	}
 }
 
-// lastMsgRetry is lastMsg retried until ctx ends: while a stream has no leader (a fresh
-// cluster, a failover) the request gets no answer, so each try has its own timeout.
-func (d *Directory) lastMsgRetry(ctx context.Context, stream, subject string) ([]byte, uint64, msgState, error) {
+// readLease reads this node's lease until it gets an answer or ctx ends. Each try asks the
+// stream leader first (lastMsg) and, when that gets no answer in time, any replica
+// through the KV's own get (under load a freshly started node's leader reads were seen
+// going unanswered for more than 20 s while its KV gets worked). A replica may be
+// behind, which is safe here: the lease is then written with a CAS on the revision read,
+// and a stale revision only makes the write fail and the loop read again.
+func (d *Directory) readLease(ctx context.Context) ([]byte, uint64, msgState, error) {
+	key := leaseKey(d.cfg.NodeID)
+	stream, subject := streamOf(d.leasesBucket), subjectOf(d.leasesBucket, key)
+	var last error
 	for {
-		actx, cancel := context.WithTimeout(ctx, min(d.cfg.OpTimeout, 2*time.Second))
+		actx, cancel := context.WithTimeout(ctx, min(d.cfg.OpTimeout, time.Second))
 		data, rev, st, err := lastMsg(actx, d.nc, stream, subject)
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			return data, rev, st, err
 		}
+		actx, cancel = context.WithTimeout(ctx, min(d.cfg.OpTimeout, time.Second))
+		e, gerr := d.leases.Get(actx, key)
+		cancel()
+		switch {
+		case gerr == nil:
+			return e.Value(), e.Revision(), msgPresent, nil
+		case errors.Is(gerr, jetstream.ErrKeyNotFound):
+			return nil, 0, msgAbsent, nil // deleted or absent: Create handles both
+		}
+		if last == nil || err.Error() != last.Error() {
+			d.log.Info("reading the node lease failed; retrying", "err", err, "kv_get_err", gerr)
+		}
+		last = err
 		select {
 		case <-ctx.Done():
 			return nil, 0, 0, ctx.Err()
@@ -97,7 +116,7 @@ func (d *Directory) lastMsgRetry(ctx context.Context, stream, subject string) ([
 // this node's again, and those taken over meanwhile are not), or another run of this node
 // id holds it (the lease is lost for good and the directory is never ready again).
 func (d *Directory) renewLoop() {
-	defer d.wg.Done()
+	defer d.renewWG.Done()
 	key := leaseKey(d.cfg.NodeID)
 	val := appendLease(nil, lease{epoch: d.epoch, addr: d.cfg.ClientAddr})
 	t := time.NewTicker(d.cfg.LeaseRenew)
@@ -107,6 +126,9 @@ func (d *Directory) renewLoop() {
 		select {
 		case <-t.C:
 		case <-d.ctx.Done():
+			if d.release.Load() {
+				d.releaseLease(key)
+			}
 			return
 		}
 		err := d.renew(key, val)
@@ -121,6 +143,17 @@ func (d *Directory) renewLoop() {
 			d.log.Warn("node lease renewal failed", "err", err)
 		}
 		failing = err != nil
+	}
+}
+
+// releaseLease deletes the lease (a CAS on the last renewal) as the node leaves. A second
+// at most: healthy, this takes milliseconds; without a quorum (the whole cluster
+// stopping at once) it cannot succeed, and the lease expires by itself.
+func (d *Directory) releaseLease(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := d.leases.Delete(ctx, key, jetstream.LastRevision(d.leaseRev)); err != nil {
+		d.log.Warn("releasing the node lease failed; it expires by itself", "err", err)
 	}
 }
 

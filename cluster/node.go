@@ -61,8 +61,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n.dir = newDirectory(cfg, n.log, n.nc)
 	if err := n.dir.start(ctx); err != nil {
-		_ = n.dir.close(context.Background(), false)
+		_ = n.dir.stop(context.Background(), false)
 		n.stopNATS()
+		n.dir.wait()
 		return nil, err
 	}
 	attrs := []any{"mode", cfg.Mode, "node_id", cfg.NodeID, "epoch", n.dir.epoch, "cluster_name", cfg.Name,
@@ -88,16 +89,20 @@ func (n *Node) Ready() (bool, string) { return n.dir.Ready() }
 // server has shut down, so that the names of its connections are released. Close
 // returns when everything it started has stopped.
 func (n *Node) Close(ctx context.Context) error {
-	err := n.dir.close(ctx, true)
+	start := time.Now()
+	err := n.dir.stop(ctx, true)
 	n.stopNATS()
+	n.dir.wait()
+	n.log.Info("cluster node stopped", "took", time.Since(start).Round(time.Millisecond))
 	return err
 }
 
 // kill stops the node as a crash would leave the cluster: no deletes flushed, no lease
 // released. For tests.
 func (n *Node) kill() {
-	_ = n.dir.close(context.Background(), false)
+	_ = n.dir.stop(context.Background(), false)
 	n.stopNATS()
+	n.dir.wait()
 }
 
 func (n *Node) stopNATS() {
