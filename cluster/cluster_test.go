@@ -274,6 +274,27 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("external node", func(t *testing.T) {
+		// A node without its own NATS server, connected to B's: a full member.
+		cfg := testConfig(4)
+		cfg.Mode, cfg.URL = ModeExternal, tc.node(1).ns.ClientURL()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n, err := Start(ctx, cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = n.Close(ctx) }()
+		x := n.Directory()
+		if got := lookup(x, "svc"); got != conn(2, 1) {
+			t.Errorf("external node's Lookup(svc) = %v after start; want %v (replayed)", got, conn(2, 1))
+		}
+		if err := claim(t, x, "ext", conn(4, 1)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "ext in A's cache", 5*time.Second, func() bool { return lookup(a, "ext") == conn(4, 1) })
+	})
+
 	t.Run("restart sweeps", func(t *testing.T) {
 		if err := claim(t, c, "c-old", conn(3, 5)); err != nil {
 			t.Fatal(err)
