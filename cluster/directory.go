@@ -138,8 +138,8 @@ func (d *Directory) start(ctx context.Context) error {
 	}
 	d.cache.epoch.Store(d.epoch)
 	synced := make(chan struct{})
-	d.goWatch("names", d.names, d.applyName, synced)
-	d.goWatch("leases", d.leases, d.applyLease, nil)
+	d.goWatch("names", d.names, func() uint64 { return d.streamLast(d.names) }, d.applyName, synced)
+	d.goWatch("leases", d.leases, func() uint64 { return d.streamLast(d.leases) }, d.applyLease, nil)
 	d.renewWG.Add(1)
 	go d.renewLoop()
 	d.wg.Add(1 + d.cfg.ClaimWorkers)

@@ -14,7 +14,10 @@ import (
 // the last one applied every LeaseRenew and, when the watch has fallen behind and not
 // moved for two checks, or its channel closed, starts a new one from the revision after
 // the last applied.
-func (d *Directory) goWatch(what string, kv jetstream.KeyValue, apply func(jetstream.KeyValueEntry), synced chan struct{}) {
+//
+// head returns the stream's last revision (0 when it cannot be read now): streamLast,
+// or a test's.
+func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint64, apply func(jetstream.KeyValueEntry), synced chan struct{}) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -24,7 +27,7 @@ func (d *Directory) goWatch(what string, kv jetstream.KeyValue, apply func(jetst
 				d.watchRestarts.Add(1)
 				d.log.Warn("restarting a stalled or closed watch", "watch", what, "from_revision", last+1)
 			}
-			last = d.watchOnce(kv, last, apply, &synced)
+			last = d.watchOnce(kv, head, last, apply, &synced)
 			select {
 			case <-d.ctx.Done():
 			case <-time.After(100 * time.Millisecond):
@@ -35,14 +38,16 @@ func (d *Directory) goWatch(what string, kv jetstream.KeyValue, apply func(jetst
 
 // watchOnce runs one watch from revision last+1 until it closes, stalls or the directory
 // stops, and returns the last revision applied.
-func (d *Directory) watchOnce(kv jetstream.KeyValue, last uint64, apply func(jetstream.KeyValueEntry), synced *chan struct{}) uint64 {
+func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last uint64, apply func(jetstream.KeyValueEntry), synced *chan struct{}) uint64 {
 	var opts []jetstream.WatchOpt
 	if last > 0 {
 		opts = append(opts, jetstream.ResumeFromRevision(last+1))
 	}
-	// The stream's last revision when the watch starts: messages up to it that have
-	// expired since are never delivered, so the stall check must not wait for them.
-	floor := d.streamLast(kv)
+	// The stream's last revision when the watch starts. Once the watch says its replay is
+	// complete, a revision up to floor it did not deliver was removed (an expired lease,
+	// its marker gone), so the stall check must not wait for it.
+	floor := head()
+	replayed := false
 	w, err := kv.WatchAll(d.ctx, opts...)
 	if err != nil {
 		return last
@@ -59,6 +64,7 @@ func (d *Directory) watchOnce(kv jetstream.KeyValue, last uint64, apply func(jet
 				return last
 			}
 			if e == nil {
+				replayed = true
 				if *synced != nil {
 					close(*synced)
 					*synced = nil
@@ -72,8 +78,11 @@ func (d *Directory) watchOnce(kv jetstream.KeyValue, last uint64, apply func(jet
 			apply(e)
 			last = e.Revision()
 		case <-check.C:
-			head := d.streamLast(kv)
-			if head > max(last, floor) && last == checked {
+			mark := last
+			if replayed {
+				mark = max(last, floor)
+			}
+			if head() > mark && last == checked {
 				if behind++; behind >= 2 {
 					return last
 				}
