@@ -280,7 +280,32 @@ func (d *Directory) claimLoop() {
 }
 
 // decide makes id the owner of name if nobody else, living, owns it: the KV decides.
+//
+// A write that failed without an answer (a timeout) may still have landed. Reported as a
+// failure, it would leave the name owned in the KV by a connection the server does not
+// think owns it, and nobody would release it. So such a failure is checked with one
+// more read from the leader, and a write that landed is reported as the success it was.
+// (If that read fails too, the entry may stay until this node restarts: step 2's
+// reconciliation closes this gap; docs/CLUSTER.md.)
 func (d *Directory) decide(name string, id shard.ConnID) error {
+	err := d.tryClaim(name, id)
+	if err == nil || errors.Is(err, shard.ErrNameTaken) || d.ctx.Err() != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
+	defer cancel()
+	me := owner{id: id, epoch: d.epoch}
+	data, rev, st, rerr := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, nameKey(name)))
+	if rerr == nil && st == msgPresent {
+		if cur, ok := parseOwner(data); ok && cur == me {
+			d.cache.set(name, cached{owner: me, rev: rev})
+			return nil
+		}
+	}
+	return err
+}
+
+func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
 	defer cancel()
 	key := nameKey(name)
