@@ -98,7 +98,7 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 // start opens the buckets, takes this node's lease (ErrNodeIDInUse if a live node holds
 // it), starts the watches, renewals and workers, and waits until the names watch has
 // replayed the bucket: from then on the directory answers. On error nothing is left
-// running (the caller still calls close to release the context).
+// running but what the caller ends with stop and wait.
 func (d *Directory) start(ctx context.Context) error {
 	js, err := jetstream.New(d.nc)
 	if err != nil {
