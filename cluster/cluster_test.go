@@ -259,6 +259,42 @@ func TestCluster(t *testing.T) {
 		waitFor(t, "svc moved to B in A's cache", 5*time.Second, func() bool { return lookup(a, "svc") == conn(2, 1) })
 	})
 
+	t.Run("claim again before the delete ran", func(t *testing.T) {
+		// UNREGISTER then REGISTER of one name by one connection, the second decided
+		// before the KV delete of the first ran: the delete must not remove the new
+		// registration.
+		id := conn(1, 3)
+		if err := claim(t, a, "again", id); err != nil {
+			t.Fatal(err)
+		}
+		e, _ := a.cache.get("again")
+		// Unregister without waking the deleter (as if it were busy).
+		tomb := e
+		tomb.dead = true
+		a.cache.set("again", tomb)
+		a.umu.Lock()
+		a.unregs = append(a.unregs, unregReq{name: "again", rev: e.rev})
+		a.umu.Unlock()
+		if err := claim(t, a, "again", id); err != nil {
+			t.Fatalf("claim again: %v", err)
+		}
+		a.uwake <- struct{}{}
+		waitFor(t, "the delete to run", 5*time.Second, func() bool {
+			a.umu.Lock()
+			defer a.umu.Unlock()
+			return len(a.unregs) == 0
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		data, _, st, err := lastMsg(ctx, a.nc, streamOf(a.namesBucket), subjectOf(a.namesBucket, nameKey("again")))
+		if o, _ := parseOwner(data); err != nil || st != msgPresent || o.id != id {
+			t.Fatalf("KV after the delete: %v %v owner %v; want the second registration", err, st, o.id)
+		}
+		if got := lookup(a, "again"); got != id {
+			t.Errorf("A's Lookup = %v; want %v", got, id)
+		}
+	})
+
 	t.Run("node id in use", func(t *testing.T) {
 		// A second process with B's node id, joining through A's client port.
 		cfg := testConfig(2)

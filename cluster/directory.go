@@ -332,19 +332,20 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 			if !ok {
 				return shard.ErrNameTaken // a value this version does not understand: leave it
 			}
-			if cur == me {
-				d.cache.set(name, cached{owner: me, rev: rev})
-				return nil
+			// Already this connection's: it unregistered the name and claims it again
+			// before the delete ran. Written again below, so that the delete (a CAS on
+			// the old revision) fails instead of removing the new registration.
+			if cur != me {
+				live, err := d.ownerLive(ctx, name, cur)
+				if err != nil {
+					return err
+				}
+				if live {
+					d.cache.set(name, cached{owner: cur, rev: rev})
+					return shard.ErrNameTaken
+				}
+				d.log.Info("taking over a name whose owner is gone", "name", name, "owner", cur.id.String(), "owner_epoch", cur.epoch)
 			}
-			live, err := d.ownerLive(ctx, name, cur)
-			if err != nil {
-				return err
-			}
-			if live {
-				d.cache.set(name, cached{owner: cur, rev: rev})
-				return shard.ErrNameTaken
-			}
-			d.log.Info("taking over a name whose owner is gone", "name", name, "owner", cur.id.String(), "owner_epoch", cur.epoch)
 		}
 		nrev, err := d.names.Update(ctx, key, val, rev)
 		if err == nil {
