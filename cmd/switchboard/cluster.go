@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/switchboard/switchboard/cluster"
@@ -32,13 +36,23 @@ func clusterConfig(n config.Node) cluster.Config {
 }
 
 // startCluster joins the cluster when the configuration asks for one (nil, nil when
-// cluster is off).
+// cluster is off). SIGINT or SIGTERM while it waits for the cluster stops the wait
+// (errInterrupted), so that the embedded NATS server is shut down cleanly.
 func startCluster(log *slog.Logger, n config.Node) (*cluster.Node, error) {
 	if n.Cluster == cluster.ModeOff {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterStartTimeout)
 	defer cancel()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	log.Info("joining the cluster", "mode", n.Cluster, "node_id", n.NodeID, "timeout", clusterStartTimeout)
-	return cluster.Start(ctx, clusterConfig(n), log)
+	cn, err := cluster.Start(ctx, clusterConfig(n), log)
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) { // a signal; a timeout is DeadlineExceeded
+		return nil, errInterrupted
+	}
+	return cn, err
 }
+
+// errInterrupted: a signal stopped serve while it was joining the cluster.
+var errInterrupted = errors.New("interrupted by a signal while joining the cluster")

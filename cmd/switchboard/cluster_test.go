@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"syscall"
@@ -87,5 +88,46 @@ func TestCheckConfigCluster(t *testing.T) {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
+	}
+}
+
+// TestServeClusterUnreachable: external mode with no NATS at nats-url fails at start
+// (exit 1) and says why.
+func TestServeClusterUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close() // nobody listens there now
+	p := startBin(t, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "off",
+		"--cluster", "external", "--nats-url", "nats://"+addr, "--cluster-replicas", "1")
+	if code := p.wait(t); code != exitFailure {
+		t.Errorf("exit %d; want 1; stderr:\n%s", code, p.stderr())
+	}
+	if !strings.Contains(p.stderr(), "joining the cluster failed") {
+		t.Errorf("stderr lacks the failure:\n%s", p.stderr())
+	}
+}
+
+// TestServeClusterSignalWhileJoining: a node waiting for a cluster that cannot form (its
+// only peer is not there, three replicas) stops on SIGTERM, cleanly and at once.
+func TestServeClusterSignalWhileJoining(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := ln.Addr().String()
+	_ = ln.Close()
+	p := startBin(t, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "off",
+		"--cluster", "embedded", "--cluster-listen", "127.0.0.1:0", "--cluster-routes", peer,
+		"--cluster-store-dir", t.TempDir())
+	p.waitLine(t, "joining the cluster")
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit %d; want 0; stderr:\n%s", code, p.stderr())
+	}
+	if !strings.Contains(p.stderr(), "interrupted by a signal while joining the cluster") {
+		t.Errorf("stderr lacks the interruption:\n%s", p.stderr())
 	}
 }

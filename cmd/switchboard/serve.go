@@ -176,7 +176,11 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 		opts = append(opts, server.WithCredentials(creds))
 	}
 	cn, err := startCluster(log, l.Config)
-	if err != nil {
+	switch {
+	case errors.Is(err, errInterrupted):
+		log.Info("shutdown complete", "err", err)
+		return exitOK
+	case err != nil:
 		log.Error("joining the cluster failed", "err", err)
 		return exitFailure
 	}
