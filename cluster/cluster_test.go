@@ -100,7 +100,7 @@ func startCluster(t testing.TB) *testCluster {
 }
 
 func (tc *testCluster) start(i int) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	n, err := Start(ctx, tc.cfgs[i], testLogger(tc.t).With("node", i+1))
 	if err != nil {
@@ -299,7 +299,7 @@ func TestCluster(t *testing.T) {
 		// A second process with B's node id, joining through A's client port.
 		cfg := testConfig(2)
 		cfg.Mode, cfg.URL = ModeExternal, tc.node(0).ns.ClientURL()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		n, err := Start(ctx, cfg, testLogger(t))
 		if err == nil {
@@ -314,7 +314,7 @@ func TestCluster(t *testing.T) {
 		// A node without its own NATS server, connected to B's: a full member.
 		cfg := testConfig(4)
 		cfg.Mode, cfg.URL = ModeExternal, tc.node(1).ns.ClientURL()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		n, err := Start(ctx, cfg, testLogger(t))
 		if err != nil {
