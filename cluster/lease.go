@@ -11,9 +11,12 @@ import (
 
 // acquireLease takes this node's key in the leases bucket with a new epoch. A key held by
 // another run of this node id is taken only once it has stopped being renewed: it is
-// watched for two renewal periods, and a renewal seen meanwhile means a live node has
-// this id (ErrNodeIDInUse). So a node restarted after a crash waits up to
-// 2×LeaseRenew; after a clean stop (which deletes the lease) it does not wait.
+// watched for holdCheck (a third of the TTL, at least two renewal periods), and a
+// renewal seen meanwhile means a live node has this id (ErrNodeIDInUse). So a node
+// restarted after a crash waits that long (5 s by default); after a clean stop (which
+// deletes the lease) it does not wait. The window is wider than two renewals so that a
+// live holder whose renewals are slow for a moment (a loaded host, a KV hiccup) is not
+// taken for dead.
 func (d *Directory) acquireLease(ctx context.Context) error {
 	key := leaseKey(d.cfg.NodeID)
 	for attempt := 0; ; attempt++ {
@@ -27,9 +30,9 @@ func (d *Directory) acquireLease(ctx context.Context) error {
 				prev = l.epoch
 			}
 			d.log.Info("the lease of this node id is held; checking whether its holder is alive",
-				"node_id", d.cfg.NodeID, "wait", 2*d.cfg.LeaseRenew)
+				"node_id", d.cfg.NodeID, "wait", d.holdCheck())
 			select {
-			case <-time.After(2*d.cfg.LeaseRenew + 100*time.Millisecond):
+			case <-time.After(d.holdCheck()):
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -70,6 +73,11 @@ func (d *Directory) acquireLease(ctx context.Context) error {
 			d.log.Info("writing the node lease failed; retrying", "err", err)
 		}
 	}
+}
+
+// holdCheck is how long acquireLease watches a held lease for renewals.
+func (d *Directory) holdCheck() time.Duration {
+	return max(2*d.cfg.LeaseRenew+100*time.Millisecond, d.cfg.LeaseTTL/3)
 }
 
 // readLease reads this node's lease until it gets an answer or ctx ends. Each try asks the

@@ -15,7 +15,7 @@ import (
 
 // clusterStartTimeout bounds joining the cluster at start-up: a fresh embedded cluster
 // answers after its JetStream meta leader is elected (seconds), a restarted node whose
-// previous run crashed waits two lease renewals first.
+// previous run crashed first waits a third of cluster-lease-ttl to see its lease unrenewed.
 const clusterStartTimeout = 2 * time.Minute
 
 // clusterConfig is the cluster part of the node's configuration.
