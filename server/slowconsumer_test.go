@@ -285,10 +285,13 @@ func TestSlowConsumerPingingReader(t *testing.T) {
 		}
 	}()
 
-	// 4 MiB: more than the sockets hold, far below the caps; only the timer can trip.
+	// 4 MiB: more than the sockets hold, far below the caps; only the timer can trip. On
+	// a loaded machine sending the 4 MiB can take longer than the timer (1 s): the SENDs
+	// after it get QUEUE_FULL or NO_ROUTE, which is as correct, so the test counts
+	// outcomes rather than expecting all 64 OK.
 	tl := sendAcked(src, "sink", 64<<10, 64, 64)
-	if tl.err != nil || len(tl.ok) != 64 {
-		t.Fatalf("sender: %d OK of %d, %d QUEUE_FULL, %d NO_ROUTE, err %v; want all 64 OK",
+	if tl.err != nil || len(tl.ok) == 0 || len(tl.ok)+tl.queueFull+tl.noRout != tl.sent || tl.sent != 64 {
+		t.Fatalf("sender: %d OK of %d, %d QUEUE_FULL, %d NO_ROUTE, err %v; want 64 answered, some OK",
 			len(tl.ok), tl.sent, tl.queueFull, tl.noRout, tl.err)
 	}
 	waitFor(t, "the slow-consumer timer", func() bool { return s.Stats().SlowConsumers == 1 })
