@@ -73,7 +73,7 @@ func num(t *testing.T, m map[string]any, path string) float64 {
 // resultKeys is the JSON shape issue 3 promises.
 var resultKeys = []string{
 	"scenario", "started_at", "duration_s", "config",
-	"connections.target", "connections.established", "connections.refused", "connections.refused_by_code", "connections.failed",
+	"connections.target", "connections.established", "connections.refused", "connections.refused_by_code", "connections.failed", "connections.failed_by_cause",
 	"messages.sent", "messages.received", "messages.errors_by_code", "messages.lost",
 	"throughput_msgs_per_s",
 	"latency_us.p50", "latency_us.p90", "latency_us.p95", "latency_us.p99", "latency_us.p999", "latency_us.max",
@@ -185,6 +185,9 @@ func TestNothingToConnectToFails(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "established 0, refused 0, failed 2") {
 		t.Errorf("summary does not count the failed connections:\n%s", stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "failed dial ECONNREFUSED") {
+		t.Errorf("summary does not give the failures' cause:\n%s", stdout.String())
 	}
 	for _, w := range []string{"no connection to " + addr, "connection refused", "is a switchboard node listening"} {
 		if !strings.Contains(errText, w) {

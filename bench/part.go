@@ -46,7 +46,8 @@ type connCounts struct {
 	Refused       int            `json:"refused"`
 	RefusedByCode map[string]int `json:"refused_by_code"`
 	Failed        int            `json:"failed"`
-	ConnectNs     int64          `json:"connect_ns"` // first dial to last outcome
+	FailedByCause map[string]int `json:"failed_by_cause"` // "PHASE CAUSE" (see failCause)
+	ConnectNs     int64          `json:"connect_ns"`      // first dial to last outcome
 	FirstError    string         `json:"first_error,omitempty"`
 }
 
@@ -64,6 +65,25 @@ func (c *connCounts) add(o connCounts) {
 	}
 	for k, v := range o.RefusedByCode {
 		c.RefusedByCode[k] += v
+	}
+	if c.FailedByCause == nil {
+		c.FailedByCause = map[string]int{}
+	}
+	for k, v := range o.FailedByCause {
+		c.FailedByCause[k] += v
+	}
+}
+
+// fail counts n connections that failed with cause, err as the first failure if none
+// was recorded yet.
+func (c *connCounts) fail(n int, cause, firstErr string) {
+	c.Failed += n
+	if c.FailedByCause == nil {
+		c.FailedByCause = map[string]int{}
+	}
+	c.FailedByCause[cause] += n
+	if c.FirstError == "" {
+		c.FirstError = firstErr
 	}
 }
 
@@ -282,10 +302,10 @@ func (p *part) ticker(ctx context.Context, total *Histogram, done chan<- struct{
 // registers its route name. It returns the established ones, by index order.
 func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, connCounts) {
 	cfg := p.cfg
-	cc := connCounts{Target: len(idx), RefusedByCode: map[string]int{}}
+	cc := connCounts{Target: len(idx), RefusedByCode: map[string]int{}, FailedByCause: map[string]int{}}
 	dl, err := newDialer(p.spec.Source, cfg.Timeout)
 	if err != nil {
-		cc.Failed, cc.FirstError = len(idx), err.Error()
+		cc.fail(len(idx), "dial other", err.Error())
 		return nil, cc
 	}
 	bound := cfg.Timeout
@@ -316,10 +336,7 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 		}
 		if ctx.Err() != nil {
 			mu.Lock()
-			cc.Failed += len(idx) - i
-			if cc.FirstError == "" {
-				cc.FirstError = "connecting phase timed out"
-			}
+			cc.fail(len(idx)-i, causeNotAttempted, "connecting phase timed out")
 			mu.Unlock()
 			break
 		}
@@ -339,10 +356,7 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 				cc.Refused++
 				cc.RefusedByCode[code.String()]++
 			default:
-				cc.Failed++
-				if cc.FirstError == "" {
-					cc.FirstError = err.Error()
-				}
+				cc.fail(1, failCause(err), err.Error())
 			}
 		}()
 	}
@@ -363,7 +377,7 @@ func (p *part) open(ctx context.Context, dl *dialer, g int) (*sconn, codec.Error
 	addrIdx := max(g, 0)
 	nc, err := dl.dial(ctx, cfg.Addrs[addrIdx%len(cfg.Addrs)])
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, &openError{phaseDial, err}
 	}
 	bufSize := max(64<<10, 2*(cfg.Size+codec.HeaderLen+300))
 	sc := &sconn{nc: nc, fr: codec.NewReader(nc, maxInbound, bufSize), idx: g,
@@ -374,12 +388,12 @@ func (p *part) open(ctx context.Context, dl *dialer, g int) (*sconn, codec.Error
 	name := fmt.Sprintf("bench-%d", g)
 	if _, code, err := handshake(nc, sc.fr, name, cfg.Token, cfg.Timeout); err != nil {
 		sc.close()
-		return nil, code, err
+		return nil, code, &openError{phaseHandshake, err}
 	}
 	if g >= 0 && p.names != nil && p.names[g] != "" {
 		if err := p.register(sc, p.names[g]); err != nil {
 			sc.close()
-			return nil, 0, err
+			return nil, 0, &openError{phaseHandshake, err}
 		}
 	}
 	return sc, 0, nil

@@ -34,6 +34,11 @@ type ConnStats struct {
 	Refused       int            `json:"refused"`
 	RefusedByCode map[string]int `json:"refused_by_code"`
 	Failed        int            `json:"failed"`
+	// FailedByCause counts the failed connections by "PHASE CAUSE": phase dial or
+	// handshake, cause a system error (EADDRNOTAVAIL, EADDRINUSE, ECONNREFUSED, EMFILE...),
+	// timeout, EOF or other; "not attempted (connecting phase over)" counts the
+	// connections never dialled because the connecting phase ran out of time.
+	FailedByCause map[string]int `json:"failed_by_cause"`
 }
 
 // MsgStats counts messages. Lost = sent − received − errors (never negative).
@@ -101,6 +106,7 @@ func (r *Result) WriteSummary(w io.Writer) {
 	c := r.Connections
 	fmt.Fprintf(w, "  connections  target %d, established %d, refused %d%s, failed %d\n",
 		c.Target, c.Established, c.Refused, byCode(c.RefusedByCode), c.Failed)
+	writeCauses(w, "  ", c.FailedByCause)
 	if r.Connect != nil {
 		fmt.Fprintf(w, "  connecting   %.2fs, %.0f conns/s accepted\n", r.Connect.ConnectS, r.Connect.AcceptRate)
 		if r.Connect.FirstFailure != "" {
@@ -174,4 +180,27 @@ func byCode[V int | uint64](m map[string]V) string {
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+// writeCauses prints failure counts by cause, most frequent first, each with its hint.
+func writeCauses(w io.Writer, indent string, m map[string]int) {
+	keys := make([]string, 0, len(m))
+	for k, n := range m {
+		if n > 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	for _, k := range keys {
+		fmt.Fprintf(w, "%sfailed %-26s %d", indent, k, m[k])
+		if h := causeHint(k); h != "" {
+			fmt.Fprintf(w, "  (%s)", h)
+		}
+		fmt.Fprintln(w)
+	}
 }

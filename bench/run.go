@@ -227,6 +227,7 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 					fmt.Fprintf(r.stderr, "%s: %d/%d connections established, %d refused%s, %d failed; load starts\n",
 						label, pr.conns.Established, pr.conns.Target, pr.conns.Refused,
 						byCode(pr.conns.RefusedByCode), pr.conns.Failed)
+					writeCauses(r.stderr, label+": ", pr.conns.FailedByCause)
 					if pr.conns.FirstError != "" {
 						fmt.Fprintf(r.stderr, "%s: first connection failure: %s\n", label, pr.conns.FirstError)
 					}
@@ -423,9 +424,13 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 	res := &Result{Scenario: cfg.Scenario, StartedAt: started, Config: cfg.effective(),
 		DurationS: float64(main.durationNs) / 1e9, Series: main.series}
 	res.Connections = ConnStats{Target: main.conns.Target, Established: main.conns.Established,
-		Refused: main.conns.Refused, RefusedByCode: main.conns.RefusedByCode, Failed: main.conns.Failed}
+		Refused: main.conns.Refused, RefusedByCode: main.conns.RefusedByCode, Failed: main.conns.Failed,
+		FailedByCause: main.conns.FailedByCause}
 	if res.Connections.RefusedByCode == nil {
 		res.Connections.RefusedByCode = map[string]int{}
+	}
+	if res.Connections.FailedByCause == nil {
+		res.Connections.FailedByCause = map[string]int{}
 	}
 	res.Messages = MsgStats{Sent: main.sent, Received: main.recv, ErrorsByCode: main.errs}
 	if done := main.recv + sum(main.errs); main.sent > done {
