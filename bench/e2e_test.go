@@ -148,6 +148,9 @@ func TestConnect(t *testing.T) {
 	if num(t, m, "connect.accept_rate_per_s") <= 0 {
 		t.Fatal("no accept rate")
 	}
+	if lo, hi := num(t, m, "ports.ephemeral_lo"), num(t, m, "ports.ephemeral_hi"); lo <= 0 || hi < lo {
+		t.Fatalf("ports.ephemeral_lo %v, ephemeral_hi %v; want the range from /proc", lo, hi)
+	}
 	get(t, m, "server.rss_per_conn_bytes")
 }
 

@@ -22,6 +22,7 @@ type Result struct {
 	Server      ServerStats    `json:"server"`
 	Floor       FloorStats     `json:"floor"`
 	Connect     *ConnectStats  `json:"connect,omitempty"`
+	Ports       *PortCheck     `json:"ports,omitempty"` // the pre-run port check
 	Overload    *probeResult   `json:"overload,omitempty"`
 	Series      []Point        `json:"series"` // one point per second of the measured phase
 	Failed      string         `json:"failed,omitempty"`
@@ -111,6 +112,13 @@ func (r *Result) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, "  connecting   %.2fs, %.0f conns/s accepted\n", r.Connect.ConnectS, r.Connect.AcceptRate)
 		if r.Connect.FirstFailure != "" {
 			fmt.Fprintf(w, "  first failure: %s\n", r.Connect.FirstFailure)
+		}
+	}
+	if p := r.Ports; p != nil && p.Error == "" {
+		fmt.Fprintf(w, "  ports        ephemeral %d-%d, tcp_tw_reuse %d, %d TIME_WAIT toward the targets before the run\n",
+			p.RangeLo, p.RangeHi, p.TWReuse, p.TimeWait)
+		for _, m := range p.Warnings {
+			fmt.Fprintf(w, "  WARNING      %s\n", m)
 		}
 	}
 	m := r.Messages

@@ -31,6 +31,15 @@ type runner struct {
 	// inProcess runs parts as goroutines and the floor in process, so that tests need no
 	// binary; --procs then still splits connections and source addresses.
 	inProcess bool
+	// proc is where the port check reads /proc ("" means /proc).
+	proc string
+}
+
+func (r *runner) procRoot() string {
+	if r.proc == "" {
+		return "/proc"
+	}
+	return r.proc
 }
 
 // partHandle is a running part, in process or in a worker.
@@ -147,9 +156,7 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 	for i := range k {
 		spec := partSpec{Cfg: cfg, Index: i, Parts: k, First: i * cfg.Conns / k,
 			N: (i+1)*cfg.Conns/k - i*cfg.Conns/k, RunID: runID, Floor: isFloor}
-		if k > 1 {
-			spec.Source = fmt.Sprintf("127.0.0.%d", i+2)
-		}
+		spec.Source = partSource(i, k)
 		if r.inProcess {
 			handles = append(handles, startInProcess(ctx, spec))
 			continue
@@ -417,12 +424,14 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 	case cfg.Admin != "":
 		src = newAdminSampler(cfg.Admin)
 	}
+	ports := portCheck(cfg, r.procRoot())
+	ports.write(r.stderr, cfg.Scenario)
 	mon := startMonitor(ctx, src)
 	main := r.pass(ctx, cfg.Addrs, false, mon, cfg.Scenario)
 	mon.stop()
 
 	res := &Result{Scenario: cfg.Scenario, StartedAt: started, Config: cfg.effective(),
-		DurationS: float64(main.durationNs) / 1e9, Series: main.series}
+		DurationS: float64(main.durationNs) / 1e9, Series: main.series, Ports: ports}
 	res.Connections = ConnStats{Target: main.conns.Target, Established: main.conns.Established,
 		Refused: main.conns.Refused, RefusedByCode: main.conns.RefusedByCode, Failed: main.conns.Failed,
 		FailedByCause: main.conns.FailedByCause}
