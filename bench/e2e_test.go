@@ -148,6 +148,19 @@ func TestConnect(t *testing.T) {
 	if num(t, m, "connect.accept_rate_per_s") <= 0 {
 		t.Fatal("no accept rate")
 	}
+	// The ramp accounts for every connection's outcome, second by second.
+	var est, failed float64
+	for _, p := range get(t, m, "connect.ramp").([]any) {
+		pt := p.(map[string]any)
+		est += pt["established"].(float64)
+		failed += pt["failed"].(float64)
+	}
+	if est != 30 || failed != 10 {
+		t.Fatalf("ramp sums to %v established, %v failed; want 30 and 10", est, failed)
+	}
+	if peak := num(t, m, "connect.peak_rate_per_s"); peak <= 0 || peak > 40 {
+		t.Fatalf("peak_rate_per_s %v; want 1..40", peak)
+	}
 	if lo, hi := num(t, m, "ports.ephemeral_lo"), num(t, m, "ports.ephemeral_hi"); lo <= 0 || hi < lo {
 		t.Fatalf("ports.ephemeral_lo %v, ephemeral_hi %v; want the range from /proc", lo, hi)
 	}

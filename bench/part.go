@@ -27,16 +27,18 @@ type partSpec struct {
 	N      int    `json:"n"`      // connections of this part
 	Source string `json:"source"` // local IP to bind, "" for any
 	RunID  string `json:"run_id"` // makes route names unique per run
+	T0     int64  `json:"t0"`     // Unix ns when the pass started: second 0 of the ramp
 	Floor  bool   `json:"floor"`  // the target is the bare echo floor: no HELLO, echo comes back as ECHO
 }
 
 // partMsg is one message from a part to the parent.
 type partMsg struct {
-	Kind   string      `json:"kind"` // "ready", "tick", "result" or "error"
-	Ready  *connCounts `json:"ready,omitempty"`
-	Tick   *tickInfo   `json:"tick,omitempty"`
-	Result *partResult `json:"result,omitempty"`
-	Err    string      `json:"err,omitempty"`
+	Kind     string      `json:"kind"`               // "progress", "ready", "tick", "result" or "error"
+	Progress *progress   `json:"progress,omitempty"` // once a second while connecting
+	Ready    *connCounts `json:"ready,omitempty"`
+	Tick     *tickInfo   `json:"tick,omitempty"`
+	Result   *partResult `json:"result,omitempty"`
+	Err      string      `json:"err,omitempty"`
 }
 
 // connCounts describes the connecting phase of a part.
@@ -49,6 +51,9 @@ type connCounts struct {
 	FailedByCause map[string]int `json:"failed_by_cause"` // "PHASE CAUSE" (see failCause)
 	ConnectNs     int64          `json:"connect_ns"`      // first dial to last outcome
 	FirstError    string         `json:"first_error,omitempty"`
+	// EstablishedBySec and FailedBySec count outcomes by second since the pass started.
+	EstablishedBySec []int `json:"established_by_sec,omitempty"`
+	FailedBySec      []int `json:"failed_by_sec,omitempty"`
 }
 
 func (c *connCounts) add(o connCounts) {
@@ -72,6 +77,8 @@ func (c *connCounts) add(o connCounts) {
 	for k, v := range o.FailedByCause {
 		c.FailedByCause[k] += v
 	}
+	c.EstablishedBySec = addInto(c.EstablishedBySec, o.EstablishedBySec)
+	c.FailedBySec = addInto(c.FailedBySec, o.FailedBySec)
 }
 
 // fail counts n connections that failed with cause, err as the first failure if none
@@ -316,10 +323,32 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 	defer cancel()
 
 	out := make([]*sconn, len(idx))
-	var mu sync.Mutex // guards cc
+	var mu sync.Mutex // guards cc and ramp
+	ramp := rampCounts{t0: p.spec.T0}
+	if ramp.t0 == 0 {
+		ramp.t0 = time.Now().UnixNano()
+	}
 	sem := make(chan struct{}, 128)
 	var wg sync.WaitGroup
 	start := p.clk.now()
+	// Progress once a second, for the parent's status lines.
+	progDone, progStop := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(progDone)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+			case <-progStop:
+				return
+			}
+			mu.Lock()
+			pg := progress{Established: cc.Established, Refused: cc.Refused, Failed: cc.Failed}
+			mu.Unlock()
+			p.emit(partMsg{Kind: "progress", Progress: &pg})
+		}
+	}()
 	var pc *pacer
 	if rate > 0 {
 		pc = newPacer(start, rate)
@@ -337,6 +366,10 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 		if ctx.Err() != nil {
 			mu.Lock()
 			cc.fail(len(idx)-i, causeNotAttempted, "connecting phase timed out")
+			sec := ramp.sec(time.Now().UnixNano())
+			for range len(idx) - i {
+				ramp.failed = bump(ramp.failed, sec)
+			}
 			mu.Unlock()
 			break
 		}
@@ -348,20 +381,27 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 			sc, code, err := p.open(ctx, dl, g)
 			mu.Lock()
 			defer mu.Unlock()
+			sec := ramp.sec(time.Now().UnixNano())
 			switch {
 			case err == nil:
 				out[i] = sc
 				cc.Established++
+				ramp.established = bump(ramp.established, sec)
 			case code != 0:
 				cc.Refused++
 				cc.RefusedByCode[code.String()]++
+				ramp.failed = bump(ramp.failed, sec)
 			default:
 				cc.fail(1, failCause(err), err.Error())
+				ramp.failed = bump(ramp.failed, sec)
 			}
 		}()
 	}
 	wg.Wait()
+	close(progStop)
+	<-progDone
 	cc.ConnectNs = p.clk.now() - start
+	cc.EstablishedBySec, cc.FailedBySec = ramp.established, ramp.failed
 	conns := out[:0]
 	for _, sc := range out {
 		if sc != nil {

@@ -86,6 +86,13 @@ type ConnectStats struct {
 	ConnectS     float64 `json:"connect_s"`         // first dial to last handshake
 	AcceptRate   float64 `json:"accept_rate_per_s"` // established / connect_s
 	FirstFailure string  `json:"first_failure,omitempty"`
+	// RampTarget is --ramp, the rate asked for in connections/s (0: as fast as possible).
+	RampTarget float64 `json:"ramp_target_per_s"`
+	// PeakRate is the most connections established in one second of Ramp.
+	PeakRate float64 `json:"peak_rate_per_s"`
+	// Ramp is the achieved rate over time: one point per second since the pass started,
+	// up to the last connection's outcome.
+	Ramp []RampPoint `json:"ramp"`
 }
 
 // Point is one second of the run.
@@ -109,7 +116,13 @@ func (r *Result) WriteSummary(w io.Writer) {
 		c.Target, c.Established, c.Refused, byCode(c.RefusedByCode), c.Failed)
 	writeCauses(w, "  ", c.FailedByCause)
 	if r.Connect != nil {
-		fmt.Fprintf(w, "  connecting   %.2fs, %.0f conns/s accepted\n", r.Connect.ConnectS, r.Connect.AcceptRate)
+		target := "as fast as possible"
+		if r.Connect.RampTarget > 0 {
+			target = fmt.Sprintf("--ramp %.0f/s", r.Connect.RampTarget)
+		}
+		fmt.Fprintf(w, "  connecting   %.2fs, %.0f conns/s established on average (%s)\n",
+			r.Connect.ConnectS, r.Connect.AcceptRate, target)
+		writeRamp(w, r.Connect.Ramp)
 		if r.Connect.FirstFailure != "" {
 			fmt.Fprintf(w, "  first failure: %s\n", r.Connect.FirstFailure)
 		}

@@ -146,7 +146,8 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 	cfg := r.cfg
 	cfg.Addrs = addrs
 	k := cfg.Procs
-	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffffff)
+	t0 := time.Now()
+	runID := fmt.Sprintf("%x", t0.UnixNano()&0xffffffffff)
 	pr := &passResult{errs: map[string]uint64{}, hist: NewHistogram(),
 		conns: connCounts{RefusedByCode: map[string]int{}}}
 	ctx, cancel := context.WithCancel(ctx)
@@ -155,7 +156,7 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 	handles := make([]*partHandle, 0, k)
 	for i := range k {
 		spec := partSpec{Cfg: cfg, Index: i, Parts: k, First: i * cfg.Conns / k,
-			N: (i+1)*cfg.Conns/k - i*cfg.Conns/k, RunID: runID, Floor: isFloor}
+			N: (i+1)*cfg.Conns/k - i*cfg.Conns/k, RunID: runID, Floor: isFloor, T0: t0.UnixNano()}
 		spec.Source = partSource(i, k)
 		if r.inProcess {
 			handles = append(handles, startInProcess(ctx, spec))
@@ -202,6 +203,12 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 	if cfg.Scenario == ScenarioOverload {
 		measureFor = cfg.Baseline + cfg.Duration
 	}
+	// While connecting: the parts' latest progress and a status line every interval.
+	prog := make([]progress, len(handles))
+	var lastProg progress
+	lastProgAt := t0
+	progTick := time.NewTicker(cfg.Interval)
+	defer progTick.Stop()
 	readyBound := time.NewTimer(cfg.Timeout + time.Duration(float64(cfg.Conns)/math.Max(cfg.Ramp, 1)*float64(time.Second)) + 30*time.Second)
 	defer readyBound.Stop()
 
@@ -213,6 +220,10 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 				continue
 			}
 			switch ev.m.Kind {
+			case "progress":
+				if ev.m.Progress != nil && ready < len(handles) {
+					prog[ev.i] = *ev.m.Progress
+				}
 			case "ready":
 				if ev.m.Ready != nil {
 					pr.conns.add(*ev.m.Ready)
@@ -220,6 +231,7 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 				ready++
 				if ready == len(handles) {
 					readyBound.Stop()
+					progTick.Stop()
 					if pr.conns.Established == 0 && pr.conns.Refused == 0 {
 						// Nothing answered at all: putting load on no connection would only
 						// wait out --duration. Fail now, saying where nothing listened.
@@ -284,6 +296,20 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 			if cfg.Scenario != ScenarioConnect {
 				pr.after, pr.haveAfter = mon.sampleNow(ctx)
 			}
+		case now := <-progTick.C:
+			if ready == len(handles) {
+				continue
+			}
+			var sum progress
+			for _, pg := range prog {
+				sum.Established += pg.Established
+				sum.Refused += pg.Refused
+				sum.Failed += pg.Failed
+			}
+			rate := float64(sum.Established-lastProg.Established) / now.Sub(lastProgAt).Seconds()
+			fmt.Fprintf(r.stderr, "%s: connecting %4.0fs  established %d/%d  %.0f conns/s  refused %d  failed %d\n",
+				label, now.Sub(t0).Seconds(), sum.Established, cfg.Conns, rate, sum.Refused, sum.Failed)
+			lastProg, lastProgAt = sum, now
 		case <-readyBound.C:
 			pr.failed = append(pr.failed, "connecting phase did not end in time")
 			cancel()
@@ -455,7 +481,9 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 		// one server process: divide by that server's share.
 		perConn = main.conns.Established / len(cfg.Addrs)
 		cs := float64(main.conns.ConnectNs) / 1e9
-		res.Connect = &ConnectStats{ConnectS: cs, FirstFailure: main.conns.FirstError}
+		res.Connect = &ConnectStats{ConnectS: cs, FirstFailure: main.conns.FirstError,
+			Ramp: rampSeries(main.conns.EstablishedBySec, main.conns.FailedBySec), RampTarget: cfg.Ramp}
+		res.Connect.PeakRate = float64(peakRate(res.Connect.Ramp))
 		if cs > 0 {
 			res.Connect.AcceptRate = float64(main.conns.Established) / cs
 		}
