@@ -331,11 +331,12 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 	sem := make(chan struct{}, 128)
 	var wg sync.WaitGroup
 	start := p.clk.now()
-	// Progress once a second, for the parent's status lines.
+	// Progress four times a second, so that the parent's status lines are at most a
+	// quarter of a second behind.
 	progDone, progStop := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(progDone)
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {

@@ -96,7 +96,7 @@ func writeRamp(w io.Writer, pts []RampPoint) {
 				fmt.Fprintf(&b, "[%d]", p.Failed)
 			}
 		}
-		fmt.Fprintf(w, "    %3ds-%-3ds%s\n", pts[i].Sec, min(i+perLine, len(pts)), b.String())
+		fmt.Fprintf(w, "    %-9s%s\n", fmt.Sprintf("%d-%ds", pts[i].Sec, pts[min(i+perLine, len(pts))-1].Sec+1), b.String())
 	}
 }
 

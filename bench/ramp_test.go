@@ -57,7 +57,7 @@ func TestWriteRamp(t *testing.T) {
 	var b bytes.Buffer
 	writeRamp(&b, pts)
 	out := b.String()
-	for _, want := range []string{"peak 250 conns/s", " 100 250[3] 50 0", "12s-13 ", " 7\n"} {
+	for _, want := range []string{"peak 250 conns/s", " 100 250[3] 50 0", "12-13s ", " 7\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ramp output lacks %q:\n%s", want, out)
 		}
