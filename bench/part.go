@@ -421,6 +421,11 @@ func (p *part) open(ctx context.Context, dl *dialer, g int) (*sconn, codec.Error
 		return nil, 0, &openError{phaseDial, err}
 	}
 	bufSize := max(64<<10, 2*(cfg.Size+codec.HeaderLen+300))
+	if cfg.Scenario == ScenarioConnect {
+		// Only WELCOME, PONG and ERROR arrive; the Reader grows for anything larger. 64 KiB
+		// each would be ~1 GiB of heap for a worker's 16K connections.
+		bufSize = 1 << 10
+	}
 	sc := &sconn{nc: nc, fr: codec.NewReader(nc, maxInbound, bufSize), idx: g,
 		rng: rand.New(rand.NewPCG(uint64(g+1), uint64(p.clk.now())))}
 	if p.spec.Floor {
