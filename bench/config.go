@@ -61,8 +61,8 @@ type Config struct {
 	Interval time.Duration `json:"interval"`
 	// Mode is route's message kind: "send" (SEND, end-to-end latency) or "request".
 	Mode string `json:"mode"`
-	// Timeout bounds each connection's dial and handshake, and the whole connecting phase
-	// is bounded by Timeout + Conns/Ramp. Default 10s.
+	// Timeout bounds each connection's dial and handshake; with a Ramp the whole
+	// connecting phase is bounded by Timeout + Conns/Ramp. Default 10s.
 	Timeout time.Duration `json:"timeout"`
 	// Grace is how long connections keep reading after the load stops, for answers in
 	// flight. Default 2s.

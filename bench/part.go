@@ -315,11 +315,16 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 		cc.fail(len(idx), "dial other", err.Error())
 		return nil, cc
 	}
-	bound := cfg.Timeout
+	// With a rate the phase ends Timeout after the last scheduled dial. As fast as
+	// possible it has no bound of its own: every dial and handshake is bounded by Timeout,
+	// so it ends once each connection has had its chance, and the parent bounds the whole
+	// phase as well. (A bound of Timeout alone cut a 100K run off after 10 s with 70K
+	// connections never dialled.)
+	cancel := context.CancelFunc(func() {})
 	if rate > 0 {
-		bound += time.Duration(float64(len(idx)) / rate * float64(time.Second))
+		bound := cfg.Timeout + time.Duration(float64(len(idx))/rate*float64(time.Second))
+		ctx, cancel = context.WithTimeout(ctx, bound)
 	}
-	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 
 	out := make([]*sconn, len(idx))
@@ -364,6 +369,11 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 			}
 			pc.Due(p.clk.now(), 1)
 		}
+		// Wait for a dial slot, but not past the end of the phase.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
 		if ctx.Err() != nil {
 			mu.Lock()
 			cc.fail(len(idx)-i, causeNotAttempted, "connecting phase timed out")
@@ -374,7 +384,6 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 			mu.Unlock()
 			break
 		}
-		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
