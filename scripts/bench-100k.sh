@@ -52,20 +52,22 @@ joined=$(IFS=,; echo "${addrs[*]}")
 { date -u; uname -srm; nproc; go version; git rev-parse --short HEAD; echo "nodes $joined"; } >"$OUT/machine.txt"
 echo "results in $OUT; nodes $joined" >&2
 
-# metrics K: every node's connections, max, zone and refusals by reason, saved whole to
+# metrics K: every node's connections, max, zone (0 GREEN .. 3 RED), zone inputs, times it
+# entered RED and refusals by reason, saved to
 # metrics-K.txt and printed one line per node (refusal reasons only when non-zero).
 metrics() {
 	for i in $(seq 0 $((NODES - 1))); do
 		curl -sf "http://${admins[$i]}/metrics" |
-			grep -E '^switchboard_connections(_max)? |^switchboard_connections_refused_total|^switchboard_zone ' |
+			grep -E '^switchboard_connections(_max)? |^switchboard_connections_refused_total|^switchboard_zone |^switchboard_zone_(input|transitions_total)|^switchboard_loop_lag_max' |
 			sed "s/^/node$i /" || echo "node$i /metrics unreachable"
 	done >"$OUT/metrics-$1.txt"
 	awk '{ n[$1] = n[$1] }
 		$2 == "switchboard_connections" { c[$1] = $3 }
 		$2 == "switchboard_connections_max" { m[$1] = $3 }
 		$2 == "switchboard_zone" { z[$1] = $3 }
+		$2 == "switchboard_zone_transitions_total{to=\"RED\"}" { red[$1] = $3 }
 		$2 ~ /refused_total/ && $3 != 0 { sub(/.*reason="/, "", $2); sub(/"}/, "", $2); r[$1] = r[$1] " " $2 "=" $3 }
-		END { for (k in n) printf "%s: connections %s of max %s, zone %s, refused:%s\n", k, c[k], m[k], z[k], (r[k] == "" ? " none" : r[k]) }' \
+		END { for (k in n) printf "%s: connections %s of max %s, zone %s (entered RED %d times), refused:%s\n", k, c[k], m[k], z[k], red[k], (r[k] == "" ? " none" : r[k]) }' \
 		"$OUT/metrics-$1.txt" | sort
 }
 
