@@ -1,10 +1,11 @@
 package bench
 
-import (
-	"syscall"
+import "syscall"
 
-	"golang.org/x/sys/unix"
-)
+// ipBindAddressNoPort is IP_BIND_ADDRESS_NO_PORT from linux/in.h (Linux 4.2), which
+// package syscall does not define. (golang.org/x/sys/unix does; this saves the module a
+// direct dependency for one constant.)
+const ipBindAddressNoPort = 0x18
 
 // bindNoPort is the dialer's Control: it sets IP_BIND_ADDRESS_NO_PORT on a socket that
 // is about to be bound to a source address, so that bind(2) takes only the address and
@@ -18,7 +19,7 @@ import (
 func bindNoPort(network, address string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
 	})
 	if err != nil {
 		return err

@@ -3,10 +3,9 @@ package bench
 import (
 	"context"
 	"net"
+	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestDialerBindsAddressWithoutPort checks that a connection from a source address has
@@ -47,7 +46,7 @@ func TestDialerBindsAddressWithoutPort(t *testing.T) {
 			var got int
 			var gerr error
 			_ = rc.Control(func(fd uintptr) {
-				got, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT)
+				got, gerr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort)
 			})
 			if gerr != nil || got != tc.want {
 				t.Fatalf("IP_BIND_ADDRESS_NO_PORT = %d (%v); want %d", got, gerr, tc.want)
