@@ -12,7 +12,7 @@ FUZZTIME  ?= 100000x
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 
-.PHONY: all build run test race lint fmt vet staticcheck fuzz bench loadtest loadtest-quick ci ci-repeat clean node-test node-build
+.PHONY: all build run test race lint fmt vet staticcheck fuzz bench loadtest loadtest-quick loadtest-100k ci ci-repeat clean node-test node-build
 
 all: build
 
@@ -85,3 +85,8 @@ loadtest: build
 
 loadtest-quick: build
 	scripts/loadtest.sh quick
+
+# 100,000 connections over 6 nodes, twice (issue 12); `CONNS=114000 RUNS=1 make loadtest-100k`
+# for 19,000 a node.
+loadtest-100k: build
+	scripts/bench-100k.sh

@@ -61,8 +61,8 @@ type Config struct {
 	Interval time.Duration `json:"interval"`
 	// Mode is route's message kind: "send" (SEND, end-to-end latency) or "request".
 	Mode string `json:"mode"`
-	// Timeout bounds each connection's dial and handshake, and the whole connecting phase
-	// is bounded by Timeout + Conns/Ramp. Default 10s.
+	// Timeout bounds each connection's dial and handshake; with a Ramp the whole
+	// connecting phase is bounded by Timeout + Conns/Ramp. Default 10s.
 	Timeout time.Duration `json:"timeout"`
 	// Grace is how long connections keep reading after the load stops, for answers in
 	// flight. Default 2s.
@@ -284,7 +284,7 @@ func (c *Config) flags() (*cliflag.Set, *string) {
 	all.StringVar(&c.JSON, "json", "", "write the JSON result to `FILE` (- for stdout)")
 	all.StringVar(&c.Plot, "plot", "", "draw throughput and latency over time into `FILE`.svg")
 	all.DurationVar(&c.Interval, "interval", 0, "status line interval on stderr")
-	all.IntVar(&c.Procs, "procs", 0, "worker processes to split the connections over (1: in process)")
+	all.IntVar(&c.Procs, "procs", 0, "worker processes to split the connections over (1: in process); worker i connects from 127.0.0.(i+2)")
 
 	specific, uses := map[string]bool{}, map[string]bool{}
 	for sc, names := range scenarioFlags {

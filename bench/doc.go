@@ -27,6 +27,17 @@
 // parent merges histograms and counters; without --procs the same part runs in a goroutine.
 // The floor server is `bench floor-server --listen 127.0.0.1:0`, which prints its address.
 //
+// # Local ports
+//
+// A source address is bound with IP_BIND_ADDRESS_NO_PORT (wire_linux.go), so connect(2)
+// picks the local port for the destination: each source address reaches the whole
+// ephemeral range toward each target, and loopback TIME_WAIT sockets of an earlier run
+// are reused (net.ipv4.tcp_tw_reuse 2). Before a run the parent prints the ephemeral range,
+// tcp_tw_reuse and the TIME_WAIT sockets toward the targets (/proc/net/tcp, ports.go), and
+// warns for every source and target whose connections will not fit. Connections that
+// fail are counted by phase and cause (dialerr.go): EADDRNOTAVAIL is a port shortage,
+// EMFILE the process's open-file limit, a timeout usually a full accept queue.
+//
 // # Concurrency
 //
 // Main may be called from any goroutine; a run owns every goroutine it starts and waits

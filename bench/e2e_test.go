@@ -73,7 +73,7 @@ func num(t *testing.T, m map[string]any, path string) float64 {
 // resultKeys is the JSON shape issue 3 promises.
 var resultKeys = []string{
 	"scenario", "started_at", "duration_s", "config",
-	"connections.target", "connections.established", "connections.refused", "connections.refused_by_code", "connections.failed",
+	"connections.target", "connections.established", "connections.refused", "connections.refused_by_code", "connections.failed", "connections.failed_by_cause",
 	"messages.sent", "messages.received", "messages.errors_by_code", "messages.lost",
 	"throughput_msgs_per_s",
 	"latency_us.p50", "latency_us.p90", "latency_us.p95", "latency_us.p99", "latency_us.p999", "latency_us.max",
@@ -148,6 +148,22 @@ func TestConnect(t *testing.T) {
 	if num(t, m, "connect.accept_rate_per_s") <= 0 {
 		t.Fatal("no accept rate")
 	}
+	// The ramp accounts for every connection's outcome, second by second.
+	var est, failed float64
+	for _, p := range get(t, m, "connect.ramp").([]any) {
+		pt := p.(map[string]any)
+		est += pt["established"].(float64)
+		failed += pt["failed"].(float64)
+	}
+	if est != 30 || failed != 10 {
+		t.Fatalf("ramp sums to %v established, %v failed; want 30 and 10", est, failed)
+	}
+	if peak := num(t, m, "connect.peak_rate_per_s"); peak <= 0 || peak > 40 {
+		t.Fatalf("peak_rate_per_s %v; want 1..40", peak)
+	}
+	if lo, hi := num(t, m, "ports.ephemeral_lo"), num(t, m, "ports.ephemeral_hi"); lo <= 0 || hi < lo {
+		t.Fatalf("ports.ephemeral_lo %v, ephemeral_hi %v; want the range from /proc", lo, hi)
+	}
 	get(t, m, "server.rss_per_conn_bytes")
 }
 
@@ -185,6 +201,9 @@ func TestNothingToConnectToFails(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "established 0, refused 0, failed 2") {
 		t.Errorf("summary does not count the failed connections:\n%s", stdout.String())
+	}
+	if !strings.Contains(stdout.String(), "failed dial ECONNREFUSED") {
+		t.Errorf("summary does not give the failures' cause:\n%s", stdout.String())
 	}
 	for _, w := range []string{"no connection to " + addr, "connection refused", "is a switchboard node listening"} {
 		if !strings.Contains(errText, w) {

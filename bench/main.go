@@ -19,8 +19,13 @@ import (
 
 // scenarioAbout is each scenario's description, for usage and its --help.
 var scenarioAbout = map[string]string{
-	ScenarioEcho:    "ECHO frames, closed loop (--pipeline per connection) or open loop (--rate).",
-	ScenarioConnect: "Opens --conns connections at --ramp/s, HELLOs each and holds them for --duration.",
+	ScenarioEcho: "ECHO frames, closed loop (--pipeline per connection) or open loop (--rate).",
+	ScenarioConnect: "Opens --conns connections at --ramp/s, HELLOs each and holds them for --duration.\n" +
+		"Reports the rate achieved second by second, refusals by ERROR code and failures by\n" +
+		"cause (EADDRNOTAVAIL: no local port left, EMFILE, ECONNREFUSED, timeout...). Before it\n" +
+		"starts it prints the ephemeral port range and the TIME_WAIT sockets toward the targets,\n" +
+		"and warns when they will not fit. One process holds at most its open-file limit: past\n" +
+		"that use --procs K (sources 127.0.0.2..K+1, one worker each) and several nodes.",
 	ScenarioRoute: "Every connection registers a name and SENDs (--mode request: REQUESTs) to random\n" +
 		"other names; end-to-end latency and loss.",
 	ScenarioOverload: "A light probe flow, then a spike of --conns connections driving pipelined ECHO above\n" +

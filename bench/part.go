@@ -27,16 +27,18 @@ type partSpec struct {
 	N      int    `json:"n"`      // connections of this part
 	Source string `json:"source"` // local IP to bind, "" for any
 	RunID  string `json:"run_id"` // makes route names unique per run
+	T0     int64  `json:"t0"`     // Unix ns when the pass started: second 0 of the ramp
 	Floor  bool   `json:"floor"`  // the target is the bare echo floor: no HELLO, echo comes back as ECHO
 }
 
 // partMsg is one message from a part to the parent.
 type partMsg struct {
-	Kind   string      `json:"kind"` // "ready", "tick", "result" or "error"
-	Ready  *connCounts `json:"ready,omitempty"`
-	Tick   *tickInfo   `json:"tick,omitempty"`
-	Result *partResult `json:"result,omitempty"`
-	Err    string      `json:"err,omitempty"`
+	Kind     string      `json:"kind"`               // "progress", "ready", "tick", "result" or "error"
+	Progress *progress   `json:"progress,omitempty"` // once a second while connecting
+	Ready    *connCounts `json:"ready,omitempty"`
+	Tick     *tickInfo   `json:"tick,omitempty"`
+	Result   *partResult `json:"result,omitempty"`
+	Err      string      `json:"err,omitempty"`
 }
 
 // connCounts describes the connecting phase of a part.
@@ -46,8 +48,12 @@ type connCounts struct {
 	Refused       int            `json:"refused"`
 	RefusedByCode map[string]int `json:"refused_by_code"`
 	Failed        int            `json:"failed"`
-	ConnectNs     int64          `json:"connect_ns"` // first dial to last outcome
+	FailedByCause map[string]int `json:"failed_by_cause"` // "PHASE CAUSE" (see failCause)
+	ConnectNs     int64          `json:"connect_ns"`      // first dial to last outcome
 	FirstError    string         `json:"first_error,omitempty"`
+	// EstablishedBySec and FailedBySec count outcomes by second since the pass started.
+	EstablishedBySec []int `json:"established_by_sec,omitempty"`
+	FailedBySec      []int `json:"failed_by_sec,omitempty"`
 }
 
 func (c *connCounts) add(o connCounts) {
@@ -64,6 +70,27 @@ func (c *connCounts) add(o connCounts) {
 	}
 	for k, v := range o.RefusedByCode {
 		c.RefusedByCode[k] += v
+	}
+	if c.FailedByCause == nil {
+		c.FailedByCause = map[string]int{}
+	}
+	for k, v := range o.FailedByCause {
+		c.FailedByCause[k] += v
+	}
+	c.EstablishedBySec = addInto(c.EstablishedBySec, o.EstablishedBySec)
+	c.FailedBySec = addInto(c.FailedBySec, o.FailedBySec)
+}
+
+// fail counts n connections that failed with cause, err as the first failure if none
+// was recorded yet.
+func (c *connCounts) fail(n int, cause, firstErr string) {
+	c.Failed += n
+	if c.FailedByCause == nil {
+		c.FailedByCause = map[string]int{}
+	}
+	c.FailedByCause[cause] += n
+	if c.FirstError == "" {
+		c.FirstError = firstErr
 	}
 }
 
@@ -282,24 +309,52 @@ func (p *part) ticker(ctx context.Context, total *Histogram, done chan<- struct{
 // registers its route name. It returns the established ones, by index order.
 func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, connCounts) {
 	cfg := p.cfg
-	cc := connCounts{Target: len(idx), RefusedByCode: map[string]int{}}
+	cc := connCounts{Target: len(idx), RefusedByCode: map[string]int{}, FailedByCause: map[string]int{}}
 	dl, err := newDialer(p.spec.Source, cfg.Timeout)
 	if err != nil {
-		cc.Failed, cc.FirstError = len(idx), err.Error()
+		cc.fail(len(idx), "dial other", err.Error())
 		return nil, cc
 	}
-	bound := cfg.Timeout
+	// With a rate the phase ends Timeout after the last scheduled dial. As fast as
+	// possible it has no bound of its own: every dial and handshake is bounded by Timeout,
+	// so it ends once each connection has had its chance, and the parent bounds the whole
+	// phase as well. (A bound of Timeout alone cut a 100K run off after 10 s with 70K
+	// connections never dialled.)
+	cancel := context.CancelFunc(func() {})
 	if rate > 0 {
-		bound += time.Duration(float64(len(idx)) / rate * float64(time.Second))
+		bound := cfg.Timeout + time.Duration(float64(len(idx))/rate*float64(time.Second))
+		ctx, cancel = context.WithTimeout(ctx, bound)
 	}
-	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 
 	out := make([]*sconn, len(idx))
-	var mu sync.Mutex // guards cc
+	var mu sync.Mutex // guards cc and ramp
+	ramp := rampCounts{t0: p.spec.T0}
+	if ramp.t0 == 0 {
+		ramp.t0 = time.Now().UnixNano()
+	}
 	sem := make(chan struct{}, 128)
 	var wg sync.WaitGroup
 	start := p.clk.now()
+	// Progress four times a second, so that the parent's status lines are at most a
+	// quarter of a second behind.
+	progDone, progStop := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(progDone)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+			case <-progStop:
+				return
+			}
+			mu.Lock()
+			pg := progress{Established: cc.Established, Refused: cc.Refused, Failed: cc.Failed}
+			mu.Unlock()
+			p.emit(partMsg{Kind: "progress", Progress: &pg})
+		}
+	}()
 	var pc *pacer
 	if rate > 0 {
 		pc = newPacer(start, rate)
@@ -314,16 +369,21 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 			}
 			pc.Due(p.clk.now(), 1)
 		}
+		// Wait for a dial slot, but not past the end of the phase.
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
 		if ctx.Err() != nil {
 			mu.Lock()
-			cc.Failed += len(idx) - i
-			if cc.FirstError == "" {
-				cc.FirstError = "connecting phase timed out"
+			cc.fail(len(idx)-i, causeNotAttempted, "connecting phase timed out")
+			sec := ramp.sec(time.Now().UnixNano())
+			for range len(idx) - i {
+				ramp.failed = bump(ramp.failed, sec)
 			}
 			mu.Unlock()
 			break
 		}
-		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -331,23 +391,27 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 			sc, code, err := p.open(ctx, dl, g)
 			mu.Lock()
 			defer mu.Unlock()
+			sec := ramp.sec(time.Now().UnixNano())
 			switch {
 			case err == nil:
 				out[i] = sc
 				cc.Established++
+				ramp.established = bump(ramp.established, sec)
 			case code != 0:
 				cc.Refused++
 				cc.RefusedByCode[code.String()]++
+				ramp.failed = bump(ramp.failed, sec)
 			default:
-				cc.Failed++
-				if cc.FirstError == "" {
-					cc.FirstError = err.Error()
-				}
+				cc.fail(1, failCause(err), err.Error())
+				ramp.failed = bump(ramp.failed, sec)
 			}
 		}()
 	}
 	wg.Wait()
+	close(progStop)
+	<-progDone
 	cc.ConnectNs = p.clk.now() - start
+	cc.EstablishedBySec, cc.FailedBySec = ramp.established, ramp.failed
 	conns := out[:0]
 	for _, sc := range out {
 		if sc != nil {
@@ -363,9 +427,14 @@ func (p *part) open(ctx context.Context, dl *dialer, g int) (*sconn, codec.Error
 	addrIdx := max(g, 0)
 	nc, err := dl.dial(ctx, cfg.Addrs[addrIdx%len(cfg.Addrs)])
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, &openError{phaseDial, err}
 	}
 	bufSize := max(64<<10, 2*(cfg.Size+codec.HeaderLen+300))
+	if cfg.Scenario == ScenarioConnect {
+		// Only WELCOME, PONG and ERROR arrive; the Reader grows for anything larger. 64 KiB
+		// each would be ~1 GiB of heap for a worker's 16K connections.
+		bufSize = 1 << 10
+	}
 	sc := &sconn{nc: nc, fr: codec.NewReader(nc, maxInbound, bufSize), idx: g,
 		rng: rand.New(rand.NewPCG(uint64(g+1), uint64(p.clk.now())))}
 	if p.spec.Floor {
@@ -374,12 +443,12 @@ func (p *part) open(ctx context.Context, dl *dialer, g int) (*sconn, codec.Error
 	name := fmt.Sprintf("bench-%d", g)
 	if _, code, err := handshake(nc, sc.fr, name, cfg.Token, cfg.Timeout); err != nil {
 		sc.close()
-		return nil, code, err
+		return nil, code, &openError{phaseHandshake, err}
 	}
 	if g >= 0 && p.names != nil && p.names[g] != "" {
 		if err := p.register(sc, p.names[g]); err != nil {
 			sc.close()
-			return nil, 0, err
+			return nil, 0, &openError{phaseHandshake, err}
 		}
 	}
 	return sc, 0, nil

@@ -22,6 +22,7 @@ type Result struct {
 	Server      ServerStats    `json:"server"`
 	Floor       FloorStats     `json:"floor"`
 	Connect     *ConnectStats  `json:"connect,omitempty"`
+	Ports       *PortCheck     `json:"ports,omitempty"` // the pre-run port check
 	Overload    *probeResult   `json:"overload,omitempty"`
 	Series      []Point        `json:"series"` // one point per second of the measured phase
 	Failed      string         `json:"failed,omitempty"`
@@ -34,6 +35,11 @@ type ConnStats struct {
 	Refused       int            `json:"refused"`
 	RefusedByCode map[string]int `json:"refused_by_code"`
 	Failed        int            `json:"failed"`
+	// FailedByCause counts the failed connections by "PHASE CAUSE": phase dial or
+	// handshake, cause a system error (EADDRNOTAVAIL, EADDRINUSE, ECONNREFUSED, EMFILE...),
+	// timeout, EOF or other; "not attempted (connecting phase over)" counts the
+	// connections never dialled because the connecting phase ran out of time.
+	FailedByCause map[string]int `json:"failed_by_cause"`
 }
 
 // MsgStats counts messages. Lost = sent − received − errors (never negative).
@@ -80,6 +86,13 @@ type ConnectStats struct {
 	ConnectS     float64 `json:"connect_s"`         // first dial to last handshake
 	AcceptRate   float64 `json:"accept_rate_per_s"` // established / connect_s
 	FirstFailure string  `json:"first_failure,omitempty"`
+	// RampTarget is --ramp, the rate asked for in connections/s (0: as fast as possible).
+	RampTarget float64 `json:"ramp_target_per_s"`
+	// PeakRate is the most connections established in one second of Ramp.
+	PeakRate float64 `json:"peak_rate_per_s"`
+	// Ramp is the achieved rate over time: one point per second since the pass started,
+	// up to the last connection's outcome.
+	Ramp []RampPoint `json:"ramp"`
 }
 
 // Point is one second of the run.
@@ -101,10 +114,24 @@ func (r *Result) WriteSummary(w io.Writer) {
 	c := r.Connections
 	fmt.Fprintf(w, "  connections  target %d, established %d, refused %d%s, failed %d\n",
 		c.Target, c.Established, c.Refused, byCode(c.RefusedByCode), c.Failed)
+	writeCauses(w, "  ", c.FailedByCause)
 	if r.Connect != nil {
-		fmt.Fprintf(w, "  connecting   %.2fs, %.0f conns/s accepted\n", r.Connect.ConnectS, r.Connect.AcceptRate)
+		target := "as fast as possible"
+		if r.Connect.RampTarget > 0 {
+			target = fmt.Sprintf("--ramp %.0f/s", r.Connect.RampTarget)
+		}
+		fmt.Fprintf(w, "  connecting   %.2fs, %.0f conns/s established on average (%s)\n",
+			r.Connect.ConnectS, r.Connect.AcceptRate, target)
+		writeRamp(w, r.Connect.Ramp)
 		if r.Connect.FirstFailure != "" {
 			fmt.Fprintf(w, "  first failure: %s\n", r.Connect.FirstFailure)
+		}
+	}
+	if p := r.Ports; p != nil && p.Error == "" {
+		fmt.Fprintf(w, "  ports        ephemeral %d-%d, tcp_tw_reuse %d, %d TIME_WAIT toward the targets before the run\n",
+			p.RangeLo, p.RangeHi, p.TWReuse, p.TimeWait)
+		for _, m := range p.Warnings {
+			fmt.Fprintf(w, "  WARNING      %s\n", m)
 		}
 	}
 	m := r.Messages
@@ -174,4 +201,27 @@ func byCode[V int | uint64](m map[string]V) string {
 	}
 	b.WriteString(")")
 	return b.String()
+}
+
+// writeCauses prints failure counts by cause, most frequent first, each with its hint.
+func writeCauses(w io.Writer, indent string, m map[string]int) {
+	keys := make([]string, 0, len(m))
+	for k, n := range m {
+		if n > 0 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	for _, k := range keys {
+		fmt.Fprintf(w, "%sfailed %-26s %d", indent, k, m[k])
+		if h := causeHint(k); h != "" {
+			fmt.Fprintf(w, "  (%s)", h)
+		}
+		fmt.Fprintln(w)
+	}
 }

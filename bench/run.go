@@ -31,6 +31,15 @@ type runner struct {
 	// inProcess runs parts as goroutines and the floor in process, so that tests need no
 	// binary; --procs then still splits connections and source addresses.
 	inProcess bool
+	// proc is where the port check reads /proc ("" means /proc).
+	proc string
+}
+
+func (r *runner) procRoot() string {
+	if r.proc == "" {
+		return "/proc"
+	}
+	return r.proc
 }
 
 // partHandle is a running part, in process or in a worker.
@@ -137,7 +146,8 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 	cfg := r.cfg
 	cfg.Addrs = addrs
 	k := cfg.Procs
-	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffffff)
+	t0 := time.Now()
+	runID := fmt.Sprintf("%x", t0.UnixNano()&0xffffffffff)
 	pr := &passResult{errs: map[string]uint64{}, hist: NewHistogram(),
 		conns: connCounts{RefusedByCode: map[string]int{}}}
 	ctx, cancel := context.WithCancel(ctx)
@@ -146,10 +156,8 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 	handles := make([]*partHandle, 0, k)
 	for i := range k {
 		spec := partSpec{Cfg: cfg, Index: i, Parts: k, First: i * cfg.Conns / k,
-			N: (i+1)*cfg.Conns/k - i*cfg.Conns/k, RunID: runID, Floor: isFloor}
-		if k > 1 {
-			spec.Source = fmt.Sprintf("127.0.0.%d", i+2)
-		}
+			N: (i+1)*cfg.Conns/k - i*cfg.Conns/k, RunID: runID, Floor: isFloor, T0: t0.UnixNano()}
+		spec.Source = partSource(i, k)
 		if r.inProcess {
 			handles = append(handles, startInProcess(ctx, spec))
 			continue
@@ -195,6 +203,12 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 	if cfg.Scenario == ScenarioOverload {
 		measureFor = cfg.Baseline + cfg.Duration
 	}
+	// While connecting: the parts' latest progress and a status line every interval.
+	prog := make([]progress, len(handles))
+	var lastProg progress
+	lastProgAt := t0
+	progTick := time.NewTicker(cfg.Interval)
+	defer progTick.Stop()
 	readyBound := time.NewTimer(cfg.Timeout + time.Duration(float64(cfg.Conns)/math.Max(cfg.Ramp, 1)*float64(time.Second)) + 30*time.Second)
 	defer readyBound.Stop()
 
@@ -206,6 +220,10 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 				continue
 			}
 			switch ev.m.Kind {
+			case "progress":
+				if ev.m.Progress != nil && ready < len(handles) {
+					prog[ev.i] = *ev.m.Progress
+				}
 			case "ready":
 				if ev.m.Ready != nil {
 					pr.conns.add(*ev.m.Ready)
@@ -213,6 +231,7 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 				ready++
 				if ready == len(handles) {
 					readyBound.Stop()
+					progTick.Stop()
 					if pr.conns.Established == 0 && pr.conns.Refused == 0 {
 						// Nothing answered at all: putting load on no connection would only
 						// wait out --duration. Fail now, saying where nothing listened.
@@ -227,6 +246,7 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 					fmt.Fprintf(r.stderr, "%s: %d/%d connections established, %d refused%s, %d failed; load starts\n",
 						label, pr.conns.Established, pr.conns.Target, pr.conns.Refused,
 						byCode(pr.conns.RefusedByCode), pr.conns.Failed)
+					writeCauses(r.stderr, label+": ", pr.conns.FailedByCause)
 					if pr.conns.FirstError != "" {
 						fmt.Fprintf(r.stderr, "%s: first connection failure: %s\n", label, pr.conns.FirstError)
 					}
@@ -276,6 +296,20 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 			if cfg.Scenario != ScenarioConnect {
 				pr.after, pr.haveAfter = mon.sampleNow(ctx)
 			}
+		case now := <-progTick.C:
+			if ready == len(handles) {
+				continue
+			}
+			var sum progress
+			for _, pg := range prog {
+				sum.Established += pg.Established
+				sum.Refused += pg.Refused
+				sum.Failed += pg.Failed
+			}
+			rate := float64(sum.Established-lastProg.Established) / now.Sub(lastProgAt).Seconds()
+			fmt.Fprintf(r.stderr, "%s: connecting %4.0fs  established %d/%d  %.0f conns/s  refused %d  failed %d\n",
+				label, now.Sub(t0).Seconds(), sum.Established, cfg.Conns, rate, sum.Refused, sum.Failed)
+			lastProg, lastProgAt = sum, now
 		case <-readyBound.C:
 			pr.failed = append(pr.failed, "connecting phase did not end in time")
 			cancel()
@@ -416,16 +450,22 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 	case cfg.Admin != "":
 		src = newAdminSampler(cfg.Admin)
 	}
+	ports := portCheck(cfg, r.procRoot())
+	ports.write(r.stderr, cfg.Scenario)
 	mon := startMonitor(ctx, src)
 	main := r.pass(ctx, cfg.Addrs, false, mon, cfg.Scenario)
 	mon.stop()
 
 	res := &Result{Scenario: cfg.Scenario, StartedAt: started, Config: cfg.effective(),
-		DurationS: float64(main.durationNs) / 1e9, Series: main.series}
+		DurationS: float64(main.durationNs) / 1e9, Series: main.series, Ports: ports}
 	res.Connections = ConnStats{Target: main.conns.Target, Established: main.conns.Established,
-		Refused: main.conns.Refused, RefusedByCode: main.conns.RefusedByCode, Failed: main.conns.Failed}
+		Refused: main.conns.Refused, RefusedByCode: main.conns.RefusedByCode, Failed: main.conns.Failed,
+		FailedByCause: main.conns.FailedByCause}
 	if res.Connections.RefusedByCode == nil {
 		res.Connections.RefusedByCode = map[string]int{}
+	}
+	if res.Connections.FailedByCause == nil {
+		res.Connections.FailedByCause = map[string]int{}
 	}
 	res.Messages = MsgStats{Sent: main.sent, Received: main.recv, ErrorsByCode: main.errs}
 	if done := main.recv + sum(main.errs); main.sent > done {
@@ -441,7 +481,9 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 		// one server process: divide by that server's share.
 		perConn = main.conns.Established / len(cfg.Addrs)
 		cs := float64(main.conns.ConnectNs) / 1e9
-		res.Connect = &ConnectStats{ConnectS: cs, FirstFailure: main.conns.FirstError}
+		res.Connect = &ConnectStats{ConnectS: cs, FirstFailure: main.conns.FirstError,
+			Ramp: rampSeries(main.conns.EstablishedBySec, main.conns.FailedBySec), RampTarget: cfg.Ramp}
+		res.Connect.PeakRate = float64(peakRate(res.Connect.Ramp))
 		if cs > 0 {
 			res.Connect.AcceptRate = float64(main.conns.Established) / cs
 		}

@@ -28,11 +28,14 @@ func errorClosing(body []byte) bool {
 	return len(body) >= 7 && codec.ErrorFlags(body[6])&codec.ErrFlagClosing != 0
 }
 
-// dialer opens connections from one source address.
+// dialer opens connections from one source address. It is safe for concurrent use.
 type dialer struct {
-	d net.Dialer
+	d net.Dialer // immutable after newDialer
 }
 
+// newDialer returns a dialer from source ("" for the system's choice) with a timeout per
+// dial. A source address is bound with IP_BIND_ADDRESS_NO_PORT (see bindNoPort), so the
+// local port is picked at connect time for the destination.
 func newDialer(source string, timeout time.Duration) (*dialer, error) {
 	dl := &dialer{d: net.Dialer{Timeout: timeout}}
 	if source != "" {
@@ -41,6 +44,7 @@ func newDialer(source string, timeout time.Duration) (*dialer, error) {
 			return nil, fmt.Errorf("bench: bad source address %q", source)
 		}
 		dl.d.LocalAddr = &net.TCPAddr{IP: ip}
+		dl.d.Control = bindNoPort
 	}
 	return dl, nil
 }
