@@ -34,7 +34,14 @@ func (s *Server) sample() {
 	g.traffic.Update(now, traffic)
 	admission := traffic
 	admission.LoopLag = 0
-	g.admission.Update(now, admission)
+	fromAdm := g.admission.Current()
+	if z, changed := g.admission.Update(now, admission); changed && (z.RefusesConnections() || fromAdm.RefusesConnections()) {
+		// The zone that refuses connections: its changes explain refusals (zone_red) that
+		// the node zone's log line, already RED on connections, would not.
+		snap := g.admission.Snapshot(now)
+		s.log.Warn("admission zone changed", "from", fromAdm.String(), "to", z.String(),
+			"worst", snap.Worst, "utilisation", fmt.Sprintf("%.2f", snap.WorstValue))
+	}
 	from := g.zone.Current()
 	if z, changed := g.zone.Update(now, in); changed {
 		g.zoneEntered[z].Add(1)
