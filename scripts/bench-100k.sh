@@ -58,7 +58,7 @@ echo "results in $OUT; nodes $joined" >&2
 metrics() {
 	for i in $(seq 0 $((NODES - 1))); do
 		curl -sf "http://${admins[$i]}/metrics" |
-			grep -E '^switchboard_connections(_max)? |^switchboard_connections_refused_total|^switchboard_zone |^switchboard_zone_(input|transitions_total)|^switchboard_loop_lag_max' |
+			grep -E '^switchboard_connections(_max)? |^switchboard_connections_refused_total|^switchboard_zone |^switchboard_zone_(input|transitions_total)|^switchboard_loop_lag_max|^switchboard_accept_pauses_total|^switchboard_(traffic|admission)_zone ' |
 			sed "s/^/node$i /" || echo "node$i /metrics unreachable"
 	done >"$OUT/metrics-$1.txt"
 	awk '{ n[$1] = n[$1] }
@@ -67,7 +67,8 @@ metrics() {
 		$2 == "switchboard_zone" { z[$1] = $3 }
 		$2 == "switchboard_zone_transitions_total{to=\"RED\"}" { red[$1] = $3 }
 		$2 ~ /refused_total/ && $3 != 0 { sub(/.*reason="/, "", $2); sub(/"}/, "", $2); r[$1] = r[$1] " " $2 "=" $3 }
-		END { for (k in n) printf "%s: connections %s of max %s, zone %s (entered RED %d times), refused:%s\n", k, c[k], m[k], z[k], red[k], (r[k] == "" ? " none" : r[k]) }' \
+		$2 ~ /accept_pauses_total/ && $3 != 0 { sub(/.*reason="/, "", $2); sub(/"}/, "", $2); p[$1] = p[$1] " " $2 "=" $3 }
+		END { for (k in n) printf "%s: connections %s of max %s, zone %s (entered RED %d times), refused:%s, accept paused:%s\n", k, c[k], m[k], z[k], red[k], (r[k] == "" ? " none" : r[k]), (p[k] == "" ? " never" : p[k]) }' \
 		"$OUT/metrics-$1.txt" | sort
 }
 
