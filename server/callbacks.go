@@ -35,6 +35,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	c.gc, c.lp, c.id = gc, lp, id
+	h.srv.gnetConn.dropAddrs(gc) // gc.RemoteAddr() is nil from here on: the address is c.ip
 	lp.gates.open(id)
 	c.lastSeen = lp.tick32()
 	lp.stats.accepted.Add(1)
