@@ -12,3 +12,10 @@ func TestConnSize(t *testing.T) {
 		t.Fatalf("conn is %d bytes; keep it within the 160-byte size class", got)
 	}
 }
+
+// TestTimerNodeSize: every idle connection holds one timer node (its idle timer).
+func TestTimerNodeSize(t *testing.T) {
+	if got := unsafe.Sizeof(timerNode{}); got > 32 {
+		t.Fatalf("timerNode is %d bytes; keep it within 32", got)
+	}
+}
