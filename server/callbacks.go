@@ -116,7 +116,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	for _, name := range c.names {
 		_ = h.srv.dir.Unregister(name, c.id)
 	}
-	h.srv.g.perIP.Release(c.ip)
+	h.srv.g.perIP.Release(c.ip.Addr())
 	h.srv.leaveHandshake(c)
 	c.names = nil
 	if len(lp.claims) > 0 {

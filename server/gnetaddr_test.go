@@ -32,7 +32,7 @@ func TestGnetLayout(t *testing.T) {
 			got <- seen{}
 			return nil
 		}
-		got <- seen{c.gc.LocalAddr() != nil, c.gc.RemoteAddr() != nil, c.gc.SafeContext() != nil, c.ip}
+		got <- seen{c.gc.LocalAddr() != nil, c.gc.RemoteAddr() != nil, c.gc.SafeContext() != nil, c.ip.Addr()}
 		return nil
 	}))
 	if err != nil {
