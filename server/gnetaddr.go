@@ -17,8 +17,8 @@ import (
 // LocalAddr and RemoteAddr, adds a unix.Sockaddr of its own (32 B, used only to answer UDP
 // peers) and boxes the context a second time for SafeContext (16 B). That is ~210 B of
 // live heap per idle connection, a quarter of the total, for values switchboard never
-// reads: the address that matters is conn.ip (netip.Addr, kept inline, formatted only when
-// logged), which the PROXY protocol may also have replaced.
+// reads: the address that matters is conn.ip (17 bytes inline in conn, formatted only
+// when logged), which the PROXY protocol may also have replaced.
 //
 // gnet offers no option to skip them, so OnOpen clears those four fields of gnet's
 // connection object and the garbage collector takes the objects. The fields are found
