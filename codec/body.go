@@ -141,8 +141,9 @@ func ParseMessage(body []byte) (fromConn uint64, from, payload []byte, err error
 	return fromConn, from, payload, r.err()
 }
 
-// AppendMessage appends a MESSAGE frame (a SEND delivered to its target).
-func AppendMessage(dst []byte, fromConn uint64, from, payload []byte) []byte {
+// AppendMessage appends a MESSAGE frame (a SEND delivered to its target). The sender's
+// name may be a string or bytes (the server keeps names as strings).
+func AppendMessage[S ~string | ~[]byte](dst []byte, fromConn uint64, from S, payload []byte) []byte {
 	dst, start := AppendHeader(dst, TypeMessage, 0, 0)
 	dst = binary.BigEndian.AppendUint64(dst, fromConn)
 	dst = appendStr8(dst, from)
@@ -168,8 +169,9 @@ func ParseIncoming(body []byte) (token, fromConn uint64, from, payload []byte, e
 	return token, fromConn, from, payload, r.err()
 }
 
-// AppendIncoming appends an INCOMING frame (a REQUEST delivered to its target).
-func AppendIncoming(dst []byte, token, fromConn uint64, from, payload []byte) []byte {
+// AppendIncoming appends an INCOMING frame (a REQUEST delivered to its target), with
+// the sender's name as AppendMessage.
+func AppendIncoming[S ~string | ~[]byte](dst []byte, token, fromConn uint64, from S, payload []byte) []byte {
 	dst, start := AppendHeader(dst, TypeIncoming, 0, 0)
 	dst = binary.BigEndian.AppendUint64(dst, token)
 	dst = binary.BigEndian.AppendUint64(dst, fromConn)

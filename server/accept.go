@@ -60,9 +60,9 @@ func (s *Server) acceptLoop() {
 		backoff = 0
 		c := &conn{lim: s.newConnLimits()}
 		if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-			c.ip = tcp.AddrPort().Addr()
+			c.ip = peerIPOf(tcp.AddrPort().Addr())
 		}
-		if s.trustsProxy(c.ip) {
+		if s.trustsProxy(c.ip.Addr()) {
 			// The address that counts per IP is in the PROXY header, which is read off
 			// this goroutine (proxy.go).
 			if s.admitNode(nc) {
@@ -121,7 +121,7 @@ func (s *Server) enroll(nc net.Conn, c *conn) {
 		s.connCount.Add(-1)
 		s.leaveHandshake(c)
 		s.acceptErrors.Add(1)
-		s.g.perIP.Release(c.ip)
+		s.g.perIP.Release(c.ip.Addr())
 	}
 }
 
@@ -183,7 +183,7 @@ func (s *Server) admitNode(nc net.Conn) bool {
 // admitIP applies tier 1's per-IP limit to c.ip. Safe on any goroutine (the acceptor, a
 // PROXY header reader).
 func (s *Server) admitIP(nc net.Conn, c *conn) bool {
-	if !s.g.perIP.Acquire(c.ip) {
+	if !s.g.perIP.Acquire(c.ip.Addr()) {
 		s.refuse(nc, refusePerIP, codec.CodeBusy, 1000, "too many connections from this address")
 		return false
 	}

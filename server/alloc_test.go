@@ -42,7 +42,7 @@ func newTestLoops(t testing.TB, n int) (*Server, []*loop) {
 func addConn(t testing.TB, lp *loop, name string) (*conn, *fakeConn) {
 	t.Helper()
 	fc := &fakeConn{}
-	c := &conn{outbox: outbox{gc: fc, lp: lp}, state: stateActive, name: []byte(name)}
+	c := &conn{outbox: outbox{gc: fc, lp: lp}, state: stateActive, name: name}
 	id, err := lp.conns.Add(c)
 	if err != nil {
 		t.Fatal(err)

@@ -137,7 +137,7 @@ type helloWaiter struct {
 	lp   *loop
 	id   shard.ConnID
 	corr uint32
-	name []byte // the HELLO client name
+	name string // the HELLO client name
 }
 
 // WithCredentials makes the server authenticate users from c (see User) instead of a
@@ -265,7 +265,7 @@ func (s *Server) leaveHandshake(c *conn) {
 // (stateVerifying): then verified finishes the handshake.
 func (lp *loop) authenticate(c *conn, h codec.Hello, corr uint32) bool {
 	a := &lp.srv.auth
-	if d := a.failLimit.Blocked(c.ip, lp.srv.clock()); d > 0 {
+	if d := a.failLimit.Blocked(c.ip.Addr(), lp.srv.clock()); d > 0 {
 		a.throttled.Add(1)
 		lp.closeWithRetry(c, codec.CodeUnauthorized, 0, d, "too many failed handshakes from this address")
 		return false
@@ -287,7 +287,7 @@ func (lp *loop) authenticate(c *conn, h codec.Hello, corr uint32) bool {
 		c.user = e.id
 		return true
 	}
-	w := helloWaiter{lp: lp, id: c.id, corr: corr, name: bytes.Clone(h.Name)}
+	w := helloWaiter{lp: lp, id: c.id, corr: corr, name: string(h.Name)}
 	k := pendingKey{user: string(user), mac: mac}
 	a.pmu.Lock()
 	queued := false
@@ -411,7 +411,7 @@ func (lp *loop) authFailed(c *conn) {
 	a := &lp.srv.auth
 	a.failures.Add(1)
 	lp.stats.unauthorized.Add(1)
-	a.failLimit.Fail(c.ip, lp.srv.clock())
+	a.failLimit.Fail(c.ip.Addr(), lp.srv.clock())
 	lp.closeWithError(c, codec.CodeUnauthorized, "bad token")
 }
 

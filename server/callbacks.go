@@ -35,6 +35,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	c.gc, c.lp, c.id = gc, lp, id
+	h.srv.gnetConn.dropAddrs(gc) // gc.RemoteAddr() is nil from here on: the address is c.ip
 	lp.gates.open(id)
 	c.lastSeen = lp.tick32()
 	lp.stats.accepted.Add(1)
@@ -115,7 +116,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	for _, name := range c.names {
 		_ = h.srv.dir.Unregister(name, c.id)
 	}
-	h.srv.g.perIP.Release(c.ip)
+	h.srv.g.perIP.Release(c.ip.Addr())
 	h.srv.leaveHandshake(c)
 	c.names = nil
 	if len(lp.claims) > 0 {

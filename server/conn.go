@@ -28,11 +28,9 @@ func (s connState) slowClosing() bool { return s >= stateSlowLanding && s <= sta
 type conn struct {
 	outbox // gc, lp, id and the output path
 	// name is the HELLO client name, shown to peers as the sender.
-	name []byte
+	name string
 	// names are the names this connection registered; released when it closes.
 	names []string
-	// ip is the remote address, for per-IP accounting.
-	ip netip.Addr
 	// lim holds the per-connection rate buckets; nil when no per-connection rate is set.
 	lim *connLimits
 	// lastSeen is when the last frame was received, as a tick32 stamp (idle timeout).
@@ -41,15 +39,47 @@ type conn struct {
 	inflight int32
 	// hsTimer is the handshake timer, cancelled by HELLO so that its node is reused.
 	hsTimer timerHandle
-	state   connState
+	// user is the account id of the credentials user this connection authenticated as;
+	// 0 without credentials (auth.go).
+	user  uint32
+	state connState
 	// goneAway: GOAWAY was sent (drain).
 	goneAway bool
 	// hsCounted: counted in the server's handshaking connections (auth.go).
 	hsCounted bool
-	// user is the account id of the credentials user this connection authenticated as;
-	// 0 without credentials (auth.go).
-	user uint32
-	// (Field order keeps conn at 160 bytes, a size class of its own: see TestConnSize.)
+	// ip is the remote address, for per-IP accounting and logs: the peer's, or the source
+	// its PROXY header named.
+	ip peerIP
+	// (Field order keeps conn at 144 bytes, a size class of its own: see TestConnSize.)
+}
+
+// peerIP is a netip.Addr in 17 bytes instead of 24, so that conn fits its size class: the
+// 16 address bytes and the family, without the zone. A peer's IPv6 zone is not kept, so
+// one link-local address seen on two interfaces counts as one for the per-IP limit.
+type peerIP struct {
+	a   [16]byte
+	fam uint8 // 0 (no address), 4 or 6
+}
+
+func peerIPOf(a netip.Addr) peerIP {
+	switch {
+	case a.Is4():
+		return peerIP{a: a.As16(), fam: 4}
+	case a.Is6():
+		return peerIP{a: a.As16(), fam: 6}
+	}
+	return peerIP{}
+}
+
+// Addr returns the address (the zero Addr when there is none). It does not allocate.
+func (p peerIP) Addr() netip.Addr {
+	switch p.fam {
+	case 4:
+		return netip.AddrFrom16(p.a).Unmap()
+	case 6:
+		return netip.AddrFrom16(p.a)
+	}
+	return netip.Addr{}
 }
 
 // closeWithError tells the peer why and closes the connection; its remaining input is
@@ -64,7 +94,7 @@ func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 	}
 	lp.sendError(c, 0, code, flags, reason)
 	if code != codec.CodeTimeout && code != codec.CodeShuttingDown { // routine closes are only counted
-		lp.srv.connLog.report(connLogEntry{ip: c.ip, code: code, reason: reason})
+		lp.srv.connLog.report(connLogEntry{ip: c.ip.Addr(), code: code, reason: reason})
 	}
 	lp.markClosing(c)
 	c.flush()

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"slices"
 	"time"
 
 	"github.com/switchboard/switchboard/codec"
@@ -81,13 +80,13 @@ func (lp *loop) hello(c *conn, f codec.Frame) bool {
 		lp.closeWithError(c, codec.CodeShuttingDown, "node is draining")
 		return false
 	}
-	lp.welcome(c, slices.Clone(h.Name), f.Corr)
+	lp.welcome(c, string(h.Name), f.Corr)
 	return true
 }
 
 // welcome completes the handshake of an authenticated connection; name is its client
 // name, owned by c from now on.
-func (lp *loop) welcome(c *conn, name []byte, corr uint32) {
+func (lp *loop) welcome(c *conn, name string, corr uint32) {
 	cfg := &lp.srv.cfg
 	c.name = name
 	c.state = stateActive

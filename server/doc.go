@@ -52,7 +52,8 @@
 // timers), conn.go, sampler.go (zones, capacity), reload.go, drain.go, metrics.go and
 // metrics_runtime.go (HELP and TYPE for the Go runtime and process metrics), stats.go,
 // admin.go and cmdline.go, connlog.go, config.go, credentials.go (compiled users and
-// permissions), auth.go (HELLO checks off the loops), proxy.go (PROXY headers).
+// permissions), auth.go (HELLO checks off the loops), proxy.go (PROXY headers),
+// gnetaddr.go (the per-connection addresses gnet keeps, dropped at OnOpen).
 //
 // # Concurrency
 //
@@ -94,6 +95,10 @@
 // counted by every loop, lock-free).
 //
 // # Caveats
+//
+// gnet.Conn's LocalAddr, RemoteAddr and SafeContext are nil for client connections: OnOpen
+// drops what gnet keeps there (~200 B per connection, gnetaddr.go). A connection's address
+// is conn.ip, the peer's or the one its PROXY header named; format it when it is shown.
 //
 // Output produced in a callback is written once, at its end (one write per connection),
 // so frames ride together in as few system calls as possible. Cross-loop wake-ups cost one

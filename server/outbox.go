@@ -185,7 +185,7 @@ const slowReason = "output not read in time (max pending reached or not drained 
 // (closeSlowNow), with a reset if it had not taken everything.
 func (lp *loop) slowConsumer(c *conn) {
 	lp.stats.slowConsumers.Add(1)
-	lp.srv.connLog.report(connLogEntry{ip: c.ip, code: codec.CodeSlowConsumer, reason: slowReason})
+	lp.srv.connLog.report(connLogEntry{ip: c.ip.Addr(), code: codec.CodeSlowConsumer, reason: slowReason})
 	c.state = stateSlowLanding
 	now := lp.clockTick()
 	lp.closers = append(lp.closers, closer{id: c.id, since: now, progress: now, seen: now, out: c.gc.OutboundBuffered()})

@@ -129,7 +129,7 @@ func (s *Server) readProxyLater(nc net.Conn, c *conn) {
 // and enrolls the connection. Runs on its own goroutine, tracked by s.hdr.
 func (s *Server) readProxied(nc *net.TCPConn, c *conn, deadline time.Time) {
 	defer s.hdr.done(nc)
-	proxy := c.ip
+	proxy := c.ip.Addr()
 	h, err := readProxyHeader(nc, deadline, &s.hdr.stopped)
 	if err != nil {
 		s.connCount.Add(-1)
@@ -137,7 +137,7 @@ func (s *Server) readProxied(nc *net.TCPConn, c *conn, deadline time.Time) {
 		return
 	}
 	if h.Source.IsValid() { // LOCAL (a health check) and UNKNOWN keep the proxy's address
-		c.ip = h.Source.Addr().Unmap()
+		c.ip = peerIPOf(h.Source.Addr().Unmap())
 	}
 	if !s.admitIP(nc, c) {
 		s.connCount.Add(-1)

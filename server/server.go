@@ -51,6 +51,9 @@ type Server struct {
 	loopOf map[gnet.EventLoop]*loop
 	loops  [256]atomic.Pointer[loop] // by index; set by Start before any client connects
 	nloops atomic.Int32
+	// gnetConn locates the per-connection addresses gnet keeps, which OnOpen clears
+	// (gnetaddr.go). Immutable after Start, which learns it from its first probe.
+	gnetConn gnetLayout
 
 	auth         auth         // authentication and the handshake cap (auth.go)
 	g            guards       // overload protection; immutable pointers after New
@@ -274,8 +277,15 @@ func (s *Server) startLoops(eng *gnet.Client) error {
 		}
 		p := &loopProbe{}
 		// EnrollContext returns once OnOpen has run on the chosen loop; it closes nc.
-		if _, err := eng.EnrollContext(nc, p); err != nil {
+		gc, err := eng.EnrollContext(nc, p)
+		if err != nil {
 			return err
+		}
+		if tries == 0 {
+			if s.gnetConn = gnetLayoutOf(gc); !s.gnetConn.ok {
+				s.log.Warn("gnet's connection layout is not the one known: each connection keeps ~210 B of addresses gnet does not need (gnetaddr.go)",
+					"type", s.gnetConn.typ)
+			}
 		}
 		if _, seen := s.loopOf[p.el]; p.el == nil || seen {
 			continue

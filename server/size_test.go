@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net/netip"
 	"testing"
 	"unsafe"
 )
@@ -8,7 +9,33 @@ import (
 // TestConnSize keeps the per-connection state in its allocation size class: it is paid
 // once per idle connection, 100K times per node.
 func TestConnSize(t *testing.T) {
-	if got := unsafe.Sizeof(conn{}); got > 160 {
-		t.Fatalf("conn is %d bytes; keep it within the 160-byte size class", got)
+	if got := unsafe.Sizeof(conn{}); got > 144 {
+		t.Fatalf("conn is %d bytes; keep it within the 144-byte size class", got)
+	}
+}
+
+// TestTimerNodeSize: every idle connection holds one timer node (its idle timer).
+func TestTimerNodeSize(t *testing.T) {
+	if got := unsafe.Sizeof(timerNode{}); got > 32 {
+		t.Fatalf("timerNode is %d bytes; keep it within 32", got)
+	}
+}
+
+// TestPeerIP: conn keeps its address as a peerIP; every address but a zone survives.
+func TestPeerIP(t *testing.T) {
+	for _, s := range []string{"127.0.0.1", "192.0.2.7", "::1", "2001:db8::5", "::ffff:192.0.2.7", "fe80::1"} {
+		want := netip.MustParseAddr(s)
+		if got := peerIPOf(want).Addr(); got != want {
+			t.Errorf("peerIPOf(%v).Addr() = %v; want %v", want, got, want)
+		}
+	}
+	if got := peerIPOf(netip.Addr{}).Addr(); got.IsValid() {
+		t.Errorf("peerIPOf(zero).Addr() = %v; want the zero Addr", got)
+	}
+	if got, want := peerIPOf(netip.MustParseAddr("fe80::1%eth0")).Addr(), netip.MustParseAddr("fe80::1"); got != want {
+		t.Errorf("zone: got %v; want %v", got, want)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = peerIPOf(netip.MustParseAddr("192.0.2.7")).Addr() }); n != 0 {
+		t.Errorf("peerIP round trip: %v allocs; want 0", n)
 	}
 }

@@ -27,13 +27,18 @@ type timerHandle struct {
 
 // timerNode is one armed timer on a slot's doubly linked list. Nodes live in one slice
 // and are recycled through a free list, so arming and cancelling allocate nothing once the
-// slice has grown to the peak number of live timers.
+// slice has grown to the peak number of live timers. Every idle connection holds one (its
+// idle timer), so the node is kept at 32 bytes: timerEntry's fields are inlined (embedding
+// it would keep its padding) and the slot is at&mask rather than a field.
 type timerNode struct {
-	timerEntry
+	at         uint64 // tick at which it fires
+	id         shard.ConnID
 	prev, next int32 // node indices, -1 at the ends
-	slot       int32 // -1 when free
 	gen        uint32
+	kind       timerKind // 0 when free
 }
+
+func (nd *timerNode) entry() timerEntry { return timerEntry{at: nd.at, id: nd.id, kind: nd.kind} }
 
 // wheel is a hashed timing wheel owned by one event loop: O(1) add and cancel, and each
 // tick visits only its slot. Ticks come from OnTick through EventLoop.Execute.
@@ -77,8 +82,8 @@ func (w *wheel) add(after uint64, kind timerKind, id shard.ConnID) timerHandle {
 		i = int32(len(w.nodes) - 1)
 	}
 	nd := &w.nodes[i]
-	nd.timerEntry = timerEntry{at: w.now + after, id: id, kind: kind}
-	w.link(i, int32(nd.at&w.mask))
+	nd.at, nd.id, nd.kind = w.now+after, id, kind
+	w.link(i, w.slotOf(nd.at))
 	w.live++
 	return timerHandle{idx: i + 1, gen: nd.gen}
 }
@@ -90,15 +95,17 @@ func (w *wheel) cancel(h timerHandle) {
 		return
 	}
 	nd := &w.nodes[i]
-	if nd.slot < 0 || nd.gen != h.gen {
+	if nd.kind == 0 || nd.gen != h.gen {
 		return
 	}
 	w.release(i)
 }
 
+func (w *wheel) slotOf(at uint64) int32 { return int32(at & w.mask) }
+
 func (w *wheel) link(i, slot int32) {
 	nd := &w.nodes[i]
-	nd.slot, nd.prev, nd.next = slot, -1, w.heads[slot]
+	nd.prev, nd.next = -1, w.heads[slot]
 	if nd.next >= 0 {
 		w.nodes[nd.next].prev = i
 	}
@@ -111,12 +118,12 @@ func (w *wheel) release(i int32) {
 	if nd.prev >= 0 {
 		w.nodes[nd.prev].next = nd.next
 	} else {
-		w.heads[nd.slot] = nd.next
+		w.heads[w.slotOf(nd.at)] = nd.next
 	}
 	if nd.next >= 0 {
 		w.nodes[nd.next].prev = nd.prev
 	}
-	nd.slot, nd.prev, nd.next = -1, -1, -1
+	nd.kind, nd.prev, nd.next = 0, -1, -1
 	nd.gen++
 	w.free = append(w.free, i)
 	w.live--
@@ -147,10 +154,11 @@ func (w *wheel) advanceTo(target uint64, fire func(timerEntry)) {
 				i = next
 				continue
 			}
-			e := nd.timerEntry
+			e := nd.entry()
 			w.release(i)
 			fire(e)
-			if next >= 0 && (w.nodes[next].gen != nextGen || w.nodes[next].slot != slot) {
+			// A released node has a new generation, and so has one added again since.
+			if next >= 0 && w.nodes[next].gen != nextGen {
 				next = w.heads[slot]
 			}
 			i = next
