@@ -82,6 +82,7 @@ func (s *Server) acceptLoop() {
 // node's connections need, leaving new clients in the kernel's backlog meanwhile:
 //   - while the handshake cap is full, until a slot frees or for handshakeWait, after
 //     which the next connection is accepted and refused BUSY by admitNode;
+//   - while silent peers fill the handshake, to space accepts evenly (hsSpacing);
 //   - while the traffic zone is RED but the admission zone is not (the loops lag: an
 //     accept storm, or traffic), for lagPause per connection.
 //
@@ -105,6 +106,15 @@ func (s *Server) pace(t *time.Timer) bool {
 			return false
 		}
 	}
+	var timeouts uint64
+	s.eachLoop(func(lp *loop) { timeouts += lp.stats.handshakeTimeouts.Load() })
+	if d := s.spacing.next(time.Now(), timeouts, s.auth.handshaking.Load(), s.auth.maxHandshakes,
+		s.cfg.HandshakeTimeout, s.draining.Load()); d > 0 {
+		s.acceptPauses[0].Add(1)
+		if !wait(d, nil) {
+			return false
+		}
+	}
 	if s.g.traffic.Current().RefusesConnections() && !s.g.admission.Current().RefusesConnections() && !s.draining.Load() {
 		s.acceptPauses[1].Add(1)
 		if !wait(lagPause, nil) {
@@ -112,6 +122,38 @@ func (s *Server) pace(t *time.Timer) bool {
 		}
 	}
 	return true
+}
+
+// hsSpacing spaces accepts evenly while silent peers fill the handshake: half the slots
+// or more taken, and a handshake timed out within the last handshake-timeout (a client
+// that says HELLO leaves the handshake within milliseconds, so a storm of real clients
+// does not trigger it). Then the acceptor takes one connection per handshake-timeout /
+// max-handshakes (about 1 ms by default), so the silent ones also time out evenly rather
+// than in waves of a thousand closes that stall the loops for everyone (measured in
+// docs/BENCHMARKS.md, "Handshake flood"). Owned by the acceptor.
+type hsSpacing struct {
+	at       time.Time // when the next accept may happen
+	timeouts uint64    // handshake timeouts seen so far
+	seen     time.Time // when timeouts last grew
+}
+
+// next returns how long the acceptor waits before its next accept at now, and books that
+// accept. timeouts is the node's handshake timeouts so far, handshaking the connections
+// in the handshake now, slots max-handshakes.
+func (h *hsSpacing) next(now time.Time, timeouts uint64, handshaking, slots int64, timeout time.Duration, draining bool) time.Duration {
+	if timeouts != h.timeouts {
+		h.timeouts, h.seen = timeouts, now
+	}
+	if draining || h.seen.IsZero() || now.Sub(h.seen) >= timeout || handshaking < max(1, slots/2) {
+		h.at = now
+		return 0
+	}
+	h.at = h.at.Add(timeout / time.Duration(max(1, slots)))
+	if d := h.at.Sub(now); d > 0 {
+		return d
+	}
+	h.at = now
+	return 0
 }
 
 // enroll hands an admitted connection, already counted in connCount, to an event loop.

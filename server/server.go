@@ -68,6 +68,7 @@ type Server struct {
 	// handshakeWait is how long the acceptor waits for a handshake slot (pace); the
 	// handshakeWait constant unless a test changes it before Start.
 	handshakeWait time.Duration
+	spacing       hsSpacing // the acceptor's even spacing during a handshake flood
 	draining      atomic.Bool
 	lingerStop    atomic.Bool // Shutdown: lingerers close what they hold at once
 
