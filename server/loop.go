@@ -30,6 +30,8 @@ type loop struct {
 	closers []closer
 	reqs    *shard.Table[pendingReq]
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
+	out     outFree   // free output buffers (outbox.frames)
+	trimAt  int64     // srv.clock() of out's last trim
 	scratch []byte    // reused encoding space for same-loop replies
 	wheel   wheel
 	// framesOut counts frames appended to outboxes; a plain counter, so that the frame
@@ -138,7 +140,14 @@ func (lp *loop) tick() {
 	if len(lp.closers) > 0 {
 		lp.advanceClosers()
 	}
+	if now := lp.srv.clock(); now-lp.trimAt >= int64(outTrimInterval) {
+		lp.trimAt = now
+		lp.out.trim()
+	}
 }
+
+// outTrimInterval: output buffers not taken for this long are released (outFree.trim).
+const outTrimInterval = time.Second
 
 func (lp *loop) fire(e timerEntry) {
 	switch e.kind {

@@ -29,7 +29,8 @@ type outbox struct {
 	lp *loop
 	id shard.ConnID
 	// frames collects what one callback or round produces; written with one write by
-	// flush, then returned to the pool, so an idle connection holds no buffer.
+	// flush, then returned to the loop's free list (lp.out), so an idle connection holds
+	// no buffer.
 	frames *bytebufferpool.ByteBuffer
 	// pending counts messages queued since gnet's outbound buffer was last seen empty
 	// (frameMsgs of them still in frames); the caps apply to it. Its sum over a loop is
@@ -51,7 +52,7 @@ type outbox struct {
 func (o *outbox) buf() *bytebufferpool.ByteBuffer {
 	o.lp.framesOut++
 	if o.frames == nil {
-		o.frames = bufPool.Get()
+		o.frames = o.lp.out.get()
 	}
 	if !o.dirty {
 		o.dirty = true
@@ -116,7 +117,7 @@ func (o *outbox) flush() {
 		_, _ = o.gc.Write(b.B)
 	}
 	o.frameMsgs = 0 // written (or gone with the connection)
-	bufPool.Put(b)
+	lp.out.put(b)
 	if o.gc == nil {
 		return
 	}
@@ -155,7 +156,7 @@ func (o *outbox) release() {
 	o.lp.stats.pending.Add(int64(-o.pending))
 	o.pending, o.frameMsgs = 0, 0
 	if o.frames != nil {
-		bufPool.Put(o.frames)
+		o.lp.out.put(o.frames)
 		o.frames = nil
 	}
 	o.gc = nil
@@ -324,7 +325,11 @@ func (lp *loop) publishFramesOut() {
 	}
 }
 
-var bufPool bytebufferpool.Pool
+// msgPool holds the buffers that carry a frame from one loop to another (ring
+// deliveries): taken on the sender's loop, given back on the target's. Output buffers
+// have their own per-loop free list (outFree), so the two size distributions do not
+// calibrate each other away.
+var msgPool bytebufferpool.Pool
 
 // ok answers OK when the peer asked for an answer (corr != 0).
 func (lp *loop) ok(c *conn, corr uint32) {

@@ -33,7 +33,7 @@ const (
 
 // delivery is one item on a loop's inbound ring. It is a value type: pushing it does not
 // allocate. buf, when set, is owned by whoever holds the delivery and goes back to
-// bufPool once written.
+// msgPool once written.
 type delivery struct {
 	buf    *bytebufferpool.ByteBuffer
 	target shard.ConnID
@@ -100,7 +100,7 @@ func (lp *loop) handleDelivery(d *delivery) {
 		lp.finishClaim(d.target, d.buf.B, d.code)
 	}
 	if d.buf != nil {
-		bufPool.Put(d.buf)
+		msgPool.Put(d.buf)
 	}
 }
 
@@ -149,9 +149,9 @@ func (lp *loop) errorTo(id shard.ConnID, corr uint32, code codec.ErrorCode, reas
 	if owner == nil {
 		return
 	}
-	bb := bufPool.Get()
+	bb := msgPool.Get()
 	bb.B = codec.AppendError(bb.B[:0], corr, codec.ErrorBody{Code: code, Reason: reason})
 	if !owner.push(delivery{kind: dFrame, target: id, buf: bb}) {
-		bufPool.Put(bb)
+		msgPool.Put(bb)
 	}
 }
