@@ -107,6 +107,7 @@ func TestNoAllocsHotPath(t *testing.T) {
 					f, _, _ := codec.Decode(frame, codec.DefaultMaxFrame)
 					loops[0].dispatch(a, f, 0)
 				}
+				loops[0].wakeOwners() // as OnTraffic does
 				loops[0].flushDirty()
 				if after != nil {
 					after()
@@ -247,6 +248,7 @@ func BenchmarkDispatch(b *testing.B) {
 						off += n
 						loops[0].dispatch(a, f, 0)
 					}
+					loops[0].wakeOwners() // as OnTraffic does
 					loops[0].flushDirty()
 					if c.after != nil {
 						c.after()

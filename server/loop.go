@@ -31,8 +31,12 @@ type loop struct {
 	reqs    *shard.Table[pendingReq]
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
 	out     outFree   // free output buffers (outbox.frames)
-	trimAt  int64     // srv.clock() of out's last trim
-	scratch []byte    // reused encoding space for same-loop replies
+	// wakes are the loops pushLater handed deliveries to during this callback, woken by
+	// wakeOwners at its end; wakeSet has their bits (by loop index).
+	wakes   []*loop
+	wakeSet [4]uint64
+	trimAt  int64  // srv.clock() of out's last trim
+	scratch []byte // reused encoding space for same-loop replies
 	wheel   wheel
 	// framesOut counts frames appended to outboxes; a plain counter, so that the frame
 	// path pays no atomic for it, published to stats.framesOut before every write

@@ -289,15 +289,31 @@ func discardInput(fd int) {
 	}
 }
 
-// flushLater queues one flush of the dirty connections behind the events gnet is
-// handling in this poll round (gnet runs queued tasks after the round's I/O events).
-func (lp *loop) flushLater() {
-	// Entries flushed directly (a connection's own answers) are no longer dirty; drop
-	// them from the end so that a callback that only answered its own peer queues nothing.
+// onlyDirty reports whether o is the only outbox with output waiting and no flush is
+// queued: nothing else would be written at the round's end.
+func (lp *loop) onlyDirty(o *outbox) bool {
+	if lp.flushQueued {
+		return false
+	}
+	lp.trimDirty()
+	return len(lp.dirty) == 1 && lp.dirty[0] == o
+}
+
+// trimDirty drops entries flushed directly (no longer dirty) from the end of lp.dirty.
+func (lp *loop) trimDirty() {
 	for n := len(lp.dirty); n > 0 && !lp.dirty[n-1].dirty; n-- {
 		lp.dirty[n-1] = nil
 		lp.dirty = lp.dirty[:n-1]
 	}
+}
+
+// flushLater queues one flush of the dirty connections behind the events gnet is
+// handling in this poll round (gnet runs queued tasks after the round's I/O events, and
+// a task queued by a task of that batch in the same batch).
+func (lp *loop) flushLater() {
+	// Entries flushed directly (a connection's own answers) are no longer dirty; drop
+	// them from the end so that a callback that only answered its own peer queues nothing.
+	lp.trimDirty()
 	if len(lp.dirty) == 0 || lp.flushQueued {
 		return
 	}
