@@ -32,13 +32,19 @@ for r in $(seq "$rounds"); do
 			args=(echo)
 			[ "$kind" = route ] && args=(route)
 			[ "$kind" = request ] && args=(route --mode request)
+			io0=$(awk '/^sysc/{printf "%s ", $2}' "/proc/$pid/io")
 			"$new" bench "${args[@]}" --addr "$addr" --server-pid "$pid" --conns 50 --pipeline 16 \
 				--duration "$dur" --json "$tmp/r.json" >/dev/null 2>&1
+			io1=$(awk '/^sysc/{printf "%s ", $2}' "/proc/$pid/io")
 			python3 -c "
 import json
 m=json.load(open('$tmp/r.json'))
 n=m['messages']
-print('$which', $r, '$kind', round(m['throughput_msgs_per_s']), m['latency_us']['p99'], round(m['server']['cpu_seconds'],2), n['sent'], n['received'], n['lost'], json.dumps(n['errors_by_code']).replace(' ',''), flush=True)"
+r0, w0 = map(int, '$io0'.split()); r1, w1 = map(int, '$io1'.split())
+recv = max(n['received'], 1)
+# server: CPU us per message received by the clients, read and write system calls per message
+print('$which', $r, '$kind', round(m['throughput_msgs_per_s']), m['latency_us']['p99'], round(m['server']['cpu_seconds'],2), n['sent'], n['received'], n['lost'], json.dumps(n['errors_by_code']).replace(' ',''),
+      'cpu_us/msg', round(m['server']['cpu_seconds'] * 1e6 / recv, 2), 'reads/msg', round((r1 - r0) / recv, 3), 'writes/msg', round((w1 - w0) / recv, 3), flush=True)"
 		done
 	done
 done | tee "$tmp/lines"
@@ -46,7 +52,7 @@ python3 - "$tmp/lines" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
 by = {}
-for w, r, k, tput, p99, cpu, sent, recv, lost, errs in rows:
+for w, r, k, tput, p99, cpu, sent, recv, lost, errs, *_ in rows:
     by.setdefault((w, r), {})[k] = (float(tput), float(p99), float(cpu), int(recv))
 for w in ("old", "new"):
     rs = [v for (ww, _), v in sorted(by.items()) if ww == w and len(v) == 3]
