@@ -80,11 +80,8 @@ func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard
 		lp.countRefusal(code)
 		return code
 	}
-	bb := msgPool.Get()
-	bb.B = appendRouted(bb.B[:0], t, from, token, payload)
-	if !owner.pushLater(lp, delivery{kind: dMessage, target: target, token: token, buf: bb}) {
+	if !owner.handOff(lp, target, token, t, from, payload) {
 		owner.gates.unadmit(target)
-		msgPool.Put(bb)
 		lp.stats.queueFull.Add(1)
 		return codec.CodeQueueFull
 	}
