@@ -164,6 +164,41 @@ func TestNoAllocsHotPath(t *testing.T) {
 			t.Errorf("inflight %d after replies; want 0", a.inflight)
 		}
 	})
+	// REQUEST to x on loop 1, x's REPLY back to loop 0: both cross in a handoff.
+	reqX := codec.AppendRequest(nil, 9, "x", 0, make([]byte, 64))
+	t.Run("request-reply-cross-loop", func(t *testing.T) {
+		step := func() {
+			f, _, _ := codec.Decode(reqX, codec.DefaultMaxFrame)
+			loops[0].dispatch(a, f, 0)
+			loops[0].wakeOwners()
+			loops[0].flushDirty()
+			loops[1].armed.Store(true)
+			loops[1].drainRing(loops[1].inbox.Cap())
+			in := decodeOne(t, x.frames.B)
+			tok, _, _, _, _ := codec.ParseIncoming(in.Body)
+			x.frames.B = x.frames.B[:0]
+			reply := codec.AppendReply(scratchReply[:0], 0, tok, in.Body[:8])
+			rf, _, _ := codec.Decode(reply, codec.DefaultMaxFrame)
+			loops[1].dispatch(x, rf, 0)
+			loops[0].armed.Store(true)
+			loops[1].wakeOwners()
+			loops[1].flushDirty()
+			loops[0].drainBatch(loops[0].inbox.Cap())
+			x.pending = 0
+		}
+		for range 1000 {
+			step()
+		}
+		if got := testing.AllocsPerRun(1000, step); got != 0 {
+			t.Errorf("request+reply: %v allocs; want 0", got)
+		}
+		if got := bytesPerRun(1000, step); got >= 1 {
+			t.Errorf("request+reply: %.1f bytes allocated; want 0", got)
+		}
+		if a.inflight != 0 {
+			t.Errorf("inflight %d after replies; want 0", a.inflight)
+		}
+	})
 }
 
 var scratchReply = make([]byte, 0, 256)

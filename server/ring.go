@@ -31,21 +31,28 @@ const (
 	// dClaim: the directory decided a pending claim of the name in buf for connection
 	// target (code 0: owned, otherwise the ERROR code).
 	dClaim
-	// dBatch: buf holds the MESSAGEs and INCOMINGs one callback of another loop routed to
-	// this loop's connections (handoff), each handled as a dMessage.
+	// dBatch: buf holds what one callback of another loop handed to this loop (handoff):
+	// MESSAGEs and INCOMINGs, each handled as a dMessage, and RESPONSEs, each handled as a
+	// dResponse.
 	dBatch
 )
 
-// A handoff is what one callback routes to the connections of one other loop: the
-// messages, each after a handoffHeader (target, token, frame length), in one pooled
-// buffer that one ring entry (dBatch) carries when the callback ends (wakeOwners). One
-// entry per target loop per callback rather than one pooled buffer and one ring entry per
-// message. Owned by the sender's loop until pushed.
+// A handoff is what one callback hands to one other loop: messages for its connections
+// and responses for its pending requests, each frame after a handoffHeader (its
+// delivery's kind, corr, target, token and the frame's length), in one pooled buffer
+// that one ring entry (dBatch) carries when the callback ends (wakeOwners). One entry per
+// target loop per callback rather than one pooled buffer and one ring entry per message.
+// Owned by the sender's loop until pushed.
 type handoff struct {
 	buf *bytebufferpool.ByteBuffer
 }
 
-const handoffHeader = 8 + 8 + 4
+const handoffHeader = 1 + 4 + 8 + 8 + 4
+
+// seal writes the length of the frame appended after the entry header at at.
+func (h *handoff) seal(at int) {
+	binary.BigEndian.PutUint32(h.buf.B[at+21:], uint32(len(h.buf.B)-at-handoffHeader))
+}
 
 // batchPool holds handoff buffers: taken on the sender's loop, given back on the
 // target's. A sync.Pool without bytebufferpool's calibration, which drops the buffers
@@ -111,28 +118,28 @@ func (lp *loop) push(d delivery) bool {
 	return true
 }
 
-// handOff adds a message for connection target (its gate admitted it) to the handoff
-// from loop from to this loop; the handoff is pushed and this loop woken at the end of
-// from's callback (from.wakeOwners). It reports false if this loop's ring is full. Runs
-// on loop from.
-func (lp *loop) handOff(from *loop, target, token shard.ConnID, t codec.Type, sender *conn, payload []byte) bool {
+// handOff starts an entry (a dMessage or dResponse with target, token and corr) in the
+// handoff from loop from to this loop and returns it with the entry's offset: the caller
+// appends the frame to h.buf.B, then calls h.seal(at). The handoff is pushed and this
+// loop woken at the end of from's callback (from.wakeOwners). ok is false if this loop's
+// ring is full. Runs on loop from.
+func (lp *loop) handOff(from *loop, kind deliveryKind, target, token shard.ConnID, corr uint32) (h *handoff, at int, ok bool) {
 	if !lp.reserve() {
-		return false
+		return nil, 0, false
 	}
-	h := &from.handoffs[lp.idx]
+	h = &from.handoffs[lp.idx]
 	if h.buf == nil {
 		h.buf = getBatch()
 		from.wakes = append(from.wakes, lp)
 	}
 	b := h.buf.B
-	at := len(b)
+	at = len(b)
+	b = append(b, byte(kind))
+	b = binary.BigEndian.AppendUint32(b, corr)
 	b = binary.BigEndian.AppendUint64(b, uint64(target))
 	b = binary.BigEndian.AppendUint64(b, uint64(token))
-	b = append(b, 0, 0, 0, 0)
-	b = appendRouted(b, t, sender, token, payload)
-	binary.BigEndian.PutUint32(b[at+16:], uint32(len(b)-at-handoffHeader))
-	h.buf.B = b
-	return true
+	h.buf.B = append(b, 0, 0, 0, 0) // the frame's length: seal
+	return h, at, true
 }
 
 // wakeOwners pushes this callback's handoffs and schedules a drain on every loop they
@@ -206,8 +213,15 @@ func (lp *loop) handleDelivery(d *delivery) {
 	case dBatch:
 		n = 0
 		for b := d.buf.B; len(b) >= handoffHeader; n++ {
-			size := handoffHeader + int(binary.BigEndian.Uint32(b[16:]))
-			lp.land(shard.ConnID(binary.BigEndian.Uint64(b)), shard.ConnID(binary.BigEndian.Uint64(b[8:])), b[handoffHeader:size])
+			corr := binary.BigEndian.Uint32(b[1:])
+			target := shard.ConnID(binary.BigEndian.Uint64(b[5:]))
+			token := shard.ConnID(binary.BigEndian.Uint64(b[13:]))
+			size := handoffHeader + int(binary.BigEndian.Uint32(b[21:]))
+			if deliveryKind(b[0]) == dResponse {
+				lp.finishResponse(token, b[handoffHeader:size], target, corr)
+			} else {
+				lp.land(target, token, b[handoffHeader:size])
+			}
 			b = b[size:]
 		}
 		putBatch(d.buf)

@@ -80,11 +80,14 @@ func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard
 		lp.countRefusal(code)
 		return code
 	}
-	if !owner.handOff(lp, target, token, t, from, payload) {
+	h, at, ok := owner.handOff(lp, dMessage, target, token, 0)
+	if !ok {
 		owner.gates.unadmit(target)
 		lp.stats.queueFull.Add(1)
 		return codec.CodeQueueFull
 	}
+	h.buf.B = appendRouted(h.buf.B, t, from, token, payload)
+	h.seal(at)
 	return 0
 }
 
