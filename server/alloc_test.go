@@ -164,7 +164,7 @@ func TestNoAllocsHotPath(t *testing.T) {
 			t.Errorf("inflight %d after replies; want 0", a.inflight)
 		}
 	})
-	// REQUEST to x on loop 1, x's REPLY back to loop 0: both cross in a handoff.
+	// REQUEST to x on loop 1, x's REPLY back to loop 0: both cross the rings.
 	reqX := codec.AppendRequest(nil, 9, "x", 0, make([]byte, 64))
 	t.Run("request-reply-cross-loop", func(t *testing.T) {
 		step := func() {
@@ -179,8 +179,8 @@ func TestNoAllocsHotPath(t *testing.T) {
 			x.frames.B = x.frames.B[:0]
 			reply := codec.AppendReply(scratchReply[:0], 0, tok, in.Body[:8])
 			rf, _, _ := codec.Decode(reply, codec.DefaultMaxFrame)
-			loops[1].dispatch(x, rf, 0)
 			loops[0].armed.Store(true)
+			loops[1].dispatch(x, rf, 0)
 			loops[1].wakeOwners()
 			loops[1].flushDirty()
 			loops[0].drainBatch(loops[0].inbox.Cap())

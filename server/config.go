@@ -60,9 +60,8 @@ type Config struct {
 	MaxPending int
 	// MaxPendingBytes caps the bytes queued for one connection likewise. Default 4 MiB.
 	MaxPendingBytes int
-	// RingSize is the number of messages and other deliveries that may wait in each event
-	// loop's inbound cross-loop ring; a full ring answers senders with QUEUE_FULL. Rounded
-	// up to a power of two. Default 8192.
+	// RingSize is the number of slots in each event loop's inbound cross-loop ring; a full
+	// ring answers senders with QUEUE_FULL. Rounded up to a power of two. Default 8192.
 	RingSize int
 	// FramesPerWake caps the frames handled in one read callback before the loop serves
 	// other connections (fairness). Default 512.

@@ -81,12 +81,10 @@
 // # Bounded queues
 //
 // Cross-loop traffic goes through a fixed-size ring per loop (RingSize): a full ring
-// answers the sender QUEUE_FULL. It counts messages, not entries: each message reserves a
-// place before the sender is answered (loop.reserve), though the messages of one callback
-// for one loop share an entry (handoff). Output for one connection is capped at
-// MaxPending messages or MaxPendingBytes bytes not yet taken by its socket; the message
-// that finds it at a cap makes it a slow consumer, and its senders get QUEUE_FULL. What
-// a sender was told OK for is never dropped while the target is connected: a target on another loop is admitted
+// answers the sender QUEUE_FULL. Output for one connection is capped at MaxPending messages
+// or MaxPendingBytes bytes not yet taken by its socket; the message that finds it at a cap
+// makes it a slow consumer, and its senders get QUEUE_FULL. What a sender was told OK for
+// is never dropped while the target is connected: a target on another loop is admitted
 // at its gate (gate.go, one atomic word per connection) before the OK, and its loop
 // queues whatever was admitted, even past the caps. The slow consumer then gets ERROR
 // SLOW_CONSUMER after all of it and a graceful close (outbox.go, slowConsumer).
@@ -104,8 +102,7 @@
 // round's events (flushLater) writes it, so frames ride together in as few system calls as
 // possible. Only a callback that answered nothing but its own peer (echo) writes at its
 // end, which saves the loop a wake-up of its own. Output buffers come from a per-loop free
-// list (outFree), apart from the pooled buffers that cross loops. What a callback routes
-// to another loop's connections travels in one buffer, one ring entry per target loop per
-// callback (handoff), pushed and woken at the callback's end (wakeOwners); a wake-up costs
+// list (outFree), apart from the pooled copies that cross loops (msgPool). A callback
+// wakes each loop it routed to once, at its end (pushLater, wakeOwners); a wake-up costs
 // one small allocation inside gnet's Execute per batch, not per message.
 package server

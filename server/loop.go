@@ -31,16 +31,13 @@ type loop struct {
 	reqs    *shard.Table[pendingReq]
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
 	out     outFree   // free output buffers (outbox.frames)
-	// handoffs are this callback's messages for other loops, by loop index; wakes the
-	// loops with one open, pushed and woken by wakeOwners at the callback's end.
-	handoffs []handoff
-	wakes    []*loop
-	// ringUsed counts the reservations of this loop's ring (reserve): many producers,
-	// released here.
-	ringUsed atomic.Int64
-	trimAt   int64  // srv.clock() of out's last trim
-	scratch  []byte // reused encoding space for same-loop replies
-	wheel    wheel
+	// wakes are the loops pushLater handed deliveries to during this callback, woken by
+	// wakeOwners at its end; wakeSet has their bits (by loop index).
+	wakes   []*loop
+	wakeSet [4]uint64
+	trimAt  int64  // srv.clock() of out's last trim
+	scratch []byte // reused encoding space for same-loop replies
+	wheel   wheel
 	// framesOut counts frames appended to outboxes; a plain counter, so that the frame
 	// path pays no atomic for it, published to stats.framesOut before every write
 	// (outbox.flush), so a frame a peer has read is already counted.
@@ -69,14 +66,12 @@ func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 		idx:   idx,
 		el:    el,
 		inbox: shard.NewRing[delivery](srv.cfg.RingSize),
-		// by loop index: ids hold 8 bits of it
-		handoffs: make([]handoff, 256),
-		conns:    shard.NewTable[*conn](srv.cfg.NodeID, idx),
-		gates:    new(gates),
-		reqs:     shard.NewTable[pendingReq](srv.cfg.NodeID, idx),
-		wheel:    newWheel(1024),
-		start:    srv.clock(),
-		rng:      newTokenRand(),
+		conns: shard.NewTable[*conn](srv.cfg.NodeID, idx),
+		gates: new(gates),
+		reqs:  shard.NewTable[pendingReq](srv.cfg.NodeID, idx),
+		wheel: newWheel(1024),
+		start: srv.clock(),
+		rng:   newTokenRand(),
 	}
 	lp.drainRun = gnet.RunnableFunc(func(context.Context) error { lp.drain(); return nil })
 	lp.tickRun = gnet.RunnableFunc(func(context.Context) error { lp.tick(); return nil })

@@ -116,14 +116,13 @@ func (lp *loop) reply(c *conn, f codec.Frame) bool {
 		lp.finishResponse(token, lp.scratch, c.id, f.Corr)
 		return true
 	}
-	h, at, ok := owner.handOff(lp, dResponse, c.id, token, f.Corr)
-	if !ok {
+	bb := msgPool.Get()
+	bb.B = codec.AppendFrame(bb.B[:0], codec.TypeResponse, 0, 0, payload)
+	if !owner.push(delivery{kind: dResponse, token: token, target: c.id, corr: f.Corr, buf: bb}) {
+		msgPool.Put(bb)
 		lp.stats.queueFull.Add(1)
 		lp.replyError(c, f.Corr, codec.CodeQueueFull, routeFailReason(codec.CodeQueueFull))
-		return true
 	}
-	h.buf.B = codec.AppendFrame(h.buf.B, codec.TypeResponse, 0, 0, payload)
-	h.seal(at)
 	return true
 }
 

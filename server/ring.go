@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/binary"
-	"sync"
 
 	"github.com/valyala/bytebufferpool"
 
@@ -31,66 +29,7 @@ const (
 	// dClaim: the directory decided a pending claim of the name in buf for connection
 	// target (code 0: owned, otherwise the ERROR code).
 	dClaim
-	// dBatch: buf holds what one callback of another loop handed to this loop (handoff):
-	// MESSAGEs and INCOMINGs, each handled as a dMessage, and RESPONSEs, each handled as a
-	// dResponse.
-	dBatch
 )
-
-// A handoff is what one callback hands to one other loop: messages for its connections
-// and responses for its pending requests, each frame after a handoffHeader (its
-// delivery's kind, corr, target, token and the frame's length), in one pooled buffer
-// that one ring entry (dBatch) carries when the callback ends (wakeOwners). One entry per
-// target loop per callback rather than one pooled buffer and one ring entry per message.
-// Owned by the sender's loop until pushed.
-type handoff struct {
-	buf *bytebufferpool.ByteBuffer
-}
-
-const handoffHeader = 1 + 4 + 8 + 8 + 4
-
-// seal writes the length of the frame appended after the entry header at at.
-func (h *handoff) seal(at int) {
-	binary.BigEndian.PutUint32(h.buf.B[at+21:], uint32(len(h.buf.B)-at-handoffHeader))
-}
-
-// batchPool holds handoff buffers: taken on the sender's loop, given back on the
-// target's. A sync.Pool without bytebufferpool's calibration, which drops the buffers
-// above the 95th percentile of sizes: a handoff's size follows its callback's batch
-// (one message or hundreds), and every dropped buffer would regrow by doubling. Buffers
-// over batchMaxCap are dropped; the rest go when the GC clears the pool.
-var batchPool = sync.Pool{New: func() any { return &bytebufferpool.ByteBuffer{B: make([]byte, 0, batchInitial)} }}
-
-const (
-	batchInitial = 4 << 10
-	batchMaxCap  = 1 << 20
-)
-
-func getBatch() *bytebufferpool.ByteBuffer { return batchPool.Get().(*bytebufferpool.ByteBuffer) }
-
-func putBatch(b *bytebufferpool.ByteBuffer) {
-	if cap(b.B) <= batchMaxCap {
-		b.B = b.B[:0]
-		batchPool.Put(b)
-	}
-}
-
-// reserve counts one more message or delivery towards this loop's ring, or reports false
-// if the ring is full (RingSize of them wait already). A reservation is made before the
-// sender is answered and is released by this loop when it has handled the message, so a
-// handoff pushed at the end of a callback always finds room: entries never outnumber
-// reservations. Safe for concurrent use.
-func (lp *loop) reserve() bool {
-	if lp.ringUsed.Add(1) > int64(lp.inbox.Cap()) {
-		lp.ringUsed.Add(-1)
-		return false
-	}
-	return true
-}
-
-// ringLen is how many messages and deliveries wait for this loop (reserved, in its ring
-// or in a handoff about to be pushed). Safe for concurrent use.
-func (lp *loop) ringLen() int { return int(max(0, lp.ringUsed.Load())) }
 
 // delivery is one item on a loop's inbound ring. It is a value type: pushing it does not
 // allocate. buf, when set, is owned by whoever holds the delivery and goes back to
@@ -107,59 +46,42 @@ type delivery struct {
 // push hands d to this loop from another loop. It never blocks: false means the ring is
 // full (the caller answers QUEUE_FULL and keeps ownership of d.buf). Safe for concurrent use.
 func (lp *loop) push(d delivery) bool {
-	if !lp.reserve() {
-		return false
-	}
-	if !lp.inbox.Push(d) { // cannot happen: entries never outnumber reservations
-		lp.ringUsed.Add(-1)
+	if !lp.inbox.Push(d) {
 		return false
 	}
 	lp.wake()
 	return true
 }
 
-// handOff starts an entry (a dMessage or dResponse with target, token and corr) in the
-// handoff from loop from to this loop and returns it with the entry's offset: the caller
-// appends the frame to h.buf.B, then calls h.seal(at). The handoff is pushed and this
-// loop woken at the end of from's callback (from.wakeOwners). ok is false if this loop's
-// ring is full. Runs on loop from.
-func (lp *loop) handOff(from *loop, kind deliveryKind, target, token shard.ConnID, corr uint32) (h *handoff, at int, ok bool) {
-	if !lp.reserve() {
-		return nil, 0, false
+// pushLater is push with the wake-up deferred to the end of the caller's callback
+// (from.wakeOwners): a callback that routes many messages to one loop wakes it once, and
+// the target loop finds them all in its ring rather than draining them one by one while
+// they arrive. Only for pushes made while dispatching frames (OnTraffic calls wakeOwners
+// after the frames). Runs on loop from; this loop's ring is safe for concurrent use.
+func (lp *loop) pushLater(from *loop, d delivery) bool {
+	if !lp.inbox.Push(d) {
+		return false
 	}
-	h = &from.handoffs[lp.idx]
-	if h.buf == nil {
-		h.buf = getBatch()
+	w, bit := lp.idx>>6, uint64(1)<<(lp.idx&63)
+	if from.wakeSet[w]&bit == 0 {
+		from.wakeSet[w] |= bit
 		from.wakes = append(from.wakes, lp)
 	}
-	b := h.buf.B
-	at = len(b)
-	b = append(b, byte(kind))
-	b = binary.BigEndian.AppendUint32(b, corr)
-	b = binary.BigEndian.AppendUint64(b, uint64(target))
-	b = binary.BigEndian.AppendUint64(b, uint64(token))
-	h.buf.B = append(b, 0, 0, 0, 0) // the frame's length: seal
-	return h, at, true
+	return true
 }
 
-// wakeOwners pushes this callback's handoffs and schedules a drain on every loop they
-// went to: a callback that routes many messages to one loop wakes it once, and the target
-// loop finds them together rather than draining them one by one while they arrive. On the
-// loop; OnTraffic calls it after its frames.
+// wakeOwners schedules a drain on every loop pushLater handed deliveries to since the
+// last call. On the loop.
 func (lp *loop) wakeOwners() {
 	if len(lp.wakes) == 0 {
 		return
 	}
 	for i, owner := range lp.wakes {
 		lp.wakes[i] = nil
-		h := &lp.handoffs[owner.idx]
-		if !owner.inbox.Push(delivery{kind: dBatch, buf: h.buf}) {
-			panic("BUG: ring full below its reservations")
-		}
-		h.buf = nil
 		owner.wake()
 	}
 	lp.wakes = lp.wakes[:0]
+	lp.wakeSet = [4]uint64{}
 }
 
 // wake schedules a drain of this loop's ring unless one is scheduled already. Safe for
@@ -206,26 +128,9 @@ func (lp *loop) drainRing(limit int) {
 }
 
 func (lp *loop) handleDelivery(d *delivery) {
-	n := int64(1) // reservations released
 	switch d.kind {
 	case dMessage:
-		lp.land(d.target, d.token, d.buf.B)
-	case dBatch:
-		n = 0
-		for b := d.buf.B; len(b) >= handoffHeader; n++ {
-			corr := binary.BigEndian.Uint32(b[1:])
-			target := shard.ConnID(binary.BigEndian.Uint64(b[5:]))
-			token := shard.ConnID(binary.BigEndian.Uint64(b[13:]))
-			size := handoffHeader + int(binary.BigEndian.Uint32(b[21:]))
-			if deliveryKind(b[0]) == dResponse {
-				lp.finishResponse(token, b[handoffHeader:size], target, corr)
-			} else {
-				lp.land(target, token, b[handoffHeader:size])
-			}
-			b = b[size:]
-		}
-		putBatch(d.buf)
-		d.buf = nil
+		lp.land(d)
 	case dFrame:
 		if tc, ok := lp.conns.Get(d.target); ok && tc.state == stateActive {
 			b := tc.buf()
@@ -241,20 +146,19 @@ func (lp *loop) handleDelivery(d *delivery) {
 	if d.buf != nil {
 		msgPool.Put(d.buf)
 	}
-	lp.ringUsed.Add(-n)
 }
 
 // land queues a message that target's gate admitted on another loop: it was acknowledged,
 // so it is queued even past the caps. If it finds the target at its caps, the target
 // becomes a slow consumer; if it is the last one on its way to a slow consumer, the
 // ERROR SLOW_CONSUMER follows it.
-func (lp *loop) land(target, token shard.ConnID, frame []byte) {
-	left := lp.gates.land(target)
-	tc, ok := lp.conns.Get(target)
+func (lp *loop) land(d *delivery) {
+	left := lp.gates.land(d.target)
+	tc, ok := lp.conns.Get(d.target)
 	if !ok || tc.state != stateActive && tc.state != stateSlowLanding {
 		lp.stats.dropped.Add(1)
-		if token != 0 {
-			lp.failRequest(token, codec.CodeNoRoute)
+		if d.token != 0 {
+			lp.failRequest(d.token, codec.CodeNoRoute)
 		}
 		return
 	}
@@ -267,7 +171,7 @@ func (lp *loop) land(target, token shard.ConnID, frame []byte) {
 		wasFull = tc.state == stateActive && tc.full()
 	}
 	b := tc.buf()
-	b.B = append(b.B, frame...)
+	b.B = append(b.B, d.buf.B...)
 	tc.addMessage()
 	switch {
 	case wasFull:

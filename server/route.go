@@ -80,14 +80,14 @@ func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard
 		lp.countRefusal(code)
 		return code
 	}
-	h, at, ok := owner.handOff(lp, dMessage, target, token, 0)
-	if !ok {
+	bb := msgPool.Get()
+	bb.B = appendRouted(bb.B[:0], t, from, token, payload)
+	if !owner.pushLater(lp, delivery{kind: dMessage, target: target, token: token, buf: bb}) {
 		owner.gates.unadmit(target)
+		msgPool.Put(bb)
 		lp.stats.queueFull.Add(1)
 		return codec.CodeQueueFull
 	}
-	h.buf.B = appendRouted(h.buf.B, t, from, token, payload)
-	h.seal(at)
 	return 0
 }
 

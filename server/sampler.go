@@ -16,7 +16,7 @@ func (s *Server) sample() {
 	now := s.clock()
 	var queued, lag int64
 	s.eachLoop(func(lp *loop) {
-		queued += int64(lp.ringLen()) + lp.stats.pending.Load()
+		queued += int64(lp.inbox.Len()) + lp.stats.pending.Load()
 		lag = max(lag, lp.stats.lagNs.Load())
 	})
 	g.queued.Store(queued)
@@ -112,7 +112,7 @@ func figure(used, limit int64) CapacityFigure {
 func (s *Server) Capacity() CapacityReport {
 	var ringUsed, ringCap, inflight int64
 	s.eachLoop(func(lp *loop) {
-		ringUsed += int64(lp.ringLen())
+		ringUsed += int64(lp.inbox.Len())
 		ringCap += int64(lp.inbox.Cap())
 		inflight += lp.stats.inflight.Load()
 	})
