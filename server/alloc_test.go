@@ -3,6 +3,8 @@ package server
 import (
 	"io"
 	"log/slog"
+	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/panjf2000/gnet/v2"
@@ -94,34 +96,51 @@ func TestNoAllocsHotPath(t *testing.T) {
 	}
 	_, loops, a, b, x := hotPathFixture(t)
 
-	echo := codec.AppendFrame(nil, codec.TypeEcho, 0, 1, make([]byte, 64))
-	sendLocal := codec.AppendSend(nil, 0, 0, "b", make([]byte, 64))
-	sendRemote := codec.AppendSend(nil, 0, 0, "x", make([]byte, 64))
 	req := codec.AppendRequest(nil, 9, "b", 0, make([]byte, 64))
 
-	run := func(name string, frame []byte, after func()) {
+	// frames per "callback": one, and a pipelined batch, whose output buffers are larger
+	// than any single message copy (the case where a shared pool regrew them).
+	run := func(name string, frame []byte, batch int, after func()) {
 		t.Run(name, func(t *testing.T) {
 			step := func() {
-				f, _, _ := codec.Decode(frame, codec.DefaultMaxFrame)
-				loops[0].dispatch(a, f, 0)
+				for range batch {
+					f, _, _ := codec.Decode(frame, codec.DefaultMaxFrame)
+					loops[0].dispatch(a, f, 0)
+				}
+				loops[0].wakeOwners() // as OnTraffic does
 				loops[0].flushDirty()
 				if after != nil {
 					after()
 				}
 			}
-			step() // warm the pools
-			if got := testing.AllocsPerRun(1000, step); got != 0 {
-				t.Errorf("%s: %v allocs per frame; want 0", name, got)
+			// Warm the pools past bytebufferpool's calibration (every 42,000 Puts), after
+			// which a pool that serves mixed sizes drops the larger buffers.
+			for range 50_000/batch + 2 {
+				step()
+			}
+			if got := testing.AllocsPerRun(200, step); got != 0 {
+				t.Errorf("%s: %v allocs per callback of %d frames; want 0", name, got, batch)
+			}
+			// AllocsPerRun rounds down: an output buffer regrown now and then (the cost
+			// behind issue 12) shows only in bytes. Under 1 B per frame is 0 B/op.
+			if got := bytesPerRun(200, step) / float64(batch); got >= 1 {
+				t.Errorf("%s: %.1f bytes allocated per frame; want 0", name, got)
 			}
 		})
 	}
-	run("echo", echo, nil)
-	run("send-same-loop", sendLocal, func() { b.pending = 0 })
-	run("send-cross-loop", sendRemote, func() {
-		loops[1].armed.Store(true)
-		loops[1].drainBatch(loops[1].inbox.Cap())
-		x.pending = 0
-	})
+	for _, size := range dispatchSizes {
+		payload := make([]byte, size)
+		for _, batch := range []int{1, 64} {
+			sfx := "/" + itoa(size) + "/x" + strconv.Itoa(batch)
+			run("echo"+sfx, codec.AppendFrame(nil, codec.TypeEcho, 0, 1, payload), batch, nil)
+			run("send-same-loop"+sfx, codec.AppendSend(nil, 0, 0, "b", payload), batch, func() { b.pending = 0 })
+			run("send-cross-loop"+sfx, codec.AppendSend(nil, 0, 0, "x", payload), batch, func() {
+				loops[1].armed.Store(true)
+				loops[1].drainBatch(loops[1].inbox.Cap())
+				x.pending = 0
+			})
+		}
+	}
 	// REQUEST then the responder's REPLY, both on loop 0.
 	t.Run("request-reply-same-loop", func(t *testing.T) {
 		step := func() {
@@ -145,9 +164,57 @@ func TestNoAllocsHotPath(t *testing.T) {
 			t.Errorf("inflight %d after replies; want 0", a.inflight)
 		}
 	})
+	// REQUEST to x on loop 1, x's REPLY back to loop 0: both cross the rings.
+	reqX := codec.AppendRequest(nil, 9, "x", 0, make([]byte, 64))
+	t.Run("request-reply-cross-loop", func(t *testing.T) {
+		step := func() {
+			f, _, _ := codec.Decode(reqX, codec.DefaultMaxFrame)
+			loops[0].dispatch(a, f, 0)
+			loops[0].wakeOwners()
+			loops[0].flushDirty()
+			loops[1].armed.Store(true)
+			loops[1].drainRing(loops[1].inbox.Cap())
+			in := decodeOne(t, x.frames.B)
+			tok, _, _, _, _ := codec.ParseIncoming(in.Body)
+			x.frames.B = x.frames.B[:0]
+			reply := codec.AppendReply(scratchReply[:0], 0, tok, in.Body[:8])
+			rf, _, _ := codec.Decode(reply, codec.DefaultMaxFrame)
+			loops[0].armed.Store(true)
+			loops[1].dispatch(x, rf, 0)
+			loops[1].wakeOwners()
+			loops[1].flushDirty()
+			loops[0].drainBatch(loops[0].inbox.Cap())
+			x.pending = 0
+		}
+		for range 1000 {
+			step()
+		}
+		if got := testing.AllocsPerRun(1000, step); got != 0 {
+			t.Errorf("request+reply: %v allocs; want 0", got)
+		}
+		if got := bytesPerRun(1000, step); got >= 1 {
+			t.Errorf("request+reply: %.1f bytes allocated; want 0", got)
+		}
+		if a.inflight != 0 {
+			t.Errorf("inflight %d after replies; want 0", a.inflight)
+		}
+	})
 }
 
 var scratchReply = make([]byte, 0, 256)
+
+// bytesPerRun is testing.AllocsPerRun for bytes: the average heap bytes allocated by one
+// call of f, without rounding.
+func bytesPerRun(runs int, f func()) float64 {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	return float64(after.TotalAlloc-before.TotalAlloc) / float64(runs)
+}
 
 func BenchmarkDispatch(b *testing.B) {
 	s, loops := newTestLoops(b, 2)
@@ -185,7 +252,7 @@ func BenchmarkDispatch(b *testing.B) {
 			loops[0].flushDirty()
 		}
 	})
-	for _, size := range []int{16, 256} {
+	for _, size := range dispatchSizes {
 		payload := make([]byte, size)
 		cases := []struct {
 			name  string
@@ -216,6 +283,7 @@ func BenchmarkDispatch(b *testing.B) {
 						off += n
 						loops[0].dispatch(a, f, 0)
 					}
+					loops[0].wakeOwners() // as OnTraffic does
 					loops[0].flushDirty()
 					if c.after != nil {
 						c.after()
@@ -226,9 +294,12 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 }
 
+// dispatchSizes are the payload sizes the dispatch path is measured and checked at.
+var dispatchSizes = []int{16, 256, 4096}
+
 func itoa(n int) string {
-	if n == 16 {
-		return "16B"
+	if n >= 1024 && n%1024 == 0 {
+		return strconv.Itoa(n/1024) + "KiB"
 	}
-	return "256B"
+	return strconv.Itoa(n) + "B"
 }

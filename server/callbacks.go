@@ -86,15 +86,17 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 			break
 		}
 	}
+	lp.wakeOwners() // the loops this callback routed messages to
 	if off > 0 && c.state != stateClosed {
 		lp.stats.bytesIn.Add(uint64(off))
 		_, _ = gc.Discard(off) // Discard(0) would drop everything
 		c.lastSeen = lp.tick32()
 	}
-	// This connection's answers go out now, in one write. Output for other connections
-	// (messages routed to them) waits for the end of this poll round, so a connection
-	// that many senders write to in one round gets one write, not one per message.
-	if c.dirty {
+	// Output waits for the end of this poll round (flushLater), so a connection that
+	// many senders write to in one round, itself one of them, gets one write, not one per
+	// message. A callback that only answered its own peer (echo) writes at once: waiting
+	// would cost the loop a wake-up of its own.
+	if c.dirty && lp.onlyDirty(&c.outbox) {
 		c.flush()
 	}
 	lp.flushLater()
@@ -111,6 +113,11 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 		return gnet.None
 	}
 	lp := c.lp
+	if c.dirty && c.state == stateActive {
+		// Output that waited for the round's end (OnTraffic) goes out before the close:
+		// gnet writes what it still buffers, then closes the socket.
+		c.flush()
+	}
 	lp.gates.shut(c.id, gateGone)
 	lp.conns.Remove(c.id)
 	for _, name := range c.names {

@@ -26,9 +26,11 @@
 //	             ▼
 //	loop k: OnOpen (table slot, handshake timer)
 //	        [HELLO needing bcrypt: stateVerifying; a verifier goroutine Executes the outcome]
-//	        OnTraffic* (Peek → Decode ≤ FramesPerWake frames → dispatch → Discard → flush;
-//	                    Wake self if whole frames remain)
+//	        OnTraffic* (Peek → Decode ≤ FramesPerWake frames → dispatch → wake target
+//	                    loops → Discard → flush own answers if nothing else waits, else
+//	                    queue the round's flush; Wake self if whole frames remain)
 //	        drain* (cross-loop deliveries from the ring, via EventLoop.Execute)
+//	        flush (after the round's events and drains: one write per dirty connection)
 //	        tick* (timer wheel: handshake, idle, request timeouts, via Execute from OnTick)
 //	        slow consumer* (ERROR after what was accepted, write side shut, input discarded)
 //	        OnClose (names released, slot freed; gnet flushes what it still buffers)
@@ -100,7 +102,12 @@
 // drops what gnet keeps there (~200 B per connection, gnetaddr.go). A connection's address
 // is conn.ip, the peer's or the one its PROXY header named; format it when it is shown.
 //
-// Output produced in a callback is written once, at its end (one write per connection),
-// so frames ride together in as few system calls as possible. Cross-loop wake-ups cost one
-// small allocation inside gnet's Execute per batch, not per message.
+// Output is written once per poll round per connection: what a round's callbacks and the
+// ring drains produce waits in the connections' outboxes and one task queued behind the
+// round's events (flushLater) writes it, so frames ride together in as few system calls as
+// possible. Only a callback that answered nothing but its own peer (echo) writes at its
+// end, which saves the loop a wake-up of its own. Output buffers come from a per-loop free
+// list (outFree), apart from the pooled copies that cross loops (msgPool). A callback
+// wakes each loop it routed to once, at its end (pushLater, wakeOwners); a wake-up costs
+// one small allocation inside gnet's Execute per batch, not per message.
 package server

@@ -30,7 +30,13 @@ type loop struct {
 	closers []closer
 	reqs    *shard.Table[pendingReq]
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
-	scratch []byte    // reused encoding space for same-loop replies
+	out     outFree   // free output buffers (outbox.frames)
+	// wakes are the loops pushLater handed deliveries to during this callback, woken by
+	// wakeOwners at its end; wakeSet has their bits (by loop index).
+	wakes   []*loop
+	wakeSet [4]uint64
+	trimAt  int64  // srv.clock() of out's last trim
+	scratch []byte // reused encoding space for same-loop replies
 	wheel   wheel
 	// framesOut counts frames appended to outboxes; a plain counter, so that the frame
 	// path pays no atomic for it, published to stats.framesOut before every write
@@ -138,7 +144,14 @@ func (lp *loop) tick() {
 	if len(lp.closers) > 0 {
 		lp.advanceClosers()
 	}
+	if now := lp.srv.clock(); now-lp.trimAt >= int64(outTrimInterval) {
+		lp.trimAt = now
+		lp.out.trim()
+	}
 }
+
+// outTrimInterval: output buffers not taken for this long are released (outFree.trim).
+const outTrimInterval = time.Second
 
 func (lp *loop) fire(e timerEntry) {
 	switch e.kind {

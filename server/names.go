@@ -79,7 +79,7 @@ func (s *Server) claimDone(name string, id shard.ConnID, err error) {
 		s.releaseClaim(name, id, err)
 		return
 	}
-	bb := bufPool.Get()
+	bb := msgPool.Get()
 	bb.B = append(bb.B[:0], name...)
 	d := delivery{kind: dClaim, target: id, buf: bb}
 	if err != nil {
@@ -98,7 +98,7 @@ func (s *Server) claimDone(name string, id shard.ConnID, err error) {
 		return nil
 	})
 	if lp.el.Execute(s.baseCtx, run) != nil { // shutting down: nobody will serve it
-		bufPool.Put(bb)
+		msgPool.Put(bb)
 		s.releaseClaim(name, id, err)
 	}
 }

@@ -29,7 +29,8 @@ type outbox struct {
 	lp *loop
 	id shard.ConnID
 	// frames collects what one callback or round produces; written with one write by
-	// flush, then returned to the pool, so an idle connection holds no buffer.
+	// flush, then returned to the loop's free list (lp.out), so an idle connection holds
+	// no buffer.
 	frames *bytebufferpool.ByteBuffer
 	// pending counts messages queued since gnet's outbound buffer was last seen empty
 	// (frameMsgs of them still in frames); the caps apply to it. Its sum over a loop is
@@ -51,7 +52,7 @@ type outbox struct {
 func (o *outbox) buf() *bytebufferpool.ByteBuffer {
 	o.lp.framesOut++
 	if o.frames == nil {
-		o.frames = bufPool.Get()
+		o.frames = o.lp.out.get()
 	}
 	if !o.dirty {
 		o.dirty = true
@@ -116,7 +117,7 @@ func (o *outbox) flush() {
 		_, _ = o.gc.Write(b.B)
 	}
 	o.frameMsgs = 0 // written (or gone with the connection)
-	bufPool.Put(b)
+	lp.out.put(b)
 	if o.gc == nil {
 		return
 	}
@@ -155,7 +156,7 @@ func (o *outbox) release() {
 	o.lp.stats.pending.Add(int64(-o.pending))
 	o.pending, o.frameMsgs = 0, 0
 	if o.frames != nil {
-		bufPool.Put(o.frames)
+		o.lp.out.put(o.frames)
 		o.frames = nil
 	}
 	o.gc = nil
@@ -288,15 +289,31 @@ func discardInput(fd int) {
 	}
 }
 
-// flushLater queues one flush of the dirty connections behind the events gnet is
-// handling in this poll round (gnet runs queued tasks after the round's I/O events).
-func (lp *loop) flushLater() {
-	// Entries flushed directly (a connection's own answers) are no longer dirty; drop
-	// them from the end so that a callback that only answered its own peer queues nothing.
+// onlyDirty reports whether o is the only outbox with output waiting and no flush is
+// queued: nothing else would be written at the round's end.
+func (lp *loop) onlyDirty(o *outbox) bool {
+	if lp.flushQueued {
+		return false
+	}
+	lp.trimDirty()
+	return len(lp.dirty) == 1 && lp.dirty[0] == o
+}
+
+// trimDirty drops entries flushed directly (no longer dirty) from the end of lp.dirty.
+func (lp *loop) trimDirty() {
 	for n := len(lp.dirty); n > 0 && !lp.dirty[n-1].dirty; n-- {
 		lp.dirty[n-1] = nil
 		lp.dirty = lp.dirty[:n-1]
 	}
+}
+
+// flushLater queues one flush of the dirty connections behind the events gnet is
+// handling in this poll round (gnet runs queued tasks after the round's I/O events, and
+// a task queued by a task of that batch in the same batch).
+func (lp *loop) flushLater() {
+	// Entries flushed directly (a connection's own answers) are no longer dirty; drop
+	// them from the end so that a callback that only answered its own peer queues nothing.
+	lp.trimDirty()
 	if len(lp.dirty) == 0 || lp.flushQueued {
 		return
 	}
@@ -324,7 +341,11 @@ func (lp *loop) publishFramesOut() {
 	}
 }
 
-var bufPool bytebufferpool.Pool
+// msgPool holds the buffers that carry a frame from one loop to another (ring
+// deliveries): taken on the sender's loop, given back on the target's. Output buffers
+// have their own per-loop free list (outFree), so the two size distributions do not
+// calibrate each other away.
+var msgPool bytebufferpool.Pool
 
 // ok answers OK when the peer asked for an answer (corr != 0).
 func (lp *loop) ok(c *conn, corr uint32) {

@@ -116,10 +116,10 @@ func (lp *loop) reply(c *conn, f codec.Frame) bool {
 		lp.finishResponse(token, lp.scratch, c.id, f.Corr)
 		return true
 	}
-	bb := bufPool.Get()
+	bb := msgPool.Get()
 	bb.B = codec.AppendFrame(bb.B[:0], codec.TypeResponse, 0, 0, payload)
 	if !owner.push(delivery{kind: dResponse, token: token, target: c.id, corr: f.Corr, buf: bb}) {
-		bufPool.Put(bb)
+		msgPool.Put(bb)
 		lp.stats.queueFull.Add(1)
 		lp.replyError(c, f.Corr, codec.CodeQueueFull, routeFailReason(codec.CodeQueueFull))
 	}

@@ -33,7 +33,7 @@ const (
 
 // delivery is one item on a loop's inbound ring. It is a value type: pushing it does not
 // allocate. buf, when set, is owned by whoever holds the delivery and goes back to
-// bufPool once written.
+// msgPool once written.
 type delivery struct {
 	buf    *bytebufferpool.ByteBuffer
 	target shard.ConnID
@@ -49,30 +49,75 @@ func (lp *loop) push(d delivery) bool {
 	if !lp.inbox.Push(d) {
 		return false
 	}
-	if lp.armed.CompareAndSwap(false, true) {
-		if err := lp.el.Execute(context.Background(), lp.drainRun); err != nil {
-			// The engine is shutting down; the item stays in the ring and is dropped
-			// with the loop. Nothing to answer: every connection is closing.
-			lp.armed.Store(false)
-		}
+	lp.wake()
+	return true
+}
+
+// pushLater is push with the wake-up deferred to the end of the caller's callback
+// (from.wakeOwners): a callback that routes many messages to one loop wakes it once, and
+// the target loop finds them all in its ring rather than draining them one by one while
+// they arrive. Only for pushes made while dispatching frames (OnTraffic calls wakeOwners
+// after the frames). Runs on loop from; this loop's ring is safe for concurrent use.
+func (lp *loop) pushLater(from *loop, d delivery) bool {
+	if !lp.inbox.Push(d) {
+		return false
+	}
+	w, bit := lp.idx>>6, uint64(1)<<(lp.idx&63)
+	if from.wakeSet[w]&bit == 0 {
+		from.wakeSet[w] |= bit
+		from.wakes = append(from.wakes, lp)
 	}
 	return true
 }
 
-// drain runs on the loop: it empties the inbound ring in batches.
-func (lp *loop) drain() {
-	lp.armed.Store(false)
-	// Bounded batch for fairness; if more remain, re-arm so sockets get a turn.
-	lp.drainBatch(lp.inbox.Cap())
-	if lp.inbox.Len() > 0 && lp.armed.CompareAndSwap(false, true) {
+// wakeOwners schedules a drain on every loop pushLater handed deliveries to since the
+// last call. On the loop.
+func (lp *loop) wakeOwners() {
+	if len(lp.wakes) == 0 {
+		return
+	}
+	for i, owner := range lp.wakes {
+		lp.wakes[i] = nil
+		owner.wake()
+	}
+	lp.wakes = lp.wakes[:0]
+	lp.wakeSet = [4]uint64{}
+}
+
+// wake schedules a drain of this loop's ring unless one is scheduled already. Safe for
+// concurrent use.
+func (lp *loop) wake() {
+	if lp.armed.CompareAndSwap(false, true) {
 		if err := lp.el.Execute(context.Background(), lp.drainRun); err != nil {
+			// The engine is shutting down; the items stay in the ring and are dropped
+			// with the loop. Nothing to answer: every connection is closing.
 			lp.armed.Store(false)
 		}
 	}
 }
 
-// drainBatch handles up to limit deliveries from the ring and writes their output.
+// drain runs on the loop: it empties the inbound ring in batches. What the deliveries
+// produce is written with the rest of the round's output (flushLater), so a connection
+// that gets messages from its own loop and from others in one round gets one write.
+func (lp *loop) drain() {
+	lp.armed.Store(false)
+	// Bounded batch for fairness; if more remain, re-arm so sockets get a turn.
+	lp.drainRing(lp.inbox.Cap())
+	lp.flushLater()
+	if lp.inbox.Len() > 0 {
+		lp.wake()
+	}
+}
+
+// drainBatch handles up to limit deliveries from the ring and writes their output at once.
 func (lp *loop) drainBatch(limit int) {
+	lp.drainRing(limit)
+	lp.flushDirty()
+}
+
+// drainRing handles up to limit deliveries from the ring; their output waits in the
+// connections' outboxes (lp.dirty).
+func (lp *loop) drainRing(limit int) {
 	for i := 0; i < limit; i++ {
 		d, ok := lp.inbox.Pop()
 		if !ok {
@@ -80,7 +125,6 @@ func (lp *loop) drainBatch(limit int) {
 		}
 		lp.handleDelivery(&d)
 	}
-	lp.flushDirty()
 }
 
 func (lp *loop) handleDelivery(d *delivery) {
@@ -100,7 +144,7 @@ func (lp *loop) handleDelivery(d *delivery) {
 		lp.finishClaim(d.target, d.buf.B, d.code)
 	}
 	if d.buf != nil {
-		bufPool.Put(d.buf)
+		msgPool.Put(d.buf)
 	}
 }
 
@@ -149,9 +193,9 @@ func (lp *loop) errorTo(id shard.ConnID, corr uint32, code codec.ErrorCode, reas
 	if owner == nil {
 		return
 	}
-	bb := bufPool.Get()
+	bb := msgPool.Get()
 	bb.B = codec.AppendError(bb.B[:0], corr, codec.ErrorBody{Code: code, Reason: reason})
 	if !owner.push(delivery{kind: dFrame, target: id, buf: bb}) {
-		bufPool.Put(bb)
+		msgPool.Put(bb)
 	}
 }

@@ -80,11 +80,11 @@ func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard
 		lp.countRefusal(code)
 		return code
 	}
-	bb := bufPool.Get()
+	bb := msgPool.Get()
 	bb.B = appendRouted(bb.B[:0], t, from, token, payload)
-	if !owner.push(delivery{kind: dMessage, target: target, token: token, buf: bb}) {
+	if !owner.pushLater(lp, delivery{kind: dMessage, target: target, token: token, buf: bb}) {
 		owner.gates.unadmit(target)
-		bufPool.Put(bb)
+		msgPool.Put(bb)
 		lp.stats.queueFull.Add(1)
 		return codec.CodeQueueFull
 	}
