@@ -58,10 +58,19 @@ done
 
 # Flood: the bench connects first (well under 2 s for 50 connections), then the flood
 # starts and lasts past the end of the measured phase.
+# LEAD=N starts the flood N seconds before the bench instead, so that the measured phase
+# sees an established flood rather than its onset (5,000 connects from the same 2 cores).
 RATE=${RATE:-20000}
+LEAD=${LEAD:-0}
 bench flood-baseline echo --addr 127.0.0.1:17510 --conns 50 --rate "$RATE" --duration 10s --token "bench:$SECRET"
-( sleep 2; "$OUT/hsflood" --addr 127.0.0.1:17510 --conns 5000 --duration 11s >"$OUT/hsflood.txt" ) &
-flood=$!
+if [ "$LEAD" -gt 0 ]; then
+	"$OUT/hsflood" --addr 127.0.0.1:17510 --conns 5000 --duration "$((LEAD + 13))s" >"$OUT/hsflood.txt" &
+	flood=$!
+	sleep "$LEAD"
+else
+	( sleep 2; "$OUT/hsflood" --addr 127.0.0.1:17510 --conns 5000 --duration 11s >"$OUT/hsflood.txt" ) &
+	flood=$!
+fi
 bench flood-5000 echo --addr 127.0.0.1:17510 --conns 50 --rate "$RATE" --duration 10s --token "bench:$SECRET"
 wait "$flood" || true
 cat "$OUT/hsflood.txt"
