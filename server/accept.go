@@ -124,19 +124,15 @@ func (s *Server) pace(t *time.Timer) bool {
 	return true
 }
 
-// hsShare is the share of the handshake slots (1/hsShare) that silent peers may turn over
-// per handshake-timeout once they fill the handshake (hsSpacing).
-const hsShare = 4
-
-// hsSpacing spaces accepts evenly while silent peers fill the handshake: a quarter of the
-// slots or more taken, and a handshake timed out within the last handshake-timeout (a
-// client that says HELLO leaves the handshake within milliseconds, so a storm of real
-// clients does not trigger it). Then the acceptor takes one connection per
-// handshake-timeout / (max-handshakes/4), about 4 ms by default (250 a second), so silent
-// peers cost the node at most that many accepts and timeouts a second, and they time out
-// evenly rather than in waves of a thousand closes that stall the loops for everyone
-// (docs/BENCHMARKS.md, "Handshake flood"). Clients behind the flood wait in the kernel's
-// backlog meanwhile. Owned by the acceptor.
+// hsSpacing spaces accepts evenly while silent peers fill the handshake: half the slots
+// or more taken, and a handshake timed out within the last handshake-timeout (a client
+// that says HELLO leaves the handshake within milliseconds, so a storm of real clients
+// does not trigger it). Then the acceptor takes one connection per handshake-timeout /
+// max-handshakes (about 1 ms by default), the rate at which the slots turn over anyway,
+// so the silent ones time out evenly rather than in waves of a thousand closes that stall
+// the loops for everyone (docs/BENCHMARKS.md, "Handshake flood"). A slower rate would
+// cost a flood less, but clients behind the flood wait in the kernel's backlog meanwhile
+// (a full backlog of 4,096 at 1,000 a second is ~4 s). Owned by the acceptor.
 type hsSpacing struct {
 	at       time.Time // when the next accept may happen
 	timeouts uint64    // handshake timeouts seen so far
@@ -150,12 +146,11 @@ func (h *hsSpacing) next(now time.Time, timeouts uint64, handshaking, slots int6
 	if timeouts != h.timeouts {
 		h.timeouts, h.seen = timeouts, now
 	}
-	quarter := max(1, slots/hsShare)
-	if draining || h.seen.IsZero() || now.Sub(h.seen) >= timeout || handshaking < quarter {
+	if draining || h.seen.IsZero() || now.Sub(h.seen) >= timeout || handshaking < max(1, slots/2) {
 		h.at = now
 		return 0
 	}
-	h.at = h.at.Add(timeout / time.Duration(quarter))
+	h.at = h.at.Add(timeout / time.Duration(max(1, slots)))
 	if d := h.at.Sub(now); d > 0 {
 		return d
 	}

@@ -414,12 +414,12 @@ func TestHandshakeCapPacesAccept(t *testing.T) {
 	}
 }
 
-// TestHandshakeSpacing: accepts are spaced evenly (handshake-timeout per quarter of
-// max-handshakes) only while silent peers fill the handshake: a quarter of the slots
-// taken and a timeout seen within the last handshake-timeout.
+// TestHandshakeSpacing: accepts are spaced evenly (handshake-timeout / max-handshakes)
+// only while silent peers fill the handshake: half the slots taken and a timeout seen
+// within the last handshake-timeout.
 func TestHandshakeSpacing(t *testing.T) {
 	const timeout, slots = 2 * time.Second, 2000
-	gap := timeout / (slots / 4) // 4 ms
+	gap := timeout / slots // 1 ms
 	t0 := time.Unix(1000, 0)
 	var h hsSpacing
 	step := func(now time.Time, timeouts uint64, handshaking int64, draining bool, want time.Duration) {
@@ -429,10 +429,10 @@ func TestHandshakeSpacing(t *testing.T) {
 		}
 	}
 	step(t0, 0, 1999, false, 0) // full, but no timeout yet: a storm of real clients
-	step(t0, 1, 499, false, 0)  // a timeout, but under a quarter of the slots
-	step(t0, 1, 500, false, gap)
-	step(t0, 1, 500, false, 2*gap)          // booked back to back
-	step(t0.Add(2*gap), 1, 500, false, gap) // waited its turn
+	step(t0, 1, 999, false, 0)  // a timeout, but under half the slots
+	step(t0, 1, 1000, false, gap)
+	step(t0, 1, 1000, false, 2*gap)          // booked back to back
+	step(t0.Add(2*gap), 1, 1000, false, gap) // waited its turn
 	step(t0.Add(time.Second), 1, 1500, true, 0)
 	step(t0.Add(timeout), 1, 1500, false, 0) // the last timeout is a handshake-timeout old
 	step(t0.Add(timeout), 2, 1500, false, gap)
