@@ -6,22 +6,8 @@
 # same invocation. The load generator is NEW_BINARY's bench. Prints one line per run.
 set -euo pipefail
 old=$1 new=$2 rounds=${3:-3}
-tmp=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$tmp"' EXIT
-start() { # binary label -> "addr pid"
-	"$1" serve --listen 127.0.0.1:0 --admin off --log-format json >"$tmp/$2.log" 2>&1 &
-	local pid=$! addr=""
-	for _ in $(seq 100); do
-		addr=$(grep -o '"addr":"[^"]*"' "$tmp/$2.log" | head -1 | cut -d'"' -f4 || true)
-		[ -n "$addr" ] && break
-		sleep 0.1
-	done
-	echo "$addr $pid"
-}
-read -r oaddr opid < <(start "$old" old)
-read -r naddr npid < <(start "$new" new)
-pids=("$opid" "$npid")
+# shellcheck source=scripts/ab-servers.sh
+. "$(dirname "$0")/ab-servers.sh"
 for r in $(seq "$rounds"); do
 	for which in old new; do
 		addr=$oaddr pid=$opid
