@@ -86,7 +86,7 @@ func (s *Server) acceptLoop() {
 //   - while the traffic zone is RED but the admission zone is not (the loops lag: an
 //     accept storm, or traffic), for lagPause per connection.
 //
-// Draining skips both: its refusals are what clients need then. Returns false when the
+// Draining skips all three: its refusals are what clients need then. Returns false when the
 // server shuts down. t is the acceptor's timer, stopped and drained between uses.
 func (s *Server) pace(t *time.Timer) bool {
 	wait := func(d time.Duration, wake <-chan struct{}) bool {
@@ -169,8 +169,9 @@ func (s *Server) enroll(nc net.Conn, c *conn) {
 	}
 }
 
-// admitConn applies tier 1 (and the RED traffic zone) to a new connection, in the order
-// an operator reads them: draining, traffic zone, connection cap, accept rate, per-IP. A
+// admitConn applies tier 1 (and the RED admission zone) to a new connection, in the
+// order an operator reads them: draining, admission zone, connection cap, handshake cap,
+// accept rate, per-IP. A
 // refused connection is answered and closed here. Runs on the acceptor goroutine.
 func (s *Server) admitConn(nc net.Conn, c *conn) bool {
 	return s.admitNode(nc) && s.admitIP(nc, c)
