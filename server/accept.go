@@ -101,7 +101,7 @@ func (s *Server) pace(t *time.Timer) bool {
 		return true
 	}
 	if s.handshakesFull() && !s.draining.Load() {
-		s.acceptPauses[0].Add(1)
+		s.acceptPauses[pauseHandshakes].Add(1)
 		if !wait(s.handshakeWait, s.auth.slotFree) {
 			return false
 		}
@@ -110,19 +110,26 @@ func (s *Server) pace(t *time.Timer) bool {
 	s.eachLoop(func(lp *loop) { timeouts += lp.stats.handshakeTimeouts.Load() })
 	if d := s.spacing.next(time.Now(), timeouts, s.auth.handshaking.Load(), s.auth.maxHandshakes,
 		s.cfg.HandshakeTimeout, s.draining.Load()); d > 0 {
-		s.acceptPauses[0].Add(1)
+		s.acceptPauses[pauseHandshakes].Add(1)
 		if !wait(d, nil) {
 			return false
 		}
 	}
 	if s.g.traffic.Current().RefusesConnections() && !s.g.admission.Current().RefusesConnections() && !s.draining.Load() {
-		s.acceptPauses[1].Add(1)
+		s.acceptPauses[pauseLoopLag].Add(1)
 		if !wait(lagPause, nil) {
 			return false
 		}
 	}
 	return true
 }
+
+// pauseReason labels switchboard_accept_pauses_total.
+const (
+	pauseHandshakes = iota // waiting for a handshake slot, or spacing during a flood
+	pauseLoopLag           // the loops lag (traffic zone RED, admission zone not)
+	numPauseReasons
+)
 
 // hsSpacing spaces accepts evenly while silent peers fill the handshake: half the slots
 // or more taken, and a handshake timed out within the last handshake-timeout (a client

@@ -406,7 +406,7 @@ func TestHandshakeCapPacesAccept(t *testing.T) {
 	waitFor(t, "the silent connection in the handshake", func() bool { return s.auth.handshaking.Load() == 1 })
 	next := rawpeer.Dial(t, s.Addr().String()) // connected in the kernel's backlog
 	next.Write(codec.AppendHello(nil, 1, codec.Version, "next", ""))
-	waitFor(t, "the acceptor to pause", func() bool { return s.acceptPauses[0].Load() >= 1 })
+	waitFor(t, "the acceptor to pause", func() bool { return s.acceptPauses[pauseHandshakes].Load() >= 1 })
 	_ = silent.Close()
 	next.Expect(codec.TypeWelcome)
 	if n := s.refusedByReason()["handshakes"]; n != 0 {

@@ -560,7 +560,7 @@ func TestLoopLagPacesAccept(t *testing.T) {
 	if n := refusedBy(s, "zone_red"); n != 0 {
 		t.Fatalf(`refused{reason="zone_red"} = %d; want 0`, n)
 	}
-	if n := s.acceptPauses[1].Load(); n == 0 {
+	if n := s.acceptPauses[pauseLoopLag].Load(); n == 0 {
 		t.Fatal("the acceptor never paused for lagging loops")
 	}
 }

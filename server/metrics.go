@@ -39,8 +39,8 @@ func (s *Server) WritePrometheus(w io.Writer) {
 	}
 	counter("switchboard_accept_errors_total", "accept() errors; the acceptor backs off and retries.", st.AcceptErrors)
 	writeFamily(w, "switchboard_accept_pauses_total", "counter", "Times the acceptor paused before accepting, leaving clients in the kernel's backlog, by reason: handshakes (the handshake cap is full) or loop_lag (the event loops lag).")
-	metrics.WriteCounterUint64(w, `switchboard_accept_pauses_total{reason="handshakes"}`, s.acceptPauses[0].Load())
-	metrics.WriteCounterUint64(w, `switchboard_accept_pauses_total{reason="loop_lag"}`, s.acceptPauses[1].Load())
+	metrics.WriteCounterUint64(w, `switchboard_accept_pauses_total{reason="handshakes"}`, s.acceptPauses[pauseHandshakes].Load())
+	metrics.WriteCounterUint64(w, `switchboard_accept_pauses_total{reason="loop_lag"}`, s.acceptPauses[pauseLoopLag].Load())
 	gauge("switchboard_registry_names", "Names registered on this node.", float64(st.Names))
 	gauge("switchboard_draining", "1 while the node is draining, else 0.", boolf(s.draining.Load()))
 

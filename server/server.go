@@ -62,9 +62,8 @@ type Server struct {
 	refused      atomic.Uint64
 	refusedBy    [numRefuseReasons]atomic.Uint64
 	acceptErrors atomic.Uint64
-	// acceptPauses counts the acceptor's waits (pace): [0] for a handshake slot, [1] for
-	// lagging loops.
-	acceptPauses [2]atomic.Uint64
+	// acceptPauses counts the acceptor's waits (pace), by pauseReason.
+	acceptPauses [numPauseReasons]atomic.Uint64
 	// handshakeWait is how long the acceptor waits for a handshake slot (pace); the
 	// handshakeWait constant unless a test changes it before Start.
 	handshakeWait time.Duration
