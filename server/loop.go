@@ -54,6 +54,9 @@ type loop struct {
 	// flushQueued: a flushRun is queued on this loop (owned by the loop).
 	flushQueued bool
 	fireFn      func(timerEntry) // lp.fire, bound once so ticks do not allocate
+	// hsCloses counts the handshake timeouts closed during this tick (advance), against
+	// hsClosesPerTick.
+	hsCloses int
 
 	lease *limits.RateLease // this loop's share of the node rate; nil = unlimited
 
@@ -138,8 +141,7 @@ func (lp *loop) after(now int64, d time.Duration) uint64 {
 // tick runs on the loop from OnTick: it advances the timer wheel to the current time.
 func (lp *loop) tick() {
 	lp.stats.lagNs.Store(lp.srv.clock() - lp.tickAt.Load())
-	target := uint64((lp.srv.clock() - lp.start) / int64(lp.srv.cfg.TickInterval))
-	lp.wheel.advanceTo(target, lp.fireFn)
+	lp.advance(uint64((lp.srv.clock() - lp.start) / int64(lp.srv.cfg.TickInterval)))
 	lp.flushDirty()
 	if len(lp.closers) > 0 {
 		lp.advanceClosers()
@@ -150,6 +152,22 @@ func (lp *loop) tick() {
 	}
 }
 
+// advance moves the timer wheel to tick target, firing what expired, with a fresh budget of
+// handshake-timeout closes.
+func (lp *loop) advance(target uint64) {
+	lp.hsCloses = 0
+	lp.wheel.advanceTo(target, lp.fireFn)
+}
+
+// hsClosesPerTick bounds the handshake timeouts one loop closes per tick. A flood of silent
+// connections accepted in one burst times out in one tick: closing them all at once (each
+// an ERROR write and a close, 10-20 µs) stalled the loop for 10-20 ms per thousand, and
+// with it every connected client on it. The rest wait for the next ticks, so a handshake
+// timeout can fire late by a few ticks while such a wave lasts (64 per 50 ms tick is
+// ~1,300 a second per loop, above the acceptor's spacing of max-handshakes per
+// handshake-timeout, so only waves wait), never early.
+const hsClosesPerTick = 64
+
 // outTrimInterval: output buffers not taken for this long are released (outFree.trim).
 const outTrimInterval = time.Second
 
@@ -159,6 +177,12 @@ func (lp *loop) fire(e timerEntry) {
 		lp.finishRequest(e.id, codec.CodeTimeout)
 	case timerHandshake:
 		if c, ok := lp.conns.Get(e.id); ok && (c.state == stateHandshake || c.state == stateVerifying) {
+			if lp.hsCloses >= hsClosesPerTick {
+				c.hsTimer = lp.wheel.add(1, timerHandshake, e.id) // next tick: late, not early
+				lp.stats.handshakeTimeoutsDeferred.Add(1)
+				return
+			}
+			lp.hsCloses++
 			lp.stats.handshakeTimeouts.Add(1)
 			lp.closeWithError(c, codec.CodeHandshakeTimeout, "no HELLO in time")
 		}

@@ -95,6 +95,7 @@ func (s *Server) WritePrometheus(w io.Writer) {
 	counter("switchboard_stale_replies_total", "REPLYs whose token was unknown, answered or expired.", st.StaleReplies)
 	gauge("switchboard_requests_inflight", "REQUESTs awaiting an outcome.", float64(inflight))
 	counter("switchboard_handshake_timeouts_total", "Connections closed for sending no HELLO in time.", st.HandshakeTimeouts)
+	counter("switchboard_handshake_timeouts_deferred_total", "Handshake timeouts put off to the next tick because the loop had closed its per-tick share (64) of them.", st.HandshakeTimeoutsDeferred)
 	counter("switchboard_idle_timeouts_total", "Connections closed for sending nothing for the idle timeout.", st.IdleTimeouts)
 	counter("switchboard_bad_frames_total", "Connections closed for a frame that could not be decoded.", st.BadFrames)
 	counter("switchboard_log_suppressed_total", "Per-connection log lines suppressed by the log rate limit.", s.connLog.suppressed.Load())

@@ -33,11 +33,13 @@ type loopStats struct {
 	reqTimeouts       atomic.Uint64
 	staleReplies      atomic.Uint64
 	handshakeTimeouts atomic.Uint64
-	idleTimeouts      atomic.Uint64
-	unauthorized      atomic.Uint64
-	badFrames         atomic.Uint64
-	errors            [codec.MaxCode + 1]atomic.Uint64 // ERROR outcomes by code, sent or not
-	_                 [64]byte
+	// handshakeTimeoutsDeferred: handshake timeouts put off to the next tick (hsClosesPerTick)
+	handshakeTimeoutsDeferred atomic.Uint64
+	idleTimeouts              atomic.Uint64
+	unauthorized              atomic.Uint64
+	badFrames                 atomic.Uint64
+	errors                    [codec.MaxCode + 1]atomic.Uint64 // ERROR outcomes by code, sent or not
+	_                         [64]byte
 }
 
 // Stats is a snapshot of a server's counters, summed over its loops. Counters only grow.
@@ -58,12 +60,15 @@ type Stats struct {
 	RequestTimeouts   uint64
 	StaleReplies      uint64
 	HandshakeTimeouts uint64
-	IdleTimeouts      uint64
-	Unauthorized      uint64
-	BadFrames         uint64
-	AcceptErrors      uint64
-	Names             int
-	Errors            map[codec.ErrorCode]uint64 // by code; only codes seen
+	// HandshakeTimeoutsDeferred counts handshake timeouts put off to a later tick because
+	// the loop had closed hsClosesPerTick of them in this one.
+	HandshakeTimeoutsDeferred uint64
+	IdleTimeouts              uint64
+	Unauthorized              uint64
+	BadFrames                 uint64
+	AcceptErrors              uint64
+	Names                     int
+	Errors                    map[codec.ErrorCode]uint64 // by code; only codes seen
 }
 
 // Stats returns a snapshot of the counters. Safe for concurrent use.
@@ -93,6 +98,7 @@ func (s *Server) Stats() Stats {
 		st.RequestTimeouts += ls.reqTimeouts.Load()
 		st.StaleReplies += ls.staleReplies.Load()
 		st.HandshakeTimeouts += ls.handshakeTimeouts.Load()
+		st.HandshakeTimeoutsDeferred += ls.handshakeTimeoutsDeferred.Load()
 		st.IdleTimeouts += ls.idleTimeouts.Load()
 		st.Unauthorized += ls.unauthorized.Load()
 		st.BadFrames += ls.badFrames.Load()
