@@ -357,17 +357,47 @@ type picker struct {
 	idx       int                  // index in addrs of the last address used
 	preferred []string             // addresses the server suggested, tried first
 	notBefore map[string]time.Time // addresses the server asked us to avoid until then
+	rnd       *rand.Rand           // for spread; seeded per picker
 }
 
 func newPicker(addrs []string, idx int) *picker {
-	return &picker{addrs: addrs, idx: idx, notBefore: make(map[string]time.Time)}
+	return &picker{addrs: addrs, idx: idx, notBefore: make(map[string]time.Time),
+		rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+}
+
+// suggest takes the addresses a GOAWAY or ERROR suggested as the next ones to try, with
+// the first one chosen by spread.
+func (p *picker) suggest(addrs []string) {
+	p.preferred = spread(slices.Clone(addrs), p.rnd)
+}
+
+// spread moves one of addrs to the front, chosen at random with weights n, n-1, ..., 1 by
+// position, and returns addrs. A server lists its peers least loaded first; if every
+// client of a draining node took the first, they would all land on one node, which would
+// then be the most loaded. Weighted by rank, the less loaded nodes still get more of them
+// (with 5 peers: 33%, 27%, 20%, 13%, 7%). The rest keep their order, for the retries.
+func spread(addrs []string, r *rand.Rand) []string {
+	n := len(addrs)
+	if n < 2 {
+		return addrs
+	}
+	x := r.IntN(n * (n + 1) / 2) // a point in the weights n + (n-1) + ... + 1
+	i := 0
+	for w := n; x >= w; w-- {
+		x -= w
+		i++
+	}
+	first := addrs[i]
+	copy(addrs[1:i+1], addrs[:i])
+	addrs[0] = first
+	return addrs
 }
 
 // note records the hints of a connection that ended: GOAWAY or a closing ERROR.
 func (p *picker) note(cn *conn, now time.Time) {
 	if g := cn.goaway; g != nil {
 		p.block(cn.addr, now.Add(time.Duration(g.ReconnectAfterMs)*time.Millisecond))
-		p.preferred = slices.Clone(g.Addrs)
+		p.suggest(g.Addrs)
 	}
 	if se := cn.closeErr; se != nil {
 		p.noteError(cn.addr, se, now)
@@ -380,7 +410,7 @@ func (p *picker) noteError(addr string, se *ServerError, now time.Time) {
 		p.block(addr, now.Add(se.RetryAfter))
 	}
 	if se.Flags&codec.ErrFlagTryOther != 0 && len(se.Addrs) > 0 {
-		p.preferred = slices.Clone(se.Addrs)
+		p.suggest(se.Addrs)
 	}
 }
 

@@ -3,6 +3,8 @@ package client
 import (
 	"bytes"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -159,5 +161,49 @@ func TestMillis(t *testing.T) {
 		if got := millis(tt.d); got != tt.want {
 			t.Errorf("millis(%v) = %d; want %d", tt.d, got, tt.want)
 		}
+	}
+}
+
+// TestSpread: the address a GOAWAY suggests first is spread over the listed ones, weighted
+// by rank (the server lists the least loaded first), and the others keep their order.
+func TestSpread(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	addrs := []string{"a", "b", "c", "d", "e"}
+	const tries = 30_000
+	firsts := map[string]int{}
+	for range tries {
+		got := spread(slices.Clone(addrs), r)
+		firsts[got[0]]++
+		rest := slices.DeleteFunc(slices.Clone(addrs), func(a string) bool { return a == got[0] })
+		if !slices.Equal(got[1:], rest) {
+			t.Fatalf("spread(%v) = %v: the others must keep their order", addrs, got)
+		}
+	}
+	// Weights 5:4:3:2:1 of 15; allow 3 points either way on 30,000 tries.
+	for i, a := range addrs {
+		want := float64(len(addrs)-i) / 15
+		if got := float64(firsts[a]) / tries; got < want-0.03 || got > want+0.03 {
+			t.Errorf("%s first in %.3f of tries, want ~%.3f", a, got, want)
+		}
+	}
+	for _, in := range [][]string{nil, {"only"}} {
+		if got := spread(slices.Clone(in), r); !slices.Equal(got, in) {
+			t.Errorf("spread(%v) = %v", in, got)
+		}
+	}
+}
+
+// TestPickerSpreadsGoAway: clients of a draining node told the same peer list do not all
+// go to its first entry.
+func TestPickerSpreadsGoAway(t *testing.T) {
+	firsts := map[string]int{}
+	for range 200 {
+		p := newPicker([]string{"self"}, 0)
+		p.suggest([]string{"n1", "n2", "n3"})
+		a, _ := p.next(time.Now())
+		firsts[a]++
+	}
+	if len(firsts) != 3 {
+		t.Fatalf("200 clients went to %v; want all three suggested nodes used", firsts)
 	}
 }
