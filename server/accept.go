@@ -258,7 +258,7 @@ func (s *Server) refuseWith(nc net.Conn, why refuseReason, code codec.ErrorCode,
 	s.refusedBy[why].Add(1)
 	var peers []string
 	if flags&codec.ErrFlagTryOther != 0 {
-		peers = s.peers
+		peers = s.peerAddrs()
 	}
 	frame := codec.AppendError(nil, 0, codec.ErrorBody{
 		Code: code, RetryAfterMs: retryMs, Flags: flags, Reason: reason, Addrs: peers})

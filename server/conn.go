@@ -92,7 +92,14 @@ func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 	if code == codec.CodeSlowConsumer || code == codec.CodeTimeout || code == codec.CodeShuttingDown || code == codec.CodeBusy {
 		flags |= codec.ErrFlagReconnect
 	}
-	lp.sendError(c, 0, code, flags, reason)
+	if code == codec.CodeShuttingDown { // as at accept: go elsewhere, here are the other nodes
+		flags |= codec.ErrFlagTryOther
+		b := c.buf()
+		b.B = codec.AppendError(b.B, 0, codec.ErrorBody{Code: code, Flags: flags, Reason: reason, Addrs: lp.srv.peerAddrs()})
+		lp.stats.errors[code].Add(1)
+	} else {
+		lp.sendError(c, 0, code, flags, reason)
+	}
 	if code != codec.CodeTimeout && code != codec.CodeShuttingDown { // routine closes are only counted
 		lp.srv.connLog.report(connLogEntry{ip: c.ip.Addr(), code: code, reason: reason})
 	}

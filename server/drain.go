@@ -71,13 +71,39 @@ func (s *Server) Drain(ctx context.Context, period time.Duration) error {
 func (s *Server) Draining() bool { return s.draining.Load() }
 
 func (s *Server) goAwayMsg(reason string) codec.GoAway {
-	g := codec.GoAway{Reason: reason}
-	for _, p := range strings.Split(s.cfg.Peers, ",") {
-		if p = strings.TrimSpace(p); p != "" && len(g.Addrs) < 255 {
-			g.Addrs = append(g.Addrs, p)
+	return codec.GoAway{Reason: reason, Addrs: s.peerAddrs()}
+}
+
+// SetPeers sets the client addresses of the other nodes that GOAWAY and TRY_OTHER refusals
+// suggest, best first (at most 255 are sent), in place of the configured `peers`. A cluster
+// calls it as nodes come, go, drain and change load; nil goes back to the configured list.
+// Safe for concurrent use; addrs must not be changed afterwards.
+func (s *Server) SetPeers(addrs []string) {
+	if addrs == nil {
+		s.livePeers.Store(nil)
+		return
+	}
+	s.livePeers.Store(&addrs)
+}
+
+// peerAddrs is what GOAWAY and TRY_OTHER refusals suggest: SetPeers's list if it was
+// called, the configured peers otherwise. The slice is shared: do not modify it.
+func (s *Server) peerAddrs() []string {
+	if p := s.livePeers.Load(); p != nil {
+		return (*p)[:min(len(*p), 255)]
+	}
+	return s.peers
+}
+
+// splitPeers splits the comma-separated `peers` setting (at most 255 addresses).
+func splitPeers(list string) []string {
+	var addrs []string
+	for _, p := range strings.Split(list, ",") {
+		if p = strings.TrimSpace(p); p != "" && len(addrs) < 255 {
+			addrs = append(addrs, p)
 		}
 	}
-	return g
+	return addrs
 }
 
 // onEachLoop runs fn on every loop (through Execute) and returns without waiting.

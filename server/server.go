@@ -31,6 +31,8 @@ type Server struct {
 	nofile   uint64          // immutable after Start
 	epoch    time.Time       // immutable after New; clock's zero
 	peers    []string        // immutable after New; cfg.Peers split
+	// livePeers replaces peers once SetPeers was called (a cluster's live nodes).
+	livePeers atomic.Pointer[[]string]
 	// proxyFrom are the trusted PROXY protocol senders (cfg.ProxyProtocolFrom); immutable
 	// after New, nil when off.
 	proxyFrom []netip.Prefix
@@ -116,7 +118,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.connLog.clock = s.clock
 	s.claimFn = s.claimDone
 	s.proxyFrom, _ = parseProxyFrom(cfg.ProxyProtocolFrom) // validated above
-	s.peers = s.goAwayMsg("").Addrs
+	s.peers = splitPeers(cfg.Peers)
 	if s.dir == nil {
 		s.dir = shard.NewRegistry()
 	}

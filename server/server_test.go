@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -559,5 +560,40 @@ func TestHelloPipelinedWithLargeFrame(t *testing.T) {
 	p.Expect(codec.TypeWelcome)
 	if f := p.Expect(codec.TypeEchoReply); len(f.Body) != 8<<10 {
 		t.Fatalf("echo body %d bytes", len(f.Body))
+	}
+}
+
+// TestDrainSuggestsLivePeers: SetPeers (a cluster's live nodes) replaces the configured
+// peers in GOAWAY, in refusals at accept and in the SHUTTING_DOWN of a HELLO that arrives
+// during the drain, which also says TRY_OTHER like the refusal at accept.
+func TestDrainSuggestsLivePeers(t *testing.T) {
+	s := startServer(t, Config{Peers: "10.0.0.2:7400"})
+	live := []string{"10.0.0.7:7400", "10.0.0.8:7400", "10.0.0.9:7400"}
+	s.SetPeers(live)
+	active := connect(t, s, "a")
+	silent := rawpeer.Dial(t, s.Addr().String()) // in its handshake when the drain starts
+	waitFor(t, "the silent connection enrolled", func() bool { return s.Stats().Connections == 2 })
+	done := make(chan error, 1)
+	go func() { done <- s.Drain(context.Background(), 300*time.Millisecond) }()
+	g, err := codec.ParseGoAway(active.Expect(codec.TypeGoAway).Body)
+	if err != nil || !slices.Equal(g.Addrs, live) {
+		t.Fatalf("GOAWAY %+v, %v; want the live peers %v", g, err, live)
+	}
+	silent.Write(codec.AppendHello(nil, 1, codec.Version, "late-hello", ""))
+	if _, e := silent.ExpectError(codec.CodeShuttingDown); !slices.Equal(e.Addrs, live) ||
+		e.Flags&codec.ErrFlagTryOther == 0 || e.Flags&codec.ErrFlagReconnect == 0 {
+		t.Fatalf("HELLO during the drain: %+v; want SHUTTING_DOWN, RECONNECT|TRY_OTHER, the live peers", e)
+	}
+	late := rawpeer.Dial(t, s.Addr().String())
+	if _, e := late.ExpectError(codec.CodeShuttingDown); !slices.Equal(e.Addrs, live) {
+		t.Fatalf("refused at accept with %+v; want the live peers", e)
+	}
+	s.SetPeers(nil) // back to the configured list
+	late2 := rawpeer.Dial(t, s.Addr().String())
+	if _, e := late2.ExpectError(codec.CodeShuttingDown); !slices.Equal(e.Addrs, []string{"10.0.0.2:7400"}) {
+		t.Fatalf("after SetPeers(nil): %+v; want the configured peers", e)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Drain = %v", err)
 	}
 }
