@@ -51,4 +51,9 @@
 //     do not collide; a run with connections that failed to register sees NO_ROUTE.
 //   - Server figures need --server-pid (Linux /proc) or --admin (Prometheus /metrics);
 //     RSS per connection is only meaningful against a freshly started server.
+//   - The load generator reports its own CPU (load_generator in the JSON: this process and
+//     its --procs workers) over the same window, per message too. On one machine it shares
+//     the cores with the server, so a scenario that costs it more per message (route reads
+//     an OK and a MESSAGE on two sockets per message, echo one frame) leaves the server
+//     less: compare throughput ratios with both CPU figures in view.
 package bench

@@ -77,7 +77,8 @@ var resultKeys = []string{
 	"messages.sent", "messages.received", "messages.errors_by_code", "messages.lost",
 	"throughput_msgs_per_s",
 	"latency_us.p50", "latency_us.p90", "latency_us.p95", "latency_us.p99", "latency_us.p999", "latency_us.max",
-	"server.rss_bytes_before", "server.rss_bytes_after", "server.rss_bytes_peak", "server.rss_per_conn_bytes", "server.cpu_seconds", "server.source",
+	"server.rss_bytes_before", "server.rss_bytes_after", "server.rss_bytes_peak", "server.rss_per_conn_bytes", "server.cpu_seconds", "server.cpu_per_msg_us", "server.source",
+	"load_generator.cpu_seconds", "load_generator.cpu_per_msg_us",
 	"floor.throughput_msgs_per_s", "floor.ratio",
 }
 
@@ -95,6 +96,11 @@ func TestEchoClosedLoopJSONShape(t *testing.T) {
 		if _, ok := cfg[f]; !ok {
 			t.Errorf("config lacks flag %q", f)
 		}
+	}
+	// The server runs in this process: both CPU figures measure it and the load together.
+	if num(t, m, "load_generator.cpu_seconds") <= 0 || num(t, m, "load_generator.cpu_per_msg_us") <= 0 ||
+		num(t, m, "server.cpu_per_msg_us") <= 0 {
+		t.Errorf("CPU figures missing: server %v, load generator %v", get(t, m, "server"), get(t, m, "load_generator"))
 	}
 	if get(t, m, "scenario") != "echo" || num(t, m, "connections.established") != 4 {
 		t.Fatalf("scenario %v, established %v", get(t, m, "scenario"), get(t, m, "connections.established"))

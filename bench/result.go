@@ -20,6 +20,7 @@ type Result struct {
 	Throughput  float64        `json:"throughput_msgs_per_s"`
 	LatencyUs   LatencyStats   `json:"latency_us"`
 	Server      ServerStats    `json:"server"`
+	LoadGen     LoadGenStats   `json:"load_generator"`
 	Floor       FloorStats     `json:"floor"`
 	Connect     *ConnectStats  `json:"connect,omitempty"`
 	Ports       *PortCheck     `json:"ports,omitempty"` // the pre-run port check
@@ -68,8 +69,19 @@ type ServerStats struct {
 	RSSPeak    uint64  `json:"rss_bytes_peak"`
 	RSSPerConn float64 `json:"rss_per_conn_bytes"`
 	CPUSeconds float64 `json:"cpu_seconds"`
-	Source     string  `json:"source"`
-	Error      string  `json:"error,omitempty"`
+	// CPUPerMsgUs is CPUSeconds per message received, in µs (0 without messages).
+	CPUPerMsgUs float64 `json:"cpu_per_msg_us"`
+	Source      string  `json:"source"`
+	Error       string  `json:"error,omitempty"`
+}
+
+// LoadGenStats is the CPU the load generator itself used over the same window as the
+// server's figures (this process and its --procs workers). On one machine the load
+// generator and the server share the cores: a scenario that costs the generator more per
+// message leaves the server less, so compare scenarios with both figures in view.
+type LoadGenStats struct {
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	CPUPerMsgUs float64 `json:"cpu_per_msg_us"` // per message received, µs
 }
 
 // FloorStats compares with the bare gnet echo server (zero unless --floor).
@@ -164,8 +176,11 @@ func (r *Result) WriteSummary(w io.Writer) {
 	case s.Error != "":
 		fmt.Fprintf(w, "  server       %s: %s\n", s.Source, s.Error)
 	default:
-		fmt.Fprintf(w, "  server       RSS %s → %s (peak %s), %.0f B/conn, CPU %.2fs  [%s]\n",
-			mib(s.RSSBefore), mib(s.RSSAfter), mib(s.RSSPeak), s.RSSPerConn, s.CPUSeconds, s.Source)
+		fmt.Fprintf(w, "  server       RSS %s → %s (peak %s), %.0f B/conn, CPU %.2fs (%.2f µs/msg)  [%s]\n",
+			mib(s.RSSBefore), mib(s.RSSAfter), mib(s.RSSPeak), s.RSSPerConn, s.CPUSeconds, s.CPUPerMsgUs, s.Source)
+	}
+	if g := r.LoadGen; g.CPUSeconds > 0 {
+		fmt.Fprintf(w, "  load gen     CPU %.2fs (%.2f µs/msg)\n", g.CPUSeconds, g.CPUPerMsgUs)
 	}
 	if r.Failed != "" {
 		fmt.Fprintf(w, "  RUN FAILED: %s\n", r.Failed)

@@ -453,7 +453,9 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 	ports := portCheck(cfg, r.procRoot())
 	ports.write(r.stderr, cfg.Scenario)
 	mon := startMonitor(ctx, src)
+	cpu0 := loadGenCPU()
 	main := r.pass(ctx, cfg.Addrs, false, mon, cfg.Scenario)
+	cpu1 := loadGenCPU()
 	mon.stop()
 
 	res := &Result{Scenario: cfg.Scenario, StartedAt: started, Config: cfg.effective(),
@@ -489,6 +491,13 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 		}
 	}
 	res.Server = mon.figures(main.after, main.haveAfter, perConn)
+	res.LoadGen = LoadGenStats{CPUSeconds: cpu1 - cpu0}
+	if main.recv > 0 {
+		res.LoadGen.CPUPerMsgUs = res.LoadGen.CPUSeconds * 1e6 / float64(main.recv)
+		if res.Server.CPUSeconds > 0 {
+			res.Server.CPUPerMsgUs = res.Server.CPUSeconds * 1e6 / float64(main.recv)
+		}
+	}
 	res.Overload = main.probe
 
 	failed := main.failed
