@@ -37,8 +37,6 @@ type conn struct {
 	lastSeen uint32
 	// inflight counts this connection's REQUESTs awaiting an outcome.
 	inflight int32
-	// hsTimer is the handshake timer, cancelled by HELLO so that its node is reused.
-	hsTimer timerHandle
 	// user is the account id of the credentials user this connection authenticated as;
 	// 0 without credentials (auth.go).
 	user  uint32

@@ -14,10 +14,11 @@ func TestConnSize(t *testing.T) {
 	}
 }
 
-// TestTimerNodeSize: every idle connection holds one timer node (its idle timer).
-func TestTimerNodeSize(t *testing.T) {
-	if got := unsafe.Sizeof(timerNode{}); got > 32 {
-		t.Fatalf("timerNode is %d bytes; keep it within 32", got)
+// TestConnTimerSize: every connection holds one connTimer (its handshake, then idle
+// timer), in a slice indexed by its table slot.
+func TestConnTimerSize(t *testing.T) {
+	if got := unsafe.Sizeof(connTimer{}); got > 12 {
+		t.Fatalf("connTimer is %d bytes; keep it within 12", got)
 	}
 }
 
