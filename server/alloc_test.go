@@ -44,7 +44,8 @@ func newTestLoops(t testing.TB, n int) (*Server, []*loop) {
 func addConn(t testing.TB, lp *loop, name string) (*conn, *fakeConn) {
 	t.Helper()
 	fc := &fakeConn{}
-	c := &conn{outbox: outbox{gc: fc, lp: lp}, state: stateActive, name: name}
+	c := &conn{outbox: outbox{gc: fc, lp: lp}, state: stateActive}
+	c.setName(name)
 	id, err := lp.conns.Add(c)
 	if err != nil {
 		t.Fatal(err)

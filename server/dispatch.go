@@ -88,7 +88,7 @@ func (lp *loop) hello(c *conn, f codec.Frame) bool {
 // name, owned by c from now on.
 func (lp *loop) welcome(c *conn, name string, corr uint32) {
 	cfg := &lp.srv.cfg
-	c.name = name
+	c.setName(name)
 	c.state = stateActive
 	lp.srv.leaveHandshake(c)
 	b := c.buf()
