@@ -60,7 +60,7 @@ func mustRegister(t testing.TB, s *Server, name string, c *conn) {
 	if err := s.dir.Claim(name, c.id, nil); err != nil {
 		t.Fatal(err)
 	}
-	c.names = append(c.names, name)
+	c.addName(name)
 }
 
 func decodeOne(t testing.TB, b []byte) codec.Frame {

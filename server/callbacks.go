@@ -121,7 +121,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	lp.gates.shut(c.id, gateGone)
 	lp.conns.Remove(c.id)
 	lp.timers.stop(c.id.Slot())
-	for _, name := range c.names {
+	for _, name := range c.registered() {
 		_ = h.srv.dir.Unregister(name, c.id)
 	}
 	h.srv.g.perIP.Release(c.ip.Addr())

@@ -32,8 +32,10 @@ type conn struct {
 	// sender: a str8 on the wire, so at most 255 bytes, and kept in 9 bytes rather than a
 	// 16-byte string header.
 	nameData *byte
-	// names are the names this connection registered; released when it closes.
-	names []string
+	// names are the names this connection registered (registered, addName), released
+	// when it closes; nil until its first REGISTER, so that a connection that registers
+	// nothing pays 8 bytes for the list instead of a 24-byte slice header.
+	names *[]string
 	// lim holds the per-connection rate buckets; nil when no per-connection rate is set.
 	lim *connLimits
 	// lastSeen is when the last frame was received, as a tick32 stamp (idle timeout).
@@ -49,7 +51,7 @@ type conn struct {
 	// ip is the remote address, for per-IP accounting and logs: the peer's, or the source
 	// its PROXY header named.
 	ip peerIP
-	// (Field order keeps conn at 128 bytes, a size class: see TestConnSize.)
+	// (Field order keeps conn at 112 bytes, a size class: see TestConnSize.)
 }
 
 // connFlags are a connection's yes/no facts, in one byte to keep conn in its size class.
@@ -69,6 +71,22 @@ func (c *conn) setName(name string) {
 		panic("BUG: HELLO name longer than a str8")
 	}
 	c.nameData, c.nameLen = unsafe.StringData(name), uint8(len(name))
+}
+
+// registered returns the names c registered, in order; nil if none.
+func (c *conn) registered() []string {
+	if c.names == nil {
+		return nil
+	}
+	return *c.names
+}
+
+// addName records that c owns name.
+func (c *conn) addName(name string) {
+	if c.names == nil {
+		c.names = new([]string)
+	}
+	*c.names = append(*c.names, name)
 }
 
 // peerIP is a netip.Addr in 17 bytes instead of 24, so that conn fits its size class: the
