@@ -1,8 +1,15 @@
 package server
 
 import (
+	"context"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"github.com/switchboard/switchboard/internal/rawpeer"
+	"github.com/switchboard/switchboard/shard"
 )
 
 // fireLog records which slots fired at which tick.
@@ -125,5 +132,45 @@ func TestConnTimersNoAllocs(t *testing.T) {
 		ct.advanceTo(tick, func(uint32) {})
 	}); n != 0 {
 		t.Fatalf("%v allocs per set/stop/advance; want 0", n)
+	}
+}
+
+// TestConnTimerFollowsConnection: a connection's timer is its handshake deadline until
+// WELCOME, then its idle deadline, and it is stopped when the connection closes.
+func TestConnTimerFollowsConnection(t *testing.T) {
+	const tick = 50 * time.Millisecond
+	s := startServer(t, Config{Loops: 1, TickInterval: tick, HandshakeTimeout: 10 * time.Second, IdleTimeout: time.Hour})
+	lp := s.loopAt(0)
+	onLoop := func(fn func()) {
+		done := make(chan struct{})
+		_ = lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error { fn(); close(done); return nil }))
+		<-done
+	}
+	// timer reports the loop's connections and, for the last one, its timer's ticks ahead.
+	var slot uint32
+	timer := func() (n int, ahead int64, armed bool) {
+		onLoop(func() {
+			lp.conns.Range(func(id shard.ConnID, _ *conn) bool { n++; slot = id.Slot(); return true })
+			if at, ok := lp.timers.armed(slot); ok {
+				armed, ahead = true, int64(int32(at-uint32(lp.timers.now)))
+			}
+		})
+		return n, ahead, armed
+	}
+	p := rawpeer.Dial(t, s.Addr().String())
+	waitFor(t, "the connection on its loop", func() bool { n, _, _ := timer(); return n == 1 })
+	// 10 s is 200 ticks; on a loaded machine the loop may be some ticks behind or the
+	// test some ticks late.
+	if _, ahead, armed := timer(); !armed || ahead < 100 || ahead > 300 {
+		t.Fatalf("before HELLO: timer armed %v, %d ticks ahead; want the handshake's ~200", armed, ahead)
+	}
+	p.Hello("timed", "")
+	if _, ahead, armed := timer(); !armed || ahead < 71800 || ahead > 72100 {
+		t.Fatalf("after WELCOME: timer armed %v, %d ticks ahead; want the idle timeout's ~72000", armed, ahead)
+	}
+	_ = p.Conn.Close()
+	waitFor(t, "the connection closed", func() bool { n, _, _ := timer(); return n == 0 })
+	if _, _, armed := timer(); armed {
+		t.Fatal("timer of a closed connection's slot still armed")
 	}
 }
