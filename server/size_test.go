@@ -2,8 +2,11 @@ package server
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/switchboard/switchboard/codec"
 )
 
 // TestConnSize keeps the per-connection state in its allocation size class: it is paid
@@ -38,5 +41,20 @@ func TestPeerIP(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = peerIPOf(netip.MustParseAddr("192.0.2.7")).Addr() }); n != 0 {
 		t.Errorf("peerIP round trip: %v allocs; want 0", n)
+	}
+}
+
+// TestConnName: conn keeps its HELLO name as bytes and a one-byte length; every legal
+// name (a str8: up to 255 bytes) survives.
+func TestConnName(t *testing.T) {
+	for _, name := range []string{"", "a", "svc.orders", strings.Repeat("n", codec.MaxNameLen)} {
+		var c conn
+		c.setName(name)
+		if got := c.name(); got != name {
+			t.Errorf("name() = %q; want %q", got, name)
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = c.name() }); n != 0 {
+			t.Errorf("name(): %v allocs; want 0", n)
+		}
 	}
 }
