@@ -44,7 +44,8 @@ func newTestLoops(t testing.TB, n int) (*Server, []*loop) {
 func addConn(t testing.TB, lp *loop, name string) (*conn, *fakeConn) {
 	t.Helper()
 	fc := &fakeConn{}
-	c := &conn{outbox: outbox{gc: fc, lp: lp}, state: stateActive, name: name}
+	c := &conn{outbox: outbox{gc: fc, lp: lp}, state: stateActive}
+	c.setName(name)
 	id, err := lp.conns.Add(c)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +60,7 @@ func mustRegister(t testing.TB, s *Server, name string, c *conn) {
 	if err := s.dir.Claim(name, c.id, nil); err != nil {
 		t.Fatal(err)
 	}
-	c.names = append(c.names, name)
+	c.addName(name)
 }
 
 func decodeOne(t testing.TB, b []byte) codec.Frame {

@@ -242,15 +242,15 @@ func (s *Server) handshakesFull() bool {
 // enterHandshake counts an admitted connection as in the handshake. Acceptor, before
 // the connection is enrolled.
 func (s *Server) enterHandshake(c *conn) {
-	c.hsCounted = true
+	c.flags |= flagHSCounted
 	s.auth.handshaking.Add(1)
 }
 
 // leaveHandshake stops counting c as in the handshake (WELCOME sent, or closed). On c's
 // loop, or on the acceptor before c was enrolled.
 func (s *Server) leaveHandshake(c *conn) {
-	if c.hsCounted {
-		c.hsCounted = false
+	if c.flags&flagHSCounted != 0 {
+		c.flags &^= flagHSCounted
 		if s.auth.handshaking.Add(-1) == s.auth.maxHandshakes-1 { // the cap was full
 			select {
 			case s.auth.slotFree <- struct{}{}:

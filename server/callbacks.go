@@ -39,7 +39,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	lp.gates.open(id)
 	c.lastSeen = lp.tick32()
 	lp.stats.accepted.Add(1)
-	c.hsTimer = lp.wheel.add(lp.after(h.srv.clock(), h.srv.cfg.HandshakeTimeout), timerHandshake, id)
+	lp.timers.set(id.Slot(), lp.tickCeil(h.srv.clock()+int64(h.srv.cfg.HandshakeTimeout)))
 	return nil, gnet.None
 }
 
@@ -120,7 +120,8 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	}
 	lp.gates.shut(c.id, gateGone)
 	lp.conns.Remove(c.id)
-	for _, name := range c.names {
+	lp.timers.stop(c.id.Slot())
+	for _, name := range c.registered() {
 		_ = h.srv.dir.Unregister(name, c.id)
 	}
 	h.srv.g.perIP.Release(c.ip.Addr())

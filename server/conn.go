@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/netip"
+	"unsafe"
 
 	"github.com/switchboard/switchboard/codec"
 )
@@ -27,30 +28,65 @@ func (s connState) slowClosing() bool { return s >= stateSlowLanding && s <= sta
 // gnet connection itself, owned by its event loop: no field may be touched elsewhere.
 type conn struct {
 	outbox // gc, lp, id and the output path
-	// name is the HELLO client name, shown to peers as the sender.
-	name string
-	// names are the names this connection registered; released when it closes.
-	names []string
+	// nameData and nameLen are the HELLO client name (name), shown to peers as the
+	// sender: a str8 on the wire, so at most 255 bytes, and kept in 9 bytes rather than a
+	// 16-byte string header.
+	nameData *byte
+	// names are the names this connection registered (registered, addName), released
+	// when it closes; nil until its first REGISTER, so that a connection that registers
+	// nothing pays 8 bytes for the list instead of a 24-byte slice header.
+	names *[]string
 	// lim holds the per-connection rate buckets; nil when no per-connection rate is set.
 	lim *connLimits
 	// lastSeen is when the last frame was received, as a tick32 stamp (idle timeout).
 	lastSeen uint32
 	// inflight counts this connection's REQUESTs awaiting an outcome.
 	inflight int32
-	// hsTimer is the handshake timer, cancelled by HELLO so that its node is reused.
-	hsTimer timerHandle
 	// user is the account id of the credentials user this connection authenticated as;
 	// 0 without credentials (auth.go).
-	user  uint32
-	state connState
-	// goneAway: GOAWAY was sent (drain).
-	goneAway bool
-	// hsCounted: counted in the server's handshaking connections (auth.go).
-	hsCounted bool
+	user    uint32
+	nameLen uint8
+	state   connState
+	flags   connFlags
 	// ip is the remote address, for per-IP accounting and logs: the peer's, or the source
 	// its PROXY header named.
 	ip peerIP
-	// (Field order keeps conn at 144 bytes, a size class of its own: see TestConnSize.)
+	// (Field order keeps conn at 112 bytes, a size class: see TestConnSize.)
+}
+
+// connFlags are a connection's yes/no facts, in one byte to keep conn in its size class.
+type connFlags uint8
+
+const (
+	flagGoneAway  connFlags = 1 << iota // GOAWAY was sent (drain)
+	flagHSCounted                       // counted in the server's handshaking connections (auth.go)
+)
+
+// name returns the HELLO client name ("" before WELCOME). It does not allocate.
+func (c *conn) name() string { return unsafe.String(c.nameData, int(c.nameLen)) }
+
+// setName keeps name, which c owns from now on, as its HELLO client name.
+func (c *conn) setName(name string) {
+	if len(name) > codec.MaxNameLen {
+		panic("BUG: HELLO name longer than a str8")
+	}
+	c.nameData, c.nameLen = unsafe.StringData(name), uint8(len(name))
+}
+
+// registered returns the names c registered, in order; nil if none.
+func (c *conn) registered() []string {
+	if c.names == nil {
+		return nil
+	}
+	return *c.names
+}
+
+// addName records that c owns name.
+func (c *conn) addName(name string) {
+	if c.names == nil {
+		c.names = new([]string)
+	}
+	*c.names = append(*c.names, name)
 }
 
 // peerIP is a netip.Addr in 17 bytes instead of 24, so that conn fits its size class: the

@@ -88,10 +88,9 @@ func (lp *loop) hello(c *conn, f codec.Frame) bool {
 // name, owned by c from now on.
 func (lp *loop) welcome(c *conn, name string, corr uint32) {
 	cfg := &lp.srv.cfg
-	c.name = name
+	c.setName(name)
 	c.state = stateActive
 	lp.srv.leaveHandshake(c)
-	lp.wheel.cancel(c.hsTimer)
 	b := c.buf()
 	b.B = codec.AppendWelcome(b.B, corr, codec.Welcome{
 		Version:        codec.Version,
@@ -101,7 +100,10 @@ func (lp *loop) welcome(c *conn, name string, corr uint32) {
 		MaxPending:     uint32(cfg.MaxPending),
 		ServerID:       lp.srv.serverID,
 	})
-	if cfg.IdleTimeout > 0 { // 0 = off: no idle timer
-		lp.wheel.add(lp.after(lp.srv.clock(), cfg.IdleTimeout), timerIdle, c.id)
+	// The connection's timer turns from the handshake timeout into the idle timeout.
+	if cfg.IdleTimeout > 0 {
+		lp.timers.set(c.id.Slot(), lp.tickCeil(lp.srv.clock()+int64(cfg.IdleTimeout)))
+	} else { // 0 = off: no idle timer
+		lp.timers.stop(c.id.Slot())
 	}
 }

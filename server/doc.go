@@ -24,14 +24,14 @@
 //	             │ yes (from a trusted proxy: node-wide tiers here, then a header reader
 //	             │      peeks the PROXY header, reads exactly it, and admits per IP)
 //	             ▼
-//	loop k: OnOpen (table slot, handshake timer)
+//	loop k: OnOpen (table slot, its timer set to the handshake timeout)
 //	        [HELLO needing bcrypt: stateVerifying; a verifier goroutine Executes the outcome]
 //	        OnTraffic* (Peek → Decode ≤ FramesPerWake frames → dispatch → wake target
 //	                    loops → Discard → flush own answers if nothing else waits, else
 //	                    queue the round's flush; Wake self if whole frames remain)
 //	        drain* (cross-loop deliveries from the ring, via EventLoop.Execute)
 //	        flush (after the round's events and drains: one write per dirty connection)
-//	        tick* (timer wheel: handshake, idle, request timeouts, via Execute from OnTick)
+//	        tick* (timer wheels: handshake, idle, request timeouts, via Execute from OnTick)
 //	        slow consumer* (ERROR after what was accepted, write side shut, input discarded)
 //	        OnClose (names released, slot freed; gnet flushes what it still buffers)
 //
@@ -50,8 +50,8 @@
 //	requests.go   REQUEST, REPLY and the exactly-one-outcome bookkeeping
 //	outbox.go     a connection's output: frames, caps, flush, slow-consumer watch and close
 //
-// Beside the path: server.go (lifecycle), loop.go and wheel.go (per-loop state and
-// timers), conn.go, sampler.go (zones, capacity), reload.go, drain.go, metrics.go and
+// Beside the path: server.go (lifecycle), loop.go, wheel.go and conntimer.go (per-loop
+// state and timers), conn.go, sampler.go (zones, capacity), reload.go, drain.go, metrics.go and
 // metrics_runtime.go (HELP and TYPE for the Go runtime and process metrics), stats.go,
 // admin.go and cmdline.go, connlog.go, config.go, credentials.go (compiled users and
 // permissions), auth.go (HELLO checks off the loops), proxy.go (PROXY headers),

@@ -131,8 +131,8 @@ func (s *Server) waitConns(ctx context.Context) error {
 // goAway sends GOAWAY to every active connection of the loop, once.
 func (lp *loop) goAway(g codec.GoAway) {
 	lp.conns.Range(func(_ shard.ConnID, c *conn) bool {
-		if c.state == stateActive && !c.goneAway {
-			c.goneAway = true
+		if c.state == stateActive && c.flags&flagGoneAway == 0 {
+			c.flags |= flagGoneAway
 			b := c.buf()
 			b.B = codec.AppendGoAway(b.B, g)
 		}

@@ -79,7 +79,7 @@ func TestOneWritePerRound(t *testing.T) {
 		tc.in = append([]byte(nil), in...)
 		h.OnTraffic(tc)
 		if tc.writes != 0 {
-			t.Errorf("%s written during its callback in a round that routes; want at the round's end", tc.c.name)
+			t.Errorf("%s written during its callback in a round that routes; want at the round's end", tc.c.name())
 		}
 	}
 	if got := len(els[1].tasks); got != 1 {
@@ -90,7 +90,7 @@ func TestOneWritePerRound(t *testing.T) {
 	}
 	for _, tc := range tcs[:2] {
 		if tc.writes != 1 {
-			t.Errorf("%s: %d writes in the round; want 1", tc.c.name, tc.writes)
+			t.Errorf("%s: %d writes in the round; want 1", tc.c.name(), tc.writes)
 		}
 	}
 	els[1].run()

@@ -36,7 +36,7 @@ func TestHandshakeTimeoutWaveSpread(t *testing.T) {
 				}
 				c.id = id
 				lp.gates.open(id)
-				c.hsTimer = lp.wheel.add(due, timerHandshake, id)
+				lp.timers.set(id.Slot(), lp.timers.now+due) // as OnOpen arms it
 				fcs = append(fcs, fc)
 			}
 			closed := func() (k int) {
@@ -47,7 +47,7 @@ func TestHandshakeTimeoutWaveSpread(t *testing.T) {
 				}
 				return k
 			}
-			start := lp.wheel.now
+			start := lp.timers.now
 			lp.advance(start + due - 1)
 			if k := closed(); k != 0 {
 				t.Fatalf("%d closed a tick before the timeout", k)

@@ -38,6 +38,8 @@ type loop struct {
 	trimAt  int64  // srv.clock() of out's last trim
 	scratch []byte // reused encoding space for same-loop replies
 	wheel   wheel
+	// timers holds each connection's own timer, by table slot (conntimer.go).
+	timers connTimers
 	// framesOut counts frames appended to outboxes; a plain counter, so that the frame
 	// path pays no atomic for it, published to stats.framesOut before every write
 	// (outbox.flush), so a frame a peer has read is already counted.
@@ -54,6 +56,7 @@ type loop struct {
 	// flushQueued: a flushRun is queued on this loop (owned by the loop).
 	flushQueued bool
 	fireFn      func(timerEntry) // lp.fire, bound once so ticks do not allocate
+	fireConnFn  func(uint32)     // lp.fireConn, likewise
 	// hsCloses counts the handshake timeouts closed during this tick (advance), against
 	// hsClosesPerTick.
 	hsCloses int
@@ -65,16 +68,17 @@ type loop struct {
 
 func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 	lp := &loop{
-		srv:   srv,
-		idx:   idx,
-		el:    el,
-		inbox: shard.NewRing[delivery](srv.cfg.RingSize),
-		conns: shard.NewTable[*conn](srv.cfg.NodeID, idx),
-		gates: new(gates),
-		reqs:  shard.NewTable[pendingReq](srv.cfg.NodeID, idx),
-		wheel: newWheel(1024),
-		start: srv.clock(),
-		rng:   newTokenRand(),
+		srv:    srv,
+		idx:    idx,
+		el:     el,
+		inbox:  shard.NewRing[delivery](srv.cfg.RingSize),
+		conns:  shard.NewTable[*conn](srv.cfg.NodeID, idx),
+		gates:  new(gates),
+		reqs:   shard.NewTable[pendingReq](srv.cfg.NodeID, idx),
+		wheel:  newWheel(1024),
+		timers: newConnTimers(1024),
+		start:  srv.clock(),
+		rng:    newTokenRand(),
 	}
 	lp.drainRun = gnet.RunnableFunc(func(context.Context) error { lp.drain(); return nil })
 	lp.tickRun = gnet.RunnableFunc(func(context.Context) error { lp.tick(); return nil })
@@ -84,6 +88,7 @@ func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 		return nil
 	})
 	lp.fireFn = lp.fire
+	lp.fireConnFn = lp.fireConn
 	lp.setLease(srv.g.node.Load())
 	return lp
 }
@@ -152,11 +157,12 @@ func (lp *loop) tick() {
 	}
 }
 
-// advance moves the timer wheel to tick target, firing what expired, with a fresh budget of
-// handshake-timeout closes.
+// advance moves both timer wheels to tick target, firing what expired, with a fresh budget
+// of handshake-timeout closes.
 func (lp *loop) advance(target uint64) {
 	lp.hsCloses = 0
 	lp.wheel.advanceTo(target, lp.fireFn)
+	lp.timers.advanceTo(target, lp.fireConnFn)
 }
 
 // hsClosesPerTick bounds the handshake timeouts one loop closes per tick. A flood of silent
@@ -175,27 +181,6 @@ func (lp *loop) fire(e timerEntry) {
 	switch e.kind {
 	case timerRequest:
 		lp.finishRequest(e.id, codec.CodeTimeout)
-	case timerHandshake:
-		if c, ok := lp.conns.Get(e.id); ok && (c.state == stateHandshake || c.state == stateVerifying) {
-			if lp.hsCloses >= hsClosesPerTick {
-				c.hsTimer = lp.wheel.add(1, timerHandshake, e.id) // next tick: late, not early
-				lp.stats.handshakeTimeoutsDeferred.Add(1)
-				return
-			}
-			lp.hsCloses++
-			lp.stats.handshakeTimeouts.Add(1)
-			lp.closeWithError(c, codec.CodeHandshakeTimeout, "no HELLO in time")
-		}
-	case timerIdle:
-		c, ok := lp.conns.Get(e.id)
-		if !ok || c.state != stateActive {
-			return
-		}
-		if !lp.expired(e, c.lastSeen, lp.srv.cfg.IdleTimeout) {
-			return
-		}
-		lp.stats.idleTimeouts.Add(1)
-		lp.closeWithError(c, codec.CodeTimeout, "idle timeout: nothing received")
 	case timerSlow:
 		c, ok := lp.conns.Get(e.id)
 		if !ok || c.state != stateActive {
@@ -208,10 +193,42 @@ func (lp *loop) fire(e timerEntry) {
 	}
 }
 
+// fireConn runs a connection's own timer (connTimers), that of table slot i: until
+// WELCOME its handshake timeout, then its idle timeout.
+func (lp *loop) fireConn(i uint32) {
+	_, c, ok := lp.conns.At(i)
+	if !ok {
+		return
+	}
+	switch c.state {
+	case stateHandshake, stateVerifying:
+		if lp.hsCloses >= hsClosesPerTick {
+			lp.timers.set(i, lp.timers.now+1) // next tick: late, not early
+			lp.stats.handshakeTimeoutsDeferred.Add(1)
+			return
+		}
+		lp.hsCloses++
+		lp.stats.handshakeTimeouts.Add(1)
+		lp.closeWithError(c, codec.CodeHandshakeTimeout, "no HELLO in time")
+	case stateActive:
+		// Nothing received for the idle timeout since lastSeen (a tick32 stamp)? If not,
+		// the timer is set again for the rest, so a connection's timer is moved only when
+		// it comes due, however often the connection is active. The stamp may be ahead of
+		// the wheel's tick (tick32 rounds up), hence the signed difference.
+		at := c.lastSeen + uint32(lp.ticks(lp.srv.cfg.IdleTimeout))
+		if d := int32(at - uint32(lp.timers.now)); d > 0 {
+			lp.timers.set(i, lp.timers.now+uint64(d))
+			return
+		}
+		lp.stats.idleTimeouts.Add(1)
+		lp.closeWithError(c, codec.CodeTimeout, "idle timeout: nothing received")
+	}
+}
+
 // expired reports whether limit has passed since stamp (a tick32 value); if not, it
-// re-arms timer e for the rest, so a connection timer costs one wheel entry however often
-// the connection is active. It runs from the wheel, whose current tick the clock has
-// passed; a stamp may be ahead of it (tick32 rounds up), hence the signed difference.
+// re-arms timer e for the rest, so a slow-consumer timer costs one wheel entry however
+// often the outbound side drains. It runs from the wheel, whose current tick the clock
+// has passed; a stamp may be ahead of it (tick32 rounds up), hence the signed difference.
 func (lp *loop) expired(e timerEntry, stamp uint32, limit time.Duration) bool {
 	n := int64(lp.ticks(limit))
 	if since := int64(int32(uint32(lp.wheel.now) - stamp)); since < n {

@@ -24,7 +24,7 @@ func (lp *loop) register(c *conn, f codec.Frame) bool {
 		lp.closeWithError(c, codec.CodeBadFrame, "bad name in REGISTER")
 		return false
 	}
-	if slices.Index(c.names, string(name)) >= 0 { // no allocation: compiler-converted
+	if slices.Index(c.registered(), string(name)) >= 0 { // no allocation: compiler-converted
 		lp.ok(c, f.Corr)
 		return true
 	}
@@ -37,14 +37,14 @@ func (lp *loop) register(c *conn, f codec.Frame) bool {
 			return true
 		}
 	}
-	if len(c.names)+len(claims) >= lp.srv.cfg.MaxNamesPerConn {
+	if len(c.registered())+len(claims) >= lp.srv.cfg.MaxNamesPerConn {
 		lp.replyError(c, f.Corr, codec.CodeBusy, "too many names on this connection")
 		return true
 	}
 	s := string(name)
 	switch err := lp.srv.dir.Claim(s, c.id, lp.srv.claimFn); {
 	case err == nil:
-		c.names = append(c.names, s)
+		c.addName(s)
 		lp.ok(c, f.Corr)
 	case errors.Is(err, shard.ErrPending):
 		if lp.claims == nil {
@@ -141,7 +141,7 @@ func (lp *loop) finishClaim(id shard.ConnID, name []byte, code codec.ErrorCode) 
 	}
 	switch {
 	case code == 0 && owned != "":
-		c.names = append(c.names, owned)
+		c.addName(owned)
 	case code == 0: // nobody asked for it (cannot happen): do not keep it
 		_ = lp.srv.dir.Unregister(string(name), id)
 	}
@@ -159,7 +159,7 @@ func (lp *loop) unregister(c *conn, f codec.Frame) bool {
 		lp.closeWithError(c, codec.CodeBadFrame, "bad name in UNREGISTER")
 		return false
 	}
-	i := slices.Index(c.names, string(name))
+	i := slices.Index(c.registered(), string(name))
 	if i < 0 {
 		reason := "name not registered by this connection"
 		if slices.ContainsFunc(lp.claims[c.id], func(pc pendingClaim) bool { return pc.name == string(name) }) {
@@ -168,8 +168,8 @@ func (lp *loop) unregister(c *conn, f codec.Frame) bool {
 		lp.replyError(c, f.Corr, codec.CodeNotOwner, reason)
 		return true
 	}
-	_ = lp.srv.dir.Unregister(c.names[i], c.id)
-	c.names = slices.Delete(c.names, i, i+1)
+	_ = lp.srv.dir.Unregister((*c.names)[i], c.id)
+	*c.names = slices.Delete(*c.names, i, i+1)
 	lp.ok(c, f.Corr)
 	return true
 }

@@ -52,7 +52,7 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 		lp.closeWithError(c, codec.CodeBadFrame, "REQUEST corr must not be 0")
 		return false
 	}
-	if codec.IncomingLen(len(c.name), len(payload)) > cfg.MaxFrame {
+	if codec.IncomingLen(len(c.name()), len(payload)) > cfg.MaxFrame {
 		lp.replyError(c, f.Corr, codec.CodeFrameTooLarge, "delivered INCOMING would exceed max frame")
 		return true
 	}

@@ -11,7 +11,7 @@ func (lp *loop) send(c *conn, f codec.Frame) bool {
 		lp.closeWithError(c, codec.CodeBadFrame, "malformed SEND")
 		return false
 	}
-	if codec.MessageLen(len(c.name), len(payload)) > lp.srv.cfg.MaxFrame {
+	if codec.MessageLen(len(c.name()), len(payload)) > lp.srv.cfg.MaxFrame {
 		lp.replyError(c, f.Corr, codec.CodeFrameTooLarge, "delivered MESSAGE would exceed max frame")
 		return true
 	}
@@ -100,9 +100,9 @@ func (lp *loop) countRefusal(code codec.ErrorCode) {
 
 func appendRouted(dst []byte, t codec.Type, from *conn, token shard.ConnID, payload []byte) []byte {
 	if t == codec.TypeIncoming {
-		return codec.AppendIncoming(dst, uint64(token), uint64(from.id), from.name, payload)
+		return codec.AppendIncoming(dst, uint64(token), uint64(from.id), from.name(), payload)
 	}
-	return codec.AppendMessage(dst, uint64(from.id), from.name, payload)
+	return codec.AppendMessage(dst, uint64(from.id), from.name(), payload)
 }
 
 // writable returns the connection id of this loop if it can take one more message. The

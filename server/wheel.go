@@ -6,10 +6,8 @@ import "github.com/switchboard/switchboard/shard"
 type timerKind uint8
 
 const (
-	timerHandshake timerKind = iota + 1 // conn id: no HELLO yet → HANDSHAKE_TIMEOUT
-	timerIdle                           // conn id: nothing received for IdleTimeout → close
-	timerRequest                        // request token: no REPLY in time → TIMEOUT
-	timerSlow                           // conn id: outbound not drained → SLOW_CONSUMER
+	timerRequest timerKind = iota + 1 // request token: no REPLY in time → TIMEOUT
+	timerSlow                         // conn id: outbound not drained → SLOW_CONSUMER
 )
 
 // timerEntry is what fires.
@@ -27,9 +25,10 @@ type timerHandle struct {
 
 // timerNode is one armed timer on a slot's doubly linked list. Nodes live in one slice
 // and are recycled through a free list, so arming and cancelling allocate nothing once the
-// slice has grown to the peak number of live timers. Every idle connection holds one (its
-// idle timer), so the node is kept at 32 bytes: timerEntry's fields are inlined (embedding
-// it would keep its padding) and the slot is at&mask rather than a field.
+// slice has grown to the peak number of live timers. It is kept at 32 bytes: timerEntry's
+// fields are inlined (embedding it would keep its padding) and the slot is at&mask rather
+// than a field. (An idle connection holds none: its handshake and idle timeouts are its
+// connTimer, conntimer.go.)
 type timerNode struct {
 	at         uint64 // tick at which it fires
 	id         shard.ConnID
@@ -44,7 +43,7 @@ func (nd *timerNode) entry() timerEntry { return timerEntry{at: nd.at, id: nd.id
 // tick visits only its slot. Ticks come from OnTick through EventLoop.Execute.
 //
 // Request timers are cancelled when the request is answered, so memory follows the
-// requests in flight, not the request rate times the timeout. Connection timers are not
+// requests in flight, not the request rate times the timeout. Slow-consumer timers are not
 // cancelled: on expiry the owner looks the connection up and a stale id fails the
 // generation check.
 type wheel struct {

@@ -10,11 +10,11 @@ func TestWheel(t *testing.T) {
 	w := newWheel(8)
 	var fired []uint64
 	fire := func(e timerEntry) { fired = append(fired, uint64(e.id)) }
-	w.add(1, timerIdle, 1)
-	w.add(3, timerIdle, 3)
-	w.add(8, timerIdle, 8)   // exactly one lap
-	w.add(20, timerIdle, 20) // two laps and more
-	w.add(0, timerIdle, 100) // zero means next tick
+	w.add(1, timerSlow, 1)
+	w.add(3, timerSlow, 3)
+	w.add(8, timerSlow, 8)   // exactly one lap
+	w.add(20, timerSlow, 20) // two laps and more
+	w.add(0, timerSlow, 100) // zero means next tick
 	w.advanceTo(1, fire)
 	if len(fired) != 2 {
 		t.Fatalf("after tick 1 fired %v; want [1 100]", fired)
@@ -42,7 +42,7 @@ func TestWheelRearmFromFire(t *testing.T) {
 			w.add(4, e.kind, e.id) // same slot, one lap later
 		}
 	}
-	w.add(4, timerIdle, shard.ConnID(7))
+	w.add(4, timerSlow, shard.ConnID(7))
 	for tick := uint64(1); tick <= 100; tick++ {
 		w.advanceTo(tick, fire)
 	}
@@ -66,11 +66,11 @@ func TestWheelLongStall(t *testing.T) {
 func TestWheelNoAllocs(t *testing.T) {
 	w := newWheel(64)
 	for i := 0; i < 64; i++ {
-		w.add(uint64(i%8)+1, timerIdle, shard.ConnID(i))
+		w.add(uint64(i%8)+1, timerSlow, shard.ConnID(i))
 	}
 	w.advanceTo(100, func(timerEntry) {})
 	allocs := testing.AllocsPerRun(100, func() {
-		w.add(3, timerIdle, 1)
+		w.add(3, timerSlow, 1)
 		w.advanceTo(w.now+3, func(timerEntry) {})
 	})
 	if allocs != 0 {
