@@ -129,10 +129,7 @@ func (d *Directory) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if st, err := d.leases.Status(ctx); err == nil && st.TTL() != d.cfg.LeaseTTL {
-		d.log.Warn("the leases bucket was created with another lease TTL; the bucket's wins",
-			"bucket_ttl", st.TTL(), "cluster_lease_ttl", d.cfg.LeaseTTL)
-	}
+	d.checkLeaseTTL(ctx)
 	if err := d.acquireLease(ctx); err != nil {
 		return err
 	}
@@ -155,6 +152,25 @@ func (d *Directory) start(ctx context.Context) error {
 	d.wg.Add(1)
 	go d.sweep()
 	return nil
+}
+
+// checkLeaseTTL warns when the leases bucket's TTL is not this node's LeaseTTL (another
+// node created it with another setting). It is a hint, so it makes one request, bounded by
+// attemptTimeout, and says so when it gets no answer: the request goes to the stream's
+// leader, and a request that reaches the cluster while the stream is new (no leader
+// elected yet, or this server not yet aware of the stream) gets no answer at all. Given
+// the whole start-up context, one such request once held a node's Start for 60 s.
+func (d *Directory) checkLeaseTTL(ctx context.Context) {
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	st, err := d.leases.Status(actx)
+	switch {
+	case err != nil:
+		d.log.Info("could not read the leases bucket's TTL; not checked", "err", err)
+	case st.TTL() != d.cfg.LeaseTTL:
+		d.log.Warn("the leases bucket was created with another lease TTL; the bucket's wins",
+			"bucket_ttl", st.TTL(), "cluster_lease_ttl", d.cfg.LeaseTTL)
+	}
 }
 
 // Claim implements shard.Directory. It never blocks: a claim the cache cannot answer

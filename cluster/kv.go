@@ -65,13 +65,20 @@ func lastMsg(ctx context.Context, nc *nats.Conn, stream, subject string) (data [
 	return resp.Message.Data, resp.Message.Seq, msgPresent, nil
 }
 
+// attemptTimeout bounds one JetStream API request made while a node starts. JetStream
+// answers some requests only from a stream's (or the meta group's) leader, and a request
+// that arrives while there is none, or before the server it reaches has applied the
+// stream's assignment, is dropped without an answer; so every such request is bounded
+// and retried, and none may wait on the whole start-up context.
+const attemptTimeout = 2 * time.Second
+
 // openBucket creates the bucket, or opens it when another node created it first,
 // retrying until ctx ends: on a fresh cluster JetStream answers seconds after the
 // routes are up (2.2–6.4 s measured), and until then every attempt fails.
 func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, log func(error)) (jetstream.KeyValue, error) {
 	var last error
 	for {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		kv, err := js.CreateKeyValue(actx, cfg)
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = js.KeyValue(actx, cfg.Bucket)
