@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -42,61 +41,65 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// freePorts returns n distinct free loopback ports, by listening on 127.0.0.1:0.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		_ = ln.Close()
-	}
-	return ports
-}
-
-// testCluster is three embedded nodes in this process, every one given the same route
-// list (its own address included), as one config template would.
+// testCluster is three embedded nodes in this process. Every route listener binds a
+// port of its own choosing (127.0.0.1:0), so no port is picked before its listener holds
+// it and nothing else on the host can take it in between: node 1 starts first as the
+// seed, and nodes 2 and 3 are given its address. A node restarted by restart comes back
+// on its address and is given every node's address, its own included, as one config
+// template would give every node the same list.
 type testCluster struct {
-	t      testing.TB
-	cfgs   []Config
-	mu     sync.Mutex
-	nodes  []*Node // guarded by mu; nil once stopped
-	routes string
+	t     testing.TB
+	cfgs  []Config
+	mu    sync.Mutex
+	nodes []*Node  // guarded by mu; nil once stopped
+	addrs []string // the nodes' route addresses, once all have started
 }
 
 func startCluster(t testing.TB) *testCluster {
 	t.Helper()
-	ports := freePorts(t, 3)
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("127.0.0.1:%d", p))
-	}
-	tc := &testCluster{t: t, routes: strings.Join(routes, ","), nodes: make([]*Node, 3)}
+	tc := &testCluster{t: t, nodes: make([]*Node, 3)}
 	for i := range 3 {
 		c := testConfig(uint16(i + 1))
-		c.Listen = routes[i]
-		c.Routes = tc.routes
+		c.Listen = "127.0.0.1:0"
 		c.StoreDir = t.TempDir()
 		tc.cfgs = append(tc.cfgs, c)
 	}
+	seedAddr := make(chan string, 1)
+	tc.cfgs[0].seed = true
+	tc.cfgs[0].routeListen = func(addr string) { seedAddr <- addr }
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
-	for i := range 3 {
-		wg.Go(func() { errs[i] = tc.start(i) })
+	seedDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(seedDone)
+		errs[0] = tc.start(0)
+	})
+	select {
+	case addr := <-seedAddr:
+		for i := 1; i < 3; i++ {
+			tc.cfgs[i].Routes = addr
+			wg.Go(func() { errs[i] = tc.start(i) })
+		}
+	case <-seedDone: // node 1 failed before its route listener was up
 	}
 	wg.Wait()
+	tc.cfgs[0].routeListen = nil
 	t.Cleanup(tc.stop)
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
+	for i := range 3 {
+		tc.addrs = append(tc.addrs, tc.node(i).ns.ClusterAddr().String())
+	}
 	return tc
+}
+
+// restart starts node i again after kill, on the route address it had, with every
+// node's address (its own included) as its routes.
+func (tc *testCluster) restart(i int) error {
+	tc.cfgs[i].Listen = tc.addrs[i]
+	tc.cfgs[i].Routes = strings.Join(tc.addrs, ",")
+	return tc.start(i)
 }
 
 func (tc *testCluster) start(i int) error {
@@ -338,7 +341,7 @@ func TestCluster(t *testing.T) {
 		waitFor(t, "c-old in A's cache", 5*time.Second, func() bool { return lookup(a, "c-old") == conn(3, 5) })
 		old := c.Epoch()
 		tc.kill(2) // a crash: the entry and the lease stay behind
-		if err := tc.start(2); err != nil {
+		if err := tc.restart(2); err != nil {
 			t.Fatal(err)
 		}
 		c = tc.node(2).Directory()

@@ -67,6 +67,10 @@ type Config struct {
 	// ClientAddr is this node's client address as other nodes should pass it on to
 	// clients; it is written into the lease. Default "".
 	ClientAddr string
+
+	// Test hooks; unset outside this package's tests.
+	seed        bool              // ModeEmbedded: cluster mode although Routes is empty (the others are given this node as their route)
+	routeListen func(addr string) // ModeEmbedded: called with the route listener's address once it listens
 }
 
 // Defaults of Config.
@@ -127,7 +131,7 @@ func (c *Config) Validate() error {
 				bad("Routes: %q: want host:port: %v", r, err)
 			}
 		}
-		if len(splitList(c.Routes)) == 0 && c.Replicas > 1 {
+		if len(splitList(c.Routes)) == 0 && !c.seed && c.Replicas > 1 {
 			bad("Replicas: %d needs Routes: a cluster of one holds one replica", c.Replicas)
 		}
 	}

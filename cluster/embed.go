@@ -47,7 +47,7 @@ func startEmbedded(cfg *Config, log *slog.Logger) (*natsserver.Server, error) {
 	}
 	// Without routes the node is a cluster of one: a clustered JetStream with no route
 	// waits for one forever, so it runs standalone (and no route listener is opened).
-	if len(routes) > 0 {
+	if len(routes) > 0 || cfg.seed {
 		opts.Cluster = natsserver.ClusterOpts{Name: cfg.Name, Host: host, Port: port, Advertise: cfg.Advertise}
 		opts.Routes = natsserver.RoutesFromStr(strings.Join(routes, ","))
 	}
@@ -61,6 +61,9 @@ func startEmbedded(cfg *Config, log *slog.Logger) (*natsserver.Server, error) {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 		return nil, fmt.Errorf("cluster: nats-server did not start listening within 10s (route address %s)", cfg.Listen)
+	}
+	if cfg.routeListen != nil {
+		cfg.routeListen(ns.ClusterAddr().String())
 	}
 	return ns, nil
 }
