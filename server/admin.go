@@ -47,9 +47,18 @@ func (s *Server) AdminHandler() http.Handler {
 	return mux
 }
 
+// ReadyReporter is implemented by a directory that can be unable to answer (a
+// cluster-wide one whose arbiter is out of reach); Server.Ready consults it.
+type ReadyReporter interface {
+	// Ready reports whether the directory answers, and if not, why. Safe for concurrent
+	// use; it must not block.
+	Ready() (bool, string)
+}
+
 // Ready reports whether the node takes new connections, and if not, why: it is not ready
-// exactly when a new connection would be refused for a node-wide reason (draining, the
-// admission zone RED, the connection cap reached).
+// when a new connection would be refused for a node-wide reason (draining, the
+// admission zone RED, the connection cap reached) or when its directory (a
+// ReadyReporter) cannot answer.
 func (s *Server) Ready() (bool, string) {
 	s.mu.Lock()
 	started, closed := s.started, s.closed
@@ -63,6 +72,11 @@ func (s *Server) Ready() (bool, string) {
 		return false, "zone RED: overloaded"
 	case s.connCount.Load() >= int64(s.maxConns):
 		return false, "connection limit reached"
+	}
+	if r, ok := s.dir.(ReadyReporter); ok {
+		if ok, why := r.Ready(); !ok {
+			return false, "directory: " + why
+		}
 	}
 	return true, ""
 }

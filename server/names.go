@@ -65,6 +65,8 @@ func claimError(err error) (codec.ErrorCode, string) {
 		return codec.CodeNameTaken, "name owned by another connection"
 	case errors.Is(err, shard.ErrBadName):
 		return codec.CodeBadFrame, "bad name"
+	case errors.Is(err, shard.ErrBusy):
+		return codec.CodeBusy, "name directory busy; retry later"
 	}
 	return codec.CodeInternal, err.Error()
 }

@@ -134,3 +134,25 @@ func TestRegisterDecidedAfterLeaving(t *testing.T) {
 	d.decide(t, "gone", false)
 	waitFor(t, "the name given back", func() bool { _, ok := d.Lookup([]byte("gone")); return !ok })
 }
+
+// notReadyDir is a directory that cannot answer: its claims are refused as busy and it
+// reports itself not ready.
+type notReadyDir struct{ *shard.Registry }
+
+func (notReadyDir) Claim(string, shard.ConnID, shard.ClaimFunc) error { return shard.ErrBusy }
+func (notReadyDir) Ready() (bool, string)                             { return false, "arbiter unreachable" }
+
+// TestDirectoryNotReady: a directory that cannot answer makes the node not ready (so
+// /readyz says 503 with its reason), and its busy refusal reaches the client as BUSY.
+func TestDirectoryNotReady(t *testing.T) {
+	s := startServer(t, Config{}, WithDirectory(notReadyDir{shard.NewRegistry()}))
+	if ok, why := s.Ready(); ok || why != "directory: arbiter unreachable" {
+		t.Fatalf("Ready() = %v, %q; want false, %q", ok, why, "directory: arbiter unreachable")
+	}
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Hello("p", "")
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, "svc"))
+	if f, e := p.ExpectError(codec.CodeBusy); f.Corr != 1 || e.Reason != "name directory busy; retry later" {
+		t.Fatalf("REGISTER on a busy directory: corr %d %q", f.Corr, e.Reason)
+	}
+}

@@ -26,4 +26,8 @@ var (
 	// ErrBadName is returned by Registry.Register when the name is empty or
 	// longer than MaxNameLen bytes.
 	ErrBadName = errors.New("shard: bad name")
+
+	// ErrBusy is returned by a Directory's Claim when it cannot take another claim now
+	// (a cluster directory's queue towards its arbiter is full); the client may retry.
+	ErrBusy = errors.New("shard: directory busy")
 )

@@ -50,8 +50,9 @@
 //
 // # Concurrency
 //
-// main owns everything; serve's only extra goroutine is the admin HTTP server, which it
-// stops before returning. The client commands' goroutines are their clients' (stopped by
+// main owns everything; serve's extra goroutines are the admin HTTP server and, with
+// --cluster embedded or external, the cluster node's (package cluster: its NATS server
+// and directory), which it stops before returning, the cluster after the server. The client commands' goroutines are their clients' (stopped by
 // Close before the command returns); listen adds --concurrency workers for --reply-with,
 // which it stops after the clients, and top one goroutine per node for each scrape.
 //

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchboard/switchboard/cluster"
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/server"
 	"github.com/switchboard/switchboard/tuning"
@@ -174,9 +175,22 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 		log.Info("credentials loaded", "file", path, "users", creds.Len())
 		opts = append(opts, server.WithCredentials(creds))
 	}
+	cn, err := startCluster(log, l.Config)
+	switch {
+	case errors.Is(err, errInterrupted):
+		log.Info("shutdown complete", "err", err)
+		return exitOK
+	case err != nil:
+		log.Error("joining the cluster failed", "err", err)
+		return exitFailure
+	}
+	if cn != nil {
+		opts = append(opts, server.WithDirectory(cn.Directory()))
+	}
 	srv, err := server.New(l.Config.Config, opts...)
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
+		leaveCluster(context.Background(), log, cn)
 		return exitUsage
 	}
 	// Subscribe before Start so that a signal during start-up is not lost.
@@ -186,6 +200,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 
 	if err := srv.Start(); err != nil {
 		log.Error("start failed", "err", err)
+		leaveCluster(context.Background(), log, cn)
 		return exitFailure
 	}
 	eff := l.Config
@@ -197,7 +212,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 	if eff.Admin != "off" {
 		if admin, err = startAdmin(log, eff.Admin, access, srv.AdminHandler(), adminFailed); err != nil {
 			log.Error("admin endpoints failed to start", "err", err)
-			shutdown(log, srv, nil)
+			shutdown(log, srv, cn, nil)
 			return exitFailure
 		}
 	}
@@ -224,7 +239,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 		stop = true
 	}
 	signal.Stop(sigs) // a further signal now kills the process the default way
-	if !shutdown(log, srv, admin) {
+	if !shutdown(log, srv, cn, admin) {
 		code = exitFailure
 	}
 	return code
@@ -248,14 +263,19 @@ func drain(log *slog.Logger, srv *server.Server, period time.Duration, sigs <-ch
 	}
 }
 
-// shutdown stops the node, then the admin endpoints (which stay up while the node
-// drains), within shutdownTimeout. It reports whether both stopped cleanly.
-func shutdown(log *slog.Logger, srv *server.Server, admin *adminServer) bool {
+// shutdown stops the node, then leaves the cluster (after the server, so that the
+// names of the connections it closed are released first), then stops the admin
+// endpoints (which stay up while the node drains), within shutdownTimeout. It reports
+// whether all stopped cleanly.
+func shutdown(log *slog.Logger, srv *server.Server, cn *cluster.Node, admin *adminServer) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	ok := true
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Error("server shutdown incomplete", "err", err)
+		ok = false
+	}
+	if !leaveCluster(ctx, log, cn) {
 		ok = false
 	}
 	if admin != nil {
@@ -268,6 +288,19 @@ func shutdown(log *slog.Logger, srv *server.Server, admin *adminServer) bool {
 		log.Info("shutdown complete")
 	}
 	return ok
+}
+
+// leaveCluster closes the cluster node, if any; it reports whether it left cleanly.
+func leaveCluster(ctx context.Context, log *slog.Logger, cn *cluster.Node) bool {
+	if cn == nil {
+		return true
+	}
+	if err := cn.Close(ctx); err != nil {
+		log.Error("leaving the cluster incomplete", "err", err)
+		return false
+	}
+	log.Info("left the cluster")
+	return true
 }
 
 // logEffective logs every setting's effective value (eff has the server's resolved

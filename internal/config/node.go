@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/switchboard/switchboard/server"
@@ -15,6 +16,14 @@ const (
 	DefaultAdminPprof  = "auto"
 	DefaultLogLevel    = "info"
 	DefaultDrainPeriod = 10 * time.Second
+
+	// Cluster defaults: docs/CLUSTER.md.
+	DefaultCluster           = "off"
+	DefaultClusterName       = "switchboard"
+	DefaultClusterListen     = "127.0.0.1:7402"
+	DefaultClusterReplicas   = 3
+	DefaultClusterLeaseTTL   = 15 * time.Second
+	DefaultClusterLeaseRenew = 2 * time.Second
 )
 
 // EnvAdminToken is the environment variable that may hold the admin bearer token (see
@@ -55,6 +64,41 @@ type Node struct {
 	// permissions instead of one shared token. switchboard serve reads it at start and
 	// on SIGHUP. Default "": none. Excludes Token and TokenFile.
 	Credentials string
+
+	// Cluster is the cluster mode (docs/CLUSTER.md): off (default: a single node),
+	// embedded (run a NATS server in the process, joined to the other nodes' through
+	// ClusterRoutes) or external (connect to the NATS system at NatsURL).
+	Cluster string
+	// ClusterName names the cluster: the NATS cluster name (embedded) and part of the
+	// directory's bucket names. Default "switchboard".
+	ClusterName string
+	// ClusterListen is the embedded NATS server's route address, host:port. Default
+	// "127.0.0.1:7402"; nodes on several hosts need a routable address.
+	ClusterListen string
+	// ClusterAdvertise is the route address other nodes are told to use. Default "":
+	// NATS derives it from ClusterListen.
+	ClusterAdvertise string
+	// ClusterRoutes lists the route addresses of the nodes to join, comma-separated
+	// host:port; it may include this node's own, so every node can share one list.
+	// Default "": none, a cluster of one (JetStream standalone; cluster-replicas 1).
+	ClusterRoutes string
+	// NatsURL is the NATS URL (comma-separated for several servers) of external mode.
+	// Default "".
+	NatsURL string
+	// ClusterStoreDir is the embedded server's JetStream directory; keep it stable
+	// across restarts. Default "": switchboard-<cluster-name>-node-<node-id> in the
+	// system's temporary directory.
+	ClusterStoreDir string
+	// ClusterReplicas is the number of copies of the directory's KV buckets, 1..5.
+	// Default 3; a cluster with fewer JetStream servers never becomes ready.
+	ClusterReplicas int
+	// ClusterLeaseTTL is how long a node's lease outlives its last renewal; then its
+	// names may be taken over. Default 15s, at least 1s; it must exceed a KV leader
+	// failover (4-9 s).
+	ClusterLeaseTTL time.Duration
+	// ClusterLeaseRenew is how often the lease is renewed. Default 2s, at most a third
+	// of ClusterLeaseTTL.
+	ClusterLeaseRenew time.Duration
 }
 
 // DefaultNode returns a Node with every default filled in (server.DefaultConfig for the
@@ -66,6 +110,13 @@ func DefaultNode() Node {
 		AdminPprof:  DefaultAdminPprof,
 		LogLevel:    DefaultLogLevel,
 		DrainPeriod: DefaultDrainPeriod,
+
+		Cluster:           DefaultCluster,
+		ClusterName:       DefaultClusterName,
+		ClusterListen:     DefaultClusterListen,
+		ClusterReplicas:   DefaultClusterReplicas,
+		ClusterLeaseTTL:   DefaultClusterLeaseTTL,
+		ClusterLeaseRenew: DefaultClusterLeaseRenew,
 	}
 }
 
@@ -97,5 +148,71 @@ func (n *Node) Validate() error {
 	if n.Credentials != "" && n.Token != "" {
 		errs = append(errs, errors.New("config: credentials: set token (or token-file) or credentials, not both"))
 	}
+	errs = append(errs, n.validateCluster()...)
 	return errors.Join(errs...)
+}
+
+// validateCluster checks the cluster settings, naming each key. The values that only
+// matter in a mode are checked in that mode only.
+func (n *Node) validateCluster() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("config: "+format, args...)) }
+	switch n.Cluster {
+	case "off":
+		return nil
+	case "embedded", "external":
+	default:
+		bad("cluster: want off, embedded or external, got %q", n.Cluster)
+		return errs
+	}
+	if !clusterNameOK(n.ClusterName) {
+		bad("cluster-name: want 1..64 letters, digits, '-' or '_', got %q", n.ClusterName)
+	}
+	if n.Cluster == "embedded" {
+		if _, _, err := net.SplitHostPort(n.ClusterListen); err != nil {
+			bad("cluster-listen: want host:port: %v", err)
+		}
+		if n.ClusterAdvertise != "" {
+			if _, _, err := net.SplitHostPort(n.ClusterAdvertise); err != nil {
+				bad("cluster-advertise: want host:port: %v", err)
+			}
+		}
+		for _, r := range strings.Split(n.ClusterRoutes, ",") {
+			if r = strings.TrimSpace(r); r == "" {
+				continue
+			}
+			if _, _, err := net.SplitHostPort(strings.TrimPrefix(r, "nats://")); err != nil {
+				bad("cluster-routes: %q: want host:port: %v", r, err)
+			}
+		}
+		if strings.Trim(n.ClusterRoutes, ", ") == "" && n.ClusterReplicas > 1 {
+			bad("cluster-replicas: %d needs cluster-routes: a node without routes is a cluster of one, which holds one replica", n.ClusterReplicas)
+		}
+	}
+	if n.Cluster == "external" && strings.TrimSpace(n.NatsURL) == "" {
+		bad("nats-url: required when cluster is external")
+	}
+	if n.ClusterReplicas < 1 || n.ClusterReplicas > 5 {
+		bad("cluster-replicas: want 1..5, got %d", n.ClusterReplicas)
+	}
+	if n.ClusterLeaseTTL < time.Second {
+		bad("cluster-lease-ttl: want at least 1s, got %v", n.ClusterLeaseTTL)
+	}
+	if n.ClusterLeaseRenew <= 0 || 3*n.ClusterLeaseRenew > n.ClusterLeaseTTL {
+		bad("cluster-lease-renew: want more than 0 and at most a third of cluster-lease-ttl (%v), got %v",
+			n.ClusterLeaseTTL/3, n.ClusterLeaseRenew)
+	}
+	return errs
+}
+
+func clusterNameOK(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,379 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/shard"
+)
+
+// testConfig is a fast configuration for tests: a 3 s lease renewed every 300 ms.
+func testConfig(node uint16) Config {
+	c := DefaultConfig()
+	c.Mode = ModeEmbedded
+	c.NodeID = node
+	c.Name = "test"
+	c.LeaseTTL = 3 * time.Second
+	c.LeaseRenew = 300 * time.Millisecond
+	c.OpTimeout = 3 * time.Second
+	return c
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	level := slog.LevelWarn
+	if os.Getenv("CLUSTER_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// testCluster is three embedded nodes in this process. Every route listener binds a
+// port of its own choosing (127.0.0.1:0), so no port is picked before its listener holds
+// it and nothing else on the host can take it in between: node 1 starts first as the
+// seed, and nodes 2 and 3 are given its address. A node restarted by restart comes back
+// on its address and is given every node's address, its own included, as one config
+// template would give every node the same list.
+type testCluster struct {
+	t     testing.TB
+	cfgs  []Config
+	mu    sync.Mutex
+	nodes []*Node  // guarded by mu; nil once stopped
+	addrs []string // the nodes' route addresses, once all have started
+}
+
+func startCluster(t testing.TB) *testCluster {
+	t.Helper()
+	tc := &testCluster{t: t, nodes: make([]*Node, 3)}
+	for i := range 3 {
+		c := testConfig(uint16(i + 1))
+		c.Listen = "127.0.0.1:0"
+		c.StoreDir = t.TempDir()
+		tc.cfgs = append(tc.cfgs, c)
+	}
+	seedAddr := make(chan string, 1)
+	tc.cfgs[0].seed = true
+	tc.cfgs[0].routeListen = func(addr string) { seedAddr <- addr }
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	seedDone := make(chan struct{})
+	wg.Go(func() {
+		defer close(seedDone)
+		errs[0] = tc.start(0)
+	})
+	select {
+	case addr := <-seedAddr:
+		for i := 1; i < 3; i++ {
+			tc.cfgs[i].Routes = addr
+			wg.Go(func() { errs[i] = tc.start(i) })
+		}
+	case <-seedDone: // node 1 failed before its route listener was up
+	}
+	wg.Wait()
+	tc.cfgs[0].routeListen = nil
+	t.Cleanup(tc.stop)
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		tc.addrs = append(tc.addrs, tc.node(i).ns.ClusterAddr().String())
+	}
+	return tc
+}
+
+// restart starts node i again after kill, on the route address it had, with every
+// node's address (its own included) as its routes.
+func (tc *testCluster) restart(i int) error {
+	tc.cfgs[i].Listen = tc.addrs[i]
+	tc.cfgs[i].Routes = strings.Join(tc.addrs, ",")
+	return tc.start(i)
+}
+
+func (tc *testCluster) start(i int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n, err := Start(ctx, tc.cfgs[i], testLogger(tc.t).With("node", i+1))
+	if err != nil {
+		return fmt.Errorf("node %d: %w", i+1, err)
+	}
+	tc.mu.Lock()
+	tc.nodes[i] = n
+	tc.mu.Unlock()
+	return nil
+}
+
+func (tc *testCluster) node(i int) *Node {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.nodes[i]
+}
+
+func (tc *testCluster) kill(i int) {
+	tc.mu.Lock()
+	n := tc.nodes[i]
+	tc.nodes[i] = nil
+	tc.mu.Unlock()
+	n.kill()
+}
+
+// stop closes the nodes one after the other, as a rolling stop would.
+func (tc *testCluster) stop() {
+	start := time.Now()
+	for i := range 3 {
+		if n := tc.node(i); n != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = n.Close(ctx)
+			cancel()
+		}
+	}
+	tc.t.Logf("cluster stopped in %v", time.Since(start).Round(time.Millisecond))
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// claim claims name for id on d and waits for the outcome (pending or not).
+func claim(t testing.TB, d *Directory, name string, id shard.ConnID) error {
+	t.Helper()
+	ch := make(chan error, 1)
+	err := d.Claim(name, id, func(n string, got shard.ConnID, err error) {
+		if n != name || got != id {
+			t.Errorf("ClaimFunc(%q, %v); want (%q, %v)", n, got, name, id)
+		}
+		ch <- err
+	})
+	if !errors.Is(err, shard.ErrPending) {
+		return err
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("claim of %q undecided after 10s", name)
+		return nil
+	}
+}
+
+func lookup(d *Directory, name string) shard.ConnID {
+	id, _ := d.Lookup([]byte(name))
+	return id
+}
+
+func conn(node uint16, slot uint32) shard.ConnID { return shard.MakeConnID(node, 0, slot, 1) }
+
+// TestCluster runs three embedded nodes through the directory's life: one owner per
+// name across nodes, caches that follow, unregister, a duplicate node id refused, a
+// crashed node's restart sweeping its old entries, and takeover of a dead node's names
+// once its lease expires.
+func TestCluster(t *testing.T) {
+	tc := startCluster(t)
+	a, b, c := tc.node(0).Directory(), tc.node(1).Directory(), tc.node(2).Directory()
+	for i, d := range []*Directory{a, b, c} {
+		if ok, why := d.Ready(); !ok {
+			t.Fatalf("node %d not ready after Start: %s", i+1, why)
+		}
+	}
+
+	t.Run("one owner across nodes", func(t *testing.T) {
+		if err := claim(t, a, "svc", conn(1, 1)); err != nil {
+			t.Fatalf("claim on A: %v", err)
+		}
+		if got := lookup(a, "svc"); got != conn(1, 1) {
+			t.Fatalf("A's Lookup = %v right after its claim; want %v", got, conn(1, 1))
+		}
+		if err := claim(t, b, "svc", conn(2, 1)); !errors.Is(err, shard.ErrNameTaken) {
+			t.Fatalf("claim on B of A's name = %v; want ErrNameTaken", err)
+		}
+		waitFor(t, "svc in B's and C's caches", 5*time.Second, func() bool {
+			return lookup(b, "svc") == conn(1, 1) && lookup(c, "svc") == conn(1, 1)
+		})
+		if a.Len() != 1 || b.Len() != 0 {
+			t.Errorf("Len: A %d, B %d; want 1, 0", a.Len(), b.Len())
+		}
+		// A claim again by the owner is owned at once.
+		if err := a.Claim("svc", conn(1, 1), nil); err != nil {
+			t.Errorf("repeated claim by the owner = %v; want nil", err)
+		}
+	})
+
+	t.Run("race", func(t *testing.T) {
+		// Three nodes claim one new name at once: the KV lets exactly one win.
+		var wg sync.WaitGroup
+		errs := make([]error, 3)
+		for i, d := range []*Directory{a, b, c} {
+			wg.Go(func() { errs[i] = claim(t, d, "race", conn(uint16(i+1), 2)) })
+		}
+		wg.Wait()
+		won := 0
+		var winner shard.ConnID
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				won++
+				winner = conn(uint16(i+1), 2)
+			case !errors.Is(err, shard.ErrNameTaken):
+				t.Errorf("node %d: %v", i+1, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%d claims won; want 1 (%v)", won, errs)
+		}
+		waitFor(t, "every cache to agree on the winner", 5*time.Second, func() bool {
+			return lookup(a, "race") == winner && lookup(b, "race") == winner && lookup(c, "race") == winner
+		})
+	})
+
+	t.Run("unregister frees the name", func(t *testing.T) {
+		if err := a.Unregister("svc", conn(1, 9)); !errors.Is(err, shard.ErrNotOwner) {
+			t.Fatalf("Unregister by another connection = %v; want ErrNotOwner", err)
+		}
+		if err := a.Unregister("svc", conn(1, 1)); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := a.Lookup([]byte("svc")); ok {
+			t.Fatal("A still finds svc after Unregister")
+		}
+		waitFor(t, "svc gone from B's cache", 5*time.Second, func() bool { _, ok := b.Lookup([]byte("svc")); return !ok })
+		if err := claim(t, b, "svc", conn(2, 1)); err != nil {
+			t.Fatalf("claim on B after A let go: %v", err)
+		}
+		waitFor(t, "svc moved to B in A's cache", 5*time.Second, func() bool { return lookup(a, "svc") == conn(2, 1) })
+	})
+
+	t.Run("claim again before the delete ran", func(t *testing.T) {
+		// UNREGISTER then REGISTER of one name by one connection, the second decided
+		// before the KV delete of the first ran: the delete must not remove the new
+		// registration.
+		id := conn(1, 3)
+		if err := claim(t, a, "again", id); err != nil {
+			t.Fatal(err)
+		}
+		e, _ := a.cache.get("again")
+		// Unregister without waking the deleter (as if it were busy).
+		tomb := e
+		tomb.dead = true
+		a.cache.set("again", tomb)
+		a.umu.Lock()
+		a.unregs = append(a.unregs, unregReq{name: "again", rev: e.rev})
+		a.umu.Unlock()
+		if err := claim(t, a, "again", id); err != nil {
+			t.Fatalf("claim again: %v", err)
+		}
+		a.uwake <- struct{}{}
+		waitFor(t, "the delete to run", 5*time.Second, func() bool {
+			a.umu.Lock()
+			defer a.umu.Unlock()
+			return len(a.unregs) == 0
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		data, _, st, err := lastMsg(ctx, a.nc, streamOf(a.namesBucket), subjectOf(a.namesBucket, nameKey("again")))
+		if o, _ := parseOwner(data); err != nil || st != msgPresent || o.id != id {
+			t.Fatalf("KV after the delete: %v %v owner %v; want the second registration", err, st, o.id)
+		}
+		if got := lookup(a, "again"); got != id {
+			t.Errorf("A's Lookup = %v; want %v", got, id)
+		}
+	})
+
+	t.Run("node id in use", func(t *testing.T) {
+		// A second process with B's node id, joining through A's client port.
+		cfg := testConfig(2)
+		cfg.Mode, cfg.URL = ModeExternal, tc.node(0).ns.ClientURL()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		n, err := Start(ctx, cfg, testLogger(t))
+		if err == nil {
+			_ = n.Close(ctx)
+		}
+		if !errors.Is(err, ErrNodeIDInUse) {
+			t.Fatalf("Start with a live node's id = %v; want ErrNodeIDInUse", err)
+		}
+	})
+
+	t.Run("external node", func(t *testing.T) {
+		// A node without its own NATS server, connected to B's: a full member.
+		cfg := testConfig(4)
+		cfg.Mode, cfg.URL = ModeExternal, tc.node(1).ns.ClientURL()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		n, err := Start(ctx, cfg, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = n.Close(ctx) }()
+		x := n.Directory()
+		if got := lookup(x, "svc"); got != conn(2, 1) {
+			t.Errorf("external node's Lookup(svc) = %v after start; want %v (replayed)", got, conn(2, 1))
+		}
+		if err := claim(t, x, "ext", conn(4, 1)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "ext in A's cache", 5*time.Second, func() bool { return lookup(a, "ext") == conn(4, 1) })
+	})
+
+	t.Run("restart sweeps", func(t *testing.T) {
+		if err := claim(t, c, "c-old", conn(3, 5)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "c-old in A's cache", 5*time.Second, func() bool { return lookup(a, "c-old") == conn(3, 5) })
+		old := c.Epoch()
+		tc.kill(2) // a crash: the entry and the lease stay behind
+		if err := tc.restart(2); err != nil {
+			t.Fatal(err)
+		}
+		c = tc.node(2).Directory()
+		if c.Epoch() == old {
+			t.Fatalf("restarted node kept epoch %d", old)
+		}
+		waitFor(t, "the crashed run's c-old swept from A's cache", 5*time.Second, func() bool {
+			_, ok := a.Lookup([]byte("c-old"))
+			return !ok
+		})
+		if err := claim(t, c, "c-old", conn(3, 6)); err != nil {
+			t.Fatalf("claim after the sweep: %v", err)
+		}
+	})
+
+	t.Run("takeover after lease expiry", func(t *testing.T) {
+		if err := claim(t, a, "a-name", conn(1, 7)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "a-name in B's cache", 5*time.Second, func() bool { return lookup(b, "a-name") == conn(1, 7) })
+		tc.kill(0) // A's lease is left to expire
+		if err := claim(t, b, "a-name", conn(2, 7)); !errors.Is(err, shard.ErrNameTaken) {
+			t.Fatalf("claim while A's lease lives = %v; want ErrNameTaken", err)
+		}
+		start := time.Now()
+		var err error
+		waitFor(t, "B to take a-name over", 10*time.Second, func() bool {
+			err = claim(t, b, "a-name", conn(2, 7))
+			return err == nil
+		})
+		t.Logf("taken over %v after the kill (lease TTL %v)", time.Since(start).Round(time.Millisecond), tc.cfgs[0].LeaseTTL)
+		waitFor(t, "C to see B as the owner", 5*time.Second, func() bool { return lookup(c, "a-name") == conn(2, 7) })
+		// The race winner may have been A's: it is free for the next claim too.
+	})
+}

@@ -1,0 +1,195 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Modes of Config.Mode.
+const (
+	ModeOff      = "off"      // single node: no NATS, the server's own registry
+	ModeEmbedded = "embedded" // this process runs a nats-server that joins the others' through routes
+	ModeExternal = "external" // connect to a NATS system by URL
+)
+
+// Config is how a node joins the cluster. The zero value is not usable: start from
+// DefaultConfig and set NodeID (and, for ModeEmbedded, Routes; for ModeExternal, URL).
+type Config struct {
+	// Mode is ModeOff (default), ModeEmbedded or ModeExternal.
+	Mode string
+	// NodeID is this node's id, the node part of its connection ids (server's node-id),
+	// 1..65535. It must be unique across the cluster: Start refuses to run when another
+	// live node holds its lease.
+	NodeID uint16
+	// Name is the cluster's name: the NATS cluster name in ModeEmbedded and part of the
+	// KV bucket names in both modes. Default "switchboard". Letters, digits, '-' and '_'.
+	Name string
+	// Listen is the embedded server's route address, host:port. Default
+	// "127.0.0.1:7402"; use a routable address for nodes on several hosts. Port 0 picks a
+	// free port (which other nodes cannot know: this node can only dial them).
+	Listen string
+	// Advertise is the route address other nodes are told to use, host:port; default ""
+	// lets NATS choose from Listen.
+	Advertise string
+	// Routes are the route addresses of the nodes to join, comma-separated host:port (or
+	// nats://host:port). The list may hold this node's own address, so that every node
+	// can be given the same list. Default "": a cluster of one, which runs JetStream
+	// standalone (no route listener) and needs Replicas 1.
+	Routes string
+	// URL is the NATS server URL(s) of ModeExternal, comma-separated.
+	URL string
+	// StoreDir is the embedded server's JetStream directory. Keep it, and NodeID, stable
+	// across restarts: it is the node's raft identity. Default "": a directory named
+	// after Name and NodeID under os.TempDir().
+	StoreDir string
+	// Replicas is the number of copies of the KV buckets, 1..5. Default 3; a cluster
+	// with fewer JetStream servers than Replicas never becomes ready.
+	Replicas int
+	// LeaseTTL is how long a node's lease lives without renewal; after it, the node's
+	// names may be taken over by other nodes' claims. Default 15s; it must exceed a KV
+	// leader failover (4–9 s measured) plus LeaseRenew, or live nodes lose their leases
+	// while the bucket elects a leader.
+	LeaseTTL time.Duration
+	// LeaseRenew is how often the lease is renewed. Default 2s; at most LeaseTTL/3.
+	LeaseRenew time.Duration
+	// ClaimQueue bounds the claims waiting for the KV (Claim answers shard.ErrBusy when
+	// it is full). Default 4096.
+	ClaimQueue int
+	// ClaimWorkers is the number of goroutines deciding claims. Default 4.
+	ClaimWorkers int
+	// OpTimeout bounds one KV operation. Default 5s.
+	OpTimeout time.Duration
+	// ClientAddr is this node's client address as other nodes should pass it on to
+	// clients; it is written into the lease. Default "".
+	ClientAddr string
+
+	// Test hooks; unset outside this package's tests.
+	seed        bool              // ModeEmbedded: cluster mode although Routes is empty (the others are given this node as their route)
+	routeListen func(addr string) // ModeEmbedded: called with the route listener's address once it listens
+}
+
+// Defaults of Config.
+const (
+	DefaultName         = "switchboard"
+	DefaultListen       = "127.0.0.1:7402"
+	DefaultReplicas     = 3
+	DefaultLeaseTTL     = 15 * time.Second
+	DefaultLeaseRenew   = 2 * time.Second
+	DefaultClaimQueue   = 4096
+	DefaultClaimWorkers = 4
+	DefaultOpTimeout    = 5 * time.Second
+)
+
+// DefaultConfig returns a Config with every default filled in, Mode off.
+func DefaultConfig() Config {
+	return Config{
+		Mode:         ModeOff,
+		Name:         DefaultName,
+		Listen:       DefaultListen,
+		Replicas:     DefaultReplicas,
+		LeaseTTL:     DefaultLeaseTTL,
+		LeaseRenew:   DefaultLeaseRenew,
+		ClaimQueue:   DefaultClaimQueue,
+		ClaimWorkers: DefaultClaimWorkers,
+		OpTimeout:    DefaultOpTimeout,
+	}
+}
+
+// Validate reports every problem in c, each naming its field. It applies no defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("cluster: "+format, args...)) }
+	switch c.Mode {
+	case ModeOff:
+		return nil
+	case ModeEmbedded, ModeExternal:
+	default:
+		bad("Mode: want off, embedded or external, got %q", c.Mode)
+	}
+	if c.NodeID == 0 {
+		bad("NodeID: must be 1..65535")
+	}
+	if !validName(c.Name) {
+		bad("Name: want letters, digits, '-' or '_', got %q", c.Name)
+	}
+	if c.Mode == ModeEmbedded {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			bad("Listen: want host:port: %v", err)
+		}
+		if c.Advertise != "" {
+			if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
+				bad("Advertise: want host:port: %v", err)
+			}
+		}
+		for _, r := range splitList(c.Routes) {
+			if _, _, err := net.SplitHostPort(strings.TrimPrefix(r, "nats://")); err != nil {
+				bad("Routes: %q: want host:port: %v", r, err)
+			}
+		}
+		if len(splitList(c.Routes)) == 0 && !c.seed && c.Replicas > 1 {
+			bad("Replicas: %d needs Routes: a cluster of one holds one replica", c.Replicas)
+		}
+	}
+	if c.Mode == ModeExternal && strings.TrimSpace(c.URL) == "" {
+		bad("URL: required in external mode")
+	}
+	if c.Replicas < 1 || c.Replicas > 5 {
+		bad("Replicas: want 1..5, got %d", c.Replicas)
+	}
+	if c.LeaseTTL < time.Second {
+		bad("LeaseTTL: want at least 1s (the KV's expiry resolution), got %v", c.LeaseTTL)
+	}
+	if c.LeaseRenew <= 0 || c.LeaseRenew*3 > c.LeaseTTL {
+		bad("LeaseRenew: want more than 0 and at most LeaseTTL/3 (%v), got %v", c.LeaseTTL/3, c.LeaseRenew)
+	}
+	if c.ClaimQueue < 1 {
+		bad("ClaimQueue: want at least 1, got %d", c.ClaimQueue)
+	}
+	if c.ClaimWorkers < 1 {
+		bad("ClaimWorkers: want at least 1, got %d", c.ClaimWorkers)
+	}
+	if c.OpTimeout <= 0 {
+		bad("OpTimeout: want more than 0, got %v", c.OpTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// storeDir is StoreDir or its default.
+func (c *Config) storeDir(tmp string) string {
+	if c.StoreDir != "" {
+		return c.StoreDir
+	}
+	return filepath.Join(tmp, "switchboard-"+c.Name+"-node-"+strconv.Itoa(int(c.NodeID)))
+}
+
+// serverName is the embedded server's name, its JetStream peer identity: stable for a
+// node id.
+func (c *Config) serverName() string { return "node-" + strconv.Itoa(int(c.NodeID)) }

@@ -1,0 +1,513 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard/switchboard/shard"
+)
+
+// Directory is the cluster-wide name directory: a shard.Directory whose arbiter is a
+// JetStream KV bucket (one key per name; create-if-absent and revision CAS decide every
+// ownership), with a local cache fed by a watch so that Lookup stays a memory read, and a
+// leases bucket (one key per node, expiring unless renewed) that tells a live owner from
+// a dead one.
+//
+// Claim answers at once from the cache when it can (this node's connection already owns
+// the name, or another live node's does) and otherwise returns shard.ErrPending and
+// decides on one of its worker goroutines; Unregister updates the cache at once and
+// deletes the KV entry on its own goroutine. No method does network I/O on the caller's
+// goroutine, so all of them are safe on event loops.
+//
+// Create one with Start (through a Node); it is safe for concurrent use.
+type Directory struct {
+	cfg   Config       // immutable after newDirectory
+	log   *slog.Logger // immutable after newDirectory
+	nc    *nats.Conn   // immutable after newDirectory
+	cache *cache
+
+	// Set by start, immutable afterwards.
+	names, leases             jetstream.KeyValue
+	namesBucket, leasesBucket string
+	epoch                     uint64 // this run of the node: every entry it writes carries it
+
+	leaseRev  uint64       // owned by the renew goroutine (start before it runs)
+	lastRenew atomic.Int64 // unix nanoseconds of the last successful lease write
+	leaseLost atomic.Bool  // another run of this node id holds the lease: never ready again
+	synced    atomic.Bool  // the names watch has replayed the bucket once
+
+	lmu       sync.RWMutex
+	liveNodes map[uint16]lease // guarded by lmu; fed by the leases watch
+
+	qmu    sync.RWMutex
+	closed bool          // guarded by qmu
+	claims chan claimReq // sent to under qmu's read lock, never after closed
+
+	umu    sync.Mutex
+	unregs []unregReq    // guarded by umu: KV deletes still to do
+	uwake  chan struct{} // capacity 1: unregs has work
+
+	watchRestarts atomic.Int64
+	swept         atomic.Int64 // entries of earlier runs of this node deleted
+
+	ctx     context.Context // ends when Close begins
+	cancel  context.CancelFunc
+	release atomic.Bool    // stop asks the renewer to delete the lease as it returns
+	renewWG sync.WaitGroup // the lease renewer
+	wg      sync.WaitGroup // every other goroutine the directory starts
+}
+
+type claimReq struct {
+	name string
+	id   shard.ConnID
+	done shard.ClaimFunc
+}
+
+type unregReq struct {
+	name string
+	rev  uint64 // the revision the name had when unregistered: the delete is a CAS on it
+}
+
+var _ shard.Directory = (*Directory)(nil)
+
+func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Directory{
+		cfg:          cfg,
+		log:          log,
+		nc:           nc,
+		cache:        newCache(cfg.NodeID),
+		liveNodes:    make(map[uint16]lease),
+		claims:       make(chan claimReq, cfg.ClaimQueue),
+		uwake:        make(chan struct{}, 1),
+		ctx:          ctx,
+		cancel:       cancel,
+		namesBucket:  namesBucketPrefix + cfg.Name,
+		leasesBucket: leasesBucketPrefix + cfg.Name,
+	}
+}
+
+// start opens the buckets, takes this node's lease (ErrNodeIDInUse if a live node holds
+// it), starts the watches, renewals and workers, and waits until the names watch has
+// replayed the bucket: from then on the directory answers. On error nothing is left
+// running but what the caller ends with stop and wait.
+func (d *Directory) start(ctx context.Context) error {
+	js, err := jetstream.New(d.nc)
+	if err != nil {
+		return fmt.Errorf("cluster: jetstream: %w", err)
+	}
+	logOnce := func(bucket string) func(error) {
+		return func(err error) { d.log.Info("waiting for JetStream", "bucket", bucket, "err", err) }
+	}
+	d.names, err = openBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      d.namesBucket,
+		Description: "switchboard name directory: name (base64url) -> owner node, epoch, connection",
+		History:     1,
+		Replicas:    d.cfg.Replicas,
+		Storage:     jetstream.FileStorage,
+	}, logOnce(d.namesBucket))
+	if err != nil {
+		return err
+	}
+	d.leases, err = openBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket:         d.leasesBucket,
+		Description:    "switchboard node leases: node-<id> -> epoch, client address; expire unless renewed",
+		History:        1,
+		Replicas:       d.cfg.Replicas,
+		Storage:        jetstream.FileStorage,
+		TTL:            d.cfg.LeaseTTL,
+		LimitMarkerTTL: d.cfg.LeaseTTL,
+	}, logOnce(d.leasesBucket))
+	if err != nil {
+		return err
+	}
+	d.checkLeaseTTL(ctx)
+	if err := d.acquireLease(ctx); err != nil {
+		return err
+	}
+	d.cache.epoch.Store(d.epoch)
+	synced := make(chan struct{})
+	d.goWatch("names", d.names, func() uint64 { return d.streamLast(d.names) }, d.applyName, synced)
+	d.goWatch("leases", d.leases, func() uint64 { return d.streamLast(d.leases) }, d.applyLease, nil)
+	d.renewWG.Add(1)
+	go d.renewLoop()
+	d.wg.Add(1 + d.cfg.ClaimWorkers)
+	go d.unregisterLoop()
+	for range d.cfg.ClaimWorkers {
+		go d.claimLoop()
+	}
+	select {
+	case <-synced:
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: names watch: %w", ctx.Err())
+	}
+	d.wg.Add(1)
+	go d.sweep()
+	return nil
+}
+
+// checkLeaseTTL warns when the leases bucket's TTL is not this node's LeaseTTL (another
+// node created it with another setting). It is a hint, so it makes one request, bounded by
+// attemptTimeout, and says so when it gets no answer: the request goes to the stream's
+// leader, and a request that reaches the cluster while the stream is new (no leader
+// elected yet, or this server not yet aware of the stream) gets no answer at all. Given
+// the whole start-up context, one such request once held a node's Start for 60 s.
+func (d *Directory) checkLeaseTTL(ctx context.Context) {
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	st, err := d.leases.Status(actx)
+	switch {
+	case err != nil:
+		d.log.Info("could not read the leases bucket's TTL; not checked", "err", err)
+	case st.TTL() != d.cfg.LeaseTTL:
+		d.log.Warn("the leases bucket was created with another lease TTL; the bucket's wins",
+			"bucket_ttl", st.TTL(), "cluster_lease_ttl", d.cfg.LeaseTTL)
+	}
+}
+
+// Claim implements shard.Directory. It never blocks: a claim the cache cannot answer
+// goes to a bounded queue (shard.ErrBusy when full) and is decided on a worker.
+func (d *Directory) Claim(name string, id shard.ConnID, done shard.ClaimFunc) error {
+	if len(name) == 0 || len(name) > shard.MaxNameLen {
+		return shard.ErrBadName
+	}
+	if id.Node() != d.cfg.NodeID {
+		panic("BUG: cluster: Claim for a connection of node " + fmt.Sprint(id.Node()) + " on node " + fmt.Sprint(d.cfg.NodeID))
+	}
+	if e, ok := d.cache.get(name); ok && !e.dead {
+		switch {
+		case e.id == id && e.epoch == d.epoch:
+			return nil
+		case e.node() == d.cfg.NodeID && e.epoch == d.epoch:
+			return shard.ErrNameTaken // another connection of this node: authoritative
+		case e.node() != d.cfg.NodeID && d.leaseLive(e.node(), e.epoch):
+			// Another live node's: a hint, but a stale one only refuses a claim the
+			// client retries, never gives a name two owners.
+			return shard.ErrNameTaken
+		}
+	}
+	d.qmu.RLock()
+	defer d.qmu.RUnlock()
+	if d.closed {
+		return ErrClosed
+	}
+	if d.leaseLost.Load() {
+		return ErrLeaseLost
+	}
+	select {
+	case d.claims <- claimReq{name, id, done}:
+		return shard.ErrPending
+	default:
+		return shard.ErrBusy
+	}
+}
+
+// Unregister implements shard.Directory: the name is gone from this node's view at once,
+// and its KV entry is deleted (a CAS on the revision it had) on the directory's goroutine.
+func (d *Directory) Unregister(name string, id shard.ConnID) error {
+	e, ok := d.cache.get(name)
+	switch {
+	case !ok || e.dead:
+		return shard.ErrNotFound
+	case e.id != id || e.epoch != d.epoch:
+		return shard.ErrNotOwner
+	}
+	tomb := e
+	tomb.dead = true
+	if !d.cache.set(name, tomb) {
+		return shard.ErrNotOwner // changed under us: a newer owner
+	}
+	// The queue is unbounded, but it holds at most one entry per name this node owned.
+	d.umu.Lock()
+	d.unregs = append(d.unregs, unregReq{name: name, rev: e.rev})
+	d.umu.Unlock()
+	select {
+	case d.uwake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Lookup implements shard.Directory: a read of the local cache, without allocation. The
+// owner may be a connection of another node (its node is in the ConnID).
+func (d *Directory) Lookup(name []byte) (shard.ConnID, bool) {
+	o, ok := d.cache.lookup(name)
+	return o.id, ok
+}
+
+// Len implements shard.Directory: the names owned by this node's connections.
+func (d *Directory) Len() int { return int(d.cache.local.Load()) }
+
+// Epoch is this run's epoch: every entry this node writes carries it, and a restart gets
+// a new one. Safe for concurrent use.
+func (d *Directory) Epoch() uint64 { return d.epoch }
+
+// Ready reports whether the directory answers, and if not, why: the names watch has
+// replayed the bucket, the node's lease was renewed within half its TTL, NATS is
+// connected. Safe
+// for concurrent use.
+func (d *Directory) Ready() (bool, string) {
+	d.qmu.RLock()
+	closed := d.closed
+	d.qmu.RUnlock()
+	switch {
+	case closed:
+		return false, "cluster directory closed"
+	case d.leaseLost.Load():
+		return false, "node lease taken by another run of this node id"
+	case !d.synced.Load():
+		return false, "cluster directory not synchronised yet"
+	case !d.nc.IsConnected():
+		return false, "not connected to NATS"
+	}
+	// Half the TTL without a renewal: the lease is in danger, and so is every claim.
+	if age := time.Since(time.Unix(0, d.lastRenew.Load())); age > d.cfg.LeaseTTL/2 {
+		return false, fmt.Sprintf("node lease not renewed for %v", age.Round(time.Millisecond))
+	}
+	return true, ""
+}
+
+// leaseLive reports whether the leases watch shows node alive in epoch. A hint.
+func (d *Directory) leaseLive(node uint16, epoch uint64) bool {
+	d.lmu.RLock()
+	l, ok := d.liveNodes[node]
+	d.lmu.RUnlock()
+	return ok && l.epoch == epoch
+}
+
+func (d *Directory) claimLoop() {
+	defer d.wg.Done()
+	for {
+		select {
+		case r := <-d.claims:
+			r.done(r.name, r.id, d.decide(r.name, r.id))
+		case <-d.ctx.Done():
+			return
+		}
+	}
+}
+
+// decide makes id the owner of name if nobody else, living, owns it: the KV decides.
+//
+// A write that failed without an answer (a timeout) may still have landed. Reported as a
+// failure, it would leave the name owned in the KV by a connection the server does not
+// think owns it, and nobody would release it. So such a failure is checked with one
+// more read from the leader, and a write that landed is reported as the success it was.
+// (If that read fails too, the entry may stay until this node restarts: step 2's
+// reconciliation closes this gap; docs/CLUSTER.md.)
+func (d *Directory) decide(name string, id shard.ConnID) error {
+	err := d.tryClaim(name, id)
+	if err == nil || errors.Is(err, shard.ErrNameTaken) || d.ctx.Err() != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
+	defer cancel()
+	me := owner{id: id, epoch: d.epoch}
+	data, rev, st, rerr := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, nameKey(name)))
+	if rerr == nil && st == msgPresent {
+		if cur, ok := parseOwner(data); ok && cur == me {
+			d.cache.set(name, cached{owner: me, rev: rev})
+			return nil
+		}
+	}
+	return err
+}
+
+func (d *Directory) tryClaim(name string, id shard.ConnID) error {
+	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
+	defer cancel()
+	key := nameKey(name)
+	me := owner{id: id, epoch: d.epoch}
+	val := appendOwner(nil, me)
+	for range 4 { // each round lost a race to another claim; after 4, call it taken
+		rev, err := d.names.Create(ctx, key, val)
+		if err == nil {
+			d.cache.set(name, cached{owner: me, rev: rev})
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("cluster: claim %q: %w", name, err)
+		}
+		data, rev, st, err := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, key))
+		if err != nil {
+			return err
+		}
+		switch st {
+		case msgAbsent:
+			continue // removed since: create again
+		case msgPresent:
+			cur, ok := parseOwner(data)
+			if !ok {
+				return shard.ErrNameTaken // a value this version does not understand: leave it
+			}
+			// Already this connection's: it unregistered the name and claims it again
+			// before the delete ran. Written again below, so that the delete (a CAS on
+			// the old revision) fails instead of removing the new registration.
+			if cur != me {
+				live, err := d.ownerLive(ctx, name, cur)
+				if err != nil {
+					return err
+				}
+				if live {
+					d.cache.set(name, cached{owner: cur, rev: rev})
+					return shard.ErrNameTaken
+				}
+				d.log.Info("taking over a name whose owner is gone", "name", name, "owner", cur.id.String(), "owner_epoch", cur.epoch)
+			}
+		}
+		nrev, err := d.names.Update(ctx, key, val, rev)
+		if err == nil {
+			d.cache.set(name, cached{owner: me, rev: nrev})
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return fmt.Errorf("cluster: claim %q: %w", name, err)
+		}
+	}
+	return shard.ErrNameTaken
+}
+
+// ownerLive decides whether owner o of name still holds it. A connection of this run of
+// this node does exactly while the cache (which this node's own writes and unregisters
+// update first) says so; an earlier run of this node does not; another node's
+// connection does while that node's lease, as its leader sees it, carries o's epoch.
+func (d *Directory) ownerLive(ctx context.Context, name string, o owner) (bool, error) {
+	if o.node() == d.cfg.NodeID {
+		if o.epoch != d.epoch {
+			return false, nil
+		}
+		e, ok := d.cache.get(name)
+		return ok && !e.dead && e.owner == o, nil
+	}
+	key := leaseKey(o.node())
+	data, _, st, err := lastMsg(ctx, d.nc, streamOf(d.leasesBucket), subjectOf(d.leasesBucket, key))
+	if err != nil || st != msgPresent {
+		return false, err
+	}
+	l, ok := parseLease(data)
+	return ok && l.epoch == o.epoch, nil
+}
+
+// unregisterLoop deletes the KV entries of unregistered names, each a CAS on the
+// revision it had (a claim that took the name over since wins). A delete that fails for
+// another reason (NATS unavailable) is retried, so that a name a live node let go does
+// not stay owned.
+func (d *Directory) unregisterLoop() {
+	defer d.wg.Done()
+	for {
+		select {
+		case <-d.uwake:
+		case <-d.ctx.Done():
+			return
+		}
+		if !d.flushUnregisters(d.ctx) {
+			select { // back off before retrying the failures
+			case <-time.After(250 * time.Millisecond):
+			case <-d.ctx.Done():
+				return
+			}
+			select {
+			case d.uwake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// flushUnregisters does the deletes queued so far. It reports false if some failed
+// (they are queued again).
+func (d *Directory) flushUnregisters(ctx context.Context) bool {
+	d.umu.Lock()
+	batch := d.unregs
+	d.unregs = nil
+	d.umu.Unlock()
+	var failed []unregReq
+	for _, u := range batch {
+		octx, cancel := context.WithTimeout(ctx, d.cfg.OpTimeout)
+		err := d.names.Delete(octx, nameKey(u.name), jetstream.LastRevision(u.rev))
+		cancel()
+		if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			failed = append(failed, u)
+		}
+	}
+	if len(failed) == 0 {
+		return true
+	}
+	d.log.Warn("name deletes failed; retrying", "count", len(failed))
+	d.umu.Lock()
+	d.unregs = append(failed, d.unregs...)
+	d.umu.Unlock()
+	return false
+}
+
+// sweep deletes the entries earlier runs of this node left (a crash leaves them; the
+// names watch has replayed the bucket when sweep runs). Each delete is a CAS, so a name
+// taken over meanwhile is left alone.
+func (d *Directory) sweep() {
+	defer d.wg.Done()
+	var n int64
+	d.cache.each(func(name string, e cached) {
+		if e.node() != d.cfg.NodeID || e.epoch == d.epoch || d.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
+		err := d.names.Delete(ctx, nameKey(name), jetstream.LastRevision(e.rev))
+		cancel()
+		if err == nil {
+			n++
+		} else if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			d.log.Warn("sweeping a name of an earlier run failed", "name", name, "err", err)
+		}
+	})
+	d.swept.Add(n)
+	if n > 0 {
+		d.log.Info("swept names of earlier runs of this node", "count", n)
+	}
+}
+
+// stop begins stopping the directory: claims are refused from now on, the unregisters
+// queued are flushed until ctx ends, the goroutines are told to stop, and the lease
+// renewer has returned (with release, having deleted the node's lease, so that other
+// nodes may take its remaining names over at once). The other goroutines may still be
+// finishing NATS calls: close the connection, then call wait.
+func (d *Directory) stop(ctx context.Context, release bool) error {
+	d.qmu.Lock()
+	already := d.closed
+	d.closed = true
+	d.qmu.Unlock()
+	if already {
+		return nil
+	}
+	var err error
+	if release && d.names != nil && !d.flushUnregisters(ctx) {
+		err = errors.New("cluster: some name deletes did not complete")
+	}
+	d.release.Store(release)
+	d.cancel()
+	d.renewWG.Wait()
+	return err
+}
+
+// wait waits for the directory's goroutines (after stop, and after the NATS connection
+// closed, so that none is left waiting on the network) and answers the claims still
+// queued with ErrClosed.
+func (d *Directory) wait() {
+	d.wg.Wait()
+	for { // nobody sends after closed: answer what is left
+		select {
+		case r := <-d.claims:
+			r.done(r.name, r.id, ErrClosed)
+			continue
+		default:
+		}
+		break
+	}
+}

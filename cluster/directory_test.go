@@ -1,0 +1,177 @@
+package cluster
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/switchboard/switchboard/shard"
+)
+
+func TestOwnerRoundTrip(t *testing.T) {
+	for _, o := range []owner{
+		{id: shard.MakeConnID(1, 0, 1, 1), epoch: 1},
+		{id: shard.MakeConnID(65535, 255, shard.MaxSlots-1, 65535), epoch: 1<<64 - 1},
+	} {
+		b := appendOwner(nil, o)
+		if got, ok := parseOwner(b); !ok || got != o {
+			t.Errorf("parseOwner(appendOwner(%v)) = %v, %v; want it back", o, got, ok)
+		}
+	}
+	good := appendOwner(nil, owner{id: shard.MakeConnID(3, 1, 2, 3), epoch: 9})
+	bad := map[string][]byte{
+		"empty":         nil,
+		"short":         good[:entryLen-1],
+		"long":          append(append([]byte(nil), good...), 0),
+		"version":       append([]byte{2}, good[1:]...),
+		"node mismatch": append(append([]byte{1}, 0, 4), good[3:]...),
+	}
+	for name, b := range bad {
+		if _, ok := parseOwner(b); ok {
+			t.Errorf("%s: parseOwner accepted %x", name, b)
+		}
+	}
+}
+
+func TestLeaseRoundTrip(t *testing.T) {
+	l := lease{epoch: 42, addr: "10.0.0.1:7400"}
+	if got, ok := parseLease(appendLease(nil, l)); !ok || got != l {
+		t.Errorf("parseLease = %v, %v; want %v", got, ok, l)
+	}
+	if _, ok := parseLease([]byte{1, 2}); ok {
+		t.Error("parseLease accepted a short value")
+	}
+}
+
+func TestKeys(t *testing.T) {
+	for _, name := range []string{"a", "svc.orders", "*", ">", "a b", "\x00\xff", strings.Repeat("x", shard.MaxNameLen)} {
+		k := nameKey(name)
+		if strings.ContainsAny(k, ".*> ") {
+			t.Errorf("nameKey(%q) = %q: not a plain KV key", name, k)
+		}
+		if got, ok := keyName(k); !ok || got != name {
+			t.Errorf("keyName(nameKey(%q)) = %q, %v", name, got, ok)
+		}
+	}
+	if n, ok := keyNode(leaseKey(7)); !ok || n != 7 {
+		t.Errorf("keyNode(leaseKey(7)) = %d, %v", n, ok)
+	}
+	for _, k := range []string{"node-0", "node-x", "node-65536", "7"} {
+		if _, ok := keyNode(k); ok {
+			t.Errorf("keyNode(%q) accepted it", k)
+		}
+	}
+}
+
+// TestCacheOrder: a change older than what the cache holds is ignored; this node's own
+// unregister (a tombstone) is not undone by the watch replaying the put it removes; the
+// removal seen by the watch clears the tombstone; the local count follows.
+func TestCacheOrder(t *testing.T) {
+	c := newCache(1)
+	c.epoch.Store(5)
+	mine := owner{id: shard.MakeConnID(1, 0, 1, 1), epoch: 5}
+	theirs := owner{id: shard.MakeConnID(2, 0, 1, 1), epoch: 7}
+	c.set("n", cached{owner: mine, rev: 10})
+	if c.set("n", cached{owner: theirs, rev: 9}) {
+		t.Fatal("an older change replaced a newer one")
+	}
+	if o, ok := c.lookup([]byte("n")); !ok || o != mine || c.local.Load() != 1 {
+		t.Fatalf("lookup = %v, %v, local %d; want mine, 1", o, ok, c.local.Load())
+	}
+	c.set("n", cached{owner: mine, rev: 10, dead: true}) // Unregister
+	if c.set("n", cached{owner: mine, rev: 10}) {
+		t.Fatal("the watch replaying revision 10 undid the unregister")
+	}
+	if _, ok := c.lookup([]byte("n")); ok || c.local.Load() != 0 {
+		t.Fatalf("unregistered name still found (local %d)", c.local.Load())
+	}
+	c.remove("n", 11) // the delete marker
+	if _, ok := c.get("n"); ok {
+		t.Fatal("tombstone kept after its delete came back")
+	}
+	c.set("n", cached{owner: theirs, rev: 12})
+	c.remove("n", 11) // late, older removal
+	if o, ok := c.lookup([]byte("n")); !ok || o != theirs || c.local.Load() != 0 {
+		t.Fatalf("lookup = %v, %v, local %d; want theirs, 0", o, ok, c.local.Load())
+	}
+}
+
+func TestLookupNoAllocs(t *testing.T) {
+	d := newDirectory(testConfig(1), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	defer d.cancel()
+	d.cache.set("svc", cached{owner: owner{id: shard.MakeConnID(2, 0, 1, 1), epoch: 1}, rev: 1})
+	name := []byte("svc")
+	if n := testing.AllocsPerRun(1000, func() {
+		if _, ok := d.Lookup(name); !ok {
+			panic("not found")
+		}
+	}); n != 0 {
+		t.Errorf("Lookup allocates %v times; want 0", n)
+	}
+}
+
+// TestClaimWithoutNetwork covers what Claim decides on the caller's goroutine: bad
+// names, names the cache answers, and the bounded queue (ErrBusy when full).
+func TestClaimWithoutNetwork(t *testing.T) {
+	cfg := testConfig(1)
+	cfg.ClaimQueue = 2
+	d := newDirectory(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	defer d.cancel()
+	d.epoch = 5
+	d.cache.epoch.Store(5)
+	a, b := shard.MakeConnID(1, 0, 1, 1), shard.MakeConnID(1, 0, 2, 1)
+	other := shard.MakeConnID(2, 0, 1, 1)
+	d.cache.set("mine", cached{owner: owner{id: a, epoch: 5}, rev: 1})
+	d.cache.set("remote", cached{owner: owner{id: other, epoch: 9}, rev: 2})
+	d.cache.set("stale", cached{owner: owner{id: other, epoch: 8}, rev: 3})
+	d.liveNodes[2] = lease{epoch: 9}
+	never := func(string, shard.ConnID, error) { t.Error("done called for a claim decided at once") }
+	tests := []struct {
+		name string
+		id   shard.ConnID
+		want error
+	}{
+		{"", a, shard.ErrBadName},
+		{strings.Repeat("x", shard.MaxNameLen+1), a, shard.ErrBadName},
+		{"mine", a, nil},
+		{"mine", b, shard.ErrNameTaken},
+		{"remote", a, shard.ErrNameTaken},
+		{"stale", a, shard.ErrPending}, // its node's lease is of another epoch: ask the KV
+		{"new", a, shard.ErrPending},
+		{"newer", a, shard.ErrBusy}, // the queue holds 2
+	}
+	for _, tt := range tests {
+		if err := d.Claim(tt.name, tt.id, never); !errors.Is(err, tt.want) {
+			t.Errorf("Claim(%.10q, %v) = %v; want %v", tt.name, tt.id, err, tt.want)
+		}
+	}
+	if err := d.Unregister("mine", b); !errors.Is(err, shard.ErrNotOwner) {
+		t.Errorf("Unregister by another connection = %v; want ErrNotOwner", err)
+	}
+	if err := d.Unregister("mine", a); err != nil {
+		t.Errorf("Unregister = %v", err)
+	}
+	if _, ok := d.Lookup([]byte("mine")); ok {
+		t.Error("an unregistered name is still found")
+	}
+	if err := d.Unregister("mine", a); !errors.Is(err, shard.ErrNotFound) {
+		t.Errorf("second Unregister = %v; want ErrNotFound", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := DefaultConfig()
+	if err := c.Validate(); err != nil {
+		t.Errorf("off: %v", err)
+	}
+	c.Mode, c.NodeID = ModeExternal, 0
+	c.LeaseRenew = c.LeaseTTL
+	err := c.Validate()
+	for _, want := range []string{"NodeID", "URL", "LeaseRenew"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v; want a problem naming %s", err, want)
+		}
+	}
+}

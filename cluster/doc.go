@@ -1,0 +1,49 @@
+// Package cluster joins switchboard nodes into a cluster over NATS. This first step
+// provides the cluster-wide name directory; routing messages between nodes comes next
+// (docs/CLUSTER.md says what exists and what does not yet).
+//
+// A Node is started by cmd/switchboard (Start) in one of two modes: ModeEmbedded runs a
+// nats-server in the process, joined to the other nodes' through routes (a seed list,
+// which may include the node's own address), with JetStream storing in a directory per
+// node; ModeExternal connects to a NATS system by URL. Node.Directory is a
+// shard.Directory that the server uses through server.WithDirectory; the server never
+// imports this package or NATS.
+//
+// The directory keeps exactly one owner per name across the cluster:
+//
+//   - A JetStream KV bucket (switchboard_names_<cluster>) is the arbiter: key = the name
+//     in base64url, value = owner node, epoch and ConnID (entry.go). A claim is a Create
+//     (succeeds only if the key is absent or deleted) or, to take a name over from a dead
+//     owner, an Update on the revision read (a CAS). Reads are hints, taken from the
+//     stream leader (followers can be behind, shared/CLUSTER.md hazard 3).
+//   - A leases bucket (switchboard_leases_<cluster>, bucket TTL = LeaseTTL) holds one key
+//     per node with its current epoch, renewed every LeaseRenew. An owner is alive while
+//     its node's lease carries the owner's epoch; otherwise the next claim takes the name.
+//   - Every node keeps a cache of the names bucket fed by a watch (supervised: restarted
+//     from its last revision when it stalls), so Lookup is a local map read.
+//   - Each run of a node has a new epoch; at start it deletes (CAS) the entries its
+//     earlier runs left. Start refuses a node id whose lease another live process renews.
+//
+// # Concurrency
+//
+// Directory's methods are safe for concurrent use and never do network I/O on the
+// caller's goroutine: they run on event loops. Claim answers from the cache when it can
+// and otherwise queues the claim (bounded: shard.ErrBusy when full) for a worker
+// goroutine, which calls the ClaimFunc. Unregister marks the name gone in the cache and
+// queues the KV delete (this queue holds at most one entry per name the node owned).
+// Lookup takes one partition's read lock and does not allocate. Every goroutine the
+// package starts (workers, watches, lease renewal, the start-up sweep) is tracked and
+// stopped by Node.Close.
+//
+// # Caveats
+//
+//   - Lookup may return a connection of another node; the server answers NO_ROUTE for
+//     those until cross-node routing exists.
+//   - The cache is eventually consistent (a watch event arrives ~0.2 ms after a write on
+//     loopback): a claim refused from the cache as taken may have been freed a moment
+//     earlier; the client retries. Ownership itself is only ever decided by the KV.
+//   - A node that cannot renew its lease stops being ready after LeaseTTL/2 but does not
+//     yet fence itself (drain) before the lease expires: until step 2, a partitioned node
+//     may keep serving names that another node has taken over.
+//   - Deleted names leave a delete marker per key in the names bucket.
+package cluster

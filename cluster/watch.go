@@ -1,0 +1,144 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// goWatch runs a supervised watch of kv on a tracked goroutine, feeding apply every
+// change in revision order; synced (if not nil) is closed when the first replay of the
+// bucket is complete. A watch can stall (nats.go#1094: more than 20 s once when the
+// stream leader was killed), so the supervisor compares the stream's last revision with
+// the last one applied every LeaseRenew and, when the watch has fallen behind and not
+// moved for two checks, or its channel closed, starts a new one from the revision after
+// the last applied.
+//
+// head returns the stream's last revision (0 when it cannot be read now): streamLast,
+// or a test's.
+func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint64, apply func(jetstream.KeyValueEntry), synced chan struct{}) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		var last uint64 // last revision applied
+		for first := true; d.ctx.Err() == nil; first = false {
+			if !first {
+				d.watchRestarts.Add(1)
+				d.log.Warn("restarting a stalled or closed watch", "watch", what, "from_revision", last+1)
+			}
+			last = d.watchOnce(kv, head, last, apply, &synced)
+			select {
+			case <-d.ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+}
+
+// watchOnce runs one watch from revision last+1 until it closes, stalls or the directory
+// stops, and returns the last revision applied.
+func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last uint64, apply func(jetstream.KeyValueEntry), synced *chan struct{}) uint64 {
+	var opts []jetstream.WatchOpt
+	if last > 0 {
+		opts = append(opts, jetstream.ResumeFromRevision(last+1))
+	}
+	// The stream's last revision when the watch starts. Once the watch says its replay is
+	// complete, a revision up to floor it did not deliver was removed (an expired lease,
+	// its marker gone), so the stall check must not wait for it.
+	floor := head()
+	replayed := false
+	w, err := kv.WatchAll(d.ctx, opts...)
+	if err != nil {
+		return last
+	}
+	defer func() { _ = w.Stop() }()
+	check := time.NewTicker(d.cfg.LeaseRenew)
+	defer check.Stop()
+	behind := 0
+	checked := last
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return last
+			}
+			if e == nil {
+				replayed = true
+				if *synced != nil {
+					close(*synced)
+					*synced = nil
+					d.synced.Store(true)
+				}
+				continue
+			}
+			if e.Revision() <= last {
+				continue
+			}
+			apply(e)
+			last = e.Revision()
+		case <-check.C:
+			mark := last
+			if replayed {
+				mark = max(last, floor)
+			}
+			if head() > mark && last == checked {
+				if behind++; behind >= 2 {
+					return last
+				}
+			} else {
+				behind = 0
+			}
+			checked = last
+		case <-d.ctx.Done():
+			return last
+		}
+	}
+}
+
+// streamLast is the last revision in kv's stream, 0 if it cannot be read now.
+func (d *Directory) streamLast(kv jetstream.KeyValue) uint64 {
+	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
+	defer cancel()
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0
+	}
+	if s, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+		return s.StreamInfo().State.LastSeq
+	}
+	return 0
+}
+
+func (d *Directory) applyName(e jetstream.KeyValueEntry) {
+	name, ok := keyName(e.Key())
+	if !ok {
+		return
+	}
+	if e.Operation() != jetstream.KeyValuePut {
+		d.cache.remove(name, e.Revision())
+		return
+	}
+	o, ok := parseOwner(e.Value())
+	if !ok {
+		d.log.Warn("ignoring a name entry of an unknown format", "name", name, "revision", e.Revision())
+		return
+	}
+	d.cache.set(name, cached{owner: o, rev: e.Revision()})
+}
+
+func (d *Directory) applyLease(e jetstream.KeyValueEntry) {
+	node, ok := keyNode(e.Key())
+	if !ok {
+		return
+	}
+	d.lmu.Lock()
+	defer d.lmu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(d.liveNodes, node)
+		return
+	}
+	if l, ok := parseLease(e.Value()); ok {
+		d.liveNodes[node] = l
+	}
+}

@@ -1,0 +1,118 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard/switchboard/shard"
+)
+
+// fakeKV hands out the watchers a test scripted, one per WatchAll. Every other method
+// of jetstream.KeyValue is nil and panics if called.
+type fakeKV struct {
+	jetstream.KeyValue
+	mu       sync.Mutex
+	watchers []*fakeWatcher // guarded by mu; the next WatchAll returns the first
+	opened   int            // guarded by mu
+}
+
+func (kv *fakeKV) WatchAll(context.Context, ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	kv.opened++
+	w := kv.watchers[0]
+	if len(kv.watchers) > 1 {
+		kv.watchers = kv.watchers[1:]
+	}
+	return w, nil
+}
+
+type fakeWatcher struct{ ch chan jetstream.KeyValueEntry }
+
+func (w *fakeWatcher) Updates() <-chan jetstream.KeyValueEntry { return w.ch }
+func (w *fakeWatcher) Stop() error                             { return nil }
+
+// watcherOf returns a watcher that delivers entries (nil: the end of the replay) and
+// then stays silent, as a stalled watch does.
+func watcherOf(entries ...jetstream.KeyValueEntry) *fakeWatcher {
+	w := &fakeWatcher{ch: make(chan jetstream.KeyValueEntry, len(entries))}
+	for _, e := range entries {
+		w.ch <- e
+	}
+	return w
+}
+
+type fakeEntry struct {
+	key string
+	val []byte
+	rev uint64
+}
+
+func (e fakeEntry) Bucket() string                  { return "names" }
+func (e fakeEntry) Key() string                     { return e.key }
+func (e fakeEntry) Value() []byte                   { return e.val }
+func (e fakeEntry) Revision() uint64                { return e.rev }
+func (e fakeEntry) Created() time.Time              { return time.Time{} }
+func (e fakeEntry) Delta() uint64                   { return 0 }
+func (e fakeEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
+
+// TestWatchRestartsWhenStalled: a watch that stops delivering while the stream moves on
+// is restarted within two checks, and the new watch's events are applied from the
+// revision after the last one applied, each exactly once.
+func TestWatchRestartsWhenStalled(t *testing.T) {
+	cfg := testConfig(1)
+	cfg.LeaseRenew = 20 * time.Millisecond // the check interval
+	d := newDirectory(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	entry := func(rev uint64) jetstream.KeyValueEntry {
+		o := owner{id: shard.MakeConnID(2, 0, uint32(rev), 1), epoch: 1}
+		return fakeEntry{key: nameKey("n" + string(rune('0'+rev))), val: appendOwner(nil, o), rev: rev}
+	}
+	kv := &fakeKV{watchers: []*fakeWatcher{
+		watcherOf(entry(1), entry(2), nil), // replays two, then stalls
+		watcherOf(entry(2), entry(3), entry(4), entry(5)),
+	}}
+	var head atomic.Uint64
+	head.Store(2)
+	var mu sync.Mutex
+	var applied []uint64
+	synced := make(chan struct{})
+	d.goWatch("names", kv, head.Load, func(e jetstream.KeyValueEntry) {
+		mu.Lock()
+		applied = append(applied, e.Revision())
+		mu.Unlock()
+	}, synced)
+	defer func() { d.cancel(); d.wg.Wait() }()
+	select {
+	case <-synced:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first replay never completed")
+	}
+	head.Store(5) // three writes the stalled watch does not deliver
+	waitFor(t, "revision 5 applied", 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(applied) > 0 && applied[len(applied)-1] == 5
+	})
+	mu.Lock()
+	got := append([]uint64(nil), applied...)
+	mu.Unlock()
+	if want := []uint64{1, 2, 3, 4, 5}; !slices.Equal(got, want) {
+		t.Errorf("applied revisions %v; want %v", got, want)
+	}
+	if n := d.watchRestarts.Load(); n != 1 {
+		t.Errorf("%d watch restarts; want 1", n)
+	}
+	// Caught up: no further restart while the stream does not move.
+	time.Sleep(5 * cfg.LeaseRenew)
+	if n := d.watchRestarts.Load(); n != 1 {
+		t.Errorf("%d watch restarts after catching up; want 1", n)
+	}
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/rawpeer"
+)
+
+// TestServeCluster runs serve as a one-node embedded cluster (one replica): it joins
+// before it listens, /readyz covers the directory, a REGISTER is decided by the KV
+// (NAME_TAKEN for a second connection), local routing is unchanged, and SIGTERM leaves
+// the cluster after the server stopped.
+func TestServeCluster(t *testing.T) {
+	p := startBin(t, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json",
+		"--cluster", "embedded", "--cluster-replicas", "1",
+		"--cluster-store-dir", t.TempDir(), "--cluster-name", "cmdtest", "--node-id", "7")
+	addrOf := func(line string) string {
+		t.Helper()
+		var rec struct {
+			Addr string `json:"addr"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		return rec.Addr
+	}
+	ready := p.waitLine(t, `"msg":"cluster directory ready"`)
+	if !strings.Contains(ready, `"node_id":7`) || !strings.Contains(ready, `"mode":"embedded"`) {
+		t.Errorf("ready line %q lacks the node id or mode", ready)
+	}
+	client := addrOf(p.waitLine(t, `"msg":"switchboard listening"`))
+	admin := addrOf(p.waitLine(t, `"msg":"admin listening"`))
+
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get("http://" + admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	hc.CloseIdleConnections()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz = %d %q; want 200", resp.StatusCode, body)
+	}
+
+	a := rawpeer.Dial(t, client)
+	a.Hello("a", "")
+	a.Write(codec.AppendName(nil, codec.TypeRegister, 1, "svc"))
+	if f := a.Expect(codec.TypeOK); f.Corr != 1 {
+		t.Fatalf("REGISTER OK corr %d; want 1", f.Corr)
+	}
+	b := rawpeer.Dial(t, client)
+	b.Hello("b", "")
+	b.Write(codec.AppendName(nil, codec.TypeRegister, 2, "svc"))
+	if f, _ := b.ExpectError(codec.CodeNameTaken); f.Corr != 2 {
+		t.Fatalf("NAME_TAKEN corr %d; want 2", f.Corr)
+	}
+	b.Write(codec.AppendSend(nil, codec.FlagAck, 3, "svc", []byte("hi")))
+	b.Expect(codec.TypeOK)
+	if f := a.Expect(codec.TypeMessage); !strings.HasSuffix(string(f.Body), "hi") {
+		t.Fatalf("MESSAGE body %q", f.Body)
+	}
+
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit %d; want 0; stderr:\n%s", code, p.stderr())
+	}
+	if !strings.Contains(p.stderr(), "left the cluster") {
+		t.Errorf("stderr lacks the cluster's leaving:\n%s", p.stderr())
+	}
+}
+
+func TestCheckConfigCluster(t *testing.T) {
+	file := writeConfig(t, "cluster: external\ncluster-lease-renew: 10s\n")
+	_, stderr, code := runCLI(t, nil, "check-config", file)
+	if code != exitUsage {
+		t.Fatalf("exit %d; want 2; stderr %q", code, stderr)
+	}
+	for _, want := range []string{"nats-url: required", "cluster-lease-renew"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+// TestServeClusterUnreachable: external mode with no NATS at nats-url fails at start
+// (exit 1) and says why.
+func TestServeClusterUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close() // nobody listens there now
+	p := startBin(t, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "off",
+		"--cluster", "external", "--nats-url", "nats://"+addr, "--cluster-replicas", "1")
+	if code := p.wait(t); code != exitFailure {
+		t.Errorf("exit %d; want 1; stderr:\n%s", code, p.stderr())
+	}
+	if !strings.Contains(p.stderr(), "joining the cluster failed") {
+		t.Errorf("stderr lacks the failure:\n%s", p.stderr())
+	}
+}
+
+// TestServeClusterSignalWhileJoining: a node waiting for a cluster that cannot form (its
+// only peer is not there, three replicas) stops on SIGTERM, cleanly and at once.
+func TestServeClusterSignalWhileJoining(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := ln.Addr().String()
+	_ = ln.Close()
+	p := startBin(t, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "off",
+		"--cluster", "embedded", "--cluster-listen", "127.0.0.1:0", "--cluster-routes", peer,
+		"--cluster-store-dir", t.TempDir())
+	p.waitLine(t, "joining the cluster")
+	p.signal(t, syscall.SIGTERM)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit %d; want 0; stderr:\n%s", code, p.stderr())
+	}
+	if !strings.Contains(p.stderr(), "interrupted by a signal while joining the cluster") {
+		t.Errorf("stderr lacks the interruption:\n%s", p.stderr())
+	}
+}
