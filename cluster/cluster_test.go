@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -332,6 +333,31 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, "ext in A's cache", 5*time.Second, func() bool { return lookup(a, "ext") == conn(4, 1) })
+	})
+
+	t.Run("peers ranked for clients", func(t *testing.T) {
+		report := func(i int, st Status) { tc.node(i).ReportStatus(func() Status { return st }) }
+		report(0, Status{Addr: "10.0.0.1:7400", Load: 0.9})
+		report(1, Status{Addr: "10.0.0.2:7400", Load: 0.5})
+		report(2, Status{Addr: "10.0.0.3:7400", Load: 0.1})
+		var mu sync.Mutex
+		var got []string
+		tc.node(0).OnPeers(func(p []string) { mu.Lock(); got = p; mu.Unlock() })
+		defer tc.node(0).OnPeers(func([]string) {})
+		want := func(what string, addrs ...string) {
+			t.Helper()
+			waitFor(t, what, 5*time.Second, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return slices.Equal(got, addrs)
+			})
+		}
+		want("A's peers, least loaded first, A itself left out", "10.0.0.3:7400", "10.0.0.2:7400")
+		report(2, Status{Addr: "10.0.0.3:7400", Load: 0.1, Draining: true})
+		want("a draining node left out", "10.0.0.2:7400")
+		report(1, Status{Addr: "10.0.0.2:7400", Load: 0.05, Zone: 3})
+		report(2, Status{Addr: "10.0.0.3:7400", Load: 0.3})
+		want("a RED node after a GREEN one, whatever its load", "10.0.0.3:7400", "10.0.0.2:7400")
 	})
 
 	t.Run("restart sweeps", func(t *testing.T) {

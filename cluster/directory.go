@@ -46,6 +46,7 @@ type Directory struct {
 
 	lmu       sync.RWMutex
 	liveNodes map[uint16]lease // guarded by lmu; fed by the leases watch
+	hooks     peerHooks        // status reported in the lease; live peers passed on (peers.go)
 
 	qmu    sync.RWMutex
 	closed bool          // guarded by qmu

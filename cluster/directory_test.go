@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -36,9 +37,19 @@ func TestOwnerRoundTrip(t *testing.T) {
 }
 
 func TestLeaseRoundTrip(t *testing.T) {
-	l := lease{epoch: 42, addr: "10.0.0.1:7400"}
-	if got, ok := parseLease(appendLease(nil, l)); !ok || got != l {
-		t.Errorf("parseLease = %v, %v; want %v", got, ok, l)
+	for _, l := range []lease{
+		{epoch: 42, addr: "10.0.0.1:7400"},
+		{epoch: 43, addr: "10.0.0.2:7400", draining: true, load: 9_999, zone: 3},
+		{epoch: 44},
+	} {
+		if got, ok := parseLease(appendLease(nil, l)); !ok || got != l {
+			t.Errorf("parseLease = %v, %v; want %v", got, ok, l)
+		}
+	}
+	// A version-1 lease (epoch and address) from an older node still parses.
+	v1 := append(binary.BigEndian.AppendUint64([]byte{entryVersion}, 7), "10.0.0.9:7400"...)
+	if got, ok := parseLease(v1); !ok || got != (lease{epoch: 7, addr: "10.0.0.9:7400"}) {
+		t.Errorf("parseLease(v1) = %v, %v", got, ok)
 	}
 	if _, ok := parseLease([]byte{1, 2}); ok {
 		t.Error("parseLease accepted a short value")

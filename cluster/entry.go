@@ -61,28 +61,50 @@ func parseOwner(b []byte) (owner, bool) {
 	return o, true
 }
 
-// lease is the value of a node's key in the leases bucket:
+// lease is the value of a node's key in the leases bucket, rewritten at every renewal:
 //
-//	version (1) | epoch (8) | client address (rest)
+//	version (1, leaseVersion) | epoch (8) | flags (1) | load (2) | zone (1) | client address (rest)
 //
-// The client address is what other nodes will send clients to (step 2: GOAWAY and
-// refusals listing live nodes); it may be empty.
+// flags bit 0 is "draining"; load is the node's connections per 10,000 of its maximum;
+// zone is its admission zone (0 GREEN .. 3 RED). The client address is where other nodes
+// send clients (GOAWAY and refusals list the live nodes, least loaded first); it may be
+// empty. A version-1 lease (entryVersion: epoch and address only) still parses, with no
+// load.
 type lease struct {
-	epoch uint64
-	addr  string
+	epoch    uint64
+	addr     string
+	draining bool
+	load     uint16 // per 10,000
+	zone     uint8
 }
 
+// leaseVersion is the first byte of a lease with the node's status.
+const leaseVersion = 2
+
+const leaseFlagDraining = 1
+
 func appendLease(dst []byte, l lease) []byte {
-	dst = append(dst, entryVersion)
+	dst = append(dst, leaseVersion)
 	dst = binary.BigEndian.AppendUint64(dst, l.epoch)
+	var flags byte
+	if l.draining {
+		flags |= leaseFlagDraining
+	}
+	dst = append(dst, flags)
+	dst = binary.BigEndian.AppendUint16(dst, l.load)
+	dst = append(dst, l.zone)
 	return append(dst, l.addr...)
 }
 
 func parseLease(b []byte) (lease, bool) {
-	if len(b) < 9 || b[0] != entryVersion {
-		return lease{}, false
+	switch {
+	case len(b) >= 9 && b[0] == entryVersion:
+		return lease{epoch: binary.BigEndian.Uint64(b[1:9]), addr: string(b[9:])}, true
+	case len(b) >= 13 && b[0] == leaseVersion:
+		return lease{epoch: binary.BigEndian.Uint64(b[1:9]), draining: b[9]&leaseFlagDraining != 0,
+			load: binary.BigEndian.Uint16(b[10:12]), zone: b[12], addr: string(b[13:])}, true
 	}
-	return lease{epoch: binary.BigEndian.Uint64(b[1:9]), addr: string(b[9:])}, true
+	return lease{}, false
 }
 
 // nameKey maps a name (any bytes, 1..255 of them) to a KV key. KV keys allow only

@@ -48,7 +48,7 @@ func (d *Directory) acquireLease(ctx context.Context) error {
 			}
 		}
 		d.epoch = max(uint64(time.Now().UnixNano()), prev+1)
-		val := appendLease(nil, lease{epoch: d.epoch, addr: d.cfg.ClientAddr})
+		val := d.leaseValue()
 		var nrev uint64
 		wctx, cancel := context.WithTimeout(ctx, d.cfg.OpTimeout)
 		if st == msgAbsent {
@@ -126,7 +126,6 @@ func (d *Directory) readLease(ctx context.Context) ([]byte, uint64, msgState, er
 func (d *Directory) renewLoop() {
 	defer d.renewWG.Done()
 	key := leaseKey(d.cfg.NodeID)
-	val := appendLease(nil, lease{epoch: d.epoch, addr: d.cfg.ClientAddr})
 	t := time.NewTicker(d.cfg.LeaseRenew)
 	defer t.Stop()
 	failing := false
@@ -139,7 +138,7 @@ func (d *Directory) renewLoop() {
 			}
 			return
 		}
-		err := d.renew(key, val)
+		err := d.renew(key, d.leaseValue()) // with the node's status as it is now
 		switch {
 		case err == nil && failing:
 			d.log.Info("node lease renewed again")

@@ -133,12 +133,11 @@ func (d *Directory) applyLease(e jetstream.KeyValueEntry) {
 		return
 	}
 	d.lmu.Lock()
-	defer d.lmu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(d.liveNodes, node)
-		return
-	}
-	if l, ok := parseLease(e.Value()); ok {
+	} else if l, ok := parseLease(e.Value()); ok {
 		d.liveNodes[node] = l
 	}
+	d.lmu.Unlock()
+	d.publishPeers()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/switchboard/switchboard/cluster"
 	"github.com/switchboard/switchboard/internal/config"
+	"github.com/switchboard/switchboard/server"
 )
 
 // clusterStartTimeout bounds joining the cluster at start-up: a fresh embedded cluster
@@ -56,3 +58,36 @@ func startCluster(log *slog.Logger, n config.Node) (*cluster.Node, error) {
 
 // errInterrupted: a signal stopped serve while it was joining the cluster.
 var errInterrupted = errors.New("interrupted by a signal while joining the cluster")
+
+// shareStatus makes the node's lease carry its client address, the server's draining
+// flag, load and admission zone, and the server suggest the cluster's other live nodes, least loaded first, in
+// GOAWAY and TRY_OTHER refusals (the configured peers while no other node is known).
+func shareStatus(cn *cluster.Node, srv *server.Server, advertise string) {
+	addr := clientAdvertise(advertise, srv.Addr())
+	cn.ReportStatus(func() cluster.Status {
+		st := cluster.Status{Addr: addr, Draining: srv.Draining(), Zone: uint8(srv.ZoneReport().AdmissionZone)}
+		if c := srv.Capacity().Connections; c.Limit > 0 {
+			st.Load = float64(c.Used) / float64(c.Limit)
+		}
+		return st
+	})
+	cn.OnPeers(func(addrs []string) {
+		if len(addrs) == 0 {
+			addrs = nil // back to the configured peers
+		}
+		srv.SetPeers(addrs)
+	})
+}
+
+// clientAdvertise is the client address other nodes are to give clients: the configured
+// cluster-client-advertise, else the address the server listens on unless its host is a
+// wildcard (then "": this node is suggested to nobody).
+func clientAdvertise(configured string, ln net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	if ta, ok := ln.(*net.TCPAddr); ok && ta.IP != nil && !ta.IP.IsUnspecified() {
+		return ta.String()
+	}
+	return ""
+}

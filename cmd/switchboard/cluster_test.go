@@ -131,3 +131,23 @@ func TestServeClusterSignalWhileJoining(t *testing.T) {
 		t.Errorf("stderr lacks the interruption:\n%s", p.stderr())
 	}
 }
+
+func TestClientAdvertise(t *testing.T) {
+	tcp := func(s string) net.Addr { a, _ := net.ResolveTCPAddr("tcp", s); return a }
+	for _, c := range []struct {
+		configured string
+		ln         net.Addr
+		want       string
+	}{
+		{"sb1.example:7400", tcp("0.0.0.0:7400"), "sb1.example:7400"}, // configured wins
+		{"", tcp("10.1.2.3:7400"), "10.1.2.3:7400"},                   // a specific listen address
+		{"", tcp("127.0.0.1:41000"), "127.0.0.1:41000"},
+		{"", tcp("0.0.0.0:7400"), ""}, // wildcards: nothing to tell clients
+		{"", tcp("[::]:7400"), ""},
+		{"", nil, ""},
+	} {
+		if got := clientAdvertise(c.configured, c.ln); got != c.want {
+			t.Errorf("clientAdvertise(%q, %v) = %q; want %q", c.configured, c.ln, got, c.want)
+		}
+	}
+}

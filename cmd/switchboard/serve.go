@@ -203,6 +203,12 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 		leaveCluster(context.Background(), log, cn)
 		return exitFailure
 	}
+	if cn != nil {
+		shareStatus(cn, srv, l.Config.ClusterClientAdvertise)
+		if srv.Addr() != nil && clientAdvertise(l.Config.ClusterClientAdvertise, srv.Addr()) == "" {
+			log.Warn("cluster: no client address to advertise (the listen address is a wildcard): set cluster-client-advertise, or the other nodes send no clients here")
+		}
+	}
 	eff := l.Config
 	eff.Config = srv.Config() // the server's resolved values (loops, max-connections)
 	logEffective(log, l, eff)

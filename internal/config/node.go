@@ -78,6 +78,12 @@ type Node struct {
 	// ClusterAdvertise is the route address other nodes are told to use. Default "":
 	// NATS derives it from ClusterListen.
 	ClusterAdvertise string
+	// ClusterClientAdvertise is this node's client address (host:port) as the other nodes
+	// give it to clients they send here (GOAWAY and TRY_OTHER refusals list the live
+	// nodes, least loaded first). Default "": the listen address when its host is a
+	// specific address; with a wildcard listen address (0.0.0.0, ::) set it, or the
+	// other nodes suggest this one to nobody.
+	ClusterClientAdvertise string
 	// ClusterRoutes lists the route addresses of the nodes to join, comma-separated
 	// host:port; it may include this node's own, so every node can share one list.
 	// Default "": none, a cluster of one (JetStream standalone; cluster-replicas 1).
@@ -176,6 +182,11 @@ func (n *Node) validateCluster() []error {
 			if _, _, err := net.SplitHostPort(n.ClusterAdvertise); err != nil {
 				bad("cluster-advertise: want host:port: %v", err)
 			}
+		}
+	}
+	if n.ClusterClientAdvertise != "" {
+		if _, _, err := net.SplitHostPort(n.ClusterClientAdvertise); err != nil {
+			bad("cluster-client-advertise: want host:port: %v", err)
 		}
 		for _, r := range strings.Split(n.ClusterRoutes, ",") {
 			if r = strings.TrimSpace(r); r == "" {
