@@ -50,6 +50,7 @@ var (
 	ErrHelloRequired      = codeSentinel(codec.CodeHelloRequired)
 	ErrNotOwner           = codeSentinel(codec.CodeNotOwner)
 	ErrForbidden          = codeSentinel(codec.CodeForbidden)
+	ErrUnavailable        = codeSentinel(codec.CodeUnavailable)
 )
 
 // codeErrs maps a code to its sentinel; filled by codeSentinel during package init.

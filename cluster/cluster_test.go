@@ -403,3 +403,46 @@ func TestCluster(t *testing.T) {
 		// The race winner may have been A's: it is free for the next claim too.
 	})
 }
+
+// TestFence: a node that loses its quorum (the other two stop) cannot renew its lease and
+// fences itself before the lease can expire: it serves no names (Lookup finds none, Claim
+// fails UNAVAILABLE), is not ready, and tells its OnFence callback once.
+func TestFence(t *testing.T) {
+	tc := startCluster(t)
+	a := tc.node(0)
+	d := a.Directory()
+	if err := claim(t, d, "fenced-name", conn(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	fenced := make(chan time.Time, 2)
+	a.OnFence(func() { fenced <- time.Now() })
+	tc.kill(1)
+	tc.kill(2)
+	var at time.Time
+	select {
+	case at = <-fenced:
+	case <-time.After(30 * time.Second):
+		t.Fatal("node A did not fence itself within 30 s of losing its quorum")
+	}
+	last := time.Unix(0, d.lastRenew.Load())
+	t.Logf("fenced %v after the last renewal was sent (lease TTL %v, guard %v)",
+		at.Sub(last).Round(time.Millisecond), tc.cfgs[0].LeaseTTL, d.fenceGuard())
+	if _, ok := d.Lookup([]byte("fenced-name")); ok {
+		t.Error("a fenced node still finds its name")
+	}
+	err := d.Claim("another", conn(1, 2), func(string, shard.ConnID, error) {})
+	if !errors.Is(err, ErrFenced) || !errors.Is(err, shard.ErrUnavailable) {
+		t.Errorf("Claim on a fenced node = %v; want ErrFenced (shard.ErrUnavailable)", err)
+	}
+	if ok, why := d.Ready(); ok || !strings.Contains(why, "fenced") {
+		t.Errorf("Ready = %v %q; want false, fenced", ok, why)
+	}
+	if !d.Fenced() {
+		t.Error("Fenced() = false")
+	}
+	select {
+	case <-fenced:
+		t.Error("OnFence called twice")
+	case <-time.After(300 * time.Millisecond):
+	}
+}

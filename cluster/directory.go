@@ -40,8 +40,9 @@ type Directory struct {
 	epoch                     uint64 // this run of the node: every entry it writes carries it
 
 	leaseRev  uint64       // owned by the renew goroutine (start before it runs)
-	lastRenew atomic.Int64 // unix nanoseconds of the last successful lease write
+	lastRenew atomic.Int64 // unix nanoseconds when the last successful lease write was sent
 	leaseLost atomic.Bool  // another run of this node id holds the lease: never ready again
+	fenced    atomic.Bool  // the lease was not renewed in time: no names served (fence.go)
 	synced    atomic.Bool  // the names watch has replayed the bucket once
 
 	lmu       sync.RWMutex
@@ -140,7 +141,8 @@ func (d *Directory) start(ctx context.Context) error {
 	d.goWatch("leases", d.leases, func() uint64 { return d.streamLast(d.leases) }, d.applyLease, nil)
 	d.renewWG.Add(1)
 	go d.renewLoop()
-	d.wg.Add(1 + d.cfg.ClaimWorkers)
+	d.wg.Add(2 + d.cfg.ClaimWorkers)
+	go d.fenceLoop()
 	go d.unregisterLoop()
 	for range d.cfg.ClaimWorkers {
 		go d.claimLoop()
@@ -203,6 +205,9 @@ func (d *Directory) Claim(name string, id shard.ConnID, done shard.ClaimFunc) er
 	if d.leaseLost.Load() {
 		return ErrLeaseLost
 	}
+	if d.fenced.Load() {
+		return ErrFenced
+	}
 	select {
 	case d.claims <- claimReq{name, id, done}:
 		return shard.ErrPending
@@ -240,6 +245,9 @@ func (d *Directory) Unregister(name string, id shard.ConnID) error {
 // Lookup implements shard.Directory: a read of the local cache, without allocation. The
 // owner may be a connection of another node (its node is in the ConnID).
 func (d *Directory) Lookup(name []byte) (shard.ConnID, bool) {
+	if d.fenced.Load() {
+		return 0, false // fence.go: a fenced node serves no names
+	}
 	o, ok := d.cache.lookup(name)
 	return o.id, ok
 }
@@ -264,6 +272,8 @@ func (d *Directory) Ready() (bool, string) {
 		return false, "cluster directory closed"
 	case d.leaseLost.Load():
 		return false, "node lease taken by another run of this node id"
+	case d.fenced.Load():
+		return false, "node fenced: its lease was not renewed in time; restart it"
 	case !d.synced.Load():
 		return false, "cluster directory not synchronised yet"
 	case !d.nc.IsConnected():
@@ -305,6 +315,9 @@ func (d *Directory) claimLoop() {
 // (If that read fails too, the entry may stay until this node restarts: step 2's
 // reconciliation closes this gap; docs/CLUSTER.md.)
 func (d *Directory) decide(name string, id shard.ConnID) error {
+	if d.fenced.Load() {
+		return ErrFenced
+	}
 	err := d.tryClaim(name, id)
 	if err == nil || errors.Is(err, shard.ErrNameTaken) || d.ctx.Err() != nil {
 		return err
@@ -319,7 +332,9 @@ func (d *Directory) decide(name string, id shard.ConnID) error {
 			return nil
 		}
 	}
-	return err
+	// NATS did not decide (a timeout, no leader, no connection): the client is told
+	// UNAVAILABLE and retries, rather than INTERNAL.
+	return fmt.Errorf("%w: %w", shard.ErrUnavailable, err)
 }
 
 func (d *Directory) tryClaim(name string, id shard.ConnID) error {

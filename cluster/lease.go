@@ -50,6 +50,7 @@ func (d *Directory) acquireLease(ctx context.Context) error {
 		d.epoch = max(uint64(time.Now().UnixNano()), prev+1)
 		val := d.leaseValue()
 		var nrev uint64
+		sent := time.Now()
 		wctx, cancel := context.WithTimeout(ctx, d.cfg.OpTimeout)
 		if st == msgAbsent {
 			nrev, err = d.leases.Create(wctx, key, val)
@@ -60,7 +61,7 @@ func (d *Directory) acquireLease(ctx context.Context) error {
 		switch {
 		case err == nil:
 			d.leaseRev = nrev
-			d.lastRenew.Store(time.Now().UnixNano())
+			d.lastRenew.Store(sent.UnixNano())
 			d.log.Info("node lease acquired", "node_id", d.cfg.NodeID, "epoch", d.epoch, "previous_epoch", prev)
 			return nil
 		case errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch):
@@ -138,6 +139,12 @@ func (d *Directory) renewLoop() {
 			}
 			return
 		}
+		if d.fenced.Load() {
+			// Fenced (fence.go): give the lease up, so that this node's names can be
+			// taken over at once rather than when it expires; the renewals stop.
+			d.releaseLease(key)
+			return
+		}
 		err := d.renew(key, d.leaseValue()) // with the node's status as it is now
 		switch {
 		case err == nil && failing:
@@ -169,10 +176,11 @@ func (d *Directory) renew(key string, val []byte) error {
 	// but not so long that the lease could expire while it waits.
 	ctx, cancel := context.WithTimeout(d.ctx, min(d.cfg.OpTimeout, d.cfg.LeaseTTL/2))
 	defer cancel()
+	sent := time.Now() // the KV counts the TTL from later: when it receives the write
 	rev, err := d.leases.Update(ctx, key, val, d.leaseRev)
 	if err == nil {
 		d.leaseRev = rev
-		d.lastRenew.Store(time.Now().UnixNano())
+		d.lastRenew.Store(sent.UnixNano())
 		return nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -190,6 +198,7 @@ func (d *Directory) renew(key string, val []byte) error {
 		return errors.New("cluster: lease revision moved; adopted it")
 	}
 	d.log.Warn("node lease had expired; writing it again", "node_id", d.cfg.NodeID)
+	sent = time.Now()
 	if st == msgAbsent {
 		rev, err = d.leases.Create(ctx, key, val)
 	} else {
@@ -199,6 +208,6 @@ func (d *Directory) renew(key string, val []byte) error {
 		return err
 	}
 	d.leaseRev = rev
-	d.lastRenew.Store(time.Now().UnixNano())
+	d.lastRenew.Store(sent.UnixNano())
 	return nil
 }

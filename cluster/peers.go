@@ -20,9 +20,10 @@ type Status struct {
 type peerHooks struct {
 	status atomic.Pointer[func() Status]
 	peers  atomic.Pointer[func([]string)]
-	mu     sync.Mutex // serializes publishPeers
-	last   []string   // guarded by mu: the list last passed to peers
-	sent   bool       // guarded by mu: last was passed to the current peers callback
+	fence  atomic.Pointer[func()] // Node.OnFence
+	mu     sync.Mutex             // serializes publishPeers
+	last   []string               // guarded by mu: the list last passed to peers
+	sent   bool                   // guarded by mu: last was passed to the current peers callback
 }
 
 // ReportStatus makes every lease renewal carry fn's answer (draining, load, zone), so that

@@ -698,7 +698,7 @@ var allCodes = []struct {
 	{codec.CodeNoRoute, 12, "NO_ROUTE"}, {codec.CodeNameTaken, 13, "NAME_TAKEN"}, {codec.CodeTimeout, 14, "TIMEOUT"},
 	{codec.CodeShuttingDown, 15, "SHUTTING_DOWN"}, {codec.CodeInternal, 16, "INTERNAL"},
 	{codec.CodeHelloRequired, 17, "HELLO_REQUIRED"}, {codec.CodeNotOwner, 18, "NOT_OWNER"},
-	{codec.CodeForbidden, 19, "FORBIDDEN"},
+	{codec.CodeForbidden, 19, "FORBIDDEN"}, {codec.CodeUnavailable, 20, "UNAVAILABLE"},
 }
 
 func TestErrorCodeString(t *testing.T) {
@@ -721,7 +721,7 @@ func TestErrorCodeString(t *testing.T) {
 	for _, tt := range []struct {
 		c    codec.ErrorCode
 		want string
-	}{{0, "CODE_0"}, {codec.MaxCode + 1, "CODE_20"}, {1000, "CODE_1000"}, {0xffff, "CODE_65535"}} {
+	}{{0, "CODE_0"}, {codec.MaxCode + 1, "CODE_21"}, {1000, "CODE_1000"}, {0xffff, "CODE_65535"}} {
 		t.Run(tt.want, func(t *testing.T) {
 			if got := tt.c.String(); got != tt.want {
 				t.Fatalf("String: got %q; want %q", got, tt.want)

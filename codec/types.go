@@ -116,6 +116,7 @@ const (
 	CodeHelloRequired      ErrorCode = 17 // a frame other than HELLO before WELCOME; closed
 	CodeNotOwner           ErrorCode = 18 // UNREGISTER of a name this connection does not own
 	CodeForbidden          ErrorCode = 19 // the user may not REGISTER, SEND to or REQUEST this name
+	CodeUnavailable        ErrorCode = 20 // the cluster directory cannot decide now; retry after retry-after
 )
 
 var codeNames = [...]string{
@@ -126,11 +127,11 @@ var codeNames = [...]string{
 	CodeCircuitOpen: "CIRCUIT_OPEN", CodeNoRoute: "NO_ROUTE", CodeNameTaken: "NAME_TAKEN",
 	CodeTimeout: "TIMEOUT", CodeShuttingDown: "SHUTTING_DOWN", CodeInternal: "INTERNAL",
 	CodeHelloRequired: "HELLO_REQUIRED", CodeNotOwner: "NOT_OWNER",
-	CodeForbidden: "FORBIDDEN",
+	CodeForbidden: "FORBIDDEN", CodeUnavailable: "UNAVAILABLE",
 }
 
 // MaxCode is the highest defined error code; useful for sizing per-code counter arrays.
-const MaxCode = CodeForbidden
+const MaxCode = CodeUnavailable
 
 // String returns the protocol name of c, or "CODE_N" for an unknown code.
 func (c ErrorCode) String() string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -53,9 +54,24 @@ func (lp *loop) register(c *conn, f codec.Frame) bool {
 		lp.claims[c.id] = append(claims, pendingClaim{name: s, corr: f.Corr})
 	default:
 		code, reason := claimError(err)
-		lp.replyError(c, f.Corr, code, reason)
+		lp.replyClaimError(c, f.Corr, code, reason)
 	}
 	return true
+}
+
+// unavailableRetry is the retry-after of UNAVAILABLE: how long a client should wait before
+// it registers again while the cluster directory cannot decide.
+const unavailableRetry = time.Second
+
+// replyClaimError answers a REGISTER that failed; UNAVAILABLE carries a retry-after.
+func (lp *loop) replyClaimError(c *conn, corr uint32, code codec.ErrorCode, reason string) {
+	if code != codec.CodeUnavailable || corr == 0 {
+		lp.replyError(c, corr, code, reason)
+		return
+	}
+	b := c.buf()
+	b.B = codec.AppendError(b.B, corr, codec.ErrorBody{Code: code, RetryAfterMs: millis(unavailableRetry), Reason: reason})
+	lp.stats.errors[code].Add(1)
 }
 
 // claimError maps a directory's refusal to the code and reason a client sees.
@@ -67,6 +83,8 @@ func claimError(err error) (codec.ErrorCode, string) {
 		return codec.CodeBadFrame, "bad name"
 	case errors.Is(err, shard.ErrBusy):
 		return codec.CodeBusy, "name directory busy; retry later"
+	case errors.Is(err, shard.ErrUnavailable):
+		return codec.CodeUnavailable, err.Error()
 	}
 	return codec.CodeInternal, err.Error()
 }
@@ -135,10 +153,14 @@ func (lp *loop) finishClaim(id shard.ConnID, name []byte, code codec.ErrorCode) 
 			lp.ok(c, pc.corr)
 		} else {
 			_, reason := claimError(shard.ErrNameTaken)
-			if code != codec.CodeNameTaken {
+			switch code {
+			case codec.CodeNameTaken:
+			case codec.CodeUnavailable:
+				reason = "cluster directory unavailable (NATS unreachable or this node fenced); retry"
+			default:
 				reason = "directory failed to decide the claim"
 			}
-			lp.replyError(c, pc.corr, code, reason)
+			lp.replyClaimError(c, pc.corr, code, reason)
 		}
 	}
 	switch {

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -40,6 +42,15 @@ func (d *laterDir) claims() int {
 // the name is registered) and reports the outcome from another goroutine.
 func (d *laterDir) decide(t testing.TB, name string, taken bool) shard.ConnID {
 	t.Helper()
+	if taken {
+		return d.fail(t, name, shard.ErrNameTaken)
+	}
+	return d.fail(t, name, nil)
+}
+
+// fail is decide with the outcome err (nil: the name is registered).
+func (d *laterDir) fail(t testing.TB, name string, err error) shard.ConnID {
+	t.Helper()
 	waitFor(t, "a claim", func() bool { return d.claims() > 0 })
 	d.mu.Lock()
 	c := d.pending[0]
@@ -48,11 +59,10 @@ func (d *laterDir) decide(t testing.TB, name string, taken bool) shard.ConnID {
 	if c.name != name {
 		t.Fatalf("claim of %q; want %q", c.name, name)
 	}
-	var err error
-	if taken {
-		err = shard.ErrNameTaken
-	} else if err = d.Register(c.name, c.id); err != nil {
-		t.Fatal(err)
+	if err == nil {
+		if rerr := d.Register(c.name, c.id); rerr != nil {
+			t.Fatal(rerr)
+		}
 	}
 	go c.done(c.name, c.id, err)
 	return c.id
@@ -155,4 +165,38 @@ func TestDirectoryNotReady(t *testing.T) {
 	if f, e := p.ExpectError(codec.CodeBusy); f.Corr != 1 || e.Reason != "name directory busy; retry later" {
 		t.Fatalf("REGISTER on a busy directory: corr %d %q", f.Corr, e.Reason)
 	}
+}
+
+// unavailableDir refuses every claim at once as a fenced cluster node does.
+type unavailableDir struct{ *shard.Registry }
+
+func (unavailableDir) Claim(string, shard.ConnID, shard.ClaimFunc) error {
+	return fmt.Errorf("%w: node fenced", shard.ErrUnavailable)
+}
+
+// TestRegisterUnavailable: a directory that cannot decide, at once or later (NATS
+// unreachable, the node fenced), is answered UNAVAILABLE with the REGISTER's corr and a
+// retry-after; the connection stays open and its other frames are served.
+func TestRegisterUnavailable(t *testing.T) {
+	s := startServer(t, Config{}, WithDirectory(unavailableDir{shard.NewRegistry()}))
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Hello("p", "")
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, "svc"))
+	f, e := p.ExpectError(codec.CodeUnavailable)
+	if f.Corr != 1 || e.RetryAfterMs != 1000 || e.Flags&codec.ErrFlagClosing != 0 || !strings.Contains(e.Reason, "fenced") {
+		t.Fatalf("REGISTER refused at once: corr %d, %+v; want corr 1, retry-after 1000, not closing", f.Corr, e)
+	}
+	pingBarrier(t, p, 2) // still open
+
+	d := &laterDir{Registry: shard.NewRegistry()}
+	s2 := startServer(t, Config{}, WithDirectory(d))
+	q := rawpeer.Dial(t, s2.Addr().String())
+	q.Hello("q", "")
+	q.Write(codec.AppendName(nil, codec.TypeRegister, 3, "later"))
+	d.fail(t, "later", fmt.Errorf("%w: no answer from the KV", shard.ErrUnavailable))
+	f, e = q.ExpectError(codec.CodeUnavailable)
+	if f.Corr != 3 || e.RetryAfterMs != 1000 {
+		t.Fatalf("REGISTER refused later: corr %d, %+v; want corr 3, retry-after 1000", f.Corr, e)
+	}
+	pingBarrier(t, q, 4)
 }

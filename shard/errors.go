@@ -30,4 +30,9 @@ var (
 	// ErrBusy is returned by a Directory's Claim when it cannot take another claim now
 	// (a cluster directory's queue towards its arbiter is full); the client may retry.
 	ErrBusy = errors.New("shard: directory busy")
+
+	// ErrUnavailable is returned (or wrapped) by a Directory that cannot decide a claim now:
+	// a cluster directory that cannot reach its arbiter, or whose node fenced itself. The
+	// client is told UNAVAILABLE with a retry-after.
+	ErrUnavailable = errors.New("shard: directory unavailable")
 )

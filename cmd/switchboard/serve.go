@@ -203,7 +203,14 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 		leaveCluster(context.Background(), log, cn)
 		return exitFailure
 	}
+	fenced := make(chan struct{}, 1)
 	if cn != nil {
+		cn.OnFence(func() {
+			select {
+			case fenced <- struct{}{}:
+			default:
+			}
+		})
 		shareStatus(cn, srv, l.Config.ClusterClientAdvertise)
 		if srv.Addr() != nil && clientAdvertise(l.Config.ClusterClientAdvertise, srv.Addr()) == "" {
 			log.Warn("cluster: no client address to advertise (the listen address is a wildcard): set cluster-client-advertise, or the other nodes send no clients here")
@@ -240,6 +247,14 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 			log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout)
 		case err := <-adminFailed:
 			log.Error("admin endpoints failed; shutting down", "err", err)
+			code = exitFailure
+		case <-fenced:
+			// The directory serves no names any more (cluster/fence.go): send the clients
+			// to the other nodes, where they register again, then exit non-zero so that
+			// the supervisor restarts the node with a new epoch.
+			log.Error("cluster: node fenced; draining its clients to the other nodes, then exiting to be restarted",
+				"period", eff.DrainPeriod)
+			drain(log, srv, eff.DrainPeriod, sigs)
 			code = exitFailure
 		}
 		stop = true

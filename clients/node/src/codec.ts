@@ -76,6 +76,7 @@ export const ErrorCode = {
   HELLO_REQUIRED: 17,
   NOT_OWNER: 18,
   FORBIDDEN: 19,
+  UNAVAILABLE: 20,
 } as const;
 
 const codeNames = new Map<number, string>(Object.entries(ErrorCode).map(([k, v]) => [v, k]));
