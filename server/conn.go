@@ -35,7 +35,8 @@ type conn struct {
 	lim *connLimits
 	// lastSeen is when the last frame was received, as a tick32 stamp (idle timeout).
 	lastSeen uint32
-	// inflight counts this connection's REQUESTs awaiting an outcome.
+	// inflight counts this connection's REQUESTs awaiting an outcome, and its SEND+ACKs
+	// to other nodes awaiting theirs (remote.go).
 	inflight int32
 	// hsTimer is the handshake timer, cancelled by HELLO so that its node is reused.
 	hsTimer timerHandle

@@ -31,6 +31,11 @@ type Server struct {
 	nofile   uint64          // immutable after Start
 	epoch    time.Time       // immutable after New; clock's zero
 	peers    []string        // immutable after New; cfg.Peers split
+
+	// remote carries traffic to other nodes (remote.go); nil on a single node. Safe for
+	// concurrent use. remoteMax is its MaxRecord. Both immutable after New.
+	remote    Remote
+	remoteMax int
 	// proxyFrom are the trusted PROXY protocol senders (cfg.ProxyProtocolFrom); immutable
 	// after New, nil when off.
 	proxyFrom []netip.Prefix
@@ -119,6 +124,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.peers = s.goAwayMsg("").Addrs
 	if s.dir == nil {
 		s.dir = shard.NewRegistry()
+	}
+	if s.remote != nil {
+		s.remoteMax = s.remote.MaxRecord()
 	}
 	s.initGuards()
 	if err := s.initAuth(); err != nil {
