@@ -29,14 +29,20 @@ var (
 // batchVersion starts every NATS message a Forwarder publishes.
 const batchVersion = 1
 
+// recPrefix is what precedes each record in a batch: u32 length | u64 epoch.
+const recPrefix = 4 + 8
+
 // Forwarder carries the server's cross-node records (opaque bytes, server.Remote) over
 // NATS: one subject per node, subjectPrefix.<cluster-name>.node.<id>, to which that node
 // subscribes. Records for one destination wait in a bounded queue (Config.ForwardQueue
 // records and at most one NATS payload of bytes) that one goroutine per destination
 // drains, publishing everything queued as one NATS message: a batch.
 //
-// A batch is: u8 version (1) | (u32 length | record)*. Records from one node to another
-// arrive in the order Forward queued them.
+// A batch is: u8 version (1) | (u32 length | u64 epoch | record)*, where epoch is the
+// destination's epoch as the sender's leases watch showed it when the record was queued.
+// The destination drops records stamped with another epoch than its own: they were meant
+// for an earlier run, whose connection ids the new run issues again. Records from one
+// node to another arrive in the order Forward queued them.
 //
 // # Concurrency
 //
@@ -51,7 +57,9 @@ type Forwarder struct {
 	prefix   string       // immutable: subjectPrefix.<name>.node.
 	maxQueue atomic.Int64 // records per destination (Config.ForwardQueue; tests lower it)
 	maxBytes int          // immutable: bytes per destination queue, one NATS payload at most
-	live     func(node uint16) bool
+	// epochOf is a node's current epoch, from the leases watch (false: no lease).
+	epochOf func(node uint16) (uint64, bool)
+	epoch   uint64 // immutable: this run's epoch; records stamped with another are stale
 
 	// held stops the drainers from publishing (records stay queued): for tests that
 	// fill a queue.
@@ -73,6 +81,7 @@ type Forwarder struct {
 	full      atomic.Uint64 // records refused: queue full
 	received  atomic.Uint64 // records received
 	pubErrors atomic.Uint64 // batches NATS refused (their records are lost)
+	stale     atomic.Uint64 // records received for another run of this node, dropped
 }
 
 // subjectPrefix begins every node subject.
@@ -93,10 +102,10 @@ type dest struct {
 
 // ForwarderStats are a Forwarder's counters.
 type ForwarderStats struct {
-	Published, Batches, QueueFull, Received, PublishErrors uint64
+	Published, Batches, QueueFull, Received, PublishErrors, Stale uint64
 }
 
-func newForwarder(cfg Config, log *slog.Logger, nc *nats.Conn, live func(uint16) bool) *Forwarder {
+func newForwarder(cfg Config, log *slog.Logger, nc *nats.Conn, epoch uint64, epochOf func(uint16) (uint64, bool)) *Forwarder {
 	ctx, cancel := context.WithCancel(context.Background())
 	maxBytes := int(nc.MaxPayload())
 	f := &Forwarder{
@@ -105,7 +114,8 @@ func newForwarder(cfg Config, log *slog.Logger, nc *nats.Conn, live func(uint16)
 		node:     cfg.NodeID,
 		prefix:   subjectPrefix + "." + cfg.Name + ".node.",
 		maxBytes: maxBytes,
-		live:     live,
+		epochOf:  epochOf,
+		epoch:    epoch,
 		dests:    make(map[uint16]*dest),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -114,13 +124,13 @@ func newForwarder(cfg Config, log *slog.Logger, nc *nats.Conn, live func(uint16)
 	return f
 }
 
-// nodeLive reports whether node holds a lease, as the leases watch shows it: a hint,
+// nodeEpoch is node's epoch as its lease shows it (false: it holds no lease): a hint,
 // enough to refuse forwarding to nodes that are gone.
-func (d *Directory) nodeLive(node uint16) bool {
+func (d *Directory) nodeEpoch(node uint16) (uint64, bool) {
 	d.lmu.RLock()
-	_, ok := d.liveNodes[node]
+	l, ok := d.liveNodes[node]
 	d.lmu.RUnlock()
-	return ok
+	return l.epoch, ok
 }
 
 // subject is node's subject.
@@ -142,7 +152,7 @@ func (f *Forwarder) start() error {
 func (f *Forwarder) SetHandler(fn func(rec []byte)) { f.handler.Store(&fn) }
 
 // MaxRecord implements server.Remote: the largest record one NATS message carries.
-func (f *Forwarder) MaxRecord() int { return f.maxBytes - 1 - 4 }
+func (f *Forwarder) MaxRecord() int { return f.maxBytes - 1 - recPrefix }
 
 // Forward implements server.Remote: it queues a copy of rec for node and returns at once.
 // It fails with shard.ErrBusy when node's queue holds Config.ForwardQueue records or a NATS
@@ -153,7 +163,8 @@ func (f *Forwarder) Forward(node uint16, rec []byte) error {
 	if len(rec) > f.MaxRecord() {
 		return ErrTooLarge
 	}
-	if node == f.node || !f.live(node) {
+	epoch, live := f.epochOf(node)
+	if node == f.node || !live {
 		return ErrNodeDown
 	}
 	d, err := f.dest(node)
@@ -161,7 +172,7 @@ func (f *Forwarder) Forward(node uint16, rec []byte) error {
 		return err
 	}
 	d.mu.Lock()
-	if int64(d.n) >= f.maxQueue.Load() || len(d.buf)+4+len(rec) > f.maxBytes {
+	if int64(d.n) >= f.maxQueue.Load() || len(d.buf)+recPrefix+len(rec) > f.maxBytes {
 		d.mu.Unlock()
 		f.full.Add(1)
 		return shard.ErrBusy
@@ -170,6 +181,7 @@ func (f *Forwarder) Forward(node uint16, rec []byte) error {
 		d.buf = append(d.buf, batchVersion)
 	}
 	d.buf = binary.BigEndian.AppendUint32(d.buf, uint32(len(rec)))
+	d.buf = binary.BigEndian.AppendUint64(d.buf, epoch)
 	d.buf = append(d.buf, rec...)
 	d.n++
 	d.mu.Unlock()
@@ -268,16 +280,22 @@ func (f *Forwarder) onBatch(m *nats.Msg) {
 	}
 	h := f.handler.Load()
 	b = b[1:]
-	for len(b) >= 4 {
+	for len(b) >= recPrefix {
 		n := int(binary.BigEndian.Uint32(b))
-		if n > len(b)-4 {
+		if n > len(b)-recPrefix {
 			break
 		}
-		f.received.Add(1)
-		if h != nil {
-			(*h)(b[4 : 4+n])
+		rec := b[recPrefix : recPrefix+n]
+		switch {
+		case binary.BigEndian.Uint64(b[4:]) != f.epoch:
+			// Meant for an earlier run of this node: its connection ids may name other
+			// connections now. Dropped; what waits for it on the sender's node times out.
+			f.stale.Add(1)
+		case h != nil:
+			f.received.Add(1)
+			(*h)(rec)
 		}
-		b = b[4+n:]
+		b = b[recPrefix+n:]
 	}
 	if len(b) != 0 {
 		f.log.Warn("dropping the truncated end of a batch", "subject", m.Subject, "bytes", len(b))
@@ -288,7 +306,7 @@ func (f *Forwarder) onBatch(m *nats.Msg) {
 func (f *Forwarder) Stats() ForwarderStats {
 	return ForwarderStats{
 		Published: f.published.Load(), Batches: f.batches.Load(), QueueFull: f.full.Load(),
-		Received: f.received.Load(), PublishErrors: f.pubErrors.Load(),
+		Received: f.received.Load(), PublishErrors: f.pubErrors.Load(), Stale: f.stale.Load(),
 	}
 }
 

@@ -67,7 +67,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.dir.wait()
 		return nil, err
 	}
-	n.fwd = newForwarder(cfg, n.log, n.nc, n.dir.nodeLive)
+	n.fwd = newForwarder(cfg, n.log, n.nc, n.dir.epoch, n.dir.nodeEpoch)
 	if err := n.fwd.start(); err != nil {
 		n.fwd.close(false)
 		_ = n.dir.stop(context.Background(), false)
