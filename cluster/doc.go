@@ -51,7 +51,7 @@
 //     loopback): a claim refused from the cache as taken may have been freed a moment
 //     earlier; the client retries. Ownership itself is only ever decided by the KV.
 //   - A node that cannot renew its lease stops being ready after LeaseTTL/2 but does not
-//     yet fence itself (drain) before the lease expires: until step 2, a partitioned node
+//     yet fence itself (drain) before the lease expires: a partitioned node
 //     may keep serving names that another node has taken over.
 //   - Deleted names leave a delete marker per key in the names bucket.
 package cluster

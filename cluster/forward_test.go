@@ -22,7 +22,7 @@ type xnode struct {
 
 // startServers starts one server per node of tc, each with the node's directory and
 // forwarder, and shuts them down when the test ends (before the cluster stops).
-func startServers(t *testing.T, tc *testCluster) []xnode {
+func startServers(t testing.TB, tc *testCluster) []xnode {
 	t.Helper()
 	var xs []xnode
 	for i := range 3 {
@@ -48,7 +48,7 @@ func startServers(t *testing.T, tc *testCluster) []xnode {
 	return xs
 }
 
-func shutdownServer(t *testing.T, srv *server.Server) {
+func shutdownServer(t testing.TB, srv *server.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
@@ -57,14 +57,14 @@ func shutdownServer(t *testing.T, srv *server.Server) {
 }
 
 // peer connects a raw client named name to x's server.
-func (x xnode) peer(t *testing.T, name string) *rawpeer.Peer {
+func (x xnode) peer(t testing.TB, name string) *rawpeer.Peer {
 	p := rawpeer.Dial(t, x.srv.Addr().String())
 	p.Hello(name, "")
 	return p
 }
 
 // register registers name for p and waits until every node's directory finds it.
-func register(t *testing.T, xs []xnode, p *rawpeer.Peer, name string, corr uint32) {
+func register(t testing.TB, xs []xnode, p *rawpeer.Peer, name string, corr uint32) {
 	t.Helper()
 	p.Write(codec.AppendName(nil, codec.TypeRegister, corr, name))
 	expect(t, p, codec.TypeOK, corr, 0)
@@ -80,7 +80,7 @@ func register(t *testing.T, xs []xnode, p *rawpeer.Peer, name string, corr uint3
 
 // expect reads the next frame of p and fails unless it has type typ, corr and (for an
 // ERROR) code.
-func expect(t *testing.T, p *rawpeer.Peer, typ codec.Type, corr uint32, code codec.ErrorCode) codec.Frame {
+func expect(t testing.TB, p *rawpeer.Peer, typ codec.Type, corr uint32, code codec.ErrorCode) codec.Frame {
 	t.Helper()
 	f, err := p.Read()
 	if err != nil {
