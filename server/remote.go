@@ -277,7 +277,11 @@ func (s *Server) DeliverRemote(rec []byte) codec.ErrorCode {
 		responder := shard.ConnID(h.b)
 		code := s.pushRemote(shard.ConnID(h.a), delivery{kind: dResponse, token: shard.ConnID(h.a), target: responder, corr: h.corr}, frame)
 		if code != 0 && h.corr != 0 { // as reply tells a REPLY it could not pass on
-			s.remoteError(responder, h.corr, code, routeFailReason(code))
+			reason := "reply token unknown or expired"
+			if code == codec.CodeQueueFull {
+				reason = routeFailReason(code)
+			}
+			s.remoteError(responder, h.corr, code, reason)
 		}
 		return code
 	case recFrame:
