@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,6 +157,17 @@ func TestForward(t *testing.T) {
 		}
 		barrier(t, sender, 2)
 		barrier(t, bob, 3)
+		// The server's /metrics carries the forwarder's counters.
+		var out strings.Builder
+		a.srv.WritePrometheus(&out)
+		for _, want := range []string{"# TYPE switchboard_cluster_forwarded_total counter\n", "\nswitchboard_cluster_forward_queued 0\n"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("metrics lack %q", want)
+			}
+		}
+		if st := a.cn.Forwarder().Stats(); st.Published < n || st.Batches == 0 {
+			t.Errorf("A's forwarder published %d records in %d batches; want at least %d in at least 1", st.Published, st.Batches, n)
+		}
 	})
 
 	t.Run("send with ack", func(t *testing.T) {
@@ -270,7 +282,7 @@ func TestForward(t *testing.T) {
 		received := a.cn.Forwarder().Stats().Received
 		fw.hold(false)
 		waitFor(t, "B's held outcome to reach A", 10*time.Second, func() bool {
-			return queued(fw) == 0 && a.cn.Forwarder().Stats().Received > received
+			return fw.queued() == 0 && a.cn.Forwarder().Stats().Received > received
 		})
 		barrier(t, sender, 351)
 	})
@@ -316,17 +328,4 @@ func expectFrom(t *testing.T, got []string, prefix string, n int) {
 			t.Fatalf("message %d = %q; want %s%d", i, m, prefix, i)
 		}
 	}
-}
-
-// queued is the number of records waiting in f's queues.
-func queued(f *Forwarder) int {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	n := 0
-	for _, d := range f.dests {
-		d.mu.Lock()
-		n += d.n
-		d.mu.Unlock()
-	}
-	return n
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 
 	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/shard"
@@ -23,6 +24,13 @@ type Remote interface {
 	Forward(node uint16, rec []byte) error
 	// MaxRecord is the largest record Forward carries.
 	MaxRecord() int
+}
+
+// RemoteMetrics is implemented by a Remote that has counters of its own:
+// Server.WritePrometheus writes them after the server's (with # HELP and # TYPE lines,
+// and names that do not clash with the server's). Safe for concurrent use.
+type RemoteMetrics interface {
+	WritePrometheus(w io.Writer)
 }
 
 // WithRemote makes the server route SEND, REQUEST and REPLY to connections of other nodes
