@@ -140,6 +140,8 @@ func routeFailReason(code codec.ErrorCode) string {
 		return "target connection is gone"
 	case codec.CodeQueueFull:
 		return "queue towards the target is full; retry later"
+	case codec.CodeFrameTooLarge:
+		return "too large to forward to the target's node"
 	}
 	return code.String()
 }
