@@ -140,6 +140,11 @@ func (lp *loop) forward(target shard.ConnID, t codec.Type, from *conn, token sha
 // outcome either way.
 func (lp *loop) sendAckRemote(c *conn, f codec.Frame, target shard.ConnID, payload []byte) bool {
 	cfg := &lp.srv.cfg
+	if lp.srv.g.queued.Load() >= int64(lp.srv.maxQueue()) { // as route: the node is full
+		lp.stats.queueFull.Add(1)
+		lp.replyError(c, f.Corr, codec.CodeQueueFull, routeFailReason(codec.CodeQueueFull))
+		return true
+	}
 	if int(c.inflight) >= cfg.MaxPending {
 		lp.stats.queueFull.Add(1)
 		lp.replyError(c, f.Corr, codec.CodeQueueFull, "too many requests and acknowledgements in flight on this connection")
