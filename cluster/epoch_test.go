@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -61,5 +63,49 @@ func TestBatchEpochs(t *testing.T) {
 	}
 	if st := f.Stats(); st.Received != 3 || st.Stale != 2 {
 		t.Errorf("received %d, stale %d; want 3, 2", st.Received, st.Stale)
+	}
+}
+
+// TestForwardNoAllocs: queueing a record for another node, what an event loop does for
+// every forwarded frame, allocates nothing once the queue's buffer has grown; a full
+// queue refuses with shard.ErrBusy, a node without a lease with ErrNodeDown.
+func TestForwardNoAllocs(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Forwarder{
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), node: 1, prefix: "test.node.",
+		maxBytes: 1 << 20, dests: make(map[uint16]*dest), ctx: ctx, cancel: cancel,
+		epochOf: func(n uint16) (uint64, bool) { return 9, n == 2 },
+	}
+	f.maxQueue.Store(1000)
+	f.hold(true) // the drainer never publishes (there is no NATS connection)
+	defer func() { cancel(); f.wg.Wait() }()
+	rec := make([]byte, 100)
+	d, _ := f.dest(2)
+	reset := func() {
+		d.mu.Lock()
+		d.buf, d.n = d.buf[:0], 0
+		d.mu.Unlock()
+	}
+	step := func() {
+		if err := f.Forward(2, rec); err != nil {
+			t.Fatal(err)
+		}
+		reset()
+	}
+	step()
+	if n := testing.AllocsPerRun(1000, step); n != 0 {
+		t.Errorf("Forward allocates %v times; want 0", n)
+	}
+	f.maxQueue.Store(2)
+	for i, want := range []error{nil, nil, shard.ErrBusy} {
+		if err := f.Forward(2, rec); !errors.Is(err, want) {
+			t.Errorf("Forward %d into a queue of 2 = %v; want %v", i, err, want)
+		}
+	}
+	if err := f.Forward(3, rec); !errors.Is(err, ErrNodeDown) {
+		t.Errorf("Forward to a node without a lease = %v; want ErrNodeDown", err)
+	}
+	if err := f.Forward(2, make([]byte, f.MaxRecord()+1)); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Forward of MaxRecord+1 bytes = %v; want ErrTooLarge", err)
 	}
 }

@@ -229,7 +229,9 @@ func (f *Forwarder) drain(d *dest) {
 				f.publish(d)
 			}
 		case <-f.ctx.Done():
-			f.publish(d)
+			if !f.held.Load() {
+				f.publish(d)
+			}
 			return
 		}
 	}
