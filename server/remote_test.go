@@ -267,6 +267,17 @@ func TestRemoteRoundTrips(t *testing.T) {
 		takeFrame(t, x)
 		hop(t, r2, s1, l1)
 		nothingWritten(t, a)
+		// ACK with corr 0 wants no answer: forwarded as a plain SEND, nothing pending.
+		dispatchOne(l1[0], a, codec.AppendSend(nil, codec.FlagAck, 0, "far", payload))
+		if h, _, _ := parseRecord(r1.last); h.b != 0 || h.flags != 0 {
+			t.Errorf("SEND+ACK with corr 0 forwarded with token %#x flags %d; want a plain SEND", h.b, h.flags)
+		}
+		hop(t, r1, s2, l2)
+		takeFrame(t, x)
+		nothingWritten(t, a)
+		if a.inflight != 0 {
+			t.Errorf("inflight %d after a SEND+ACK with corr 0; want 0", a.inflight)
+		}
 		// A record this version does not know.
 		if code := s1.DeliverRemote([]byte{99}); code != codec.CodeBadFrame {
 			t.Errorf("DeliverRemote(short) = %v; want BAD_FRAME", code)

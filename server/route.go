@@ -19,8 +19,10 @@ func (lp *loop) send(c *conn, f codec.Frame) bool {
 	if !ok {
 		return true
 	}
-	if f.Flags&codec.FlagAck != 0 && target.Node() != lp.srv.cfg.NodeID {
-		return lp.sendAckRemote(c, f, target, payload) // answered when the target's node says
+	if f.Flags&codec.FlagAck != 0 && target.Node() != lp.srv.cfg.NodeID && f.Corr != 0 {
+		// Answered when the target's node says (an ACK with corr 0 wants no answer: a
+		// plain SEND).
+		return lp.sendAckRemote(c, f, target, payload)
 	}
 	if code := lp.route(target, codec.TypeMessage, c, 0, payload); code != 0 {
 		lp.replyError(c, f.Corr, code, routeFailReason(code))
