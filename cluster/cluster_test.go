@@ -374,8 +374,14 @@ func TestCluster(t *testing.T) {
 		if c.Epoch() == old {
 			t.Fatalf("restarted node kept epoch %d", old)
 		}
-		waitFor(t, "the crashed run's c-old swept from A's cache", 5*time.Second, func() bool {
+		// Lookup skips an earlier run's entry as soon as A sees the new lease; the entry
+		// itself goes with the sweep.
+		waitFor(t, "A's Lookup to skip the crashed run's c-old", 5*time.Second, func() bool {
 			_, ok := a.Lookup([]byte("c-old"))
+			return !ok
+		})
+		waitFor(t, "the crashed run's c-old swept from A's cache", 5*time.Second, func() bool {
+			_, ok := a.cache.get("c-old")
 			return !ok
 		})
 		if err := claim(t, c, "c-old", conn(3, 6)); err != nil {

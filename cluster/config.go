@@ -64,6 +64,11 @@ type Config struct {
 	ClaimWorkers int
 	// OpTimeout bounds one KV operation. Default 5s.
 	OpTimeout time.Duration
+	// ForwardQueue bounds the records (messages, requests, replies, outcomes) waiting to
+	// be published to one other node; a full queue refuses with QUEUE_FULL. Default
+	// 4096. Each queue also holds at most one NATS payload of bytes (max_payload: 8 MiB
+	// for the embedded server, the NATS system's setting in external mode).
+	ForwardQueue int
 	// ClientAddr is this node's client address as other nodes should pass it on to
 	// clients; it is written into the lease. Default "".
 	ClientAddr string
@@ -83,6 +88,7 @@ const (
 	DefaultClaimQueue   = 4096
 	DefaultClaimWorkers = 4
 	DefaultOpTimeout    = 5 * time.Second
+	DefaultForwardQueue = 4096
 )
 
 // DefaultConfig returns a Config with every default filled in, Mode off.
@@ -97,6 +103,7 @@ func DefaultConfig() Config {
 		ClaimQueue:   DefaultClaimQueue,
 		ClaimWorkers: DefaultClaimWorkers,
 		OpTimeout:    DefaultOpTimeout,
+		ForwardQueue: DefaultForwardQueue,
 	}
 }
 
@@ -152,6 +159,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ClaimWorkers < 1 {
 		bad("ClaimWorkers: want at least 1, got %d", c.ClaimWorkers)
+	}
+	if c.ForwardQueue < 1 {
+		bad("ForwardQueue: want at least 1, got %d", c.ForwardQueue)
 	}
 	if c.OpTimeout <= 0 {
 		bad("OpTimeout: want more than 0, got %v", c.OpTimeout)

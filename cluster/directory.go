@@ -244,12 +244,23 @@ func (d *Directory) Unregister(name string, id shard.ConnID) error {
 
 // Lookup implements shard.Directory: a read of the local cache, without allocation. The
 // owner may be a connection of another node (its node is in the ConnID).
+//
+// An owner of an earlier run of its node is not returned: connection ids restart with a
+// run, so its ConnID may name another connection now. That is an entry of this node
+// whose epoch is not this run's (a crash left it; the sweep deletes it), or of another
+// node whose lease does not carry the entry's epoch (the node restarted or died).
 func (d *Directory) Lookup(name []byte) (shard.ConnID, bool) {
 	if d.fenced.Load() {
 		return 0, false // fence.go: a fenced node serves no names
 	}
 	o, ok := d.cache.lookup(name)
-	return o.id, ok
+	switch {
+	case !ok:
+		return 0, false
+	case o.node() == d.cfg.NodeID:
+		return o.id, o.epoch == d.epoch
+	}
+	return o.id, d.leaseLive(o.node(), o.epoch)
 }
 
 // Len implements shard.Directory: the names owned by this node's connections.

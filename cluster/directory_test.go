@@ -113,6 +113,7 @@ func TestLookupNoAllocs(t *testing.T) {
 	d := newDirectory(testConfig(1), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	defer d.cancel()
 	d.cache.set("svc", cached{owner: owner{id: shard.MakeConnID(2, 0, 1, 1), epoch: 1}, rev: 1})
+	d.liveNodes[2] = lease{epoch: 1} // node 2's run that owns it is alive
 	name := []byte("svc")
 	if n := testing.AllocsPerRun(1000, func() {
 		if _, ok := d.Lookup(name); !ok {

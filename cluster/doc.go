@@ -1,13 +1,19 @@
-// Package cluster joins switchboard nodes into a cluster over NATS. This first step
-// provides the cluster-wide name directory; routing messages between nodes comes next
+// Package cluster joins switchboard nodes into a cluster over NATS: a cluster-wide name
+// directory, and the transport that routes messages, requests and replies between nodes
 // (docs/CLUSTER.md says what exists and what does not yet).
 //
 // A Node is started by cmd/switchboard (Start) in one of two modes: ModeEmbedded runs a
 // nats-server in the process, joined to the other nodes' through routes (a seed list,
 // which may include the node's own address), with JetStream storing in a directory per
 // node; ModeExternal connects to a NATS system by URL. Node.Directory is a
-// shard.Directory that the server uses through server.WithDirectory; the server never
-// imports this package or NATS.
+// shard.Directory that the server uses through server.WithDirectory; Node.Forwarder is a
+// server.Remote (server.WithRemote) whose handler is the server's DeliverRemote. The
+// server never imports this package or NATS.
+//
+// The forwarder (forward.go) gives each node one subject,
+// switchboard.<cluster>.node.<id>, and each destination a bounded queue of the server's
+// records, drained by one goroutine that publishes all it holds as one NATS message.
+// Forward only copies into that queue: no NATS call runs on an event loop.
 //
 // The directory keeps exactly one owner per name across the cluster:
 //
@@ -37,13 +43,15 @@
 //
 // # Caveats
 //
-//   - Lookup may return a connection of another node; the server answers NO_ROUTE for
-//     those until cross-node routing exists.
+//   - Lookup may return a connection of another node (the server forwards to it), never
+//     one of an earlier run of its node: connection ids restart with a run.
+//   - A killed node is noticed only when its lease expires: until then records for it are
+//     published to a subject nobody reads (its senders time out).
 //   - The cache is eventually consistent (a watch event arrives ~0.2 ms after a write on
 //     loopback): a claim refused from the cache as taken may have been freed a moment
 //     earlier; the client retries. Ownership itself is only ever decided by the KV.
 //   - A node that cannot renew its lease stops being ready after LeaseTTL/2 but does not
-//     yet fence itself (drain) before the lease expires: until step 2, a partitioned node
+//     yet fence itself (drain) before the lease expires: a partitioned node
 //     may keep serving names that another node has taken over.
 //   - Deleted names leave a delete marker per key in the names bucket.
 package cluster

@@ -44,6 +44,9 @@ func startEmbedded(cfg *Config, log *slog.Logger) (*natsserver.Server, error) {
 		// keep JetStream from reserving the host's defaults (75% of memory and disk).
 		JetStreamMaxMemory: 256 << 20,
 		JetStreamMaxStore:  4 << 30,
+		// One batch of forwarded records is one NATS message (forward.go): large enough
+		// for a frame of the largest default max-frame (1 MiB) and more.
+		MaxPayload: embeddedMaxPayload,
 	}
 	// Without routes the node is a cluster of one: a clustered JetStream with no route
 	// waits for one forever, so it runs standalone (and no route listener is opened).

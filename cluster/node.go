@@ -19,6 +19,7 @@ type Node struct {
 	ns  *natsserver.Server // nil in ModeExternal
 	nc  *nats.Conn
 	dir *Directory
+	fwd *Forwarder
 }
 
 // Start joins the cluster described by cfg (Mode embedded or external) and returns once
@@ -66,10 +67,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.dir.wait()
 		return nil, err
 	}
+	n.fwd = newForwarder(cfg, n.log, n.nc, n.dir.epoch, n.dir.nodeEpoch)
+	if err := n.fwd.start(); err != nil {
+		n.fwd.close(false)
+		_ = n.dir.stop(context.Background(), false)
+		n.stopNATS()
+		n.dir.wait()
+		return nil, err
+	}
 	attrs := []any{"mode", cfg.Mode, "node_id", cfg.NodeID, "epoch", n.dir.epoch, "cluster_name", cfg.Name,
-		"replicas", cfg.Replicas, "lease_ttl", cfg.LeaseTTL, "lease_renew", cfg.LeaseRenew}
+		"replicas", cfg.Replicas, "lease_ttl", cfg.LeaseTTL, "lease_renew", cfg.LeaseRenew,
+		"forward_subject", n.fwd.subject(cfg.NodeID), "forward_queue", cfg.ForwardQueue, "max_record", n.fwd.MaxRecord()}
 	if n.ns != nil {
-		attrs = append(attrs, "route_listen", n.ns.ClusterAddr().String(), "store_dir", n.ns.JetStreamConfig().StoreDir)
+		attrs = append(attrs, "route_listen", n.ns.ClusterAddr().String(), "store_dir", n.ns.JetStreamConfig().StoreDir,
+			"nats_client_url", n.ns.ClientURL()) // where an external-mode node may connect (loopback only)
 	}
 	n.log.Info("cluster directory ready", attrs...)
 	return n, nil
@@ -77,6 +88,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 
 // Directory returns the node's name directory (pass it to server.WithDirectory).
 func (n *Node) Directory() *Directory { return n.dir }
+
+// Forwarder returns the node's cross-node transport (pass it to server.WithRemote, and
+// the server's DeliverRemote to its SetHandler).
+func (n *Node) Forwarder() *Forwarder { return n.fwd }
 
 // Ready reports whether the node's directory answers, and if not, why. Safe for
 // concurrent use.
@@ -90,6 +105,7 @@ func (n *Node) Ready() (bool, string) { return n.dir.Ready() }
 // returns when everything it started has stopped.
 func (n *Node) Close(ctx context.Context) error {
 	start := time.Now()
+	n.fwd.close(true)
 	err := n.dir.stop(ctx, true)
 	n.stopNATS()
 	n.dir.wait()
@@ -100,6 +116,7 @@ func (n *Node) Close(ctx context.Context) error {
 // kill stops the node as a crash would leave the cluster: no deletes flushed, no lease
 // released. For tests.
 func (n *Node) kill() {
+	n.fwd.close(false)
 	_ = n.dir.stop(context.Background(), false)
 	n.stopNATS()
 	n.dir.wait()

@@ -40,7 +40,8 @@ type conn struct {
 	lim *connLimits
 	// lastSeen is when the last frame was received, as a tick32 stamp (idle timeout).
 	lastSeen uint32
-	// inflight counts this connection's REQUESTs awaiting an outcome.
+	// inflight counts this connection's REQUESTs awaiting an outcome, and its SEND+ACKs
+	// to other nodes awaiting theirs (remote.go).
 	inflight int32
 	// user is the account id of the credentials user this connection authenticated as;
 	// 0 without credentials (auth.go).

@@ -48,6 +48,9 @@
 //	gate.go       admission to a connection of another loop, before the ACK
 //	ring.go       the cross-loop hand-off: a bounded ring per loop, drained on the loop
 //	requests.go   REQUEST, REPLY and the exactly-one-outcome bookkeeping
+//	remote.go     the same for connections of other nodes: records to the Remote (the
+//	              cluster), DeliverRemote for records from it, SEND+ACK waiting for the
+//	              target node's answer
 //	outbox.go     a connection's output: frames, caps, flush, slow-consumer watch and close
 //
 // Beside the path: server.go (lifecycle), loop.go, wheel.go and conntimer.go (per-loop
@@ -65,7 +68,10 @@
 //     event loop. Only that loop reads or writes them.
 //  2. Other goroutines reach a loop only through gnet's concurrency-safe doors
 //     (EventLoop.Execute, Conn.Close/Wake) or through the loop's bounded inbound ring
-//     (loop.push). OnTick runs on gnet's ticker goroutine, not a loop: it samples the zone
+//     (loop.push). Records from other nodes come in through DeliverRemote, on the
+//     cluster's goroutine, which uses the gates and rings as another loop would; records
+//     for other nodes go out through Remote.Forward, which only queues (never the
+//     network on a loop). OnTick runs on gnet's ticker goroutine, not a loop: it samples the zone
 //     inputs (atomics and runtime/metrics only, never a loop's own state) and Executes
 //     each loop's tick.
 //  3. Slices from Peek die at Discard: frames are copied into output buffers (same loop) or

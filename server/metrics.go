@@ -102,6 +102,9 @@ func (s *Server) WritePrometheus(w io.Writer) {
 	hist.write(w, "switchboard_request_duration_seconds", "Time from forwarding a REQUEST to its RESPONSE.")
 	s.writeLimitMetrics(w)
 	s.writeAuthMetrics(w)
+	if m, ok := s.remote.(RemoteMetrics); ok {
+		m.WritePrometheus(w)
+	}
 
 	writeRuntimeMetrics(w)
 }

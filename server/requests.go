@@ -22,6 +22,9 @@ type pendingReq struct {
 	start  int64        // srv.clock() when forwarded
 	corr   uint32
 	nonce  uint16 // the random bits of its reply token
+	// ack: not a REQUEST but a SEND+ACK to a connection of another node, waiting for that
+	// node's outcome (remote.go, sendAckRemote). Its token never reaches a client.
+	ack bool
 }
 
 // replyToken is the token a responder sees for the pending request with table id id.
@@ -105,6 +108,10 @@ func (lp *loop) reply(c *conn, f codec.Frame) bool {
 		return false
 	}
 	token := shard.ConnID(tok)
+	if token.Node() != lp.srv.cfg.NodeID {
+		lp.replyRemote(c, f, token, payload)
+		return true
+	}
 	owner := lp.srv.loopAt(token.Loop())
 	if token.Node() != lp.srv.cfg.NodeID || owner == nil {
 		lp.stats.staleReplies.Add(1)
@@ -130,6 +137,10 @@ func (lp *loop) reply(c *conn, f codec.Frame) bool {
 // loop owns it. If that loop's ring is full the request's timer answers TIMEOUT instead:
 // still one outcome.
 func (lp *loop) failRequest(token shard.ConnID, code codec.ErrorCode) {
+	if token.Node() != lp.srv.cfg.NodeID { // a REQUEST from another node: tell it
+		lp.srv.sendOutcome(token, code)
+		return
+	}
 	if token.Loop() == int(lp.idx) {
 		lp.failToken(token, code)
 		return
@@ -154,6 +165,10 @@ func (lp *loop) finishRequest(id shard.ConnID, code codec.ErrorCode) {
 		return
 	}
 	lp.wheel.cancel(pr.timer)
+	if pr.ack {
+		lp.finishAck(pr, code)
+		return
+	}
 	lp.stats.inflight.Add(-1)
 	lp.recordOutcome(pr.target, code)
 	if code == codec.CodeTimeout {
@@ -173,7 +188,7 @@ func (lp *loop) finishRequest(id shard.ConnID, code codec.ErrorCode) {
 // told NO_ROUTE if it asked (rcorr != 0); the request waits on for its own responder.
 func (lp *loop) finishResponse(token shard.ConnID, resp []byte, responder shard.ConnID, rcorr uint32) {
 	id, pr, ok := lp.pendingByToken(token)
-	if !ok || pr.target != responder {
+	if !ok || pr.target != responder || pr.ack {
 		lp.stats.staleReplies.Add(1)
 		if rcorr != 0 {
 			lp.errorTo(responder, rcorr, codec.CodeNoRoute, "reply token unknown or expired")

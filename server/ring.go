@@ -29,6 +29,9 @@ const (
 	// dClaim: the directory decided a pending claim of the name in buf for connection
 	// target (code 0: owned, otherwise the ERROR code).
 	dClaim
+	// dOutcome: another node's outcome (code, 0 = OK) for the pending REQUEST or
+	// SEND+ACK behind token (remote.go).
+	dOutcome
 )
 
 // delivery is one item on a loop's inbound ring. It is a value type: pushing it does not
@@ -142,6 +145,8 @@ func (lp *loop) handleDelivery(d *delivery) {
 		lp.failToken(d.token, d.code)
 	case dClaim:
 		lp.finishClaim(d.target, d.buf.B, d.code)
+	case dOutcome:
+		lp.finishToken(d.token, d.code)
 	}
 	if d.buf != nil {
 		msgPool.Put(d.buf)
@@ -183,6 +188,10 @@ func (lp *loop) land(d *delivery) {
 
 // errorTo sends an ERROR to connection id wherever it lives; best effort.
 func (lp *loop) errorTo(id shard.ConnID, corr uint32, code codec.ErrorCode, reason string) {
+	if id.Node() != lp.srv.cfg.NodeID {
+		lp.srv.remoteError(id, corr, code, reason)
+		return
+	}
 	if id.Loop() == int(lp.idx) {
 		if c, ok := lp.conns.Get(id); ok && c.state == stateActive {
 			lp.sendError(c, corr, code, 0, reason)

@@ -19,6 +19,11 @@ func (lp *loop) send(c *conn, f codec.Frame) bool {
 	if !ok {
 		return true
 	}
+	if f.Flags&codec.FlagAck != 0 && target.Node() != lp.srv.cfg.NodeID && f.Corr != 0 {
+		// Answered when the target's node says (an ACK with corr 0 wants no answer: a
+		// plain SEND).
+		return lp.sendAckRemote(c, f, target, payload)
+	}
 	if code := lp.route(target, codec.TypeMessage, c, 0, payload); code != 0 {
 		lp.replyError(c, f.Corr, code, routeFailReason(code))
 		return true
@@ -43,7 +48,9 @@ func (lp *loop) lookup(c *conn, corr uint32, name []byte) (shard.ConnID, bool) {
 
 // route writes a MESSAGE or INCOMING from c to connection target: directly into the
 // target's output when it lives on this loop, through the target loop's bounded ring
-// otherwise. It returns 0 or the error code the sender should see.
+// when it lives on another loop, and through the Remote's bounded queue towards its node
+// when it lives on another node (forward, remote.go). It returns 0 or the error code the
+// sender should see.
 //
 // 0 means accepted for delivery: it is what a SEND's ACK is answered OK for, so nothing
 // accepted may be dropped later while the target is there to read it. On this loop the
@@ -53,13 +60,20 @@ func (lp *loop) lookup(c *conn, corr uint32, name []byte) (shard.ConnID, bool) {
 // finds the target at its cap makes it a slow consumer, whose gate then refuses the next
 // ones. So a target may exceed its caps by what was on its way when it became a slow
 // consumer: at most what the rings towards it hold.
+//
+// For another node, 0 means only "queued towards that node": the target's gate is asked
+// there, when the record arrives. That is enough for a SEND without ACK and for an
+// INCOMING (whose failure comes back to its pending request); a SEND+ACK to another node
+// does not come here but waits for the target node's answer (sendAckRemote).
 func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard.ConnID, payload []byte) codec.ErrorCode {
-	if target.Node() != lp.srv.cfg.NodeID {
-		return codec.CodeNoRoute
-	}
 	if lp.srv.g.queued.Load() >= int64(lp.srv.maxQueue()) {
 		lp.stats.queueFull.Add(1)
 		return codec.CodeQueueFull
+	}
+	if target.Node() != lp.srv.cfg.NodeID {
+		// Another node's: 0 means queued towards that node (remote.go), which admits it at
+		// the target's gate when it arrives.
+		return lp.forward(target, t, from, token, 0, payload)
 	}
 	if target.Loop() == int(lp.idx) {
 		tc, code := lp.writable(target)
@@ -128,6 +142,8 @@ func routeFailReason(code codec.ErrorCode) string {
 		return "target connection is gone"
 	case codec.CodeQueueFull:
 		return "queue towards the target is full; retry later"
+	case codec.CodeFrameTooLarge:
+		return "too large to forward to the target's node"
 	}
 	return code.String()
 }

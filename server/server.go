@@ -33,6 +33,11 @@ type Server struct {
 	peers    []string        // immutable after New; cfg.Peers split
 	// livePeers replaces peers once SetPeers was called (a cluster's live nodes).
 	livePeers atomic.Pointer[[]string]
+
+	// remote carries traffic to other nodes (remote.go); nil on a single node. Safe for
+	// concurrent use. remoteMax is its MaxRecord. Both immutable after New.
+	remote    Remote
+	remoteMax int
 	// proxyFrom are the trusted PROXY protocol senders (cfg.ProxyProtocolFrom); immutable
 	// after New, nil when off.
 	proxyFrom []netip.Prefix
@@ -121,6 +126,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.peers = splitPeers(cfg.Peers)
 	if s.dir == nil {
 		s.dir = shard.NewRegistry()
+	}
+	if s.remote != nil {
+		s.remoteMax = s.remote.MaxRecord()
 	}
 	s.initGuards()
 	if err := s.initAuth(); err != nil {

@@ -34,6 +34,7 @@ func clusterConfig(n config.Node) cluster.Config {
 	c.Replicas = n.ClusterReplicas
 	c.LeaseTTL = n.ClusterLeaseTTL
 	c.LeaseRenew = n.ClusterLeaseRenew
+	c.ForwardQueue = n.ClusterForwardQueue
 	return c
 }
 

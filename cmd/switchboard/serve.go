@@ -185,13 +185,17 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 		return exitFailure
 	}
 	if cn != nil {
-		opts = append(opts, server.WithDirectory(cn.Directory()))
+		opts = append(opts, server.WithDirectory(cn.Directory()), server.WithRemote(cn.Forwarder()))
 	}
 	srv, err := server.New(l.Config.Config, opts...)
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
 		leaveCluster(context.Background(), log, cn)
 		return exitUsage
+	}
+	if cn != nil {
+		// Records from other nodes: until Start, the server answers them NO_ROUTE.
+		cn.Forwarder().SetHandler(func(rec []byte) { srv.DeliverRemote(rec) })
 	}
 	// Subscribe before Start so that a signal during start-up is not lost.
 	sigs := make(chan os.Signal, 1)

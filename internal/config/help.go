@@ -76,6 +76,7 @@ var help = map[string]string{
 	"cluster-replicas":         "copies of the directory's KV buckets, 1..5 (needs as many JetStream servers)",
 	"cluster-lease-ttl":        "how long a node's lease outlives its last renewal before its names may be taken over",
 	"cluster-lease-renew":      "how often a node renews its lease (at most a third of cluster-lease-ttl)",
+	"cluster-forward-queue":    "records waiting to be published to one other node; full means QUEUE_FULL to the sender",
 
 	KeyProfile: "tuning profile: balanced (default), small, throughput or latency; see switchboard tune show",
 	KeyConfig:  "YAML config file",

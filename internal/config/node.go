@@ -18,12 +18,13 @@ const (
 	DefaultDrainPeriod = 10 * time.Second
 
 	// Cluster defaults: docs/CLUSTER.md.
-	DefaultCluster           = "off"
-	DefaultClusterName       = "switchboard"
-	DefaultClusterListen     = "127.0.0.1:7402"
-	DefaultClusterReplicas   = 3
-	DefaultClusterLeaseTTL   = 15 * time.Second
-	DefaultClusterLeaseRenew = 2 * time.Second
+	DefaultCluster             = "off"
+	DefaultClusterName         = "switchboard"
+	DefaultClusterListen       = "127.0.0.1:7402"
+	DefaultClusterReplicas     = 3
+	DefaultClusterLeaseTTL     = 15 * time.Second
+	DefaultClusterLeaseRenew   = 2 * time.Second
+	DefaultClusterForwardQueue = 4096
 )
 
 // EnvAdminToken is the environment variable that may hold the admin bearer token (see
@@ -105,6 +106,10 @@ type Node struct {
 	// ClusterLeaseRenew is how often the lease is renewed. Default 2s, at most a third
 	// of ClusterLeaseTTL.
 	ClusterLeaseRenew time.Duration
+	// ClusterForwardQueue bounds the records (messages, requests, replies, outcomes)
+	// waiting to be published to one other node; when it is full, senders get
+	// QUEUE_FULL. Default 4096, at least 1.
+	ClusterForwardQueue int
 }
 
 // DefaultNode returns a Node with every default filled in (server.DefaultConfig for the
@@ -117,12 +122,13 @@ func DefaultNode() Node {
 		LogLevel:    DefaultLogLevel,
 		DrainPeriod: DefaultDrainPeriod,
 
-		Cluster:           DefaultCluster,
-		ClusterName:       DefaultClusterName,
-		ClusterListen:     DefaultClusterListen,
-		ClusterReplicas:   DefaultClusterReplicas,
-		ClusterLeaseTTL:   DefaultClusterLeaseTTL,
-		ClusterLeaseRenew: DefaultClusterLeaseRenew,
+		Cluster:             DefaultCluster,
+		ClusterName:         DefaultClusterName,
+		ClusterListen:       DefaultClusterListen,
+		ClusterReplicas:     DefaultClusterReplicas,
+		ClusterLeaseTTL:     DefaultClusterLeaseTTL,
+		ClusterLeaseRenew:   DefaultClusterLeaseRenew,
+		ClusterForwardQueue: DefaultClusterForwardQueue,
 	}
 }
 
@@ -212,6 +218,9 @@ func (n *Node) validateCluster() []error {
 	if n.ClusterLeaseRenew <= 0 || 3*n.ClusterLeaseRenew > n.ClusterLeaseTTL {
 		bad("cluster-lease-renew: want more than 0 and at most a third of cluster-lease-ttl (%v), got %v",
 			n.ClusterLeaseTTL/3, n.ClusterLeaseRenew)
+	}
+	if n.ClusterForwardQueue < 1 {
+		bad("cluster-forward-queue: want at least 1, got %d", n.ClusterForwardQueue)
 	}
 	return errs
 }

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/rawpeer"
+)
+
+// TestServeCrossNode runs two serve processes as one cluster (node 7 embedded as a
+// cluster of one, node 8 external through node 7's NATS) and sends across them: serve
+// wires the forwarder as the server's Remote and the server as the forwarder's handler.
+func TestServeCrossNode(t *testing.T) {
+	field := func(line, key string) string {
+		t.Helper()
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		v, _ := rec[key].(string)
+		if v == "" {
+			t.Fatalf("log line %q lacks %s", line, key)
+		}
+		return v
+	}
+	common := []string{"serve", "--listen", "127.0.0.1:0", "--admin", "off", "--log-format", "json",
+		"--cluster-replicas", "1", "--cluster-name", "xnode"}
+	p7 := startBin(t, nil, append(common, "--node-id", "7", "--cluster", "embedded", "--cluster-store-dir", t.TempDir())...)
+	url := field(p7.waitLine(t, `"msg":"cluster directory ready"`), "nats_client_url")
+	addr7 := field(p7.waitLine(t, `"msg":"switchboard listening"`), "addr")
+	p8 := startBin(t, nil, append(common, "--node-id", "8", "--cluster", "external", "--nats-url", url)...)
+	addr8 := field(p8.waitLine(t, `"msg":"switchboard listening"`), "addr")
+
+	svc := rawpeer.Dial(t, addr8)
+	svc.Hello("svc", "")
+	svc.Write(codec.AppendName(nil, codec.TypeRegister, 1, "svc"))
+	svc.Expect(codec.TypeOK)
+
+	c := rawpeer.Dial(t, addr7)
+	c.Hello("c", "")
+	// Node 7 learns of svc through its watch: until then, NO_ROUTE. Poll (every 10 ms,
+	// for up to 10 s).
+	deadline := time.Now().Add(10 * time.Second)
+	for corr := uint32(10); ; corr++ {
+		c.Write(codec.AppendSend(nil, codec.FlagAck, corr, "svc", []byte("hi")))
+		f, err := c.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == codec.TypeOK && f.Corr == corr {
+			break
+		}
+		if e, _ := codec.ParseError(f.Body); f.Type != codec.TypeError || e.Code != codec.CodeNoRoute || time.Now().After(deadline) {
+			t.Fatalf("SEND+ACK: got %v corr %d code %v; want OK (or NO_ROUTE until the name is known)", f.Type, f.Corr, e.Code)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if f := svc.Expect(codec.TypeMessage); !strings.HasSuffix(string(f.Body), "hi") {
+		t.Fatalf("MESSAGE body %q", f.Body)
+	}
+	c.Write(codec.AppendRequest(nil, 2, "svc", 5000, []byte("ping")))
+	in := svc.Expect(codec.TypeIncoming)
+	tok, _, _, _, _ := codec.ParseIncoming(in.Body)
+	svc.Write(codec.AppendReply(nil, 0, tok, []byte("pong")))
+	if f := c.Expect(codec.TypeResponse); f.Corr != 2 || string(f.Body) != "pong" {
+		t.Fatalf("RESPONSE corr %d %q; want corr 2 pong", f.Corr, f.Body)
+	}
+
+	for _, p := range []*proc{p8, p7} {
+		p.signal(t, syscall.SIGINT)
+		if code := p.wait(t); code != 0 {
+			t.Errorf("exit %d; want 0; stderr:\n%s", code, p.stderr())
+		}
+	}
+}
