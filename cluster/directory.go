@@ -88,6 +88,7 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		nc:           nc,
 		cache:        newCache(cfg.NodeID),
 		liveNodes:    make(map[uint16]lease),
+		hooks:        peerHooks{renewNow: make(chan struct{}, 1)},
 		claims:       make(chan claimReq, cfg.ClaimQueue),
 		uwake:        make(chan struct{}, 1),
 		ctx:          ctx,

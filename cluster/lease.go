@@ -133,6 +133,7 @@ func (d *Directory) renewLoop() {
 	for {
 		select {
 		case <-t.C:
+		case <-d.hooks.renewNow: // the status changed (StatusChanged): tell the others now
 		case <-d.ctx.Done():
 			if d.release.Load() {
 				d.releaseLease(key)

@@ -21,16 +21,31 @@ type peerHooks struct {
 	status atomic.Pointer[func() Status]
 	peers  atomic.Pointer[func([]string)]
 	fence  atomic.Pointer[func()] // Node.OnFence
-	mu     sync.Mutex             // serializes publishPeers
-	last   []string               // guarded by mu: the list last passed to peers
-	sent   bool                   // guarded by mu: last was passed to the current peers callback
+	// renewNow (capacity 1) asks the renewer for a renewal now (StatusChanged).
+	renewNow chan struct{}
+	mu       sync.Mutex // serializes publishPeers
+	last     []string   // guarded by mu: the list last passed to peers
+	sent     bool       // guarded by mu: last was passed to the current peers callback
 }
 
 // ReportStatus makes every lease renewal carry fn's answer (draining, load, zone), so that
 // the other nodes can rank this one. fn is called on the renewal goroutine, once per
 // cluster-lease-renew, and must be quick. Without it a node reports itself idle and not
 // draining.
-func (n *Node) ReportStatus(fn func() Status) { n.dir.hooks.status.Store(&fn) }
+func (n *Node) ReportStatus(fn func() Status) {
+	n.dir.hooks.status.Store(&fn)
+	n.StatusChanged()
+}
+
+// StatusChanged asks for a lease renewal now rather than at the next tick, so that the
+// other nodes learn at once what ReportStatus's function now says (this node's address
+// once it listens; that it started draining). It does not block.
+func (n *Node) StatusChanged() {
+	select {
+	case n.dir.hooks.renewNow <- struct{}{}:
+	default:
+	}
+}
 
 // OnPeers registers fn to receive the client addresses of the other live nodes that are not
 // draining and advertise an address, best first: lowest admission zone, then lowest load.

@@ -63,7 +63,7 @@ var errInterrupted = errors.New("interrupted by a signal while joining the clust
 // shareStatus makes the node's lease carry its client address, the server's draining
 // flag, load and admission zone, and the server suggest the cluster's other live nodes, least loaded first, in
 // GOAWAY and TRY_OTHER refusals (the configured peers while no other node is known).
-func shareStatus(cn *cluster.Node, srv *server.Server, advertise string) {
+func shareStatus(log *slog.Logger, cn *cluster.Node, srv *server.Server, advertise string) {
 	addr := clientAdvertise(advertise, srv.Addr())
 	cn.ReportStatus(func() cluster.Status {
 		st := cluster.Status{Addr: addr, Draining: srv.Draining(), Zone: uint8(srv.ZoneReport().AdmissionZone)}
@@ -73,6 +73,7 @@ func shareStatus(cn *cluster.Node, srv *server.Server, advertise string) {
 		return st
 	})
 	cn.OnPeers(func(addrs []string) {
+		log.Info("cluster peers for clients", "addrs", addrs)
 		if len(addrs) == 0 {
 			addrs = nil // back to the configured peers
 		}

@@ -215,7 +215,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 			default:
 			}
 		})
-		shareStatus(cn, srv, l.Config.ClusterClientAdvertise)
+		shareStatus(log, cn, srv, l.Config.ClusterClientAdvertise)
 		if srv.Addr() != nil && clientAdvertise(l.Config.ClusterClientAdvertise, srv.Addr()) == "" {
 			log.Warn("cluster: no client address to advertise (the listen address is a wildcard): set cluster-client-advertise, or the other nodes send no clients here")
 		}
@@ -246,7 +246,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 				// Lame duck: GOAWAY to everyone, close in batches over drain-period. A
 				// second signal cuts the drain short.
 				log.Info("draining", "signal", sig.String(), "period", eff.DrainPeriod)
-				drain(log, srv, eff.DrainPeriod, sigs)
+				drain(log, srv, cn, eff.DrainPeriod, sigs)
 			}
 			log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout)
 		case err := <-adminFailed:
@@ -258,7 +258,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 			// the supervisor restarts the node with a new epoch.
 			log.Error("cluster: node fenced; draining its clients to the other nodes, then exiting to be restarted",
 				"period", eff.DrainPeriod)
-			drain(log, srv, eff.DrainPeriod, sigs)
+			drain(log, srv, cn, eff.DrainPeriod, sigs)
 			code = exitFailure
 		}
 		stop = true
@@ -270,12 +270,20 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 	return code
 }
 
-// drain runs srv.Drain for period (plus a margin), or until another signal arrives.
-func drain(log *slog.Logger, srv *server.Server, period time.Duration, sigs <-chan os.Signal) {
+// drain runs srv.Drain for period (plus a margin), or until another signal arrives. In a
+// cluster the node's lease says it is draining at once, so that the other nodes stop
+// suggesting it to clients.
+func drain(log *slog.Logger, srv *server.Server, cn *cluster.Node, period time.Duration, sigs <-chan os.Signal) {
 	ctx, cancel := context.WithTimeout(context.Background(), period+5*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- srv.Drain(ctx, period) }()
+	if cn != nil {
+		for i := 0; i < 100 && !srv.Draining(); i++ { // Drain sets it first thing
+			time.Sleep(time.Millisecond)
+		}
+		cn.StatusChanged()
+	}
 	select {
 	case err := <-done:
 		if err != nil {

@@ -70,7 +70,18 @@ func TestServeCrossNode(t *testing.T) {
 		t.Fatalf("RESPONSE corr %d %q; want corr 2 pong", f.Corr, f.Body)
 	}
 
-	for _, p := range []*proc{p8, p7} {
+	// Each node learns the other's client address from its lease; draining node 8 sends
+	// its clients to node 7.
+	p8.waitLine(t, `"addrs":["`+addr7+`"]`)
+	p8.signal(t, syscall.SIGTERM)
+	g, err := codec.ParseGoAway(svc.Expect(codec.TypeGoAway).Body)
+	if err != nil || len(g.Addrs) != 1 || g.Addrs[0] != addr7 {
+		t.Fatalf("GOAWAY from the draining node: %+v, %v; want node 7's address %s", g, err, addr7)
+	}
+	if code := p8.wait(t); code != 0 {
+		t.Errorf("node 8 exit %d; want 0; stderr:\n%s", code, p8.stderr())
+	}
+	for _, p := range []*proc{p7} {
 		p.signal(t, syscall.SIGINT)
 		if code := p.wait(t); code != 0 {
 			t.Errorf("exit %d; want 0; stderr:\n%s", code, p.stderr())
