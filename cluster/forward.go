@@ -68,6 +68,8 @@ type Forwarder struct {
 
 	handler atomic.Pointer[func(rec []byte)]
 	sub     *nats.Subscription // set by start
+	// extraMetrics writes the directory's metrics before the forwarder's (set by Start).
+	extraMetrics func(io.Writer)
 
 	mu     sync.RWMutex
 	dests  map[uint16]*dest // guarded by mu
@@ -101,9 +103,14 @@ type dest struct {
 	spare []byte // owned by the drainer: the buffer last published, reused
 }
 
-// ForwarderStats are a Forwarder's counters.
+// ForwarderStats are a Forwarder's counters (also in the /cluster endpoint's JSON).
 type ForwarderStats struct {
-	Published, Batches, QueueFull, Received, PublishErrors, Stale uint64
+	Published     uint64 `json:"published"`
+	Batches       uint64 `json:"batches"`
+	QueueFull     uint64 `json:"queue_full"`
+	Received      uint64 `json:"received"`
+	PublishErrors uint64 `json:"publish_errors"`
+	Stale         uint64 `json:"stale"`
 }
 
 func newForwarder(cfg Config, log *slog.Logger, nc *nats.Conn, epoch uint64, epochOf func(uint16) (uint64, bool)) *Forwarder {
@@ -316,6 +323,9 @@ func (f *Forwarder) Stats() ForwarderStats {
 // WritePrometheus writes the forwarder's counters in the Prometheus text format
 // (server.RemoteMetrics: the server's /metrics includes them). Safe for concurrent use.
 func (f *Forwarder) WritePrometheus(w io.Writer) {
+	if fn := f.extraMetrics; fn != nil {
+		fn(w)
+	}
 	st := f.Stats()
 	family := func(name, typ, help string, v uint64) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, typ, name, v)

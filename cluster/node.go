@@ -68,6 +68,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.fwd = newForwarder(cfg, n.log, n.nc, n.dir.epoch, n.dir.nodeEpoch)
+	n.fwd.extraMetrics = n.dir.writeDirectoryMetrics // the server's /metrics shows both
 	if err := n.fwd.start(); err != nil {
 		n.fwd.close(false)
 		_ = n.dir.stop(context.Background(), false)

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -92,4 +94,22 @@ func clientAdvertise(configured string, ln net.Addr) string {
 		return ta.String()
 	}
 	return ""
+}
+
+// withCluster adds GET /cluster to the admin handler: the node's view of the cluster
+// (cluster.Report) as JSON, or {"mode":"off"} on a single node.
+func withCluster(h http.Handler, cn *cluster.Node) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, _ *http.Request) {
+		var v any = map[string]string{"mode": cluster.ModeOff}
+		if cn != nil {
+			v = cn.Report()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(v)
+	})
+	return mux
 }

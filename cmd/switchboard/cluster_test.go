@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,6 +51,50 @@ func TestServeCluster(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("/readyz = %d %q; want 200", resp.StatusCode, body)
 	}
+	// /cluster: this node's view, itself with its client address once the lease carries it.
+	var rep struct {
+		NodeID uint16 `json:"node_id"`
+		Ready  bool   `json:"ready"`
+		Nodes  []struct {
+			ID   uint16 `json:"id"`
+			Self bool   `json:"self"`
+			Addr string `json:"addr"`
+		} `json:"nodes"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := hc.Get("http://" + admin + "/cluster")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&rep)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("/cluster: %v", err)
+		}
+		if len(rep.Nodes) == 1 && rep.Nodes[0].Addr == client {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/cluster = %+v; want node 7 alone, with its client address %s", rep, client)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rep.NodeID != 7 || !rep.Ready || rep.Nodes[0].ID != 7 || !rep.Nodes[0].Self {
+		t.Errorf("/cluster = %+v; want node 7, ready, itself listed", rep)
+	}
+	resp, err = hc.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"switchboard_cluster_ready 1", "switchboard_cluster_nodes 1", "switchboard_cluster_fenced 0"} {
+		if !strings.Contains(string(metrics), m+"\n") {
+			t.Errorf("/metrics lacks %q", m)
+		}
+	}
+	hc.CloseIdleConnections()
 
 	a := rawpeer.Dial(t, client)
 	a.Hello("a", "")
@@ -149,5 +194,22 @@ func TestClientAdvertise(t *testing.T) {
 		if got := clientAdvertise(c.configured, c.ln); got != c.want {
 			t.Errorf("clientAdvertise(%q, %v) = %q; want %q", c.configured, c.ln, got, c.want)
 		}
+	}
+}
+
+// TestClusterEndpointOff: on a single node /cluster says the cluster is off, and every
+// other path still reaches the server's admin handler.
+func TestClusterEndpointOff(t *testing.T) {
+	inner := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "inner") })
+	h := withCluster(inner, nil)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/cluster", nil))
+	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != "{\n  \"mode\": \"off\"\n}" {
+		t.Errorf("/cluster = %d %q", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	if rec.Body.String() != "inner" {
+		t.Errorf("/readyz reached %q; want the inner handler", rec.Body.String())
 	}
 }

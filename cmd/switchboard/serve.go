@@ -227,7 +227,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 	var admin *adminServer
 	adminFailed := make(chan error, 1)
 	if eff.Admin != "off" {
-		if admin, err = startAdmin(log, eff.Admin, access, srv.AdminHandler(), adminFailed); err != nil {
+		if admin, err = startAdmin(log, eff.Admin, access, withCluster(srv.AdminHandler(), cn), adminFailed); err != nil {
 			log.Error("admin endpoints failed to start", "err", err)
 			shutdown(log, srv, cn, nil)
 			return exitFailure

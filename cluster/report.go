@@ -1,0 +1,87 @@
+package cluster
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// Report is what the admin endpoint /cluster shows of this node's view of the cluster.
+type Report struct {
+	Mode        string         `json:"mode"`
+	Name        string         `json:"cluster_name"`
+	NodeID      uint16         `json:"node_id"`
+	Epoch       uint64         `json:"epoch"`
+	Ready       bool           `json:"ready"`
+	NotReadyWhy string         `json:"not_ready_why,omitempty"`
+	Fenced      bool           `json:"fenced"`
+	LeaseAgeMs  int64          `json:"lease_age_ms"` // since the last successful renewal was sent
+	LeaseTTLMs  int64          `json:"lease_ttl_ms"`
+	LocalNames  int            `json:"local_names"` // owned by this node's connections
+	Nodes       []NodeReport   `json:"nodes"`       // every node with a live lease, this one included
+	Forwarding  ForwarderStats `json:"forwarding"`
+	Queued      int            `json:"forward_queued"`
+}
+
+// NodeReport is one node as its lease describes it.
+type NodeReport struct {
+	ID       uint16  `json:"id"`
+	Self     bool    `json:"self,omitempty"`
+	Addr     string  `json:"addr"`
+	Epoch    uint64  `json:"epoch"`
+	Draining bool    `json:"draining"`
+	Load     float64 `json:"load"` // connections / max-connections
+	Zone     uint8   `json:"zone"` // admission zone, 0 GREEN .. 3 RED
+}
+
+// Report returns the node's view of the cluster. Safe for concurrent use.
+func (n *Node) Report() Report {
+	d := n.dir
+	ready, why := d.Ready()
+	r := Report{
+		Mode: n.cfg.Mode, Name: n.cfg.Name, NodeID: n.cfg.NodeID, Epoch: d.epoch,
+		Ready: ready, NotReadyWhy: why, Fenced: d.fenced.Load(),
+		LeaseAgeMs: time.Since(time.Unix(0, d.lastRenew.Load())).Milliseconds(),
+		LeaseTTLMs: n.cfg.LeaseTTL.Milliseconds(), LocalNames: d.Len(),
+	}
+	d.lmu.RLock()
+	for id, l := range d.liveNodes {
+		r.Nodes = append(r.Nodes, NodeReport{ID: id, Self: id == n.cfg.NodeID, Addr: l.addr, Epoch: l.epoch,
+			Draining: l.draining, Load: float64(l.load) / 10_000, Zone: l.zone})
+	}
+	d.lmu.RUnlock()
+	slices.SortFunc(r.Nodes, func(a, b NodeReport) int { return cmp.Compare(a.ID, b.ID) })
+	if n.fwd != nil {
+		r.Forwarding, r.Queued = n.fwd.Stats(), n.fwd.queued()
+	}
+	return r
+}
+
+// writeDirectoryMetrics writes the directory's gauges and counters in the Prometheus text
+// format; the server's /metrics includes them through the forwarder (RemoteMetrics).
+func (d *Directory) writeDirectoryMetrics(w io.Writer) {
+	family := func(name, typ, help string, v any) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, typ, name, v)
+	}
+	ready, _ := d.Ready()
+	d.lmu.RLock()
+	live := len(d.liveNodes)
+	d.lmu.RUnlock()
+	family("switchboard_cluster_ready", "gauge", "1 when the cluster directory answers (the node's /readyz includes it).", b2i(ready))
+	family("switchboard_cluster_fenced", "gauge", "1 once this node fenced itself for failing to renew its lease; it serves no names and restarts.", b2i(d.fenced.Load()))
+	family("switchboard_cluster_nodes", "gauge", "Nodes with a live lease, this one included, as the leases watch sees them.", live)
+	family("switchboard_cluster_local_names", "gauge", "Names owned by this node's connections.", d.Len())
+	family("switchboard_cluster_lease_age_seconds", "gauge", "Seconds since this node's last successful lease renewal was sent.",
+		time.Since(time.Unix(0, d.lastRenew.Load())).Seconds())
+	family("switchboard_cluster_watch_restarts_total", "counter", "Restarts of the names and leases watches.", d.watchRestarts.Load())
+	family("switchboard_cluster_swept_total", "counter", "Directory entries of earlier runs of this node deleted at start.", d.swept.Load())
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
