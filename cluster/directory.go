@@ -22,9 +22,10 @@ import (
 // a dead one.
 //
 // Claim answers at once from the cache when it can (this node's connection already owns
-// the name, or another live node's does) and otherwise returns shard.ErrPending and
-// decides on one of its worker goroutines; Unregister updates the cache at once and
-// deletes the KV entry on its own goroutine. No method does network I/O on the caller's
+// the name, or another connection of this node does) and otherwise returns
+// shard.ErrPending and decides on one of its worker goroutines (a name of another node
+// is decided there too, probing that node: probe.go); Unregister updates the cache at
+// once and deletes the KV entry on its own goroutine. No method does network I/O on the caller's
 // goroutine, so all of them are safe on event loops.
 //
 // Create one with Start (through a Node); it is safe for concurrent use.
