@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"testing"
@@ -103,8 +104,12 @@ func measureTakeover(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, "b-name in A's cache", 5*time.Second, func() bool { return lookup(a, "b-name") == conn(2, 1) })
+		// The kill comes at a random point of B's renewal period, as a crash would.
+		time.Sleep(rand.N(DefaultLeaseRenew))
 		killed := time.Now()
+		l, _ := a.member(2)
 		tc.kill(1)
+		stopped := time.Since(killed) // the in-process kill shuts B's NATS server down
 		tries := 0
 		waitFor(t, "A to take b-name over", 30*time.Second, func() bool {
 			tries++
@@ -114,7 +119,8 @@ func measureTakeover(t *testing.T) {
 			time.Sleep(80 * time.Millisecond) // with waitFor's 20 ms: a claim every ~100 ms
 			return false
 		})
-		t.Logf("kill to re-claim %v (%d claims; lease TTL %v, renew %v)",
-			time.Since(killed).Round(time.Millisecond), tries, DefaultLeaseTTL, DefaultLeaseRenew)
+		t.Logf("kill to re-claim %v (B's last renewal seen %v before the kill; the kill took %v; %d claims; lease TTL %v, renew %v)",
+			time.Since(killed).Round(time.Millisecond), killed.Sub(l.seen).Round(time.Millisecond), stopped.Round(time.Millisecond),
+			tries, DefaultLeaseTTL, DefaultLeaseRenew)
 	}
 }
