@@ -25,8 +25,8 @@ import (
 // the name, or another connection of this node does) and otherwise returns
 // shard.ErrPending and decides on one of its worker goroutines (a name of another node
 // is decided there too, probing that node: probe.go); Unregister updates the cache at
-// once and deletes the KV entry on its own goroutine. No method does network I/O on the caller's
-// goroutine, so all of them are safe on event loops.
+// once and deletes the KV entry on its own goroutine. No method does network I/O on the
+// caller's goroutine, so all of them are safe on event loops.
 //
 // Create one with Start (through a Node); it is safe for concurrent use.
 type Directory struct {
