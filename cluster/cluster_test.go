@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/switchboard/switchboard/shard"
 )
 
@@ -58,11 +60,18 @@ type testCluster struct {
 
 func startCluster(t testing.TB) *testCluster {
 	t.Helper()
+	return startClusterWith(t, func(*Config) {})
+}
+
+// startClusterWith is startCluster with each node's testConfig changed by set.
+func startClusterWith(t testing.TB, set func(*Config)) *testCluster {
+	t.Helper()
 	tc := &testCluster{t: t, nodes: make([]*Node, 3)}
 	for i := range 3 {
 		c := testConfig(uint16(i + 1))
 		c.Listen = "127.0.0.1:0"
 		c.StoreDir = t.TempDir()
+		set(&c)
 		tc.cfgs = append(tc.cfgs, c)
 	}
 	seedAddr := make(chan string, 1)
@@ -394,17 +403,33 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, "a-name in B's cache", 5*time.Second, func() bool { return lookup(b, "a-name") == conn(1, 7) })
-		tc.kill(0) // A's lease is left to expire
-		if err := claim(t, b, "a-name", conn(2, 7)); !errors.Is(err, shard.ErrNameTaken) {
-			t.Fatalf("claim while A's lease lives = %v; want ErrNameTaken", err)
+		// A hangs rather than dies: something still subscribes to its probe subject but
+		// never answers (as a stopped process whose connections stay open). A probe that
+		// times out does not count as dead: only the lease's expiry frees A's names.
+		hung, err := b.nc.Subscribe(b.probeSubject(1), func(*nats.Msg) {})
+		if err != nil {
+			t.Fatal(err)
 		}
-		start := time.Now()
-		var err error
+		defer func() { _ = hung.Unsubscribe() }()
+		killed := time.Now()
+		tc.kill(0) // A's lease is left to expire
+		// Taken; or, when A led a bucket and its election is under way, undecided.
+		if err := claim(t, b, "a-name", conn(2, 7)); !errors.Is(err, shard.ErrNameTaken) && !errors.Is(err, shard.ErrUnavailable) {
+			t.Fatalf("claim while A's lease lives = %v; want ErrNameTaken (or ErrUnavailable)", err)
+		}
+		// Again once A's renewal is overdue: still taken (the probe goes unanswered). A
+		// success before the lease could have expired would be a takeover by probe.
+		waitFor(t, "A's renewal overdue", 5*time.Second, func() bool { return time.Since(killed) > b.overdue()+probeEvery })
+		err = claim(t, b, "a-name", conn(2, 7))
+		_, live := b.nodeEpoch(1)
+		if early := time.Since(killed) < tc.cfgs[0].LeaseTTL-tc.cfgs[0].LeaseRenew; early && (err == nil || !live) {
+			t.Fatalf("%v after A hung: claim = %v, A live = %v; want ErrNameTaken and live until its lease expires", time.Since(killed), err, live)
+		}
 		waitFor(t, "B to take a-name over", 10*time.Second, func() bool {
 			err = claim(t, b, "a-name", conn(2, 7))
 			return err == nil
 		})
-		t.Logf("taken over %v after the kill (lease TTL %v)", time.Since(start).Round(time.Millisecond), tc.cfgs[0].LeaseTTL)
+		t.Logf("taken over %v after the kill (lease TTL %v; A hung, so not by probe)", time.Since(killed).Round(time.Millisecond), tc.cfgs[0].LeaseTTL)
 		waitFor(t, "C to see B as the owner", 5*time.Second, func() bool { return lookup(c, "a-name") == conn(2, 7) })
 		// The race winner may have been A's: it is free for the next claim too.
 	})

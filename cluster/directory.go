@@ -22,10 +22,11 @@ import (
 // a dead one.
 //
 // Claim answers at once from the cache when it can (this node's connection already owns
-// the name, or another live node's does) and otherwise returns shard.ErrPending and
-// decides on one of its worker goroutines; Unregister updates the cache at once and
-// deletes the KV entry on its own goroutine. No method does network I/O on the caller's
-// goroutine, so all of them are safe on event loops.
+// the name, or another connection of this node does) and otherwise returns
+// shard.ErrPending and decides on one of its worker goroutines (a name of another node
+// is decided there too, probing that node: probe.go); Unregister updates the cache at
+// once and deletes the KV entry on its own goroutine. No method does network I/O on the
+// caller's goroutine, so all of them are safe on event loops.
 //
 // Create one with Start (through a Node); it is safe for concurrent use.
 type Directory struct {
@@ -45,9 +46,11 @@ type Directory struct {
 	fenced    atomic.Bool  // the lease was not renewed in time: no names served (fence.go)
 	synced    atomic.Bool  // the names watch has replayed the bucket once
 
-	lmu       sync.RWMutex
-	liveNodes map[uint16]lease // guarded by lmu; fed by the leases watch
-	hooks     peerHooks        // status reported in the lease; live peers passed on (peers.go)
+	lmu        sync.RWMutex
+	liveNodes  map[uint16]lease     // guarded by lmu; fed by the leases watch, down marked by probes
+	unanswered map[uint16]time.Time // guarded by lmu: when a probe of the node last went unanswered
+	probeSub   *nats.Subscription   // set by start: this node's probe subject (probe.go)
+	hooks      peerHooks            // status reported in the lease; live peers passed on (peers.go)
 
 	qmu    sync.RWMutex
 	closed bool          // guarded by qmu
@@ -58,6 +61,8 @@ type Directory struct {
 	uwake  chan struct{} // capacity 1: unregs has work
 
 	watchRestarts atomic.Int64
+	probes        atomic.Int64 // probes sent (probe.go)
+	nodesDown     atomic.Int64 // runs of other nodes taken for dead by probe
 	swept         atomic.Int64 // entries of earlier runs of this node deleted
 
 	ctx     context.Context // ends when Close begins
@@ -89,6 +94,7 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		cache:        newCache(cfg.NodeID),
 		liveNodes:    make(map[uint16]lease),
 		hooks:        peerHooks{renewNow: make(chan struct{}, 1)},
+		unanswered:   make(map[uint16]time.Time),
 		claims:       make(chan claimReq, cfg.ClaimQueue),
 		uwake:        make(chan struct{}, 1),
 		ctx:          ctx,
@@ -136,14 +142,18 @@ func (d *Directory) start(ctx context.Context) error {
 	if err := d.acquireLease(ctx); err != nil {
 		return err
 	}
+	if err := d.startProbes(); err != nil {
+		return err
+	}
 	d.cache.epoch.Store(d.epoch)
 	synced := make(chan struct{})
 	d.goWatch("names", d.names, func() uint64 { return d.streamLast(d.names) }, d.applyName, synced)
 	d.goWatch("leases", d.leases, func() uint64 { return d.streamLast(d.leases) }, d.applyLease, nil)
 	d.renewWG.Add(1)
 	go d.renewLoop()
-	d.wg.Add(2 + d.cfg.ClaimWorkers)
+	d.wg.Add(3 + d.cfg.ClaimWorkers)
 	go d.fenceLoop()
+	go d.probeLoop()
 	go d.unregisterLoop()
 	for range d.cfg.ClaimWorkers {
 		go d.claimLoop()
@@ -192,11 +202,10 @@ func (d *Directory) Claim(name string, id shard.ConnID, done shard.ClaimFunc) er
 			return nil
 		case e.node() == d.cfg.NodeID && e.epoch == d.epoch:
 			return shard.ErrNameTaken // another connection of this node: authoritative
-		case e.node() != d.cfg.NodeID && d.leaseLive(e.node(), e.epoch):
-			// Another live node's: a hint, but a stale one only refuses a claim the
-			// client retries, never gives a name two owners.
-			return shard.ErrNameTaken
 		}
+		// Another node's name is decided on a worker, even when its node's lease looks
+		// live: that node may have just been killed, and its clients, reconnecting here,
+		// must get their names back (probe.go) rather than NAME_TAKEN from the cache.
 	}
 	d.qmu.RLock()
 	defer d.qmu.RUnlock()
@@ -298,12 +307,13 @@ func (d *Directory) Ready() (bool, string) {
 	return true, ""
 }
 
-// leaseLive reports whether the leases watch shows node alive in epoch. A hint.
+// leaseLive reports whether the leases watch shows node alive in epoch, and no probe has
+// found that run dead (probe.go). A hint.
 func (d *Directory) leaseLive(node uint16, epoch uint64) bool {
 	d.lmu.RLock()
 	l, ok := d.liveNodes[node]
 	d.lmu.RUnlock()
-	return ok && l.epoch == epoch
+	return ok && l.epoch == epoch && !l.down
 }
 
 func (d *Directory) claimLoop() {
@@ -406,7 +416,8 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 // ownerLive decides whether owner o of name still holds it. A connection of this run of
 // this node does exactly while the cache (which this node's own writes and unregisters
 // update first) says so; an earlier run of this node does not; another node's
-// connection does while that node's lease, as its leader sees it, carries o's epoch.
+// connection does while that node's lease, as its leader sees it, carries o's epoch,
+// unless probes find that run gone before its lease expires (nodeGone, probe.go).
 func (d *Directory) ownerLive(ctx context.Context, name string, o owner) (bool, error) {
 	if o.node() == d.cfg.NodeID {
 		if o.epoch != d.epoch {
@@ -421,7 +432,10 @@ func (d *Directory) ownerLive(ctx context.Context, name string, o owner) (bool, 
 		return false, err
 	}
 	l, ok := parseLease(data)
-	return ok && l.epoch == o.epoch, nil
+	if !ok || l.epoch != o.epoch {
+		return false, nil
+	}
+	return !d.nodeGone(ctx, o.node(), o.epoch), nil
 }
 
 // unregisterLoop deletes the KV entries of unregistered names, each a CAS on the
@@ -517,6 +531,9 @@ func (d *Directory) stop(ctx context.Context, release bool) error {
 	var err error
 	if release && d.names != nil && !d.flushUnregisters(ctx) {
 		err = errors.New("cluster: some name deletes did not complete")
+	}
+	if d.probeSub != nil {
+		_ = d.probeSub.Unsubscribe() // leaving: probes get no responders from now on
 	}
 	d.release.Store(release)
 	d.cancel()

@@ -128,7 +128,7 @@ func TestLookupNoAllocs(t *testing.T) {
 // names, names the cache answers, and the bounded queue (ErrBusy when full).
 func TestClaimWithoutNetwork(t *testing.T) {
 	cfg := testConfig(1)
-	cfg.ClaimQueue = 2
+	cfg.ClaimQueue = 3
 	d := newDirectory(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	defer d.cancel()
 	d.epoch = 5
@@ -149,10 +149,10 @@ func TestClaimWithoutNetwork(t *testing.T) {
 		{strings.Repeat("x", shard.MaxNameLen+1), a, shard.ErrBadName},
 		{"mine", a, nil},
 		{"mine", b, shard.ErrNameTaken},
-		{"remote", a, shard.ErrNameTaken},
-		{"stale", a, shard.ErrPending}, // its node's lease is of another epoch: ask the KV
+		{"remote", a, shard.ErrPending}, // another live node's: the worker probes it (probe.go)
+		{"stale", a, shard.ErrPending},  // its node's lease is of another epoch: ask the KV
 		{"new", a, shard.ErrPending},
-		{"newer", a, shard.ErrBusy}, // the queue holds 2
+		{"newer", a, shard.ErrBusy}, // the queue holds 3
 	}
 	for _, tt := range tests {
 		if err := d.Claim(tt.name, tt.id, never); !errors.Is(err, tt.want) {

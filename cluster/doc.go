@@ -24,7 +24,8 @@
 //     stream leader (followers can be behind, shared/CLUSTER.md hazard 3).
 //   - A leases bucket (switchboard_leases_<cluster>, bucket TTL = LeaseTTL) holds one key
 //     per node with its current epoch, renewed every LeaseRenew. An owner is alive while
-//     its node's lease carries the owner's epoch; otherwise the next claim takes the name.
+//     its node's lease carries the owner's epoch and probes do not find that run dead
+//     (probe.go); otherwise the next claim takes the name.
 //   - Every node keeps a cache of the names bucket fed by a watch (supervised: restarted
 //     from its last revision when it stalls), so Lookup is a local map read.
 //   - Each run of a node has a new epoch; at start it deletes (CAS) the entries its
@@ -45,8 +46,10 @@
 //
 //   - Lookup may return a connection of another node (the server forwards to it), never
 //     one of an earlier run of its node: connection ids restart with a run.
-//   - A killed node is noticed only when its lease expires: until then records for it are
-//     published to a subject nobody reads (its senders time out).
+//   - A killed node is noticed by probe (probe.go) once a renewal of its lease is overdue
+//     (LeaseRenew + 500 ms) and its probe subject has no responders; until then records
+//     for it are published to a subject nobody reads (its senders time out). A hung node
+//     (probes unanswered) is noticed only when its lease expires.
 //   - The cache is eventually consistent (a watch event arrives ~0.2 ms after a write on
 //     loopback): a claim refused from the cache as taken may have been freed a moment
 //     earlier; the client retries. Ownership itself is only ever decided by the KV.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchboard/switchboard/shard"
 )
@@ -76,6 +77,10 @@ type lease struct {
 	draining bool
 	load     uint16 // per 10,000
 	zone     uint8
+
+	// Not in the value: what this node has seen of the lease's holder (probe.go).
+	seen time.Time // when the leases watch delivered this renewal (local clock)
+	down bool      // its renewal is overdue and its probe subject has no responders
 }
 
 // leaseVersion is the first byte of a lease with the node's status.

@@ -132,13 +132,13 @@ func newForwarder(cfg Config, log *slog.Logger, nc *nats.Conn, epoch uint64, epo
 	return f
 }
 
-// nodeEpoch is node's epoch as its lease shows it (false: it holds no lease): a hint,
-// enough to refuse forwarding to nodes that are gone.
+// nodeEpoch is node's epoch as its lease shows it (false: it holds no lease, or probes
+// found it dead, probe.go): a hint, enough to refuse forwarding to nodes that are gone.
 func (d *Directory) nodeEpoch(node uint16) (uint64, bool) {
 	d.lmu.RLock()
 	l, ok := d.liveNodes[node]
 	d.lmu.RUnlock()
-	return l.epoch, ok
+	return l.epoch, ok && !l.down
 }
 
 // subject is node's subject.

@@ -82,7 +82,7 @@ func (d *Directory) peerList() []string {
 	var ps []peer
 	d.lmu.RLock()
 	for node, l := range d.liveNodes {
-		if node != d.cfg.NodeID && !l.draining && l.addr != "" {
+		if node != d.cfg.NodeID && !l.draining && !l.down && l.addr != "" {
 			ps = append(ps, peer{node, l})
 		}
 	}

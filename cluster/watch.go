@@ -136,7 +136,9 @@ func (d *Directory) applyLease(e jetstream.KeyValueEntry) {
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(d.liveNodes, node)
 	} else if l, ok := parseLease(e.Value()); ok {
+		l.seen = time.Now() // a renewal: the node is not down (any more)
 		d.liveNodes[node] = l
+		delete(d.unanswered, node)
 	}
 	d.lmu.Unlock()
 	d.publishPeers()

@@ -1,0 +1,219 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Probes: telling a killed node from a live one before its lease expires.
+//
+// Every node answers requests on its probe subject, switchboard.<cluster>.probe.<id>,
+// with the epoch of its run (8 bytes; 0 once it serves no names: fenced, or its lease
+// taken by another run). NATS answers a request to a subject nobody subscribes to at
+// once with "no responders" (nats.ErrNoResponders): a killed node's subscription went
+// with its connection and, embedded, with its server's routes. So a node whose renewal
+// is overdue (none seen for overdue()) and whose probe subject has no responders is
+// taken for dead: Lookup stops returning its names and Forward refuses it (NO_ROUTE at
+// once instead of a TIMEOUT), and a claim of one of its names takes it over (still a
+// CAS on the revision read, as after an expired lease).
+//
+// Only "no responders" counts. A probe that gets no answer in time (the subject has
+// interest, but nobody answers: a hung node, a network that drops packets) leaves the
+// node alive until its lease expires, as before; such a node fences itself before that
+// (fence.go). A probe answered with another epoch than the owner's means a new run of
+// the node answers: the owner's run is gone.
+//
+// Both conditions, because each alone misleads: a live node's renewal can be late
+// (a loaded host, a KV leader election), and a live node can have no interest for a
+// moment (reconnecting to NATS, a route reconnecting). A node that lost every NATS path
+// for longer than a renewal period while staying alive is taken for dead (docs/CLUSTER.md,
+// guarantees).
+
+const (
+	// probeTimeout bounds one probe. A live node answers in well under a millisecond on
+	// a LAN; "no responders" comes back as fast.
+	probeTimeout = 500 * time.Millisecond
+	// probeEvery is how often probeLoop looks for nodes whose renewal is overdue.
+	probeEvery = 250 * time.Millisecond
+	// overdueSlack is how much later than LeaseRenew after the last one a renewal must be
+	// missing before the node is probed (renewals are not exactly periodic).
+	overdueSlack = 500 * time.Millisecond
+)
+
+// overdue is how long after the last renewal of a node this node saw it takes the
+// next one for missed.
+func (d *Directory) overdue() time.Duration { return d.cfg.LeaseRenew + overdueSlack }
+
+// probeSubject is node's probe subject.
+func (d *Directory) probeSubject(node uint16) string {
+	return subjectPrefix + "." + d.cfg.Name + ".probe." + strconv.Itoa(int(node))
+}
+
+// startProbes subscribes to this node's probe subject: called once the node holds its
+// lease, so that a second process with this node id (refused by acquireLease) never
+// answers.
+func (d *Directory) startProbes() error {
+	sub, err := d.nc.Subscribe(d.probeSubject(d.cfg.NodeID), d.answerProbe)
+	if err != nil {
+		return fmt.Errorf("cluster: subscribe %s: %w", d.probeSubject(d.cfg.NodeID), err)
+	}
+	d.probeSub = sub
+	return nil
+}
+
+// answerProbe answers a probe with this run's epoch, or 0 when the node serves no names.
+// It runs on the subscription's goroutine.
+func (d *Directory) answerProbe(m *nats.Msg) {
+	epoch := d.epoch
+	if d.fenced.Load() || d.leaseLost.Load() {
+		epoch = 0
+	}
+	_ = m.Respond(binary.BigEndian.AppendUint64(nil, epoch))
+}
+
+type probeResult uint8
+
+const (
+	probeUnknown      probeResult = iota // no answer in time, or NATS failed: taken as alive
+	probeAnswered                        // a run of the node answered, with its epoch
+	probeNoResponders                    // nobody subscribes to the node's probe subject
+)
+
+// probe asks node for its epoch, for probeTimeout at most. A node that left a probe
+// unanswered is not asked again for LeaseRenew (probeUnknown at once), so that claims of
+// a hung node's names do not each wait probeTimeout on a claim worker.
+func (d *Directory) probe(ctx context.Context, node uint16) (probeResult, uint64) {
+	d.lmu.RLock()
+	quiet := time.Since(d.unanswered[node]) < d.cfg.LeaseRenew
+	d.lmu.RUnlock()
+	if quiet {
+		return probeUnknown, 0
+	}
+	d.probes.Add(1)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	m, err := d.nc.RequestWithContext(ctx, d.probeSubject(node), nil)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return probeNoResponders, 0
+	case err == nil && len(m.Data) == 8:
+		return probeAnswered, binary.BigEndian.Uint64(m.Data)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		d.lmu.Lock()
+		d.unanswered[node] = time.Now()
+		d.lmu.Unlock()
+	}
+	return probeUnknown, 0
+}
+
+// member is node's lease as this node's leases watch shows it.
+func (d *Directory) member(node uint16) (lease, bool) {
+	d.lmu.RLock()
+	defer d.lmu.RUnlock()
+	l, ok := d.liveNodes[node]
+	return l, ok
+}
+
+// markDown marks node's run epoch down unless a renewal arrived since the one seen at
+// seen. It reports whether the node is down now.
+func (d *Directory) markDown(node uint16, epoch uint64, seen time.Time) bool {
+	d.lmu.Lock()
+	l, ok := d.liveNodes[node]
+	ok = ok && l.epoch == epoch && l.seen.Equal(seen)
+	first := ok && !l.down
+	if first {
+		l.down = true
+		d.liveNodes[node] = l
+	}
+	d.lmu.Unlock()
+	if first {
+		d.nodesDown.Add(1)
+		d.log.Warn("node taken for dead: its lease renewal is overdue and its probe subject has no responders; its names may be taken over",
+			"node_id", node, "epoch", epoch, "last_renewal_seen", time.Since(seen).Round(time.Millisecond))
+		d.publishPeers()
+	}
+	return ok
+}
+
+// probeLoop probes, every probeEvery, the other nodes whose renewal is overdue, and marks
+// those with no responders down. Nodes that renew on time are never probed.
+func (d *Directory) probeLoop() {
+	defer d.wg.Done()
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	type suspect struct {
+		node  uint16
+		epoch uint64
+		seen  time.Time
+	}
+	var suspects []suspect
+	for {
+		select {
+		case <-t.C:
+		case <-d.ctx.Done():
+			return
+		}
+		suspects = suspects[:0]
+		d.lmu.RLock()
+		for node, l := range d.liveNodes {
+			if node != d.cfg.NodeID && !l.down && time.Since(l.seen) > d.overdue() {
+				suspects = append(suspects, suspect{node, l.epoch, l.seen})
+			}
+		}
+		d.lmu.RUnlock()
+		for _, s := range suspects {
+			if r, _ := d.probe(d.ctx, s.node); r == probeNoResponders {
+				d.markDown(s.node, s.epoch, s.seen)
+			}
+		}
+	}
+}
+
+// nodeGone decides, for a claim, whether node's run epoch, whose lease the leader still
+// holds, is gone: down already; a probe answered by another run; or no responders and
+// its renewal overdue. With no responders but a renewal seen recently, it waits (within
+// ctx) until the renewal is overdue and probes again, so that a client reconnecting to
+// this node right after its old node was killed gets its name back instead of
+// NAME_TAKEN. Anything else (an answer from the owner's run, a probe unanswered, a
+// renewal arriving meanwhile, ctx ending) leaves the owner alive.
+func (d *Directory) nodeGone(ctx context.Context, node uint16, epoch uint64) bool {
+	if l, ok := d.member(node); ok && l.epoch == epoch && l.down {
+		return true
+	}
+	for {
+		switch r, got := d.probe(ctx, node); r {
+		case probeAnswered:
+			return got != epoch
+		case probeUnknown:
+			return false
+		}
+		l, ok := d.member(node)
+		switch {
+		case !ok:
+			return false // the watch has not seen this lease (or saw it expire): not judged here
+		case l.epoch != epoch:
+			return true // a new run of the node holds the lease
+		case l.down:
+			return true
+		}
+		wait := time.Until(l.seen.Add(d.overdue()))
+		if wait <= 0 {
+			// Overdue, and no responders: dead, unless a renewal slipped in since.
+			return d.markDown(node, epoch, l.seen)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return false
+		}
+		if n, ok := d.member(node); ok && n.epoch == epoch && !n.seen.Equal(l.seen) {
+			return false // renewed meanwhile: alive
+		}
+	}
+}

@@ -1,0 +1,126 @@
+package cluster
+
+import (
+	"errors"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/shard"
+)
+
+// probeLeaseTTL is TestProbeTakeover's lease TTL: long enough that anything the test sees
+// within its bounds comes from the probes, not from an expired lease.
+const probeLeaseTTL = 30 * time.Second
+
+// TestProbeTakeover: a killed node (no lease released) is found dead by probe long before
+// its lease expires. A client's first REGISTER on another node of one of its names
+// succeeds, a live node's name stays NAME_TAKEN, and SEND+ACK and REQUEST to the dead
+// node's other names fail at once with NO_ROUTE instead of waiting for a TIMEOUT.
+func TestProbeTakeover(t *testing.T) {
+	tc := startClusterWith(t, func(c *Config) { c.LeaseTTL = probeLeaseTTL })
+	xs := startServers(t, tc)
+	a, b, c := xs[0], xs[1], xs[2]
+	ad := a.cn.Directory()
+
+	bob := b.peer(t, "bob")
+	register(t, xs, bob, "bob", 1)
+	register(t, xs, bob, "bob-other", 2)
+	carol := c.peer(t, "carol")
+	register(t, xs, carol, "carol", 1)
+	sender := a.peer(t, "sender")
+
+	// B crashes: its cluster node goes first (no lease released, no names deleted), then
+	// its server.
+	killed := time.Now()
+	tc.kill(1)
+	shutdownServer(t, b.srv)
+
+	// bob's client, reconnecting to A, registers again: the first attempt succeeds.
+	if err := claim(t, ad, "bob", conn(1, 100)); err != nil {
+		t.Fatalf("first claim on A of the killed node's name = %v; want success", err)
+	}
+	took := time.Since(killed)
+	t.Logf("taken over %v after the kill (lease TTL %v, renew %v)", took.Round(time.Millisecond), probeLeaseTTL, tc.cfgs[0].LeaseRenew)
+	if took > probeLeaseTTL/3 {
+		t.Errorf("takeover took %v; want well under the lease TTL %v", took, probeLeaseTTL)
+	}
+	waitFor(t, "C to see A as bob's owner", 5*time.Second, func() bool { return lookup(c.cn.Directory(), "bob") == conn(1, 100) })
+
+	// A live node's name is still refused: C answers its probe.
+	if err := claim(t, ad, "carol", conn(1, 101)); !errors.Is(err, shard.ErrNameTaken) {
+		t.Fatalf("claim on A of live C's name = %v; want ErrNameTaken", err)
+	}
+
+	// The dead node's other name: A's prober marks B down, and from then on SEND+ACK and
+	// REQUEST get NO_ROUTE at once (before, TIMEOUT after request-timeout).
+	waitFor(t, "A to take B for dead", 5*time.Second, func() bool { _, ok := ad.nodeEpoch(2); return !ok })
+	sent := time.Now()
+	sender.Write(codec.AppendSend(nil, codec.FlagAck, 10, "bob-other", []byte("x")))
+	expect(t, sender, codec.TypeError, 10, codec.CodeNoRoute)
+	sender.Write(codec.AppendRequest(nil, 11, "bob-other", 5000, []byte("y")))
+	expect(t, sender, codec.TypeError, 11, codec.CodeNoRoute)
+	if d := time.Since(sent); d > 500*time.Millisecond {
+		t.Errorf("NO_ROUTE after %v; want at once", d)
+	}
+	if n := ad.nodesDown.Load(); n != 1 {
+		t.Errorf("A took %d runs for dead; want 1", n)
+	}
+	// C takes B for dead too, and never live A.
+	waitFor(t, "C to take B for dead", 5*time.Second, func() bool { _, ok := c.cn.Directory().nodeEpoch(2); return !ok })
+	if _, ok := c.cn.Directory().nodeEpoch(1); !ok {
+		t.Error("C takes live A for dead")
+	}
+	if n := c.cn.Directory().nodesDown.Load(); n != 1 {
+		t.Errorf("C took %d runs for dead; want 1 (B only)", n)
+	}
+	barrier(t, carol, 3)
+}
+
+// TestTakeoverTime measures the time from a node's kill to the first successful claim of
+// its name on another node, with the default lease (15 s, renewed every 2 s), claiming
+// every 100 ms as a client retrying would. It runs only with CLUSTER_TAKEOVER_RUNS=N (N
+// kills, docs/BENCHMARKS.md).
+func TestTakeoverTime(t *testing.T) {
+	runs, _ := strconv.Atoi(os.Getenv("CLUSTER_TAKEOVER_RUNS"))
+	if runs <= 0 {
+		t.Skip("set CLUSTER_TAKEOVER_RUNS=N to measure")
+	}
+	for run := range runs {
+		t.Run(strconv.Itoa(run+1), func(t *testing.T) { measureTakeover(t) })
+	}
+}
+
+func measureTakeover(t *testing.T) {
+	{
+		tc := startClusterWith(t, func(c *Config) {
+			c.LeaseTTL, c.LeaseRenew, c.OpTimeout = DefaultLeaseTTL, DefaultLeaseRenew, DefaultOpTimeout
+		})
+		a, b := tc.node(0).Directory(), tc.node(1).Directory()
+		if err := claim(t, b, "b-name", conn(2, 1)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "b-name in A's cache", 5*time.Second, func() bool { return lookup(a, "b-name") == conn(2, 1) })
+		// The kill comes at a random point of B's renewal period, as a crash would.
+		time.Sleep(rand.N(DefaultLeaseRenew))
+		killed := time.Now()
+		l, _ := a.member(2)
+		tc.kill(1)
+		stopped := time.Since(killed) // the in-process kill shuts B's NATS server down
+		tries := 0
+		waitFor(t, "A to take b-name over", 30*time.Second, func() bool {
+			tries++
+			if claim(t, a, "b-name", conn(1, 1)) == nil {
+				return true
+			}
+			time.Sleep(80 * time.Millisecond) // with waitFor's 20 ms: a claim every ~100 ms
+			return false
+		})
+		t.Logf("kill to re-claim %v (B's last renewal seen %v before the kill; the kill took %v; %d claims; lease TTL %v, renew %v)",
+			time.Since(killed).Round(time.Millisecond), killed.Sub(l.seen).Round(time.Millisecond), stopped.Round(time.Millisecond),
+			tries, DefaultLeaseTTL, DefaultLeaseRenew)
+	}
+}
