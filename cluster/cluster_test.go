@@ -449,6 +449,15 @@ func TestFence(t *testing.T) {
 	a.OnFence(func() { fenced <- time.Now() })
 	tc.kill(1)
 	tc.kill(2)
+	// Cut off from both others, A stops serving names at once, long before the fence
+	// (the others could take them over by probe after one missed renewal).
+	waitFor(t, "A to see itself isolated", 5*time.Second, func() bool { return d.isolated.Load() })
+	if _, ok := d.Lookup([]byte("fenced-name")); ok {
+		t.Error("an isolated node still finds its name")
+	}
+	if err := d.Claim("isolated", conn(1, 3), func(string, shard.ConnID, error) {}); !errors.Is(err, shard.ErrUnavailable) {
+		t.Errorf("Claim on an isolated node = %v; want ErrIsolated (shard.ErrUnavailable)", err)
+	}
 	var at time.Time
 	select {
 	case at = <-fenced:
@@ -475,5 +484,28 @@ func TestFence(t *testing.T) {
 	case <-fenced:
 		t.Error("OnFence called twice")
 	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+func TestIsolatedNow(t *testing.T) {
+	for _, c := range []struct {
+		connected       bool
+		remotes, others int
+		want            bool
+	}{
+		{true, 2, 2, false},  // all routes up
+		{true, 1, 2, false},  // one of two others lost: still with the majority
+		{true, 0, 2, true},   // cut off from both
+		{true, 1, 3, true},   // one of three others: a minority
+		{true, 2, 4, false},  // half of four
+		{true, 0, 0, false},  // alone in the cluster: nothing to be cut off from
+		{true, 0, 1, true},   // two nodes, the other unreachable
+		{true, -1, 5, false}, // external mode: routes unknown, connected
+		{false, -1, 5, true}, // external mode, NATS connection down
+		{false, 2, 2, true},  // embedded, in-process connection down
+	} {
+		if got := isolatedNow(c.connected, c.remotes, c.others); got != c.want {
+			t.Errorf("isolatedNow(%v, %d, %d) = %v; want %v", c.connected, c.remotes, c.others, got, c.want)
+		}
 	}
 }

@@ -44,7 +44,11 @@ type Directory struct {
 	lastRenew atomic.Int64 // unix nanoseconds when the last successful lease write was sent
 	leaseLost atomic.Bool  // another run of this node id holds the lease: never ready again
 	fenced    atomic.Bool  // the lease was not renewed in time: no names served (fence.go)
-	synced    atomic.Bool  // the names watch has replayed the bucket once
+	isolated  atomic.Bool  // cut off from most other nodes: no names served meanwhile (fence.go)
+	// remotes is the number of other NATS servers the embedded one has routes to; nil in
+	// external mode. Set before start.
+	remotes func() int
+	synced  atomic.Bool // the names watch has replayed the bucket once
 
 	lmu        sync.RWMutex
 	liveNodes  map[uint16]lease     // guarded by lmu; fed by the leases watch, down marked by probes
@@ -218,6 +222,9 @@ func (d *Directory) Claim(name string, id shard.ConnID, done shard.ClaimFunc) er
 	if d.fenced.Load() {
 		return ErrFenced
 	}
+	if d.isolated.Load() {
+		return ErrIsolated
+	}
 	select {
 	case d.claims <- claimReq{name, id, done}:
 		return shard.ErrPending
@@ -260,8 +267,8 @@ func (d *Directory) Unregister(name string, id shard.ConnID) error {
 // whose epoch is not this run's (a crash left it; the sweep deletes it), or of another
 // node whose lease does not carry the entry's epoch (the node restarted or died).
 func (d *Directory) Lookup(name []byte) (shard.ConnID, bool) {
-	if d.fenced.Load() {
-		return 0, false // fence.go: a fenced node serves no names
+	if d.fenced.Load() || d.isolated.Load() {
+		return 0, false // fence.go: a fenced or isolated node serves no names
 	}
 	o, ok := d.cache.lookup(name)
 	switch {
@@ -295,6 +302,8 @@ func (d *Directory) Ready() (bool, string) {
 		return false, "node lease taken by another run of this node id"
 	case d.fenced.Load():
 		return false, "node fenced: its lease was not renewed in time; restart it"
+	case d.isolated.Load():
+		return false, "node isolated: cut off from most other nodes; serving no names until it is back"
 	case !d.synced.Load():
 		return false, "cluster directory not synchronised yet"
 	case !d.nc.IsConnected():
@@ -339,6 +348,9 @@ func (d *Directory) claimLoop() {
 func (d *Directory) decide(name string, id shard.ConnID) error {
 	if d.fenced.Load() {
 		return ErrFenced
+	}
+	if d.isolated.Load() {
+		return ErrIsolated
 	}
 	err := d.tryClaim(name, id)
 	if err == nil || errors.Is(err, shard.ErrNameTaken) || d.ctx.Err() != nil {

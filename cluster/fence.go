@@ -11,6 +11,48 @@ import (
 // shard.ErrUnavailable, so clients are told UNAVAILABLE with a retry-after.
 var ErrFenced = fmt.Errorf("%w: this node fenced itself: its lease could not be renewed in time", shard.ErrUnavailable)
 
+// ErrIsolated is what claims fail with while this node is cut off from most of the other
+// nodes (fenceLoop); it wraps shard.ErrUnavailable.
+var ErrIsolated = fmt.Errorf("%w: this node is cut off from most other nodes", shard.ErrUnavailable)
+
+// isolatedNow decides whether a node is cut off: its NATS connection is down, or (embedded)
+// its server has routes to fewer than half of the other nodes whose leases it last saw.
+// The other nodes take a node whose probe subject has no responders, and whose renewal
+// is overdue, for dead (probe.go) and give its names away: the node must have stopped
+// serving them by then, and it has, since it looks every fenceCheck and their verdict
+// waits for cluster-lease-renew plus 500 ms after its last renewal. A node that lost one
+// peer of three still reaches the other and keeps serving.
+func isolatedNow(connected bool, remotes, others int) bool {
+	if !connected {
+		return true
+	}
+	return remotes >= 0 && others > 0 && 2*remotes < others
+}
+
+// checkIsolation updates d.isolated, logging each change.
+func (d *Directory) checkIsolation() {
+	remotes := -1 // unknown (external mode): only the connection counts
+	if d.remotes != nil {
+		remotes = d.remotes()
+	}
+	d.lmu.RLock()
+	others := len(d.liveNodes)
+	if _, self := d.liveNodes[d.cfg.NodeID]; self {
+		others--
+	}
+	d.lmu.RUnlock()
+	now := isolatedNow(d.nc.IsConnected(), remotes, others)
+	if d.isolated.Swap(now) == now {
+		return
+	}
+	if now {
+		d.log.Error("node isolated: cut off from most other nodes; it serves no names until it is back (they may be given to other nodes)",
+			"nats_connected", d.nc.IsConnected(), "routes", remotes, "other_nodes", others)
+	} else {
+		d.log.Warn("node no longer isolated; serving names again", "routes", remotes, "other_nodes", others)
+	}
+}
+
 // fenceGuard is how long before its lease can expire a node that cannot renew it stops
 // serving names: at least a renewal interval, and at least fenceMinGuard.
 func (d *Directory) fenceGuard() time.Duration {
@@ -42,6 +84,7 @@ func (d *Directory) fenceLoop() {
 		case <-d.ctx.Done():
 			return
 		}
+		d.checkIsolation()
 		since := time.Since(time.Unix(0, d.lastRenew.Load()))
 		if since < limit || d.leaseLost.Load() {
 			continue

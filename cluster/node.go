@@ -61,6 +61,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("cluster: connect: %w", err)
 	}
 	n.dir = newDirectory(cfg, n.log, n.nc)
+	if n.ns != nil {
+		n.dir.remotes = n.ns.NumRemotes
+	}
 	if err := n.dir.start(ctx); err != nil {
 		_ = n.dir.stop(context.Background(), false)
 		n.stopNATS()
