@@ -324,15 +324,83 @@ func (c *Client) reconnect(p *picker) *conn {
 	}
 }
 
-// reregistered waits for the REGISTERs queued by install and reports the outcome.
+// reregistered waits for the REGISTERs queued by install and reports the outcome. A
+// REGISTER the node cannot decide yet (UNAVAILABLE: a cluster's directory during a KV
+// election or a partition; BUSY) is sent again after the server's retry-after, up to
+// reregisterTries times, while the connection lasts.
 func (c *Client) reregistered(cn *conn, regs []reReg) {
+	lost := false
+	defer func() {
+		if lost {
+			c.setState(NameLost)
+		}
+	}()
+	for try := 1; ; try++ {
+		var again []string
+		var wait time.Duration
+		lost = c.awaitRegs(cn, regs, &again, &wait) || lost
+		if try == 1 {
+			c.setState(Connected) // calls work meanwhile; the names come as the node decides
+		}
+		if len(again) == 0 || try == reregisterTries {
+			for _, name := range again {
+				c.log.Warn("switchboard re-register gave up: the node could not decide", "name", name, "tries", try)
+			}
+			break
+		}
+		t := time.NewTimer(max(wait, reregisterMinWait))
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			t.Stop()
+			return
+		case <-cn.done:
+			t.Stop()
+			return // the supervisor deals with the connection, and registers again
+		}
+		regs = regs[:0]
+		for _, name := range again {
+			c.mu.Lock()
+			_, kept := c.names[name] // not unregistered meanwhile
+			c.mu.Unlock()
+			if !kept {
+				continue
+			}
+			corr, cl, ok := cn.addPending(codec.TypeOK)
+			if !ok || cn.send(context.Background(), false, func(b []byte) []byte {
+				return codec.AppendName(b, codec.TypeRegister, corr, name)
+			}) != nil {
+				return
+			}
+			regs = append(regs, reReg{name, corr, cl})
+		}
+	}
+}
+
+// Re-registration retries: at most reregisterTries rounds, at least reregisterMinWait apart
+// (or the server's retry-after, if longer).
+const (
+	reregisterTries   = 30
+	reregisterMinWait = 250 * time.Millisecond
+)
+
+// awaitRegs waits for regs' answers. Names the node could not decide yet are appended to
+// again, with the longest retry-after in wait; it reports whether a name was lost.
+func (c *Client) awaitRegs(cn *conn, regs []reReg, again *[]string, wait *time.Duration) bool {
 	ctx, cancel := context.WithTimeoutCause(c.ctx, c.cfg.RequestTimeout, c.errNoAnswer)
 	defer cancel()
 	lost := false
 	for _, r := range regs {
 		_, err := cn.await(ctx, r.corr, r.cl)
+		var se *ServerError
 		switch {
 		case err == nil:
+		case errors.Is(err, ErrUnavailable) || errors.Is(err, ErrBusy):
+			*again = append(*again, r.name)
+			if errors.As(err, &se) {
+				*wait = max(*wait, se.RetryAfter)
+			}
+			c.log.Info("switchboard re-register: the node cannot decide yet; trying again", "name", r.name, "err", err)
 		case errors.Is(err, ErrNameTaken):
 			c.mu.Lock()
 			delete(c.names, r.name)
@@ -345,10 +413,7 @@ func (c *Client) reregistered(cn *conn, regs []reReg) {
 			c.log.Warn("switchboard re-register failed", "name", r.name, "err", err)
 		}
 	}
-	c.setState(Connected)
-	if lost {
-		c.setState(NameLost)
-	}
+	return lost
 }
 
 // picker chooses the address of each reconnect attempt. Owned by the supervisor.

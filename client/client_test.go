@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,6 +350,52 @@ func TestReconnectReregisters(t *testing.T) {
 	if got, err := c.Request(ctx, "echo", []byte("x")); err != nil || string(got) != "x" {
 		t.Errorf("Request after reconnect = %q, %v", got, err)
 	}
+}
+
+// TestReregisterUnavailable: a node that cannot decide a re-registration yet (UNAVAILABLE,
+// as a cluster's directory answers during a KV election) is asked again after its
+// retry-after until it decides; the name is kept, not lost.
+func TestReregisterUnavailable(t *testing.T) {
+	a := newFakeServer(t, nil)
+	var refusals atomic.Int32
+	b := newFakeServer(t, func(s *fakeServer) {
+		s.hook = func(fc *fakeConn, f codec.Frame) bool {
+			if f.Type == codec.TypeRegister && string(f.Body) == "beta" && refusals.Add(1) <= 2 {
+				fc.writeError(f.Corr, codec.ErrorBody{Code: codec.CodeUnavailable, RetryAfterMs: 50, Reason: "election"})
+				return true
+			}
+			return false
+		}
+	})
+	var states stateLog
+	cfg := testConfig()
+	cfg.OnStateChange = states.add
+	c := dial(t, []string{a.addr, b.addr}, cfg)
+	for _, n := range []string{"alpha", "beta"} {
+		if err := c.Register(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.stop()
+	waitFor(t, "beta registered on b after two refusals", func() bool {
+		return countRegisters(b, "beta") == 3 // two refused UNAVAILABLE, the third answered OK
+	})
+	waitFor(t, "connected with both names kept", func() bool {
+		return slices.Equal(c.Names(), []string{"alpha", "beta"}) && c.State() == Connected
+	})
+	if states.has(NameLost) {
+		t.Errorf("states %v: a name was taken for lost", states.get())
+	}
+}
+
+func countRegisters(s *fakeServer, name string) int {
+	n := 0
+	for _, f := range s.received(codec.TypeRegister) {
+		if string(f.Body) == name {
+			n++
+		}
+	}
+	return n
 }
 
 func TestReregisterNameTaken(t *testing.T) {
