@@ -367,16 +367,7 @@ func TestReregisterUnavailable(t *testing.T) {
 			return false
 		}
 	})
-	var states stateLog
-	cfg := testConfig()
-	cfg.OnStateChange = states.add
-	c := dial(t, []string{a.addr, b.addr}, cfg)
-	for _, n := range []string{"alpha", "beta"} {
-		if err := c.Register(context.Background(), n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a.stop()
+	c, states := failOver(t, a, b, "alpha", "beta")
 	waitFor(t, "beta registered on b after two refusals", func() bool {
 		return countRegisters(b, "beta") == 3 // two refused UNAVAILABLE, the third answered OK
 	})
@@ -386,6 +377,23 @@ func TestReregisterUnavailable(t *testing.T) {
 	if states.has(NameLost) {
 		t.Errorf("states %v: a name was taken for lost", states.get())
 	}
+}
+
+// failOver dials a and b, registers names (on a) and stops a: the client reconnects to b
+// and registers them again there. states records the client's state changes.
+func failOver(t *testing.T, a, b *fakeServer, names ...string) (*Client, *stateLog) {
+	t.Helper()
+	states := &stateLog{}
+	cfg := testConfig()
+	cfg.OnStateChange = states.add
+	c := dial(t, []string{a.addr, b.addr}, cfg)
+	for _, n := range names {
+		if err := c.Register(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.stop()
+	return c, states
 }
 
 func countRegisters(s *fakeServer, name string) int {
@@ -401,16 +409,7 @@ func countRegisters(s *fakeServer, name string) int {
 func TestReregisterNameTaken(t *testing.T) {
 	a := newFakeServer(t, nil)
 	b := newFakeServer(t, func(s *fakeServer) { s.taken["beta"] = true })
-	var states stateLog
-	cfg := testConfig()
-	cfg.OnStateChange = states.add
-	c := dial(t, []string{a.addr, b.addr}, cfg)
-	for _, n := range []string{"alpha", "beta"} {
-		if err := c.Register(context.Background(), n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a.stop()
+	c, states := failOver(t, a, b, "alpha", "beta")
 	waitFor(t, "NameLost", func() bool { return states.has(NameLost) })
 	if got, want := c.Names(), []string{"alpha"}; !slices.Equal(got, want) {
 		t.Errorf("Names() = %v; want %v", got, want)
