@@ -342,6 +342,18 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFor(t, "ext in A's cache", 5*time.Second, func() bool { return lookup(a, "ext") == conn(4, 1) })
+		// Nobody takes itself for cut off: B reaches the external node as its own client,
+		// A and C through their routes to B, and the external node through its connection.
+		waitFor(t, "every node to know the external one", 5*time.Second, func() bool {
+			_, ok := c.nodeEpoch(4)
+			return ok
+		})
+		for i, d := range []*Directory{a, b, c, x} {
+			d.checkIsolation()
+			if d.isolated.Load() {
+				t.Errorf("node %d takes itself for isolated with an external node in the cluster", []int{1, 2, 3, 4}[i])
+			}
+		}
 	})
 
 	t.Run("peers ranked for clients", func(t *testing.T) {
@@ -490,7 +502,7 @@ func TestFence(t *testing.T) {
 func TestIsolatedNow(t *testing.T) {
 	for _, c := range []struct {
 		connected       bool
-		remotes, others int
+		reached, others int
 		want            bool
 	}{
 		{true, 2, 2, false},  // all routes up
@@ -504,8 +516,8 @@ func TestIsolatedNow(t *testing.T) {
 		{false, -1, 5, true}, // external mode, NATS connection down
 		{false, 2, 2, true},  // embedded, in-process connection down
 	} {
-		if got := isolatedNow(c.connected, c.remotes, c.others); got != c.want {
-			t.Errorf("isolatedNow(%v, %d, %d) = %v; want %v", c.connected, c.remotes, c.others, got, c.want)
+		if got := isolatedNow(c.connected, c.reached, c.others); got != c.want {
+			t.Errorf("isolatedNow(%v, %d, %d) = %v; want %v", c.connected, c.reached, c.others, got, c.want)
 		}
 	}
 }

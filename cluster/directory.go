@@ -45,10 +45,11 @@ type Directory struct {
 	leaseLost atomic.Bool  // another run of this node id holds the lease: never ready again
 	fenced    atomic.Bool  // the lease was not renewed in time: no names served (fence.go)
 	isolated  atomic.Bool  // cut off from most other nodes: no names served meanwhile (fence.go)
-	// remotes is the number of other NATS servers the embedded one has routes to; nil in
-	// external mode. Set before start.
-	remotes func() int
-	synced  atomic.Bool // the names watch has replayed the bucket once
+	// reachable reports whether the embedded NATS server has interest in a subject (a
+	// subscription of its own clients or one routed from another server); nil in external
+	// mode. Set before start.
+	reachable func(subject string) bool
+	synced    atomic.Bool // the names watch has replayed the bucket once
 
 	lmu        sync.RWMutex
 	liveNodes  map[uint16]lease     // guarded by lmu; fed by the leases watch, down marked by probes

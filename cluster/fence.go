@@ -16,40 +16,48 @@ var ErrFenced = fmt.Errorf("%w: this node fenced itself: its lease could not be 
 var ErrIsolated = fmt.Errorf("%w: this node is cut off from most other nodes", shard.ErrUnavailable)
 
 // isolatedNow decides whether a node is cut off: its NATS connection is down, or (embedded)
-// its server has routes to fewer than half of the other nodes whose leases it last saw.
-// The other nodes take a node whose probe subject has no responders, and whose renewal
-// is overdue, for dead (probe.go) and give its names away: the node must have stopped
-// serving them by then, and it has, since it looks every fenceCheck and their verdict
-// waits for cluster-lease-renew plus 500 ms after its last renewal. A node that lost one
-// peer of three still reaches the other and keeps serving.
-func isolatedNow(connected bool, remotes, others int) bool {
+// its server sees the probe subscriptions of fewer than half of the other nodes whose
+// leases it last saw (reachable of others; -1: not known, external mode). The other nodes
+// take a node whose probe subject has no responders, and whose renewal is overdue, for
+// dead (probe.go) and give its names away: the node must have stopped serving them by
+// then, and it has, since it looks every fenceCheck and their verdict waits for
+// cluster-lease-renew plus 500 ms after its last renewal. A node that lost one peer of
+// three still reaches the other and keeps serving.
+func isolatedNow(connected bool, reachable, others int) bool {
 	if !connected {
 		return true
 	}
-	return remotes >= 0 && others > 0 && 2*remotes < others
+	return reachable >= 0 && others > 0 && 2*reachable < others
 }
 
-// checkIsolation updates d.isolated, logging each change.
+// checkIsolation updates d.isolated, logging each change. Another node counts as reached
+// when this node's embedded server has interest in its probe subject: its own subscription,
+// through a route, or through this server when it is a client of it (external mode).
 func (d *Directory) checkIsolation() {
-	remotes := -1 // unknown (external mode): only the connection counts
-	if d.remotes != nil {
-		remotes = d.remotes()
+	reached, others := -1, 0 // -1: not known (external mode): only the connection counts
+	if d.reachable != nil {
+		reached = 0
 	}
 	d.lmu.RLock()
-	others := len(d.liveNodes)
-	if _, self := d.liveNodes[d.cfg.NodeID]; self {
-		others--
+	for id := range d.liveNodes {
+		if id == d.cfg.NodeID {
+			continue
+		}
+		others++
+		if d.reachable != nil && d.reachable(d.probeSubject(id)) {
+			reached++
+		}
 	}
 	d.lmu.RUnlock()
-	now := isolatedNow(d.nc.IsConnected(), remotes, others)
+	now := isolatedNow(d.nc.IsConnected(), reached, others)
 	if d.isolated.Swap(now) == now {
 		return
 	}
 	if now {
 		d.log.Error("node isolated: cut off from most other nodes; it serves no names until it is back (they may be given to other nodes)",
-			"nats_connected", d.nc.IsConnected(), "routes", remotes, "other_nodes", others)
+			"nats_connected", d.nc.IsConnected(), "nodes_reached", reached, "other_nodes", others)
 	} else {
-		d.log.Warn("node no longer isolated; serving names again", "routes", remotes, "other_nodes", others)
+		d.log.Warn("node no longer isolated; serving names again", "nodes_reached", reached, "other_nodes", others)
 	}
 }
 

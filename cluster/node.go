@@ -62,7 +62,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n.dir = newDirectory(cfg, n.log, n.nc)
 	if n.ns != nil {
-		n.dir.remotes = n.ns.NumRemotes
+		acc := n.ns.GlobalAccount() // the in-process connection's account ($G)
+		n.dir.reachable = acc.SubscriptionInterest
 	}
 	if err := n.dir.start(ctx); err != nil {
 		_ = n.dir.stop(context.Background(), false)
