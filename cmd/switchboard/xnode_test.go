@@ -70,6 +70,18 @@ func TestServeCrossNode(t *testing.T) {
 		t.Fatalf("RESPONSE corr %d %q; want corr 2 pong", f.Corr, f.Body)
 	}
 
+	// The route stays up: node 7, an embedded server with no routes whose only peer is its
+	// own NATS client (node 8, external), must not take itself for cut off. Its isolation
+	// check runs every 100 ms; 20 more SEND+ACKs over ~0.5 s see several.
+	for corr := uint32(1000); corr < 1020; corr++ {
+		c.Write(codec.AppendSend(nil, codec.FlagAck, corr, "svc", []byte("again")))
+		if f := c.Expect(codec.TypeOK); f.Corr != corr {
+			t.Fatalf("OK corr %d; want %d", f.Corr, corr)
+		}
+		svc.Expect(codec.TypeMessage)
+		time.Sleep(25 * time.Millisecond)
+	}
+
 	// Each node learns the other's client address from its lease; draining node 8 sends
 	// its clients to node 7.
 	p8.waitLine(t, `"addrs":["`+addr7+`"]`)
