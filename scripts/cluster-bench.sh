@@ -17,8 +17,10 @@
 #
 #   scripts/cluster-bench.sh                 # all three phases
 #   PHASES="route" ROUNDS=5 scripts/cluster-bench.sh
+#   PHASES="latency" SERVE_FLAGS="--loops 1" scripts/cluster-bench.sh   # latency runs only
 #
-# Environment: BIN (bin/switchboard), PHASES ("route memory failover"), ROUNDS (3),
+# Environment: BIN (bin/switchboard), PHASES ("route memory failover"; "latency" runs
+# only the route phase's latency runs), SERVE_FLAGS (extra flags for every node), ROUNDS (3),
 # DURATION (5s), CONNS (50), PIPELINE (16), LAT_RATE (2000), MEM_CONNS (15000 per node),
 # MEM_HOLD (20s), FO_RATE (2000), FO_DURATION (40s), FO_KILL_AT (10), PORT_BASE (17400:
 # ports PORT_BASE..PORT_BASE+31 must be free; they are checked), LOCK (/tmp/bench.lock:
@@ -90,10 +92,11 @@ stop() {
 start_cluster() {
 	for i in 1 2 3; do
 		rm -rf "$tmp/store$i"
+		# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
 		"$BIN" serve --cluster embedded --node-id "$i" --cluster-listen "127.0.0.1:$(port "$i" 2)" \
 			--cluster-routes "$routes" --cluster-store-dir "$tmp/store$i" \
 			--listen "127.0.0.1:$(port "$i" 0)" --admin "127.0.0.1:$(port "$i" 1)" \
-			--loop-lag-budget 1h >"$OUT/$1-node$i.log" 2>&1 &
+			--loop-lag-budget 1h ${SERVE_FLAGS:-} >"$OUT/$1-node$i.log" 2>&1 &
 		pid[n$i]=$!
 	done
 	local t0=$SECONDS
@@ -113,7 +116,8 @@ start_cluster() {
 }
 
 start_solo() {
-	"$BIN" serve --listen "$solo_addr" --admin "$solo_admin" --loop-lag-budget 1h >"$OUT/$1-solo.log" 2>&1 &
+	# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
+	"$BIN" serve --listen "$solo_addr" --admin "$solo_admin" --loop-lag-budget 1h ${SERVE_FLAGS:-} >"$OUT/$1-solo.log" 2>&1 &
 	pid[solo]=$!
 	for _ in $(seq 100); do
 		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$solo_admin/readyz")" = 200 ] && return 0
@@ -191,15 +195,17 @@ print(conn + "%-8s %-14s r%d load %s: %8.0f msgs/s p50 %.0f p95 %.0f p99 %.0f us
 { date -u; uname -srm; nproc; go version; git rev-parse --short HEAD; git status --short | head; } >"$OUT/machine.txt"
 echo "results in $OUT" >&2
 
-if [[ " $PHASES " == *" route "* ]]; then
+if [[ " $PHASES " == *" route "* || " $PHASES " == *" latency "* ]]; then
 	start_cluster route
 	start_solo route
 	common=(--conns "$CONNS" --pipeline "$PIPELINE" --duration "$DURATION")
 	for r in $(seq "$ROUNDS"); do
-		for mode in send request; do
-			run route "$mode-solo" "$r" route --mode "$mode" --addr "$solo_addr" --server-pid "${pid[solo]}" "${common[@]}"
-			run route "$mode-cluster3" "$r" route --mode "$mode" --addr "$all" --server-pid "${pid[n1]}" "${common[@]}"
-		done
+		if [[ " $PHASES " == *" route "* ]]; then
+			for mode in send request; do
+				run route "$mode-solo" "$r" route --mode "$mode" --addr "$solo_addr" --server-pid "${pid[solo]}" "${common[@]}"
+				run route "$mode-cluster3" "$r" route --mode "$mode" --addr "$all" --server-pid "${pid[n1]}" "${common[@]}"
+			done
+		fi
 		run latency solo "$r" route --mode request --rate "$LAT_RATE" --addr "$solo_addr" --server-pid "${pid[solo]}" --conns "$CONNS" --duration "$DURATION"
 		run latency same-node "$r" route --mode request --rate "$LAT_RATE" --addr "127.0.0.1:$(port 1 0)" --server-pid "${pid[n1]}" --conns "$CONNS" --duration "$DURATION"
 		run latency cluster3 "$r" route --mode request --rate "$LAT_RATE" --addr "$all" --server-pid "${pid[n1]}" --conns "$CONNS" --duration "$DURATION"
