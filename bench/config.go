@@ -75,6 +75,9 @@ type Config struct {
 	ProbeRate float64 `json:"probe_rate"`
 	// AllowRemote permits non-loopback addresses.
 	AllowRemote bool `json:"allow_remote"`
+	// Register makes connect REGISTER a unique name on every connection after HELLO, so
+	// that a held run also fills the name directory (one name per connection).
+	Register bool `json:"register"`
 }
 
 // Limits that keep every run bounded.
@@ -230,7 +233,7 @@ func isLoopback(host string) bool {
 // --conns, --ramp, --duration, output and --procs); its --help lists only these.
 var scenarioFlags = map[string][]string{
 	ScenarioEcho:     {"size", "pipeline", "rate", "grace", "floor"},
-	ScenarioConnect:  {},
+	ScenarioConnect:  {"register"},
 	ScenarioRoute:    {"size", "pipeline", "rate", "mode", "grace"},
 	ScenarioOverload: {"size", "pipeline", "rate", "grace", "baseline", "recover", "probe-rate"},
 	ScenarioSoak:     {"size", "rate", "grace"},
@@ -243,7 +246,7 @@ var flagSections = []struct {
 }{
 	{"Target", []string{"addr", "admin", "server-pid", "token", "allow-remote", "timeout"}},
 	{"Load", []string{"conns", "ramp", "duration", "size", "pipeline", "rate", "mode", "grace",
-		"baseline", "recover", "probe-rate", "floor"}},
+		"baseline", "recover", "probe-rate", "floor", "register"}},
 	{"Output", []string{"json", "plot", "interval"}},
 	{"Processes", []string{"procs"}},
 }
@@ -281,6 +284,7 @@ func (c *Config) flags() (*cliflag.Set, *string) {
 	all.DurationVar(&c.Recover, "recover", 0, "observation phase after the spike")
 	all.Float64Var(&c.ProbeRate, "probe-rate", 0, "probe ECHO messages/s on one connection")
 	all.BoolVar(&c.Floor, "floor", false, "also run the load against a bare gnet echo server and report the ratio")
+	all.BoolVar(&c.Register, "register", false, "REGISTER a unique name on each connection after HELLO (fills the directory)")
 	all.StringVar(&c.JSON, "json", "", "write the JSON result to `FILE` (- for stdout)")
 	all.StringVar(&c.Plot, "plot", "", "draw throughput and latency over time into `FILE`.svg")
 	all.DurationVar(&c.Interval, "interval", 0, "status line interval on stderr")
@@ -324,6 +328,7 @@ func (c *Config) effective() map[string]any {
 		"floor": c.Floor, "token": redact(c.Token), "interval": c.Interval.String(), "mode": c.Mode,
 		"timeout": c.Timeout.String(), "grace": c.Grace.String(), "baseline": c.Baseline.String(),
 		"recover": c.Recover.String(), "probe-rate": c.ProbeRate, "allow-remote": c.AllowRemote,
+		"register": c.Register,
 	}
 }
 

@@ -173,6 +173,39 @@ func TestConnect(t *testing.T) {
 	get(t, m, "server.rss_per_conn_bytes")
 }
 
+// TestConnectRegister holds connect's connections with --register: while they are held,
+// the server has one name per connection, over worker parts too.
+func TestConnectRegister(t *testing.T) {
+	s := testserver.Start(t, server.Config{Loops: runtime.GOMAXPROCS(0)})
+	addr := s.Addr().String()
+	const conns = 12
+	done := make(chan map[string]any, 1)
+	go func() {
+		var stdout, stderr bytes.Buffer
+		code := mainWith([]string{"connect", "--addr", addr, "--conns", strconv.Itoa(conns), "--procs", "2",
+			"--register", "--duration", "1s", "--json", "-"}, &stdout, &stderr, inProcess())
+		var m map[string]any
+		if code == 0 && json.Unmarshal(stdout.Bytes(), &m) == nil {
+			done <- m
+			return
+		}
+		t.Errorf("bench connect --register exited %d; stderr:\n%s", code, stderr.String())
+		done <- nil
+	}()
+	testserver.WaitFor(t, "one name per held connection", func() bool { return s.Stats().Names == conns })
+	m := <-done
+	if m == nil {
+		return
+	}
+	if est := num(t, m, "connections.established"); est != conns {
+		t.Fatalf("established %v; want %d", est, conns)
+	}
+	if !get(t, m, "config.register").(bool) {
+		t.Fatal("config.register not true in the JSON")
+	}
+	testserver.WaitFor(t, "names released after the hold", func() bool { return s.Stats().Names == 0 })
+}
+
 func TestConnectRefusesRemote(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := mainWith([]string{"connect", "--addr", "192.0.2.1:7400"}, &stdout, &stderr, inProcess()); code != 2 {

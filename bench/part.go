@@ -169,11 +169,12 @@ func runPart(ctx context.Context, spec partSpec, emit func(partMsg), goCh <-chan
 func (p *part) run(ctx context.Context, goCh <-chan struct{}) error {
 	cfg := p.cfg
 	p.ctx = ctx
-	needNames := !p.spec.Floor && (cfg.Scenario == ScenarioRoute || cfg.Scenario == ScenarioSoak)
+	needNames := !p.spec.Floor && (cfg.Scenario == ScenarioRoute || cfg.Scenario == ScenarioSoak ||
+		cfg.Scenario == ScenarioConnect && cfg.Register)
 	if needNames {
 		p.names = make([]string, cfg.Conns)
 		for g := range cfg.Conns {
-			if cfg.Scenario == ScenarioRoute || g%2 == 1 {
+			if cfg.Scenario != ScenarioSoak || g%2 == 1 {
 				p.names[g] = fmt.Sprintf("bench-%s-%d", p.spec.RunID, g)
 				p.targets = append(p.targets, g)
 			}
@@ -446,30 +447,33 @@ func (p *part) open(ctx context.Context, dl *dialer, g int) (*sconn, codec.Error
 		return nil, code, &openError{phaseHandshake, err}
 	}
 	if g >= 0 && p.names != nil && p.names[g] != "" {
-		if err := p.register(sc, p.names[g]); err != nil {
+		if code, err := p.register(sc, p.names[g]); err != nil {
 			sc.close()
-			return nil, 0, &openError{phaseHandshake, err}
+			return nil, code, &openError{phaseHandshake, err}
 		}
 	}
 	return sc, 0, nil
 }
 
-func (p *part) register(sc *sconn, name string) error {
+// register REGISTERs name on sc and waits for the answer; an ERROR returns its code, so
+// that the caller counts it as a refusal by code.
+func (p *part) register(sc *sconn, name string) (codec.ErrorCode, error) {
 	_ = sc.nc.SetDeadline(time.Now().Add(p.cfg.Timeout))
 	defer func() { _ = sc.nc.SetDeadline(time.Time{}) }()
 	if _, err := sc.nc.Write(codec.AppendName(nil, codec.TypeRegister, 1, name)); err != nil {
-		return err
+		return 0, err
 	}
 	for {
 		f, err := sc.fr.Next()
 		if err != nil {
-			return err
+			return 0, err
 		}
 		switch {
 		case f.Type == codec.TypeOK && f.Corr == 1:
-			return nil
+			return 0, nil
 		case f.Type == codec.TypeError:
-			return fmt.Errorf("register %s: %v", name, errorCode(f.Body))
+			code := errorCode(f.Body)
+			return code, fmt.Errorf("register %s: %v", name, code)
 		}
 	}
 }

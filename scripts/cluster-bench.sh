@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# Cluster figures on one machine (issue 11), loopback only:
+#
+#   route     3 embedded nodes (cluster embedded, R3 KV) and one node with cluster off,
+#             all running; ROUNDS rounds, alternating, of `bench route` (SEND+ACK, closed
+#             loop) and `bench route --mode request` against the single node and against
+#             the three nodes (connections spread over them, so ~2/3 of random targets
+#             are on another node); then an open-loop REQUEST/REPLY latency comparison at
+#             LAT_RATE msgs/s: single node (cluster off), one cluster node only (every
+#             target on the same node), all three (~2/3 cross-node).
+#   memory    fresh nodes: RSS of each node idle, then with MEM_CONNS connections per node
+#             each REGISTERing one name (`bench connect --register --procs 3`), and the
+#             same for one node with cluster off and MEM_CONNS connections.
+#   failover  fresh 3 nodes; open-loop `bench route --mode request` across all three at
+#             FO_RATE msgs/s for FO_DURATION; node 3 gets kill -9 at FO_KILL_AT seconds.
+#             The bench's per-second status lines (errors over time) are kept.
+#
+#   scripts/cluster-bench.sh                 # all three phases
+#   PHASES="route" ROUNDS=5 scripts/cluster-bench.sh
+#   PHASES="latency" SERVE_FLAGS="--loops 1" scripts/cluster-bench.sh   # latency runs only
+#
+# Environment: BIN (bin/switchboard), PHASES ("route memory failover"; "latency" runs
+# only the route phase's latency runs), SERVE_FLAGS (extra flags for every node), ROUNDS (3),
+# DURATION (5s), CONNS (50), PIPELINE (16), LAT_RATE (2000), MEM_CONNS (15000 per node),
+# MEM_HOLD (20s), FO_RATE (2000), FO_DURATION (40s), FO_KILL_AT (10), PORT_BASE (17400:
+# ports PORT_BASE..PORT_BASE+31 must be free; they are checked), LOCK (/tmp/bench.lock:
+# every bench invocation runs under flock on it), OUT (results/cluster-TIMESTAMP).
+# Every process this script starts is stopped on exit; every bench run is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin/switchboard}
+PHASES=${PHASES:-route memory failover}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+CONNS=${CONNS:-50}
+PIPELINE=${PIPELINE:-16}
+LAT_RATE=${LAT_RATE:-2000}
+MEM_CONNS=${MEM_CONNS:-15000}
+MEM_HOLD=${MEM_HOLD:-20s}
+FO_RATE=${FO_RATE:-2000}
+FO_DURATION=${FO_DURATION:-40s}
+FO_KILL_AT=${FO_KILL_AT:-10}
+PORT_BASE=${PORT_BASE:-17400}
+LOCK=${LOCK:-/tmp/bench.lock}
+OUT=${OUT:-results/cluster-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+tmp=$(mktemp -d)
+
+# Node i (1..3): client PORT_BASE+10(i-1), admin +1, cluster routes +2. Solo: +30, +31.
+port() { echo $((PORT_BASE + 10 * ($1 - 1) + $2)); }
+for p in $(seq "$PORT_BASE" $((PORT_BASE + 31))); do
+	if ss -Hltn "sport = :$p" | grep -q .; then
+		echo "port $p is in use; set PORT_BASE" >&2
+		exit 2
+	fi
+done
+routes="127.0.0.1:$(port 1 2),127.0.0.1:$(port 2 2),127.0.0.1:$(port 3 2)"
+all="127.0.0.1:$(port 1 0),127.0.0.1:$(port 2 0),127.0.0.1:$(port 3 0)"
+solo_addr=127.0.0.1:$((PORT_BASE + 30))
+solo_admin=127.0.0.1:$((PORT_BASE + 31))
+
+declare -A pid=()
+cleanup() {
+	for k in "${!pid[@]}"; do kill -INT "${pid[$k]}" 2>/dev/null || true; done
+	for _ in $(seq 50); do
+		local alive=0
+		for k in "${!pid[@]}"; do kill -0 "${pid[$k]}" 2>/dev/null && alive=1; done
+		[ $alive = 0 ] && break
+		sleep 0.2
+	done
+	for k in "${!pid[@]}"; do kill -KILL "${pid[$k]}" 2>/dev/null || true; done
+	if [ -n "${sampler:-}" ]; then kill "$sampler" 2>/dev/null || true; fi
+	wait 2>/dev/null || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop K: SIGINT node K (n1..n3, solo) and wait for it (30 s at most, then SIGKILL).
+stop() {
+	local p=${pid[$1]:-}
+	[ -z "$p" ] && return 0
+	kill -INT "$p" 2>/dev/null || true
+	for _ in $(seq 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+	kill -KILL "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+	unset "pid[$1]"
+}
+
+# start_cluster TAG: three fresh embedded nodes (new store dirs), waits for /readyz 200.
+start_cluster() {
+	for i in 1 2 3; do
+		rm -rf "$tmp/store$i"
+		# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
+		"$BIN" serve --cluster embedded --node-id "$i" --cluster-listen "127.0.0.1:$(port "$i" 2)" \
+			--cluster-routes "$routes" --cluster-store-dir "$tmp/store$i" \
+			--listen "127.0.0.1:$(port "$i" 0)" --admin "127.0.0.1:$(port "$i" 1)" \
+			--loop-lag-budget 1h ${SERVE_FLAGS:-} >"$OUT/$1-node$i.log" 2>&1 &
+		pid[n$i]=$!
+	done
+	local t0=$SECONDS
+	for _ in $(seq 600); do
+		local ok=0
+		for i in 1 2 3; do
+			[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port "$i" 1)/readyz")" = 200 ] && ok=$((ok + 1))
+		done
+		if [ $ok = 3 ]; then
+			echo "$1: cluster ready after $((SECONDS - t0)) s" | tee -a "$OUT/log.txt" >&2
+			return 0
+		fi
+		sleep 0.2
+	done
+	echo "$1: cluster not ready after 120 s" >&2
+	exit 1
+}
+
+start_solo() {
+	# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
+	"$BIN" serve --listen "$solo_addr" --admin "$solo_admin" --loop-lag-budget 1h ${SERVE_FLAGS:-} >"$OUT/$1-solo.log" 2>&1 &
+	pid[solo]=$!
+	for _ in $(seq 100); do
+		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$solo_admin/readyz")" = 200 ] && return 0
+		sleep 0.1
+	done
+	echo "$1: solo node not ready" >&2
+	exit 1
+}
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# metric ADMIN NAME: the value of an unlabelled metric as an integer (0 when absent).
+metric() { { curl -s "http://$1/metrics" || true; } | awk -v m="$2" '$1 == m {v = $2} END {printf "%d", v}'; }
+
+# state: one JSON object with each running node's CPU ticks, RSS and forwarded records.
+state() {
+	local s="{" sep="" k
+	for k in n1 n2 n3 solo; do
+		[ -z "${pid[$k]:-}" ] && continue
+		local adm
+		if [ $k = solo ]; then adm=$solo_admin; else adm=127.0.0.1:$(port "${k#n}" 1); fi
+		s+="$sep\"$k\":{\"ticks\":$(ticks "${pid[$k]}"),\"rss_kb\":$(rss_kb "${pid[$k]}"),\"fwd\":$(metric "$adm" switchboard_cluster_forwarded_total)}"
+		sep=,
+	done
+	echo "$s}"
+}
+
+# run PHASE LABEL ROUND BENCH-ARGS...: one bench run under the lock, with the load average
+# and every node's CPU, RSS and forwarded records before and after; one line to runs.jsonl.
+run() {
+	local phase=$1 label=$2 round=$3
+	shift 3
+	local j="$OUT/$phase-$label-r$round.json"
+	local load before after
+	# The figures are taken once the lock is held: waiting for it is not part of the run.
+	exec 9>>"$LOCK"
+	flock 9
+	load=$(cut -d' ' -f1-3 /proc/loadavg)
+	before=$(state)
+	"$BIN" bench "$@" --json "$j" >"$OUT/$phase-$label-r$round.txt" 2>&1 || true
+	after=$(state)
+	flock -u 9
+	exec 9>&-
+	python3 - "$j" "$phase" "$label" "$round" "$load" "$before" "$after" >>"$OUT/runs.jsonl" <<'PY'
+import json, sys
+j, phase, label, rnd, load, before, after = sys.argv[1:]
+try:
+    m = json.load(open(j))
+except Exception as e:
+    print(json.dumps({"phase": phase, "label": label, "round": int(rnd), "error": str(e)}))
+    sys.exit()
+b, a = json.loads(before), json.loads(after)
+hz = 100
+nodes = {k: {"cpu_s": (a[k]["ticks"] - b[k]["ticks"]) / hz, "rss_mib": a[k]["rss_kb"] / 1024,
+             "fwd": a[k]["fwd"] - b[k]["fwd"]} for k in a if k in b}
+n = m["messages"]
+print(json.dumps({"phase": phase, "label": label, "round": int(rnd), "load": load,
+    "addr": m["config"]["addr"], "mode": m["config"].get("mode"), "rate": m["config"].get("rate"),
+    "conns": m["connections"], "tput": m["throughput_msgs_per_s"], "lat": m["latency_us"],
+    "sent": n["sent"], "received": n["received"], "lost": n["lost"], "errors": n["errors_by_code"],
+    "loadgen_cpu_s": m["load_generator"]["cpu_seconds"], "nodes": nodes}))
+PY
+	tail -1 "$OUT/runs.jsonl" | python3 -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+if "error" in r: print(r); sys.exit()
+cpu = " ".join("%s %.2fs/%.0fM" % (k, v["cpu_s"], v["rss_mib"]) for k, v in r["nodes"].items())
+c = r["conns"]
+conn = "conns %d/%d refused %s failed %s | " % (c["established"], c["target"], c["refused_by_code"], c["failed_by_cause"])
+print(conn + "%-8s %-14s r%d load %s: %8.0f msgs/s p50 %.0f p95 %.0f p99 %.0f us, sent %d recv %d lost %d errors %s | %s" % (
+    r["phase"], r["label"], r["round"], r["load"], r["tput"], r["lat"]["p50"], r["lat"]["p95"], r["lat"]["p99"],
+    r["sent"], r["received"], r["lost"], r["errors"], cpu))' | tee -a "$OUT/log.txt" >&2
+}
+
+{ date -u; uname -srm; nproc; go version; git rev-parse --short HEAD; git status --short | head; } >"$OUT/machine.txt"
+echo "results in $OUT" >&2
+
+if [[ " $PHASES " == *" route "* || " $PHASES " == *" latency "* ]]; then
+	start_cluster route
+	start_solo route
+	common=(--conns "$CONNS" --pipeline "$PIPELINE" --duration "$DURATION")
+	for r in $(seq "$ROUNDS"); do
+		if [[ " $PHASES " == *" route "* ]]; then
+			for mode in send request; do
+				run route "$mode-solo" "$r" route --mode "$mode" --addr "$solo_addr" --server-pid "${pid[solo]}" "${common[@]}"
+				run route "$mode-cluster3" "$r" route --mode "$mode" --addr "$all" --server-pid "${pid[n1]}" "${common[@]}"
+			done
+		fi
+		run latency solo "$r" route --mode request --rate "$LAT_RATE" --addr "$solo_addr" --server-pid "${pid[solo]}" --conns "$CONNS" --duration "$DURATION"
+		run latency same-node "$r" route --mode request --rate "$LAT_RATE" --addr "127.0.0.1:$(port 1 0)" --server-pid "${pid[n1]}" --conns "$CONNS" --duration "$DURATION"
+		run latency cluster3 "$r" route --mode request --rate "$LAT_RATE" --addr "$all" --server-pid "${pid[n1]}" --conns "$CONNS" --duration "$DURATION"
+	done
+	stop solo
+	for i in 1 2 3; do stop n$i; done
+fi
+
+# sample FILE: every second, each running node's RSS (KiB), connections and names.
+sample() {
+	while :; do
+		local line k
+		line="$(date +%s)"
+		for k in n1 n2 n3 solo; do
+			[ -z "${pid[$k]:-}" ] && continue
+			local adm
+			if [ $k = solo ]; then adm=$solo_admin; else adm=127.0.0.1:$(port "${k#n}" 1); fi
+			line+=" $k $(rss_kb "${pid[$k]}") $(metric "$adm" switchboard_connections) $(metric "$adm" switchboard_registry_names)"
+		done
+		echo "$line" >>"$1"
+		sleep 1
+	done
+}
+
+# memory KIND REG: fresh nodes of KIND (cluster: three nodes, MEM_CONNS connections each;
+# solo: one node with cluster off, MEM_CONNS connections), idle CPU and RSS over 10 s, then
+# `bench connect` holding the connections for MEM_HOLD, with --register when REG is 1;
+# every node's RSS, connections and names are sampled each second meanwhile.
+memory() {
+	local kind=$1 reg=$2 tag label args=()
+	label=$kind-$([ "$reg" = 1 ] && echo names || echo nonames)
+	[ "$reg" = 1 ] && args=(--register)
+	if [ "$kind" = cluster ]; then
+		start_cluster "memory-$label"
+		args+=(--conns $((3 * MEM_CONNS)) --procs 3 --addr "$all" --server-pid "${pid[n1]}")
+	else
+		start_solo "memory-$label"
+		args+=(--conns "$MEM_CONNS" --procs 1 --addr "$solo_addr" --server-pid "${pid[solo]}")
+	fi
+	# idle CPU of each node over 10 s (lease renewals, watches, timers); a tick is 10 ms,
+	# so ticks over 10 s are ms of CPU per second
+	declare -A t0=()
+	for k in n1 n2 n3 solo; do [ -n "${pid[$k]:-}" ] && t0[$k]=$(ticks "${pid[$k]}"); done
+	sleep 10
+	tag="memory: $label idle CPU over 10 s, ms/s"
+	for k in "${!t0[@]}"; do tag+=" $k $(($(ticks "${pid[$k]}") - t0[$k]))"; done
+	echo "$tag" | tee -a "$OUT/log.txt" >&2
+	tag="memory: $label idle RSS KiB"
+	for k in n1 n2 n3 solo; do [ -n "${pid[$k]:-}" ] && tag+=" $k $(rss_kb "${pid[$k]}")"; done
+	echo "$tag" | tee -a "$OUT/log.txt" >&2
+	sample "$OUT/memory-$label-samples.txt" &
+	sampler=$!
+	run memory "$label" 1 connect "${args[@]}" --duration "$MEM_HOLD" --timeout 60s
+	kill "$sampler" 2>/dev/null || true
+	wait "$sampler" 2>/dev/null || true
+	sampler=
+	python3 - "$OUT/memory-$label-samples.txt" <<'PY' | tee -a "$OUT/log.txt" >&2
+import sys
+# the last sample with the most connections: RSS of each node while all were held
+rows = []
+for line in open(sys.argv[1]):
+    f = line.split()
+    nodes = {f[i]: (int(f[i + 1]), int(f[i + 2]), int(f[i + 3])) for i in range(1, len(f), 4)}
+    rows.append((sum(v[1] for v in nodes.values()), int(f[0]), nodes))
+best = max(rows, key=lambda r: (r[0], r[1]))
+print("memory: %s held: " % sys.argv[1].split("memory-")[-1].replace("-samples.txt", "") + ", ".join(
+    "%s RSS %.1f MiB conns %d names %d" % (k, v[0] / 1024, v[1], v[2]) for k, v in best[2].items()))
+PY
+	if [ "$kind" = cluster ]; then
+		for i in 1 2 3; do echo "memory: $label store dir n$i $(du -sk "$tmp/store$i" | cut -f1) KiB" | tee -a "$OUT/log.txt" >&2; done
+		for i in 1 2 3; do stop n$i; done
+	else
+		stop solo
+	fi
+}
+
+if [[ " $PHASES " == *" memory "* ]]; then
+	memory cluster 1
+	memory solo 1
+	memory cluster 0
+	memory solo 0
+fi
+
+if [[ " $PHASES " == *" failover "* ]]; then
+	start_cluster failover
+	sample "$OUT/failover-samples.txt" &
+	sampler=$!
+	(
+		sleep $((FO_KILL_AT + 2)) # the bench connects and registers first
+		echo "failover: kill -9 node 3 (pid ${pid[n3]}) at $(date -u +%T.%N)" | tee -a "$OUT/log.txt" >&2
+		kill -KILL "${pid[n3]}"
+	) &
+	killer=$!
+	run failover request 1 route --mode request --rate "$FO_RATE" --conns "$CONNS" --addr "$all" \
+		--server-pid "${pid[n1]}" --duration "$FO_DURATION" --grace 7s
+	wait "$killer" || true
+	unset "pid[n3]"
+	kill "$sampler" 2>/dev/null || true
+	wait "$sampler" 2>/dev/null || true
+	sampler=
+	for i in 1 2; do stop n$i; done
+fi
+# Medians per run label, and cluster/solo ratios of the same round.
+python3 - "$OUT/runs.jsonl" <<'PY' | tee "$OUT/summary.txt" >&2
+import json, sys, statistics as st
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+runs = [r for r in runs if "error" not in r and r["phase"] in ("route", "latency")]
+by = {}
+for r in runs:
+    by.setdefault((r["phase"], r["label"]), []).append(r)
+for (ph, lab), rs in sorted(by.items()):
+    med = lambda f: st.median(f(r) for r in rs)
+    # server CPU per message received, summed over the nodes the run used
+    used = ["solo"] if "solo" in lab else ["n1"] if lab == "same-node" else ["n1", "n2", "n3"]
+    cpu = med(lambda r: sum(r["nodes"][k]["cpu_s"] for k in used) * 1e6 / max(r["received"], 1))
+    print("%-8s %-17s n=%d msgs/s %s median %.0f | server CPU %.1f us/msg | p50 median %.0f p95 %.0f p99 %.0f us | lost %s | errors %s" % (
+        ph, lab, len(rs), [round(r["tput"]) for r in rs], med(lambda r: r["tput"]), cpu, med(lambda r: r["lat"]["p50"]),
+        med(lambda r: r["lat"]["p95"]), med(lambda r: r["lat"]["p99"]), [r["lost"] for r in rs],
+        [r["errors"] for r in rs]))
+rounds = {}
+for r in runs:
+    rounds.setdefault(r["round"], {})[(r["phase"], r["label"])] = r
+for ph, a, b in (("route", "send-cluster3", "send-solo"), ("route", "request-cluster3", "request-solo"),
+                 ("latency", "same-node", "solo"), ("latency", "cluster3", "same-node")):
+    xs = [(v[(ph, a)], v[(ph, b)]) for v in rounds.values() if (ph, a) in v and (ph, b) in v]
+    if not xs:
+        continue
+    t = [x["tput"] / y["tput"] for x, y in xs]
+    p50 = [x["lat"]["p50"] / max(y["lat"]["p50"], 1) for x, y in xs]
+    p99 = [x["lat"]["p99"] / max(y["lat"]["p99"], 1) for x, y in xs]
+    print("%s %s / %s, same round: msgs/s %s (median %.2f), p50 %s (median %.2f), p99 %s (median %.2f)" % (
+        ph, a, b, [round(v, 2) for v in t], st.median(t), [round(v, 2) for v in p50], st.median(p50),
+        [round(v, 2) for v in p99], st.median(p99)))
+PY
+echo "done: $OUT" >&2
