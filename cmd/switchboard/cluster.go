@@ -113,3 +113,11 @@ func withCluster(h http.Handler, cn *cluster.Node) http.Handler {
 	})
 	return mux
 }
+
+// clusterLoops is the event-loop count of a cluster node whose loops setting is auto: one
+// fewer than GOMAXPROCS, at least 1. gnet's loops block in epoll_wait holding their
+// scheduler slot (P) until the runtime's sysmon takes it back, up to ~10 ms later; with as
+// many loops as Ps, the NATS goroutines that carry every cross-node message wait for that,
+// twice per request. Measured on 2 cores (docs/BENCHMARKS.md, cluster figures): cross-node
+// REQUEST p50 6.4 ms with 2 loops, 0.65 ms with 1, throughput unchanged.
+func clusterLoops(gomaxprocs int) int { return max(1, gomaxprocs-1) }

@@ -213,3 +213,11 @@ func TestClusterEndpointOff(t *testing.T) {
 		t.Errorf("/readyz reached %q; want the inner handler", rec.Body.String())
 	}
 }
+
+func TestClusterLoops(t *testing.T) {
+	for procs, want := range map[int]int{1: 1, 2: 1, 3: 2, 8: 7} {
+		if got := clusterLoops(procs); got != want {
+			t.Errorf("clusterLoops(%d) = %d; want %d", procs, got, want)
+		}
+	}
+}

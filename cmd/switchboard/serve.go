@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -186,6 +187,9 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 	}
 	if cn != nil {
 		opts = append(opts, server.WithDirectory(cn.Directory()), server.WithRemote(cn.Forwarder()))
+		if l.Config.Loops == 0 {
+			l.Config.Loops = clusterLoops(runtime.GOMAXPROCS(0))
+		}
 	}
 	srv, err := server.New(l.Config.Config, opts...)
 	if err != nil {

@@ -12,7 +12,7 @@ var help = map[string]string{
 	"admin-pprof":              "serve /debug/pprof/ on the admin listener: on, off, or auto (on for a loopback admin address only)",
 	"node-id":                  "this node's id inside connection ids, 1..65535",
 	"server-id":                "node name sent to clients in WELCOME; empty means the host name",
-	"loops":                    "number of event loops; 0 means GOMAXPROCS",
+	"loops":                    "number of event loops; 0 means GOMAXPROCS (one fewer in a cluster, at least 1)",
 	"max-connections":          "cap on concurrent client connections; 0 means as many as the open-file limit allows",
 	"max-frame":                "largest frame accepted after the handshake, bytes",
 	"log-level":                "log level: debug, info, warn or error (re-read on SIGHUP)",
