@@ -461,14 +461,20 @@ func TestFence(t *testing.T) {
 	a.OnFence(func() { fenced <- time.Now() })
 	tc.kill(1)
 	tc.kill(2)
-	// Cut off from both others, A stops serving names at once, long before the fence
-	// (the others could take them over by probe after one missed renewal).
-	waitFor(t, "A to see itself isolated", 5*time.Second, func() bool { return d.isolated.Load() })
-	if _, ok := d.Lookup([]byte("fenced-name")); ok {
-		t.Error("an isolated node still finds its name")
-	}
-	if err := d.Claim("isolated", conn(1, 3), func(string, shard.ConnID, error) {}); !errors.Is(err, shard.ErrUnavailable) {
-		t.Errorf("Claim on an isolated node = %v; want ErrIsolated (shard.ErrUnavailable)", err)
+	// Cut off from both others, A stops serving names at once (the others could take them
+	// over by probe after one missed renewal), and fences itself later. On a loaded machine
+	// the two kills can take longer than the fence limit (2.5 s here): then the fence
+	// comes first, and the isolation check, which stops with the fence, is moot.
+	waitFor(t, "A to see itself isolated (or fenced)", 10*time.Second, func() bool { return d.isolated.Load() || d.fenced.Load() })
+	if !d.fenced.Load() {
+		if _, ok := d.Lookup([]byte("fenced-name")); ok {
+			t.Error("an isolated node still finds its name")
+		}
+		if err := d.Claim("isolated", conn(1, 3), func(string, shard.ConnID, error) {}); !errors.Is(err, shard.ErrUnavailable) {
+			t.Errorf("Claim on an isolated node = %v; want ErrIsolated (shard.ErrUnavailable)", err)
+		}
+	} else {
+		t.Log("fenced before the isolation check saw both kills")
 	}
 	var at time.Time
 	select {
