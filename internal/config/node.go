@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard/switchboard/cluster"
 	"github.com/switchboard/switchboard/server"
 )
 
@@ -17,14 +18,15 @@ const (
 	DefaultLogLevel    = "info"
 	DefaultDrainPeriod = 10 * time.Second
 
-	// Cluster defaults: docs/CLUSTER.md.
-	DefaultCluster             = "off"
-	DefaultClusterName         = "switchboard"
-	DefaultClusterListen       = "127.0.0.1:7402"
-	DefaultClusterReplicas     = 3
-	DefaultClusterLeaseTTL     = 15 * time.Second
-	DefaultClusterLeaseRenew   = 2 * time.Second
-	DefaultClusterForwardQueue = 4096
+	// Cluster defaults (docs/CLUSTER.md): the cluster package's own, so the two cannot
+	// drift apart.
+	DefaultCluster             = cluster.ModeOff
+	DefaultClusterName         = cluster.DefaultName
+	DefaultClusterListen       = cluster.DefaultListen
+	DefaultClusterReplicas     = cluster.DefaultReplicas
+	DefaultClusterLeaseTTL     = cluster.DefaultLeaseTTL
+	DefaultClusterLeaseRenew   = cluster.DefaultLeaseRenew
+	DefaultClusterForwardQueue = cluster.DefaultForwardQueue
 )
 
 // EnvAdminToken is the environment variable that may hold the admin bearer token (see
