@@ -167,8 +167,8 @@ func (lp *loop) advance(target uint64) {
 
 // hsClosesPerTick bounds the handshake timeouts one loop closes per tick. A flood of silent
 // connections accepted in one burst times out in one tick: closing them all at once (each
-// an ERROR write and a close, 10-20 µs) stalled the loop for 10-20 ms per thousand, and
-// with it every connected client on it. The rest wait for the next ticks, so a handshake
+// an ERROR write and a close; ~1,000 per loop) took the connected clients' p99 to 15-18 ms
+// in that second (docs/BENCHMARKS.md, handshake flood). The rest wait for the next ticks, so a handshake
 // timeout can fire late by a few ticks while such a wave lasts (64 per 50 ms tick is
 // ~1,300 a second per loop, above the acceptor's spacing of max-handshakes per
 // handshake-timeout, so only waves wait), never early.
