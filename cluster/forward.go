@@ -327,16 +327,13 @@ func (f *Forwarder) WritePrometheus(w io.Writer) {
 		fn(w)
 	}
 	st := f.Stats()
-	family := func(name, typ, help string, v uint64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, typ, name, v)
-	}
-	family("switchboard_cluster_forwarded_total", "counter", "Records published to other nodes.", st.Published)
-	family("switchboard_cluster_forward_batches_total", "counter", "NATS messages published to other nodes (each a batch of records).", st.Batches)
-	family("switchboard_cluster_forward_queue_full_total", "counter", "Records refused because the queue towards their node was full (cluster-forward-queue).", st.QueueFull)
-	family("switchboard_cluster_forward_publish_errors_total", "counter", "Batches NATS refused to publish; their records were lost.", st.PublishErrors)
-	family("switchboard_cluster_forward_queued", "gauge", "Records waiting to be published, all destinations.", uint64(f.queued()))
-	family("switchboard_cluster_received_total", "counter", "Records received from other nodes.", st.Received)
-	family("switchboard_cluster_received_stale_total", "counter", "Records received for an earlier run of this node, dropped.", st.Stale)
+	writeFamily(w, "switchboard_cluster_forwarded_total", "counter", "Records published to other nodes.", st.Published)
+	writeFamily(w, "switchboard_cluster_forward_batches_total", "counter", "NATS messages published to other nodes (each a batch of records).", st.Batches)
+	writeFamily(w, "switchboard_cluster_forward_queue_full_total", "counter", "Records refused because the queue towards their node was full (cluster-forward-queue).", st.QueueFull)
+	writeFamily(w, "switchboard_cluster_forward_publish_errors_total", "counter", "Batches NATS refused to publish; their records were lost.", st.PublishErrors)
+	writeFamily(w, "switchboard_cluster_forward_queued", "gauge", "Records waiting to be published, all destinations.", uint64(f.queued()))
+	writeFamily(w, "switchboard_cluster_received_total", "counter", "Records received from other nodes.", st.Received)
+	writeFamily(w, "switchboard_cluster_received_stale_total", "counter", "Records received for an earlier run of this node, dropped.", st.Stale)
 }
 
 // queued is the number of records waiting in the queues.

@@ -62,21 +62,24 @@ func (n *Node) Report() Report {
 // writeDirectoryMetrics writes the directory's gauges and counters in the Prometheus text
 // format; the server's /metrics includes them through the forwarder (RemoteMetrics).
 func (d *Directory) writeDirectoryMetrics(w io.Writer) {
-	family := func(name, typ, help string, v any) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, typ, name, v)
-	}
 	ready, _ := d.Ready()
 	d.lmu.RLock()
 	live := len(d.liveNodes)
 	d.lmu.RUnlock()
-	family("switchboard_cluster_ready", "gauge", "1 when the cluster directory answers (the node's /readyz includes it).", b2i(ready))
-	family("switchboard_cluster_fenced", "gauge", "1 once this node fenced itself for failing to renew its lease; it serves no names and restarts.", b2i(d.fenced.Load()))
-	family("switchboard_cluster_nodes", "gauge", "Nodes with a live lease, this one included, as the leases watch sees them.", live)
-	family("switchboard_cluster_local_names", "gauge", "Names owned by this node's connections.", d.Len())
-	family("switchboard_cluster_lease_age_seconds", "gauge", "Seconds since this node's last successful lease renewal was sent.",
+	writeFamily(w, "switchboard_cluster_ready", "gauge", "1 when the cluster directory answers (the node's /readyz includes it).", b2i(ready))
+	writeFamily(w, "switchboard_cluster_fenced", "gauge", "1 once this node fenced itself for failing to renew its lease; it serves no names and restarts.", b2i(d.fenced.Load()))
+	writeFamily(w, "switchboard_cluster_nodes", "gauge", "Nodes with a live lease, this one included, as the leases watch sees them.", live)
+	writeFamily(w, "switchboard_cluster_local_names", "gauge", "Names owned by this node's connections.", d.Len())
+	writeFamily(w, "switchboard_cluster_lease_age_seconds", "gauge", "Seconds since this node's last successful lease renewal was sent.",
 		time.Since(time.Unix(0, d.lastRenew.Load())).Seconds())
-	family("switchboard_cluster_watch_restarts_total", "counter", "Restarts of the names and leases watches.", d.watchRestarts.Load())
-	family("switchboard_cluster_swept_total", "counter", "Directory entries of earlier runs of this node deleted at start.", d.swept.Load())
+	writeFamily(w, "switchboard_cluster_watch_restarts_total", "counter", "Restarts of the names and leases watches.", d.watchRestarts.Load())
+	writeFamily(w, "switchboard_cluster_swept_total", "counter", "Directory entries of earlier runs of this node deleted at start.", d.swept.Load())
+}
+
+// writeFamily writes one metric family of a single unlabelled sample, with its HELP and
+// TYPE lines, in the Prometheus text format.
+func writeFamily(w io.Writer, name, typ, help string, v any) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, typ, name, v)
 }
 
 func b2i(b bool) int {
