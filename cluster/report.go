@@ -68,10 +68,12 @@ func (d *Directory) writeDirectoryMetrics(w io.Writer) {
 	d.lmu.RUnlock()
 	writeFamily(w, "switchboard_cluster_ready", "gauge", "1 when the cluster directory answers (the node's /readyz includes it).", b2i(ready))
 	writeFamily(w, "switchboard_cluster_fenced", "gauge", "1 once this node fenced itself for failing to renew its lease; it serves no names and restarts.", b2i(d.fenced.Load()))
+	writeFamily(w, "switchboard_cluster_isolated", "gauge", "1 while this node is cut off from NATS or from most other nodes; it serves no names meanwhile (REGISTER gets UNAVAILABLE).", b2i(d.isolated.Load()))
 	writeFamily(w, "switchboard_cluster_nodes", "gauge", "Nodes with a live lease, this one included, as the leases watch sees them.", live)
 	writeFamily(w, "switchboard_cluster_local_names", "gauge", "Names owned by this node's connections.", d.Len())
 	writeFamily(w, "switchboard_cluster_lease_age_seconds", "gauge", "Seconds since this node's last successful lease renewal was sent.",
 		time.Since(time.Unix(0, d.lastRenew.Load())).Seconds())
+	writeFamily(w, "switchboard_cluster_lease_ttl_seconds", "gauge", "The lease TTL (cluster-lease-ttl): a node whose lease is not renewed for this long is taken for dead.", d.cfg.LeaseTTL.Seconds())
 	writeFamily(w, "switchboard_cluster_watch_restarts_total", "counter", "Restarts of the names and leases watches.", d.watchRestarts.Load())
 	writeFamily(w, "switchboard_cluster_swept_total", "counter", "Directory entries of earlier runs of this node deleted at start.", d.swept.Load())
 }

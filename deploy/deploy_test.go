@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,10 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/cluster"
 	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/rawpeer"
-	"github.com/switchboard/switchboard/internal/testserver"
 	"github.com/switchboard/switchboard/server"
 	"github.com/switchboard/switchboard/tuning"
 	"go.yaml.in/yaml/v3"
@@ -68,10 +69,11 @@ func TestPromtoolTestRules(t *testing.T) {
 
 // TestPromtoolCheckMetrics scrapes a real node's /metrics over HTTP, after a client's
 // handshake and a few frames, and requires `promtool check metrics` to find no problem:
-// every family, switchboard's and the Go runtime's and process's, has HELP and TYPE.
+// every family, switchboard's (the cluster's included: the node is a one-node cluster)
+// and the Go runtime's and process's, has HELP and TYPE.
 func TestPromtoolCheckMetrics(t *testing.T) {
 	bin := promtool(t)
-	srv := testserver.Start(t, server.DefaultConfig())
+	srv := clusterServer(t)
 	p := rawpeer.Dial(t, srv.Addr().String())
 	p.Hello("scraped", "")
 	p.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, []byte("x")))
@@ -140,6 +142,48 @@ func loadRules(t *testing.T) []rule {
 	return rules
 }
 
+// clusterServer starts a server wired to a one-node embedded cluster (the wiring of
+// `serve --cluster embedded`), both on loopback ports of their own choosing, and stops
+// both when the test ends.
+func clusterServer(t *testing.T) *server.Server {
+	t.Helper()
+	cc := cluster.DefaultConfig()
+	cc.Mode, cc.NodeID, cc.Name, cc.Replicas = cluster.ModeEmbedded, 1, "deploy", 1
+	cc.Listen, cc.StoreDir = "127.0.0.1:0", t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cn, err := cluster.Start(ctx, cc, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := cn.Close(ctx); err != nil {
+			t.Errorf("cluster Close: %v", err)
+		}
+	})
+	cfg := server.DefaultConfig()
+	cfg.Listen, cfg.NodeID = "127.0.0.1:0", 1
+	srv, err := server.New(cfg, server.WithLogger(slog.New(slog.DiscardHandler)),
+		server.WithDirectory(cn.Directory()), server.WithRemote(cn.Forwarder()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn.Forwarder().SetHandler(func(rec []byte) { srv.DeliverRemote(rec) })
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // runs before the cluster's Close
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return srv
+}
+
 // series is one sample line of a scrape: name and labels.
 type series struct {
 	name   string
@@ -152,11 +196,12 @@ var (
 )
 
 // scrape starts a real server on loopback and returns the series of one WritePrometheus.
+// The server is a cluster node (a one-node embedded cluster), so that the scrape has the
+// switchboard_cluster_* families as well as everything a single node writes.
 func scrape(t *testing.T) []series {
 	t.Helper()
-	srv := testserver.Start(t, server.DefaultConfig())
 	var buf bytes.Buffer
-	srv.WritePrometheus(&buf)
+	clusterServer(t).WritePrometheus(&buf)
 	var out []series
 	sc := bufio.NewScanner(&buf)
 	for sc.Scan() {

@@ -241,6 +241,7 @@ func TestDashboardPanels(t *testing.T) {
 	for _, want := range []string{
 		"Connections vs capacity", "Zone per node", "Frames in per second by type", "Errors by code",
 		"Request latency quantiles", "Memory vs GOMEMLIMIT", "GC", "Slow consumers", "Connection refusals by reason",
+		"Cluster nodes and directory state", "Cross-node records per second",
 	} {
 		if !titles[want] {
 			t.Errorf("no panel %q", want)
