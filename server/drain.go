@@ -38,6 +38,9 @@ func (s *Server) Drain(ctx context.Context, period time.Duration) error {
 		return s.waitConns(ctx)
 	}
 	s.log.Info("draining", "connections", s.connCount.Load(), "period", period)
+	if s.onDrain != nil {
+		s.onDrain()
+	}
 	s.onEachLoop(func(lp *loop) { lp.goAway(s.goAwayMsg("node draining")) })
 
 	// Batches start one step after GOAWAY, so clients that honour it can leave first.

@@ -76,6 +76,7 @@ type Server struct {
 	handshakeWait time.Duration
 	spacing       hsSpacing // the acceptor's even spacing during a handshake flood
 	draining      atomic.Bool
+	onDrain       func()      // WithDrainStarted; nil for none
 	lingerStop    atomic.Bool // Shutdown: lingerers close what they hold at once
 
 	connLog connLogger     // per-connection errors, rate-limited off the loops
@@ -94,6 +95,12 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 // WithDirectory replaces the name directory (the single-node shard.Registry by default),
 // for a cluster-wide directory.
 func WithDirectory(d shard.Directory) Option { return func(s *Server) { s.dir = d } }
+
+// WithDrainStarted sets fn to be called once when Drain begins: after Draining reports
+// true and before any GOAWAY is sent, so that, for example, a cluster can tell the other
+// nodes this one is draining before its clients move to them. fn runs on Drain's caller
+// and must not block.
+func WithDrainStarted(fn func()) Option { return func(s *Server) { s.onDrain = fn } }
 
 // New fills in the defaults of the zero fields where 0 is not meaningful (see Config),
 // validates cfg and returns a Server that is not yet listening.

@@ -597,3 +597,38 @@ func TestDrainSuggestsLivePeers(t *testing.T) {
 		t.Fatalf("Drain = %v", err)
 	}
 }
+
+// TestDrainStartedHook: WithDrainStarted's function runs once, when Draining already
+// reports true and before any client is sent GOAWAY (a cluster marks its lease draining
+// there, so the other nodes stop suggesting this one before its clients move).
+func TestDrainStartedHook(t *testing.T) {
+	entered, release := make(chan bool, 2), make(chan struct{})
+	var s *Server
+	s = startServer(t, Config{}, WithDrainStarted(func() {
+		entered <- s.Draining()
+		<-release
+	}))
+	p := connect(t, s, "p")
+	done := make(chan error, 1)
+	go func() { done <- s.Drain(context.Background(), 300*time.Millisecond) }()
+	if draining := <-entered; !draining {
+		t.Error("Draining() false inside the hook")
+	}
+	if f, err := p.ReadTimeout(100 * time.Millisecond); err == nil {
+		t.Errorf("client got %v while the hook ran; want nothing before it returns", f.Type)
+	}
+	close(release)
+	p.Expect(codec.TypeGoAway)
+	p.ExpectClosed()
+	if err := <-done; err != nil {
+		t.Fatalf("Drain = %v", err)
+	}
+	if err := s.Drain(context.Background(), time.Second); err != nil {
+		t.Fatalf("second Drain = %v", err)
+	}
+	select {
+	case <-entered:
+		t.Error("the hook ran twice")
+	default:
+	}
+}

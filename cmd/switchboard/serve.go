@@ -186,7 +186,8 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 		return exitFailure
 	}
 	if cn != nil {
-		opts = append(opts, server.WithDirectory(cn.Directory()), server.WithRemote(cn.Forwarder()))
+		opts = append(opts, server.WithDirectory(cn.Directory()), server.WithRemote(cn.Forwarder()),
+			server.WithDrainStarted(cn.StatusChanged)) // the lease says draining before clients get GOAWAY
 		if l.Config.Loops == 0 {
 			l.Config.Loops = clusterLoops(runtime.GOMAXPROCS(0))
 		}
@@ -250,7 +251,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 				// Lame duck: GOAWAY to everyone, close in batches over drain-period. A
 				// second signal cuts the drain short.
 				log.Info("draining", "signal", sig.String(), "period", eff.DrainPeriod)
-				drain(log, srv, cn, eff.DrainPeriod, sigs)
+				drain(log, srv, eff.DrainPeriod, sigs)
 			}
 			log.Info("shutting down", "signal", sig.String(), "timeout", shutdownTimeout)
 		case err := <-adminFailed:
@@ -262,7 +263,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 			// the supervisor restarts the node with a new epoch.
 			log.Error("cluster: node fenced; draining its clients to the other nodes, then exiting to be restarted",
 				"period", eff.DrainPeriod)
-			drain(log, srv, cn, eff.DrainPeriod, sigs)
+			drain(log, srv, eff.DrainPeriod, sigs)
 			code = exitFailure
 		}
 		stop = true
@@ -275,19 +276,13 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 }
 
 // drain runs srv.Drain for period (plus a margin), or until another signal arrives. In a
-// cluster the node's lease says it is draining at once, so that the other nodes stop
-// suggesting it to clients.
-func drain(log *slog.Logger, srv *server.Server, cn *cluster.Node, period time.Duration, sigs <-chan os.Signal) {
+// cluster the node's lease says it is draining as Drain begins (WithDrainStarted), so
+// that the other nodes stop suggesting it to clients.
+func drain(log *slog.Logger, srv *server.Server, period time.Duration, sigs <-chan os.Signal) {
 	ctx, cancel := context.WithTimeout(context.Background(), period+5*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- srv.Drain(ctx, period) }()
-	if cn != nil {
-		for i := 0; i < 100 && !srv.Draining(); i++ { // Drain sets it first thing
-			time.Sleep(time.Millisecond)
-		}
-		cn.StatusChanged()
-	}
 	select {
 	case err := <-done:
 		if err != nil {
