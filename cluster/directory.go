@@ -65,7 +65,15 @@ type Directory struct {
 	unregs []unregReq    // guarded by umu: KV deletes still to do
 	uwake  chan struct{} // capacity 1: unregs has work
 
+	dmu      sync.Mutex
+	doubts   map[string]doubt // guarded by dmu: claims to reconcile (doubt.go)
+	doubtSeq uint64           // guarded by dmu
+	ndoubts  atomic.Int64     // len(doubts), read without dmu on the Claim fast path
+	dwake    chan struct{}    // capacity 1: doubts has work
+
 	watchRestarts atomic.Int64
+	reconciled    atomic.Int64 // entries of claims reported as failed deleted (doubt.go)
+	doubtsDropped atomic.Int64 // doubts dropped over maxDoubts
 	probes        atomic.Int64 // probes sent (probe.go)
 	nodesDown     atomic.Int64 // runs of other nodes taken for dead by probe
 	swept         atomic.Int64 // entries of earlier runs of this node deleted
@@ -102,6 +110,8 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		unanswered:   make(map[uint16]time.Time),
 		claims:       make(chan claimReq, cfg.ClaimQueue),
 		uwake:        make(chan struct{}, 1),
+		doubts:       make(map[string]doubt),
+		dwake:        make(chan struct{}, 1),
 		ctx:          ctx,
 		cancel:       cancel,
 		namesBucket:  namesBucketPrefix + cfg.Name,
@@ -156,7 +166,8 @@ func (d *Directory) start(ctx context.Context) error {
 	d.goWatch("leases", d.leases, func() uint64 { return d.streamLast(d.leases) }, d.applyLease, nil)
 	d.renewWG.Add(1)
 	go d.renewLoop()
-	d.wg.Add(3 + d.cfg.ClaimWorkers)
+	d.wg.Add(4 + d.cfg.ClaimWorkers)
+	go d.reconcileLoop()
 	go d.fenceLoop()
 	go d.probeLoop()
 	go d.unregisterLoop()
@@ -204,7 +215,12 @@ func (d *Directory) Claim(name string, id shard.ConnID, done shard.ClaimFunc) er
 	if e, ok := d.cache.get(name); ok && !e.dead {
 		switch {
 		case e.id == id && e.epoch == d.epoch:
-			return nil
+			if !d.inDoubt(name, e.owner) {
+				return nil
+			}
+			// In doubt: this connection's earlier claim was reported as failed and its
+			// entry is to be reconciled away; decided on a worker, whose write makes the
+			// entry this claim's (doubt.go).
 		case e.node() == d.cfg.NodeID && e.epoch == d.epoch:
 			return shard.ErrNameTaken // another connection of this node: authoritative
 		}
@@ -344,8 +360,9 @@ func (d *Directory) claimLoop() {
 // failure, it would leave the name owned in the KV by a connection the server does not
 // think owns it, and nobody would release it. So such a failure is checked with one
 // more read from the leader, and a write that landed is reported as the success it was.
-// (If that read fails too, the entry may stay until this node restarts: step 2's
-// reconciliation closes this gap; docs/CLUSTER.md.)
+// Otherwise (the read failed too, or the write may still be applied later) the claim is
+// reported as failed and recorded as a doubt: reconcile (doubt.go) deletes its entry if
+// it landed after all.
 func (d *Directory) decide(name string, id shard.ConnID) error {
 	if d.fenced.Load() {
 		return ErrFenced
@@ -353,13 +370,14 @@ func (d *Directory) decide(name string, id shard.ConnID) error {
 	if d.isolated.Load() {
 		return ErrIsolated
 	}
+	me := owner{id: id, epoch: d.epoch}
+	d.claimStarts(name, me)
 	err := d.tryClaim(name, id)
 	if err == nil || errors.Is(err, shard.ErrNameTaken) || d.ctx.Err() != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
 	defer cancel()
-	me := owner{id: id, epoch: d.epoch}
 	data, rev, st, rerr := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, nameKey(name)))
 	if rerr == nil && st == msgPresent {
 		if cur, ok := parseOwner(data); ok && cur == me {
@@ -367,6 +385,7 @@ func (d *Directory) decide(name string, id shard.ConnID) error {
 			return nil
 		}
 	}
+	d.doubtClaim(name, me)
 	// NATS did not decide (a timeout, no leader, no connection): the client is told
 	// UNAVAILABLE and retries, rather than INTERNAL.
 	return fmt.Errorf("%w: %w", shard.ErrUnavailable, err)
