@@ -103,8 +103,9 @@ type Config struct {
 	// descriptor, no handshake slot, no accept) until then, and is accepted afterwards
 	// like any other and given handshake-timeout. Up to the listen backlog of them wait
 	// in the kernel; past that the kernel's SYN cookies accept the rest at once. A peer
-	// that sends one byte is not deferred. Default 0 = off (a listener passed to
-	// StartListener keeps what it has). See docs/LIMITS.md.
+	// that sends one byte is not deferred. Default 30s (as Apache httpd), which the kernel
+	// makes 31 s; 0 = off (a listener passed to StartListener then keeps what it has).
+	// See docs/LIMITS.md.
 	TCPDeferAccept time.Duration
 	// MaxQueue bounds the messages queued node-wide (cross-loop rings plus outbound
 	// messages not yet taken by sockets); past it senders get QUEUE_FULL. Checked against
@@ -151,6 +152,7 @@ const (
 	DefaultMaxQueue            = 50_000
 	DefaultSlowConsumerTimeout = 30 * time.Second
 	DefaultLoopLagBudget       = 100 * time.Millisecond
+	DefaultTCPDeferAccept      = 30 * time.Second
 
 	// handshakeMaxFrame bounds frames before WELCOME: a HELLO is at most 514 bytes, and an
 	// unauthenticated peer must not make the server buffer a megabyte.
@@ -181,6 +183,7 @@ func DefaultConfig() Config {
 		MaxQueue:            DefaultMaxQueue,
 		SlowConsumerTimeout: DefaultSlowConsumerTimeout,
 		LoopLagBudget:       DefaultLoopLagBudget,
+		TCPDeferAccept:      DefaultTCPDeferAccept,
 		Config:              limits.DefaultConfig(),
 	}
 }

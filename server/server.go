@@ -200,6 +200,8 @@ func (s *Server) StartListener(ln net.Listener) error {
 		var err error
 		if deferSecs, err = setDeferAccept(tl, s.cfg.TCPDeferAccept); err != nil {
 			s.log.Warn("tcp-defer-accept not set; silent connections are accepted at once", "err", err)
+		} else if synCookiesOff() {
+			s.log.Warn("tcp-defer-accept with net.ipv4.tcp_syncookies=0: more silent connections than the listen backlog keep new clients from connecting for tcp-defer-accept; set it to 1 (the kernel's default) or tcp-defer-accept to 0")
 		}
 	}
 	// Published before the engine starts: OnTick reads them from gnet's ticker goroutine.

@@ -2,6 +2,8 @@ package server
 
 import (
 	"net"
+	"os"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -29,4 +31,11 @@ func setDeferAccept(ln *net.TCPListener, d time.Duration) (int, error) {
 		return 0, cerr
 	}
 	return got, err
+}
+
+// synCookiesOff reports whether the kernel sends no SYN cookies (net.ipv4.tcp_syncookies
+// 0): then a listen queue full of deferred connections drops new clients' SYNs.
+func synCookiesOff() bool {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_syncookies")
+	return err == nil && strings.TrimSpace(string(b)) == "0"
 }

@@ -244,20 +244,35 @@ func TestClientSocketOptions(t *testing.T) {
 	}
 }
 
-// TestDeferAcceptConfig: tcp-defer-accept is off by default in a zero Config, reaches the
-// listener when set, and is bounded.
+// TestDeferAcceptConfig: tcp-defer-accept reaches the listener, rounded up by the kernel
+// (30 s, the default, is 31 s: five SYN-ACK retransmissions); 0 leaves it off; it is
+// bounded.
 func TestDeferAcceptConfig(t *testing.T) {
-	s := startServer(t, Config{TCPDeferAccept: 2 * time.Second})
-	rc, err := s.ln.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
+	deferOf := func(s *Server) int {
+		rc, err := s.ln.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		_ = rc.Control(func(fd uintptr) {
+			v, err = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
-	var v int
-	_ = rc.Control(func(fd uintptr) {
-		v, err = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT)
-	})
-	if err != nil || v < 2 {
-		t.Fatalf("TCP_DEFER_ACCEPT on the listener: %d (%v); want at least 2 s", v, err)
+	def := DefaultConfig()
+	def.Loops = 1
+	if v := deferOf(startServer(t, def)); v != 31 {
+		t.Errorf("default config: TCP_DEFER_ACCEPT %d s on the listener; want 31 (30 s rounded up by the kernel)", v)
+	}
+	def.TCPDeferAccept = 0
+	if v := deferOf(startServer(t, def)); v != 0 {
+		t.Errorf("tcp-defer-accept 0: TCP_DEFER_ACCEPT %d s; want off", v)
+	}
+	if v := deferOf(startServer(t, Config{TCPDeferAccept: 2 * time.Second})); v != 3 {
+		t.Errorf("tcp-defer-accept 2s: TCP_DEFER_ACCEPT %d s; want 3 (two retransmissions)", v)
 	}
 	for _, d := range []time.Duration{-time.Second, maxDeferAccept + time.Second} {
 		c := DefaultConfig()

@@ -3,14 +3,14 @@
 package server
 
 import (
-	"errors"
 	"net"
 	"time"
 )
 
 const maxDeferAccept = 10 * time.Minute
 
-// setDeferAccept: TCP_DEFER_ACCEPT is Linux's; elsewhere tcp-defer-accept is refused at start.
-func setDeferAccept(*net.TCPListener, time.Duration) (int, error) {
-	return 0, errors.New("TCP_DEFER_ACCEPT is only supported on Linux")
-}
+// setDeferAccept does nothing: TCP_DEFER_ACCEPT is Linux's, and tcp-defer-accept is
+// documented as Linux only (the listening log line shows tcp_defer_accept_s 0).
+func setDeferAccept(*net.TCPListener, time.Duration) (int, error) { return 0, nil }
+
+func synCookiesOff() bool { return false }
