@@ -67,7 +67,7 @@ LEAD=${LEAD:-0}
 # bench for the same two cores; an attacker elsewhere would not. Report runs with and
 # without it.
 FLOOD_NICE=${FLOOD_NICE:-0}
-bench flood-baseline echo --addr 127.0.0.1:17510 --conns 50 --rate "$RATE" --duration 10s --token "bench:$SECRET"
+bench flood-baseline echo --addr 127.0.0.1:17510 --admin 127.0.0.1:17511 --conns 50 --rate "$RATE" --duration 10s --token "bench:$SECRET"
 if [ "$LEAD" -gt 0 ]; then
 	nice -n "$FLOOD_NICE" "$OUT/hsflood" --addr 127.0.0.1:17510 --conns 5000 --duration "$((LEAD + 13))s" >"$OUT/hsflood.txt" &
 	flood=$!
@@ -76,7 +76,7 @@ else
 	( sleep 2; nice -n "$FLOOD_NICE" "$OUT/hsflood" --addr 127.0.0.1:17510 --conns 5000 --duration 11s >"$OUT/hsflood.txt" ) &
 	flood=$!
 fi
-bench flood-5000 echo --addr 127.0.0.1:17510 --conns 50 --rate "$RATE" --duration 10s --token "bench:$SECRET"
+bench flood-5000 echo --addr 127.0.0.1:17510 --admin 127.0.0.1:17511 --conns 50 --rate "$RATE" --duration 10s --token "bench:$SECRET"
 wait "$flood" || true
 cat "$OUT/hsflood.txt"
 curl -s "http://127.0.0.1:17511/metrics" | grep -E 'switchboard_(connections_refused_total|handshake|auth_)' | tee "$OUT/flood-metrics.txt"

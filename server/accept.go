@@ -167,6 +167,11 @@ func (h *hsSpacing) next(now time.Time, timeouts uint64, handshaking, slots int6
 
 // enroll hands an admitted connection, already counted in connCount, to an event loop.
 func (s *Server) enroll(nc net.Conn, c *conn) {
+	if s.cfg.TCPDelay { // Go's accept turned Nagle's algorithm off; gnet leaves it (gnetOptions)
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(false)
+		}
+	}
 	s.enterHandshake(c)
 	if _, err := s.engine.EnrollContext(nc, c); err != nil { // closes nc either way
 		s.connCount.Add(-1)

@@ -95,6 +95,18 @@ type Config struct {
 	// drops a peer that stops answering them). Default 0 = off; the idle timeout and the
 	// protocol's PINGs already find dead peers.
 	TCPKeepAlive time.Duration
+	// TCPDeferAccept sets TCP_DEFER_ACCEPT on the client listener (Linux): the kernel
+	// completes a connection that has sent nothing without handing it to accept, until
+	// its first data arrives or this long has passed (rounded up to the kernel's SYN-ACK
+	// retransmission schedule: 1, 3, 7, 15, 31 s, ...). A client says HELLO first, so it
+	// is accepted with its HELLO; a silent connection costs the node nothing (no
+	// descriptor, no handshake slot, no accept) until then, and is accepted afterwards
+	// like any other and given handshake-timeout. Up to the listen backlog of them wait
+	// in the kernel; past that the kernel's SYN cookies accept the rest at once. A peer
+	// that sends one byte is not deferred. Default 30s (as Apache httpd), which the kernel
+	// makes 31 s; 0 = off (a listener passed to StartListener then keeps what it has).
+	// See docs/LIMITS.md.
+	TCPDeferAccept time.Duration
 	// MaxQueue bounds the messages queued node-wide (cross-loop rings plus outbound
 	// messages not yet taken by sockets); past it senders get QUEUE_FULL. Checked against
 	// a sample refreshed every tick. Default 50,000.
@@ -140,6 +152,7 @@ const (
 	DefaultMaxQueue            = 50_000
 	DefaultSlowConsumerTimeout = 30 * time.Second
 	DefaultLoopLagBudget       = 100 * time.Millisecond
+	DefaultTCPDeferAccept      = 30 * time.Second
 
 	// handshakeMaxFrame bounds frames before WELCOME: a HELLO is at most 514 bytes, and an
 	// unauthenticated peer must not make the server buffer a megabyte.
@@ -170,6 +183,7 @@ func DefaultConfig() Config {
 		MaxQueue:            DefaultMaxQueue,
 		SlowConsumerTimeout: DefaultSlowConsumerTimeout,
 		LoopLagBudget:       DefaultLoopLagBudget,
+		TCPDeferAccept:      DefaultTCPDeferAccept,
 		Config:              limits.DefaultConfig(),
 	}
 }
@@ -184,7 +198,7 @@ func hostname() string {
 // EnsureDefaults replaces the zero fields where 0 is not meaningful with their
 // DefaultConfig values, for callers that build a Config by hand (New calls it). It keeps
 // every field where 0 means off, none or auto (resolving ServerID, which has no other
-// use for ""): IdleTimeout, TCPKeepAlive, Loops, MaxConnections, MaxHandshakes, Token,
+// use for ""): IdleTimeout, TCPKeepAlive, TCPDeferAccept, Loops, MaxConnections, MaxHandshakes, Token,
 // AuthFailuresPerIP, Peers, ProxyProtocolFrom, the socket buffers, the rate limits and
 // bursts, MaxConnsPerIP, ZoneHysteresis and ZoneMinDwell. So in a zero-value Config the
 // idle timeout is off and zones have no hysteresis; start from DefaultConfig for their
@@ -302,6 +316,7 @@ func (c *Config) Validate() error {
 		{"request-timeout", c.RequestTimeout, false}, {"max-request-timeout", c.MaxRequestTimeout, false},
 		{"slow-consumer-timeout", c.SlowConsumerTimeout, false},
 		{"loop-lag-budget", c.LoopLagBudget, false}, {"tcp-keep-alive", c.TCPKeepAlive, true},
+		{"tcp-defer-accept", c.TCPDeferAccept, true},
 	}
 	for _, d := range durs {
 		switch {
@@ -310,6 +325,9 @@ func (c *Config) Validate() error {
 		case d.v == 0 && !d.zeroOff:
 			bad(d.name, "must be positive, got 0")
 		}
+	}
+	if c.TCPDeferAccept > maxDeferAccept {
+		bad("tcp-defer-accept", "at most %v, got %v", maxDeferAccept, c.TCPDeferAccept)
 	}
 	if c.TickInterval < time.Millisecond || c.TickInterval > time.Second {
 		bad("tick-interval", "must be between 1ms and 1s, got %v", c.TickInterval)

@@ -164,7 +164,11 @@ func (s *Server) Start() error {
 	if err := s.startable(); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.cfg.Listen)
+	// KeepAlive -1: Go's default would turn on TCP keepalive (15 s) on every accepted
+	// connection, four setsockopt calls each, whatever tcp-keep-alive says; gnet sets it
+	// when tcp-keep-alive asks for it.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("server: listen %s: %w", s.cfg.Listen, err)
 	}
@@ -198,6 +202,15 @@ func (s *Server) StartListener(ln net.Listener) error {
 		s.log.Warn("max-connections lowered below the open-file limit",
 			"requested", s.cfg.MaxConnections, "effective", maxConns, "nofile", nofile)
 	}
+	deferSecs := 0
+	if s.cfg.TCPDeferAccept > 0 {
+		var err error
+		if deferSecs, err = setDeferAccept(tl, s.cfg.TCPDeferAccept); err != nil {
+			s.log.Warn("tcp-defer-accept not set; silent connections are accepted at once", "err", err)
+		} else if synCookiesOff() {
+			s.log.Warn("tcp-defer-accept with net.ipv4.tcp_syncookies=0: more silent connections than the listen backlog keep new clients from connecting for tcp-defer-accept; set it to 1 (the kernel's default) or tcp-defer-accept to 0")
+		}
+	}
 	// Published before the engine starts: OnTick reads them from gnet's ticker goroutine.
 	s.maxConns, s.nofile = maxConns, nofile
 	eng, err := gnet.NewClient(&handler{srv: s}, s.gnetOptions()...)
@@ -224,6 +237,7 @@ func (s *Server) StartListener(ln net.Listener) error {
 	s.log.Info("switchboard listening", "addr", ln.Addr().String(), "loops", s.cfg.Loops,
 		"max_connections", maxConns, "nofile", nofile, "max_frame", s.cfg.MaxFrame,
 		"max_pending", s.cfg.MaxPending, "ring_size", s.cfg.RingSize, "node", s.cfg.NodeID,
+		"tcp_defer_accept_s", deferSecs,
 		// gnet rounds its buffers up to a power of two (at least 1 KiB): log what it uses.
 		"read_buffer_cap", gnetBufferCap(s.cfg.ReadBufferCap), "write_buffer_cap", gnetBufferCap(s.cfg.WriteBufferCap))
 	return nil
@@ -389,17 +403,16 @@ func (s *Server) clock() int64 { return int64(time.Since(s.epoch)) }
 
 // gnetOptions turns the Config into gnet's options: the one place that does.
 func (s *Server) gnetOptions() []gnet.Option {
-	nodelay := gnet.TCPNoDelay
-	if s.cfg.TCPDelay {
-		nodelay = gnet.TCPDelay
-	}
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
 		gnet.WithTicker(true),
 		gnet.WithReadBufferCap(s.cfg.ReadBufferCap),
 		gnet.WithWriteBufferCap(s.cfg.WriteBufferCap),
-		gnet.WithTCPNoDelay(nodelay),
+		// Go's accept has set TCP_NODELAY already (enroll clears it for tcp-delay): gnet
+		// setting it again on its copy of the descriptor would be one more system call
+		// per connection.
+		gnet.WithTCPNoDelay(gnet.TCPDelay),
 		gnet.WithLogger(gnetLogger{s.log}),
 	}
 	if s.cfg.SocketRecvBuffer > 0 {

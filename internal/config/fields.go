@@ -104,7 +104,7 @@ const Off = "off"
 // max-connections) or means the kernel's choice (socket buffers) or one second's worth
 // (bursts).
 var zeroOff = map[string]bool{
-	"idle-timeout": true, "tcp-keep-alive": true, "drain-period": true,
+	"idle-timeout": true, "tcp-keep-alive": true, "tcp-defer-accept": true, "drain-period": true,
 	"conn-msg-rate": true, "conn-byte-rate": true, "node-msg-rate": true, "accept-rate": true,
 	"max-conns-per-ip": true, "zone-hysteresis": true, "zone-min-dwell": true,
 	"auth-failures-per-ip": true,

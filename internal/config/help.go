@@ -37,6 +37,7 @@ var help = map[string]string{
 	"socket-recv-buffer":       "SO_RCVBUF of client sockets, bytes (0 = kernel autotuning)",
 	"socket-send-buffer":       "SO_SNDBUF of client sockets, bytes (0 = kernel autotuning)",
 	"tcp-keep-alive":           "TCP keepalive idle time for client sockets (0 = off)",
+	"tcp-defer-accept":         "TCP_DEFER_ACCEPT on the client listener: a connection is accepted with its first data, or after this long silent (Linux; 0 = off)",
 	"max-queue":                "messages queued node-wide (rings + outbound) before senders get QUEUE_FULL",
 	"slow-consumer-timeout":    "close a connection whose outbound data has not drained for this long",
 	"loop-lag-budget":          "event-loop lag counted as 100% utilisation for zones",

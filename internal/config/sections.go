@@ -19,7 +19,7 @@ const (
 var sections = []Section{
 	{SectionConfig, []string{KeyConfig, KeyProfile}},
 	{"Listeners", []string{"listen", "admin", "admin-token-file", "admin-pprof", "node-id", "server-id", "peers", "proxy-protocol-from", "loops",
-		"tcp-delay", "tcp-keep-alive"}},
+		"tcp-delay", "tcp-keep-alive", "tcp-defer-accept"}},
 	{"Security", []string{"token", "token-file", "credentials", "auth-failures-per-ip", "max-handshakes"}},
 	{"Limits", []string{"max-connections", "max-frame", "max-pending", "max-pending-bytes",
 		"max-names-per-conn", "max-queue", "ring-size", "frames-per-wake"}},
