@@ -81,6 +81,7 @@ type auth struct {
 	dummy     []byte
 
 	failLimit *limits.AuthFailures // per-address failed handshakes; nil = off
+	failClock func() int64         // the limiter's clock (nanoseconds); nil: the server's clock
 
 	// handshaking counts connections admitted and not yet past HELLO (atomic);
 	// maxHandshakes caps it (immutable after Start).
@@ -265,7 +266,7 @@ func (s *Server) leaveHandshake(c *conn) {
 // (stateVerifying): then verified finishes the handshake.
 func (lp *loop) authenticate(c *conn, h codec.Hello, corr uint32) bool {
 	a := &lp.srv.auth
-	if d := a.failLimit.Blocked(c.ip.Addr(), lp.srv.clock()); d > 0 {
+	if d := a.failLimit.Blocked(c.ip.Addr(), a.failNow(lp.srv)); d > 0 {
 		a.throttled.Add(1)
 		lp.closeWithRetry(c, codec.CodeUnauthorized, 0, d, "too many failed handshakes from this address")
 		return false
@@ -335,6 +336,15 @@ func (s *Server) verifier() {
 	a := &s.auth
 	for j := range a.queue {
 		ok := a.check(j)
+		if ok {
+			// Cache the secret before the job leaves pending: a HELLO with the same
+			// token arriving in between would otherwise find neither and run bcrypt again.
+			// (verified, on the loop, checks the table again before it welcomes.)
+			if cur := a.table.Load().users[j.key.user]; cur != nil && bytes.Equal(cur.hash, j.entry.hash) {
+				mac := j.key.mac
+				cur.verified.Store(&mac)
+			}
+		}
 		a.pmu.Lock()
 		delete(a.pending, j.key)
 		waiters := j.waiters
@@ -405,13 +415,21 @@ func (lp *loop) verified(w helloWaiter, j *verifyJob, ok bool) {
 	}
 }
 
+// failNow is the failed-handshake limiter's clock: the server's, unless a test set one.
+func (a *auth) failNow(s *Server) int64 {
+	if a.failClock != nil {
+		return a.failClock()
+	}
+	return s.clock()
+}
+
 // authFailed refuses a HELLO whose token did not check out, and counts it against the
 // peer's address.
 func (lp *loop) authFailed(c *conn) {
 	a := &lp.srv.auth
 	a.failures.Add(1)
 	lp.stats.unauthorized.Add(1)
-	a.failLimit.Fail(c.ip.Addr(), lp.srv.clock())
+	a.failLimit.Fail(c.ip.Addr(), a.failNow(lp.srv))
 	lp.closeWithError(c, codec.CodeUnauthorized, "bad token")
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,13 @@ func startAuthServer(t testing.TB, cfg Config, creds *Credentials) *Server {
 		cfg.HandshakeTimeout = time.Minute // bcrypt under -race on a loaded machine takes seconds
 	}
 	return startServer(t, cfg, WithCredentials(creds))
+}
+
+// withFrozenFailClock makes the failed-handshake limiter read *now (nanoseconds) instead
+// of the clock, so that a slow bcrypt check on a loaded machine cannot refill an
+// address's budget between two attempts. Set *now only between handshakes.
+func withFrozenFailClock(now *atomic.Int64) Option {
+	return func(s *Server) { s.auth.failClock = now.Load }
 }
 
 // helloRefused sends HELLO with token and expects a closing ERROR code.
@@ -214,7 +222,9 @@ func TestReloadCredentials(t *testing.T) {
 // run, even for the right secret).
 func TestAuthFailuresPerIP(t *testing.T) {
 	creds := mustCredentials(t, User{Name: "u", TokenHash: testHash(t, "right")})
-	s := startAuthServer(t, Config{AuthFailuresPerIP: 3}, creds)
+	var now atomic.Int64
+	now.Store(int64(time.Hour))
+	s := startServer(t, Config{AuthFailuresPerIP: 3, HandshakeTimeout: time.Minute}, WithCredentials(creds), withFrozenFailClock(&now))
 	for i := range 3 {
 		if e := helloRefused(t, s, "u:wrong", codec.CodeUnauthorized); e.RetryAfterMs != 0 || e.Reason != "bad token" {
 			t.Fatalf("failure %d: %+v; want a checked refusal", i, e)
@@ -236,13 +246,14 @@ func TestAuthFailuresPerIP(t *testing.T) {
 		}
 	}
 	// After the retry-after the address may try again.
-	time.Sleep(time.Duration(e.RetryAfterMs) * time.Millisecond)
+	now.Add(int64(time.Duration(e.RetryAfterMs) * time.Millisecond))
 	rawpeer.Dial(t, s.Addr().String()).Hello("u", "u:right")
 }
 
 // TestSharedTokenFailuresPerIP: the limiter covers the shared token too.
 func TestSharedTokenFailuresPerIP(t *testing.T) {
-	s := startServer(t, Config{Token: "tok", AuthFailuresPerIP: 2})
+	var now atomic.Int64
+	s := startServer(t, Config{Token: "tok", AuthFailuresPerIP: 2}, withFrozenFailClock(&now))
 	helloRefused(t, s, "to", codec.CodeUnauthorized)
 	helloRefused(t, s, "tokk", codec.CodeUnauthorized)
 	if e := helloRefused(t, s, "tok", codec.CodeUnauthorized); e.RetryAfterMs == 0 {
