@@ -482,7 +482,7 @@ func TestFence(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("node A did not fence itself within 30 s of losing its quorum")
 	}
-	last := time.Unix(0, d.lastRenew.Load())
+	last := d.base.Add(time.Duration(d.lastRenew.Load()))
 	t.Logf("fenced %v after the last renewal was sent (lease TTL %v, guard %v)",
 		at.Sub(last).Round(time.Millisecond), tc.cfgs[0].LeaseTTL, d.fenceGuard())
 	if _, ok := d.Lookup([]byte("fenced-name")); ok {

@@ -41,7 +41,8 @@ type Directory struct {
 	epoch                     uint64 // this run of the node: every entry it writes carries it
 
 	leaseRev  uint64       // owned by the renew goroutine (start before it runs)
-	lastRenew atomic.Int64 // unix nanoseconds when the last successful lease write was sent
+	base      time.Time    // immutable: the origin of lastRenew, on the monotonic clock
+	lastRenew atomic.Int64 // when the last successful lease write was sent: ns since base (fence.go)
 	leaseLost atomic.Bool  // another run of this node id holds the lease: never ready again
 	fenced    atomic.Bool  // the lease was not renewed in time: no names served (fence.go)
 	isolated  atomic.Bool  // cut off from most other nodes: no names served meanwhile (fence.go)
@@ -97,6 +98,7 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		log:          log,
 		nc:           nc,
 		cache:        newCache(cfg.NodeID),
+		base:         time.Now(),
 		liveNodes:    make(map[uint16]lease),
 		hooks:        peerHooks{renewNow: make(chan struct{}, 1)},
 		unanswered:   make(map[uint16]time.Time),
@@ -201,6 +203,9 @@ func (d *Directory) Claim(name string, id shard.ConnID, done shard.ClaimFunc) er
 	if id.Node() != d.cfg.NodeID {
 		panic("BUG: cluster: Claim for a connection of node " + fmt.Sprint(id.Node()) + " on node " + fmt.Sprint(d.cfg.NodeID))
 	}
+	if d.fenced.Load() || d.leaseStale() { // fence.go: not even a name this connection holds
+		return ErrFenced
+	}
 	if e, ok := d.cache.get(name); ok && !e.dead {
 		switch {
 		case e.id == id && e.epoch == d.epoch:
@@ -268,8 +273,8 @@ func (d *Directory) Unregister(name string, id shard.ConnID) error {
 // whose epoch is not this run's (a crash left it; the sweep deletes it), or of another
 // node whose lease does not carry the entry's epoch (the node restarted or died).
 func (d *Directory) Lookup(name []byte) (shard.ConnID, bool) {
-	if d.fenced.Load() || d.isolated.Load() {
-		return 0, false // fence.go: a fenced or isolated node serves no names
+	if d.fenced.Load() || d.isolated.Load() || d.leaseStale() {
+		return 0, false // fence.go: a fenced or isolated node, or one late to fence, serves no names
 	}
 	o, ok := d.cache.lookup(name)
 	switch {
@@ -301,7 +306,7 @@ func (d *Directory) Ready() (bool, string) {
 		return false, "cluster directory closed"
 	case d.leaseLost.Load():
 		return false, "node lease taken by another run of this node id"
-	case d.fenced.Load():
+	case d.fenced.Load() || d.leaseStale():
 		return false, "node fenced: its lease was not renewed in time; restart it"
 	case d.isolated.Load():
 		return false, "node isolated: cut off from most other nodes; serving no names until it is back"
@@ -311,7 +316,7 @@ func (d *Directory) Ready() (bool, string) {
 		return false, "not connected to NATS"
 	}
 	// Half the TTL without a renewal: the lease is in danger, and so is every claim.
-	if age := time.Since(time.Unix(0, d.lastRenew.Load())); age > d.cfg.LeaseTTL/2 {
+	if age := d.leaseAge(); age > d.cfg.LeaseTTL/2 {
 		return false, fmt.Sprintf("node lease not renewed for %v", age.Round(time.Millisecond))
 	}
 	return true, ""
@@ -347,13 +352,19 @@ func (d *Directory) claimLoop() {
 // (If that read fails too, the entry may stay until this node restarts: step 2's
 // reconciliation closes this gap; docs/CLUSTER.md.)
 func (d *Directory) decide(name string, id shard.ConnID) error {
-	if d.fenced.Load() {
+	if d.fenced.Load() || d.leaseStale() {
 		return ErrFenced
 	}
 	if d.isolated.Load() {
 		return ErrIsolated
 	}
 	err := d.tryClaim(name, id)
+	if err == nil && d.leaseStale() {
+		// Written, but this node may have been stopped meanwhile and its lease expired:
+		// the entry carries an epoch other nodes take for gone, and this node is about
+		// to fence. Not an OK to give the client.
+		return ErrFenced
+	}
 	if err == nil || errors.Is(err, shard.ErrNameTaken) || d.ctx.Err() != nil {
 		return err
 	}

@@ -71,7 +71,7 @@ func (d *Directory) startProbes() error {
 // It runs on the subscription's goroutine.
 func (d *Directory) answerProbe(m *nats.Msg) {
 	epoch := d.epoch
-	if d.fenced.Load() || d.leaseLost.Load() {
+	if d.fenced.Load() || d.leaseLost.Load() || d.leaseStale() {
 		epoch = 0
 	}
 	_ = m.Respond(binary.BigEndian.AppendUint64(nil, epoch))
