@@ -378,8 +378,12 @@ func (d *Directory) decide(name string, id shard.ConnID) error {
 			return nil
 		}
 	}
-	// NATS did not decide (a timeout, no leader, no connection): the client is told
-	// UNAVAILABLE and retries, rather than INTERNAL.
+	// NATS did not decide (a timeout, no leader, no connection), or the owner's node does
+	// not answer (errOwnerUnanswered): the client is told UNAVAILABLE and retries, rather
+	// than INTERNAL.
+	if errors.Is(err, shard.ErrUnavailable) {
+		return err
+	}
 	return fmt.Errorf("%w: %w", shard.ErrUnavailable, err)
 }
 
@@ -390,12 +394,17 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 	me := owner{id: id, epoch: d.epoch}
 	val := appendOwner(nil, me)
 	for range 4 { // each round lost a race to another claim; after 4, call it taken
-		rev, err := d.names.Create(ctx, key, val)
+		// Create if absent: a CAS on "no message yet". Not KV Create, which on a key that
+		// exists reads it back with a direct get to see whether it was deleted: any
+		// replica may answer a direct get, and the one of a stopped node (SIGSTOP) never
+		// does, so the claim waited for OpTimeout. The leader read below tells a deleted
+		// key from a live one as well.
+		rev, err := d.names.Update(ctx, key, val, 0)
 		if err == nil {
 			d.cache.set(name, cached{owner: me, rev: rev})
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return fmt.Errorf("cluster: claim %q: %w", name, err)
 		}
 		data, rev, st, err := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, key))
@@ -459,7 +468,8 @@ func (d *Directory) ownerLive(ctx context.Context, name string, o owner) (bool, 
 	if !ok || l.epoch != o.epoch {
 		return false, nil
 	}
-	return !d.nodeGone(ctx, o.node(), o.epoch), nil
+	gone, err := d.nodeGone(ctx, o.node(), o.epoch)
+	return !gone, err
 }
 
 // unregisterLoop deletes the KV entries of unregistered names, each a CAS on the
