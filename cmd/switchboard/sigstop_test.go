@@ -303,9 +303,16 @@ func TestClusterSigstop(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = lc.Close() })
 	late.c = lc
-	if err := lc.Register(ctx, late.name); err != nil {
-		t.Fatalf("register on the restarted node 3: %v", err)
-	}
+	// Right after the restart the KV may still be electing leaders (the woken node's
+	// elections unseated them): UNAVAILABLE, which a client retries after retry-after.
+	var regErr error
+	pollUntil(t, "a REGISTER on the restarted node 3 to succeed", 20*time.Second, func() bool {
+		regErr = lc.Register(ctx, late.name)
+		if regErr != nil && !errors.Is(regErr, client.ErrUnavailable) {
+			t.Fatalf("register on the restarted node 3: %v", regErr)
+		}
+		return regErr == nil
+	}, func() string { return fmt.Sprint(regErr) })
 	hs = append(hs, late)
 	reachAll(time.Now().Add(15 * time.Second))
 	t.Logf("recovered (every name reached, node 3 rejoined) %v after SIGCONT", time.Since(woke).Round(time.Millisecond))
@@ -399,6 +406,19 @@ func TestClusterSigstop(t *testing.T) {
 		_ = h.c.Close()
 	}
 	_ = sender.Close()
+	// The names' deletes are done before the nodes stop: stopped all at once, a node's
+	// last deletes may find no quorum (exit 1, "leaving the cluster incomplete").
+	pollUntil(t, "the KV to be empty once the clients are gone", 10*time.Second, func() bool {
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			return false
+		}
+		n := 0
+		for range keys.Keys() {
+			n++
+		}
+		return n == 0
+	})
 	nc.Close()
 	for _, n := range nodes {
 		n.p.signal(t, syscall.SIGTERM)
