@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,7 +63,10 @@ type sigstopNode struct {
 // election (scripts/cluster-bench.sh's sigstop phase leaves them where they are).
 func TestClusterSigstop(t *testing.T) {
 	if testing.Short() {
-		t.Skip("three serve processes and a 7 s stop")
+		t.Skip("three serve processes and a 15 s stop")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("reads thread states from /proc")
 	}
 	const (
 		ttl     = 14 * time.Second
