@@ -243,3 +243,19 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLookup is Lookup of another node's name, as a SEND on an event loop does it
+// (the fence check included: fence.go's leaseStale).
+func BenchmarkLookup(b *testing.B) {
+	d := newDirectory(testConfig(1), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	defer d.cancel()
+	d.cache.set("svc", cached{owner: owner{id: shard.MakeConnID(2, 0, 1, 1), epoch: 1}, rev: 1})
+	d.liveNodes[2] = lease{epoch: 1}
+	name := []byte("svc")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := d.Lookup(name); !ok {
+			b.Fatal("not found")
+		}
+	}
+}
