@@ -401,6 +401,12 @@ func (c *Client) awaitRegs(cn *conn, regs []reReg, again *[]string, wait *time.D
 				*wait = max(*wait, se.RetryAfter)
 			}
 			c.log.Info("switchboard re-register: the node cannot decide yet; trying again", "name", r.name, "err", err)
+		case errors.Is(err, ErrTimeout) && !isClosed(cn.done):
+			// No outcome in time, the connection still up: a node deciding slowly (a
+			// claim waiting on a node that does not answer, a KV election). Asked again,
+			// rather than left unregistered on this connection until the next reconnect.
+			*again = append(*again, r.name)
+			c.log.Info("switchboard re-register: no outcome in time; trying again", "name", r.name, "err", err)
 		case errors.Is(err, ErrNameTaken):
 			c.mu.Lock()
 			delete(c.names, r.name)
@@ -537,4 +543,14 @@ func backoff(lo, hi time.Duration, n int) time.Duration {
 		return lo
 	}
 	return lo + rand.N(ceil-lo+1)
+}
+
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

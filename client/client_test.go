@@ -379,6 +379,40 @@ func TestReregisterUnavailable(t *testing.T) {
 	}
 }
 
+// TestReregisterNoAnswer: a re-registration the node does not answer within
+// RequestTimeout (a cluster node whose claim waits on a node that does not answer) is
+// sent again, and the name is kept.
+func TestReregisterNoAnswer(t *testing.T) {
+	a := newFakeServer(t, nil)
+	var dropped atomic.Int32
+	b := newFakeServer(t, func(s *fakeServer) {
+		s.hook = func(fc *fakeConn, f codec.Frame) bool {
+			// the first REGISTER of beta is never answered
+			return f.Type == codec.TypeRegister && string(f.Body) == "beta" && dropped.Add(1) == 1
+		}
+	})
+	states := &stateLog{}
+	cfg := testConfig()
+	cfg.OnStateChange = states.add
+	cfg.RequestTimeout = 300 * time.Millisecond
+	c := dial(t, []string{a.addr, b.addr}, cfg)
+	for _, n := range []string{"alpha", "beta"} {
+		if err := c.Register(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.stop()
+	waitFor(t, "beta registered on b after one unanswered REGISTER", func() bool {
+		return countRegisters(b, "beta") == 2
+	})
+	waitFor(t, "connected with both names kept", func() bool {
+		return slices.Equal(c.Names(), []string{"alpha", "beta"}) && c.State() == Connected
+	})
+	if states.has(NameLost) {
+		t.Errorf("states %v: a name was taken for lost", states.get())
+	}
+}
+
 // failOver dials a and b, registers names (on a) and stops a: the client reconnects to b
 // and registers them again there. states records the client's state changes.
 func failOver(t *testing.T, a, b *fakeServer, names ...string) (*Client, *stateLog) {

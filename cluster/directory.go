@@ -41,7 +41,8 @@ type Directory struct {
 	epoch                     uint64 // this run of the node: every entry it writes carries it
 
 	leaseRev  uint64       // owned by the renew goroutine (start before it runs)
-	lastRenew atomic.Int64 // unix nanoseconds when the last successful lease write was sent
+	base      time.Time    // immutable: the origin of lastRenew, on the monotonic clock
+	lastRenew atomic.Int64 // when the last successful lease write was sent: ns since base (fence.go)
 	leaseLost atomic.Bool  // another run of this node id holds the lease: never ready again
 	fenced    atomic.Bool  // the lease was not renewed in time: no names served (fence.go)
 	isolated  atomic.Bool  // cut off from most other nodes: no names served meanwhile (fence.go)
@@ -105,6 +106,7 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		log:          log,
 		nc:           nc,
 		cache:        newCache(cfg.NodeID),
+		base:         time.Now(),
 		liveNodes:    make(map[uint16]lease),
 		hooks:        peerHooks{renewNow: make(chan struct{}, 1)},
 		unanswered:   make(map[uint16]time.Time),
@@ -212,6 +214,9 @@ func (d *Directory) Claim(name string, id shard.ConnID, done shard.ClaimFunc) er
 	if id.Node() != d.cfg.NodeID {
 		panic("BUG: cluster: Claim for a connection of node " + fmt.Sprint(id.Node()) + " on node " + fmt.Sprint(d.cfg.NodeID))
 	}
+	if d.fenced.Load() || d.leaseStale() { // fence.go: not even a name this connection holds
+		return ErrFenced
+	}
 	if e, ok := d.cache.get(name); ok && !e.dead {
 		switch {
 		case e.id == id && e.epoch == d.epoch:
@@ -284,8 +289,8 @@ func (d *Directory) Unregister(name string, id shard.ConnID) error {
 // whose epoch is not this run's (a crash left it; the sweep deletes it), or of another
 // node whose lease does not carry the entry's epoch (the node restarted or died).
 func (d *Directory) Lookup(name []byte) (shard.ConnID, bool) {
-	if d.fenced.Load() || d.isolated.Load() {
-		return 0, false // fence.go: a fenced or isolated node serves no names
+	if d.fenced.Load() || d.isolated.Load() || d.leaseStale() {
+		return 0, false // fence.go: a fenced or isolated node, or one late to fence, serves no names
 	}
 	o, ok := d.cache.lookup(name)
 	switch {
@@ -317,7 +322,7 @@ func (d *Directory) Ready() (bool, string) {
 		return false, "cluster directory closed"
 	case d.leaseLost.Load():
 		return false, "node lease taken by another run of this node id"
-	case d.fenced.Load():
+	case d.fenced.Load() || d.leaseStale():
 		return false, "node fenced: its lease was not renewed in time; restart it"
 	case d.isolated.Load():
 		return false, "node isolated: cut off from most other nodes; serving no names until it is back"
@@ -327,7 +332,7 @@ func (d *Directory) Ready() (bool, string) {
 		return false, "not connected to NATS"
 	}
 	// Half the TTL without a renewal: the lease is in danger, and so is every claim.
-	if age := time.Since(time.Unix(0, d.lastRenew.Load())); age > d.cfg.LeaseTTL/2 {
+	if age := d.leaseAge(); age > d.cfg.LeaseTTL/2 {
 		return false, fmt.Sprintf("node lease not renewed for %v", age.Round(time.Millisecond))
 	}
 	return true, ""
@@ -364,7 +369,7 @@ func (d *Directory) claimLoop() {
 // reported as failed and recorded as a doubt: reconcile (doubt.go) deletes its entry if
 // it landed after all.
 func (d *Directory) decide(name string, id shard.ConnID) error {
-	if d.fenced.Load() {
+	if d.fenced.Load() || d.leaseStale() {
 		return ErrFenced
 	}
 	if d.isolated.Load() {
@@ -373,7 +378,18 @@ func (d *Directory) decide(name string, id shard.ConnID) error {
 	me := owner{id: id, epoch: d.epoch}
 	d.claimStarts(name, me)
 	err := d.tryClaim(name, id)
+	if err == nil && d.leaseStale() {
+		// Written, but this node may have been stopped meanwhile and its lease expired:
+		// the entry carries an epoch other nodes take for gone, and this node is about
+		// to fence. Not an OK to give the client.
+		return ErrFenced
+	}
 	if err == nil || errors.Is(err, shard.ErrNameTaken) || d.ctx.Err() != nil {
+		return err
+	}
+	if errors.Is(err, shard.ErrUnavailable) {
+		// The owner's node does not answer (errOwnerUnanswered): nothing was written,
+		// the client is told UNAVAILABLE and retries.
 		return err
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
@@ -398,12 +414,17 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 	me := owner{id: id, epoch: d.epoch}
 	val := appendOwner(nil, me)
 	for range 4 { // each round lost a race to another claim; after 4, call it taken
-		rev, err := d.names.Create(ctx, key, val)
+		// Create if absent: a CAS on "no message yet". Not KV Create, which on a key that
+		// exists reads it back with a direct get to see whether it was deleted: any
+		// replica may answer a direct get, and the one of a stopped node (SIGSTOP) never
+		// does, so the claim waited for OpTimeout. The leader read below tells a deleted
+		// key from a live one as well.
+		rev, err := d.names.Update(ctx, key, val, 0)
 		if err == nil {
 			d.cache.set(name, cached{owner: me, rev: rev})
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return fmt.Errorf("cluster: claim %q: %w", name, err)
 		}
 		data, rev, st, err := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, key))
@@ -467,7 +488,8 @@ func (d *Directory) ownerLive(ctx context.Context, name string, o owner) (bool, 
 	if !ok || l.epoch != o.epoch {
 		return false, nil
 	}
-	return !d.nodeGone(ctx, o.node(), o.epoch), nil
+	gone, err := d.nodeGone(ctx, o.node(), o.epoch)
+	return !gone, err
 }
 
 // unregisterLoop deletes the KV entries of unregistered names, each a CAS on the

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard/switchboard/shard"
 )
@@ -124,6 +125,61 @@ func TestLookupNoAllocs(t *testing.T) {
 	}
 }
 
+// TestLateFence: a node whose last renewal was sent the fence limit ago or more serves
+// nothing although fenceLoop has not fenced it (a process stopped past its lease and just
+// resumed: its event loops run before the fence timer's goroutine): Lookup finds none of
+// the names its cache shows, Claim refuses even a name the connection holds, the claim
+// workers refuse, and it is not ready. A moment before the limit it serves.
+func TestLateFence(t *testing.T) {
+	cfg := testConfig(1) // TTL 3 s, renew 300 ms: fence limit 2.5 s
+	d := newDirectory(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	defer d.cancel()
+	d.epoch = 5
+	d.cache.epoch.Store(5)
+	d.synced.Store(true)
+	mine, other := shard.MakeConnID(1, 0, 1, 1), shard.MakeConnID(2, 0, 1, 1)
+	d.cache.set("mine", cached{owner: owner{id: mine, epoch: 5}, rev: 1})
+	d.cache.set("theirs", cached{owner: owner{id: other, epoch: 9}, rev: 2})
+	d.liveNodes[2] = lease{epoch: 9}
+	limit := cfg.LeaseTTL - d.fenceGuard()
+	renewedAgo := func(ago time.Duration) { d.lastRenew.Store(d.sinceBase() - int64(ago)) }
+
+	renewedAgo(limit - time.Second)
+	for _, n := range []string{"mine", "theirs"} {
+		if _, ok := d.Lookup([]byte(n)); !ok {
+			t.Fatalf("Lookup(%s) before the limit: not found", n)
+		}
+	}
+	if err := d.Claim("mine", mine, nil); err != nil {
+		t.Fatalf("Claim(mine) before the limit = %v", err)
+	}
+
+	renewedAgo(limit) // as after a stop: the fence timer has not run
+	if d.Fenced() {
+		t.Fatal("fenced without fenceLoop")
+	}
+	for _, n := range []string{"mine", "theirs"} {
+		if _, ok := d.Lookup([]byte(n)); ok {
+			t.Errorf("Lookup(%s) past the fence limit found it", n)
+		}
+	}
+	never := func(string, shard.ConnID, error) { t.Error("a claim was queued past the fence limit") }
+	for _, n := range []string{"mine", "theirs", "new"} {
+		if err := d.Claim(n, mine, never); !errors.Is(err, ErrFenced) || !errors.Is(err, shard.ErrUnavailable) {
+			t.Errorf("Claim(%s) past the fence limit = %v; want ErrFenced (UNAVAILABLE)", n, err)
+		}
+	}
+	if err := d.decide("new", mine); !errors.Is(err, ErrFenced) {
+		t.Errorf("decide past the fence limit = %v; want ErrFenced", err)
+	}
+	if ok, why := d.Ready(); ok {
+		t.Errorf("Ready past the fence limit = true %q", why)
+	}
+	if n := testing.AllocsPerRun(1000, func() { d.Lookup([]byte("mine")) }); n != 0 {
+		t.Errorf("Lookup past the fence limit allocates %v times; want 0", n)
+	}
+}
+
 // TestClaimWithoutNetwork covers what Claim decides on the caller's goroutine: bad
 // names, names the cache answers, and the bounded queue (ErrBusy when full).
 func TestClaimWithoutNetwork(t *testing.T) {
@@ -184,6 +240,22 @@ func TestConfigValidate(t *testing.T) {
 	for _, want := range []string{"NodeID", "URL", "LeaseRenew"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; want a problem naming %s", err, want)
+		}
+	}
+}
+
+// BenchmarkLookup is Lookup of another node's name, as a SEND on an event loop does it
+// (the fence check included: fence.go's leaseStale).
+func BenchmarkLookup(b *testing.B) {
+	d := newDirectory(testConfig(1), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	defer d.cancel()
+	d.cache.set("svc", cached{owner: owner{id: shard.MakeConnID(2, 0, 1, 1), epoch: 1}, rev: 1})
+	d.liveNodes[2] = lease{epoch: 1}
+	name := []byte("svc")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := d.Lookup(name); !ok {
+			b.Fatal("not found")
 		}
 	}
 }

@@ -81,11 +81,13 @@ const (
 // the clients that reconnect to them, and two nodes never serve one name. A fenced
 // directory stays fenced: the node must restart (a new epoch), which the OnFence
 // callback asks for.
+//
+// The timer is not what keeps a late node from serving: Lookup, Claim, the claim
+// workers, probe answers and the renewer each check leaseStale themselves (see there).
 func (d *Directory) fenceLoop() {
 	defer d.wg.Done()
 	t := time.NewTicker(fenceCheck)
 	defer t.Stop()
-	limit := d.cfg.LeaseTTL - d.fenceGuard()
 	for {
 		select {
 		case <-t.C:
@@ -93,18 +95,50 @@ func (d *Directory) fenceLoop() {
 			return
 		}
 		d.checkIsolation()
-		since := time.Since(time.Unix(0, d.lastRenew.Load()))
-		if since < limit || d.leaseLost.Load() {
+		if d.leaseLost.Load() || !d.leaseStale() {
 			continue
 		}
-		d.fenced.Store(true)
-		d.log.Error("node fenced: its lease was not renewed in time; it serves no names from now on and must restart",
-			"since_last_renewal", since.Round(time.Millisecond), "lease_ttl", d.cfg.LeaseTTL)
-		if fn := d.hooks.fence.Load(); fn != nil {
-			(*fn)()
-		}
+		d.fence()
 		return
 	}
+}
+
+// fence fences the node (fenceLoop) once: it logs, and calls the OnFence callback.
+func (d *Directory) fence() {
+	if !d.fenced.CompareAndSwap(false, true) {
+		return
+	}
+	d.log.Error("node fenced: its lease was not renewed in time; it serves no names from now on and must restart",
+		"since_last_renewal", d.leaseAge().Round(time.Millisecond), "lease_ttl", d.cfg.LeaseTTL)
+	if fn := d.hooks.fence.Load(); fn != nil {
+		(*fn)()
+	}
+}
+
+// sinceBase is the time since the directory was made, on the monotonic clock (which
+// keeps counting while the process is stopped, and is not moved by wall-clock steps).
+// lastRenew is kept on the same scale.
+func (d *Directory) sinceBase() int64 { return int64(time.Since(d.base)) }
+
+// leaseAge is how long ago the last successful renewal was sent.
+func (d *Directory) leaseAge() time.Duration {
+	return time.Duration(d.sinceBase() - d.lastRenew.Load())
+}
+
+// leaseStale reports whether the node's lease may be gone or about to go: its last
+// successful renewal was sent LeaseTTL minus fenceGuard ago or more. Past that the node
+// must serve nothing, whether or not fenceLoop has fenced it yet. The decision paths
+// (Lookup and Claim on the event loops, the claim workers, probe answers, the renewer)
+// check it themselves rather than trusting the fence timer: a process that was stopped
+// (SIGSTOP, a paused VM or container, a long stall) runs whatever was ready when it
+// resumes — the event loops read the frames queued in their sockets meanwhile, the
+// renewer's ticker fires — in any order, and the fence timer's goroutine may come last.
+// Without this a node woken after its lease expired routed the SENDs queued during the
+// stop to the owners its cache still showed (connections whose names other nodes had
+// since given to the same clients, reconnected there), and could write its expired lease
+// again. Cost: one atomic load and one monotonic clock read (no allocation).
+func (d *Directory) leaseStale() bool {
+	return d.leaseAge() >= d.cfg.LeaseTTL-d.fenceGuard()
 }
 
 // Fenced reports whether the node fenced itself (fenceLoop). Safe for concurrent use.

@@ -61,7 +61,7 @@ func (d *Directory) acquireLease(ctx context.Context) error {
 		switch {
 		case err == nil:
 			d.leaseRev = nrev
-			d.lastRenew.Store(sent.UnixNano())
+			d.lastRenew.Store(int64(sent.Sub(d.base)))
 			d.log.Info("node lease acquired", "node_id", d.cfg.NodeID, "epoch", d.epoch, "previous_epoch", prev)
 			return nil
 		case errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch):
@@ -140,9 +140,13 @@ func (d *Directory) renewLoop() {
 			}
 			return
 		}
-		if d.fenced.Load() {
-			// Fenced (fence.go): give the lease up, so that this node's names can be
-			// taken over at once rather than when it expires; the renewals stop.
+		if d.fenced.Load() || d.leaseStale() {
+			// Fenced (fence.go), or due to be (a process stopped past its fence limit
+			// wakes here as likely as in fenceLoop): never write a lease that may have
+			// expired again, since names given away meanwhile would then look live; give
+			// it up instead, so that this node's names can be taken over at once rather
+			// than when it expires; the renewals stop.
+			d.fence()
 			d.releaseLease(key)
 			return
 		}
@@ -181,7 +185,7 @@ func (d *Directory) renew(key string, val []byte) error {
 	rev, err := d.leases.Update(ctx, key, val, d.leaseRev)
 	if err == nil {
 		d.leaseRev = rev
-		d.lastRenew.Store(sent.UnixNano())
+		d.lastRenew.Store(int64(sent.Sub(d.base)))
 		return nil
 	}
 	if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -198,6 +202,9 @@ func (d *Directory) renew(key string, val []byte) error {
 		d.leaseRev = rev // our last write landed although its answer was lost
 		return errors.New("cluster: lease revision moved; adopted it")
 	}
+	if d.leaseStale() {
+		return errors.New("cluster: node lease expired past the fence limit; not written again")
+	}
 	d.log.Warn("node lease had expired; writing it again", "node_id", d.cfg.NodeID)
 	sent = time.Now()
 	if st == msgAbsent {
@@ -209,6 +216,6 @@ func (d *Directory) renew(key string, val []byte) error {
 		return err
 	}
 	d.leaseRev = rev
-	d.lastRenew.Store(sent.UnixNano())
+	d.lastRenew.Store(int64(sent.Sub(d.base)))
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/switchboard/switchboard/shard"
 )
 
 // Probes: telling a killed node from a live one before its lease expires.
@@ -71,11 +73,17 @@ func (d *Directory) startProbes() error {
 // It runs on the subscription's goroutine.
 func (d *Directory) answerProbe(m *nats.Msg) {
 	epoch := d.epoch
-	if d.fenced.Load() || d.leaseLost.Load() {
+	if d.fenced.Load() || d.leaseLost.Load() || d.leaseStale() {
 		epoch = 0
 	}
 	_ = m.Respond(binary.BigEndian.AppendUint64(nil, epoch))
 }
+
+// errOwnerUnanswered: a claim met a name whose owner's node neither answers its probe nor
+// renews its lease on time, and whose lease has not expired yet (nodeGone). It wraps
+// shard.ErrUnavailable: the client is told UNAVAILABLE with a retry-after, and gets the
+// name once the lease has expired.
+var errOwnerUnanswered = fmt.Errorf("%w: the name's owner is on a node that does not answer, whose lease has not been seen to expire yet", shard.ErrUnavailable)
 
 type probeResult uint8
 
@@ -182,38 +190,51 @@ func (d *Directory) probeLoop() {
 // this node right after its old node was killed gets its name back instead of
 // NAME_TAKEN. Anything else (an answer from the owner's run, a probe unanswered, a
 // renewal arriving meanwhile, ctx ending) leaves the owner alive.
-func (d *Directory) nodeGone(ctx context.Context, node uint16, epoch uint64) bool {
+//
+// Except one case, which it cannot decide: a probe unanswered while the node's renewal
+// is overdue too — a hung node (SIGSTOP, a paused VM) or one cut off by a network that
+// drops packets. Its lease decides, later: errOwnerUnanswered (UNAVAILABLE, so that a
+// client reconnecting from that node tries again until the lease has expired and the
+// name is given to it, instead of taking NAME_TAKEN for the name's loss).
+func (d *Directory) nodeGone(ctx context.Context, node uint16, epoch uint64) (bool, error) {
 	if l, ok := d.member(node); ok && l.epoch == epoch && l.down {
-		return true
+		return true, nil
 	}
 	for {
 		switch r, got := d.probe(ctx, node); r {
 		case probeAnswered:
-			return got != epoch
+			return got != epoch, nil
 		case probeUnknown:
-			return false
+			// Unanswered, and the renewal overdue too — or no longer in the leases
+			// watch, which saw the lease expire after the leader's read: undecided.
+			if l, ok := d.member(node); !ok || l.epoch == epoch && time.Since(l.seen) > d.overdue() {
+				return false, errOwnerUnanswered
+			}
+			return false, nil
 		}
 		l, ok := d.member(node)
 		switch {
 		case !ok:
-			return false // the watch has not seen this lease (or saw it expire): not judged here
+			// The watch has not seen this lease, or saw it expire after the leader's
+			// read: not judged here; asked again, the leader tells.
+			return false, errOwnerUnanswered
 		case l.epoch != epoch:
-			return true // a new run of the node holds the lease
+			return true, nil // a new run of the node holds the lease
 		case l.down:
-			return true
+			return true, nil
 		}
 		wait := time.Until(l.seen.Add(d.overdue()))
 		if wait <= 0 {
 			// Overdue, and no responders: dead, unless a renewal slipped in since.
-			return d.markDown(node, epoch, l.seen)
+			return d.markDown(node, epoch, l.seen), nil
 		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return false
+			return false, nil
 		}
 		if n, ok := d.member(node); ok && n.epoch == epoch && !n.seen.Equal(l.seen) {
-			return false // renewed meanwhile: alive
+			return false, nil // renewed meanwhile: alive
 		}
 	}
 }

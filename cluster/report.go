@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"time"
 )
 
 // Report is what the admin endpoint /cluster shows of this node's view of the cluster.
@@ -43,7 +42,7 @@ func (n *Node) Report() Report {
 	r := Report{
 		Mode: n.cfg.Mode, Name: n.cfg.Name, NodeID: n.cfg.NodeID, Epoch: d.epoch,
 		Ready: ready, NotReadyWhy: why, Fenced: d.fenced.Load(),
-		LeaseAgeMs: time.Since(time.Unix(0, d.lastRenew.Load())).Milliseconds(),
+		LeaseAgeMs: d.leaseAge().Milliseconds(),
 		LeaseTTLMs: n.cfg.LeaseTTL.Milliseconds(), LocalNames: d.Len(),
 	}
 	d.lmu.RLock()
@@ -72,7 +71,7 @@ func (d *Directory) writeDirectoryMetrics(w io.Writer) {
 	writeFamily(w, "switchboard_cluster_nodes", "gauge", "Nodes with a live lease, this one included, as the leases watch sees them.", live)
 	writeFamily(w, "switchboard_cluster_local_names", "gauge", "Names owned by this node's connections.", d.Len())
 	writeFamily(w, "switchboard_cluster_lease_age_seconds", "gauge", "Seconds since this node's last successful lease renewal was sent.",
-		time.Since(time.Unix(0, d.lastRenew.Load())).Seconds())
+		d.leaseAge().Seconds())
 	writeFamily(w, "switchboard_cluster_lease_ttl_seconds", "gauge", "The lease TTL (cluster-lease-ttl): a node whose lease is not renewed for this long is taken for dead.", d.cfg.LeaseTTL.Seconds())
 	writeFamily(w, "switchboard_cluster_watch_restarts_total", "counter", "Restarts of the names and leases watches.", d.watchRestarts.Load())
 	writeFamily(w, "switchboard_cluster_reconciled_total", "counter", "KV entries deleted because their claim had been reported to the client as failed (UNAVAILABLE) but had landed.", d.reconciled.Load())

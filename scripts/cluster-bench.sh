@@ -14,6 +14,15 @@
 #   failover  fresh 3 nodes; open-loop `bench route --mode request` across all three at
 #             FO_RATE msgs/s for FO_DURATION; node 3 gets kill -9 at FO_KILL_AT seconds.
 #             The bench's per-second status lines (errors over time) are kept.
+#   sigstop   fresh 3 nodes (plus SS_FLAGS, default --idle-timeout 6s, so that the Go
+#             clients notice a silent node within ~3 s rather than 30–45 s); open-loop
+#             `bench route --mode request` across all three at FO_RATE for SS_DURATION,
+#             and bench/sigstop: SS_NAMES Go clients (package client: reconnect,
+#             re-register) holding a name each on node 3, a prober on node 1 sending
+#             SEND+ACK to every name in sweeps; node 3 gets SIGSTOP for SS_STOP, then
+#             SIGCONT: it fences itself and exits 1, and is restarted (as a supervisor
+#             would). Reported: takeover during the stop, time from SIGCONT to every name
+#             reachable and every live node GREEN and ready, node 3's exit and rejoin.
 #
 #   scripts/cluster-bench.sh                 # all three phases
 #   PHASES="route" ROUNDS=5 scripts/cluster-bench.sh
@@ -22,7 +31,8 @@
 # Environment: BIN (bin/switchboard), PHASES ("route memory failover"; "latency" runs
 # only the route phase's latency runs), SERVE_FLAGS (extra flags for every node), ROUNDS (3),
 # DURATION (5s), CONNS (50), PIPELINE (16), LAT_RATE (2000), MEM_CONNS (15000 per node),
-# MEM_HOLD (20s), FO_RATE (2000), FO_DURATION (40s), FO_KILL_AT (10), PORT_BASE (17400:
+# MEM_HOLD (20s), FO_RATE (2000), FO_DURATION (40s), FO_KILL_AT (10), SS_FLAGS
+# (--idle-timeout 6s), SS_STOP (30s), SS_NAMES (30), SS_DURATION (60s), PORT_BASE (17400:
 # ports PORT_BASE..PORT_BASE+31 must be free; they are checked), LOCK (/tmp/bench.lock:
 # every bench invocation runs under flock on it), OUT (results/cluster-TIMESTAMP).
 # Every process this script starts is stopped on exit; every bench run is bounded.
@@ -88,16 +98,21 @@ stop() {
 	unset "pid[$1]"
 }
 
+# start_node I TAG: node I on its store dir (kept), logging to TAG-nodeI.log.
+start_node() {
+	# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
+	"$BIN" serve --cluster embedded --node-id "$1" --cluster-listen "127.0.0.1:$(port "$1" 2)" \
+		--cluster-routes "$routes" --cluster-store-dir "$tmp/store$1" \
+		--listen "127.0.0.1:$(port "$1" 0)" --admin "127.0.0.1:$(port "$1" 1)" \
+		--loop-lag-budget 1h ${SERVE_FLAGS:-} >"$OUT/$2-node$1.log" 2>&1 &
+	pid[n$1]=$!
+}
+
 # start_cluster TAG: three fresh embedded nodes (new store dirs), waits for /readyz 200.
 start_cluster() {
 	for i in 1 2 3; do
 		rm -rf "$tmp/store$i"
-		# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
-		"$BIN" serve --cluster embedded --node-id "$i" --cluster-listen "127.0.0.1:$(port "$i" 2)" \
-			--cluster-routes "$routes" --cluster-store-dir "$tmp/store$i" \
-			--listen "127.0.0.1:$(port "$i" 0)" --admin "127.0.0.1:$(port "$i" 1)" \
-			--loop-lag-budget 1h ${SERVE_FLAGS:-} >"$OUT/$1-node$i.log" 2>&1 &
-		pid[n$i]=$!
+		start_node "$i" "$1"
 	done
 	local t0=$SECONDS
 	for _ in $(seq 600); do
@@ -193,6 +208,7 @@ print(conn + "%-8s %-14s r%d load %s: %8.0f msgs/s p50 %.0f p95 %.0f p99 %.0f us
 }
 
 { date -u; uname -srm; nproc; go version; git rev-parse --short HEAD; git status --short | head; } >"$OUT/machine.txt"
+touch "$OUT/runs.jsonl" # the summary reads it; the sigstop phase adds nothing to it
 echo "results in $OUT" >&2
 
 if [[ " $PHASES " == *" route "* || " $PHASES " == *" latency "* ]]; then
@@ -307,6 +323,42 @@ if [[ " $PHASES " == *" failover "* ]]; then
 	wait "$sampler" 2>/dev/null || true
 	sampler=
 	for i in 1 2; do stop n$i; done
+fi
+if [[ " $PHASES " == *" sigstop "* ]]; then
+	SS_STOP=${SS_STOP:-30s}
+	SS_NAMES=${SS_NAMES:-30}
+	SS_DURATION=${SS_DURATION:-60s}
+	go build -o "$tmp/sigstop" ./bench/sigstop
+	SERVE_FLAGS="${SERVE_FLAGS:-} ${SS_FLAGS:---idle-timeout 6s}" start_cluster sigstop
+	admins="127.0.0.1:$(port 1 1),127.0.0.1:$(port 2 1),127.0.0.1:$(port 3 1)"
+	exec 8>>"$LOCK"
+	flock 8
+	echo "sigstop: load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/log.txt" >&2
+	"$BIN" bench route --mode request --rate "$FO_RATE" --conns "$CONNS" --addr "$all" --server-pid "${pid[n1]}" \
+		--duration "$SS_DURATION" --grace 7s --json "$OUT/sigstop-route.json" >"$OUT/sigstop-route.txt" 2>&1 &
+	benchpid=$!
+	sleep 3 # the bench connects first
+	"$tmp/sigstop" --addrs "$all" --admins "$admins" --pid "${pid[n3]}" --stop-for "$SS_STOP" --names "$SS_NAMES" \
+		--timeout 3m 2>&1 | sed 's/^/sigstop: /' | tee -a "$OUT/log.txt" >&2 || true
+	# The woken node 3 fences itself and exits 1; a supervisor restarts it.
+	p3=${pid[n3]}
+	for _ in $(seq 300); do kill -0 "$p3" 2>/dev/null || break; sleep 0.1; done
+	code=0
+	wait "$p3" 2>/dev/null || code=$?
+	unset "pid[n3]"
+	echo "sigstop: node 3 exit code $code at $(date -u +%T.%N)" | tee -a "$OUT/log.txt" >&2
+	t0=$(date +%s.%N)
+	SERVE_FLAGS="${SERVE_FLAGS:-} ${SS_FLAGS:---idle-timeout 6s}" start_node 3 sigstop-restart
+	for _ in $(seq 600); do
+		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port 3 1)/readyz")" = 200 ] && break
+		sleep 0.1
+	done
+	echo "sigstop: node 3 restarted, /readyz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port 3 1)/readyz") after $(echo "$(date +%s.%N) - $t0" | bc) s" | tee -a "$OUT/log.txt" >&2
+	wait "$benchpid" || true
+	flock -u 8
+	exec 8>&-
+	grep -E '^\[|errors|TIMEOUT|NO_ROUTE' "$OUT/sigstop-route.txt" | tail -80 >"$OUT/sigstop-route-errors.txt" || true
+	for i in 1 2 3; do stop n$i; done
 fi
 # Medians per run label, and cluster/solo ratios of the same round.
 python3 - "$OUT/runs.jsonl" <<'PY' | tee "$OUT/summary.txt" >&2
