@@ -186,4 +186,14 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("Validate() = %v; want a problem naming %s", err, want)
 		}
 	}
+	// Without JetStream a node needs routes to the nodes that have it.
+	c = DefaultConfig()
+	c.Mode, c.NodeID, c.Replicas, c.JetStream = ModeEmbedded, 1, 1, false
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "JetStream") {
+		t.Errorf("embedded, no JetStream, no routes: Validate() = %v; want a problem naming JetStream", err)
+	}
+	c.Routes = "127.0.0.1:7402"
+	if err := c.Validate(); err != nil {
+		t.Errorf("embedded, no JetStream, with routes: Validate() = %v; want nil", err)
+	}
 }

@@ -34,6 +34,7 @@ func clusterConfig(n config.Node) cluster.Config {
 	c.URL = n.NatsURL
 	c.StoreDir = n.ClusterStoreDir
 	c.Replicas = n.ClusterReplicas
+	c.JetStream = n.ClusterJetstream
 	c.LeaseTTL = n.ClusterLeaseTTL
 	c.LeaseRenew = n.ClusterLeaseRenew
 	c.ForwardQueue = n.ClusterForwardQueue
