@@ -41,7 +41,8 @@
 # (17400: ports PORT_BASE..PORT_BASE+61 must be free; they are checked), LOCK
 # (/tmp/bench.lock: every bench invocation runs under flock on it), OUT
 # (results/cluster-TIMESTAMP), NODE_ENV (variables for the cluster nodes' environment,
-# e.g. "GOGC=50"), HOLD_IDLE_TIMEOUT (5m).
+# e.g. "GOGC=50"), HOLD_IDLE_TIMEOUT (5m), HOLD_REGISTER (1; 0: the hold phase's connections
+# register no name, for the cost of the connections alone).
 # Every process this script starts is stopped on exit; every bench run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,6 +66,7 @@ HOLD=${HOLD:-3m}
 HOLD_SAMPLE=${HOLD_SAMPLE:-10}
 HOLD_PROFILE=${HOLD_PROFILE:-0}
 HOLD_IDLE_TIMEOUT=${HOLD_IDLE_TIMEOUT:-5m}
+HOLD_REGISTER=${HOLD_REGISTER:-1}
 PORT_BASE=${PORT_BASE:-17400}
 LOCK=${LOCK:-/tmp/bench.lock}
 OUT=${OUT:-results/cluster-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -374,7 +376,7 @@ if [[ " $PHASES " == *" hold "* ]]; then
 	# The whole phase holds the lock: RSS over minutes is what it measures.
 	exec 8>>"$LOCK"
 	flock 8
-	{ echo "hold: $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"; echo "hold: $HOLD_NODES nodes, $HOLD_JS with JetStream, $HOLD_CONNS connections with names, $HOLD_PROCS processes, hold $HOLD, SERVE_FLAGS='${SERVE_FLAGS:-}' NODE_ENV='${NODE_ENV:-}' idle-timeout $HOLD_IDLE_TIMEOUT"; } | tee -a "$OUT/log.txt" >&2
+	{ echo "hold: $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"; echo "hold: $HOLD_NODES nodes, $HOLD_JS with JetStream, $HOLD_CONNS connections (register $HOLD_REGISTER), $HOLD_PROCS processes, hold $HOLD, SERVE_FLAGS='${SERVE_FLAGS:-}' NODE_ENV='${NODE_ENV:-}' idle-timeout $HOLD_IDLE_TIMEOUT"; } | tee -a "$OUT/log.txt" >&2
 	SERVE_FLAGS="--idle-timeout $HOLD_IDLE_TIMEOUT ${SERVE_FLAGS:-}" start_cluster hold "$HOLD_NODES" "$HOLD_JS" "$hold_routes"
 	sleep 10
 	tag="hold: idle RSS KiB"
@@ -382,7 +384,9 @@ if [[ " $PHASES " == *" hold "* ]]; then
 	echo "$tag" | tee -a "$OUT/log.txt" >&2
 	hold_sample "$OUT/hold-samples.txt" &
 	sampler=$!
-	"$BIN" bench connect --register --conns "$HOLD_CONNS" --procs "$HOLD_PROCS" --addr "$hold_addrs" \
+	reg=()
+	[ "$HOLD_REGISTER" = 1 ] && reg=(--register)
+	"$BIN" bench connect "${reg[@]}" --conns "$HOLD_CONNS" --procs "$HOLD_PROCS" --addr "$hold_addrs" \
 		--server-pid "${pid[n1]}" --duration "$HOLD" --timeout 60s --json "$OUT/hold.json" \
 		>"$OUT/hold.txt" 2>"$OUT/hold.stderr" || echo "hold: bench connect exited with $?" | tee -a "$OUT/log.txt" >&2
 	# the end of the hold: every node's metrics (and heap profile) before anything closes
@@ -401,7 +405,7 @@ if [[ " $PHASES " == *" hold "* ]]; then
 	for i in $(seq "$HOLD_NODES"); do stop "n$i"; done
 	flock -u 8
 	exec 8>&-
-	python3 - "$OUT/hold-samples.txt" "$HOLD_SAMPLE" <<'PY' | tee -a "$OUT/log.txt" >&2
+	python3 - "$OUT/hold-samples.txt" "$HOLD_SAMPLE" "$HOLD_REGISTER" <<'PY' | tee -a "$OUT/log.txt" >&2
 import sys, statistics as st
 # Per node: RSS while every connection was held (the samples whose total connections are
 # the run's maximum and whose names are all registered): first, median, last, max, and
@@ -416,13 +420,18 @@ for line in open(sys.argv[1]):
         nodes[k] = dict(rss=rss, anon=anon, file=file_, conns=conns, names=names, heap=heap, nextgc=nextgc)
     rows.append((t, nodes))
 peak = max(sum(v["conns"] for v in n.values()) for _, n in rows)
-held = [(t, n) for t, n in rows if sum(v["conns"] for v in n.values()) >= peak * 0.999 and sum(v["names"] for v in n.values()) >= peak * 0.999]
+reg = sys.argv[3] == "1"
+held = [(t, n) for t, n in rows if sum(v["conns"] for v in n.values()) >= peak * 0.999 and (not reg or sum(v["names"] for v in n.values()) >= peak * 0.999)]
 if not held:
     print("hold: no sample with every connection and name held"); sys.exit()
 t0 = held[0][0]
 print("hold: %d samples with all %d connections and names held, over %d s" % (len(held), peak, held[-1][0] - t0))
+tail_from = held[-1][0] - 480  # the last 8 minutes of the hold (all of it when shorter)
 for k in held[0][1]:
     r = [n[k]["rss"] / 1024 for _, n in held if k in n]
+    last8 = [n[k]["rss"] / 1024 for t, n in held if k in n and t >= tail_from]
+    print("hold: %s last %d s: RSS MiB min %.1f max %.1f (spread %.1f), %d samples" % (
+        k, held[-1][0] - max(tail_from, t0), min(last8), max(last8), max(last8) - min(last8), len(last8)))
     half = r[len(r) // 2:]
     print("hold: %s RSS MiB first %.1f median %.1f last %.1f max %.1f; second half min %.1f max %.1f; anon %.1f file %.1f; heap in use %.1f MiB, next GC %.1f MiB; conns %d names %d" % (
         k, r[0], st.median(r), r[-1], max(r), min(half), max(half), held[-1][1][k]["anon"] / 1024, held[-1][1][k]["file"] / 1024,
