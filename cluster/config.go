@@ -50,6 +50,12 @@ type Config struct {
 	// Replicas is the number of copies of the KV buckets, 1..5. Default 3; a cluster
 	// with fewer JetStream servers than Replicas never becomes ready.
 	Replicas int
+	// JetStream says whether the embedded server runs JetStream, that is, holds replicas
+	// of the KV buckets (ModeEmbedded only). Default true. A node without it reaches the
+	// buckets through its routes to the nodes that have it and keeps no stream, raft log
+	// or store directory of its own: in a larger cluster, Replicas nodes (or a few more)
+	// with JetStream are enough. A node without routes must have it.
+	JetStream bool
 	// LeaseTTL is how long a node's lease lives without renewal; after it, the node's
 	// names may be taken over by other nodes' claims. Default 15s; it must exceed a KV
 	// leader failover (4–9 s measured) plus LeaseRenew, or live nodes lose their leases
@@ -83,6 +89,7 @@ const (
 	DefaultName         = "switchboard"
 	DefaultListen       = "127.0.0.1:7402"
 	DefaultReplicas     = 3
+	DefaultJetStream    = true
 	DefaultLeaseTTL     = 15 * time.Second
 	DefaultLeaseRenew   = 2 * time.Second
 	DefaultClaimQueue   = 4096
@@ -98,6 +105,7 @@ func DefaultConfig() Config {
 		Name:         DefaultName,
 		Listen:       DefaultListen,
 		Replicas:     DefaultReplicas,
+		JetStream:    DefaultJetStream,
 		LeaseTTL:     DefaultLeaseTTL,
 		LeaseRenew:   DefaultLeaseRenew,
 		ClaimQueue:   DefaultClaimQueue,
@@ -140,6 +148,9 @@ func (c *Config) Validate() error {
 		}
 		if len(splitList(c.Routes)) == 0 && !c.seed && c.Replicas > 1 {
 			bad("Replicas: %d needs Routes: a cluster of one holds one replica", c.Replicas)
+		}
+		if len(splitList(c.Routes)) == 0 && !c.seed && !c.JetStream {
+			bad("JetStream: a node without routes must run JetStream: it is the only server holding the buckets")
 		}
 	}
 	if c.Mode == ModeExternal && strings.TrimSpace(c.URL) == "" {

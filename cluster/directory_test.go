@@ -3,8 +3,10 @@ package cluster
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -241,6 +243,67 @@ func TestConfigValidate(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; want a problem naming %s", err, want)
 		}
+	}
+	// Without JetStream a node needs routes to the nodes that have it.
+	c = DefaultConfig()
+	c.Mode, c.NodeID, c.Replicas, c.JetStream = ModeEmbedded, 1, 1, false
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "JetStream") {
+		t.Errorf("embedded, no JetStream, no routes: Validate() = %v; want a problem naming JetStream", err)
+	}
+	c.Routes = "127.0.0.1:7402"
+	if err := c.Validate(); err != nil {
+		t.Errorf("embedded, no JetStream, with routes: Validate() = %v; want nil", err)
+	}
+}
+
+// TestCacheSlot: an entry comes back from the cache as it was set (owner, epoch,
+// revision, tombstone), and past the epoch table's capacity a new epoch matches no run.
+func TestCacheSlot(t *testing.T) {
+	c := newCache(1)
+	for _, e := range []cached{
+		{owner: owner{id: shard.MakeConnID(2, 1, 7, 3), epoch: 1<<64 - 1}, rev: maxSlotRev},
+		{owner: owner{id: shard.MakeConnID(3, 0, 1, 1), epoch: 42}, rev: 1, dead: true},
+		{owner: owner{id: shard.MakeConnID(2, 0, 9, 1), epoch: 1<<64 - 1}, rev: 5},
+	} {
+		c.set("n", cached{}) // a fresh entry each time: rev 0 loses to nothing
+		c.remove("n", maxSlotRev)
+		c.set("n", e)
+		if got, ok := c.get("n"); !ok || got != e {
+			t.Errorf("get after set(%+v) = %+v, %v", e, got, ok)
+		}
+	}
+	if n := len(*c.epochs.Load()); n != 3 { // the zero epoch of cached{} and the two above
+		t.Errorf("%d epochs interned; want 3", n)
+	}
+	full := make([]uint64, epochUnknown) // the table full
+	c.epochs.Store(&full)
+	c.set("late", cached{owner: owner{id: shard.MakeConnID(2, 0, 1, 1), epoch: 7}, rev: 3})
+	if got, ok := c.get("late"); !ok || got.epoch != 0 || got.id != shard.MakeConnID(2, 0, 1, 1) || got.rev != 3 {
+		t.Errorf("entry of an epoch past the table = %+v, %v; want epoch 0 (none), id and rev kept", got, ok)
+	}
+}
+
+// BenchmarkCacheMemory reports the heap the cache holds per name at 100,000 names (names
+// like bench connect's), as bytes/name.
+func BenchmarkCacheMemory(b *testing.B) {
+	const names = 100_000
+	keys := make([]string, names)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench-%d-%d", 12345, i)
+	}
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c := newCache(1)
+		for i, k := range keys {
+			// the watch's copy of the name, as keyName makes it
+			c.set(string([]byte(k)), cached{owner: owner{id: shard.MakeConnID(uint16(2+i%5), 0, uint32(i), 1), epoch: uint64(100 + i%5)}, rev: uint64(i + 1)})
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/names, "bytes/name")
+		runtime.KeepAlive(c)
 	}
 }
 

@@ -38,15 +38,17 @@ func startEmbedded(cfg *Config, log *slog.Logger) (*natsserver.Server, error) {
 		Host:      "127.0.0.1",
 		Port:      natsserver.RANDOM_PORT,
 		NoSigs:    true, // switchboard owns the signals
-		JetStream: true,
-		StoreDir:  cfg.storeDir(os.TempDir()),
-		// The directory's buckets are small (a few hundred bytes per name); these caps
-		// keep JetStream from reserving the host's defaults (75% of memory and disk).
-		JetStreamMaxMemory: 256 << 20,
-		JetStreamMaxStore:  4 << 30,
+		JetStream: cfg.JetStream,
 		// One batch of forwarded records is one NATS message (forward.go): large enough
 		// for a frame of the largest default max-frame (1 MiB) and more.
 		MaxPayload: embeddedMaxPayload,
+	}
+	if cfg.JetStream {
+		opts.StoreDir = cfg.storeDir(os.TempDir())
+		// The directory's buckets are small (a few hundred bytes per name); these caps
+		// keep JetStream from reserving the host's defaults (75% of memory and disk).
+		opts.JetStreamMaxMemory = 256 << 20
+		opts.JetStreamMaxStore = 4 << 30
 	}
 	// Without routes the node is a cluster of one: a clustered JetStream with no route
 	// waits for one forever, so it runs standalone (and no route listener is opened).

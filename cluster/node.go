@@ -84,8 +84,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		"replicas", cfg.Replicas, "lease_ttl", cfg.LeaseTTL, "lease_renew", cfg.LeaseRenew,
 		"forward_subject", n.fwd.subject(cfg.NodeID), "forward_queue", cfg.ForwardQueue, "max_record", n.fwd.MaxRecord()}
 	if n.ns != nil {
-		attrs = append(attrs, "route_listen", n.ns.ClusterAddr().String(), "store_dir", n.ns.JetStreamConfig().StoreDir,
+		attrs = append(attrs, "route_listen", n.ns.ClusterAddr().String(), "jetstream", cfg.JetStream,
 			"nats_client_url", n.ns.ClientURL()) // where an external-mode node may connect (loopback only)
+		if jc := n.ns.JetStreamConfig(); jc != nil {
+			attrs = append(attrs, "store_dir", jc.StoreDir)
+		}
 	}
 	n.log.Info("cluster directory ready", attrs...)
 	return n, nil

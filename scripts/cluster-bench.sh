@@ -23,8 +23,21 @@
 #             SIGCONT: it fences itself and exits 1, and is restarted (as a supervisor
 #             would). Reported: takeover during the stop, time from SIGCONT to every name
 #             reachable and every live node GREEN and ready, node 3's exit and rejoin.
+#   hold      (not in the default PHASES) fresh HOLD_NODES nodes, the first HOLD_JS of them
+#             with JetStream (the others --cluster-jetstream=false), all given every
+#             node's route address; idle RSS after 10 s; then `bench connect --register
+#             --procs HOLD_PROCS` opens HOLD_CONNS connections spread over all nodes, each
+#             REGISTERing a name, and holds them for HOLD; every node's RSS (anonymous and
+#             file-backed), connections and names are sampled every HOLD_SAMPLE seconds
+#             meanwhile. At the end of the hold each node's /metrics and, with
+#             HOLD_PROFILE=1, its heap profile (/debug/pprof/heap) are saved. The lock is
+#             held for the whole phase (nodes started to nodes stopped). The nodes get
+#             --idle-timeout HOLD_IDLE_TIMEOUT: bench connect pings only once every
+#             connection is up, and registering 100K names takes minutes, longer than the
+#             default 90 s.
 #
-#   scripts/cluster-bench.sh                 # all three phases
+#   scripts/cluster-bench.sh                 # route, memory and failover
+#   PHASES=hold HOLD=10m scripts/cluster-bench.sh    # 6 nodes (3 with JetStream), 100K names
 #   PHASES="route" ROUNDS=5 scripts/cluster-bench.sh
 #   PHASES="latency" SERVE_FLAGS="--loops 1" scripts/cluster-bench.sh   # latency runs only
 #
@@ -32,9 +45,14 @@
 # only the route phase's latency runs), SERVE_FLAGS (extra flags for every node), ROUNDS (3),
 # DURATION (5s), CONNS (50), PIPELINE (16), LAT_RATE (2000), MEM_CONNS (15000 per node),
 # MEM_HOLD (20s), FO_RATE (2000), FO_DURATION (40s), FO_KILL_AT (10), SS_FLAGS
-# (--idle-timeout 6s), SS_STOP (30s), SS_NAMES (30), SS_DURATION (60s), PORT_BASE (17400:
-# ports PORT_BASE..PORT_BASE+31 must be free; they are checked), LOCK (/tmp/bench.lock:
-# every bench invocation runs under flock on it), OUT (results/cluster-TIMESTAMP).
+# (--idle-timeout 6s), SS_STOP (30s), SS_NAMES (30), SS_DURATION (60s), HOLD_NODES (6, at
+# most 6), HOLD_JS (3), HOLD_CONNS (100000), HOLD_PROCS (6: one process holds at most
+# ~19,900 connections here), HOLD (3m), HOLD_SAMPLE (10), HOLD_PROFILE (0), PORT_BASE
+# (17400: ports PORT_BASE..PORT_BASE+61 must be free; they are checked), LOCK
+# (/tmp/bench.lock: every bench invocation runs under flock on it), OUT
+# (results/cluster-TIMESTAMP), NODE_ENV (variables for the cluster nodes' environment,
+# e.g. "GOGC=50"), HOLD_IDLE_TIMEOUT (5m), HOLD_REGISTER (1; 0: the hold phase's connections
+# register no name, for the cost of the connections alone).
 # Every process this script starts is stopped on exit; every bench run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +68,15 @@ MEM_HOLD=${MEM_HOLD:-20s}
 FO_RATE=${FO_RATE:-2000}
 FO_DURATION=${FO_DURATION:-40s}
 FO_KILL_AT=${FO_KILL_AT:-10}
+HOLD_NODES=${HOLD_NODES:-6}
+HOLD_JS=${HOLD_JS:-3}
+HOLD_CONNS=${HOLD_CONNS:-100000}
+HOLD_PROCS=${HOLD_PROCS:-6}
+HOLD=${HOLD:-3m}
+HOLD_SAMPLE=${HOLD_SAMPLE:-10}
+HOLD_PROFILE=${HOLD_PROFILE:-0}
+HOLD_IDLE_TIMEOUT=${HOLD_IDLE_TIMEOUT:-5m}
+HOLD_REGISTER=${HOLD_REGISTER:-1}
 PORT_BASE=${PORT_BASE:-17400}
 LOCK=${LOCK:-/tmp/bench.lock}
 OUT=${OUT:-results/cluster-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -57,9 +84,9 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 tmp=$(mktemp -d)
 
-# Node i (1..3): client PORT_BASE+10(i-1), admin +1, cluster routes +2. Solo: +30, +31.
+# Node i (1..6): client PORT_BASE+10(i-1), admin +1, cluster routes +2. Solo: +60, +61.
 port() { echo $((PORT_BASE + 10 * ($1 - 1) + $2)); }
-for p in $(seq "$PORT_BASE" $((PORT_BASE + 31))); do
+for p in $(seq "$PORT_BASE" $((PORT_BASE + 61))); do
 	if ss -Hltn "sport = :$p" | grep -q .; then
 		echo "port $p is in use; set PORT_BASE" >&2
 		exit 2
@@ -67,8 +94,8 @@ for p in $(seq "$PORT_BASE" $((PORT_BASE + 31))); do
 done
 routes="127.0.0.1:$(port 1 2),127.0.0.1:$(port 2 2),127.0.0.1:$(port 3 2)"
 all="127.0.0.1:$(port 1 0),127.0.0.1:$(port 2 0),127.0.0.1:$(port 3 0)"
-solo_addr=127.0.0.1:$((PORT_BASE + 30))
-solo_admin=127.0.0.1:$((PORT_BASE + 31))
+solo_addr=127.0.0.1:$((PORT_BASE + 60))
+solo_admin=127.0.0.1:$((PORT_BASE + 61))
 
 declare -A pid=()
 cleanup() {
@@ -98,29 +125,36 @@ stop() {
 	unset "pid[$1]"
 }
 
-# start_node I TAG: node I on its store dir (kept), logging to TAG-nodeI.log.
+# start_node I TAG [JS ROUTES]: node I on its store dir (kept), logging to TAG-nodeI.log;
+# with JetStream unless JS is 0, joined through ROUTES ($routes).
 start_node() {
-	# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
-	"$BIN" serve --cluster embedded --node-id "$1" --cluster-listen "127.0.0.1:$(port "$1" 2)" \
-		--cluster-routes "$routes" --cluster-store-dir "$tmp/store$1" \
+	local jsflag=()
+	[ "${3:-1}" = 0 ] && jsflag=(--cluster-jetstream=false)
+	# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags, NODE_ENV of variables
+	env ${NODE_ENV:-} "$BIN" serve --cluster embedded --node-id "$1" --cluster-listen "127.0.0.1:$(port "$1" 2)" \
+		--cluster-routes "${4:-$routes}" --cluster-store-dir "$tmp/store$1" "${jsflag[@]}" \
 		--listen "127.0.0.1:$(port "$1" 0)" --admin "127.0.0.1:$(port "$1" 1)" \
 		--loop-lag-budget 1h ${SERVE_FLAGS:-} >"$OUT/$2-node$1.log" 2>&1 &
 	pid[n$1]=$!
 }
 
-# start_cluster TAG: three fresh embedded nodes (new store dirs), waits for /readyz 200.
+# start_cluster TAG [N JS ROUTES]: N (3) fresh embedded nodes (new store dirs), the first
+# JS (N) of them with JetStream, joined through ROUTES ($routes); waits for /readyz 200.
 start_cluster() {
-	for i in 1 2 3; do
+	local n=${2:-3} js=${3:-${2:-3}} rts=${4:-$routes}
+	for i in $(seq "$n"); do
 		rm -rf "$tmp/store$i"
-		start_node "$i" "$1"
+		local withjs=1
+		[ "$i" -gt "$js" ] && withjs=0
+		start_node "$i" "$1" "$withjs" "$rts"
 	done
 	local t0=$SECONDS
 	for _ in $(seq 600); do
 		local ok=0
-		for i in 1 2 3; do
+		for i in $(seq "$n"); do
 			[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port "$i" 1)/readyz")" = 200 ] && ok=$((ok + 1))
 		done
-		if [ $ok = 3 ]; then
+		if [ "$ok" = "$n" ]; then
 			echo "$1: cluster ready after $((SECONDS - t0)) s" | tee -a "$OUT/log.txt" >&2
 			return 0
 		fi
@@ -142,6 +176,11 @@ start_solo() {
 	exit 1
 }
 
+# nodes: the keys of the running processes, n1..n6 then solo.
+nodes() { for k in n1 n2 n3 n4 n5 n6 solo; do [ -n "${pid[$k]:-}" ] && echo "$k"; done; }
+# admin_of KEY: a node's admin address.
+admin_of() { if [ "$1" = solo ]; then echo "$solo_admin"; else echo "127.0.0.1:$(port "${1#n}" 1)"; fi; }
+
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # metric ADMIN NAME: the value of an unlabelled metric as an integer (0 when absent).
@@ -150,10 +189,9 @@ metric() { { curl -s "http://$1/metrics" || true; } | awk -v m="$2" '$1 == m {v 
 # state: one JSON object with each running node's CPU ticks, RSS and forwarded records.
 state() {
 	local s="{" sep="" k
-	for k in n1 n2 n3 solo; do
-		[ -z "${pid[$k]:-}" ] && continue
+	for k in $(nodes); do
 		local adm
-		if [ $k = solo ]; then adm=$solo_admin; else adm=127.0.0.1:$(port "${k#n}" 1); fi
+		adm=$(admin_of "$k")
 		s+="$sep\"$k\":{\"ticks\":$(ticks "${pid[$k]}"),\"rss_kb\":$(rss_kb "${pid[$k]}"),\"fwd\":$(metric "$adm" switchboard_cluster_forwarded_total)}"
 		sep=,
 	done
@@ -230,19 +268,19 @@ if [[ " $PHASES " == *" route "* || " $PHASES " == *" latency "* ]]; then
 	for i in 1 2 3; do stop n$i; done
 fi
 
-# sample FILE: every second, each running node's RSS (KiB), connections and names.
+# sample FILE [SECONDS]: every SECONDS (1), each running node's RSS (KiB), connections and
+# names.
 sample() {
 	while :; do
 		local line k
 		line="$(date +%s)"
-		for k in n1 n2 n3 solo; do
-			[ -z "${pid[$k]:-}" ] && continue
+		for k in $(nodes); do
 			local adm
-			if [ $k = solo ]; then adm=$solo_admin; else adm=127.0.0.1:$(port "${k#n}" 1); fi
+			adm=$(admin_of "$k")
 			line+=" $k $(rss_kb "${pid[$k]}") $(metric "$adm" switchboard_connections) $(metric "$adm" switchboard_registry_names)"
 		done
 		echo "$line" >>"$1"
-		sleep 1
+		sleep "${2:-1}"
 	done
 }
 
@@ -360,7 +398,104 @@ if [[ " $PHASES " == *" sigstop "* ]]; then
 	grep -E '^\[|errors|TIMEOUT|NO_ROUTE' "$OUT/sigstop-route.txt" | tail -80 >"$OUT/sigstop-route-errors.txt" || true
 	for i in 1 2 3; do stop n$i; done
 fi
+# hold_sample FILE: every HOLD_SAMPLE seconds one line: unix time, then per running node
+# its key, RSS, RssAnon, RssFile (KiB), connections, names owned, Go heap in use and the
+# next GC target (bytes).
+hold_sample() {
+	while :; do
+		local line k
+		line="$(date +%s)"
+		for k in $(nodes); do
+			local m
+			m=$({ curl -s "http://$(admin_of "$k")/metrics" || true; } | awk '
+				$1 == "switchboard_connections" {c = $2} $1 == "switchboard_registry_names" {n = $2}
+				$1 == "go_memstats_heap_inuse_bytes" {h = $2} $1 == "go_memstats_next_gc_bytes" {g = $2}
+				END {printf "%d %d %d %d", c, n, h, g}')
+			line+=" $k $(awk '/^VmRSS/{r=$2} /^RssAnon/{a=$2} /^RssFile/{f=$2} END{printf "%d %d %d", r, a, f}' "/proc/${pid[$k]}/status" 2>/dev/null || echo "0 0 0") $m"
+		done
+		echo "$line" >>"$1"
+		sleep "$HOLD_SAMPLE"
+	done
+}
+
+if [[ " $PHASES " == *" hold "* ]]; then
+	if [ "$HOLD_NODES" -gt 6 ] || [ "$HOLD_JS" -lt 1 ] || [ "$HOLD_JS" -gt "$HOLD_NODES" ]; then
+		echo "hold: want HOLD_NODES 1..6 and HOLD_JS 1..HOLD_NODES" >&2
+		exit 2
+	fi
+	hold_routes="" hold_addrs=""
+	for i in $(seq "$HOLD_NODES"); do
+		hold_routes+="${hold_routes:+,}127.0.0.1:$(port "$i" 2)"
+		hold_addrs+="${hold_addrs:+,}127.0.0.1:$(port "$i" 0)"
+	done
+	# The whole phase holds the lock: RSS over minutes is what it measures.
+	exec 8>>"$LOCK"
+	flock 8
+	{ echo "hold: $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"; echo "hold: $HOLD_NODES nodes, $HOLD_JS with JetStream, $HOLD_CONNS connections (register $HOLD_REGISTER), $HOLD_PROCS processes, hold $HOLD, SERVE_FLAGS='${SERVE_FLAGS:-}' NODE_ENV='${NODE_ENV:-}' idle-timeout $HOLD_IDLE_TIMEOUT"; } | tee -a "$OUT/log.txt" >&2
+	SERVE_FLAGS="--idle-timeout $HOLD_IDLE_TIMEOUT ${SERVE_FLAGS:-}" start_cluster hold "$HOLD_NODES" "$HOLD_JS" "$hold_routes"
+	sleep 10
+	tag="hold: idle RSS KiB"
+	for k in $(nodes); do tag+=" $k $(rss_kb "${pid[$k]}")"; done
+	echo "$tag" | tee -a "$OUT/log.txt" >&2
+	hold_sample "$OUT/hold-samples.txt" &
+	sampler=$!
+	reg=()
+	[ "$HOLD_REGISTER" = 1 ] && reg=(--register)
+	"$BIN" bench connect "${reg[@]}" --conns "$HOLD_CONNS" --procs "$HOLD_PROCS" --addr "$hold_addrs" \
+		--server-pid "${pid[n1]}" --duration "$HOLD" --timeout 60s --json "$OUT/hold.json" \
+		>"$OUT/hold.txt" 2>"$OUT/hold.stderr" || echo "hold: bench connect exited with $?" | tee -a "$OUT/log.txt" >&2
+	# the end of the hold: every node's metrics (and heap profile) before anything closes
+	for k in $(nodes); do
+		curl -s "http://$(admin_of "$k")/metrics" >"$OUT/hold-metrics-$k.txt" || true
+		grep -E '^(VmRSS|RssAnon|RssFile|RssShmem|VmHWM)' "/proc/${pid[$k]}/status" >"$OUT/hold-status-$k.txt" || true
+		if [ "$HOLD_PROFILE" = 1 ]; then
+			curl -s "http://$(admin_of "$k")/debug/pprof/heap" >"$OUT/hold-heap-$k.pb.gz" || true
+		fi
+	done
+	kill "$sampler" 2>/dev/null || true
+	wait "$sampler" 2>/dev/null || true
+	sampler=
+	grep -E "established|refused|failed|load starts|held" "$OUT/hold.stderr" | tail -5 | sed 's/^/hold: bench: /' | tee -a "$OUT/log.txt" >&2 || true
+	for i in $(seq "$HOLD_JS"); do echo "hold: store dir n$i $(du -sk "$tmp/store$i" 2>/dev/null | cut -f1) KiB" | tee -a "$OUT/log.txt" >&2; done
+	for i in $(seq "$HOLD_NODES"); do stop "n$i"; done
+	flock -u 8
+	exec 8>&-
+	python3 - "$OUT/hold-samples.txt" "$HOLD_SAMPLE" "$HOLD_REGISTER" <<'PY' | tee -a "$OUT/log.txt" >&2
+import sys, statistics as st
+# Per node: RSS while every connection was held (the samples whose total connections are
+# the run's maximum and whose names are all registered): first, median, last, max, and
+# the slope over the second half of the held samples.
+rows = []
+for line in open(sys.argv[1]):
+    f = line.split()
+    t, nodes = int(f[0]), {}
+    for i in range(1, len(f), 8):
+        k = f[i]
+        rss, anon, file_, conns, names, heap, nextgc = map(int, f[i + 1:i + 8])
+        nodes[k] = dict(rss=rss, anon=anon, file=file_, conns=conns, names=names, heap=heap, nextgc=nextgc)
+    rows.append((t, nodes))
+peak = max(sum(v["conns"] for v in n.values()) for _, n in rows)
+reg = sys.argv[3] == "1"
+held = [(t, n) for t, n in rows if sum(v["conns"] for v in n.values()) >= peak * 0.999 and (not reg or sum(v["names"] for v in n.values()) >= peak * 0.999)]
+if not held:
+    print("hold: no sample with every connection and name held"); sys.exit()
+t0 = held[0][0]
+print("hold: %d samples with all %d connections and names held, over %d s" % (len(held), peak, held[-1][0] - t0))
+tail_from = held[-1][0] - 480  # the last 8 minutes of the hold (all of it when shorter)
+for k in held[0][1]:
+    r = [n[k]["rss"] / 1024 for _, n in held if k in n]
+    last8 = [n[k]["rss"] / 1024 for t, n in held if k in n and t >= tail_from]
+    print("hold: %s last %d s: RSS MiB min %.1f max %.1f (spread %.1f), %d samples" % (
+        k, held[-1][0] - max(tail_from, t0), min(last8), max(last8), max(last8) - min(last8), len(last8)))
+    half = r[len(r) // 2:]
+    print("hold: %s RSS MiB first %.1f median %.1f last %.1f max %.1f; second half min %.1f max %.1f; anon %.1f file %.1f; heap in use %.1f MiB, next GC %.1f MiB; conns %d names %d" % (
+        k, r[0], st.median(r), r[-1], max(r), min(half), max(half), held[-1][1][k]["anon"] / 1024, held[-1][1][k]["file"] / 1024,
+        held[-1][1][k]["heap"] / 2**20, held[-1][1][k]["nextgc"] / 2**20, held[-1][1][k]["conns"], held[-1][1][k]["names"]))
+PY
+fi
+
 # Medians per run label, and cluster/solo ratios of the same round.
+[ -s "$OUT/runs.jsonl" ] || { echo "done: $OUT" >&2; exit 0; }
 python3 - "$OUT/runs.jsonl" <<'PY' | tee "$OUT/summary.txt" >&2
 import json, sys, statistics as st
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/rawpeer"
 )
 
@@ -219,5 +220,29 @@ func TestClusterLoops(t *testing.T) {
 		if got := clusterLoops(procs); got != want {
 			t.Errorf("clusterLoops(%d) = %d; want %d", procs, got, want)
 		}
+	}
+}
+
+func TestClusterGOGC(t *testing.T) {
+	for profile, want := range map[int]int{100: 50, 200: 100, 25: 12, 10: 10} {
+		if got := clusterGOGC(profile); got != want {
+			t.Errorf("clusterGOGC(%d) = %d; want %d", profile, got, want)
+		}
+	}
+	n := config.DefaultNode()
+	if jetStreamNode(n) {
+		t.Error("cluster off: jetStreamNode = true")
+	}
+	n.Cluster = "embedded"
+	if !jetStreamNode(n) {
+		t.Error("embedded with JetStream: jetStreamNode = false")
+	}
+	n.ClusterJetstream = false
+	if jetStreamNode(n) {
+		t.Error("embedded without JetStream: jetStreamNode = true")
+	}
+	n.Cluster, n.ClusterJetstream = "external", true
+	if jetStreamNode(n) {
+		t.Error("external: jetStreamNode = true")
 	}
 }

@@ -163,6 +163,11 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 	// The profile's runtime half, once, before the server sizes anything from GOMAXPROCS
 	// or reads GOMEMLIMIT; Load has already applied its server settings.
 	if p, ok := tuning.Lookup(l.Profile); ok {
+		if jetStreamNode(l.Config) && p.GOGC > 0 {
+			log.Info("cluster node with JetStream: half the profile's GOGC (the directory is in its live heap)",
+				"profile_gogc", p.GOGC, "gogc", clusterGOGC(p.GOGC))
+			p.GOGC = clusterGOGC(p.GOGC)
+		}
 		rt := p.ApplyRuntime(os.Getenv, log)
 		log.Info("tuning profile applied", append([]any{"profile", p.Name, "memory_budget", p.MemoryBudget}, rt.Attrs()...)...)
 	}

@@ -75,6 +75,7 @@ var help = map[string]string{
 	"nats-url":                 "NATS URL(s), comma-separated, for cluster external",
 	"cluster-store-dir":        "embedded JetStream directory, stable across restarts; empty means one under the temporary directory",
 	"cluster-replicas":         "copies of the directory's KV buckets, 1..5 (needs as many JetStream servers)",
+	"cluster-jetstream":        "embedded: run JetStream, holding a replica of the directory; false uses the other nodes' (needs cluster-routes)",
 	"cluster-lease-ttl":        "how long a node's lease outlives its last renewal before its names may be taken over",
 	"cluster-lease-renew":      "how often a node renews its lease (at most a third of cluster-lease-ttl)",
 	"cluster-forward-queue":    "records waiting to be published to one other node; full means QUEUE_FULL to the sender",

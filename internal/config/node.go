@@ -24,6 +24,7 @@ const (
 	DefaultClusterName         = cluster.DefaultName
 	DefaultClusterListen       = cluster.DefaultListen
 	DefaultClusterReplicas     = cluster.DefaultReplicas
+	DefaultClusterJetstream    = cluster.DefaultJetStream
 	DefaultClusterLeaseTTL     = cluster.DefaultLeaseTTL
 	DefaultClusterLeaseRenew   = cluster.DefaultLeaseRenew
 	DefaultClusterForwardQueue = cluster.DefaultForwardQueue
@@ -101,6 +102,13 @@ type Node struct {
 	// ClusterReplicas is the number of copies of the directory's KV buckets, 1..5.
 	// Default 3; a cluster with fewer JetStream servers never becomes ready.
 	ClusterReplicas int
+	// ClusterJetstream says whether the embedded NATS server runs JetStream, that is,
+	// holds a replica of the directory's buckets (embedded only). Default true. Nodes
+	// without it use the buckets through their routes and keep no stream, raft log or
+	// store directory: in a cluster of more than cluster-replicas nodes, cluster-replicas
+	// of them with JetStream are enough, and the others use less memory per name. A node
+	// without cluster-routes must have it.
+	ClusterJetstream bool
 	// ClusterLeaseTTL is how long a node's lease outlives its last renewal; then its
 	// names may be taken over. Default 15s, at least 1s; it must exceed a KV leader
 	// failover (4-9 s).
@@ -128,6 +136,7 @@ func DefaultNode() Node {
 		ClusterName:         DefaultClusterName,
 		ClusterListen:       DefaultClusterListen,
 		ClusterReplicas:     DefaultClusterReplicas,
+		ClusterJetstream:    DefaultClusterJetstream,
 		ClusterLeaseTTL:     DefaultClusterLeaseTTL,
 		ClusterLeaseRenew:   DefaultClusterLeaseRenew,
 		ClusterForwardQueue: DefaultClusterForwardQueue,
@@ -190,6 +199,9 @@ func (n *Node) validateCluster() []error {
 			if _, _, err := net.SplitHostPort(n.ClusterAdvertise); err != nil {
 				bad("cluster-advertise: want host:port: %v", err)
 			}
+		}
+		if strings.Trim(n.ClusterRoutes, ", ") == "" && !n.ClusterJetstream {
+			bad("cluster-jetstream: false needs cluster-routes: a node without routes is a cluster of one, and its own JetStream holds the directory")
 		}
 	}
 	if n.ClusterClientAdvertise != "" {

@@ -32,7 +32,7 @@ var sections = []Section{
 		"target-error-rate", "target-min-failures", "max-targets",
 		"zone-yellow", "zone-orange", "zone-red", "zone-hysteresis", "zone-min-dwell", "loop-lag-budget"}},
 	{"Cluster", []string{"cluster", "cluster-name", "cluster-listen", "cluster-advertise", "cluster-client-advertise", "cluster-routes",
-		"nats-url", "cluster-store-dir", "cluster-replicas", "cluster-lease-ttl", "cluster-lease-renew",
+		"nats-url", "cluster-store-dir", "cluster-replicas", "cluster-jetstream", "cluster-lease-ttl", "cluster-lease-renew",
 		"cluster-forward-queue"}},
 	{SectionLogging, []string{"log-level"}},
 }
