@@ -125,14 +125,26 @@ func TestServeCluster(t *testing.T) {
 }
 
 func TestCheckConfigCluster(t *testing.T) {
-	file := writeConfig(t, "cluster: external\ncluster-lease-renew: 10s\n")
-	_, stderr, code := runCLI(t, nil, "check-config", file)
-	if code != exitUsage {
-		t.Fatalf("exit %d; want 2; stderr %q", code, stderr)
-	}
-	for _, want := range []string{"nats-url: required", "cluster-lease-renew"} {
-		if !strings.Contains(stderr, want) {
-			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+	for _, c := range []struct {
+		yaml string
+		want []string
+	}{
+		{"cluster: external\ncluster-lease-renew: 10s\n", []string{"nats-url: required", "cluster-lease-renew"}},
+		// Checked whether or not cluster-client-advertise is set (they were only with it).
+		{"cluster: embedded\ncluster-replicas: 3\n", []string{"cluster-replicas: 3 needs cluster-routes"}},
+		{"cluster: embedded\ncluster-routes: 127.0.0.1\n", []string{`cluster-routes: "127.0.0.1": want host:port`}},
+		{"cluster: embedded\ncluster-routes: 127.0.0.1:1\ncluster-client-advertise: nope\n", []string{"cluster-client-advertise: want host:port"}},
+	} {
+		file := writeConfig(t, c.yaml)
+		_, stderr, code := runCLI(t, nil, "check-config", file)
+		if code != exitUsage {
+			t.Errorf("%q: exit %d; want 2; stderr %q", c.yaml, code, stderr)
+			continue
+		}
+		for _, want := range c.want {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("%q: stderr lacks %q:\n%s", c.yaml, want, stderr)
+			}
 		}
 	}
 }

@@ -203,11 +203,6 @@ func (n *Node) validateCluster() []error {
 		if strings.Trim(n.ClusterRoutes, ", ") == "" && !n.ClusterJetstream {
 			bad("cluster-jetstream: false needs cluster-routes: a node without routes is a cluster of one, and its own JetStream holds the directory")
 		}
-	}
-	if n.ClusterClientAdvertise != "" {
-		if _, _, err := net.SplitHostPort(n.ClusterClientAdvertise); err != nil {
-			bad("cluster-client-advertise: want host:port: %v", err)
-		}
 		for _, r := range strings.Split(n.ClusterRoutes, ",") {
 			if r = strings.TrimSpace(r); r == "" {
 				continue
@@ -218,6 +213,11 @@ func (n *Node) validateCluster() []error {
 		}
 		if strings.Trim(n.ClusterRoutes, ", ") == "" && n.ClusterReplicas > 1 {
 			bad("cluster-replicas: %d needs cluster-routes: a node without routes is a cluster of one, which holds one replica", n.ClusterReplicas)
+		}
+	}
+	if n.ClusterClientAdvertise != "" {
+		if _, _, err := net.SplitHostPort(n.ClusterClientAdvertise); err != nil {
+			bad("cluster-client-advertise: want host:port: %v", err)
 		}
 	}
 	if n.Cluster == "external" && strings.TrimSpace(n.NatsURL) == "" {
