@@ -66,9 +66,9 @@ func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last ui
 			if e == nil {
 				replayed = true
 				if *synced != nil {
+					d.synced.Store(true) // before the close: Start returns on it, and Ready must say synced
 					close(*synced)
 					*synced = nil
-					d.synced.Store(true)
 				}
 				continue
 			}
