@@ -67,10 +67,10 @@ type Directory struct {
 	uwake  chan struct{} // capacity 1: unregs has work
 
 	dmu      sync.Mutex
-	doubts   map[string]doubt // guarded by dmu: claims to reconcile (doubt.go)
-	doubtSeq uint64           // guarded by dmu
-	ndoubts  atomic.Int64     // len(doubts), read without dmu on the Claim fast path
-	dwake    chan struct{}    // capacity 1: doubts has work
+	doubts   map[doubtKey]doubt // guarded by dmu: claims to reconcile (doubt.go)
+	doubtSeq uint64             // guarded by dmu
+	ndoubts  atomic.Int64       // len(doubts), read without dmu on the Claim fast path
+	dwake    chan struct{}      // capacity 1: doubts has work
 
 	watchRestarts atomic.Int64
 	reconciled    atomic.Int64 // entries of claims reported as failed deleted (doubt.go)
@@ -112,7 +112,7 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		unanswered:   make(map[uint16]time.Time),
 		claims:       make(chan claimReq, cfg.ClaimQueue),
 		uwake:        make(chan struct{}, 1),
-		doubts:       make(map[string]doubt),
+		doubts:       make(map[doubtKey]doubt),
 		dwake:        make(chan struct{}, 1),
 		ctx:          ctx,
 		cancel:       cancel,

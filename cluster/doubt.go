@@ -9,17 +9,22 @@ import (
 )
 
 // maxDoubts bounds the claims waiting for reconciliation. Each is a claim whose outcome
-// NATS did not tell (write and read-back both failed): past the bound the oldest is
-// dropped and its entry, if it landed, stays until this node restarts (its sweep).
+// NATS did not tell (write and read-back both failed): past the bound an arbitrary one
+// is dropped, and its entry, if it landed, stays until this node restarts (its sweep).
 const maxDoubts = 1 << 16
 
-// doubt is a claim reported to the server as failed although its KV write may have
-// landed: the connection's owner value, and a sequence number telling this doubt from a
-// later one of the same name.
-type doubt struct {
+// doubtKey is the claim in doubt: a name and the owner value its write carried.
+type doubtKey struct {
+	name  string
 	owner owner
-	seq   uint64
-	at    time.Time // when the claim failed
+}
+
+// doubt is a claim reported to the server as failed although its KV write may have
+// landed: when it failed, and a sequence number telling it from a later doubt of the
+// same claim.
+type doubt struct {
+	seq uint64
+	at  time.Time
 }
 
 // doubtClaim records that the claim of name by o failed without an answer from NATS:
@@ -28,7 +33,8 @@ type doubt struct {
 func (d *Directory) doubtClaim(name string, o owner) {
 	d.dmu.Lock()
 	defer d.dmu.Unlock()
-	if _, ok := d.doubts[name]; !ok && len(d.doubts) >= maxDoubts {
+	k := doubtKey{name, o}
+	if _, ok := d.doubts[k]; !ok && len(d.doubts) >= maxDoubts {
 		for n := range d.doubts { // any one: map order
 			delete(d.doubts, n) // len restored below
 			d.doubtsDropped.Add(1)
@@ -36,7 +42,7 @@ func (d *Directory) doubtClaim(name string, o owner) {
 		}
 	}
 	d.doubtSeq++
-	d.doubts[name] = doubt{owner: o, seq: d.doubtSeq, at: time.Now()}
+	d.doubts[k] = doubt{seq: d.doubtSeq, at: time.Now()}
 	d.ndoubts.Store(int64(len(d.doubts)))
 	select {
 	case d.dwake <- struct{}{}:
@@ -49,8 +55,9 @@ func (d *Directory) doubtClaim(name string, o owner) {
 // entry it finds or writes is not to be reconciled away. A doubt of another owner stays.
 func (d *Directory) claimStarts(name string, o owner) {
 	d.dmu.Lock()
-	if cur, ok := d.doubts[name]; ok && cur.owner == o {
-		delete(d.doubts, name)
+	k := doubtKey{name, o}
+	if _, ok := d.doubts[k]; ok {
+		delete(d.doubts, k)
 		d.ndoubts.Store(int64(len(d.doubts)))
 	}
 	d.dmu.Unlock()
@@ -64,9 +71,9 @@ func (d *Directory) inDoubt(name string, o owner) bool {
 		return false
 	}
 	d.dmu.Lock()
-	cur, ok := d.doubts[name]
+	_, ok := d.doubts[doubtKey{name, o}]
 	d.dmu.Unlock()
-	return ok && cur.owner == o
+	return ok
 }
 
 // reconcileLoop deletes the KV entries of doubtful claims that landed: at once when one
@@ -100,29 +107,27 @@ func (d *Directory) reconcileLoop() {
 // claim's write comes after the read and the CAS fails.
 func (d *Directory) reconcile() bool {
 	d.dmu.Lock()
-	todo := make(map[string]doubt, len(d.doubts))
-	for n, v := range d.doubts {
-		todo[n] = v
+	todo := make(map[doubtKey]doubt, len(d.doubts))
+	for k, v := range d.doubts {
+		todo[k] = v
 	}
 	d.dmu.Unlock()
 	left, failed := false, false
-	for name, v := range todo {
+	for k, v := range todo {
 		if d.ctx.Err() != nil {
 			return true
 		}
-		settled, err := d.settle(name, v)
+		settled, err := d.settle(k, v)
 		if err != nil || !settled {
 			left, failed = true, failed || err != nil
 			continue
 		}
-		if settled {
-			d.dmu.Lock()
-			if cur, ok := d.doubts[name]; ok && cur.seq == v.seq {
-				delete(d.doubts, name)
-				d.ndoubts.Store(int64(len(d.doubts)))
-			}
-			d.dmu.Unlock()
+		d.dmu.Lock()
+		if cur, ok := d.doubts[k]; ok && cur.seq == v.seq {
+			delete(d.doubts, k)
+			d.ndoubts.Store(int64(len(d.doubts)))
 		}
+		d.dmu.Unlock()
 	}
 	if failed {
 		d.log.Warn("reconciling claims NATS did not answer: some reads or deletes failed; retrying", "pending", d.doubtCount())
@@ -131,22 +136,22 @@ func (d *Directory) reconcile() bool {
 }
 
 // settle handles one doubt; it reports whether the doubt is done with.
-func (d *Directory) settle(name string, v doubt) (bool, error) {
+func (d *Directory) settle(k doubtKey, v doubt) (bool, error) {
 	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
 	defer cancel()
-	key := nameKey(name)
+	key := nameKey(k.name)
 	data, rev, st, err := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, key))
 	if err != nil {
 		return false, err
 	}
-	if cur, ok := parseOwner(data); st != msgPresent || !ok || cur != v.owner {
+	if cur, ok := parseOwner(data); st != msgPresent || !ok || cur != k.owner {
 		// Not (or no longer) this owner's. A write that timed out may still be applied
 		// for a while (queued on a leader being elected): believe "not landed" only once
 		// twice the operation timeout has passed since the claim failed.
 		return time.Since(v.at) >= 2*d.cfg.OpTimeout, nil
 	}
 	d.dmu.Lock()
-	cur, still := d.doubts[name]
+	cur, still := d.doubts[k]
 	d.dmu.Unlock()
 	if !still || cur.seq != v.seq {
 		return true, nil // claimed again since: that claim's outcome stands
@@ -155,7 +160,7 @@ func (d *Directory) settle(name string, v doubt) (bool, error) {
 	switch {
 	case err == nil:
 		d.reconciled.Add(1)
-		d.log.Info("deleted the entry of a claim reported as failed that had landed", "name", name, "owner", v.owner.id.String())
+		d.log.Info("deleted the entry of a claim reported as failed that had landed", "name", k.name, "owner", k.owner.id.String())
 		return true, nil
 	case errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 		return true, nil // written since: by a claim whose outcome the server was told

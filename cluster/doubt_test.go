@@ -76,11 +76,15 @@ func TestReconcileDoubtfulClaims(t *testing.T) {
 	put("other", other)
 	// Claimed again: the same connection retried after UNAVAILABLE and succeeded.
 	put("again", me(3))
+	// Two connections of this node in doubt over one name; the first one's write landed.
+	put("two", me(5))
 
 	d.doubtClaim("landed", me(1))
 	d.doubtClaim("other", me(2))
 	d.doubtClaim("absent", me(4))
 	d.doubtClaim("again", me(3))
+	d.doubtClaim("two", me(5))
+	d.doubtClaim("two", me(6))
 	if err := claim(t, d, "again", conn(1, 3)); err != nil {
 		t.Fatalf("claim again: %v", err)
 	}
@@ -98,8 +102,11 @@ func TestReconcileDoubtfulClaims(t *testing.T) {
 	if o, ok := entryOf(t, d, "again"); !ok || o != me(3) {
 		t.Errorf("again: entry %v, %v; want the successful claim's %v kept", o, ok, me(3))
 	}
-	if got := d.reconciled.Load(); got != 1 {
-		t.Errorf("reconciled %d; want 1", got)
+	if o, ok := entryOf(t, d, "two"); ok {
+		t.Errorf("two: entry %v left; want the first connection's landed entry deleted", o)
+	}
+	if got := d.reconciled.Load(); got != 2 {
+		t.Errorf("reconciled %d; want 2 (landed, two)", got)
 	}
 	waitFor(t, "the cache to follow the delete", 5*time.Second, func() bool { return lookup(d, "landed") == 0 })
 	if got := lookup(d, "again"); got != conn(1, 3) {
