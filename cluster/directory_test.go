@@ -156,9 +156,16 @@ func TestLateFence(t *testing.T) {
 		t.Fatalf("Claim(mine) before the limit = %v", err)
 	}
 
+	if !d.Serving() {
+		t.Error("not serving before the limit")
+	}
+
 	renewedAgo(limit) // as after a stop: the fence timer has not run
 	if d.Fenced() {
 		t.Fatal("fenced without fenceLoop")
+	}
+	if d.Serving() {
+		t.Error("serving past the fence limit")
 	}
 	for _, n := range []string{"mine", "theirs"} {
 		if _, ok := d.Lookup([]byte(n)); ok {

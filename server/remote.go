@@ -26,6 +26,19 @@ type Remote interface {
 	MaxRecord() int
 }
 
+// servingDirectory is implemented by a directory that can stop serving names while the
+// process runs: a cluster node whose lease may have lapsed (stopped, hung, cut off), so
+// that other nodes may have given its connections' names to new owners. While Serving
+// reports false, DeliverRemote refuses what other nodes forward to this node's
+// connections (MESSAGE, INCOMING) with NO_ROUTE, as Lookup then refuses local senders:
+// a node woken after its lease ran out would otherwise deliver the SENDs and REQUESTs
+// queued for it meanwhile to connections whose names now live elsewhere. Outcomes and
+// RESPONSEs for this node's own senders and requesters are still delivered: those wait
+// here. Serving must be cheap and safe for concurrent use.
+type servingDirectory interface {
+	Serving() bool
+}
+
 // RemoteMetrics is implemented by a Remote that has counters of its own:
 // Server.WritePrometheus writes them after the server's (with # HELP and # TYPE lines,
 // and names that do not clash with the server's). Safe for concurrent use.
@@ -308,7 +321,7 @@ func (s *Server) DeliverRemote(rec []byte) codec.ErrorCode {
 // node.
 func (s *Server) deliverRemote(target shard.ConnID, token shard.ConnID, frame []byte) codec.ErrorCode {
 	owner := s.loopAt(target.Loop())
-	if target.Node() != s.cfg.NodeID || owner == nil {
+	if target.Node() != s.cfg.NodeID || owner == nil || (s.serving != nil && !s.serving.Serving()) {
 		return codec.CodeNoRoute
 	}
 	if s.g.queued.Load() >= int64(s.maxQueue()) {

@@ -204,6 +204,44 @@ func TestRemoteRoundTrips(t *testing.T) {
 		}
 	})
 
+	t.Run("target's node not serving", func(t *testing.T) {
+		// Node 2's lease may have lapsed (it was stopped, say): what node 1 forwards to
+		// x is refused with NO_ROUTE, not delivered; a requester on node 2 still gets the
+		// RESPONSE it waits for there.
+		off := &notServing{}
+		s2.serving = off
+		defer func() { s2.serving = nil }()
+		dispatchOne(l1[0], a, codec.AppendSend(nil, codec.FlagAck, 30, "far", payload))
+		if code := hop(t, r1, s2, l2); code != codec.CodeNoRoute {
+			t.Fatalf("DeliverRemote on a node not serving = %v; want NO_ROUTE", code)
+		}
+		nothingWritten(t, x)
+		hop(t, r2, s1, l1)
+		expectCode(t, takeFrame(t, a), 30, codec.CodeNoRoute)
+		dispatchOne(l1[0], a, codec.AppendRequest(nil, 31, "far", 0, payload))
+		hop(t, r1, s2, l2)
+		nothingWritten(t, x)
+		hop(t, r2, s1, l1)
+		expectCode(t, takeFrame(t, a), 31, codec.CodeNoRoute)
+		if a.inflight != 0 {
+			t.Errorf("inflight %d; want 0", a.inflight)
+		}
+
+		s2.serving = nil
+		if err := s2.dir.Claim("near", a.id, nil); err != nil { // node 2's view: a is on node 1
+			t.Fatal(err)
+		}
+		dispatchOne(l2[1], x, codec.AppendRequest(nil, 32, "near", 0, payload))
+		hop(t, r2, s1, l1)
+		tok, _, _, _, _ := codec.ParseIncoming(takeFrame(t, a).Body)
+		s2.serving = off // the requester's node stops serving while the request is out
+		dispatchOne(l1[0], a, codec.AppendReply(nil, 0, tok, []byte("late")))
+		hop(t, r1, s2, l2)
+		if f := takeFrame(t, x); f.Type != codec.TypeResponse || f.Corr != 32 || string(f.Body) != "late" {
+			t.Fatalf("requester on the node not serving got %v corr %d %q; want RESPONSE corr 32 late", f.Type, f.Corr, f.Body)
+		}
+	})
+
 	t.Run("reply from another connection", func(t *testing.T) {
 		y := addRecordingConn(t, l2[0], "y")
 		dispatchOne(l1[0], a, codec.AppendRequest(nil, 11, "far", 0, payload))
@@ -295,3 +333,8 @@ func expectCode(t testing.TB, f codec.Frame, corr uint32, code codec.ErrorCode) 
 		t.Fatalf("got %v corr %d code %v; want ERROR corr %d %v", f.Type, f.Corr, e.Code, corr, code)
 	}
 }
+
+// notServing is a directory past its lease (servingDirectory).
+type notServing struct{}
+
+func (*notServing) Serving() bool { return false }

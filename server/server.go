@@ -38,6 +38,9 @@ type Server struct {
 	// concurrent use. remoteMax is its MaxRecord. Both immutable after New.
 	remote    Remote
 	remoteMax int
+	// serving is dir, when it can stop serving names (servingDirectory); nil otherwise.
+	// Immutable after New.
+	serving servingDirectory
 	// proxyFrom are the trusted PROXY protocol senders (cfg.ProxyProtocolFrom); immutable
 	// after New, nil when off.
 	proxyFrom []netip.Prefix
@@ -137,6 +140,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if s.remote != nil {
 		s.remoteMax = s.remote.MaxRecord()
 	}
+	s.serving, _ = s.dir.(servingDirectory)
 	s.initGuards()
 	if err := s.initAuth(); err != nil {
 		return nil, err
