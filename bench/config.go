@@ -78,6 +78,9 @@ type Config struct {
 	// Register makes connect REGISTER a unique name on every connection after HELLO, so
 	// that a held run also fills the name directory (one name per connection).
 	Register bool `json:"register"`
+	// Keepalive is how often connect PINGs each held connection, the PINGs spread evenly
+	// over the interval (not all at once). Default 10s.
+	Keepalive time.Duration `json:"keepalive"`
 }
 
 // Limits that keep every run bounded.
@@ -107,6 +110,7 @@ func (c *Config) EnsureDefaults() {
 	switch c.Scenario {
 	case ScenarioConnect:
 		def(&c.Conns, 1000)
+		defD(&c.Keepalive, 10*time.Second)
 	case ScenarioOverload:
 		def(&c.Conns, 500)
 		defD(&c.Duration, 5*time.Second)
@@ -233,7 +237,7 @@ func isLoopback(host string) bool {
 // --conns, --ramp, --duration, output and --procs); its --help lists only these.
 var scenarioFlags = map[string][]string{
 	ScenarioEcho:     {"size", "pipeline", "rate", "grace", "floor"},
-	ScenarioConnect:  {"register"},
+	ScenarioConnect:  {"register", "keepalive"},
 	ScenarioRoute:    {"size", "pipeline", "rate", "mode", "grace"},
 	ScenarioOverload: {"size", "pipeline", "rate", "grace", "baseline", "recover", "probe-rate"},
 	ScenarioSoak:     {"size", "rate", "grace"},
@@ -246,7 +250,7 @@ var flagSections = []struct {
 }{
 	{"Target", []string{"addr", "admin", "server-pid", "token", "allow-remote", "timeout"}},
 	{"Load", []string{"conns", "ramp", "duration", "size", "pipeline", "rate", "mode", "grace",
-		"baseline", "recover", "probe-rate", "floor", "register"}},
+		"baseline", "recover", "probe-rate", "floor", "register", "keepalive"}},
 	{"Output", []string{"json", "plot", "interval"}},
 	{"Processes", []string{"procs"}},
 }
@@ -285,6 +289,7 @@ func (c *Config) flags() (*cliflag.Set, *string) {
 	all.Float64Var(&c.ProbeRate, "probe-rate", 0, "probe ECHO messages/s on one connection")
 	all.BoolVar(&c.Floor, "floor", false, "also run the load against a bare gnet echo server and report the ratio")
 	all.BoolVar(&c.Register, "register", false, "REGISTER a unique name on each connection after HELLO (fills the directory)")
+	all.DurationVar(&c.Keepalive, "keepalive", 0, "PING each held connection once per this interval, spread evenly over it")
 	all.StringVar(&c.JSON, "json", "", "write the JSON result to `FILE` (- for stdout)")
 	all.StringVar(&c.Plot, "plot", "", "draw throughput and latency over time into `FILE`.svg")
 	all.DurationVar(&c.Interval, "interval", 0, "status line interval on stderr")
@@ -328,7 +333,7 @@ func (c *Config) effective() map[string]any {
 		"floor": c.Floor, "token": redact(c.Token), "interval": c.Interval.String(), "mode": c.Mode,
 		"timeout": c.Timeout.String(), "grace": c.Grace.String(), "baseline": c.Baseline.String(),
 		"recover": c.Recover.String(), "probe-rate": c.ProbeRate, "allow-remote": c.AllowRemote,
-		"register": c.Register,
+		"register": c.Register, "keepalive": c.Keepalive.String(),
 	}
 }
 

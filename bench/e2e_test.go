@@ -355,3 +355,26 @@ func TestServerFiguresFromAdmin(t *testing.T) {
 		t.Fatalf("no RSS from /metrics: %v", get(t, m, "server"))
 	}
 }
+
+func TestPingsPerTick(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		n           int
+		every, tick time.Duration
+		want        int
+	}{
+		{0, 10 * time.Second, 100 * ms, 0},
+		{1, 10 * time.Second, 100 * ms, 1},
+		{100, 10 * time.Second, 100 * ms, 1},
+		{101, 10 * time.Second, 100 * ms, 2},
+		{16_667, 30 * time.Second, 100 * ms, 56}, // 16,667 / 300 ticks, rounded up
+		{100_000, 10 * time.Second, 100 * ms, 1000},
+		{50, 0, 100 * ms, 50},       // an interval below a tick is one tick
+		{50, 50 * ms, 100 * ms, 50}, // likewise
+		{7, 250 * ms, 100 * ms, 3},  // 2.8 rounded up
+	} {
+		if got := pingsPerTick(c.n, c.every, c.tick); got != c.want {
+			t.Errorf("pingsPerTick(%d, %v, %v) = %d; want %d", c.n, c.every, c.tick, got, c.want)
+		}
+	}
+}

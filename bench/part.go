@@ -481,27 +481,38 @@ func (p *part) register(sc *sconn, name string) (codec.ErrorCode, error) {
 // hold keeps connect's connections open until stopAt, pinging them at the interval the
 // server asked for, without a goroutine per connection.
 func (p *part) hold(ctx context.Context, conns []*sconn) {
-	const every = 10 * time.Second // well inside any sane idle timeout
+	// Every connection gets a PING once per Keepalive, a slice of them every tick: sent
+	// all at once, 100K connections' PINGs were bursts that stalled the nodes for most of
+	// a second every interval, which is not what held clients do.
+	const tick = 100 * time.Millisecond
+	per := pingsPerTick(len(conns), p.cfg.Keepalive, tick)
 	ping := codec.AppendFrame(nil, codec.TypePing, 0, 0, nil)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	next := 0
 	for {
-		left := time.Duration(p.stopAt - p.clk.now())
-		if left <= 0 {
-			return
-		}
-		t := time.NewTimer(min(left, every))
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			t.Stop()
 			return
 		}
-		if p.clk.now() < p.stopAt {
-			for _, c := range conns {
-				_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-				_, _ = c.nc.Write(ping)
-			}
+		if p.clk.now() >= p.stopAt {
+			return
+		}
+		for range per {
+			c := conns[next]
+			next = (next + 1) % len(conns)
+			_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = c.nc.Write(ping)
 		}
 	}
+}
+
+// pingsPerTick is how many of n connections to PING every tick so that each gets one
+// PING per every (at least one tick): n·tick/every, rounded up.
+func pingsPerTick(n int, every, tick time.Duration) int {
+	every = max(every, tick)
+	return int((int64(n)*int64(tick) + int64(every) - 1) / int64(every))
 }
 
 // load runs the scenario's traffic on conns until stopAt and drains until hardAt.

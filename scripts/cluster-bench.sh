@@ -52,7 +52,13 @@
 # (/tmp/bench.lock: every bench invocation runs under flock on it), OUT
 # (results/cluster-TIMESTAMP), NODE_ENV (variables for the cluster nodes' environment,
 # e.g. "GOGC=50"), HOLD_IDLE_TIMEOUT (5m), HOLD_REGISTER (1; 0: the hold phase's connections
-# register no name, for the cost of the connections alone).
+# register no name, for the cost of the connections alone), HOLD_KEEPALIVE (30s: every held
+# connection PINGs once per interval, spread evenly, as the Go client does with the default
+# 90 s idle timeout), HOLD_RATE (0: none; else an
+# open-loop `bench route` at that many msgs/s between random names on all nodes once every
+# held connection and name is counted by the nodes, over HOLD_LOAD_CONNS (600) more
+# connections, mode HOLD_LOAD_MODE (send), for HOLD_LOAD_FOR (60s), answers awaited 10 s
+# more; a list of rates runs one after the other: keep their total below HOLD).
 # Every process this script starts is stopped on exit; every bench run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +83,11 @@ HOLD_SAMPLE=${HOLD_SAMPLE:-10}
 HOLD_PROFILE=${HOLD_PROFILE:-0}
 HOLD_IDLE_TIMEOUT=${HOLD_IDLE_TIMEOUT:-5m}
 HOLD_REGISTER=${HOLD_REGISTER:-1}
+HOLD_KEEPALIVE=${HOLD_KEEPALIVE:-30s}
+HOLD_RATE=${HOLD_RATE:-0}
+HOLD_LOAD_CONNS=${HOLD_LOAD_CONNS:-600}
+HOLD_LOAD_MODE=${HOLD_LOAD_MODE:-send}
+HOLD_LOAD_FOR=${HOLD_LOAD_FOR:-60s}
 PORT_BASE=${PORT_BASE:-17400}
 LOCK=${LOCK:-/tmp/bench.lock}
 OUT=${OUT:-results/cluster-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -441,9 +452,51 @@ if [[ " $PHASES " == *" hold "* ]]; then
 	sampler=$!
 	reg=()
 	[ "$HOLD_REGISTER" = 1 ] && reg=(--register)
-	"$BIN" bench connect "${reg[@]}" --conns "$HOLD_CONNS" --procs "$HOLD_PROCS" --addr "$hold_addrs" \
+	"$BIN" bench connect "${reg[@]}" --conns "$HOLD_CONNS" --procs "$HOLD_PROCS" --addr "$hold_addrs" --keepalive "$HOLD_KEEPALIVE" \
 		--server-pid "${pid[n1]}" --duration "$HOLD" --timeout 60s --json "$OUT/hold.json" \
-		>"$OUT/hold.txt" 2>"$OUT/hold.stderr" || echo "hold: bench connect exited with $?" | tee -a "$OUT/log.txt" >&2
+		>"$OUT/hold.txt" 2>"$OUT/hold.stderr" &
+	holder=$!
+	if [ "$HOLD_RATE" != 0 ]; then
+		# Routed load while every connection and name is held: wait until the nodes count
+		# them all, then run open-loop `bench route` for HOLD_LOAD_FOR.
+		held=0
+		for _ in $(seq 3000); do
+			kill -0 "$holder" 2>/dev/null || break
+			c=0 nm=0
+			for k in $(nodes); do
+				c=$((c + $(metric "$(admin_of "$k")" switchboard_connections)))
+				nm=$((nm + $(metric "$(admin_of "$k")" switchboard_registry_names)))
+			done
+			if [ "$c" -ge "$HOLD_CONNS" ] && { [ "$HOLD_REGISTER" = 0 ] || [ "$nm" -ge "$HOLD_CONNS" ]; }; then
+				held=1
+				break
+			fi
+			sleep 1
+		done
+		if [ "$held" = 1 ]; then
+			for rate in $HOLD_RATE; do
+				echo "hold: $(date -u +%T) every connection held; load $(cut -d' ' -f1-3 /proc/loadavg); routed load $HOLD_LOAD_MODE at $rate msgs/s over $HOLD_LOAD_CONNS more connections for $HOLD_LOAD_FOR" | tee -a "$OUT/log.txt" >&2
+				b0=$(state)
+				"$BIN" bench route --mode "$HOLD_LOAD_MODE" --rate "$rate" --conns "$HOLD_LOAD_CONNS" --addr "$hold_addrs" \
+					--server-pid "${pid[n1]}" --duration "$HOLD_LOAD_FOR" --grace 10s --json "$OUT/hold-load-$rate.json" \
+					>"$OUT/hold-load-$rate.txt" 2>&1 || echo "hold: bench route exited with $?" | tee -a "$OUT/log.txt" >&2
+				b1=$(state)
+				python3 - "$OUT/hold-load-$rate.json" "$b0" "$b1" <<'PY' | tee -a "$OUT/log.txt" >&2
+import json, sys
+m = json.load(open(sys.argv[1])); n = m["messages"]; l = m["latency_us"]
+b, a = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+cpu = sum(a[k]["ticks"] - b[k]["ticks"] for k in a if k in b) / 100
+fwd = sum(a[k]["fwd"] - b[k]["fwd"] for k in a if k in b)
+print("hold: load %.0f msgs/s, p50 %.0f p95 %.0f p99 %.0f max %.0f us, sent %d received %d lost %d errors %s; nodes' CPU %.1f s (%.1f us/msg), %d forwarded across nodes; load generator CPU %.1f s" % (
+    m["throughput_msgs_per_s"], l["p50"], l["p95"], l["p99"], l.get("max", 0), n["sent"], n["received"], n["lost"],
+    n["errors_by_code"], cpu, cpu * 1e6 / max(n["received"], 1), fwd, m["load_generator"]["cpu_seconds"]))
+PY
+			done
+		else
+			echo "hold: the connections were never all held; no routed load" | tee -a "$OUT/log.txt" >&2
+		fi
+	fi
+	wait "$holder" || echo "hold: bench connect exited with $?" | tee -a "$OUT/log.txt" >&2
 	# the end of the hold: every node's metrics (and heap profile) before anything closes
 	for k in $(nodes); do
 		curl -s "http://$(admin_of "$k")/metrics" >"$OUT/hold-metrics-$k.txt" || true
@@ -460,11 +513,11 @@ if [[ " $PHASES " == *" hold "* ]]; then
 	for i in $(seq "$HOLD_NODES"); do stop "n$i"; done
 	flock -u 8
 	exec 8>&-
-	python3 - "$OUT/hold-samples.txt" "$HOLD_SAMPLE" "$HOLD_REGISTER" <<'PY' | tee -a "$OUT/log.txt" >&2
+	python3 - "$OUT/hold-samples.txt" "$HOLD_SAMPLE" "$HOLD_REGISTER" "$HOLD_CONNS" <<'PY' | tee -a "$OUT/log.txt" >&2
 import sys, statistics as st
 # Per node: RSS while every connection was held (the samples whose total connections are
-# the run's maximum and whose names are all registered): first, median, last, max, and
-# the slope over the second half of the held samples.
+# the run's maximum and whose names are all registered): first, median, last, max; over
+# the last 8 minutes min, max and the least-squares trend.
 rows = []
 for line in open(sys.argv[1]):
     f = line.split()
@@ -474,7 +527,8 @@ for line in open(sys.argv[1]):
         rss, anon, file_, conns, names, heap, nextgc = map(int, f[i + 1:i + 8])
         nodes[k] = dict(rss=rss, anon=anon, file=file_, conns=conns, names=names, heap=heap, nextgc=nextgc)
     rows.append((t, nodes))
-peak = max(sum(v["conns"] for v in n.values()) for _, n in rows)
+# the held connections (a routed load's own connections come and go on top of them)
+peak = min(max(sum(v["conns"] for v in n.values()) for _, n in rows), int(sys.argv[4]))
 reg = sys.argv[3] == "1"
 held = [(t, n) for t, n in rows if sum(v["conns"] for v in n.values()) >= peak * 0.999 and (not reg or sum(v["names"] for v in n.values()) >= peak * 0.999)]
 if not held:
@@ -485,8 +539,14 @@ tail_from = held[-1][0] - 480  # the last 8 minutes of the hold (all of it when 
 for k in held[0][1]:
     r = [n[k]["rss"] / 1024 for _, n in held if k in n]
     last8 = [n[k]["rss"] / 1024 for t, n in held if k in n and t >= tail_from]
-    print("hold: %s last %d s: RSS MiB min %.1f max %.1f (spread %.1f), %d samples" % (
-        k, held[-1][0] - max(tail_from, t0), min(last8), max(last8), max(last8) - min(last8), len(last8)))
+    ts = [t for t, n in held if k in n and t >= tail_from]
+    # least-squares slope of RSS over those samples: a leak shows as a trend, a collector's
+    # sawtooth as spread around a flat line
+    tm, rm = st.mean(ts), st.mean(last8)
+    den = sum((t - tm) ** 2 for t in ts)
+    slope = sum((t - tm) * (r - rm) for t, r in zip(ts, last8)) / den * 60 if den else 0.0
+    print("hold: %s last %d s: RSS MiB min %.1f max %.1f (spread %.1f), trend %+.2f MiB/min, %d samples" % (
+        k, held[-1][0] - max(tail_from, t0), min(last8), max(last8), max(last8) - min(last8), slope, len(last8)))
     half = r[len(r) // 2:]
     print("hold: %s RSS MiB first %.1f median %.1f last %.1f max %.1f; second half min %.1f max %.1f; anon %.1f file %.1f; heap in use %.1f MiB, next GC %.1f MiB; conns %d names %d" % (
         k, r[0], st.median(r), r[-1], max(r), min(half), max(half), held[-1][1][k]["anon"] / 1024, held[-1][1][k]["file"] / 1024,
