@@ -128,6 +128,7 @@ type part struct {
 	sent, received atomic.Uint64
 	errs           [codec.MaxCode + 2]atomic.Uint64 // by code; the last slot counts unknown codes
 	win            *atomicHistogram
+	maxLat         atomic.Int64 // ns: the largest latency recorded (readLoop's quiet period)
 
 	goAt   int64 // ns on clk; set before the load starts
 	stopAt int64 // ns on clk: no new load after this
@@ -678,7 +679,14 @@ func (p *part) record(now int64, payload []byte) {
 		return
 	}
 	ts := int64(binary.BigEndian.Uint64(payload))
-	p.win.Record(time.Duration(now - ts))
+	d := now - ts
+	p.win.Record(time.Duration(d))
+	for {
+		m := p.maxLat.Load()
+		if d <= m || p.maxLat.CompareAndSwap(m, d) {
+			break
+		}
+	}
 }
 
 // closedLoop keeps Pipeline messages in flight on c until stopAt: every answer (reply,
@@ -744,7 +752,10 @@ func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(i
 			draining = true
 		}
 		if draining {
-			_ = c.nc.SetReadDeadline(p.clk.at(min(now+int64(quiet), p.hardAt)))
+			// A message routed to us may still be on its way: wait at least as long as
+			// the slowest one seen so far took (with latencies of seconds, 250 ms of
+			// quiet counted messages still in flight as lost).
+			_ = c.nc.SetReadDeadline(p.clk.at(min(now+int64(quiet)+p.maxLat.Load(), p.hardAt)))
 		}
 	}
 }
