@@ -541,6 +541,36 @@ func TestKeepalive(t *testing.T) {
 	waitFor(t, "keepalive PINGs", func() bool { return len(s.received(codec.TypePing)) >= 3 })
 }
 
+// TestKeepaliveBusyHungServer: a client that keeps sending to a server that stopped
+// answering (a hung node) still PINGs, gets no PONG, and reconnects elsewhere; writing
+// alone used to count as a live connection, so it never noticed.
+func TestKeepaliveBusyHungServer(t *testing.T) {
+	var hung atomic.Bool
+	a := newFakeServer(t, func(s *fakeServer) {
+		s.welcome.PingIntervalMs = 40
+		s.hook = func(*fakeConn, codec.Frame) bool { return hung.Load() } // swallow everything
+	})
+	b := newFakeServer(t, nil)
+	c := dial(t, []string{a.addr, b.addr}, testConfig())
+	waitFor(t, "a PONG from the live server", func() bool { return len(a.received(codec.TypePing)) >= 1 })
+	hung.Store(true)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // busy: a SEND every few milliseconds, to a's socket while a is connected
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			_ = c.Send(context.Background(), "someone", []byte("x"))
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	waitFor(t, "the client on the other server", func() bool { return c.Addr() == b.addr })
+}
+
 func TestCallsWaitForReconnect(t *testing.T) {
 	a := newFakeServer(t, nil)
 	gate := make(chan struct{})

@@ -84,6 +84,7 @@ type conn struct {
 	shutCause error         // guarded by wmu: the close cause once the writer has flushed
 	wake      chan struct{} // cap 1: signals the writer
 	wrote     atomic.Bool   // set by the writer after each write; cleared by the keeper
+	heard     atomic.Bool   // set by the reader on each frame; cleared by the keeper
 
 	pmu      sync.Mutex
 	pending  map[uint32]*call // guarded by pmu
@@ -400,6 +401,9 @@ func (cn *conn) readLoop(fr *codec.Reader) {
 	for {
 		f, err := fr.Next()
 		if err == nil {
+			if !cn.heard.Load() {
+				cn.heard.Store(true)
+			}
 			err = cn.dispatch(f)
 		} else if errors.Is(err, codec.ErrFrameTooLarge) || errors.Is(err, codec.ErrFrameTooSmall) {
 			err = fmt.Errorf("%w: %w", ErrProtocol, err)
@@ -570,8 +574,14 @@ func (cn *conn) keepLoop() {
 			cn.close(errDrained)
 			return
 		case <-tick:
-			if cn.wrote.Swap(false) || drain == nil {
-				continue // traffic keeps the server's idle timer happy; no pings while draining
+			// No PING when we wrote (the server's idle timer is happy) and heard from the
+			// server since the last tick (it is alive), and none while draining. Writing
+			// alone proves nothing: a client that kept sending to a hung server (stopped,
+			// or behind a network that drops packets) never noticed it and stayed until
+			// the server resumed.
+			wrote, heard := cn.wrote.Swap(false), cn.heard.Swap(false)
+			if (wrote && heard) || drain == nil {
+				continue
 			}
 			if err := cn.keepalive(); err != nil {
 				cn.log.Warn("switchboard keepalive failed", "err", err)

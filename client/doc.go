@@ -56,8 +56,10 @@
 // changing the caller's copy afterwards has no effect.
 //
 // Internally each connection has three goroutines: a reader (decodes frames, completes
-// calls, runs callbacks), a writer (flushes the shared write buffer) and a keeper (idle
-// pings, drain deadline). One supervisor goroutine per Client owns reconnection. Close
+// calls, runs callbacks), a writer (flushes the shared write buffer) and a keeper (pings
+// every half ping interval unless the connection was both written to and heard from
+// since the last one, so that a busy client notices a server that went silent; drain
+// deadline). One supervisor goroutine per Client owns reconnection. Close
 // stops and waits for all of them.
 //
 // # Caveats
