@@ -1,8 +1,8 @@
 // Package bench is switchboard's load generator, behind `switchboard bench SCENARIO`:
 // echo, connect, route, overload and soak scenarios against one or more loopback servers
-// (and failover against a cluster),
-// HDR-style latency histograms, multi-process fan-out past the per-process open-file
-// limit, a bare gnet echo floor (package floor), a JSON result and SVG plots.
+// and failover against a cluster; HDR-style latency histograms, multi-process fan-out
+// past the per-process open-file limit, a bare gnet echo floor (package floor), a JSON
+// result and SVG plots.
 //
 // The load is driven on raw net.Conns rather than through package client: one goroutine
 // per connection in the closed loop (a read of all buffered answers, then one write with
