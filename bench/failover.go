@@ -485,7 +485,9 @@ func RunFailover(ctx context.Context, cfg FailoverConfig, log io.Writer) (*Failo
 	defer cancel()
 	res := &FailoverResult{Config: cfg, StartedAt: time.Now().UTC(), Victim: cfg.Addrs[cfg.VictimIndex],
 		Action: "kill", VictimPID: cfg.KillPID,
-		ReachMethod: "reachable: first delivery of a message sent after the signal, seen by the traffic"}
+		ReachMethod: fmt.Sprintf("reachable: first delivery of a message sent after the signal, seen by the traffic; "+
+			"each name receives ~%.3g msgs/s, so the resolution is ~%.0f ms", cfg.Rate/float64(cfg.Clients-1),
+			1000*float64(cfg.Clients-1)/cfg.Rate)}
 	if cfg.StopPID > 0 {
 		res.Action, res.VictimPID = "stop", cfg.StopPID
 	}
@@ -557,13 +559,23 @@ func (r *failoverRun) run(ctx context.Context, res *FailoverResult) error {
 		for end := time.Now().Add(2 * time.Second); !allStopped(pid) && time.Now().Before(end); {
 			time.Sleep(time.Millisecond)
 		}
-		stopped := time.Now()
+		wake := time.NewTimer(cfg.StopFor)
+		done := make(chan struct{})
+		var waker sync.WaitGroup
+		waker.Add(1)
 		go func() {
+			defer waker.Done()
 			select {
-			case <-time.After(time.Until(stopped.Add(cfg.StopFor))):
+			case <-wake.C:
 			case <-ctx.Done():
+			case <-done:
 			}
 			cont()
+		}()
+		defer func() { // before cont's own defer: the waker continues the node and returns
+			close(done)
+			waker.Wait()
+			wake.Stop()
 		}()
 	}
 	<-paced
@@ -611,6 +623,9 @@ func (r *failoverRun) run(ctx context.Context, res *FailoverResult) error {
 	res.Reconnect, res.Reach = summarize(reconnect, missedRe), summarize(reach, missedReach)
 	res.NamesLost = int(r.lost.Load())
 	res.Skipped, res.Foreign = int(r.skipped.Load()), int(r.foreign.Load())
+	if ctx.Err() != nil {
+		return fmt.Errorf("run cut short (--timeout or a signal): %w", ctx.Err())
+	}
 	return nil
 }
 
