@@ -486,8 +486,8 @@ func RunFailover(ctx context.Context, cfg FailoverConfig, log io.Writer) (*Failo
 	res := &FailoverResult{Config: cfg, StartedAt: time.Now().UTC(), Victim: cfg.Addrs[cfg.VictimIndex],
 		Action: "kill", VictimPID: cfg.KillPID,
 		ReachMethod: fmt.Sprintf("reachable: first delivery of a message sent after the signal, seen by the traffic; "+
-			"each name receives ~%.3g msgs/s, so the resolution is ~%.0f ms", cfg.Rate/float64(cfg.Clients-1),
-			1000*float64(cfg.Clients-1)/cfg.Rate)}
+			"each name receives ~%.3g msgs/s, so the resolution is ~%.0f ms", cfg.Rate/float64(cfg.Clients),
+			1000*float64(cfg.Clients)/cfg.Rate)}
 	if cfg.StopPID > 0 {
 		res.Action, res.VictimPID = "stop", cfg.StopPID
 	}
