@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -278,15 +279,16 @@ func TestFailoverViolations(t *testing.T) {
 
 func TestFailoverValidate(t *testing.T) {
 	base := func() FailoverConfig {
-		c := FailoverConfig{Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}, Admins: []string{"127.0.0.1:3", "127.0.0.1:4"},
-			VictimIndex: -1, StopPID: -1}
-		return c
+		return FailoverConfig{Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}, Admins: []string{"127.0.0.1:3", "127.0.0.1:4"},
+			VictimIndex: -1}
 	}
 	for _, c := range []struct {
 		name string
 		set  func(*FailoverConfig)
 		want []string // substrings of the error; none: valid
 	}{
+		// Validate only checks that the pid exists (signal 0); the parent is one.
+		{"valid", func(c *FailoverConfig) { c.KillPID = os.Getppid() }, nil},
 		{"no victim", func(*FailoverConfig) {}, []string{"--kill-pid: give exactly one"}},
 		{"both victims", func(c *FailoverConfig) { c.KillPID, c.StopPID = 1<<30, 1<<30 }, []string{"exactly one"}},
 		{"stop without stop-for", func(c *FailoverConfig) { c.StopPID = 1 << 30 }, []string{"--stop-for"}},
@@ -297,10 +299,12 @@ func TestFailoverValidate(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := base()
-			cfg.StopPID = 0
 			c.set(&cfg)
 			cfg.EnsureDefaults()
 			err := cfg.Validate()
+			if len(c.want) == 0 && err != nil {
+				t.Errorf("Validate() = %v; want nil", err)
+			}
 			for _, w := range c.want {
 				if err == nil || !strings.Contains(err.Error(), w) {
 					t.Errorf("Validate() = %v; want an error containing %q", err, w)
