@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/switchboard/switchboard/bench"
 )
 
@@ -46,6 +48,7 @@ func startServeCluster(t *testing.T, cname string, extra ...string) []*sigstopNo
 	nodes := []*sigstopNode{n1, start(2, n1.route), start(3, n1.route)}
 	for _, n := range nodes {
 		line := waitLineWithin(t, n.p, `"msg":"cluster directory ready"`, 60*time.Second)
+		n.natsURL = jsonField(t, line, "nats_client_url")
 		fmt.Sscan(jsonField(t, line, "epoch"), &n.epoch)
 		n.addr = jsonField(t, waitLineWithin(t, n.p, `"msg":"switchboard listening"`, 10*time.Second), "addr")
 		n.admin = jsonField(t, waitLineWithin(t, n.p, `"msg":"admin listening"`, 10*time.Second), "addr")
@@ -60,10 +63,10 @@ func startServeCluster(t *testing.T, cname string, extra ...string) []*sigstopNo
 // acknowledged and never delivered, none delivered twice, and the survivors' directory
 // views consistent (no name with two owners; every cache entry what its owner holds;
 // every client's name local where it is connected). Only counts are asserted, never
-// durations: those depend on the machine.
+// durations: those depend on the machine. ~15 s (~20 s with -race).
 func TestBenchFailover(t *testing.T) {
 	if testing.Short() {
-		t.Skip("three serve processes and a 7 s bench run")
+		t.Skip("three serve processes and an 8 s bench run")
 	}
 	if runtime.GOOS != "linux" {
 		t.Skip("SIGKILL of a serve process")
@@ -71,6 +74,18 @@ func TestBenchFailover(t *testing.T) {
 	began := time.Now()
 	nodes := startServeCluster(t, "failover")
 	t.Logf("cluster ready after %v", time.Since(began).Round(time.Millisecond))
+	// The directory's buckets are led from nodes 1 or 2: killing a bucket's leader adds a
+	// JetStream election (4–9 s here) before any name can be claimed again, which would
+	// make "every name reachable again within the run" a matter of timing. That case is
+	// the bench's to measure (docs/BENCHMARKS.md), not this test's to assert.
+	nc, err := nats.Connect(nodes[0].natsURL, nats.Timeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bucket := range []string{"switchboard_names_failover", "switchboard_leases_failover"} {
+		moveLeader(t, nc, "KV_"+bucket, "node-3")
+	}
+	nc.Close()
 	var addrs, admins []string
 	for _, n := range nodes {
 		addrs, admins = append(addrs, n.addr), append(admins, n.admin)
@@ -79,7 +94,7 @@ func TestBenchFailover(t *testing.T) {
 	stdout, stderr, code := runBin(t, nil, "bench", "failover",
 		"--addr", strings.Join(addrs, ","), "--admin", strings.Join(admins, ","),
 		"--kill-pid", fmt.Sprint(nodes[2].p.cmd.Process.Pid), "--victim-index", "2",
-		"--clients", "12", "--rate", "300", "--mode", "mix", "--kill-at", "1500ms", "--duration", "7s",
+		"--clients", "12", "--rate", "300", "--mode", "mix", "--kill-at", "1500ms", "--duration", "8s",
 		"--grace", "3s", "--scan-timeout", "8s", "--timeout", "27s", "--json", out)
 	t.Logf("bench failover (exit %d):\n%s%s", code, stdout, stderr)
 	data, err := os.ReadFile(out)
