@@ -19,9 +19,10 @@
 //
 // # Failover
 //
-// The failover scenario (failover.go, FailoverConfig) is the exception to the raw
-// connections: it measures what an application sees when a cluster node dies or hangs,
-// so it drives package client, which reconnects and registers its names again. Every
+// The failover scenario (failover_config.go: FailoverConfig and its flags; failover.go:
+// the run; failover_result.go: the report) is the exception to the raw connections: it
+// measures what an application sees when a cluster node dies or hangs, so it drives
+// package client, which reconnects and registers its names again. Every
 // message gets a record (msgRec) before it is sent, indexed by the id its payload
 // carries; the sending goroutine stores the outcome, receivers count arrivals by id, and
 // tally adds them up once every call has returned (failover_account.go). After the run it
