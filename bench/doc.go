@@ -1,7 +1,8 @@
 // Package bench is switchboard's load generator, behind `switchboard bench SCENARIO`:
-// echo, connect, route, overload and soak scenarios against one or more loopback servers,
-// HDR-style latency histograms, multi-process fan-out past the per-process open-file
-// limit, a bare gnet echo floor (package floor), a JSON result and SVG plots.
+// echo, connect, route, overload and soak scenarios against one or more loopback servers
+// and failover against a cluster; HDR-style latency histograms, multi-process fan-out
+// past the per-process open-file limit, a bare gnet echo floor (package floor), a JSON
+// result and SVG plots.
 //
 // The load is driven on raw net.Conns rather than through package client: one goroutine
 // per connection in the closed loop (a read of all buffered answers, then one write with
@@ -15,6 +16,17 @@
 // omission; see pacer.Stamp for the one exception, the sender's own timer lateness), and
 // for route the sender's stamp read by the receiving connection (end to end; worker
 // processes on one machine share the clock).
+//
+// # Failover
+//
+// The failover scenario (failover_config.go: FailoverConfig and its flags; failover.go:
+// the run; failover_result.go: the report) is the exception to the raw connections: it
+// measures what an application sees when a cluster node dies or hangs, so it drives
+// package client, which reconnects and registers its names again. Every
+// message gets a record (msgRec) before it is sent, indexed by the id its payload
+// carries; the sending goroutine stores the outcome, receivers count arrivals by id, and
+// tally adds them up once every call has returned (failover_account.go). After the run it
+// compares every surviving node's GET /cluster/names (failover_scan.go).
 //
 // # Processes
 //

@@ -40,6 +40,7 @@ func printUsage(w io.Writer) {
 	for _, s := range scenarios {
 		fmt.Fprintf(w, "  %-9s %s\n", s, strings.ReplaceAll(scenarioAbout[s], "\n", "\n            "))
 	}
+	fmt.Fprintf(w, "  %-9s %s\n", ScenarioFailover, strings.ReplaceAll(failoverAbout, "\n", "\n            "))
 	fmt.Fprint(w, "\nRun 'switchboard bench SCENARIO --help' for a scenario's flags. Targets must be\n"+
 		"loopback addresses unless --allow-remote is given.\n")
 }
@@ -75,10 +76,12 @@ func mainWith(args []string, stdout, stderr io.Writer, r runner) int {
 		return workerMain(ctx, os.Stdin, stdout, stderr)
 	case "floor-server":
 		return floorMain(ctx, args[1:], os.Stdin, stdout, stderr)
+	case ScenarioFailover:
+		return failoverMain(ctx, args[1:], stdout, stderr)
 	}
 	if _, ok := scenarioAbout[args[0]]; !ok {
 		fmt.Fprintf(stderr, "switchboard bench: unknown scenario %q (want one of %s)\nsee 'switchboard bench --help'\n",
-			args[0], strings.Join(scenarios, ", "))
+			args[0], strings.Join(append(scenarios[:len(scenarios):len(scenarios)], ScenarioFailover), ", "))
 		return 2
 	}
 	cfg := Config{Scenario: args[0]}

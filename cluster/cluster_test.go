@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -253,6 +255,40 @@ func TestCluster(t *testing.T) {
 		waitFor(t, "every cache to agree on the winner", 5*time.Second, func() bool {
 			return lookup(a, "race") == winner && lookup(b, "race") == winner && lookup(c, "race") == winner
 		})
+	})
+
+	t.Run("names view", func(t *testing.T) {
+		// svc is A's (conn(1, 1)); race is the winner's. WriteNames shows svc as A's own
+		// and, on B, as A's in its cache, live.
+		views := make([]NamesView, 3)
+		for i := range 3 {
+			var buf bytes.Buffer
+			if err := tc.node(i).WriteNames(&buf); err != nil {
+				t.Fatalf("node %d WriteNames: %v", i+1, err)
+			}
+			if err := json.Unmarshal(buf.Bytes(), &views[i]); err != nil {
+				t.Fatalf("node %d WriteNames wrote invalid JSON: %v\n%s", i+1, err, buf.String())
+			}
+			if v := views[i]; v.NodeID != uint16(i+1) || v.Epoch != tc.node(i).Directory().Epoch() {
+				t.Errorf("node %d view: node_id %d, epoch %d; want %d, %d", i+1, v.NodeID, v.Epoch, i+1, tc.node(i).Directory().Epoch())
+			}
+		}
+		if !slices.Contains(views[0].Local, LocalName{Name: "svc", Conn: uint64(conn(1, 1))}) {
+			t.Errorf("A's local names = %+v; want svc of %v", views[0].Local, conn(1, 1))
+		}
+		want := RemoteName{Name: "svc", Node: 1, Epoch: a.Epoch(), Conn: uint64(conn(1, 1)), Live: true}
+		if !slices.Contains(views[1].Remote, want) {
+			t.Errorf("B's remote names = %+v; want %+v", views[1].Remote, want)
+		}
+		owners := 0
+		for _, v := range views {
+			for _, l := range v.Local {
+				owners += b2i(l.Name == "race")
+			}
+		}
+		if owners != 1 {
+			t.Errorf("race is local on %d nodes; want 1", owners)
+		}
 	})
 
 	t.Run("unregister frees the name", func(t *testing.T) {

@@ -8,6 +8,11 @@
 // sigstop phase runs it; it is bounded by --timeout and stops nothing but what it
 // started (and SIGCONTs the node it stopped, whatever happens).
 //
+// `switchboard bench failover --stop-pid PID --stop-for D` stops a node the same way
+// under client traffic and accounts for every message and the directory afterwards; this
+// program stays for what that does not do: names held only by idle clients (which ping,
+// so they notice the stop), and the GREEN/ready check after SIGCONT.
+//
 //	go run ./bench/sigstop --addrs A1,A2,A3 --admins M1,M2,M3 --pid PID3 --stop-for 30s
 package main
 

@@ -98,7 +98,8 @@ func clientAdvertise(configured string, ln net.Addr) string {
 }
 
 // withCluster adds GET /cluster to the admin handler: the node's view of the cluster
-// (cluster.Report) as JSON, or {"mode":"off"} on a single node.
+// (cluster.Report) as JSON, or {"mode":"off"} on a single node; and GET /cluster/names:
+// the node's view of the directory (cluster.Node.WriteNames), 404 on a single node.
 func withCluster(h http.Handler, cn *cluster.Node) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
@@ -111,6 +112,16 @@ func withCluster(h http.Handler, cn *cluster.Node) http.Handler {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(v)
+	})
+	mux.HandleFunc("GET /cluster/names", func(w http.ResponseWriter, _ *http.Request) {
+		if cn == nil {
+			http.Error(w, "cluster mode is off: no directory", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		// Streamed from the cache partition by partition; a failed write is the client
+		// going away, nothing to report to it.
+		_ = cn.WriteNames(w)
 	})
 	return mux
 }

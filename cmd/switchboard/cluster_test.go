@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/cluster"
 	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/rawpeer"
@@ -83,6 +84,17 @@ func TestServeCluster(t *testing.T) {
 	}
 	if rep.NodeID != 7 || !rep.Ready || rep.Nodes[0].ID != 7 || !rep.Nodes[0].Self {
 		t.Errorf("/cluster = %+v; want node 7, ready, itself listed", rep)
+	}
+	// /cluster/names: the directory as this node sees it, here empty.
+	resp, err = hc.Get("http://" + admin + "/cluster/names")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names cluster.NamesView
+	err = json.NewDecoder(resp.Body).Decode(&names)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || names.NodeID != 7 || len(names.Local) != 0 {
+		t.Errorf("/cluster/names = %d %+v (%v); want 200, node 7, no local names", resp.StatusCode, names, err)
 	}
 	resp, err = hc.Get("http://" + admin + "/metrics")
 	if err != nil {
@@ -210,7 +222,8 @@ func TestClientAdvertise(t *testing.T) {
 	}
 }
 
-// TestClusterEndpointOff: on a single node /cluster says the cluster is off, and every
+// TestClusterEndpointOff: on a single node /cluster says the cluster is off, /cluster/names
+// is 404, and every
 // other path still reaches the server's admin handler.
 func TestClusterEndpointOff(t *testing.T) {
 	inner := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "inner") })
@@ -219,6 +232,11 @@ func TestClusterEndpointOff(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/cluster", nil))
 	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != "{\n  \"mode\": \"off\"\n}" {
 		t.Errorf("/cluster = %d %q", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/cluster/names", nil))
+	if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "cluster mode is off") {
+		t.Errorf("/cluster/names = %d %q; want 404 saying the cluster is off", rec.Code, rec.Body.String())
 	}
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))

@@ -11,6 +11,7 @@
 //	switchboard bench route [flags]             SEND or REQUEST between connections
 //	switchboard bench overload [flags]          a spike above the node's limits, then recovery
 //	switchboard bench soak [flags]              a steady open-loop mix for a long time
+//	switchboard bench failover [flags]          kill or stop a cluster node under client load; check the directory
 //	switchboard send [flags] NAME [PAYLOAD]     a one-way message (payload or stdin; --ack, --count N)
 //	switchboard request [flags] NAME [PAYLOAD]  a request; prints the response
 //	switchboard listen [flags] NAME...          print MESSAGE and INCOMING; --echo, --reply-with CMD

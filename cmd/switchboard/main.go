@@ -40,7 +40,7 @@ func commands() []command {
 		{"check-config", "validate config files", runCheckConfig},
 		{"hash-token", "read a user's secret from stdin, print its hash for a credentials file", runHashToken},
 		{"version", "print version, commit and Go version", runVersion},
-		{"bench", "put load on a node and measure it (scenarios: echo connect route overload soak)", func(c *cli, args []string) int { return bench.Main(args, c.stdout, c.stderr) }},
+		{"bench", "put load on a node and measure it (scenarios: echo connect route overload soak failover)", func(c *cli, args []string) int { return bench.Main(args, c.stdout, c.stderr) }},
 		{"tune", "show tuning profiles, check this host for a target number of connections", runTune},
 		{"send", "send a one-way message to a name", runSend},
 		{"request", "send a request to a name and print the response", runRequest},
