@@ -78,8 +78,8 @@ func (r *FailoverResult) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "  skipped (in-flight bound) %d, foreign frames %d\n", r.Skipped, r.Foreign)
 	}
 	sc := r.Scan
-	fmt.Fprintf(w, "  directory scan: nodes %v, %d names, %d rounds, consistent %v: two owners %d, cache disagrees %d, dangling %d, client not local %d\n",
-		sc.Nodes, sc.Names, sc.Rounds, sc.Consistent, sc.TwoOwners, sc.CacheDisagrees, sc.Dangling, sc.ClientNotLocal)
+	fmt.Fprintf(w, "  directory scan: nodes %v, %d names, %d rounds, consistent %v: two owners %d, cache disagrees %d, dangling %d, client not local %d; orphaned %d\n",
+		sc.Nodes, sc.Names, sc.Rounds, sc.Consistent, sc.TwoOwners, sc.CacheDisagrees, sc.Dangling, sc.ClientNotLocal, sc.Orphaned)
 	if sc.Error != "" {
 		fmt.Fprintf(w, "    scan error: %s\n", sc.Error)
 	}

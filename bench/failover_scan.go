@@ -46,8 +46,14 @@ type ScanResult struct {
 	// node, epoch or connection, or the name missing from the owner's local table), or a
 	// name local on one node and missing from another's cache.
 	CacheDisagrees int `json:"cache_disagrees"`
-	// Dangling: cache entries whose owner node is not among the scanned ones (the victim).
+	// Dangling: cache entries, still live, whose owner node is not among the scanned ones
+	// (the victim).
 	Dangling int `json:"dangling"`
+	// Orphaned: cache entries of a node not scanned that the caching node knows is gone
+	// (live false): names whose clients never came back (e.g. bench connect's, which do
+	// not reconnect). Nobody serves them (senders get NO_ROUTE) and a REGISTER takes them
+	// over; counted, not an inconsistency.
+	Orphaned int `json:"orphaned"`
 	// ClientNotLocal: a bench client's name not local, with its connection id, on the node
 	// it is connected to (clients not connected to a scanned node are not checked).
 	ClientNotLocal int      `json:"client_not_local"`
@@ -93,6 +99,10 @@ func compareViews(views []namesView, clients []scanClient) ScanResult {
 			seen[r.Name] = true
 			cached[r.Name] = true
 			oi, ok := byNode[r.Node]
+			if !ok && !r.Live {
+				res.Orphaned++
+				continue
+			}
 			if !ok {
 				res.Dangling++
 				example("dangling: node %d caches %q on node %d, not scanned", v.NodeID, r.Name, r.Node)

@@ -240,6 +240,11 @@ func TestCompareViews(t *testing.T) {
 			view(1, 10, nil, []string{"a=3/30/301"}),
 			view(2, 20, nil, []string{"a=3/30/301"}),
 		}, nil, ScanResult{Nodes: []uint16{1, 2}, Names: 1, Dangling: 2}},
+		{"orphaned: the victim's entry, known gone", func() []namesView {
+			a, b := view(1, 10, nil, []string{"a=3/30/301"}), view(2, 20, nil, []string{"a=3/30/301"})
+			a.Remote[0].Live, b.Remote[0].Live = false, false
+			return []namesView{a, b}
+		}(), nil, ScanResult{Nodes: []uint16{1, 2}, Names: 1, Orphaned: 2, Consistent: true}},
 		{"client's name not on its node", []namesView{
 			view(1, 10, []string{"a=101"}, nil),
 			view(2, 20, nil, []string{"a=1/10/101"}),
