@@ -67,7 +67,10 @@
 # open-loop `bench route` at that many msgs/s between random names on all nodes once every
 # held connection and name is counted by the nodes, over HOLD_LOAD_CONNS (600) more
 # connections, mode HOLD_LOAD_MODE (send), for HOLD_LOAD_FOR (60s), answers awaited 10 s
-# more; a list of rates runs one after the other: keep their total below HOLD).
+# more; a list of rates runs one after the other: keep their total below HOLD), HOLD_KILL
+# (0: none; else after the rates `bench failover` with FO_CLIENTS, FO_RATE, FO_MODE,
+# FO_DURATION and FO_KILL_AT kills node HOLD_KILL: 1..HOLD_JS has JetStream (it may lead
+# a bucket), the others do not; its held connections just close, they do not reconnect).
 # Every process this script starts is stopped on exit; every bench run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -96,6 +99,7 @@ HOLD_IDLE_TIMEOUT=${HOLD_IDLE_TIMEOUT:-5m}
 HOLD_REGISTER=${HOLD_REGISTER:-1}
 HOLD_KEEPALIVE=${HOLD_KEEPALIVE:-30s}
 HOLD_RATE=${HOLD_RATE:-0}
+HOLD_KILL=${HOLD_KILL:-0}
 HOLD_LOAD_CONNS=${HOLD_LOAD_CONNS:-600}
 HOLD_LOAD_MODE=${HOLD_LOAD_MODE:-send}
 HOLD_LOAD_FOR=${HOLD_LOAD_FOR:-60s}
@@ -472,7 +476,7 @@ if [[ " $PHASES " == *" hold "* ]]; then
 		--server-pid "${pid[n1]}" --duration "$HOLD" --timeout 60s --json "$OUT/hold.json" \
 		>"$OUT/hold.txt" 2>"$OUT/hold.stderr" &
 	holder=$!
-	if [ "$HOLD_RATE" != 0 ]; then
+	if [ "$HOLD_RATE" != 0 ] || [ "$HOLD_KILL" != 0 ]; then
 		# Routed load while every connection and name is held: wait until the nodes count
 		# them all, then run open-loop `bench route` for HOLD_LOAD_FOR.
 		held=0
@@ -490,6 +494,19 @@ if [[ " $PHASES " == *" hold "* ]]; then
 			sleep 1
 		done
 		if [ "$held" = 1 ]; then
+			# the nodes' CPU with every connection held and no load (keepalives, leases,
+			# watches, the collector): the floor under the loads' figures
+			b0=$(state)
+			sleep 20
+			b1=$(state)
+			python3 - "$b0" "$b1" <<'PY' | tee -a "$OUT/log.txt" >&2
+import json, sys
+b, a = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+per = {k: (a[k]["ticks"] - b[k]["ticks"]) / 100 / 20 for k in a if k in b}
+print("hold: nodes' CPU with every connection held, no load: %.2f cores in all (%s)" % (
+    sum(per.values()), " ".join("%s %.3f" % kv for kv in per.items())))
+PY
+			[ "$HOLD_RATE" = 0 ] && HOLD_RATE=
 			for rate in $HOLD_RATE; do
 				echo "hold: $(date -u +%T) every connection held; load $(cut -d' ' -f1-3 /proc/loadavg); routed load $HOLD_LOAD_MODE at $rate msgs/s over $HOLD_LOAD_CONNS more connections for $HOLD_LOAD_FOR" | tee -a "$OUT/log.txt" >&2
 				b0=$(state)
@@ -508,6 +525,21 @@ print("hold: load %.0f msgs/s, p50 %.0f p95 %.0f p99 %.0f max %.0f us, sent %d r
     n["errors_by_code"], cpu, cpu * 1e6 / max(n["received"], 1), fwd, m["load_generator"]["cpu_seconds"]))
 PY
 			done
+			if [ "$HOLD_KILL" != 0 ]; then
+				# kill -9 of node HOLD_KILL under a failover load: Go clients that reconnect,
+				# their names' reachability, accounting, and the survivors' directory scan
+				hold_admins="" victim_idx=$((HOLD_KILL - 1))
+				for i in $(seq "$HOLD_NODES"); do hold_admins+="${hold_admins:+,}127.0.0.1:$(port "$i" 1)"; done
+				echo "hold: $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg); bench failover kills node $HOLD_KILL (pid ${pid[n$HOLD_KILL]}) under $FO_MODE at $FO_RATE msgs/s from $FO_CLIENTS clients" | tee -a "$OUT/log.txt" >&2
+				fo_status=0
+				"$BIN" bench failover --addr "$hold_addrs" --admin "$hold_admins" --kill-pid "${pid[n$HOLD_KILL]}" \
+					--victim-index "$victim_idx" --clients "$FO_CLIENTS" --rate "$FO_RATE" --mode "$FO_MODE" \
+					--kill-at "${FO_KILL_AT}s" --duration "$FO_DURATION" --grace 7s --scan-timeout 60s \
+					--json "$OUT/hold-failover.json" >"$OUT/hold-failover.txt" 2>&1 || fo_status=$?
+				unset "pid[n$HOLD_KILL]"
+				sed 's/^/hold: failover: /' "$OUT/hold-failover.txt" | tee -a "$OUT/log.txt" >&2
+				echo "hold: bench failover exit $fo_status" | tee -a "$OUT/log.txt" >&2
+			fi
 		else
 			echo "hold: the connections were never all held; no routed load" | tee -a "$OUT/log.txt" >&2
 		fi
