@@ -79,16 +79,16 @@ func (d *Directory) answerProbe(m *nats.Msg) {
 	_ = m.Respond(binary.BigEndian.AppendUint64(nil, epoch))
 }
 
-// errOwnerUnanswered: a claim met a name whose owner's node neither answers its probe nor
-// renews its lease on time, and whose lease has not expired yet (nodeGone). It wraps
+// errOwnerUnanswered: a claim met a name whose owner's node did not answer its probe in
+// time (or not within the claim's time), and whose lease has not expired yet (nodeGone). It wraps
 // shard.ErrUnavailable: the client is told UNAVAILABLE with a retry-after, and gets the
 // name once the lease has expired.
-var errOwnerUnanswered = fmt.Errorf("%w: the name's owner is on a node that does not answer, whose lease has not been seen to expire yet", shard.ErrUnavailable)
+var errOwnerUnanswered = fmt.Errorf("%w: the name's owner is on a node that did not answer in time, whose lease has not been seen to expire yet", shard.ErrUnavailable)
 
 type probeResult uint8
 
 const (
-	probeUnknown      probeResult = iota // no answer in time, or NATS failed: taken as alive
+	probeUnknown      probeResult = iota // no answer in time, or NATS failed: undecided
 	probeAnswered                        // a run of the node answered, with its epoch
 	probeNoResponders                    // nobody subscribes to the node's probe subject
 )
@@ -188,14 +188,14 @@ func (d *Directory) probeLoop() {
 // its renewal overdue. With no responders but a renewal seen recently, it waits (within
 // ctx) until the renewal is overdue and probes again, so that a client reconnecting to
 // this node right after its old node was killed gets its name back instead of
-// NAME_TAKEN. Anything else (an answer from the owner's run, a probe unanswered, a
-// renewal arriving meanwhile, ctx ending) leaves the owner alive.
+// NAME_TAKEN. The owner is alive (NAME_TAKEN) only on evidence: its run answered the
+// probe, or renewed its lease meanwhile.
 //
-// Except one case, which it cannot decide: a probe unanswered while the node's renewal
-// is overdue too — a hung node (SIGSTOP, a paused VM) or one cut off by a network that
-// drops packets. Its lease decides, later: errOwnerUnanswered (UNAVAILABLE, so that a
-// client reconnecting from that node tries again until the lease has expired and the
-// name is given to it, instead of taking NAME_TAKEN for the name's loss).
+// What it cannot decide — a probe unanswered (a hung node, SIGSTOP or a paused VM; one
+// cut off by a network that drops packets; one killed before this node's NATS server saw
+// its route close), or ctx ending first — is errOwnerUnanswered: UNAVAILABLE, so that a
+// client reconnecting from that node tries again until a probe or the lease decides,
+// instead of taking NAME_TAKEN for the name's loss.
 func (d *Directory) nodeGone(ctx context.Context, node uint16, epoch uint64) (bool, error) {
 	if l, ok := d.member(node); ok && l.epoch == epoch && l.down {
 		return true, nil
@@ -205,12 +205,15 @@ func (d *Directory) nodeGone(ctx context.Context, node uint16, epoch uint64) (bo
 		case probeAnswered:
 			return got != epoch, nil
 		case probeUnknown:
-			// Unanswered, and the renewal overdue too — or no longer in the leases
-			// watch, which saw the lease expire after the leader's read: undecided.
-			if l, ok := d.member(node); !ok || l.epoch == epoch && time.Since(l.seen) > d.overdue() {
-				return false, errOwnerUnanswered
-			}
-			return false, nil
+			// Unanswered (or NATS failed): a node that is busy, hung, cut off — or
+			// killed a moment ago, before the probing node's NATS server saw its route
+			// close, so that the probe went where nobody reads. Undecidable here, with
+			// the renewal overdue or not: errOwnerUnanswered (UNAVAILABLE, asked again).
+			// Taking it for alive answered NAME_TAKEN, and a client that reconnected
+			// from a killed node gave its name up: all 50 of a killed node's clients in
+			// a 100K-connection run, whose first probe timed out while the rest were
+			// answered from that (probe skips a node left unanswered for LeaseRenew).
+			return false, errOwnerUnanswered
 		}
 		l, ok := d.member(node)
 		switch {
@@ -231,7 +234,7 @@ func (d *Directory) nodeGone(ctx context.Context, node uint16, epoch uint64) (bo
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return false, nil
+			return false, errOwnerUnanswered // undecided within the claim's time
 		}
 		if n, ok := d.member(node); ok && n.epoch == epoch && !n.seen.Equal(l.seen) {
 			return false, nil // renewed meanwhile: alive

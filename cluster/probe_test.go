@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"os"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/shard"
@@ -135,4 +138,52 @@ func measureTakeover(t *testing.T) {
 			time.Since(killed).Round(time.Millisecond), killed.Sub(l.seen).Round(time.Millisecond), stopped.Round(time.Millisecond),
 			tries, DefaultLeaseTTL, DefaultLeaseRenew)
 	}
+}
+
+// TestProbeUnansweredUndecided: a claim of a name whose owner's node holds a fresh lease
+// but leaves the probe unanswered (hung, or killed before this node's NATS server saw its
+// route close) is undecided — UNAVAILABLE, asked again — never NAME_TAKEN, which made a
+// client that reconnected from a killed node give its name up. Once nobody answers for
+// the node any more (its route gone) and its renewal is overdue, the claim succeeds.
+func TestProbeUnansweredUndecided(t *testing.T) {
+	tc := startClusterWith(t, func(c *Config) { c.LeaseTTL = probeLeaseTTL })
+	ad := tc.nodes[0].Directory()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Node 9, epoch 77: a lease and a name in the buckets, and a probe subscriber that
+	// never answers.
+	const ghost, epoch = uint16(9), uint64(77)
+	if _, err := ad.leases.Put(ctx, leaseKey(ghost), appendLease(nil, lease{epoch: epoch, addr: "127.0.0.1:1"})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ad.names.Put(ctx, nameKey("ghost-name"), appendOwner(nil, owner{id: conn(ghost, 5), epoch: epoch})); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := ad.nc.Subscribe(ad.probeSubject(ghost), func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ad.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A to see node 9's lease", 5*time.Second, func() bool { _, ok := ad.member(ghost); return ok })
+	for i := range 3 { // the first probe times out; the next ones are skipped as quiet
+		if err := claim(t, ad, "ghost-name", conn(1, uint32(100+i))); !errors.Is(err, shard.ErrUnavailable) {
+			t.Fatalf("claim %d of an unanswering node's name = %v; want UNAVAILABLE", i, err)
+		}
+	}
+	if err := silent.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	// No responders now; the lease is not renewed: once the renewal is overdue the node
+	// is taken for dead and the name given to the claimant (a client retrying after its
+	// retry-after).
+	var last error
+	waitFor(t, "the claim to succeed", 20*time.Second, func() bool {
+		last = claim(t, ad, "ghost-name", conn(1, 200))
+		if errors.Is(last, shard.ErrNameTaken) {
+			t.Fatalf("claim = NAME_TAKEN; want UNAVAILABLE until decided, then success")
+		}
+		return last == nil
+	})
 }
