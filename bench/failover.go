@@ -27,7 +27,8 @@ const failoverAbout = "Go clients (package client: reconnect, register again), o
 	"each of the victim's names is reachable again, the accounting of every message (sent =\n" +
 	"OK + refused by code + no outcome; acknowledged but never delivered; duplicates) and a\n" +
 	"scan of every surviving node's /cluster/names. Exit 1 on a lost or duplicate message,\n" +
-	"a request with two outcomes or a name with two owners."
+	"a request with two outcomes, a victim's name lost or never reachable again, a name\n" +
+	"with two owners, or a scan that failed or found the views still inconsistent."
 
 // foClient is one Go client of the run and the name it holds.
 type foClient struct {

@@ -90,7 +90,7 @@ func (r *FailoverResult) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
 	}
 	if len(r.Violations) == 0 {
-		fmt.Fprintln(w, "  verdict: PASS (no lost, duplicate or two-outcome message, no name with two owners)")
+		fmt.Fprintln(w, "  verdict: PASS (no lost, duplicate or two-outcome message, no name lost or left unreachable, no name with two owners, directory views consistent)")
 		return
 	}
 	fmt.Fprintf(w, "  verdict: FAIL: %s\n", strings.Join(r.Violations, "; "))
@@ -135,5 +135,14 @@ func (r *FailoverResult) violations() []string {
 	add(r.Request.WrongAnswer, "REQUESTs answered with another request's reply")
 	add(r.Send.Misrouted+r.Request.Misrouted, "messages delivered to the wrong client")
 	add(r.Scan.TwoOwners, "names with two owners")
+	add(r.NamesLost, "victim clients' names lost on re-registration")
+	add(r.Reach.Missed, "victim names never reachable again")
+	switch { // a scan that could not check is no pass
+	case r.Scan.Error != "":
+		v = append(v, "directory scan failed: "+r.Scan.Error)
+	case r.Scan.Rounds > 0 && !r.Scan.Consistent && r.Scan.TwoOwners == 0:
+		v = append(v, fmt.Sprintf("directory views still inconsistent when the scan gave up (cache disagrees %d, dangling %d, client not local %d)",
+			r.Scan.CacheDisagrees, r.Scan.Dangling, r.Scan.ClientNotLocal))
+	}
 	return v
 }

@@ -280,6 +280,21 @@ func TestFailoverViolations(t *testing.T) {
 	if v := r.violations(); !reflect.DeepEqual(v, want) {
 		t.Errorf("violations = %q; want %q", v, want)
 	}
+
+	// A scan that failed, or gave up inconsistent, is no pass; nor a lost name.
+	var f FailoverResult
+	f.Scan.Error = "context deadline exceeded"
+	f.NamesLost, f.Reach.Missed = 3, 3
+	want = []string{"3 victim clients' names lost on re-registration", "3 victim names never reachable again",
+		"directory scan failed: context deadline exceeded"}
+	if v := f.violations(); !reflect.DeepEqual(v, want) {
+		t.Errorf("violations = %q; want %q", v, want)
+	}
+	var g FailoverResult
+	g.Scan.Rounds, g.Scan.CacheDisagrees = 40, 2
+	if v := g.violations(); len(v) != 1 || !strings.Contains(v[0], "still inconsistent") {
+		t.Errorf("violations of a scan that gave up = %q", v)
+	}
 }
 
 func TestFailoverValidate(t *testing.T) {

@@ -385,7 +385,7 @@ if [[ " $PHASES " == *" failover "* ]]; then
 	flock -u 9
 	exec 9>&-
 	sed 's/^/failover: /' "$OUT/failover.txt" | tee -a "$OUT/log.txt" >&2
-	echo "failover: bench failover exit $fo_status (1: a lost, duplicate or two-outcome message, a name with two owners, or a failed run)" |
+	echo "failover: bench failover exit $fo_status (1: a lost, duplicate or two-outcome message, a victim's name lost or never reachable again, a name with two owners, a failed or inconsistent scan, or a failed run)" |
 		tee -a "$OUT/log.txt" >&2
 	unset "pid[n3]"
 	kill "$sampler" 2>/dev/null || true
