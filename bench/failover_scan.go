@@ -180,13 +180,20 @@ func scanUntil(ctx context.Context, admins []string, within time.Duration, clien
 	hc := &http.Client{Timeout: 10 * time.Second}
 	defer hc.CloseIdleConnections()
 	var res ScanResult
+	compared := false // res holds a comparison, not only an error
 	for round := 1; ; round++ {
 		cs := clients()
 		views, err := fetchViews(ctx, hc, admins)
-		if err != nil {
+		switch {
+		case err == nil:
+			res, compared = compareViews(views, cs), true
+		case compared && ctx.Err() != nil:
+			// The time ran out in the middle of a round: report the last comparison
+			// (what was still inconsistent), not just the cut-off fetch.
+			res.Rounds = round - 1
+			return res
+		default:
 			res = ScanResult{Error: err.Error()}
-		} else {
-			res = compareViews(views, cs)
 		}
 		res.Rounds = round
 		if res.Consistent {
