@@ -464,8 +464,16 @@ func spread(addrs []string, r *rand.Rand) []string {
 	return addrs
 }
 
-// note records the hints of a connection that ended: GOAWAY or a closing ERROR.
+// note records the hints of a connection that ended: GOAWAY or a closing ERROR. Without
+// either (the node died without a word: kill -9, a crash, a hang), the next rotation
+// starts at a random one of the other configured addresses: otherwise every client of
+// that node, given the same list, tried the same next address and all landed on one node.
 func (p *picker) note(cn *conn, now time.Time) {
+	if cn.goaway == nil && cn.closeErr == nil {
+		if n := len(p.addrs); n > 2 {
+			p.idx = (p.idx + p.rnd.IntN(n-1)) % n
+		}
+	}
 	if g := cn.goaway; g != nil {
 		p.block(cn.addr, now.Add(time.Duration(g.ReconnectAfterMs)*time.Millisecond))
 		p.suggest(g.Addrs)

@@ -99,6 +99,29 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// TestPickerScatter: clients of a node that died without a word (no GOAWAY, no ERROR)
+// spread over the other configured addresses instead of all taking the next one, and
+// none tries the dead one first.
+func TestPickerScatter(t *testing.T) {
+	addrs := []string{"a", "b", "c", "d", "e", "f"}
+	firsts := map[string]int{}
+	for range 600 {
+		p := newPicker(addrs, 0)
+		p.connected("f")
+		p.note(&conn{addr: "f"}, time.Now())
+		a, _ := p.next(time.Now())
+		firsts[a]++
+	}
+	if firsts["f"] != 0 {
+		t.Errorf("the lost address was tried first %d times", firsts["f"])
+	}
+	for _, a := range addrs[:5] {
+		if firsts[a] == 0 { // each is chosen with p = 1/5: never in 600 tries is ~1e-58
+			t.Errorf("no client went to %s first: %v", a, firsts)
+		}
+	}
+}
+
 func TestPicker(t *testing.T) {
 	now := time.Now()
 	p := newPicker([]string{"a", "b", "c"}, 0)
