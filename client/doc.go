@@ -3,7 +3,9 @@
 // other clients' names, and receives theirs through callbacks. When the connection is lost
 // it reconnects (cycling through the configured addresses with jittered exponential backoff,
 // honouring the server's retry-after and GOAWAY hints, spreading over the nodes a GOAWAY
-// lists) and registers its names again. A name another connection took meanwhile is lost
+// lists, and after a loss without a word from the server — a node killed — starting at a
+// random other configured address, so that a dead node's clients do not all land on the
+// next one) and registers its names again. A name another connection took meanwhile is lost
 // (NameLost); one the node cannot decide yet (UNAVAILABLE or BUSY, as a cluster answers
 // during a KV election) is asked for again after the retry-after, up to 30 times.
 // With Config.TLS the connection is TLS, to a proxy that terminates it in front of the
