@@ -71,6 +71,9 @@ type Directory struct {
 	doubtSeq uint64             // guarded by dmu
 	ndoubts  atomic.Int64       // len(doubts), read without dmu on the Claim fast path
 	dwake    chan struct{}      // capacity 1: doubts has work
+	// holdDoubts keeps reconcile from settling anything while set (tests that need a
+	// doubt to stand until they have acted).
+	holdDoubts atomic.Bool
 
 	watchRestarts atomic.Int64
 	reconciled    atomic.Int64 // entries of claims reported as failed deleted (doubt.go)

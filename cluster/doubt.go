@@ -106,6 +106,9 @@ func (d *Directory) reconcileLoop() {
 // is never deleted: either reconcile reads after the withdrawal and skips, or the
 // claim's write comes after the read and the CAS fails.
 func (d *Directory) reconcile() bool {
+	if d.holdDoubts.Load() {
+		return false // tried again after LeaseRenew
+	}
 	d.dmu.Lock()
 	todo := make(map[doubtKey]doubt, len(d.doubts))
 	for k, v := range d.doubts {
