@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -196,7 +197,7 @@ func (r *failoverRun) run(ctx context.Context, res *FailoverResult) error {
 		cs := make([]scanClient, len(r.clients))
 		for i, c := range r.clients {
 			addr, id := c.c.Addr(), c.c.ConnID()
-			cs[i] = scanClient{Name: c.name, View: indexOf(addrs, addr), Conn: id}
+			cs[i] = scanClient{Name: c.name, View: slices.Index(addrs, addr), Conn: id}
 		}
 		return cs
 	})
@@ -226,15 +227,6 @@ func (r *failoverRun) run(ctx context.Context, res *FailoverResult) error {
 		return fmt.Errorf("run cut short (--timeout or a signal): %w", ctx.Err())
 	}
 	return nil
-}
-
-func indexOf(xs []string, x string) int {
-	for i, v := range xs {
-		if v == x {
-			return i
-		}
-	}
-	return -1
 }
 
 // dial connects and registers every client, 32 at a time.
