@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/client"
+	"github.com/switchboard/switchboard/internal/procstat"
 )
 
 // ScenarioFailover is the failover scenario. It has its own configuration
@@ -156,7 +157,7 @@ func (r *failoverRun) run(ctx context.Context, res *FailoverResult) error {
 			})
 		}
 		defer cont()
-		for end := time.Now().Add(2 * time.Second); !allStopped(pid) && time.Now().Before(end); {
+		for end := time.Now().Add(2 * time.Second); !procstat.AllStopped(pid) && time.Now().Before(end); {
 			time.Sleep(time.Millisecond)
 		}
 		wake := time.NewTimer(cfg.StopFor)

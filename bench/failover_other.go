@@ -18,5 +18,3 @@ func signalPID(int, syscall.Signal) error {
 }
 
 func pidAlive(int) bool { return false }
-
-func allStopped(int) bool { return false }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/client"
+	"github.com/switchboard/switchboard/internal/procstat"
 )
 
 func main() {
@@ -130,7 +131,7 @@ func run(addrs, admins []string, pid, n int, stopAfter, stopFor, timeout time.Du
 		return err
 	}
 	defer syscall.Kill(pid, syscall.SIGCONT) // never left stopped
-	for !allStopped(pid) {
+	for !procstat.AllStopped(pid) {
 		time.Sleep(time.Millisecond)
 	}
 	stopped := time.Now()
@@ -235,25 +236,6 @@ func allGreen(admins []string) (string, bool) {
 		ok = ok && c.Zone == "GREEN" && code == http.StatusOK
 	}
 	return strings.Join(parts, ", "), ok && answered >= 2
-}
-
-// allStopped reports whether every thread of process pid is stopped (state T).
-func allStopped(pid int) bool {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil || len(tasks) == 0 {
-		return false
-	}
-	for _, t := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
-		if err != nil {
-			return false
-		}
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
-			return false
-		}
-	}
-	return true
 }
 
 func b2i(b bool) int64 {

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"regexp"
 	"runtime"
 	"strings"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/switchboard/switchboard/client"
 	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/procstat"
 	"github.com/switchboard/switchboard/internal/rawpeer"
 )
 
@@ -219,7 +219,7 @@ func TestClusterSigstop(t *testing.T) {
 	t.Cleanup(func() { _ = n3.p.cmd.Process.Signal(syscall.SIGCONT) }) // never left stopped
 	// SIGSTOP takes effect thread by thread (a running one at its next kernel entry): wait
 	// until every thread of node 3 is stopped, so that nothing below reaches it running.
-	pollUntil(t, "every thread of node 3 to be stopped", 10*time.Second, func() bool { return allStopped(n3.p.cmd.Process.Pid) })
+	pollUntil(t, "every thread of node 3 to be stopped", 10*time.Second, func() bool { return procstat.AllStopped(n3.p.cmd.Process.Pid) })
 	stopped := time.Now()
 	// Queued now, while node 3 still held the names, and read by it only when it wakes:
 	// SEND+ACKs to every holder, a REGISTER of a new name and of a moved one.
@@ -607,24 +607,4 @@ func dumpLog(t *testing.T, n *sigstopNode) {
 			t.Logf("node %d: %s", n.id, l)
 		}
 	}
-}
-
-// allStopped reports whether every thread of process pid is stopped (state T).
-func allStopped(pid int) bool {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil || len(tasks) == 0 {
-		return false
-	}
-	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
-		if err != nil {
-			return false
-		}
-		// pid (comm) state ...: comm may hold spaces, so look after its closing paren
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
-			return false
-		}
-	}
-	return true
 }
