@@ -70,7 +70,8 @@
 # more; a list of rates runs one after the other: keep their total below HOLD), HOLD_KILL
 # (0: none; else after the rates `bench failover` with FO_CLIENTS, FO_RATE, FO_MODE,
 # FO_DURATION and FO_KILL_AT kills node HOLD_KILL: 1..HOLD_JS has JetStream (it may lead
-# a bucket), the others do not; its held connections just close, they do not reconnect).
+# a bucket), the others do not; "names-leader": the names bucket's stream leader, read
+# from the nodes' logs; its held connections just close, they do not reconnect).
 # Every process this script starts is stopped on exit; every bench run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -525,6 +526,16 @@ print("hold: load %.0f msgs/s, p50 %.0f p95 %.0f p99 %.0f max %.0f us, sent %d r
     n["errors_by_code"], cpu, cpu * 1e6 / max(n["received"], 1), fwd, m["load_generator"]["cpu_seconds"]))
 PY
 			done
+			if [ "$HOLD_KILL" = names-leader ]; then
+				# the node that became the names bucket's stream leader last (each node
+				# logs it when it does)
+				HOLD_KILL=$(for i in $(seq "$HOLD_NODES"); do
+					{ grep -h "new stream leader for '\$G > KV_switchboard_names_" "$OUT/hold-node$i.log" || true; } | tail -1 |
+						sed -n "s/^time=\([^ ]*\) .*/\1 $i/p"
+				done | sort | tail -1 | cut -d' ' -f2)
+				echo "hold: the names bucket's leader is node ${HOLD_KILL:-unknown}" | tee -a "$OUT/log.txt" >&2
+				[ -n "$HOLD_KILL" ] || HOLD_KILL=0
+			fi
 			if [ "$HOLD_KILL" != 0 ]; then
 				# kill -9 of node HOLD_KILL under a failover load: Go clients that reconnect,
 				# their names' reachability, accounting, and the survivors' directory scan
