@@ -26,6 +26,13 @@ import (
 func startServer(t testing.TB, cfg Config, opts ...Option) *Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
+	return startServerWith(t, cfg, (*Server).Start, opts...)
+}
+
+// startServerWith is startServer with start (Start, or StartListener on a listener the
+// test made) as the way the server begins to listen.
+func startServerWith(t testing.TB, cfg Config, start func(*Server) error, opts ...Option) *Server {
+	t.Helper()
 	if cfg.Loops == 0 {
 		cfg.Loops = 2
 	}
@@ -36,7 +43,7 @@ func startServer(t testing.TB, cfg Config, opts ...Option) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(); err != nil {
+	if err := start(s); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"context"
-	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -18,28 +16,13 @@ import (
 // startServerOn is startServer on a listener the test made (StartListener).
 func startServerOn(t testing.TB, cfg Config, ln net.Listener) *Server {
 	t.Helper()
-	if cfg.Loops == 0 {
-		cfg.Loops = 2
-	}
-	if cfg.LoopLagBudget == 0 {
-		cfg.LoopLagBudget = time.Hour
-	}
-	s, err := New(cfg, WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.StartListener(ln); err != nil {
-		_ = ln.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+	return startServerWith(t, cfg, func(s *Server) error {
+		if err := s.StartListener(ln); err != nil {
+			_ = ln.Close()
+			return err
 		}
+		return nil
 	})
-	return s
 }
 
 // listenBacklog is a loopback TCP listener with the given listen backlog (net.Listen
