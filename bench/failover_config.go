@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -254,16 +253,7 @@ func failoverMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		status = 1
 	}
 	if cfg.JSON != "" {
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err == nil {
-			b = append(b, '\n')
-			if cfg.JSON == "-" {
-				_, err = stdout.Write(b)
-			} else {
-				err = os.WriteFile(cfg.JSON, b, 0o644)
-			}
-		}
-		if err != nil {
+		if err := writeJSON(cfg.JSON, stdout, res); err != nil {
 			fmt.Fprintf(stderr, "bench failover: --json: %v\n", err)
 			status = 1
 		}
@@ -271,6 +261,7 @@ func failoverMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return status
 }
 
+// splitList splits a comma-separated flag value, dropping blanks and spaces.
 func splitList(s string) []string {
 	var out []string
 	for _, a := range strings.Split(s, ",") {

@@ -93,11 +93,7 @@ func mainWith(args []string, stdout, stderr io.Writer, r runner) int {
 		fs.Fail(stderr, "unexpected arguments: "+strings.Join(fs.Args(), " "))
 		return 2
 	}
-	for _, a := range strings.Split(*addrs, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			cfg.Addrs = append(cfg.Addrs, a)
-		}
-	}
+	cfg.Addrs = splitList(*addrs)
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, err)
@@ -133,7 +129,8 @@ func mainWith(args []string, stdout, stderr io.Writer, r runner) int {
 	return status
 }
 
-func writeJSON(name string, stdout io.Writer, res *Result) error {
+// writeJSON writes res as indented JSON to the file name, or to stdout for "-".
+func writeJSON(name string, stdout io.Writer, res any) error {
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return err
