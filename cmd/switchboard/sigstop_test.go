@@ -48,8 +48,9 @@ type sigstopNode struct {
 //   - A sender on node 1 reaches every name again.
 //   - Woken, the node serves nothing stale: what a raw connection queued in its socket
 //     while it was stopped (SEND+ACKs to the names that moved, REGISTERs) is refused,
-//     although its event loop reads it before the fence timer runs; it fences itself,
-//     drains and exits 1.
+//     although its event loop reads it before the fence timer runs, and a SEND+ACK node 1
+//     forwarded to the raw connection's own name during the stop (its sender told
+//     TIMEOUT) is not delivered; it fences itself, drains and exits 1.
 //   - Restarted (a new epoch), it rejoins: a name registered on it is reached from node 1,
 //     every node's lease shows zone GREEN, and every name has exactly one owner in the
 //     KV — the connection its client holds now — and one node counting it as its own.
@@ -214,6 +215,17 @@ func TestClusterSigstop(t *testing.T) {
 	// A raw connection on node 3, which will queue frames in its socket while it is stopped.
 	raw := rawpeer.Dial(t, n3.addr)
 	raw.Hello("raw", "")
+	// It holds a name of its own, which node 1 reaches (so node 1's cache has it).
+	raw.Write(codec.AppendName(nil, codec.TypeRegister, 97, "raw-held"))
+	if f := raw.Expect(codec.TypeOK); f.Corr != 97 {
+		t.Fatalf("raw REGISTER: OK corr %d; want 97", f.Corr)
+	}
+	pollUntil(t, "node 1 to reach raw-held", 10*time.Second, func() bool {
+		return sender.SendAck(ctx, "raw-held", []byte("before")) == nil
+	})
+	if f := raw.Expect(codec.TypeMessage); !bytes.HasSuffix(f.Body, []byte("before")) {
+		t.Fatalf("raw got %q; want the MESSAGE before", f.Body)
+	}
 
 	n3.p.signal(t, syscall.SIGSTOP)
 	t.Cleanup(func() { _ = n3.p.cmd.Process.Signal(syscall.SIGCONT) }) // never left stopped
@@ -230,6 +242,13 @@ func TestClusterSigstop(t *testing.T) {
 	queued = codec.AppendName(queued, codec.TypeRegister, 98, "raw-new")
 	queued = codec.AppendName(queued, codec.TypeRegister, 99, hs[0].name)
 	raw.Write(queued)
+	// From node 1, a SEND+ACK to raw's name: forwarded to node 3 (its lease still live),
+	// where it waits in the stopped node's sockets. The sender is told TIMEOUT; woken
+	// past its lease, node 3 must not deliver it (it would be a message its sender was
+	// told had no outcome, to a name node 3 may no longer own).
+	if err := sender.SendAck(ctx, "raw-held", []byte("forwarded-stale")); !errors.Is(err, client.ErrTimeout) {
+		t.Errorf("SEND+ACK from node 1 to a name on stopped node 3 = %v; want TIMEOUT", err)
+	}
 
 	// The holders reconnect to nodes 1 and 2 and get their names back once node 3's lease
 	// has expired: at least TTL minus one renewal after the stop.
@@ -275,6 +294,9 @@ func TestClusterSigstop(t *testing.T) {
 		case codec.TypeError:
 			e, _ := codec.ParseError(f.Body)
 			answers[e.Code.String()]++
+		case codec.TypeMessage:
+			t.Errorf("node 3, woken past its lease, delivered a MESSAGE forwarded to it during the stop: %q", f.Body)
+			answers["MESSAGE"]++
 		default:
 			answers[f.Type.String()]++
 		}
