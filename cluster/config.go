@@ -61,7 +61,7 @@ type Config struct {
 	// leader failover (4–9 s measured) plus LeaseRenew, or live nodes lose their leases
 	// while the bucket elects a leader.
 	LeaseTTL time.Duration
-	// LeaseRenew is how often the lease is renewed. Default 2s; at most LeaseTTL/3.
+	// LeaseRenew is how often the lease is renewed. Default 1s; at most LeaseTTL/3.
 	LeaseRenew time.Duration
 	// ClaimQueue bounds the claims waiting for the KV (Claim answers shard.ErrBusy when
 	// it is full). Default 4096.
@@ -91,7 +91,7 @@ const (
 	DefaultReplicas     = 3
 	DefaultJetStream    = true
 	DefaultLeaseTTL     = 15 * time.Second
-	DefaultLeaseRenew   = 2 * time.Second
+	DefaultLeaseRenew   = 1 * time.Second
 	DefaultClaimQueue   = 4096
 	DefaultClaimWorkers = 4
 	DefaultOpTimeout    = 5 * time.Second

@@ -113,7 +113,7 @@ type Node struct {
 	// names may be taken over. Default 15s, at least 1s; it must exceed a KV leader
 	// failover (4-9 s).
 	ClusterLeaseTTL time.Duration
-	// ClusterLeaseRenew is how often the lease is renewed. Default 2s, at most a third
+	// ClusterLeaseRenew is how often the lease is renewed. Default 1s, at most a third
 	// of ClusterLeaseTTL.
 	ClusterLeaseRenew time.Duration
 	// ClusterForwardQueue bounds the records (messages, requests, replies, outcomes)
