@@ -337,9 +337,6 @@ func (r *reconnector) reregister(c *sconn, name string, lostAt int64) int {
 				res.ReregisteredAtNs = append(res.ReregisteredAtNs, now)
 			})
 			return regOK
-		case r.ctx.Err() != nil:
-			r.count(func(res *reconnResult) { res.Pending++ })
-			return regHoldOver
 		case code == codec.CodeNameTaken:
 			r.count(func(res *reconnResult) {
 				res.NamesLost++
@@ -355,6 +352,9 @@ func (r *reconnector) reregister(c *sconn, name string, lostAt int64) int {
 				r.count(func(res *reconnResult) { res.Pending++ })
 				return regHoldOver
 			}
+		case r.ctx.Err() != nil: // our own close at the end of the hold, most likely
+			r.count(func(res *reconnResult) { res.Pending++ })
+			return regHoldOver
 		default:
 			r.failed(code, &openError{phaseHandshake, err})
 			return regRetry

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
+	"net"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/internal/testserver"
 	"github.com/switchboard/switchboard/server"
 )
@@ -209,6 +213,177 @@ func TestOtherAddr(t *testing.T) {
 		}
 		if want := max(tt.n-1, 1); len(seen) != want {
 			t.Errorf("otherAddr(%d, %d) picked %d addresses in 200 tries; want all %d others", tt.n, tt.lost, len(seen), want)
+		}
+	}
+}
+
+// fakeNode answers HELLO with WELCOME and each REGISTER, on any connection, with the
+// next of its replies (OK when they run out).
+type fakeNode struct {
+	ln        net.Listener
+	mu        sync.Mutex
+	replies   []fakeReply
+	conns     atomic.Int32
+	registers atomic.Int32
+}
+
+// fakeReply is one answer to a REGISTER: OK for code 0, else an ERROR; after is called
+// once it is written.
+type fakeReply struct {
+	code    codec.ErrorCode
+	retryMs uint32
+	after   func()
+}
+
+func startFakeNode(t *testing.T, replies []fakeReply) *fakeNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &fakeNode{ln: ln, replies: replies}
+	var wg sync.WaitGroup
+	var open []net.Conn
+	var openMu sync.Mutex
+	t.Cleanup(func() {
+		_ = ln.Close()
+		openMu.Lock()
+		for _, c := range open {
+			_ = c.Close()
+		}
+		openMu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n.conns.Add(1)
+			openMu.Lock()
+			open = append(open, nc)
+			openMu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n.serve(nc)
+			}()
+		}
+	}()
+	return n
+}
+
+func (n *fakeNode) serve(nc net.Conn) {
+	fr := codec.NewReader(nc, maxInbound, 1<<10)
+	for {
+		f, err := fr.Next()
+		if err != nil {
+			return
+		}
+		switch f.Type {
+		case codec.TypeHello:
+			_, _ = nc.Write(codec.AppendWelcome(nil, f.Corr, codec.Welcome{Version: codec.Version, MaxFrame: codec.DefaultMaxFrame}))
+		case codec.TypeRegister:
+			n.registers.Add(1)
+			n.mu.Lock()
+			var r fakeReply
+			if len(n.replies) > 0 {
+				r, n.replies = n.replies[0], n.replies[1:]
+			}
+			n.mu.Unlock()
+			if r.code == 0 {
+				_, _ = nc.Write(codec.AppendFrame(nil, codec.TypeOK, 0, f.Corr, nil))
+			} else {
+				_, _ = nc.Write(codec.AppendError(nil, f.Corr, codec.ErrorBody{Code: r.code, RetryAfterMs: r.retryMs}))
+			}
+			if r.after != nil {
+				r.after()
+			}
+		}
+	}
+}
+
+// TestReconnectRefusals settles one loss against a node that answers REGISTER as each
+// case says: UNAVAILABLE and BUSY are asked again on the same connection, NAME_TAKEN
+// loses the name, another ERROR is a failed attempt (a new connection), and the end of
+// the hold leaves the loss pending.
+func TestReconnectRefusals(t *testing.T) {
+	type want struct {
+		held                                   bool // recover returned a connection
+		conns, registers                       int32
+		rereg, namesLost, pending, reconnected int
+		errs                                   map[string]int
+	}
+	var cancelHold context.CancelFunc // the running case's
+	tests := []struct {
+		name    string
+		replies []fakeReply
+		want    want
+	}{
+		{"OK", nil, want{held: true, conns: 1, registers: 1, rereg: 1, reconnected: 1, errs: map[string]int{}}},
+		{"UNAVAILABLE then OK", []fakeReply{{code: codec.CodeUnavailable, retryMs: 10}},
+			want{held: true, conns: 1, registers: 2, rereg: 1, reconnected: 1, errs: map[string]int{"UNAVAILABLE": 1}}},
+		{"BUSY without retry-after then OK", []fakeReply{{code: codec.CodeBusy}},
+			want{held: true, conns: 1, registers: 2, rereg: 1, reconnected: 1, errs: map[string]int{"BUSY": 1}}},
+		{"NAME_TAKEN", []fakeReply{{code: codec.CodeNameTaken}},
+			want{conns: 1, registers: 1, namesLost: 1, reconnected: 1, errs: map[string]int{"NAME_TAKEN": 1}}},
+		{"FORBIDDEN then OK on a new connection", []fakeReply{{code: codec.CodeForbidden}},
+			want{held: true, conns: 2, registers: 2, rereg: 1, reconnected: 1, errs: map[string]int{"FORBIDDEN": 1}}},
+		{"hold ends during retry-after", []fakeReply{{code: codec.CodeUnavailable, retryMs: 3_600_000, after: func() { cancelHold() }}},
+			want{conns: 1, registers: 1, pending: 1, reconnected: 1, errs: map[string]int{"UNAVAILABLE": 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			node := startFakeNode(t, tt.replies)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			cancelHold = cancel
+			p := &part{cfg: &Config{Scenario: ScenarioConnect, Addrs: []string{node.ln.Addr().String()}, Timeout: 5 * time.Second},
+				clk: newClock()}
+			r := &reconnector{p: p, ctx: ctx, slots: make([]heldSlot, 1), res: newReconnResult()}
+			r.dl, _ = newDialer("", p.cfg.Timeout)
+			c, _ := r.recover(&r.slots[0], 0, 0, "svc", p.clk.now())
+			if c != nil {
+				defer c.close()
+			}
+			res, w := r.res, tt.want
+			if (c != nil) != w.held || node.conns.Load() != w.conns || node.registers.Load() != w.registers {
+				t.Errorf("held %v, %d connections, %d REGISTERs; want %v, %d, %d", c != nil, node.conns.Load(),
+					node.registers.Load(), w.held, w.conns, w.registers)
+			}
+			if res.Reregistered != w.rereg || res.NamesLost != w.namesLost || res.Pending != w.pending || res.Reconnected != w.reconnected {
+				t.Errorf("re-registered %d, names lost %d, pending %d, reconnected %d; want %d, %d, %d, %d",
+					res.Reregistered, res.NamesLost, res.Pending, res.Reconnected, w.rereg, w.namesLost, w.pending, w.reconnected)
+			}
+			if res.Reregistered+res.NamesLost+res.Pending != 1 {
+				t.Errorf("the loss was settled %d times", res.Reregistered+res.NamesLost+res.Pending)
+			}
+			if !maps.Equal(res.ErrorsByCode, w.errs) || len(res.FailedByCause) != 0 {
+				t.Errorf("errors %v, failures %v; want %v and none", res.ErrorsByCode, res.FailedByCause, w.errs)
+			}
+			if int(res.ToReregistered.Count()) != res.Reregistered || len(res.ReregisteredAtNs) != res.Reregistered ||
+				int(res.ToReconnected.Count()) != res.Reconnected {
+				t.Errorf("%d/%d re-registration times, %d reconnection times", res.ToReregistered.Count(),
+					len(res.ReregisteredAtNs), res.ToReconnected.Count())
+			}
+		})
+	}
+}
+
+// TestReconnectValidate: the config key is only meaningful for connect.
+func TestReconnectValidate(t *testing.T) {
+	for _, tt := range []struct {
+		scenario string
+		ok       bool
+	}{{ScenarioConnect, true}, {ScenarioEcho, false}, {ScenarioRoute, false}, {ScenarioSoak, false}, {ScenarioOverload, false}} {
+		c := Config{Scenario: tt.scenario, Reconnect: true}
+		c.EnsureDefaults()
+		err := c.Validate()
+		if (err == nil) != tt.ok || (err != nil && !strings.Contains(err.Error(), "--reconnect")) {
+			t.Errorf("%s with reconnect: %v; want ok %v", tt.scenario, err, tt.ok)
 		}
 	}
 }
