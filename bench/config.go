@@ -81,6 +81,11 @@ type Config struct {
 	// Keepalive is how often connect PINGs each held connection, the PINGs spread evenly
 	// over the interval (not all at once). Default 10s.
 	Keepalive time.Duration `json:"keepalive"`
+	// Reconnect makes connect watch every held connection (a reader per connection): a
+	// connection the server closes is dialled again to another of Addrs, HELLOed and, with
+	// Register, its name REGISTERed again, as a client would; the result reports the losses
+	// and how long the connections took to come back (Result.Reconnect).
+	Reconnect bool `json:"reconnect"`
 }
 
 // Limits that keep every run bounded.
@@ -219,6 +224,9 @@ func (c *Config) Validate() error {
 	if c.Plot != "" && !strings.HasSuffix(c.Plot, ".svg") {
 		bad("plot", "file name must end in .svg (convert it to PNG with any browser or rsvg-convert), got %q", c.Plot)
 	}
+	if c.Reconnect && c.Scenario != ScenarioConnect {
+		bad("reconnect", "only the connect scenario holds connections to reconnect")
+	}
 	if len(c.Token) > 255 {
 		bad("token", "longer than 255 bytes")
 	}
@@ -237,7 +245,7 @@ func isLoopback(host string) bool {
 // --conns, --ramp, --duration, output and --procs); its --help lists only these.
 var scenarioFlags = map[string][]string{
 	ScenarioEcho:     {"size", "pipeline", "rate", "grace", "floor"},
-	ScenarioConnect:  {"register", "keepalive"},
+	ScenarioConnect:  {"register", "keepalive", "reconnect"},
 	ScenarioRoute:    {"size", "pipeline", "rate", "mode", "grace"},
 	ScenarioOverload: {"size", "pipeline", "rate", "grace", "baseline", "recover", "probe-rate"},
 	ScenarioSoak:     {"size", "rate", "grace"},
@@ -250,7 +258,7 @@ var flagSections = []struct {
 }{
 	{"Target", []string{"addr", "admin", "server-pid", "token", "allow-remote", "timeout"}},
 	{"Load", []string{"conns", "ramp", "duration", "size", "pipeline", "rate", "mode", "grace",
-		"baseline", "recover", "probe-rate", "floor", "register", "keepalive"}},
+		"baseline", "recover", "probe-rate", "floor", "register", "keepalive", "reconnect"}},
 	{"Output", []string{"json", "plot", "interval"}},
 	{"Processes", []string{"procs"}},
 }
@@ -290,6 +298,7 @@ func (c *Config) flags() (*cliflag.Set, *string) {
 	all.BoolVar(&c.Floor, "floor", false, "also run the load against a bare gnet echo server and report the ratio")
 	all.BoolVar(&c.Register, "register", false, "REGISTER a unique name on each connection after HELLO (fills the directory)")
 	all.DurationVar(&c.Keepalive, "keepalive", 0, "PING each held connection once per this interval, spread evenly over it")
+	all.BoolVar(&c.Reconnect, "reconnect", false, "watch the held connections: one the server closes is dialled again to another --addr (with --register: its name REGISTERed again); reports losses and times to come back")
 	all.StringVar(&c.JSON, "json", "", "write the JSON result to `FILE` (- for stdout)")
 	all.StringVar(&c.Plot, "plot", "", "draw throughput and latency over time into `FILE`.svg")
 	all.DurationVar(&c.Interval, "interval", 0, "status line interval on stderr")
@@ -333,7 +342,7 @@ func (c *Config) effective() map[string]any {
 		"floor": c.Floor, "token": redact(c.Token), "interval": c.Interval.String(), "mode": c.Mode,
 		"timeout": c.Timeout.String(), "grace": c.Grace.String(), "baseline": c.Baseline.String(),
 		"recover": c.Recover.String(), "probe-rate": c.ProbeRate, "allow-remote": c.AllowRemote,
-		"register": c.Register, "keepalive": c.Keepalive.String(),
+		"register": c.Register, "keepalive": c.Keepalive.String(), "reconnect": c.Reconnect,
 	}
 }
 

@@ -68,6 +68,7 @@ func TestBadFlags(t *testing.T) {
 	}{
 		{[]string{"echo", "--pipelin", "3"}, "switchboard bench echo: flag provided but not defined: --pipelin\nsee 'switchboard bench echo --help'\n"},
 		{[]string{"connect", "--pipeline", "3"}, "flag provided but not defined: --pipeline"},
+		{[]string{"echo", "--reconnect"}, "flag provided but not defined: --reconnect"},
 		{[]string{"echo", "--conns", "many"}, `invalid value "many" for flag --conns`},
 		{[]string{"echo", "extra"}, "unexpected arguments: extra"},
 		{[]string{"ehco"}, `unknown scenario "ehco"`},

@@ -28,6 +28,25 @@
 // tally adds them up once every call has returned (failover_account.go). After the run it
 // compares every surviving node's GET /cluster/names (failover_scan.go).
 //
+// # Reconnect
+//
+// connect --reconnect makes the held connections behave like clients when a node goes
+// away (reconnect.go): each gets a watcher goroutine that reads and discards what
+// arrives (1 KiB reader, no timer) until a read fails, GOAWAY or an ERROR with CLOSING;
+// closing our own connections at the end of the hold is no loss. A lost connection
+// is dialled again to a random other --addr after the client's jittered backoff
+// (100 ms..5 s, internal/backoff; the first attempt waits too), HELLOed and, with
+// --register, its name REGISTERed again: UNAVAILABLE and BUSY are asked again on the
+// same connection after their retry-after (1 s without one), NAME_TAKEN loses the name
+// (its connection is closed, not held), other ERRORs and failures count by code or
+// cause and the watcher reconnects. The connection is then held and pinged again (the
+// ping loop reads each slot's current connection from an atomic pointer). The result's
+// "reconnect" object and summary lines report lost = re-registered + names lost + not
+// re-registered at the end, reconnected, and p50/p99/max of loss to reconnected (WELCOME),
+// loss to re-registered (REGISTER OK) and first loss to re-registered: measured from the
+// first loss any worker saw (parts report absolute times on their shared clock; the
+// parent merges them), the takeover time of a killed node for all its connections.
+//
 // # Processes
 //
 // A run is split into parts (partSpec), one per process with --procs K, each owning a

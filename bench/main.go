@@ -25,7 +25,10 @@ var scenarioAbout = map[string]string{
 		"cause (EADDRNOTAVAIL: no local port left, EMFILE, ECONNREFUSED, timeout...). Before it\n" +
 		"starts it prints the ephemeral port range and the TIME_WAIT sockets toward the targets,\n" +
 		"and warns when they will not fit. One process holds at most its open-file limit: past\n" +
-		"that use --procs K (sources 127.0.0.2..K+1, one worker each) and several nodes.",
+		"that use --procs K (sources 127.0.0.2..K+1, one worker each) and several nodes.\n" +
+		"--register gives every connection a name; --reconnect watches the held connections and\n" +
+		"brings a lost one back on another --addr (its name REGISTERed again), reporting the\n" +
+		"losses and the times from each loss, and from the first, to reconnected and re-registered.",
 	ScenarioRoute: "Every connection registers a name and SENDs (--mode request: REQUESTs) to random\n" +
 		"other names; end-to-end latency and loss.",
 	ScenarioOverload: "A light probe flow, then a spike of --conns connections driving pipelined ECHO above\n" +

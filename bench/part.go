@@ -113,6 +113,7 @@ type partResult struct {
 	Hist       *Histogram        `json:"hist"`
 	DurationNs int64             `json:"duration_ns"` // go to the end of the load
 	Probe      *probeResult      `json:"probe,omitempty"`
+	Reconnect  *reconnResult     `json:"reconnect,omitempty"` // connect --reconnect
 }
 
 // part is a running part. Counters are atomics shared by the connection goroutines.
@@ -224,10 +225,11 @@ func (p *part) run(ctx context.Context, goCh <-chan struct{}) error {
 	go p.ticker(tickCtx, total, tickDone)
 
 	var pr *probeResult
+	var rc *reconnResult
 	switch cfg.Scenario {
 	case ScenarioConnect:
 		p.stopAt = p.goAt + int64(cfg.Duration)
-		p.hold(ctx, conns)
+		rc = p.hold(ctx, conns)
 	case ScenarioOverload:
 		var spike connCounts
 		pr, spike = p.overload(ctx, probe)
@@ -245,7 +247,7 @@ func (p *part) run(ctx context.Context, goCh <-chan struct{}) error {
 		measured = int64(cfg.Duration) // the spike
 	}
 	res := &partResult{Conns: counts, Sent: p.sent.Load(), Received: p.received.Load(),
-		Errors: p.errorMap(), Hist: total, DurationNs: measured, Probe: pr}
+		Errors: p.errorMap(), Hist: total, DurationNs: measured, Probe: pr, Reconnect: rc}
 	p.emit(partMsg{Kind: "result", Result: res})
 	return nil
 }
@@ -426,29 +428,19 @@ func (p *part) connect(ctx context.Context, idx []int, rate float64) ([]*sconn, 
 // open dials and handshakes one connection. A refusal returns its code.
 func (p *part) open(ctx context.Context, dl *dialer, g int) (*sconn, codec.ErrorCode, error) {
 	cfg := p.cfg
-	addrIdx := max(g, 0)
-	nc, err := dl.dial(ctx, cfg.Addrs[addrIdx%len(cfg.Addrs)])
+	sc, err := p.dial(ctx, dl, g, max(g, 0)%len(cfg.Addrs))
 	if err != nil {
-		return nil, 0, &openError{phaseDial, err}
+		return nil, 0, err
 	}
-	bufSize := max(64<<10, 2*(cfg.Size+codec.HeaderLen+300))
-	if cfg.Scenario == ScenarioConnect {
-		// Only WELCOME, PONG and ERROR arrive; the Reader grows for anything larger. 64 KiB
-		// each would be ~1 GiB of heap for a worker's 16K connections.
-		bufSize = 1 << 10
-	}
-	sc := &sconn{nc: nc, fr: codec.NewReader(nc, maxInbound, bufSize), idx: g,
-		rng: rand.New(rand.NewPCG(uint64(g+1), uint64(p.clk.now())))}
 	if p.spec.Floor {
 		return sc, 0, nil
 	}
-	name := fmt.Sprintf("bench-%d", g)
-	if _, code, err := handshake(nc, sc.fr, name, cfg.Token, cfg.Timeout); err != nil {
+	if code, err := p.hello(sc); err != nil {
 		sc.close()
-		return nil, code, &openError{phaseHandshake, err}
+		return nil, code, err
 	}
 	if g >= 0 && p.names != nil && p.names[g] != "" {
-		if code, err := p.register(sc, p.names[g]); err != nil {
+		if code, _, err := p.register(sc, p.names[g]); err != nil {
 			sc.close()
 			return nil, code, &openError{phaseHandshake, err}
 		}
@@ -456,37 +448,75 @@ func (p *part) open(ctx context.Context, dl *dialer, g int) (*sconn, codec.Error
 	return sc, 0, nil
 }
 
+// dial opens connection g's socket to cfg.Addrs[addr], without a handshake.
+func (p *part) dial(ctx context.Context, dl *dialer, g, addr int) (*sconn, error) {
+	cfg := p.cfg
+	nc, err := dl.dial(ctx, cfg.Addrs[addr])
+	if err != nil {
+		return nil, &openError{phaseDial, err}
+	}
+	bufSize := max(64<<10, 2*(cfg.Size+codec.HeaderLen+300))
+	if cfg.Scenario == ScenarioConnect {
+		// Only WELCOME, PONG and ERROR arrive; the Reader grows for anything larger. 64 KiB
+		// each would be ~1 GiB of heap for a worker's 16K connections.
+		bufSize = 1 << 10
+	}
+	return &sconn{nc: nc, fr: codec.NewReader(nc, maxInbound, bufSize), idx: g,
+		rng: rand.New(rand.NewPCG(uint64(g+1), uint64(p.clk.now())))}, nil
+}
+
+// hello HELLOs sc; a refusal returns its code.
+func (p *part) hello(sc *sconn) (codec.ErrorCode, error) {
+	if _, code, err := handshake(sc.nc, sc.fr, fmt.Sprintf("bench-%d", sc.idx), p.cfg.Token, p.cfg.Timeout); err != nil {
+		return code, &openError{phaseHandshake, err}
+	}
+	return 0, nil
+}
+
 // register REGISTERs name on sc and waits for the answer; an ERROR returns its code, so
-// that the caller counts it as a refusal by code.
-func (p *part) register(sc *sconn, name string) (codec.ErrorCode, error) {
+// that the caller counts it as a refusal by code, and its retry-after.
+func (p *part) register(sc *sconn, name string) (codec.ErrorCode, time.Duration, error) {
 	_ = sc.nc.SetDeadline(time.Now().Add(p.cfg.Timeout))
 	defer func() { _ = sc.nc.SetDeadline(time.Time{}) }()
 	if _, err := sc.nc.Write(codec.AppendName(nil, codec.TypeRegister, 1, name)); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for {
 		f, err := sc.fr.Next()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		switch {
 		case f.Type == codec.TypeOK && f.Corr == 1:
-			return 0, nil
+			return 0, 0, nil
 		case f.Type == codec.TypeError:
 			code := errorCode(f.Body)
-			return code, fmt.Errorf("register %s: %v", name, code)
+			return code, errorRetryAfter(f.Body), fmt.Errorf("register %s: %v", name, code)
 		}
 	}
 }
 
 // hold keeps connect's connections open until stopAt, pinging them at the interval the
-// server asked for, without a goroutine per connection.
-func (p *part) hold(ctx context.Context, conns []*sconn) {
+// server asked for, without a goroutine per connection. With --reconnect every
+// connection also gets a watcher that replaces it when it is lost (watchAll); hold then
+// returns their account.
+func (p *part) hold(ctx context.Context, conns []*sconn) *reconnResult {
+	if !p.cfg.Reconnect {
+		p.pingLoop(ctx, len(conns), func(i int) *sconn { return conns[i] })
+		return nil
+	}
+	at, end := p.watchAll(ctx, conns)
+	p.pingLoop(ctx, len(conns), at)
+	return end()
+}
+
+// pingLoop PINGs n connections until stopAt; at(i) is connection i (nil: none now).
+func (p *part) pingLoop(ctx context.Context, n int, at func(int) *sconn) {
 	// Every connection gets a PING once per Keepalive, a slice of them every tick: sent
 	// all at once, 100K connections' PINGs were bursts that stalled the nodes for most of
 	// a second every interval, which is not what held clients do.
 	const tick = 100 * time.Millisecond
-	per := pingsPerTick(len(conns), p.cfg.Keepalive, tick)
+	per := pingsPerTick(n, p.cfg.Keepalive, tick)
 	ping := codec.AppendFrame(nil, codec.TypePing, 0, 0, nil)
 	t := time.NewTicker(tick)
 	defer t.Stop()
@@ -501,8 +531,11 @@ func (p *part) hold(ctx context.Context, conns []*sconn) {
 			return
 		}
 		for range per {
-			c := conns[next]
-			next = (next + 1) % len(conns)
+			c := at(next)
+			next = (next + 1) % n
+			if c == nil { // reconnecting
+				continue
+			}
 			_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = c.nc.Write(ping)
 		}

@@ -11,22 +11,23 @@ import (
 // Result is the JSON object `switchboard bench --json` writes. Field names are a contract
 // with outside tools (issue 3); new fields may be added, none renamed.
 type Result struct {
-	Scenario    string         `json:"scenario"`
-	StartedAt   time.Time      `json:"started_at"`
-	DurationS   float64        `json:"duration_s"` // the measured phase
-	Config      map[string]any `json:"config"`     // every flag's effective value
-	Connections ConnStats      `json:"connections"`
-	Messages    MsgStats       `json:"messages"`
-	Throughput  float64        `json:"throughput_msgs_per_s"`
-	LatencyUs   LatencyStats   `json:"latency_us"`
-	Server      ServerStats    `json:"server"`
-	LoadGen     LoadGenStats   `json:"load_generator"`
-	Floor       FloorStats     `json:"floor"`
-	Connect     *ConnectStats  `json:"connect,omitempty"`
-	Ports       *PortCheck     `json:"ports,omitempty"` // the pre-run port check
-	Overload    *probeResult   `json:"overload,omitempty"`
-	Series      []Point        `json:"series"` // one point per second of the measured phase
-	Failed      string         `json:"failed,omitempty"`
+	Scenario    string          `json:"scenario"`
+	StartedAt   time.Time       `json:"started_at"`
+	DurationS   float64         `json:"duration_s"` // the measured phase
+	Config      map[string]any  `json:"config"`     // every flag's effective value
+	Connections ConnStats       `json:"connections"`
+	Messages    MsgStats        `json:"messages"`
+	Throughput  float64         `json:"throughput_msgs_per_s"`
+	LatencyUs   LatencyStats    `json:"latency_us"`
+	Server      ServerStats     `json:"server"`
+	LoadGen     LoadGenStats    `json:"load_generator"`
+	Floor       FloorStats      `json:"floor"`
+	Connect     *ConnectStats   `json:"connect,omitempty"`
+	Ports       *PortCheck      `json:"ports,omitempty"` // the pre-run port check
+	Overload    *probeResult    `json:"overload,omitempty"`
+	Reconnect   *ReconnectStats `json:"reconnect,omitempty"` // connect --reconnect
+	Series      []Point         `json:"series"`              // one point per second of the measured phase
+	Failed      string          `json:"failed,omitempty"`
 }
 
 // ConnStats counts the connections of a run.
@@ -138,6 +139,9 @@ func (r *Result) WriteSummary(w io.Writer) {
 		if r.Connect.FirstFailure != "" {
 			fmt.Fprintf(w, "  first failure: %s\n", r.Connect.FirstFailure)
 		}
+	}
+	if rc := r.Reconnect; rc != nil {
+		rc.writeSummary(w)
 	}
 	if p := r.Ports; p != nil && p.Error == "" {
 		fmt.Fprintf(w, "  ports        ephemeral %d-%d, tcp_tw_reuse %d, %d TIME_WAIT toward the targets before the run\n",

@@ -135,6 +135,7 @@ type passResult struct {
 	hist       *Histogram
 	durationNs int64
 	probe      *probeResult
+	reconnect  *ReconnectStats // connect --reconnect
 	series     []Point
 	after      serverSample
 	haveAfter  bool
@@ -323,6 +324,7 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 	pr.conns.Target = cfg.Conns
 	var conns connCounts
 	conns.RefusedByCode = map[string]int{}
+	var reconns []*reconnResult
 	for i, res := range results {
 		if res == nil {
 			if len(pr.failed) == 0 {
@@ -341,6 +343,10 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 		if res.Probe != nil {
 			pr.probe = res.Probe
 		}
+		reconns = append(reconns, res.Reconnect)
+	}
+	if cfg.Reconnect {
+		pr.reconnect = mergeReconnect(reconns)
 	}
 	// Counts from the results replace those from "ready" only when every part sent one.
 	if ready == len(handles) && len(results) > 0 && !slices.Contains(results, nil) {
@@ -499,6 +505,7 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 		}
 	}
 	res.Overload = main.probe
+	res.Reconnect = main.reconnect
 
 	failed := main.failed
 	if main.conns.Established == 0 && len(failed) == 0 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/backoff"
 )
 
 // Client is a connection to a switchboard node that reconnects when it is lost. Create it
@@ -284,7 +285,7 @@ func (c *Client) supervise(cn *conn, idx int) {
 func (c *Client) reconnect(p *picker) *conn {
 	for attempt := 0; ; attempt++ {
 		addr, notBefore := p.next(time.Now())
-		wait := backoff(c.cfg.ReconnectMin, c.cfg.ReconnectMax, attempt)
+		wait := backoff.Jittered(c.cfg.ReconnectMin, c.cfg.ReconnectMax, attempt)
 		if d := time.Until(notBefore); d > wait {
 			wait = d
 		}
@@ -536,21 +537,6 @@ func (p *picker) next(now time.Time) (string, time.Time) {
 	}
 	p.idx = best
 	return p.addrs[best], p.notBefore[p.addrs[best]]
-}
-
-// backoff returns the wait before reconnect attempt n (from 0): uniformly random in
-// [lo, min(hi, lo·2^(n+1))].
-func backoff(lo, hi time.Duration, n int) time.Duration {
-	ceil := hi
-	if n < 30 {
-		if c := lo << (n + 1); c > 0 && c < hi {
-			ceil = c
-		}
-	}
-	if ceil <= lo {
-		return lo
-	}
-	return lo + rand.N(ceil-lo+1)
 }
 
 // isClosed reports whether ch is closed, without waiting.

@@ -81,24 +81,6 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	lo, hi := 100*time.Millisecond, 5*time.Second
-	for n := range 40 {
-		ceil := hi
-		if n < 20 {
-			ceil = min(hi, lo<<(n+1))
-		}
-		for range 100 {
-			if d := backoff(lo, hi, n); d < lo || d > ceil {
-				t.Fatalf("backoff(attempt %d) = %v; want in [%v, %v]", n, d, lo, ceil)
-			}
-		}
-	}
-	if d := backoff(lo, lo, 3); d != lo {
-		t.Errorf("backoff with min == max = %v; want %v", d, lo)
-	}
-}
-
 // TestPickerScatter: clients of a node that died without a word (no GOAWAY, no ERROR)
 // spread over the other configured addresses instead of all taking the next one, and
 // none tries the dead one first.

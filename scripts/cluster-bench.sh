@@ -71,7 +71,13 @@
 # (0: none; else after the rates `bench failover` with FO_CLIENTS, FO_RATE, FO_MODE,
 # FO_DURATION and FO_KILL_AT kills node HOLD_KILL: 1..HOLD_JS has JetStream (it may lead
 # a bucket), the others do not; "names-leader": the names bucket's stream leader, read
-# from the nodes' logs; its held connections just close, they do not reconnect).
+# from the nodes' logs; its held connections just close, they do not reconnect unless
+# HOLD_RECONNECT=1), HOLD_RECONNECT (0; 1: the hold's `bench connect` gets --reconnect:
+# a held connection the server closes dials another node and REGISTERs its name again;
+# hold.txt/hold.json then report lost, reconnected, re-registered, names lost and not
+# re-registered, and loss-to-reconnected, loss-to-re-registered and
+# first-loss-to-re-registered (the kill's takeover for all of the victim's connections),
+# repeated in the summary as "hold: bench: reconnect ...").
 # Every process this script starts is stopped on exit; every bench run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,6 +107,7 @@ HOLD_REGISTER=${HOLD_REGISTER:-1}
 HOLD_KEEPALIVE=${HOLD_KEEPALIVE:-30s}
 HOLD_RATE=${HOLD_RATE:-0}
 HOLD_KILL=${HOLD_KILL:-0}
+HOLD_RECONNECT=${HOLD_RECONNECT:-0}
 HOLD_LOAD_CONNS=${HOLD_LOAD_CONNS:-600}
 HOLD_LOAD_MODE=${HOLD_LOAD_MODE:-send}
 HOLD_LOAD_FOR=${HOLD_LOAD_FOR:-60s}
@@ -463,7 +470,7 @@ if [[ " $PHASES " == *" hold "* ]]; then
 	# The whole phase holds the lock: RSS over minutes is what it measures.
 	exec 8>>"$LOCK"
 	flock 8
-	{ echo "hold: $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"; echo "hold: $HOLD_NODES nodes, $HOLD_JS with JetStream, $HOLD_CONNS connections (register $HOLD_REGISTER), $HOLD_PROCS processes, hold $HOLD, SERVE_FLAGS='${SERVE_FLAGS:-}' NODE_ENV='${NODE_ENV:-}' idle-timeout $HOLD_IDLE_TIMEOUT"; } | tee -a "$OUT/log.txt" >&2
+	{ echo "hold: $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"; echo "hold: $HOLD_NODES nodes, $HOLD_JS with JetStream, $HOLD_CONNS connections (register $HOLD_REGISTER, reconnect $HOLD_RECONNECT), $HOLD_PROCS processes, hold $HOLD, SERVE_FLAGS='${SERVE_FLAGS:-}' NODE_ENV='${NODE_ENV:-}' idle-timeout $HOLD_IDLE_TIMEOUT"; } | tee -a "$OUT/log.txt" >&2
 	SERVE_FLAGS="--idle-timeout $HOLD_IDLE_TIMEOUT ${SERVE_FLAGS:-}" start_cluster hold "$HOLD_NODES" "$HOLD_JS" "$hold_routes"
 	sleep 10
 	tag="hold: idle RSS KiB"
@@ -473,6 +480,7 @@ if [[ " $PHASES " == *" hold "* ]]; then
 	sampler=$!
 	reg=()
 	[ "$HOLD_REGISTER" = 1 ] && reg=(--register)
+	[ "$HOLD_RECONNECT" = 1 ] && reg+=(--reconnect)
 	"$BIN" bench connect "${reg[@]}" --conns "$HOLD_CONNS" --procs "$HOLD_PROCS" --addr "$hold_addrs" --keepalive "$HOLD_KEEPALIVE" \
 		--server-pid "${pid[n1]}" --duration "$HOLD" --timeout 60s --json "$OUT/hold.json" \
 		>"$OUT/hold.txt" 2>"$OUT/hold.stderr" &
@@ -568,6 +576,8 @@ PY
 	wait "$sampler" 2>/dev/null || true
 	sampler=
 	grep -E "established|refused|failed|load starts|held" "$OUT/hold.stderr" | tail -5 | sed 's/^/hold: bench: /' | tee -a "$OUT/log.txt" >&2 || true
+	# --reconnect: the held connections' losses and how long they took to come back
+	grep -E "^  reconnect " "$OUT/hold.txt" | sed 's/^  /hold: bench: /' | tee -a "$OUT/log.txt" >&2 || true
 	for i in $(seq "$HOLD_JS"); do echo "hold: store dir n$i $(du -sk "$tmp/store$i" 2>/dev/null | cut -f1) KiB" | tee -a "$OUT/log.txt" >&2; done
 	for i in $(seq "$HOLD_NODES"); do stop "n$i"; done
 	flock -u 8
