@@ -416,20 +416,29 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 	key := nameKey(name)
 	me := owner{id: id, epoch: d.epoch}
 	val := appendOwner(nil, me)
+	// A name the cache shows owned by another connection exists in the KV (the cache is
+	// a hint, but a right one almost always): read it first rather than trying to create
+	// it, which only fails — one KV write fewer for each of a killed node's names its
+	// clients claim again.
+	e, cachedLive := d.cache.get(name)
+	exists := cachedLive && !e.dead && e.owner != me
 	for range 4 { // each round lost a race to another claim; after 4, call it taken
-		// Create if absent: a CAS on "no message yet". Not KV Create, which on a key that
-		// exists reads it back with a direct get to see whether it was deleted: any
-		// replica may answer a direct get, and the one of a stopped node (SIGSTOP) never
-		// does, so the claim waited for OpTimeout. The leader read below tells a deleted
-		// key from a live one as well.
-		rev, err := d.names.Update(ctx, key, val, 0)
-		if err == nil {
-			d.cache.set(name, cached{owner: me, rev: rev})
-			return nil
+		if !exists {
+			// Create if absent: a CAS on "no message yet". Not KV Create, which on a key
+			// that exists reads it back with a direct get to see whether it was deleted:
+			// any replica may answer a direct get, and the one of a stopped node
+			// (SIGSTOP) never does, so the claim waited for OpTimeout. The leader read
+			// below tells a deleted key from a live one as well.
+			rev, err := d.names.Update(ctx, key, val, 0)
+			if err == nil {
+				d.cache.set(name, cached{owner: me, rev: rev})
+				return nil
+			}
+			if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				return fmt.Errorf("cluster: claim %q: %w", name, err)
+			}
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return fmt.Errorf("cluster: claim %q: %w", name, err)
-		}
+		exists = false // from the second round on, as before: create, then read
 		data, rev, st, err := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, key))
 		if err != nil {
 			return err
@@ -481,6 +490,12 @@ func (d *Directory) ownerLive(ctx context.Context, name string, o owner) (bool, 
 		}
 		e, ok := d.cache.get(name)
 		return ok && !e.dead && e.owner == o, nil
+	}
+	if l, ok := d.member(o.node()); ok && l.epoch == o.epoch && l.down {
+		// That run was found dead by probe already (nodeGone would say so first thing):
+		// no need to read its lease from the leader — one KV read fewer for each of a
+		// killed node's names claimed again.
+		return false, nil
 	}
 	key := leaseKey(o.node())
 	data, _, st, err := lastMsg(ctx, d.nc, streamOf(d.leasesBucket), subjectOf(d.leasesBucket, key))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/shard"
@@ -138,6 +139,104 @@ func measureTakeover(t *testing.T) {
 			time.Since(killed).Round(time.Millisecond), killed.Sub(l.seen).Round(time.Millisecond), stopped.Round(time.Millisecond),
 			tries, DefaultLeaseTTL, DefaultLeaseRenew)
 	}
+}
+
+// TestTakeoverManyTime measures how fast a node claims many names of a killed node once
+// it has found that node dead, as the killed node's clients re-register there: node B
+// (not a leader of either bucket, so that no election is measured) registers N names, is
+// killed, and once A has marked it down A claims all N at once. It runs only with
+// CLUSTER_TAKEOVER_MANY=N (docs/BENCHMARKS.md); CLUSTER_CLAIM_WORKERS sets ClaimWorkers.
+func TestTakeoverManyTime(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("CLUSTER_TAKEOVER_MANY"))
+	if n <= 0 {
+		t.Skip("set CLUSTER_TAKEOVER_MANY=N to measure")
+	}
+	workers, _ := strconv.Atoi(os.Getenv("CLUSTER_CLAIM_WORKERS"))
+	tc := startClusterWith(t, func(c *Config) {
+		c.LeaseTTL = probeLeaseTTL
+		c.ClaimQueue = max(c.ClaimQueue, n)
+		if workers > 0 {
+			c.ClaimWorkers = workers
+		}
+	})
+	a := tc.node(0).Directory()
+	victim := -1
+	for i := 1; i < 3 && victim < 0; i++ {
+		if !leadsABucket(t, a, uint16(i+1)) {
+			victim = i
+		}
+	}
+	if victim < 0 {
+		t.Skip("nodes 2 and 3 each lead a bucket; run again")
+	}
+	b := tc.node(victim).Directory()
+	claimAll(t, b, n, uint16(victim+1))
+	waitFor(t, "A to see every name", 30*time.Second, func() bool { return cacheLen(a) >= n })
+	tc.kill(victim)
+	waitFor(t, "A to take the victim for dead", 30*time.Second, func() bool {
+		l, ok := a.member(uint16(victim + 1))
+		return ok && l.down
+	})
+	start := time.Now()
+	claimAll(t, a, n, 1)
+	took := time.Since(start)
+	t.Logf("%d names of a dead node claimed by one node in %v: %.0f claims/s (claim workers %d)",
+		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), a.cfg.ClaimWorkers)
+}
+
+// claimAll claims many-0 .. many-(n-1) on d for connections of node at once and fails
+// the test on any refusal.
+func claimAll(t *testing.T, d *Directory, n int, node uint16) {
+	t.Helper()
+	errs := make(chan error, n)
+	for i := range n {
+		name := "many-" + strconv.Itoa(i)
+		err := d.Claim(name, conn(node, uint32(i+1)), func(_ string, _ shard.ConnID, err error) { errs <- err })
+		if !errors.Is(err, shard.ErrPending) {
+			errs <- err
+		}
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("claim: %v", err)
+		}
+	}
+}
+
+// cacheLen counts the live entries in d's cache.
+func cacheLen(d *Directory) int {
+	n := 0
+	d.cache.each(func(_ string, e cached) {
+		if !e.dead {
+			n++
+		}
+	})
+	return n
+}
+
+// leadsABucket reports whether node leads the names or the leases bucket's stream.
+func leadsABucket(t *testing.T, d *Directory, node uint16) bool {
+	t.Helper()
+	js, err := jetstream.New(d.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, bucket := range []string{d.namesBucket, d.leasesBucket} {
+		st, err := js.Stream(ctx, streamOf(bucket))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Cluster != nil && info.Cluster.Leader == "node-"+strconv.Itoa(int(node)) {
+			return true
+		}
+	}
+	return false
 }
 
 // TestProbeUnansweredUndecided: a claim of a name whose owner's node holds a fresh lease
