@@ -93,6 +93,15 @@ func TestProbeTakeover(t *testing.T) {
 	if n := c.cn.Directory().nodesDown.Load(); n != 1 {
 		t.Errorf("C took %d runs for dead; want 1 (B only)", n)
 	}
+	// bob-other's client re-registers on C, which has B down already: a CAS on the
+	// revision C's cache holds takes it over, and every node follows.
+	if err := claim(t, c.cn.Directory(), "bob-other", conn(3, 100)); err != nil {
+		t.Fatalf("claim on C of the dead node's other name = %v; want success", err)
+	}
+	waitFor(t, "A to see C as bob-other's owner", 5*time.Second, func() bool { return lookup(ad, "bob-other") == conn(3, 100) })
+	if n, m := ad.takeovers.Load(), c.cn.Directory().takeovers.Load(); n != 1 || m != 1 {
+		t.Errorf("takeovers: A %d, C %d; want 1 each (bob, bob-other)", n, m)
+	}
 	barrier(t, carol, 3)
 }
 

@@ -78,6 +78,7 @@ func (d *Directory) writeDirectoryMetrics(w io.Writer) {
 	writeFamily(w, "switchboard_cluster_claims_in_doubt", "gauge", "Claims reported as failed whose KV write may have landed, waiting to be reconciled.", d.doubtCount())
 	writeFamily(w, "switchboard_cluster_probes_total", "counter", "Probes sent to other nodes: to those whose lease renewal is overdue, and to the owners of names being claimed (probe.go).", d.probes.Load())
 	writeFamily(w, "switchboard_cluster_nodes_down_total", "counter", "Runs of other nodes taken for dead because their probe subject had no responders.", d.nodesDown.Load())
+	writeFamily(w, "switchboard_cluster_takeovers_total", "counter", "Names this node's clients claimed from an owner on a node found gone (dead by probe, or its lease expired).", d.takeovers.Load())
 	writeFamily(w, "switchboard_cluster_swept_total", "counter", "Directory entries of earlier runs of this node deleted at start.", d.swept.Load())
 }
 
