@@ -396,6 +396,12 @@ func (d *Directory) decide(name string, id shard.ConnID) error {
 		// the client is told UNAVAILABLE and retries.
 		return err
 	}
+	if errors.Is(err, jetstream.ErrNoStreamResponse) {
+		// The write reached no stream leader (no responders, asked again by nats.go):
+		// nothing was written, and the leader read below would only wait OpTimeout for
+		// the same missing leader, holding this claim worker through a KV election.
+		return fmt.Errorf("%w: %w", shard.ErrUnavailable, err)
+	}
 	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
 	defer cancel()
 	data, rev, st, rerr := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, nameKey(name)))

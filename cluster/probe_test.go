@@ -193,6 +193,35 @@ func TestTakeoverManyTime(t *testing.T) {
 		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), a.cfg.ClaimWorkers)
 }
 
+// noLeaderKV answers every write as JetStream does while a bucket has no stream leader
+// (its leader's node killed, the election not over): no responders, after nats.go's
+// retries.
+type noLeaderKV struct{ jetstream.KeyValue }
+
+func (noLeaderKV) Update(context.Context, string, []byte, uint64) (uint64, error) {
+	return 0, jetstream.ErrNoStreamResponse
+}
+
+// TestClaimWithoutLeader: a claim whose write reached no stream leader answers
+// UNAVAILABLE and records no doubt — nothing can have landed — instead of a leader read,
+// which during a real election waits the op timeout for the same missing leader and holds
+// a claim worker that long (a killed names-bucket leader's ~16K clients re-registering).
+// The leader is there for the read in this test: without the fix the claim records a
+// doubt.
+func TestClaimWithoutLeader(t *testing.T) {
+	tc := startCluster(t)
+	d := tc.node(0).Directory()
+	// Set before the first claim; the claim worker reads it after the claim's channel
+	// send, and nothing else writes to the names bucket in this test.
+	d.names = noLeaderKV{d.names}
+	if err := claim(t, d, "no-leader-name", conn(1, 7)); !errors.Is(err, shard.ErrUnavailable) || !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Fatalf("claim with no stream leader = %v; want UNAVAILABLE (no response from stream)", err)
+	}
+	if n := d.doubtCount(); n != 0 {
+		t.Errorf("claims in doubt = %d; want 0: a write that reached no leader cannot have landed", n)
+	}
+}
+
 // claimAll claims many-0 .. many-(n-1) on d for connections of node at once and fails
 // the test on any refusal.
 func claimAll(t *testing.T, d *Directory, n int, node uint16) {
@@ -226,26 +255,27 @@ func cacheLen(d *Directory) int {
 // leadsABucket reports whether node leads the names or the leases bucket's stream.
 func leadsABucket(t *testing.T, d *Directory, node uint16) bool {
 	t.Helper()
+	return leads(t, d, d.namesBucket, node) || leads(t, d, d.leasesBucket, node)
+}
+
+// leads reports whether node leads bucket's stream, as d's NATS server sees it.
+func leads(t *testing.T, d *Directory, bucket string, node uint16) bool {
+	t.Helper()
 	js, err := jetstream.New(d.nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, bucket := range []string{d.namesBucket, d.leasesBucket} {
-		st, err := js.Stream(ctx, streamOf(bucket))
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.Cluster != nil && info.Cluster.Leader == "node-"+strconv.Itoa(int(node)) {
-			return true
-		}
+	st, err := js.Stream(ctx, streamOf(bucket))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return false
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Cluster != nil && info.Cluster.Leader == "node-"+strconv.Itoa(int(node))
 }
 
 // TestProbeUnansweredUndecided: a claim of a name whose owner's node holds a fresh lease
