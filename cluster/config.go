@@ -68,7 +68,8 @@ type Config struct {
 	ClaimQueue int
 	// ClaimWorkers is the number of goroutines deciding claims, each waiting on KV round
 	// trips. Default 16: a killed node's ~16K clients re-registering on five survivors were
-	// re-registered within p99 5.4-6.4 s with 16, 7.4-7.8 s with 4 (docs/BENCHMARKS.md).
+	// re-registered within p99 5.4-7.3 s with 16 (three runs), 7.4-7.8 s with 4 (two)
+	// (docs/BENCHMARKS.md).
 	ClaimWorkers int
 	// OpTimeout bounds one KV operation. Default 5s.
 	OpTimeout time.Duration
