@@ -491,7 +491,11 @@ func (p *part) register(sc *sconn, name string) (codec.ErrorCode, time.Duration,
 			return 0, 0, nil
 		case f.Type == codec.TypeError:
 			code := errorCode(f.Body)
-			return code, errorRetryAfter(f.Body), fmt.Errorf("register %s: %v", name, code)
+			var retry time.Duration
+			if e, err := codec.ParseError(f.Body); err == nil {
+				retry = time.Duration(e.RetryAfterMs) * time.Millisecond
+			}
+			return code, retry, fmt.Errorf("register %s: %v", name, code)
 		}
 	}
 }
