@@ -51,6 +51,10 @@ type Directory struct {
 	// mode. Set before start.
 	reachable func(subject string) bool
 	synced    atomic.Bool // the names watch has replayed the bucket once
+	// getLast is lastMsg on nc: how the claim path (decide, tryClaim, ownerLive) reads a
+	// key from its stream's leader. Set by newDirectory; a test may replace it before the
+	// first claim.
+	getLast func(ctx context.Context, stream, subject string) ([]byte, uint64, msgState, error)
 
 	lmu        sync.RWMutex
 	liveNodes  map[uint16]lease     // guarded by lmu; fed by the leases watch, down marked by probes
@@ -105,7 +109,7 @@ var _ shard.Directory = (*Directory)(nil)
 
 func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Directory{
+	d := &Directory{
 		cfg:          cfg,
 		log:          log,
 		nc:           nc,
@@ -123,6 +127,10 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		namesBucket:  namesBucketPrefix + cfg.Name,
 		leasesBucket: leasesBucketPrefix + cfg.Name,
 	}
+	d.getLast = func(ctx context.Context, stream, subject string) ([]byte, uint64, msgState, error) {
+		return lastMsg(ctx, d.nc, stream, subject)
+	}
+	return d
 }
 
 // start opens the buckets, takes this node's lease (ErrNodeIDInUse if a live node holds
@@ -404,7 +412,7 @@ func (d *Directory) decide(name string, id shard.ConnID) error {
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
 	defer cancel()
-	data, rev, st, rerr := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, nameKey(name)))
+	data, rev, st, rerr := d.getLast(ctx, streamOf(d.namesBucket), subjectOf(d.namesBucket, nameKey(name)))
 	if rerr == nil && st == msgPresent {
 		if cur, ok := parseOwner(data); ok && cur == me {
 			d.cache.set(name, cached{owner: me, rev: rev})
@@ -467,7 +475,7 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 		}
 		exists = false // from the second round on, as before: create, then read
 		took := false
-		data, rev, st, err := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, key))
+		data, rev, st, err := d.getLast(ctx, streamOf(d.namesBucket), subjectOf(d.namesBucket, key))
 		if err != nil {
 			return err
 		}
@@ -530,7 +538,7 @@ func (d *Directory) ownerLive(ctx context.Context, name string, o owner) (bool, 
 		return false, nil
 	}
 	key := leaseKey(o.node())
-	data, _, st, err := lastMsg(ctx, d.nc, streamOf(d.leasesBucket), subjectOf(d.leasesBucket, key))
+	data, _, st, err := d.getLast(ctx, streamOf(d.leasesBucket), subjectOf(d.leasesBucket, key))
 	if err != nil || st != msgPresent {
 		return false, err
 	}
