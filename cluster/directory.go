@@ -175,8 +175,11 @@ func (d *Directory) start(ctx context.Context) error {
 	}
 	d.cache.epoch.Store(d.epoch)
 	synced := make(chan struct{})
-	d.goWatch("names", d.names, func() uint64 { return d.streamLast(d.names) }, d.applyName, synced)
-	d.goWatch("leases", d.leases, func() uint64 { return d.streamLast(d.leases) }, d.applyLease, nil)
+	// The watches keep the buckets they start with: tests replace d.names (a KV without a
+	// leader) after start, for the claim workers only.
+	names, leases := d.names, d.leases
+	d.goWatch("names", names, func() uint64 { return d.streamLast(names) }, d.applyName, synced)
+	d.goWatch("leases", leases, func() uint64 { return d.streamLast(leases) }, d.applyLease, nil)
 	d.renewWG.Add(1)
 	go d.renewLoop()
 	d.wg.Add(4 + d.cfg.ClaimWorkers)
