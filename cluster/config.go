@@ -73,6 +73,14 @@ type Config struct {
 	ClaimWorkers int
 	// OpTimeout bounds one KV operation. Default 5s.
 	OpTimeout time.Duration
+	// ClaimReadTimeout bounds each read a claim makes from a KV stream's leader (the
+	// name's entry, its owner's lease, the read-back of a write that timed out); it is
+	// at most OpTimeout. Default 1s. While a bucket has no leader (its leader's node was
+	// killed and the election, 4-9 s, is not over) JetStream answers no such read, and a
+	// claim waiting for one held its claim worker for OpTimeout; a read changes nothing,
+	// so the claim answers UNAVAILABLE after this timeout instead and the client asks
+	// again after the retry-after (1 s). A leader answers a read in milliseconds.
+	ClaimReadTimeout time.Duration
 	// ForwardQueue bounds the records (messages, requests, replies, outcomes) waiting to
 	// be published to one other node; a full queue refuses with QUEUE_FULL. Default
 	// 4096. Each queue also holds at most one NATS payload of bytes (max_payload: 8 MiB
@@ -98,23 +106,28 @@ const (
 	DefaultClaimQueue   = 4096
 	DefaultClaimWorkers = 16
 	DefaultOpTimeout    = 5 * time.Second
-	DefaultForwardQueue = 4096
+	// DefaultClaimReadTimeout: a stream leader answers a read in milliseconds, so 1 s
+	// is far from a slow answer; and it is the UNAVAILABLE retry-after, so a claim that
+	// met an election is asked again at most about 2 s after its read was sent.
+	DefaultClaimReadTimeout = 1 * time.Second
+	DefaultForwardQueue     = 4096
 )
 
 // DefaultConfig returns a Config with every default filled in, Mode off.
 func DefaultConfig() Config {
 	return Config{
-		Mode:         ModeOff,
-		Name:         DefaultName,
-		Listen:       DefaultListen,
-		Replicas:     DefaultReplicas,
-		JetStream:    DefaultJetStream,
-		LeaseTTL:     DefaultLeaseTTL,
-		LeaseRenew:   DefaultLeaseRenew,
-		ClaimQueue:   DefaultClaimQueue,
-		ClaimWorkers: DefaultClaimWorkers,
-		OpTimeout:    DefaultOpTimeout,
-		ForwardQueue: DefaultForwardQueue,
+		Mode:             ModeOff,
+		Name:             DefaultName,
+		Listen:           DefaultListen,
+		Replicas:         DefaultReplicas,
+		JetStream:        DefaultJetStream,
+		LeaseTTL:         DefaultLeaseTTL,
+		LeaseRenew:       DefaultLeaseRenew,
+		ClaimQueue:       DefaultClaimQueue,
+		ClaimWorkers:     DefaultClaimWorkers,
+		OpTimeout:        DefaultOpTimeout,
+		ClaimReadTimeout: DefaultClaimReadTimeout,
+		ForwardQueue:     DefaultForwardQueue,
 	}
 }
 
@@ -179,6 +192,9 @@ func (c *Config) Validate() error {
 	}
 	if c.OpTimeout <= 0 {
 		bad("OpTimeout: want more than 0, got %v", c.OpTimeout)
+	}
+	if c.ClaimReadTimeout <= 0 {
+		bad("ClaimReadTimeout: want more than 0, got %v", c.ClaimReadTimeout)
 	}
 	return errors.Join(errs...)
 }

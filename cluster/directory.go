@@ -51,6 +51,9 @@ type Directory struct {
 	// mode. Set before start.
 	reachable func(subject string) bool
 	synced    atomic.Bool // the names watch has replayed the bucket once
+	// getLast is lastMsg on nc: how a claim reads a key from its stream's leader
+	// (readLeader). Set by newDirectory; a test may replace it before the first claim.
+	getLast func(ctx context.Context, stream, subject string) ([]byte, uint64, msgState, error)
 
 	lmu        sync.RWMutex
 	liveNodes  map[uint16]lease     // guarded by lmu; fed by the leases watch, down marked by probes
@@ -105,7 +108,7 @@ var _ shard.Directory = (*Directory)(nil)
 
 func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Directory{
+	d := &Directory{
 		cfg:          cfg,
 		log:          log,
 		nc:           nc,
@@ -123,6 +126,10 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		namesBucket:  namesBucketPrefix + cfg.Name,
 		leasesBucket: leasesBucketPrefix + cfg.Name,
 	}
+	d.getLast = func(ctx context.Context, stream, subject string) ([]byte, uint64, msgState, error) {
+		return lastMsg(ctx, d.nc, stream, subject)
+	}
+	return d
 }
 
 // start opens the buckets, takes this node's lease (ErrNodeIDInUse if a live node holds
@@ -168,8 +175,11 @@ func (d *Directory) start(ctx context.Context) error {
 	}
 	d.cache.epoch.Store(d.epoch)
 	synced := make(chan struct{})
-	d.goWatch("names", d.names, func() uint64 { return d.streamLast(d.names) }, d.applyName, synced)
-	d.goWatch("leases", d.leases, func() uint64 { return d.streamLast(d.leases) }, d.applyLease, nil)
+	// The watches keep the buckets they start with: tests replace d.names (a KV without a
+	// leader) after start, for the claim workers only.
+	names, leases := d.names, d.leases
+	d.goWatch("names", names, func() uint64 { return d.streamLast(names) }, d.applyName, synced)
+	d.goWatch("leases", leases, func() uint64 { return d.streamLast(leases) }, d.applyLease, nil)
 	d.renewWG.Add(1)
 	go d.renewLoop()
 	d.wg.Add(4 + d.cfg.ClaimWorkers)
@@ -372,6 +382,12 @@ func (d *Directory) claimLoop() {
 // Otherwise (the read failed too, or the write may still be applied later) the claim is
 // reported as failed and recorded as a doubt: reconcile (doubt.go) deletes its entry if
 // it landed after all.
+//
+// A claim that failed without such a write — every write it sent was refused by the
+// leader or reached none, and a read or a probe went unanswered — is reported as
+// UNAVAILABLE at once, with no read-back and no doubt of its own. Every read is bounded
+// by the claim read timeout (readLeader), so that one waiting for a bucket without a
+// leader gives its claim worker back after that, not after OpTimeout.
 func (d *Directory) decide(name string, id shard.ConnID) error {
 	if d.fenced.Load() || d.leaseStale() {
 		return ErrFenced
@@ -380,7 +396,7 @@ func (d *Directory) decide(name string, id shard.ConnID) error {
 		return ErrIsolated
 	}
 	me := owner{id: id, epoch: d.epoch}
-	d.claimStarts(name, me)
+	withdrawn := d.claimStarts(name, me)
 	err := d.tryClaim(name, id)
 	if err == nil && d.leaseStale() {
 		// Written, but this node may have been stopped meanwhile and its lease expired:
@@ -388,23 +404,51 @@ func (d *Directory) decide(name string, id shard.ConnID) error {
 		// to fence. Not an OK to give the client.
 		return ErrFenced
 	}
-	if err == nil || errors.Is(err, shard.ErrNameTaken) || d.ctx.Err() != nil {
+	if err == nil {
+		return nil
+	}
+	if d.ctx.Err() == nil && mayHaveLanded(err) {
+		return d.readBack(name, me, err)
+	}
+	if withdrawn {
+		// An earlier claim of name by this connection was in doubt, and this one
+		// withdrew it as it started; this one fails without a write of its own to
+		// read back, so the earlier write, if it landed, is still an entry of a
+		// connection the server is told (again) does not own the name. The doubt
+		// stands.
+		d.doubtClaim(name, me)
+	}
+	switch {
+	case errors.Is(err, shard.ErrNameTaken), errors.Is(err, shard.ErrUnavailable), d.ctx.Err() != nil:
+		// Taken; the owner's node does not answer (errOwnerUnanswered); closing.
 		return err
 	}
-	if errors.Is(err, shard.ErrUnavailable) {
-		// The owner's node does not answer (errOwnerUnanswered): nothing was written,
-		// the client is told UNAVAILABLE and retries.
-		return err
+	// A leader read unanswered within the claim read timeout, or a write that reached
+	// no stream leader (no responders, asked again by nats.go): the bucket is electing
+	// a leader, most likely. The client is told UNAVAILABLE and retries after the
+	// retry-after, by when the election may be over; a read-back would only wait for the
+	// same missing leader.
+	return fmt.Errorf("%w: %w", shard.ErrUnavailable, err)
+}
+
+// mayHaveLanded reports whether err, tryClaim's, leaves a write of the claim whose
+// outcome NATS did not tell: neither a refusal (tryClaim handles those), nor a write
+// that reached no stream leader, nor a failure before any such write (a leader read,
+// or the owner's node unanswered).
+func mayHaveLanded(err error) bool {
+	switch {
+	case errors.Is(err, shard.ErrNameTaken), errors.Is(err, shard.ErrUnavailable),
+		errors.Is(err, errClaimRead), errors.Is(err, jetstream.ErrNoStreamResponse):
+		return false
 	}
-	if errors.Is(err, jetstream.ErrNoStreamResponse) {
-		// The write reached no stream leader (no responders, asked again by nats.go):
-		// nothing was written, and the leader read below would only wait OpTimeout for
-		// the same missing leader, holding this claim worker through a KV election.
-		return fmt.Errorf("%w: %w", shard.ErrUnavailable, err)
-	}
-	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
-	defer cancel()
-	data, rev, st, rerr := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, nameKey(name)))
+	return true
+}
+
+// readBack decides a claim whose write failed without an answer (werr): one more read
+// from the leader, and the claim succeeded if it shows the write; otherwise it is
+// reported as UNAVAILABLE and recorded as a doubt (doubt.go).
+func (d *Directory) readBack(name string, me owner, werr error) error {
+	data, rev, st, rerr := d.readLeader(d.ctx, d.namesBucket, nameKey(name))
 	if rerr == nil && st == msgPresent {
 		if cur, ok := parseOwner(data); ok && cur == me {
 			d.cache.set(name, cached{owner: me, rev: rev})
@@ -414,7 +458,32 @@ func (d *Directory) decide(name string, id shard.ConnID) error {
 	d.doubtClaim(name, me)
 	// NATS did not decide (a timeout, no leader, no connection): the client is told
 	// UNAVAILABLE and retries, rather than INTERNAL.
-	return fmt.Errorf("%w: %w", shard.ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", shard.ErrUnavailable, werr)
+}
+
+// errClaimRead wraps the error of a claim's leader read that failed (readLeader).
+var errClaimRead = errors.New("cluster: claim read from the stream leader failed")
+
+// readTimeout bounds each of a claim's leader reads: ClaimReadTimeout, within OpTimeout.
+func (d *Directory) readTimeout() time.Duration {
+	return min(d.cfg.ClaimReadTimeout, d.cfg.OpTimeout)
+}
+
+// readLeader reads key's last message in bucket from the stream's leader (getLast) for
+// a claim, for at most readTimeout within ctx; an error wraps errClaimRead. While the
+// bucket has no leader (its leader's node killed, the election not over: 4-9 s)
+// JetStream answers no such read: the stream's other replicas leave it unanswered, or
+// answer "JetStream cluster not available" once they see no leader; so an unanswered
+// read fails after readTimeout, not OpTimeout, and gives its claim worker back. A read
+// changes nothing; ownership is decided by the CAS that follows.
+func (d *Directory) readLeader(ctx context.Context, bucket, key string) ([]byte, uint64, msgState, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.readTimeout())
+	defer cancel()
+	data, rev, st, err := d.getLast(ctx, streamOf(bucket), subjectOf(bucket, key))
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("%w: %w", errClaimRead, err)
+	}
+	return data, rev, st, nil
 }
 
 func (d *Directory) tryClaim(name string, id shard.ConnID) error {
@@ -467,7 +536,7 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 		}
 		exists = false // from the second round on, as before: create, then read
 		took := false
-		data, rev, st, err := lastMsg(ctx, d.nc, streamOf(d.namesBucket), subjectOf(d.namesBucket, key))
+		data, rev, st, err := d.readLeader(ctx, d.namesBucket, key)
 		if err != nil {
 			return err
 		}
@@ -530,7 +599,7 @@ func (d *Directory) ownerLive(ctx context.Context, name string, o owner) (bool, 
 		return false, nil
 	}
 	key := leaseKey(o.node())
-	data, _, st, err := lastMsg(ctx, d.nc, streamOf(d.leasesBucket), subjectOf(d.leasesBucket, key))
+	data, _, st, err := d.readLeader(ctx, d.leasesBucket, key)
 	if err != nil || st != msgPresent {
 		return false, err
 	}

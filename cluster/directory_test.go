@@ -245,8 +245,9 @@ func TestConfigValidate(t *testing.T) {
 	}
 	c.Mode, c.NodeID = ModeExternal, 0
 	c.LeaseRenew = c.LeaseTTL
+	c.ClaimReadTimeout = 0
 	err := c.Validate()
-	for _, want := range []string{"NodeID", "URL", "LeaseRenew"} {
+	for _, want := range []string{"NodeID", "URL", "LeaseRenew", "ClaimReadTimeout"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; want a problem naming %s", err, want)
 		}

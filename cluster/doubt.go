@@ -53,14 +53,18 @@ func (d *Directory) doubtClaim(name string, o owner) {
 // claimStarts withdraws a doubt of name by o when o claims name again: that claim's own
 // outcome is what the server will be told (and what a write of it makes true), so an
 // entry it finds or writes is not to be reconciled away. A doubt of another owner stays.
-func (d *Directory) claimStarts(name string, o owner) {
+// It reports whether there was one: a claim that then fails without a write of its own
+// in doubt records it again (decide).
+func (d *Directory) claimStarts(name string, o owner) bool {
 	d.dmu.Lock()
+	defer d.dmu.Unlock()
 	k := doubtKey{name, o}
-	if _, ok := d.doubts[k]; ok {
+	_, ok := d.doubts[k]
+	if ok {
 		delete(d.doubts, k)
 		d.ndoubts.Store(int64(len(d.doubts)))
 	}
-	d.dmu.Unlock()
+	return ok
 }
 
 // inDoubt reports whether o's claim of name is waiting to be reconciled. Called on

@@ -13,11 +13,18 @@ import (
 // timeout, and closes it when the test ends.
 func startOne(t *testing.T) *Node {
 	t.Helper()
+	return startOneWith(t, func(*Config) {})
+}
+
+// startOneWith is startOne with its configuration changed by set.
+func startOneWith(t *testing.T, set func(*Config)) *Node {
+	t.Helper()
 	c := testConfig(1)
 	c.Replicas = 1
 	c.Listen = "127.0.0.1:0"
 	c.StoreDir = t.TempDir()
 	c.OpTimeout = 250 * time.Millisecond
+	set(&c)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	n, err := Start(ctx, c, testLogger(t))

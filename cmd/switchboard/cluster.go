@@ -38,6 +38,7 @@ func clusterConfig(n config.Node) cluster.Config {
 	c.LeaseTTL = n.ClusterLeaseTTL
 	c.LeaseRenew = n.ClusterLeaseRenew
 	c.ForwardQueue = n.ClusterForwardQueue
+	c.ClaimWorkers = n.ClusterClaimWorkers
 	return c
 }
 

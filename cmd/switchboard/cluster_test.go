@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -158,6 +159,44 @@ func TestCheckConfigCluster(t *testing.T) {
 				t.Errorf("%q: stderr lacks %q:\n%s", c.yaml, want, stderr)
 			}
 		}
+	}
+}
+
+// TestConfigClusterClaimWorkers: cluster-claim-workers is set like the other cluster
+// keys (file, environment, flag; default cluster.DefaultClaimWorkers), is at least 1
+// when the cluster is on, and becomes the cluster's ClaimWorkers.
+func TestConfigClusterClaimWorkers(t *testing.T) {
+	file := writeConfig(t, "cluster-claim-workers: 5\n")
+	for _, tt := range []struct {
+		name      string
+		env, args []string
+		want      string // regexp, multi-line mode
+	}{
+		{"default", nil, nil, `^cluster-claim-workers: 16 +# default$`},
+		{"file", nil, []string{"--config", file}, `^cluster-claim-workers: 5 +# file$`},
+		{"env", []string{"SWITCHBOARD_CONFIG=" + file, "SWITCHBOARD_CLUSTER_CLAIM_WORKERS=6"}, nil, `^cluster-claim-workers: 6 +# env$`},
+		{"flag", []string{"SWITCHBOARD_CLUSTER_CLAIM_WORKERS=6"}, []string{"--cluster-claim-workers", "7"}, `^cluster-claim-workers: 7 +# flag$`},
+	} {
+		stdout, stderr, code := runCLI(t, tt.env, append([]string{"serve", "--print-config"}, tt.args...)...)
+		if code != exitOK {
+			t.Fatalf("%s: exit %d; want 0; stderr: %s", tt.name, code, stderr)
+		}
+		if !regexp.MustCompile("(?m)" + tt.want).MatchString(stdout) {
+			t.Errorf("%s: --print-config lacks %q:\n%s", tt.name, tt.want, stdout)
+		}
+	}
+	// Checked, as the other cluster keys, when the cluster is on.
+	_, stderr, code := runCLI(t, nil, "check-config", writeConfig(t, "cluster: external\nnats-url: nats://127.0.0.1:4222\ncluster-claim-workers: 0\n"))
+	if code != exitUsage || !strings.Contains(stderr, "cluster-claim-workers: want at least 1, got 0") {
+		t.Errorf("cluster-claim-workers 0: exit %d, stderr %q; want 2 and the problem named", code, stderr)
+	}
+	if got := config.DefaultNode().ClusterClaimWorkers; got != cluster.DefaultClaimWorkers {
+		t.Errorf("default cluster-claim-workers %d; want cluster.DefaultClaimWorkers %d", got, cluster.DefaultClaimWorkers)
+	}
+	n := config.DefaultNode()
+	n.ClusterClaimWorkers = 9
+	if got := clusterConfig(n).ClaimWorkers; got != 9 {
+		t.Errorf("cluster ClaimWorkers = %d; want cluster-claim-workers' 9", got)
 	}
 }
 

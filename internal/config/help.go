@@ -79,6 +79,7 @@ var help = map[string]string{
 	"cluster-lease-ttl":        "how long a node's lease outlives its last renewal before its names may be taken over",
 	"cluster-lease-renew":      "how often a node renews its lease (at most a third of cluster-lease-ttl)",
 	"cluster-forward-queue":    "records waiting to be published to one other node; full means QUEUE_FULL to the sender",
+	"cluster-claim-workers":    "goroutines deciding REGISTERs the node's cache cannot answer, each waiting on KV round trips",
 
 	KeyProfile: "tuning profile: balanced (default), small, throughput or latency; see switchboard tune show",
 	KeyConfig:  "YAML config file",
