@@ -3,9 +3,10 @@
 //
 //	go run ./scripts/hsflood --addr 127.0.0.1:7400 --conns 5000 --duration 10s
 //
-// Connections come from source addresses 127.0.0.2, 127.0.0.3, ... (--per-source each),
-// so that they look like many peers and the per-address limits of the node do not see
-// one. It prints how many connections it opened and how they ended.
+// Connections come from source addresses 127.0.0.2, 127.0.0.3, ... (--per-source each;
+// --source sets the first one), so that they look like many peers and the per-address
+// limits of the node do not see one. It prints how many connections it opened and how
+// they ended.
 package main
 
 import (
@@ -27,19 +28,28 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:7400", "server address")
 	conns := flag.Int("conns", 5000, "silent connections held at once")
-	perSource := flag.Int("per-source", 250, "connections per source address (127.0.0.2 upwards)")
+	perSource := flag.Int("per-source", 250, "connections per source address (--source upwards)")
+	source := flag.String("source", "127.0.0.2", "first source address (IPv4); the next ones count up from it")
 	duration := flag.Duration("duration", 10*time.Second, "how long to keep the flood up")
 	flag.Parse()
 	if *conns <= 0 || *perSource <= 0 {
 		fmt.Fprintln(os.Stderr, "hsflood: --conns and --per-source must be positive")
 		os.Exit(2)
 	}
+	first, err := netip.ParseAddr(*source)
+	if err != nil || !first.Is4() {
+		fmt.Fprintln(os.Stderr, "hsflood: --source must be an IPv4 address")
+		os.Exit(2)
+	}
+	base := binary.BigEndian.Uint32(first.AsSlice())
 	ctx, cancel := context.WithTimeout(context.Background(), *duration)
 	defer cancel()
 	var opened, busy, timedOut, other, failed atomic.Int64
 	var wg sync.WaitGroup
 	for i := range *conns {
-		src := netip.AddrFrom4([4]byte{127, 0, byte((2 + i / *perSource) >> 8), byte(2 + i / *perSource)})
+		var a4 [4]byte
+		binary.BigEndian.PutUint32(a4[:], base+uint32(i / *perSource))
+		src := netip.AddrFrom4(a4)
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 5 * time.Second}
 		wg.Add(1)
 		go func() {
