@@ -18,24 +18,24 @@ func leaderlessRead(ctx context.Context, _, subject string) ([]byte, uint64, msg
 	return nil, 0, 0, fmt.Errorf("cluster: get %s: %w", subject, ctx.Err())
 }
 
-// claimWithin claims name for id on d and returns its outcome and how long it took; it
+// claimWithin claims name for id on d and returns how long it took and its outcome; it
 // fails the test when no outcome comes within bound.
-func claimWithin(t *testing.T, d *Directory, name string, id shard.ConnID, bound time.Duration) (error, time.Duration) {
+func claimWithin(t *testing.T, d *Directory, name string, id shard.ConnID, bound time.Duration) (time.Duration, error) {
 	t.Helper()
 	ch := make(chan error, 1)
 	start := time.Now()
 	err := d.Claim(name, id, func(_ string, _ shard.ConnID, err error) { ch <- err })
 	if !errors.Is(err, shard.ErrPending) {
-		return err, time.Since(start)
+		return time.Since(start), err
 	}
 	timer := time.NewTimer(bound)
 	defer timer.Stop()
 	select {
 	case err := <-ch:
-		return err, time.Since(start)
+		return time.Since(start), err
 	case <-timer.C:
 		t.Fatalf("claim of %q unanswered after %v (op timeout %v)", name, bound, d.cfg.OpTimeout)
-		return nil, 0
+		return 0, nil
 	}
 }
 
@@ -61,7 +61,7 @@ func TestClaimReadWithoutLeader(t *testing.T) {
 	// Set before the claim; the claim worker reads it after the claim's channel send.
 	d.getLast = leaderlessRead
 	bound := d.readTimeout() + 1500*time.Millisecond // generous for a loaded 2-core machine
-	err, took := claimWithin(t, d, "read-name", conn(1, 7), bound)
+	took, err := claimWithin(t, d, "read-name", conn(1, 7), bound)
 	if !errors.Is(err, shard.ErrUnavailable) {
 		t.Fatalf("claim with an unanswered leader read = %v; want UNAVAILABLE", err)
 	}
@@ -103,7 +103,7 @@ func TestClaimFailureKeepsDoubt(t *testing.T) {
 			// Set before the claim (nothing else reads either while the doubt is held);
 			// the claim worker reads them after the claim's channel send.
 			tt.leaderless(d)
-			err, _ := claimWithin(t, d, "doubted", me.id, d.readTimeout()+1500*time.Millisecond)
+			_, err := claimWithin(t, d, "doubted", me.id, d.readTimeout()+1500*time.Millisecond)
 			if !errors.Is(err, shard.ErrUnavailable) {
 				t.Fatalf("claim = %v; want UNAVAILABLE", err)
 			}
