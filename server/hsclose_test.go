@@ -85,3 +85,41 @@ func TestHandshakeTimeoutWaveSpread(t *testing.T) {
 		})
 	}
 }
+
+// TestHandshakeTimeoutWhileVerifying: a connection whose HELLO is still being checked off
+// the loop (stateVerifying) when its handshake timeout comes is closed with
+// HANDSHAKE_TIMEOUT like one that sent nothing (docs/LIMITS.md: "or not checked in time"),
+// not left open until the check ends.
+func TestHandshakeTimeoutWhileVerifying(t *testing.T) {
+	_, loops := newTestLoops(t, 1)
+	lp := loops[0]
+	fc := &closingConn{}
+	c := &conn{outbox: outbox{gc: fc, lp: lp}, state: stateVerifying}
+	id, err := lp.conns.Add(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.id = id
+	lp.gates.open(id)
+	start := lp.timers.now
+	lp.timers.set(id.Slot(), start+3)
+	lp.advance(start + 2)
+	if fc.closed {
+		t.Fatal("closed a tick before its handshake timeout")
+	}
+	lp.advance(start + 3)
+	if !fc.closed {
+		t.Fatal("a connection still being verified at its handshake timeout was left open")
+	}
+	fr, n, err := codec.Decode(fc.out, codec.DefaultMaxFrame)
+	var e codec.ErrorBody
+	if err == nil && fr.Type == codec.TypeError {
+		e, err = codec.ParseError(fr.Body)
+	}
+	if err != nil || n != len(fc.out) || fr.Type != codec.TypeError || e.Code != codec.CodeHandshakeTimeout {
+		t.Fatalf("sent %x (%v); want one ERROR HANDSHAKE_TIMEOUT", fc.out, err)
+	}
+	if st := lp.srv.Stats(); st.HandshakeTimeouts != 1 {
+		t.Fatalf("handshake timeouts counted %d, want 1", st.HandshakeTimeouts)
+	}
+}
