@@ -119,6 +119,11 @@ type SendAccount struct {
 	Duplicates int `json:"duplicates"`
 	// AckedNotDelivered were acknowledged (OK) and never arrived: lost messages.
 	AckedNotDelivered int `json:"acked_not_delivered"`
+	// AckedLostWithTarget were acknowledged by the signalled node for one of its own
+	// connections and never arrived: the target's connection went away with its node
+	// before the MESSAGE reached it, which docs/PROTOCOL.md (4.5: OK means queued on the
+	// server for the target) allows. Not a violation; counted apart from AckedNotDelivered.
+	AckedLostWithTarget int `json:"acked_lost_with_target"`
 	// DeliveredWithoutOK arrived although their sender got no OK: no outcome (the answer
 	// was lost with a connection, or came too late) or a refusal (RefusedButDelivered).
 	DeliveredWithoutOK  int `json:"delivered_without_ok"`
@@ -145,7 +150,10 @@ type RequestAccount struct {
 }
 
 // tally adds up recs. Records still without an outcome count as NoOutcome "pending".
-func tally(recs []msgRec) (SendAccount, RequestAccount) {
+// withTarget, if not nil, reports whether an acknowledged SEND that never arrived went to a
+// connection of the signalled node before its client was connected elsewhere
+// (AckedLostWithTarget).
+func tally(recs []msgRec, withTarget func(*msgRec) bool) (SendAccount, RequestAccount) {
 	s := SendAccount{Refused: map[string]int{}, NoOutcome: map[string]int{}}
 	q := RequestAccount{Refused: map[string]int{}, NoOutcome: map[string]int{}}
 	for i := range recs {
@@ -163,6 +171,8 @@ func tally(recs []msgRec) (SendAccount, RequestAccount) {
 				s.Delivered++
 			}
 			switch {
+			case out == outcomeOK && d == 0 && withTarget != nil && withTarget(r):
+				s.AckedLostWithTarget++
 			case out == outcomeOK && d == 0:
 				s.AckedNotDelivered++
 			case out != outcomeOK && d > 0:

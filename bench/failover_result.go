@@ -66,6 +66,10 @@ func (r *FailoverResult) WriteText(w io.Writer) {
 			fmtCounts(s.Refused), sumCounts(s.NoOutcome), fmtCounts(s.NoOutcome))
 		fmt.Fprintf(w, "            delivered %d, duplicates %d, ACKED BUT NEVER DELIVERED %d, delivered without OK %d (of which refused %d), misrouted %d\n",
 			s.Delivered, s.Duplicates, s.AckedNotDelivered, s.DeliveredWithoutOK, s.RefusedButDelivered, s.Misrouted)
+		if s.AckedLostWithTarget > 0 {
+			fmt.Fprintf(w, "            acknowledged by the signalled node and lost with its target's connection: %d (allowed: OK means queued for the target)\n",
+				s.AckedLostWithTarget)
+		}
 	}
 	q := r.Request
 	if q.Sent > 0 {

@@ -76,6 +76,7 @@ type recSpec struct {
 	outcomes   int32
 	deliveries int32
 	misrouted  int32
+	to         int32
 }
 
 func makeRecs(specs []recSpec) []msgRec {
@@ -89,6 +90,7 @@ func makeRecs(specs []recSpec) []msgRec {
 		r.outcomes.Store(s.outcomes)
 		r.deliveries.Store(s.deliveries)
 		r.misrouted.Store(s.misrouted)
+		r.to.Store(s.to)
 	}
 	return recs
 }
@@ -108,6 +110,11 @@ func TestTally(t *testing.T) {
 			RequestAccount{Refused: map[string]int{}, NoOutcome: map[string]int{}}},
 		{"send acked never delivered", []recSpec{{kind: foSend, outcome: outcomeOK, outcomes: 1}},
 			SendAccount{Sent: 1, OK: 1, AckedNotDelivered: 1, Refused: map[string]int{}, NoOutcome: map[string]int{}},
+			RequestAccount{Refused: map[string]int{}, NoOutcome: map[string]int{}}},
+		{"send acked never delivered, to the signalled node", []recSpec{
+			{kind: foSend, outcome: outcomeOK, outcomes: 1, to: 1},
+			{kind: foSend, outcome: outcomeOK, outcomes: 1, to: 2},
+		}, SendAccount{Sent: 2, OK: 2, AckedNotDelivered: 1, AckedLostWithTarget: 1, Refused: map[string]int{}, NoOutcome: map[string]int{}},
 			RequestAccount{Refused: map[string]int{}, NoOutcome: map[string]int{}}},
 		{"send duplicates and misrouted", []recSpec{{kind: foSend, outcome: outcomeOK, outcomes: 1, deliveries: 3, misrouted: 1}},
 			SendAccount{Sent: 1, OK: 1, Delivered: 1, Duplicates: 2, Misrouted: 1, Refused: map[string]int{}, NoOutcome: map[string]int{}},
@@ -133,7 +140,8 @@ func TestTally(t *testing.T) {
 				Refused: map[string]int{"TIMEOUT": 1}, NoOutcome: map[string]int{"closed": 1}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s, q := tally(makeRecs(c.recs))
+			// Client 1 stands for a connection of the signalled node (toVictim).
+			s, q := tally(makeRecs(c.recs), func(m *msgRec) bool { return m.to.Load() == 1 })
 			if !reflect.DeepEqual(s, c.send) {
 				t.Errorf("send = %+v; want %+v", s, c.send)
 			}
@@ -331,5 +339,45 @@ func TestFailoverValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestToVictim: an acknowledged SEND that never arrived is excused (AckedLostWithTarget)
+// only if it went to a client of the signalled node, at most victimWindow before the
+// signal, and before that client was connected elsewhere.
+func TestToVictim(t *testing.T) {
+	const kill = int64(10 * time.Second)
+	victim, moved, other := &foClient{}, &foClient{}, &foClient{}
+	victim.victim.Store(true)
+	moved.victim.Store(true)
+	moved.reconnectNs.Store(kill + int64(time.Second))
+	r := &failoverRun{clients: []*foClient{victim, moved, other}}
+	r.killNs.Store(kill)
+	for _, c := range []struct {
+		name string
+		to   int32
+		sent int64
+		want bool
+	}{
+		{"to the signalled node, just before the signal", 0, kill - int64(time.Millisecond), true},
+		{"to the signalled node, long before the signal", 0, kill - int64(victimWindow) - 1, false},
+		{"to a client still without a new connection, after the signal", 0, kill + int64(time.Second), true},
+		{"to a moved client, before it reconnected", 1, kill + int64(500*time.Millisecond), true},
+		{"to a moved client, after it reconnected", 1, kill + int64(2*time.Second), false},
+		{"to a client of another node", 2, kill - int64(time.Millisecond), false},
+		{"out of range", 7, kill, false},
+	} {
+		var m msgRec
+		m.to.Store(c.to)
+		m.sentNs.Store(c.sent)
+		if got := r.toVictim(&m); got != c.want {
+			t.Errorf("%s: toVictim = %v; want %v", c.name, got, c.want)
+		}
+	}
+	var m msgRec
+	m.sentNs.Store(kill)
+	r.killNs.Store(0)
+	if r.toVictim(&m) {
+		t.Error("excused before any signal")
 	}
 }
