@@ -78,6 +78,29 @@ func (r *failoverRun) toVictim(m *msgRec) bool {
 	return sent >= kill-int64(victimWindow) && (rc == 0 || sent < rc)
 }
 
+// logAckedLost logs the first few acknowledged SENDs that never arrived, excused or not,
+// with what decides toVictim, so that a failing run says which messages it lost.
+func (r *failoverRun) logAckedLost() {
+	shown := 0
+	for i := range r.recs[:r.sent.Load()] {
+		m := &r.recs[i]
+		if m.kind != foSend || m.outcome.Load() != outcomeOK || m.deliveries.Load() != 0 {
+			continue
+		}
+		if shown++; shown > 5 {
+			r.logf("(more acknowledged SENDs never arrived)")
+			return
+		}
+		to := m.to.Load()
+		victim, reconnect := false, int64(0)
+		if to >= 0 && int(to) < len(r.clients) {
+			victim, reconnect = r.clients[to].victim.Load(), r.clients[to].reconnectNs.Load()
+		}
+		r.logf("acknowledged, never arrived: id %d from client %d to client %d (on the signalled node: %v), sent %.3f s after the signal, addressee reconnected %.3f s after it (0: never); excused: %v",
+			i, m.from, to, victim, float64(m.sentNs.Load()-r.killNs.Load())/1e9, float64(max(0, reconnect-r.killNs.Load()))/1e9, r.toVictim(m))
+	}
+}
+
 // victimWindow: how long before the signal a message to one of the signalled node's
 // connections may have been acknowledged and not yet written when the node died.
 const victimWindow = 2 * time.Second
@@ -208,6 +231,7 @@ func (r *failoverRun) run(ctx context.Context, res *FailoverResult) error {
 	calls.Wait()
 	r.awaitDeliveries(ctx)
 	res.Send, res.Request = tally(r.recs[:r.sent.Load()], r.toVictim)
+	r.logAckedLost()
 
 	// The scan: every node but the victim (dead, or fencing itself after SIGCONT).
 	var admins []string
