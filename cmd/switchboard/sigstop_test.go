@@ -220,9 +220,18 @@ func TestClusterSigstop(t *testing.T) {
 	if f := raw.Expect(codec.TypeOK); f.Corr != 97 {
 		t.Fatalf("raw REGISTER: OK corr %d; want 97", f.Corr)
 	}
-	pollUntil(t, "node 1 to reach raw-held", 10*time.Second, func() bool {
-		return sender.SendAck(ctx, "raw-held", []byte("before")) == nil
-	})
+	// Generous: right after the leaders moved, on a loaded machine, an attempt may end in
+	// TIMEOUT (delivery unknown) and take the request timeout. Such a MESSAGE may still
+	// arrive; the check after SIGCONT allows that many.
+	var lastErr error
+	beforeUnknown := 0
+	pollUntil(t, "node 1 to reach raw-held", 30*time.Second, func() bool {
+		lastErr = sender.SendAck(ctx, "raw-held", []byte("before"))
+		if errors.Is(lastErr, client.ErrTimeout) {
+			beforeUnknown++
+		}
+		return lastErr == nil
+	}, func() string { return fmt.Sprintf("last SEND+ACK: %v; %d ended in TIMEOUT", lastErr, beforeUnknown) })
 	if f := raw.Expect(codec.TypeMessage); !bytes.HasSuffix(f.Body, []byte("before")) {
 		t.Fatalf("raw got %q; want the MESSAGE before", f.Body)
 	}
@@ -295,6 +304,11 @@ func TestClusterSigstop(t *testing.T) {
 			e, _ := codec.ParseError(f.Body)
 			answers[e.Code.String()]++
 		case codec.TypeMessage:
+			if beforeUnknown > 0 && bytes.HasSuffix(f.Body, []byte("before")) {
+				beforeUnknown-- // sent before the stop, its sender told TIMEOUT: not stale
+				answers["MESSAGE before the stop"]++
+				continue
+			}
 			t.Errorf("node 3, woken past its lease, delivered a MESSAGE forwarded to it during the stop: %q", f.Body)
 			answers["MESSAGE"]++
 		default:
