@@ -16,6 +16,32 @@ type closingConn struct {
 func (f *closingConn) Write(p []byte) (int, error) { f.out = append(f.out, p...); return len(p), nil }
 func (f *closingConn) Close() error                { f.closed = true; return nil }
 
+// addHandshakeConn adds a connection in state to lp's table, its timer armed for tick at
+// as OnOpen arms the handshake timeout, and returns its fake gnet connection.
+func addHandshakeConn(t *testing.T, lp *loop, state connState, at uint64) *closingConn {
+	t.Helper()
+	fc := &closingConn{}
+	c := &conn{outbox: outbox{gc: fc, lp: lp}, state: state}
+	id, err := lp.conns.Add(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.id = id
+	lp.gates.open(id)
+	lp.timers.set(id.Slot(), at)
+	return fc
+}
+
+// sentHandshakeTimeout reports whether fc was sent exactly one ERROR HANDSHAKE_TIMEOUT.
+func (f *closingConn) sentHandshakeTimeout() bool {
+	fr, n, err := codec.Decode(f.out, codec.DefaultMaxFrame)
+	if err != nil || n != len(f.out) || fr.Type != codec.TypeError {
+		return false
+	}
+	e, err := codec.ParseError(fr.Body)
+	return err == nil && e.Code == codec.CodeHandshakeTimeout
+}
+
 // TestHandshakeTimeoutWaveSpread: silent connections that all time out in the same tick are
 // closed at most hsClosesPerTick per tick, the rest on the following ticks, so that a
 // flood accepted in one burst does not stall the loop in one go; none is closed before its
@@ -28,16 +54,7 @@ func TestHandshakeTimeoutWaveSpread(t *testing.T) {
 			const due = 10 // ticks from now
 			var fcs []*closingConn
 			for range n {
-				fc := &closingConn{}
-				c := &conn{outbox: outbox{gc: fc, lp: lp}, state: stateHandshake}
-				id, err := lp.conns.Add(c)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c.id = id
-				lp.gates.open(id)
-				lp.timers.set(id.Slot(), lp.timers.now+due) // as OnOpen arms it
-				fcs = append(fcs, fc)
+				fcs = append(fcs, addHandshakeConn(t, lp, stateHandshake, lp.timers.now+due))
 			}
 			closed := func() (k int) {
 				for _, fc := range fcs {
@@ -73,13 +90,8 @@ func TestHandshakeTimeoutWaveSpread(t *testing.T) {
 				t.Fatalf("deferred %d, want %d", st.HandshakeTimeoutsDeferred, wantDeferred)
 			}
 			for i, fc := range fcs {
-				f, _, err := codec.Decode(fc.out, codec.DefaultMaxFrame)
-				var e codec.ErrorBody
-				if err == nil && f.Type == codec.TypeError {
-					e, err = codec.ParseError(f.Body)
-				}
-				if err != nil || f.Type != codec.TypeError || e.Code != codec.CodeHandshakeTimeout {
-					t.Fatalf("connection %d was sent %x (%v), want ERROR HANDSHAKE_TIMEOUT", i, fc.out, err)
+				if !fc.sentHandshakeTimeout() {
+					t.Fatalf("connection %d was sent %x, want ERROR HANDSHAKE_TIMEOUT", i, fc.out)
 				}
 			}
 		})
@@ -93,16 +105,8 @@ func TestHandshakeTimeoutWaveSpread(t *testing.T) {
 func TestHandshakeTimeoutWhileVerifying(t *testing.T) {
 	_, loops := newTestLoops(t, 1)
 	lp := loops[0]
-	fc := &closingConn{}
-	c := &conn{outbox: outbox{gc: fc, lp: lp}, state: stateVerifying}
-	id, err := lp.conns.Add(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.id = id
-	lp.gates.open(id)
 	start := lp.timers.now
-	lp.timers.set(id.Slot(), start+3)
+	fc := addHandshakeConn(t, lp, stateVerifying, start+3)
 	lp.advance(start + 2)
 	if fc.closed {
 		t.Fatal("closed a tick before its handshake timeout")
@@ -111,13 +115,8 @@ func TestHandshakeTimeoutWhileVerifying(t *testing.T) {
 	if !fc.closed {
 		t.Fatal("a connection still being verified at its handshake timeout was left open")
 	}
-	fr, n, err := codec.Decode(fc.out, codec.DefaultMaxFrame)
-	var e codec.ErrorBody
-	if err == nil && fr.Type == codec.TypeError {
-		e, err = codec.ParseError(fr.Body)
-	}
-	if err != nil || n != len(fc.out) || fr.Type != codec.TypeError || e.Code != codec.CodeHandshakeTimeout {
-		t.Fatalf("sent %x (%v); want one ERROR HANDSHAKE_TIMEOUT", fc.out, err)
+	if !fc.sentHandshakeTimeout() {
+		t.Fatalf("sent %x; want one ERROR HANDSHAKE_TIMEOUT", fc.out)
 	}
 	if st := lp.srv.Stats(); st.HandshakeTimeouts != 1 {
 		t.Fatalf("handshake timeouts counted %d, want 1", st.HandshakeTimeouts)
