@@ -82,6 +82,9 @@ type auth struct {
 
 	failLimit *limits.AuthFailures // per-address failed handshakes; nil = off
 	failClock func() int64         // the limiter's clock (nanoseconds); nil: the server's clock
+	// verifyGate, when set (tests only), is received from by a verifier before each check,
+	// so a test can hold a HELLO in stateVerifying for as long as it needs.
+	verifyGate <-chan struct{}
 
 	// handshaking counts connections admitted and not yet past HELLO (atomic);
 	// maxHandshakes caps it (immutable after Start).
@@ -335,6 +338,9 @@ func (s *Server) verifier() {
 	defer s.auth.wg.Done()
 	a := &s.auth
 	for j := range a.queue {
+		if a.verifyGate != nil {
+			<-a.verifyGate
+		}
 		ok := a.check(j)
 		if ok {
 			// Cache the secret before the job leaves pending: a HELLO with the same

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -447,4 +448,47 @@ func TestHandshakeSpacing(t *testing.T) {
 	step(t0.Add(time.Second), 1, 1500, true, 0)
 	step(t0.Add(timeout), 1, 1500, false, 0) // the last timeout is a handshake-timeout old
 	step(t0.Add(timeout), 2, 1500, false, gap)
+}
+
+// TestHandshakeTimeoutWhileVerifyingOverTCP: a HELLO whose credentials check is still
+// running at the handshake timeout gets ERROR HANDSHAKE_TIMEOUT and the connection is
+// closed at the timeout, not when the check ends (PROTOCOL 420: the timeout covers the
+// check); the check's late result finds the connection gone, and the same credentials
+// work on a new connection afterwards. The verifier is held by a test gate, so the check
+// is still running at the timeout however fast or loaded the machine is.
+func TestHandshakeTimeoutWhileVerifyingOverTCP(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	gate := make(chan struct{})
+	var release sync.Once
+	open := func() { release.Do(func() { close(gate) }) }
+	creds := mustCredentials(t, User{Name: "alice", TokenHash: testHash(t, "wonderland"), Send: []string{"*"}})
+	s := startServer(t, Config{HandshakeTimeout: timeout}, WithCredentials(creds),
+		func(s *Server) { s.auth.verifyGate = gate })
+	t.Cleanup(open) // before the server's Shutdown, which waits for the verifiers
+
+	start := time.Now() // before the dial: the server's timer starts later
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Write(codec.AppendHello(nil, 1, codec.Version, "alice-1", "alice:wonderland"))
+	_, e := p.ExpectError(codec.CodeHandshakeTimeout)
+	if elapsed := time.Since(start); elapsed < timeout {
+		t.Fatalf("HANDSHAKE_TIMEOUT after %v; the timeout is %v and must never fire early", elapsed, timeout)
+	}
+	if e.Flags&codec.ErrFlagClosing == 0 {
+		t.Errorf("HANDSHAKE_TIMEOUT flags %v; want CLOSING", e.Flags)
+	}
+	p.ExpectClosed()
+	if got := s.auth.verifications.Load(); got != 0 {
+		t.Fatalf("%d checks ran before the timeout; the test needs the HELLO still being verified", got)
+	}
+	if got := s.Stats().HandshakeTimeouts; got != 1 {
+		t.Fatalf("handshake timeouts counted %d; want 1", got)
+	}
+
+	open() // the check now runs and its result finds the connection gone
+	waitFor(t, "the held check to run", func() bool { return s.auth.verifications.Load() == 1 })
+	waitFor(t, "no connection left in the handshake", func() bool { return s.auth.handshaking.Load() == 0 })
+	q := rawpeer.Dial(t, s.Addr().String())
+	if w := q.Hello("alice-2", "alice:wonderland"); w.ConnID == 0 {
+		t.Fatal("WELCOME without a connection id")
+	}
 }
