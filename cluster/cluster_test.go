@@ -459,6 +459,9 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = hung.Unsubscribe() }()
+		// A hung process also keeps its links to the other nodes open (link.go).
+		a.hangLinks.Store(true)
+		defer a.closeHungLinks()
 		killed := time.Now()
 		tc.kill(0) // A's lease is left to expire
 		// Undecided: the probe goes unanswered (or, when A led a bucket, its election is

@@ -86,6 +86,13 @@ type Config struct {
 	// 4096. Each queue also holds at most one NATS payload of bytes (max_payload: 8 MiB
 	// for the embedded server, the NATS system's setting in external mode).
 	ForwardQueue int
+	// LinkListen is where this node listens for the other nodes' links (link.go), by
+	// which it sees a killed node's process end at once instead of when its routes close.
+	// Default "": the host of Listen, any free port (the others ask for it over NATS).
+	// Set a routable host:port when Listen's host is not reachable from the other nodes
+	// (ModeExternal on several hosts); LinkOff ("off") disables links, and killed nodes are
+	// then found by their overdue renewal and their routes' close.
+	LinkListen string
 	// ClientAddr is this node's client address as other nodes should pass it on to
 	// clients; it is written into the lease. Default "".
 	ClientAddr string
@@ -94,6 +101,9 @@ type Config struct {
 	seed        bool              // ModeEmbedded: cluster mode although Routes is empty (the others are given this node as their route)
 	routeListen func(addr string) // ModeEmbedded: called with the route listener's address once it listens
 }
+
+// LinkOff as Config.LinkListen disables the links between nodes.
+const LinkOff = "off"
 
 // Defaults of Config.
 const (
@@ -167,6 +177,11 @@ func (c *Config) Validate() error {
 		}
 		if len(splitList(c.Routes)) == 0 && !c.seed && !c.JetStream {
 			bad("JetStream: a node without routes must run JetStream: it is the only server holding the buckets")
+		}
+	}
+	if c.LinkListen != "" && c.LinkListen != LinkOff {
+		if _, _, err := net.SplitHostPort(c.LinkListen); err != nil {
+			bad("LinkListen: want host:port or %q: %v", LinkOff, err)
 		}
 	}
 	if c.Mode == ModeExternal && strings.TrimSpace(c.URL) == "" {

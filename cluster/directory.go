@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,7 +60,24 @@ type Directory struct {
 	liveNodes  map[uint16]lease     // guarded by lmu; fed by the leases watch, down marked by probes
 	unanswered map[uint16]time.Time // guarded by lmu: when a probe of the node last went unanswered
 	probeSub   *nats.Subscription   // set by start: this node's probe subject (probe.go)
+	linkLost   map[uint16]uint64    // guarded by lmu: the run of each node whose link ended by EOF or reset (link.go)
 	hooks      peerHooks            // status reported in the lease; live peers passed on (peers.go)
+
+	// Links (link.go); set by startLinks, nil when links are off.
+	linkLn    net.Listener
+	linkSub   *nats.Subscription
+	linkAddr  string
+	linkToken [8]byte
+	lnmu      sync.Mutex
+	linksIn   map[uint16]*linkIn // guarded by lnmu: the links other nodes opened to this one
+	linkWake  chan struct{}      // capacity 1: a link was lost, probe now
+	linkDial  chan struct{}      // capacity 1: the leases watch saw a new run, link to it now
+	linksOut  atomic.Int64       // links this node holds open to other nodes
+	linksLost atomic.Int64       // links of other nodes that ended by EOF or reset
+	// hangLinks (tests) leaves this node's links open when it stops, as a hung process's
+	// stay open; they are kept in hungLinks (guarded by lnmu) for closeHungLinks.
+	hangLinks atomic.Bool
+	hungLinks []linkOut
 
 	qmu    sync.RWMutex
 	closed bool          // guarded by qmu
@@ -117,6 +135,10 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		liveNodes:    make(map[uint16]lease),
 		hooks:        peerHooks{renewNow: make(chan struct{}, 1)},
 		unanswered:   make(map[uint16]time.Time),
+		linkLost:     make(map[uint16]uint64),
+		linksIn:      make(map[uint16]*linkIn),
+		linkWake:     make(chan struct{}, 1),
+		linkDial:     make(chan struct{}, 1),
 		claims:       make(chan claimReq, cfg.ClaimQueue),
 		uwake:        make(chan struct{}, 1),
 		doubts:       make(map[doubtKey]doubt),
@@ -171,6 +193,9 @@ func (d *Directory) start(ctx context.Context) error {
 		return err
 	}
 	if err := d.startProbes(); err != nil {
+		return err
+	}
+	if err := d.startLinks(); err != nil {
 		return err
 	}
 	d.cache.epoch.Store(d.epoch)
@@ -710,6 +735,7 @@ func (d *Directory) stop(ctx context.Context, release bool) error {
 	}
 	d.release.Store(release)
 	d.cancel()
+	d.stopLinks()
 	d.renewWG.Wait()
 	return err
 }

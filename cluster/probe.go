@@ -146,9 +146,15 @@ func (d *Directory) member(node uint16) (lease, bool) {
 	return l, ok
 }
 
+// Why a node was taken for dead (markDown's log).
+const (
+	downOverdue = "its lease renewal is overdue and its probe subject has no responders"
+	downLink    = "its link closed and its probe was not answered by its run"
+)
+
 // markDown marks node's run epoch down unless a renewal arrived since the one seen at
-// seen. It reports whether the node is down now.
-func (d *Directory) markDown(node uint16, epoch uint64, seen time.Time) bool {
+// seen, saying why. It reports whether the node is down now.
+func (d *Directory) markDown(node uint16, epoch uint64, seen time.Time, why string) bool {
 	d.lmu.Lock()
 	l, ok := d.liveNodes[node]
 	ok = ok && l.epoch == epoch && l.seen.Equal(seen)
@@ -160,7 +166,7 @@ func (d *Directory) markDown(node uint16, epoch uint64, seen time.Time) bool {
 	d.lmu.Unlock()
 	if first {
 		d.nodesDown.Add(1)
-		d.log.Warn("node taken for dead: its lease renewal is overdue and its probe subject has no responders; its names may be taken over",
+		d.log.Warn("node taken for dead: "+why+"; its names may be taken over",
 			"node_id", node, "epoch", epoch, "last_renewal_seen", time.Since(seen).Round(time.Millisecond))
 		d.publishPeers()
 	}
@@ -168,34 +174,50 @@ func (d *Directory) markDown(node uint16, epoch uint64, seen time.Time) bool {
 }
 
 // probeLoop probes, every probeEvery, the other nodes whose renewal is overdue, and marks
-// those with no responders down. Nodes that renew on time are never probed.
+// those with no responders down; and, at once when a link is lost (link.go), the nodes
+// whose link closed, marking down those whose run does not answer. Nodes that renew on
+// time and keep their link are never probed.
 func (d *Directory) probeLoop() {
 	defer d.wg.Done()
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
 	type suspect struct {
-		node  uint16
-		epoch uint64
-		seen  time.Time
+		node    uint16
+		epoch   uint64
+		seen    time.Time
+		overdue bool
+		linked  bool // its link closed
 	}
 	var suspects []suspect
 	for {
 		select {
 		case <-t.C:
+		case <-d.linkWake:
 		case <-d.ctx.Done():
 			return
 		}
 		suspects = suspects[:0]
 		d.lmu.RLock()
 		for node, l := range d.liveNodes {
-			if node != d.cfg.NodeID && !l.down && time.Since(l.seen) > d.overdue() {
-				suspects = append(suspects, suspect{node, l.epoch, l.seen})
+			if node == d.cfg.NodeID || l.down {
+				continue
+			}
+			e, lost := d.linkLost[node]
+			s := suspect{node, l.epoch, l.seen, time.Since(l.seen) > d.overdue(), lost && e == l.epoch}
+			if s.overdue || s.linked {
+				suspects = append(suspects, s)
 			}
 		}
 		d.lmu.RUnlock()
 		for _, s := range suspects {
-			if r, _ := d.probe(d.ctx, s.node); r == probeNoResponders {
-				d.markDown(s.node, s.epoch, s.seen)
+			r, got := d.probe(d.ctx, s.node)
+			switch {
+			case s.linked && r != probeAnswered:
+				d.markDown(s.node, s.epoch, s.seen, downLink)
+			case s.overdue && r == probeNoResponders:
+				d.markDown(s.node, s.epoch, s.seen, downOverdue)
+			case s.linked && got == s.epoch:
+				d.linkAlive(s.node, s.epoch) // its run answered: alive, it links again
 			}
 		}
 	}
@@ -219,8 +241,18 @@ func (d *Directory) nodeGone(ctx context.Context, node uint16, epoch uint64) (bo
 		return true, nil
 	}
 	for {
-		switch r, got := d.probe(ctx, node); r {
+		r, got := d.probe(ctx, node)
+		if r != probeAnswered && d.linkLostFor(node, epoch) {
+			// Its link closed and its run does not answer: its process ended (link.go).
+			if l, ok := d.member(node); ok && l.epoch == epoch {
+				return l.down || d.markDown(node, epoch, l.seen, downLink), nil
+			}
+		}
+		switch r {
 		case probeAnswered:
+			if got == epoch {
+				d.linkAlive(node, epoch)
+			}
 			return got != epoch, nil
 		case probeUnknown:
 			// Unanswered (or NATS failed): a node that is busy, hung, cut off — or
@@ -247,7 +279,7 @@ func (d *Directory) nodeGone(ctx context.Context, node uint16, epoch uint64) (bo
 		wait := time.Until(l.seen.Add(d.overdue()))
 		if wait <= 0 {
 			// Overdue, and no responders: dead, unless a renewal slipped in since.
-			return d.markDown(node, epoch, l.seen), nil
+			return d.markDown(node, epoch, l.seen, downOverdue), nil
 		}
 		select {
 		case <-time.After(wait):

@@ -77,7 +77,9 @@ func (d *Directory) writeDirectoryMetrics(w io.Writer) {
 	writeFamily(w, "switchboard_cluster_reconciled_total", "counter", "KV entries deleted because their claim had been reported to the client as failed (UNAVAILABLE) but had landed.", d.reconciled.Load())
 	writeFamily(w, "switchboard_cluster_claims_in_doubt", "gauge", "Claims reported as failed whose KV write may have landed, waiting to be reconciled.", d.doubtCount())
 	writeFamily(w, "switchboard_cluster_probes_total", "counter", "Probes sent to other nodes: to those whose lease renewal is overdue, and to the owners of names being claimed (probe.go).", d.probes.Load())
-	writeFamily(w, "switchboard_cluster_nodes_down_total", "counter", "Runs of other nodes taken for dead because their probe subject had no responders.", d.nodesDown.Load())
+	writeFamily(w, "switchboard_cluster_nodes_down_total", "counter", "Runs of other nodes taken for dead before their lease expired: their renewal overdue and their probe subject without responders, or their link closed and their probe not answered.", d.nodesDown.Load())
+	writeFamily(w, "switchboard_cluster_links", "gauge", "Links this node holds open to other nodes' runs (one per live node that answers on its link subject).", d.linksOut.Load())
+	writeFamily(w, "switchboard_cluster_links_lost_total", "counter", "Links of other nodes to this one that ended by EOF or reset (their process ended, or the connection was cut); each makes this node probe that node at once.", d.linksLost.Load())
 	writeFamily(w, "switchboard_cluster_takeovers_total", "counter", "Names this node's clients claimed from an owner on a node found gone (dead by probe, or its lease expired).", d.takeovers.Load())
 	writeFamily(w, "switchboard_cluster_swept_total", "counter", "Directory entries of earlier runs of this node deleted at start.", d.swept.Load())
 }

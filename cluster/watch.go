@@ -137,8 +137,15 @@ func (d *Directory) applyLease(e jetstream.KeyValueEntry) {
 		delete(d.liveNodes, node)
 	} else if l, ok := parseLease(e.Value()); ok {
 		l.seen = time.Now() // a renewal: the node is not down (any more)
+		prev, known := d.liveNodes[node]
 		d.liveNodes[node] = l
 		delete(d.unanswered, node)
+		if !known || prev.epoch != l.epoch || prev.down {
+			select { // a run not linked yet (link.go)
+			case d.linkDial <- struct{}{}:
+			default:
+			}
+		}
 	}
 	d.lmu.Unlock()
 	d.publishPeers()
