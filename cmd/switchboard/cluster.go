@@ -30,6 +30,7 @@ func clusterConfig(n config.Node) cluster.Config {
 	c.Name = n.ClusterName
 	c.Listen = n.ClusterListen
 	c.Advertise = n.ClusterAdvertise
+	c.LinkListen = n.ClusterLinkListen
 	c.Routes = n.ClusterRoutes
 	c.URL = n.NatsURL
 	c.StoreDir = n.ClusterStoreDir

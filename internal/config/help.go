@@ -70,6 +70,7 @@ var help = map[string]string{
 	"cluster-name":             "cluster name: the NATS cluster name and part of the directory's bucket names",
 	"cluster-listen":           "embedded NATS route address, host:port",
 	"cluster-advertise":        "route address other nodes are told to use; empty means derived from cluster-listen",
+	"cluster-link-listen":      "where the other nodes' links arrive (they show a killed node's end at once); empty means cluster-listen's host, any free port; off disables them",
 	"cluster-client-advertise": "client address the other nodes send clients to (GOAWAY, refusals); empty means the listen address unless it is a wildcard",
 	"cluster-routes":           "comma-separated route addresses of the nodes to join (this node's own may be listed)",
 	"nats-url":                 "NATS URL(s), comma-separated, for cluster external",

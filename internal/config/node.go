@@ -83,6 +83,10 @@ type Node struct {
 	// ClusterAdvertise is the route address other nodes are told to use. Default "":
 	// NATS derives it from ClusterListen.
 	ClusterAdvertise string
+	// ClusterLinkListen is where the node listens for the other nodes' links, by which
+	// it sees a killed node's process end at once (cluster.Config.LinkListen). Default
+	// "": cluster-listen's host, any free port; "off" disables the links.
+	ClusterLinkListen string
 	// ClusterClientAdvertise is this node's client address (host:port) as the other nodes
 	// give it to clients they send here (GOAWAY and TRY_OTHER refusals list the live
 	// nodes, least loaded first). Default "": the listen address when its host is a
@@ -221,6 +225,11 @@ func (n *Node) validateCluster() []error {
 		}
 		if strings.Trim(n.ClusterRoutes, ", ") == "" && n.ClusterReplicas > 1 {
 			bad("cluster-replicas: %d needs cluster-routes: a node without routes is a cluster of one, which holds one replica", n.ClusterReplicas)
+		}
+	}
+	if n.ClusterLinkListen != "" && n.ClusterLinkListen != "off" {
+		if _, _, err := net.SplitHostPort(n.ClusterLinkListen); err != nil {
+			bad("cluster-link-listen: want host:port or off: %v", err)
 		}
 	}
 	if n.ClusterClientAdvertise != "" {

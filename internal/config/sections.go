@@ -31,7 +31,7 @@ var sections = []Section{
 		"breaker-error-rate", "breaker-window", "breaker-min-requests", "breaker-open-for", "breaker-probes",
 		"target-error-rate", "target-min-failures", "max-targets",
 		"zone-yellow", "zone-orange", "zone-red", "zone-hysteresis", "zone-min-dwell", "loop-lag-budget"}},
-	{"Cluster", []string{"cluster", "cluster-name", "cluster-listen", "cluster-advertise", "cluster-client-advertise", "cluster-routes",
+	{"Cluster", []string{"cluster", "cluster-name", "cluster-listen", "cluster-advertise", "cluster-link-listen", "cluster-client-advertise", "cluster-routes",
 		"nats-url", "cluster-store-dir", "cluster-replicas", "cluster-jetstream", "cluster-lease-ttl", "cluster-lease-renew",
 		"cluster-forward-queue", "cluster-claim-workers"}},
 	{SectionLogging, []string{"log-level"}},
