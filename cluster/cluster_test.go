@@ -103,6 +103,22 @@ func startClusterWith(t testing.TB, set func(*Config)) *testCluster {
 	for i := range 3 {
 		tc.addrs = append(tc.addrs, tc.node(i).ns.ClusterAddr().String())
 	}
+	// A node can return from Start isolated for a moment: it has seen another node's
+	// lease through the KV before its NATS server has that node's probe interest through
+	// the routes (once in a loaded CI run, 3.4 s into a start under -race). Tests begin
+	// once every node is ready, as a client waits for /readyz.
+	start := time.Now()
+	waitFor(t, "every node to be ready", 30*time.Second, func() bool {
+		for i := range 3 {
+			if ok, _ := tc.node(i).Directory().Ready(); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Logf("the nodes were ready %v after Start returned", d.Round(time.Millisecond))
+	}
 	return tc
 }
 
