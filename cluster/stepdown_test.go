@@ -1,0 +1,34 @@
+package cluster
+
+import (
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestWatchAfterStepdown: after the buckets' stream leaders step down, a name claimed on
+// any node is seen by every other node's lookup (its watch follows the new leader, or is
+// restarted).
+func TestWatchAfterStepdown(t *testing.T) {
+	tc := startCluster(t)
+	ds := []*Directory{tc.node(0).Directory(), tc.node(1).Directory(), tc.node(2).Directory()}
+	for round := range 4 {
+		for _, bucket := range []string{ds[0].namesBucket, ds[0].leasesBucket} {
+			if _, err := ds[round%3].nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+streamOf(bucket), nil, 5*time.Second); err != nil {
+				t.Logf("stepdown of %s: %v", bucket, err)
+			}
+		}
+		for i, d := range ds {
+			name := "after-stepdown-" + strconv.Itoa(round) + "-" + strconv.Itoa(i)
+			id := conn(uint16(i+1), uint32(10+round))
+			var err error
+			waitFor(t, "a claim of "+name, 20*time.Second, func() bool {
+				err = claim(t, d, name, id)
+				return err == nil
+			})
+			for j, o := range ds {
+				waitFor(t, "node "+strconv.Itoa(j+1)+" to see "+name, 10*time.Second, func() bool { return lookup(o, name) == id })
+			}
+		}
+	}
+}
