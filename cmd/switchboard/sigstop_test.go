@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -231,7 +233,10 @@ func TestClusterSigstop(t *testing.T) {
 			beforeUnknown++
 		}
 		return lastErr == nil
-	}, func() string { return fmt.Sprintf("last SEND+ACK: %v; %d ended in TIMEOUT", lastErr, beforeUnknown) })
+	}, func() string {
+		return fmt.Sprintf("last SEND+ACK: %v; %d ended in TIMEOUT\nnode 1: %s\nnode 3: %s", lastErr, beforeUnknown,
+			clusterDiag(n1.admin, "raw-held"), clusterDiag(n3.admin, "raw-held"))
+	})
 	if f := raw.Expect(codec.TypeMessage); !bytes.HasSuffix(f.Body, []byte("before")) {
 		t.Fatalf("raw got %q; want the MESSAGE before", f.Body)
 	}
@@ -595,6 +600,41 @@ func getClusterView(t *testing.T, admin string) clusterView {
 		t.Fatalf("/cluster: %v", err)
 	}
 	return v
+}
+
+// clusterDiag is what a node's admin listener says about name and its cluster state, for a
+// failure message: its /cluster view, its /cluster/names entry for name and its cluster
+// metrics.
+func clusterDiag(admin, name string) string {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
+	get := func(path string) string {
+		resp, err := hc.Get("http://" + admin + path)
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		if err != nil {
+			return err.Error()
+		}
+		return string(b)
+	}
+	var out strings.Builder
+	view := get("/cluster")
+	out.WriteString("/cluster " + view[:min(len(view), 2000)])
+	names := get("/cluster/names")
+	if i := strings.Index(names, `"name":"`+name+`"`); i >= 0 {
+		out.WriteString("\n/cluster/names: " + names[max(0, i-1):min(len(names), i+200)])
+	} else {
+		out.WriteString("\n/cluster/names: no " + name + " among " + strconv.Itoa(strings.Count(names, `"name":`)) + " names")
+	}
+	for _, l := range strings.Split(get("/metrics"), "\n") {
+		if strings.HasPrefix(l, "switchboard_cluster_") && !strings.HasPrefix(l, "switchboard_cluster_forward") {
+			out.WriteString("\n" + l)
+		}
+	}
+	return out.String()
 }
 
 // kvOwner is a names-bucket entry (docs/CLUSTER.md: version 1 | node u16 | epoch u64 |
