@@ -85,7 +85,13 @@ func TestBenchFailover(t *testing.T) {
 	for _, bucket := range []string{"switchboard_names_failover", "switchboard_leases_failover"} {
 		moveLeader(t, nc, "KV_"+bucket, "node-3")
 	}
-	nc.Close()
+		nc.Close()
+	// Every node linked to the two others (docs/CLUSTER.md, Links) before the kill.
+	for i, n := range nodes {
+		pollUntil(t, fmt.Sprintf("node %d to hold its 2 links", i+1), 20*time.Second, func() bool {
+			return sumOf(scrapeTest(t, n.admin), "switchboard_cluster_links") == 2
+		})
+	}
 	var addrs, admins []string
 	for _, n := range nodes {
 		addrs, admins = append(addrs, n.addr), append(admins, n.admin)
@@ -133,6 +139,17 @@ func TestBenchFailover(t *testing.T) {
 	sc := res.Scan
 	if !sc.Consistent || sc.TwoOwners != 0 || len(sc.Nodes) != 2 || sc.Names < 12 {
 		t.Errorf("scan = %+v; want nodes 1 and 2 consistent, at least the 12 names, no two owners", sc)
+	}
+		// A killed process's links end first: each survivor saw node 3's link end and took
+	// node 3 for dead.
+	for i, n := range nodes[:2] {
+		m := scrapeTest(t, n.admin)
+		if lost := sumOf(m, "switchboard_cluster_links_lost_total"); lost < 1 {
+			t.Errorf("node %d: links lost %v; want node 3's", i+1, lost)
+		}
+		if down := sumOf(m, "switchboard_cluster_nodes_down_total"); down != 1 {
+			t.Errorf("node %d: nodes taken for dead %v; want 1 (node 3)", i+1, down)
+		}
 	}
 	t.Logf("test took %v", time.Since(began).Round(time.Millisecond))
 }
