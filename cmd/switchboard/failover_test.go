@@ -85,7 +85,7 @@ func TestBenchFailover(t *testing.T) {
 	for _, bucket := range []string{"switchboard_names_failover", "switchboard_leases_failover"} {
 		moveLeader(t, nc, "KV_"+bucket, "node-3")
 	}
-		nc.Close()
+	nc.Close()
 	// Every node linked to the two others (docs/CLUSTER.md, Links) before the kill.
 	for i, n := range nodes {
 		pollUntil(t, fmt.Sprintf("node %d to hold its 2 links", i+1), 20*time.Second, func() bool {
@@ -140,7 +140,7 @@ func TestBenchFailover(t *testing.T) {
 	if !sc.Consistent || sc.TwoOwners != 0 || len(sc.Nodes) != 2 || sc.Names < 12 {
 		t.Errorf("scan = %+v; want nodes 1 and 2 consistent, at least the 12 names, no two owners", sc)
 	}
-		// A killed process's links end first: each survivor saw node 3's link end and took
+	// A killed process's links end first: each survivor saw node 3's link end and took
 	// node 3 for dead.
 	for i, n := range nodes[:2] {
 		m := scrapeTest(t, n.admin)
