@@ -69,11 +69,12 @@ type Directory struct {
 	linkAddr  string
 	linkToken [8]byte
 	lnmu      sync.Mutex
-	linksIn   map[uint16]*linkIn // guarded by lnmu: the links other nodes opened to this one
-	linkWake  chan struct{}      // capacity 1: a link was lost, probe now
-	linkDial  chan struct{}      // capacity 1: the leases watch saw a new run, link to it now
-	linksOut  atomic.Int64       // links this node holds open to other nodes
-	linksLost atomic.Int64       // links of other nodes that ended by EOF or reset
+	linksIn   map[uint16]*linkIn    // guarded by lnmu: the links other nodes opened to this one
+	linksNew  map[net.Conn]struct{} // guarded by lnmu: accepted links whose ident is not read yet
+	linkWake  chan struct{}         // capacity 1: a link was lost, probe now
+	linkDial  chan struct{}         // capacity 1: the leases watch saw a new run, link to it now
+	linksOut  atomic.Int64          // links this node holds open to other nodes
+	linksLost atomic.Int64          // links of other nodes that ended by EOF or reset
 	// hangLinks (tests) leaves this node's links open when it stops, as a hung process's
 	// stay open; they are kept in hungLinks (guarded by lnmu) for closeHungLinks.
 	hangLinks atomic.Bool
@@ -137,6 +138,7 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		unanswered:   make(map[uint16]time.Time),
 		linkLost:     make(map[uint16]uint64),
 		linksIn:      make(map[uint16]*linkIn),
+		linksNew:     make(map[net.Conn]struct{}),
 		linkWake:     make(chan struct{}, 1),
 		linkDial:     make(chan struct{}, 1),
 		claims:       make(chan claimReq, cfg.ClaimQueue),

@@ -51,7 +51,6 @@ const (
 	linkIdentLen   = len(linkMagic) + 2 + 8 + 8 // magic, node id, epoch, token
 	linkAskTimeout = time.Second                // the link subject's answer
 	linkDialTime   = time.Second                // connecting and sending the ident
-	linkIdentTime  = 5 * time.Second            // an accepted link's ident must arrive within this
 	linkAsks       = 3                          // no responders this many rounds in a row: the node has no links
 	linkBye        = 'B'                        // the only byte ever sent after the ident: the dialer closes on purpose
 	// linkFDRoom is how far below the open-file limit (or linkFDCeiling) the links'
@@ -63,6 +62,9 @@ const (
 	// the top.
 	linkFDCeiling = 1 << 16
 )
+
+// linkIdentTime is how long an accepted link's ident may take (a variable for a test).
+var linkIdentTime = 5 * time.Second
 
 // linkSubject is node's link subject.
 func (d *Directory) linkSubject(node uint16) string {
@@ -163,6 +165,9 @@ func (d *Directory) stopLinks() {
 		_ = l.conn.Close()
 		delete(d.linksIn, node)
 	}
+	for c := range d.linksNew {
+		_ = c.Close()
+	}
 	d.lnmu.Unlock()
 }
 
@@ -192,9 +197,23 @@ func (d *Directory) acceptLinks() {
 // (lostLink): a process whose kernel closed its sockets sent none.
 func (d *Directory) serveLink(c net.Conn) {
 	defer d.wg.Done()
+	// Until its ident is read it is in linksNew, which stopLinks closes, so that a stop
+	// does not wait linkIdentTime for a silent peer.
+	d.lnmu.Lock()
+	if d.ctx.Err() != nil {
+		d.lnmu.Unlock()
+		_ = c.Close()
+		return
+	}
+	d.linksNew[c] = struct{}{}
+	d.lnmu.Unlock()
 	var b [linkIdentLen]byte
 	_ = c.SetReadDeadline(time.Now().Add(linkIdentTime))
-	if _, err := io.ReadFull(c, b[:]); err != nil || !bytes.Equal(b[:len(linkMagic)], []byte(linkMagic)) {
+	_, err := io.ReadFull(c, b[:])
+	d.lnmu.Lock()
+	delete(d.linksNew, c)
+	d.lnmu.Unlock()
+	if err != nil || !bytes.Equal(b[:len(linkMagic)], []byte(linkMagic)) {
 		_ = c.Close()
 		return
 	}
@@ -223,7 +242,6 @@ func (d *Directory) serveLink(c net.Conn) {
 	d.lmu.Unlock()
 
 	var buf [64]byte
-	var err error
 	bye := false
 	for err == nil {
 		var n int

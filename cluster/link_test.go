@@ -20,6 +20,11 @@ import (
 // linkFDFloor (on Linux), so that the kernel closes it before any client connection when
 // the process dies. A clean stop ends its links without a loss.
 func TestLinksUp(t *testing.T) {
+	// A silent link below must not hold a stop up: with the ident's time far above the
+	// stop's, a stop that waited for it would show.
+	identTime := linkIdentTime
+	linkIdentTime = time.Minute
+	t.Cleanup(func() { linkIdentTime = identTime })
 	tc := startCluster(t)
 	ds := []*Directory{tc.node(0).Directory(), tc.node(1).Directory(), tc.node(2).Directory()}
 	waitFor(t, "every node to link to the two others, and to be linked by them", 10*time.Second, func() bool {
@@ -59,15 +64,30 @@ func TestLinksUp(t *testing.T) {
 		}
 	}
 
-	// A clean stop says goodbye on its links: the others see them end, and lose none.
+	// A clean stop says goodbye on its links: the others see them end, and lose none. A
+	// connection to its link listener that never sends an ident does not hold the stop up.
+	silent, err := net.Dial("tcp", ds[2].linkAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	waitFor(t, "node 3 to accept the silent link", 5*time.Second, func() bool {
+		ds[2].lnmu.Lock()
+		defer ds[2].lnmu.Unlock()
+		return len(ds[2].linksNew) == 1
+	})
 	tc.mu.Lock()
 	n3 := tc.nodes[2]
 	tc.nodes[2] = nil
 	tc.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	stopping := time.Now()
 	if err := n3.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if took := time.Since(stopping); took >= linkIdentTime/2 {
+		t.Errorf("node 3 took %v to stop with a silent link open; want it not to wait for the ident (%v)", took, linkIdentTime)
 	}
 	waitFor(t, "nodes 1 and 2 to drop node 3's links", 10*time.Second, func() bool {
 		for _, d := range ds[:2] {
