@@ -24,9 +24,10 @@ import (
 // survivors' NATS servers see its routes close. In a 100K-connection run the routes
 // closed 1.9–2.9 s after the kill, while the killed node's clients saw their
 // connections close from +0.2 s (docs/BENCHMARKS.md). The kernel closes a dead
-// process's descriptors from the highest number down (measured here: 16,000 loopback
-// sockets closed over 114 ms, the highest first, the lowest last), and the routes,
-// opened at start, have the lowest numbers: they close after every client socket.
+// process's descriptors from the highest number down (a descriptor moved to the top
+// closed with the first client socket, 1.1–2.0 s before the routes, in the whole-node
+// runs of docs/BENCHMARKS.md "Links"), and the routes, opened at start, have low
+// numbers: they close after the client sockets.
 //
 // So every node keeps one TCP connection, a link, to every other live node, and moves
 // its end above every descriptor a client connection can get (F_DUPFD_CLOEXEC from
@@ -57,10 +58,12 @@ const (
 	// descriptors start: room for one link per other node.
 	linkFDRoom = 64
 	// linkFDCeiling caps where the links' descriptors go: the kernel sizes a process's
-	// descriptor table to its highest descriptor (8 bytes a slot and bitmaps), so with a
-	// limit of millions the links go at 65,472 and up (~0.5 MiB of table) rather than at
-	// the top.
-	linkFDCeiling = 1 << 16
+	// descriptor table to its highest descriptor (8 bytes a slot, rounded up to a power
+	// of two; arithmetic, not measured), so with a limit of millions the links go at
+	// 262,080 and up (a 2 MiB table) rather than at the top. That is above the client
+	// sockets of a node holding up to ~260K connections (the design's 100K included);
+	// the client sockets of a larger node above it close before its links.
+	linkFDCeiling = 1 << 18
 )
 
 // linkIdentTime is how long an accepted link's ident may take (a variable for a test).
@@ -69,6 +72,24 @@ var linkIdentTime = 5 * time.Second
 // linkSubject is node's link subject.
 func (d *Directory) linkSubject(node uint16) string {
 	return subjectPrefix + "." + d.cfg.Name + ".link." + strconv.Itoa(int(node))
+}
+
+// appendLinkIdent appends a link's ident: magic, the dialer's node id and epoch, the
+// token the linked node gave on its link subject.
+func appendLinkIdent(dst []byte, node uint16, epoch uint64, token []byte) []byte {
+	dst = append(dst, linkMagic...)
+	dst = binary.BigEndian.AppendUint16(dst, node)
+	dst = binary.BigEndian.AppendUint64(dst, epoch)
+	return append(dst, token...)
+}
+
+// parseLinkIdent reads an ident appendLinkIdent wrote; false if the magic is not there.
+func parseLinkIdent(b *[linkIdentLen]byte) (node uint16, epoch uint64, token []byte, ok bool) {
+	rest, ok := bytes.CutPrefix(b[:], []byte(linkMagic))
+	if !ok {
+		return 0, 0, nil, false
+	}
+	return binary.BigEndian.Uint16(rest), binary.BigEndian.Uint64(rest[2:]), rest[10:], true
 }
 
 // linkIn is the end of another node's link this node reads.
@@ -213,13 +234,12 @@ func (d *Directory) serveLink(c net.Conn) {
 	d.lnmu.Lock()
 	delete(d.linksNew, c)
 	d.lnmu.Unlock()
-	if err != nil || !bytes.Equal(b[:len(linkMagic)], []byte(linkMagic)) {
+	node, epoch, token, ok := parseLinkIdent(&b)
+	if err != nil || !ok {
 		_ = c.Close()
 		return
 	}
-	node := binary.BigEndian.Uint16(b[4:6])
-	epoch := binary.BigEndian.Uint64(b[6:14])
-	if subtle.ConstantTimeCompare(b[14:22], d.linkToken[:]) != 1 || node == 0 || node == d.cfg.NodeID {
+	if subtle.ConstantTimeCompare(token, d.linkToken[:]) != 1 || node == 0 || node == d.cfg.NodeID {
 		d.log.Warn("refused a cluster link: wrong token or node id", "remote", c.RemoteAddr().String(), "node_id", node)
 		_ = c.Close()
 		return
@@ -380,11 +400,7 @@ func (d *Directory) dialLink(node uint16, epoch uint64) (linkOut, error) {
 	if err != nil {
 		return linkOut{}, err
 	}
-	ident := make([]byte, 0, linkIdentLen)
-	ident = append(ident, linkMagic...)
-	ident = binary.BigEndian.AppendUint16(ident, d.cfg.NodeID)
-	ident = binary.BigEndian.AppendUint64(ident, d.epoch)
-	ident = append(ident, m.Data[:8]...)
+	ident := appendLinkIdent(make([]byte, 0, linkIdentLen), d.cfg.NodeID, d.epoch, m.Data[:8])
 	_ = c.SetWriteDeadline(time.Now().Add(linkDialTime))
 	if _, err := c.Write(ident); err != nil {
 		_ = c.Close()

@@ -121,10 +121,7 @@ func dialLinkAs(t *testing.T, d *Directory, node uint16, epoch uint64, token []b
 	if err != nil {
 		t.Fatal(err)
 	}
-	ident := append([]byte(linkMagic), 0, 0)
-	binary.BigEndian.PutUint16(ident[4:], node)
-	ident = binary.BigEndian.AppendUint64(ident, epoch)
-	if _, err := c.Write(append(ident, token...)); err != nil {
+	if _, err := c.Write(appendLinkIdent(nil, node, epoch, token)); err != nil {
 		t.Fatal(err)
 	}
 	return c
