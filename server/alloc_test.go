@@ -18,10 +18,18 @@ import (
 type fakeConn struct {
 	gnet.Conn
 	written int
+	c       *conn
 }
 
 func (f *fakeConn) Write(p []byte) (int, error) { f.written += len(p); return len(p), nil }
 func (f *fakeConn) OutboundBuffered() int       { return 0 }
+
+// The input side, for a paused connection that resumes (credit.go): it has nothing
+// waiting.
+func (f *fakeConn) Context() any             { return f.c }
+func (f *fakeConn) Peek(int) ([]byte, error) { return nil, nil }
+func (f *fakeConn) Discard(int) (int, error) { return 0, nil }
+func (f *fakeConn) InboundBuffered() int     { return 0 }
 
 // newTestLoop builds a server and loop state without starting gnet; execFn replaces the
 // cross-loop wake-up.
@@ -51,6 +59,7 @@ func addConn(t testing.TB, lp *loop, name string) (*conn, *fakeConn) {
 		t.Fatal(err)
 	}
 	c.id = id
+	fc.c = c
 	lp.gates.open(id) // as OnOpen does
 	return c, fc
 }
@@ -73,17 +82,19 @@ func decodeOne(t testing.TB, b []byte) codec.Frame {
 }
 
 // hotPathFixture is two loops without an engine: a and b (which owns "b") on loop 0, x
-// (which owns "x") on loop 1. The ring wake-up goes through gnet's Execute, which needs a
-// running engine; loop 1 is marked as already armed so push only enqueues (as it does for
-// every message after the first of a batch).
+// (which owns "x") on loop 1, with the defaults' route credit. The ring wake-up goes
+// through gnet's Execute, which needs a running engine; both loops are marked as already
+// armed so push only enqueues (as it does for every message after the first of a batch).
 func hotPathFixture(t testing.TB) (s *Server, loops []*loop, a, b, x *conn) {
 	t.Helper()
 	s, loops = newTestLoops(t, 2)
+	s.cfg.RouteCredit = DefaultRouteCredit
 	a, _ = addConn(t, loops[0], "a")
 	b, _ = addConn(t, loops[0], "b")
 	x, _ = addConn(t, loops[1], "x")
 	mustRegister(t, s, "b", b)
 	mustRegister(t, s, "x", x)
+	loops[0].armed.Store(true)
 	loops[1].armed.Store(true)
 	return s, loops, a, b, x
 }
@@ -139,6 +150,10 @@ func TestNoAllocsHotPath(t *testing.T) {
 				loops[1].armed.Store(true)
 				loops[1].drainBatch(loops[1].inbox.Cap())
 				x.pending = 0
+				// A batch of 64 uses a's route credit up: the drain above sent it a
+				// resume, which loop 0 runs here.
+				loops[0].armed.Store(true)
+				loops[0].drainRing(loops[0].inbox.Cap())
 			})
 		}
 	}

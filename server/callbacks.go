@@ -43,32 +43,43 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	return nil, gnet.None
 }
 
-// OnTraffic decodes and dispatches at most FramesPerWake frames, writes this connection's
+// OnTraffic handles a connection's input (traffic).
+func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
+	h.srv.traffic(gc)
+	return gnet.None
+}
+
+// traffic decodes and dispatches at most FramesPerWake frames, writes this connection's
 // answers with one write, and queues one end-of-round flush for what the frames routed to
 // other connections of the loop. Bytes of an incomplete frame stay in gnet's inbound
-// buffer.
-func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
+// buffer, and so does the input of a connection paused for route credit (credit.go). On
+// gc's loop: from OnTraffic, or when a paused connection resumes.
+func (s *Server) traffic(gc gnet.Conn) {
 	c, _ := gc.Context().(*conn)
 	if c != nil && c.state == stateVerifying {
-		return gnet.None // input waits in gnet's buffer until the HELLO is verified (auth.go)
+		return // input waits in gnet's buffer until the HELLO is verified (auth.go)
 	}
 	if c == nil || c.state != stateActive && c.state != stateHandshake {
 		_, _ = gc.Discard(-1) // closing: ignore input until the close lands
-		return gnet.None
+		return
 	}
 	lp := c.lp
+	if c.flags&flagPaused != 0 && !lp.mayRead(c) {
+		c.lastSeen = lp.tick32() // it sent something: not idle
+		return
+	}
 	buf, _ := gc.Peek(-1)
 	var now int64
-	if h.srv.g.rated.Load() {
-		now = h.srv.clock()
+	if s.g.rated.Load() {
+		now = s.clock()
 	}
 	off, more := 0, false
 	for frames := 0; off < len(buf); frames++ {
-		if frames == h.srv.cfg.FramesPerWake {
+		if frames == s.cfg.FramesPerWake {
 			more = true
 			break
 		}
-		maxFrame := h.srv.cfg.MaxFrame
+		maxFrame := s.cfg.MaxFrame
 		if c.state == stateHandshake { // until WELCOME, frames are small (a HELLO)
 			maxFrame = handshakeMaxFrame
 		}
@@ -82,7 +93,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 			break
 		}
 		off += n
-		if !lp.dispatch(c, f, now) {
+		if !lp.dispatch(c, f, now) || c.flags&flagPaused != 0 {
 			break
 		}
 	}
@@ -100,10 +111,9 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		c.flush()
 	}
 	lp.flushLater()
-	if more && c.state == stateActive {
+	if more && c.state == stateActive && c.flags&flagPaused == 0 {
 		_ = gc.Wake(nil) // more whole frames wait: come back after the others had a turn
 	}
-	return gnet.None
 }
 
 // OnClose releases everything the connection held: its table slot, its names, its buffer.

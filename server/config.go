@@ -66,6 +66,11 @@ type Config struct {
 	// FramesPerWake caps the frames handled in one read callback before the loop serves
 	// other connections (fairness). Default 512.
 	FramesPerWake int
+	// RouteCredit is how many messages one connection may have on their way to other
+	// event loops (routed, not yet queued for their targets) before its loop stops
+	// reading its input until they are down to half: flow control, so that a sender's
+	// window bounds what waits between loops (credit.go). Default 64; 0 = off.
+	RouteCredit int
 	// MaxNamesPerConn caps the names one connection may register. Default 64.
 	MaxNamesPerConn int
 	// HandshakeTimeout is how long a new connection may take to send HELLO and be
@@ -141,6 +146,7 @@ const (
 	DefaultMaxPendingBytes     = 4 << 20
 	DefaultRingSize            = 8192
 	DefaultFramesPerWake       = 512
+	DefaultRouteCredit         = 64
 	DefaultMaxNamesPerConn     = 64
 	DefaultHandshakeTimeout    = 2 * time.Second
 	DefaultAuthFailuresPerIP   = 10
@@ -171,6 +177,7 @@ func DefaultConfig() Config {
 		MaxPendingBytes:     DefaultMaxPendingBytes,
 		RingSize:            DefaultRingSize,
 		FramesPerWake:       DefaultFramesPerWake,
+		RouteCredit:         DefaultRouteCredit,
 		MaxNamesPerConn:     DefaultMaxNamesPerConn,
 		HandshakeTimeout:    DefaultHandshakeTimeout,
 		AuthFailuresPerIP:   DefaultAuthFailuresPerIP,
@@ -198,7 +205,7 @@ func hostname() string {
 // EnsureDefaults replaces the zero fields where 0 is not meaningful with their
 // DefaultConfig values, for callers that build a Config by hand (New calls it). It keeps
 // every field where 0 means off, none or auto (resolving ServerID, which has no other
-// use for ""): IdleTimeout, TCPKeepAlive, TCPDeferAccept, Loops, MaxConnections, MaxHandshakes, Token,
+// use for ""): IdleTimeout, TCPKeepAlive, TCPDeferAccept, RouteCredit, Loops, MaxConnections, MaxHandshakes, Token,
 // AuthFailuresPerIP, Peers, ProxyProtocolFrom, the socket buffers, the rate limits and
 // bursts, MaxConnsPerIP, ZoneHysteresis and ZoneMinDwell. So in a zero-value Config the
 // idle timeout is off and zones have no hysteresis; start from DefaultConfig for their
@@ -275,7 +282,7 @@ func (c *Config) Validate() error {
 		{"max-pending-bytes", c.MaxPendingBytes}, {"ring-size", c.RingSize},
 		{"frames-per-wake", c.FramesPerWake}, {"max-names-per-conn", c.MaxNamesPerConn},
 		{"read-buffer-cap", c.ReadBufferCap}, {"write-buffer-cap", c.WriteBufferCap},
-		{"max-queue", c.MaxQueue}, {"socket-recv-buffer", c.SocketRecvBuffer},
+		{"max-queue", c.MaxQueue}, {"socket-recv-buffer", c.SocketRecvBuffer}, {"route-credit", c.RouteCredit},
 		{"socket-send-buffer", c.SocketSendBuffer}, {"max-handshakes", c.MaxHandshakes},
 		{"auth-failures-per-ip", c.AuthFailuresPerIP},
 	}

@@ -61,6 +61,8 @@ type connFlags uint8
 const (
 	flagGoneAway  connFlags = 1 << iota // GOAWAY was sent (drain)
 	flagHSCounted                       // counted in the server's handshaking connections (auth.go)
+	flagPaused                          // out of route credit: input not read (credit.go)
+	flagListed                          // in its loop's paused list (credit.go, resumeLost)
 )
 
 // name returns the HELLO client name ("" before WELCOME). It does not allocate.

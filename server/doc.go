@@ -95,6 +95,8 @@
 // at its gate (gate.go, one atomic word per connection) before the OK, and its loop
 // queues whatever was admitted, even past the caps. The slow consumer then gets ERROR
 // SLOW_CONSUMER after all of it and a graceful close (outbox.go, slowConsumer).
+// What one sender has in the rings is bounded by RouteCredit: the message that uses it up
+// pauses the sender's input until the target loops have landed half (credit.go).
 // Requests in flight per connection are capped at MaxPending too.
 // Connections still in the handshake are capped at MaxHandshakes (BUSY at accept), and
 // HELLOs waiting for a credentials check at 8 per verifier goroutine (BUSY).

@@ -38,11 +38,17 @@ const (
 	gateChunkSize  = 1 << gateChunkBits
 )
 
-type gateChunk [gateChunkSize]atomic.Uint64
+// slotWords are a connection slot's two cross-loop words: its gate (messages to the
+// connection) and its credit (messages from it, credit.go).
+type slotWords struct {
+	gate, credit atomic.Uint64
+}
 
-// gates are one loop's gates, by connection slot. Chunks are allocated by the owning
-// loop when a connection opens in a slot not covered yet (not per frame) and never
-// freed; any goroutine may read them. The chunk table is 32 KiB per loop.
+type gateChunk [gateChunkSize]slotWords
+
+// gates are one loop's gates and credits, by connection slot. Chunks are allocated by
+// the owning loop when a connection opens in a slot not covered yet (not per frame) and
+// never freed; any goroutine may read them. The chunk table is 32 KiB per loop.
 type gates struct {
 	chunks [shard.MaxSlots / gateChunkSize]atomic.Pointer[gateChunk]
 }
@@ -54,9 +60,9 @@ func gateWord(id shard.ConnID, st gateState) uint64 {
 func gateGen(w uint64) uint16        { return uint16(w >> gateGenShift) }
 func gateStateOf(w uint64) gateState { return gateState(w >> gateStateShift) }
 
-// word returns the gate of id's slot, or nil if no connection ever opened there.
+// slot returns the words of id's slot, or nil if no connection ever opened there.
 // Safe for concurrent use.
-func (g *gates) word(id shard.ConnID) *atomic.Uint64 {
+func (g *gates) slot(id shard.ConnID) *slotWords {
 	ch := g.chunks[id.Slot()>>gateChunkBits].Load()
 	if ch == nil {
 		return nil
@@ -64,13 +70,25 @@ func (g *gates) word(id shard.ConnID) *atomic.Uint64 {
 	return &ch[id.Slot()&(gateChunkSize-1)]
 }
 
-// open makes id's gate admit, with nothing on the way. Owning loop only (OnOpen).
+// word returns the gate of id's slot, or nil if no connection ever opened there.
+// Safe for concurrent use.
+func (g *gates) word(id shard.ConnID) *atomic.Uint64 {
+	if s := g.slot(id); s != nil {
+		return &s.gate
+	}
+	return nil
+}
+
+// open makes id's gate admit, with nothing on the way, and gives it its full credit.
+// Owning loop only (OnOpen).
 func (g *gates) open(id shard.ConnID) {
 	i := id.Slot() >> gateChunkBits
 	if g.chunks[i].Load() == nil {
 		g.chunks[i].Store(new(gateChunk))
 	}
-	g.word(id).Store(gateWord(id, gateOpen))
+	s := g.slot(id)
+	s.gate.Store(gateWord(id, gateOpen))
+	s.credit.Store(gateWord(id, 0))
 }
 
 // admit counts one message on its way to connection id, or returns the code the sender

@@ -48,7 +48,10 @@ type loop struct {
 	// claims holds the REGISTERs waiting for a directory that decides elsewhere, by
 	// connection; nil until the first one (a single node never fills it).
 	claims map[shard.ConnID][]pendingClaim
-	start  int64 // monotonic nanoseconds of tick 0 (srv.clock)
+	// paused lists the connections paused for route credit since the last tick (credit.go);
+	// pausedSpare is the other of the two slices resumeLost alternates.
+	paused, pausedSpare []shard.ConnID
+	start               int64 // monotonic nanoseconds of tick 0 (srv.clock)
 
 	drainRun gnet.Runnable // preallocated Execute targets
 	tickRun  gnet.Runnable
@@ -148,6 +151,7 @@ func (lp *loop) tick() {
 	lp.stats.lagNs.Store(lp.srv.clock() - lp.tickAt.Load())
 	lp.advance(uint64((lp.srv.clock() - lp.start) / int64(lp.srv.cfg.TickInterval)))
 	lp.flushDirty()
+	lp.resumeLost()
 	if len(lp.closers) > 0 {
 		lp.advanceClosers()
 	}

@@ -32,6 +32,8 @@ const (
 	// dOutcome: another node's outcome (code, 0 = OK) for the pending REQUEST or
 	// SEND+ACK behind token (remote.go).
 	dOutcome
+	// dResume: connection target, paused for route credit, has its credit back (credit.go).
+	dResume
 )
 
 // delivery is one item on a loop's inbound ring. It is a value type: pushing it does not
@@ -41,6 +43,7 @@ type delivery struct {
 	buf    *bytebufferpool.ByteBuffer
 	target shard.ConnID
 	token  shard.ConnID
+	from   shard.ConnID // dMessage: the sender, whose route credit it spent (0: none)
 	corr   uint32
 	code   codec.ErrorCode
 	kind   deliveryKind
@@ -147,6 +150,8 @@ func (lp *loop) handleDelivery(d *delivery) {
 		lp.finishClaim(d.target, d.buf.B, d.code)
 	case dOutcome:
 		lp.finishToken(d.token, d.code)
+	case dResume:
+		lp.resume(d.target)
 	}
 	if d.buf != nil {
 		msgPool.Put(d.buf)
@@ -158,6 +163,7 @@ func (lp *loop) handleDelivery(d *delivery) {
 // becomes a slow consumer; if it is the last one on its way to a slow consumer, the
 // ERROR SLOW_CONSUMER follows it.
 func (lp *loop) land(d *delivery) {
+	lp.refund(d.from)
 	left := lp.gates.land(d.target)
 	tc, ok := lp.conns.Get(d.target)
 	if !ok || tc.state != stateActive && tc.state != stateSlowLanding {

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"sync/atomic"
+
 	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/shard"
 )
@@ -96,11 +98,24 @@ func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard
 	}
 	bb := msgPool.Get()
 	bb.B = appendRouted(bb.B[:0], t, from, token, payload)
-	if !owner.pushLater(lp, delivery{kind: dMessage, target: target, token: token, buf: bb}) {
+	d := delivery{kind: dMessage, target: target, token: token, buf: bb}
+	var credit *atomic.Uint64
+	if lp.srv.cfg.RouteCredit > 0 {
+		// Counted before the push: the target loop may land it at once.
+		d.from, credit = from.id, lp.gates.creditWord(from.id)
+		credit.Add(1)
+	}
+	if !owner.pushLater(lp, d) {
 		owner.gates.unadmit(target)
+		if credit != nil {
+			credit.Add(^uint64(0))
+		}
 		msgPool.Put(bb)
 		lp.stats.queueFull.Add(1)
 		return codec.CodeQueueFull
+	}
+	if credit != nil {
+		lp.spent(from, credit)
 	}
 	return 0
 }

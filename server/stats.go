@@ -36,6 +36,9 @@ type loopStats struct {
 	// handshakeTimeoutsDeferred: handshake timeouts put off to the next tick (hsClosesPerTick)
 	handshakeTimeoutsDeferred atomic.Uint64
 	idleTimeouts              atomic.Uint64
+	creditPauses              atomic.Uint64 // connections paused for route credit (credit.go)
+	creditOverruns            atomic.Uint64 // paused connections read anyway: input at creditInputMax
+	creditResumesLost         atomic.Uint64 // resumes that found the owner's ring full
 	unauthorized              atomic.Uint64
 	badFrames                 atomic.Uint64
 	errors                    [codec.MaxCode + 1]atomic.Uint64 // ERROR outcomes by code, sent or not
@@ -63,12 +66,19 @@ type Stats struct {
 	// HandshakeTimeoutsDeferred counts handshake timeouts put off to a later tick because
 	// the loop had closed hsClosesPerTick of them in this one.
 	HandshakeTimeoutsDeferred uint64
-	IdleTimeouts              uint64
-	Unauthorized              uint64
-	BadFrames                 uint64
-	AcceptErrors              uint64
-	Names                     int
-	Errors                    map[codec.ErrorCode]uint64 // by code; only codes seen
+	// RouteCreditPauses counts connections paused for route credit (credit.go);
+	// RouteCreditOverruns, paused connections read anyway because creditInputMax bytes of
+	// their input waited; RouteCreditResumesLost, resumes that found the sender's loop's
+	// ring full (its next tick resumed it).
+	RouteCreditPauses      uint64
+	RouteCreditOverruns    uint64
+	RouteCreditResumesLost uint64
+	IdleTimeouts           uint64
+	Unauthorized           uint64
+	BadFrames              uint64
+	AcceptErrors           uint64
+	Names                  int
+	Errors                 map[codec.ErrorCode]uint64 // by code; only codes seen
 }
 
 // Stats returns a snapshot of the counters. Safe for concurrent use.
@@ -99,6 +109,9 @@ func (s *Server) Stats() Stats {
 		st.StaleReplies += ls.staleReplies.Load()
 		st.HandshakeTimeouts += ls.handshakeTimeouts.Load()
 		st.HandshakeTimeoutsDeferred += ls.handshakeTimeoutsDeferred.Load()
+		st.RouteCreditPauses += ls.creditPauses.Load()
+		st.RouteCreditOverruns += ls.creditOverruns.Load()
+		st.RouteCreditResumesLost += ls.creditResumesLost.Load()
 		st.IdleTimeouts += ls.idleTimeouts.Load()
 		st.Unauthorized += ls.unauthorized.Load()
 		st.BadFrames += ls.badFrames.Load()

@@ -25,6 +25,7 @@ var help = map[string]string{
 	"max-pending-bytes":        "bytes queued for one connection before the slow-consumer policy applies",
 	"ring-size":                "slots in each event loop's cross-loop ring (rounded up to a power of two)",
 	"frames-per-wake":          "frames handled per read callback before other connections get a turn",
+	"route-credit":             "messages one connection may have on their way to other event loops before its input waits for them to land (flow control; 0 = off)",
 	"max-names-per-conn":       "names one connection may register",
 	"handshake-timeout":        "time a new connection has to send HELLO and be welcomed",
 	"idle-timeout":             "close a connection silent for this long; clients ping at a third of it (0 or off = never)",
