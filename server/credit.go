@@ -79,13 +79,38 @@ func (lp *loop) spent(c *conn, w *atomic.Uint64) {
 	}
 }
 
-// refund counts a message of connection from (on another loop) as landed, and resumes
-// from if it was paused and has k/2 or fewer left on their way. On the landing loop. A
-// from of 0 spent no credit (route-credit off, or a message from another node).
-func (lp *loop) refund(from shard.ConnID) {
-	if from == 0 {
-		return
+// refunds collects the landings of one drain per sender: one callback's messages to a
+// loop sit together in its ring, so a run of them from one sender costs its credit word
+// one atomic operation instead of one each (the word's cache line is on the sender's
+// core). On the landing loop.
+type refunds struct {
+	from shard.ConnID
+	n    uint64
+}
+
+// add counts one landed message of from's. A from of 0 spent no credit (route-credit
+// off, or a message from another node).
+func (r *refunds) add(lp *loop, from shard.ConnID) {
+	if from != r.from {
+		r.settle(lp)
+		r.from = from
 	}
+	if from != 0 {
+		r.n++
+	}
+}
+
+// settle gives what add counted back to its sender (refund).
+func (r *refunds) settle(lp *loop) {
+	if r.n > 0 {
+		lp.refund(r.from, r.n)
+	}
+	r.from, r.n = 0, 0
+}
+
+// refund counts n messages of connection from (on another loop) as landed, and resumes
+// from if it was paused and has k/2 or fewer left on their way. On the landing loop.
+func (lp *loop) refund(from shard.ConnID, n uint64) {
 	owner := lp.srv.loopAt(from.Loop())
 	if owner == nil {
 		return
@@ -97,15 +122,15 @@ func (lp *loop) refund(from shard.ConnID) {
 	half := uint64(lp.srv.cfg.RouteCredit) / 2
 	for {
 		v := w.Load()
-		if gateGen(v) != from.Gen() || v&gateCountMask == 0 {
+		if gateGen(v) != from.Gen() || v&gateCountMask < n {
 			return // the sender is gone and its slot reused (or reset)
 		}
-		n := v - 1
-		resume := n&creditPaused != 0 && n&gateCountMask <= half
+		left := v - n
+		resume := left&creditPaused != 0 && left&gateCountMask <= half
 		if resume {
-			n &^= creditPaused
+			left &^= creditPaused
 		}
-		if !w.CompareAndSwap(v, n) {
+		if !w.CompareAndSwap(v, left) {
 			continue
 		}
 		if resume && !owner.push(delivery{kind: dResume, target: from}) {

@@ -51,7 +51,8 @@ type loop struct {
 	// paused lists the connections paused for route credit since the last tick (credit.go);
 	// pausedSpare is the other of the two slices resumeLost alternates.
 	paused, pausedSpare []shard.ConnID
-	start               int64 // monotonic nanoseconds of tick 0 (srv.clock)
+	refunds             refunds // landed messages not yet given back to their senders' credit
+	start               int64   // monotonic nanoseconds of tick 0 (srv.clock)
 
 	drainRun gnet.Runnable // preallocated Execute targets
 	tickRun  gnet.Runnable

@@ -131,6 +131,7 @@ func (lp *loop) drainRing(limit int) {
 		}
 		lp.handleDelivery(&d)
 	}
+	lp.refunds.settle(lp)
 }
 
 func (lp *loop) handleDelivery(d *delivery) {
@@ -163,7 +164,7 @@ func (lp *loop) handleDelivery(d *delivery) {
 // becomes a slow consumer; if it is the last one on its way to a slow consumer, the
 // ERROR SLOW_CONSUMER follows it.
 func (lp *loop) land(d *delivery) {
-	lp.refund(d.from)
+	lp.refunds.add(lp, d.from)
 	left := lp.gates.land(d.target)
 	tc, ok := lp.conns.Get(d.target)
 	if !ok || tc.state != stateActive && tc.state != stateSlowLanding {
