@@ -82,13 +82,13 @@ func decodeOne(t testing.TB, b []byte) codec.Frame {
 }
 
 // hotPathFixture is two loops without an engine: a and b (which owns "b") on loop 0, x
-// (which owns "x") on loop 1, with the defaults' route credit. The ring wake-up goes
+// (which owns "x") on loop 1, with route credit on. The ring wake-up goes
 // through gnet's Execute, which needs a running engine; both loops are marked as already
 // armed so push only enqueues (as it does for every message after the first of a batch).
 func hotPathFixture(t testing.TB) (s *Server, loops []*loop, a, b, x *conn) {
 	t.Helper()
 	s, loops = newTestLoops(t, 2)
-	s.cfg.RouteCredit = DefaultRouteCredit
+	s.cfg.RouteCredit = 16 // as the latency profile: off by default
 	a, _ = addConn(t, loops[0], "a")
 	b, _ = addConn(t, loops[0], "b")
 	x, _ = addConn(t, loops[1], "x")

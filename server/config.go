@@ -69,7 +69,9 @@ type Config struct {
 	// RouteCredit is how many messages one connection may have on their way to other
 	// event loops (routed, not yet queued for their targets) before its loop stops
 	// reading its input until they are down to half: flow control, so that a sender's
-	// window bounds what waits between loops (credit.go). Default 64; 0 = off.
+	// window bounds what waits between loops (credit.go). Default 0 = off: it costs
+	// connections that pipeline deeply (docs/BENCHMARKS.md, "Route credit"); the latency
+	// profile sets 16.
 	RouteCredit int
 	// MaxNamesPerConn caps the names one connection may register. Default 64.
 	MaxNamesPerConn int
@@ -146,7 +148,6 @@ const (
 	DefaultMaxPendingBytes     = 4 << 20
 	DefaultRingSize            = 8192
 	DefaultFramesPerWake       = 512
-	DefaultRouteCredit         = 64
 	DefaultMaxNamesPerConn     = 64
 	DefaultHandshakeTimeout    = 2 * time.Second
 	DefaultAuthFailuresPerIP   = 10
@@ -177,7 +178,6 @@ func DefaultConfig() Config {
 		MaxPendingBytes:     DefaultMaxPendingBytes,
 		RingSize:            DefaultRingSize,
 		FramesPerWake:       DefaultFramesPerWake,
-		RouteCredit:         DefaultRouteCredit,
 		MaxNamesPerConn:     DefaultMaxNamesPerConn,
 		HandshakeTimeout:    DefaultHandshakeTimeout,
 		AuthFailuresPerIP:   DefaultAuthFailuresPerIP,
@@ -205,7 +205,7 @@ func hostname() string {
 // EnsureDefaults replaces the zero fields where 0 is not meaningful with their
 // DefaultConfig values, for callers that build a Config by hand (New calls it). It keeps
 // every field where 0 means off, none or auto (resolving ServerID, which has no other
-// use for ""): IdleTimeout, TCPKeepAlive, TCPDeferAccept, RouteCredit, Loops, MaxConnections, MaxHandshakes, Token,
+// use for ""): IdleTimeout, TCPKeepAlive, TCPDeferAccept, Loops, MaxConnections, MaxHandshakes, Token,
 // AuthFailuresPerIP, Peers, ProxyProtocolFrom, the socket buffers, the rate limits and
 // bursts, MaxConnsPerIP, ZoneHysteresis and ZoneMinDwell. So in a zero-value Config the
 // idle timeout is off and zones have no hysteresis; start from DefaultConfig for their

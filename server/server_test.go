@@ -22,8 +22,7 @@ import (
 //
 // A loop-lag budget left at zero becomes an hour: on a loaded machine (CI, -race, a CPU
 // hog) loop lag could otherwise reach the traffic zone's RED and shed frames in a test of
-// some other mechanism. Tests of the loop-lag input set a budget of their own. A route
-// credit left at zero (off in a Config made by hand) becomes the default, as in a node.
+// some other mechanism. Tests of the loop-lag input set a budget of their own.
 func startServer(t testing.TB, cfg Config, opts ...Option) *Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
@@ -39,9 +38,6 @@ func startServerWith(t testing.TB, cfg Config, start func(*Server) error, opts .
 	}
 	if cfg.LoopLagBudget == 0 {
 		cfg.LoopLagBudget = time.Hour
-	}
-	if cfg.RouteCredit == 0 { // as a node runs: 0 is off in a Config made by hand
-		cfg.RouteCredit = DefaultRouteCredit
 	}
 	s, err := New(cfg, append([]Option{WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	if err != nil {

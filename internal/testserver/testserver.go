@@ -23,8 +23,7 @@ import (
 // logs discarded) and shuts it down when the test ends, failing the test
 // if the shutdown does not complete. A zero loop-lag budget becomes an hour, so that a
 // loaded machine's loop lag cannot shed frames or refuse connections in a test of
-// something else. A zero route credit (off in a Config made by hand) becomes the default,
-// as in a node.
+// something else.
 func Start(t testing.TB, cfg server.Config) *server.Server {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
@@ -33,9 +32,6 @@ func Start(t testing.TB, cfg server.Config) *server.Server {
 	}
 	if cfg.LoopLagBudget == 0 {
 		cfg.LoopLagBudget = time.Hour
-	}
-	if cfg.RouteCredit == 0 { // as a node runs: 0 is off in a Config made by hand
-		cfg.RouteCredit = server.DefaultRouteCredit
 	}
 	s, err := server.New(cfg, server.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
