@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/panjf2000/gnet/v2"
@@ -239,6 +240,7 @@ func BenchmarkDispatch(b *testing.B) {
 	remote, _ := addConn(b, loops[1], "remote")
 	mustRegister(b, s, "local", local)
 	mustRegister(b, s, "remote", remote)
+	loops[0].armed.Store(true) // resumes of route credit (the -credit case) only enqueue
 	loops[1].armed.Store(true)
 	b.Run("echo-limits-on/16B", func(b *testing.B) {
 		// Every per-frame limit armed but far from tripping: the cost of tiers 2-3 and the
@@ -281,9 +283,20 @@ func BenchmarkDispatch(b *testing.B) {
 				loops[1].drainBatch(loops[1].inbox.Cap())
 				remote.pending = 0
 			}},
+			// With route credit 16 (the latency profile's): the batch of 64 uses a's
+			// credit up (a pause); the drain gives it back and loop 0 runs the resume.
+			{"send-cross-loop-credit", codec.AppendSend(nil, 0, 0, "remote", payload), func() {
+				loops[1].drainBatch(loops[1].inbox.Cap())
+				remote.pending = 0
+				loops[0].drainRing(loops[0].inbox.Cap())
+			}},
 		}
 		for _, c := range cases {
 			b.Run(c.name+"/"+itoa(size), func(b *testing.B) {
+				if strings.HasSuffix(c.name, "-credit") {
+					s.cfg.RouteCredit = 16
+					defer func() { s.cfg.RouteCredit = 0 }()
+				}
 				// 64 frames per "callback", as a pipelined client would deliver them.
 				var batch []byte
 				for range 64 {
