@@ -46,6 +46,9 @@
 // loss to re-registered (REGISTER OK) and first loss to re-registered: measured from the
 // first loss any worker saw (parts report absolute times on their shared clock; the
 // parent merges them), the takeover time of a killed node for all its connections.
+// With SWITCHBOARD_BENCH_STORM_PROFILE=DIR in the environment each process also writes
+// a CPU profile of its first 10 s after its first loss to DIR/storm-PID.pprof
+// (stormprof.go): where the load generator's own CPU goes during the reconnection storm.
 //
 // # Processes
 //

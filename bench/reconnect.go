@@ -221,12 +221,17 @@ func (r *reconnector) watch(s *heldSlot, g, addr int) {
 			return // our own close at the end of the hold
 		}
 		lostAt := r.p.clk.now()
+		first := false
 		r.count(func(res *reconnResult) {
 			res.Lost++
 			if res.FirstLossNs == 0 {
 				res.FirstLossNs = lostAt
+				first = true
 			}
 		})
+		if first {
+			profileStorm(r.ctx)
+		}
 		c, addr = r.recover(s, g, addr, name, lostAt)
 		if c == nil {
 			return
