@@ -158,10 +158,10 @@ type reconnector struct {
 	ctx   context.Context // the hold's: cancelled when it ends
 	slots []heldSlot
 	wg    sync.WaitGroup
-	// dials hands reconnections' dials and HELLOs to the dialers (dialer): a watcher has
-	// been parked in a read with a small stack, and net.Dialer's call chain grew each
-	// one's stack on its first dial: 22% of the load generator's CPU in a storm went to
-	// growing stacks (docs/BENCHMARKS.md). A few long-lived dialers grow theirs once.
+	// dials hands reconnections' dials to the dialers (dialer): a watcher has been parked
+	// in a read with a small stack, and net.Dialer's call chain grew each one's stack on
+	// its first dial: 22% of the load generator's CPU in a storm went to copying stacks
+	// (docs/BENCHMARKS.md). A few long-lived dialers grow theirs once.
 	dials chan dialReq
 
 	mu  sync.Mutex // guards res
@@ -290,19 +290,20 @@ func (r *reconnector) recover(s *heldSlot, g, lost int, name string, lostAt int6
 			return nil, 0
 		}
 		addr := otherAddr(len(cfg.Addrs), lost)
-		o := r.open(s, g, addr)
-		switch {
-		case o.ended:
-			r.count(func(res *reconnResult) { res.Pending++ })
-			return nil, 0
-		case o.err != nil:
-			if o.c != nil {
-				o.c.close()
-			}
-			r.failed(o.code, o.err)
+		c, err := r.dial(g, addr)
+		if err != nil {
+			r.failed(0, err)
 			continue
 		}
-		c := o.c
+		if !r.own(s, c) {
+			r.count(func(res *reconnResult) { res.Pending++ })
+			return nil, 0
+		}
+		if code, err := r.p.hello(c); err != nil {
+			c.close()
+			r.failed(code, err)
+			continue
+		}
 		now := r.p.clk.now()
 		if !reconnected {
 			reconnected = true
@@ -416,64 +417,46 @@ var errNoDialer = errors.New("bench: no dialer for the source address")
 // a millisecond unless the machine is saturated, when more would not help either).
 const reconnectDialers = 32
 
-// dialReq is one connection for a dialer to open: connection g of slot s to address
-// addr; the answer goes to reply (buffered, so a dialer never waits for its requester).
+// dialReq is one dial for a dialer: connection g to address addr; the answer goes to
+// reply (buffered, so a dialer never waits for its requester).
 type dialReq struct {
-	s       *heldSlot
 	g, addr int
-	reply   chan opened
+	reply   chan dialRes
 }
 
-// opened is a dialer's answer: ended (the hold ended: nothing to count but a pending
-// loss), or a connection HELLOed, or err (with code for an ERROR answer, and the
-// connection to close if the dial got that far).
-type opened struct {
-	c     *sconn
-	code  codec.ErrorCode
-	err   error
-	ended bool
+type dialRes struct {
+	c   *sconn
+	err error
 }
 
-// open dials connection g of slot s to address addr and HELLOs it, on a dialer.
-func (r *reconnector) open(s *heldSlot, g, addr int) opened {
+// dial dials connection g to address addr on a dialer; it returns at once with an error
+// when the hold has ended.
+func (r *reconnector) dial(g, addr int) (*sconn, error) {
 	if r.dl == nil {
-		return opened{err: &openError{phaseDial, errNoDialer}}
+		return nil, &openError{phaseDial, errNoDialer}
 	}
-	req := dialReq{s: s, g: g, addr: addr, reply: make(chan opened, 1)}
+	req := dialReq{g: g, addr: addr, reply: make(chan dialRes, 1)}
 	select {
 	case r.dials <- req:
 	case <-r.ctx.Done():
-		return opened{ended: true}
+		return nil, &openError{phaseDial, r.ctx.Err()}
 	}
-	return <-req.reply // a dialer took it and always answers (its I/O ends with the hold)
+	res := <-req.reply // a dialer took it and always answers (its dial ends with the hold)
+	return res.c, res.err
 }
 
-// dialer serves open requests until the hold ends. The connection is the slot's (own)
-// before its HELLO, so that the end of the hold closes it rather than waiting for it.
+// dialer serves dial requests until the hold ends.
 func (r *reconnector) dialer() {
 	defer r.wg.Done()
 	for {
 		select {
 		case req := <-r.dials:
-			req.reply <- r.openNow(req)
+			c, err := r.p.dial(r.ctx, r.dl, req.g, req.addr)
+			req.reply <- dialRes{c, err}
 		case <-r.ctx.Done():
 			return
 		}
 	}
-}
-
-func (r *reconnector) openNow(req dialReq) opened {
-	c, err := r.p.dial(r.ctx, r.dl, req.g, req.addr)
-	if err != nil {
-		return opened{err: err}
-	}
-	if !r.own(req.s, c) {
-		return opened{ended: true}
-	}
-	if code, err := r.p.hello(c); err != nil {
-		return opened{c: c, code: code, err: err}
-	}
-	return opened{c: c}
 }
 
 // otherAddr picks a random address index of n other than lost (lost when n is 1).
