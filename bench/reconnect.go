@@ -158,11 +158,6 @@ type reconnector struct {
 	ctx   context.Context // the hold's: cancelled when it ends
 	slots []heldSlot
 	wg    sync.WaitGroup
-	// dials hands reconnections' dials to the dialers (dialer): a watcher has been parked
-	// in a read with a small stack, and net.Dialer's call chain grew each one's stack on
-	// its first dial: 22% of the load generator's CPU in a storm went to copying stacks
-	// (docs/BENCHMARKS.md). A few long-lived dialers grow theirs once.
-	dials chan dialReq
 
 	mu  sync.Mutex // guards res
 	res *reconnResult
@@ -173,7 +168,9 @@ type reconnector struct {
 // returns the part's account.
 func (p *part) watchAll(ctx context.Context, conns []*sconn) (at func(int) *sconn, end func() *reconnResult) {
 	ctx, cancel := context.WithCancel(ctx)
-	r := newReconnector(p, ctx, len(conns))
+	r := &reconnector{p: p, ctx: ctx, slots: make([]heldSlot, len(conns)), res: newReconnResult()}
+	// The connecting phase made one from the same source, or there is no connection.
+	r.dl, _ = newDialer(p.spec.Source, p.cfg.Timeout)
 	for i, c := range conns {
 		s := &r.slots[i]
 		s.cur.Store(c)
@@ -195,20 +192,6 @@ func (p *part) watchAll(ctx context.Context, conns []*sconn) (at func(int) *scon
 		return r.res
 	}
 	return at, end
-}
-
-// newReconnector returns the reconnector of a hold of n connections, its dialers running
-// until ctx ends (wg counts them).
-func newReconnector(p *part, ctx context.Context, n int) *reconnector {
-	r := &reconnector{p: p, ctx: ctx, slots: make([]heldSlot, n), res: newReconnResult()}
-	// The connecting phase made one from the same source, or there is no connection.
-	r.dl, _ = newDialer(p.spec.Source, p.cfg.Timeout)
-	r.dials = make(chan dialReq) // unbuffered: a request sent is a request a dialer took
-	for range reconnectDialers {
-		r.wg.Add(1)
-		go r.dialer()
-	}
-	return r
 }
 
 // own makes c the connection slot s's watcher holds or opens; false (c closed) when the
@@ -290,7 +273,13 @@ func (r *reconnector) recover(s *heldSlot, g, lost int, name string, lostAt int6
 			return nil, 0
 		}
 		addr := otherAddr(len(cfg.Addrs), lost)
-		c, err := r.dial(g, addr)
+		var c *sconn
+		var err error
+		if r.dl != nil {
+			c, err = r.p.dial(r.ctx, r.dl, g, addr)
+		} else {
+			err = &openError{phaseDial, errNoDialer}
+		}
 		if err != nil {
 			r.failed(0, err)
 			continue
@@ -411,53 +400,6 @@ func (r *reconnector) sleep(d time.Duration) bool {
 }
 
 var errNoDialer = errors.New("bench: no dialer for the source address")
-
-// reconnectDialers is how many dialers (reconnector.dialer) a part runs: enough that a
-// storm's dials do not queue behind each other for long (a loopback dial takes well under
-// a millisecond unless the machine is saturated, when more would not help either).
-const reconnectDialers = 32
-
-// dialReq is one dial for a dialer: connection g to address addr; the answer goes to
-// reply (buffered, so a dialer never waits for its requester).
-type dialReq struct {
-	g, addr int
-	reply   chan dialRes
-}
-
-type dialRes struct {
-	c   *sconn
-	err error
-}
-
-// dial dials connection g to address addr on a dialer; it returns at once with an error
-// when the hold has ended.
-func (r *reconnector) dial(g, addr int) (*sconn, error) {
-	if r.dl == nil {
-		return nil, &openError{phaseDial, errNoDialer}
-	}
-	req := dialReq{g: g, addr: addr, reply: make(chan dialRes, 1)}
-	select {
-	case r.dials <- req:
-	case <-r.ctx.Done():
-		return nil, &openError{phaseDial, r.ctx.Err()}
-	}
-	res := <-req.reply // a dialer took it and always answers (its dial ends with the hold)
-	return res.c, res.err
-}
-
-// dialer serves dial requests until the hold ends.
-func (r *reconnector) dialer() {
-	defer r.wg.Done()
-	for {
-		select {
-		case req := <-r.dials:
-			c, err := r.p.dial(r.ctx, r.dl, req.g, req.addr)
-			req.reply <- dialRes{c, err}
-		case <-r.ctx.Done():
-			return
-		}
-	}
-}
 
 // otherAddr picks a random address index of n other than lost (lost when n is 1).
 func otherAddr(n, lost int) int {

@@ -339,11 +339,12 @@ func TestReconnectRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			node := startFakeNode(t, tt.replies)
 			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
 			cancelHold = cancel
 			p := &part{cfg: &Config{Scenario: ScenarioConnect, Addrs: []string{node.ln.Addr().String()}, Timeout: 5 * time.Second},
 				clk: newClock()}
-			r := newReconnector(p, ctx, 1)
-			defer func() { cancel(); r.wg.Wait() }() // the dialers end with the hold
+			r := &reconnector{p: p, ctx: ctx, slots: make([]heldSlot, 1), res: newReconnResult()}
+			r.dl, _ = newDialer("", p.cfg.Timeout)
 			c, _ := r.recover(&r.slots[0], 0, 0, "svc", p.clk.now())
 			if c != nil {
 				defer c.close()
