@@ -81,6 +81,9 @@ type lease struct {
 	// Not in the value: what this node has seen of the lease's holder (probe.go).
 	seen time.Time // when the leases watch delivered this renewal (local clock)
 	down bool      // its renewal is overdue and its probe subject has no responders
+	// downAt is when this node took it for dead (markDown): a renewal of the same run
+	// stored before that is one the watch delivered late, not a sign of life (applyLease).
+	downAt time.Time
 }
 
 // leaseVersion is the first byte of a lease with the node's status.

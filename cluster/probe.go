@@ -160,7 +160,7 @@ func (d *Directory) markDown(node uint16, epoch uint64, seen time.Time, why stri
 	ok = ok && l.epoch == epoch && l.seen.Equal(seen)
 	first := ok && !l.down
 	if first {
-		l.down = true
+		l.down, l.downAt = true, time.Now()
 		d.liveNodes[node] = l
 	}
 	d.lmu.Unlock()

@@ -136,8 +136,18 @@ func (d *Directory) applyLease(e jetstream.KeyValueEntry) {
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(d.liveNodes, node)
 	} else if l, ok := parseLease(e.Value()); ok {
-		l.seen = time.Now() // a renewal: the node is not down (any more)
 		prev, known := d.liveNodes[node]
+		if known && prev.down && prev.epoch == l.epoch && !e.Created().IsZero() && e.Created().Before(prev.downAt) {
+			// A renewal the run wrote before this node took it for dead, delivered only
+			// now (the watch lags; a killed node's last renewal is often in flight when
+			// its link closes): no sign of life. Reviving it would take it for dead a
+			// second time at its next probe, and route to it meanwhile. Created is the
+			// stream leader's clock, ours is downAt: skew between them shifts only which
+			// renewal counts as the first sign of life.
+			d.lmu.Unlock()
+			return
+		}
+		l.seen = time.Now() // a renewal: the node is not down (any more)
 		d.liveNodes[node] = l
 		delete(d.unanswered, node)
 		if !known || prev.epoch != l.epoch || prev.down {

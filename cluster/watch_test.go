@@ -51,16 +51,17 @@ func watcherOf(entries ...jetstream.KeyValueEntry) *fakeWatcher {
 }
 
 type fakeEntry struct {
-	key string
-	val []byte
-	rev uint64
+	key     string
+	val     []byte
+	rev     uint64
+	created time.Time // zero: unknown
 }
 
 func (e fakeEntry) Bucket() string                  { return "names" }
 func (e fakeEntry) Key() string                     { return e.key }
 func (e fakeEntry) Value() []byte                   { return e.val }
 func (e fakeEntry) Revision() uint64                { return e.rev }
-func (e fakeEntry) Created() time.Time              { return time.Time{} }
+func (e fakeEntry) Created() time.Time              { return e.created }
 func (e fakeEntry) Delta() uint64                   { return 0 }
 func (e fakeEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
 
@@ -114,5 +115,44 @@ func TestWatchRestartsWhenStalled(t *testing.T) {
 	time.Sleep(5 * cfg.LeaseRenew)
 	if n := d.watchRestarts.Load(); n != 1 {
 		t.Errorf("%d watch restarts after catching up; want 1", n)
+	}
+}
+
+// TestLateRenewalDoesNotRevive: a renewal of a run stored before this node took that run
+// for dead, delivered by the watch only afterwards (a killed node's last renewal, in
+// flight when its link closed), leaves it dead: TestProbeTakeover once saw the same run
+// taken for dead twice, revived in between. A renewal stored afterwards revives it (a
+// live node wrongly taken for dead), and so does one whose store time is unknown.
+func TestLateRenewalDoesNotRevive(t *testing.T) {
+	d := newDirectory(testConfig(1), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	const epoch = 7
+	renewal := func(rev uint64, created time.Time) jetstream.KeyValueEntry {
+		return fakeEntry{key: leaseKey(2), val: appendLease(nil, lease{epoch: epoch, addr: "127.0.0.1:1"}), rev: rev, created: created}
+	}
+	seen := func() time.Time {
+		d.lmu.RLock()
+		defer d.lmu.RUnlock()
+		return d.liveNodes[2].seen
+	}
+	d.applyLease(renewal(1, time.Now()))
+	before := time.Now() // stored before the mark-down, delivered after it
+	if !d.markDown(2, epoch, seen(), "test") {
+		t.Fatal("markDown did not take the run")
+	}
+	d.applyLease(renewal(2, before))
+	if _, live := d.nodeEpoch(2); live {
+		t.Fatal("a renewal stored before the mark-down revived the run")
+	}
+	if !d.markDown(2, epoch, seen(), "test") || d.nodesDown.Load() != 1 {
+		t.Fatalf("taken for dead %d times; want once", d.nodesDown.Load())
+	}
+	d.applyLease(renewal(3, time.Now().Add(time.Millisecond)))
+	if _, live := d.nodeEpoch(2); !live {
+		t.Fatal("a renewal stored after the mark-down did not revive the run")
+	}
+	d.markDown(2, epoch, seen(), "test")
+	d.applyLease(renewal(4, time.Time{}))
+	if _, live := d.nodeEpoch(2); !live {
+		t.Fatal("a renewal of unknown store time did not revive the run")
 	}
 }
