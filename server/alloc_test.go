@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/panjf2000/gnet/v2"
@@ -273,30 +272,28 @@ func BenchmarkDispatch(b *testing.B) {
 	for _, size := range dispatchSizes {
 		payload := make([]byte, size)
 		cases := []struct {
-			name  string
-			frame []byte
-			after func()
+			name   string
+			frame  []byte
+			after  func()
+			credit int // route credit for the case (0: off)
 		}{
-			{"echo", codec.AppendFrame(nil, codec.TypeEcho, 0, 1, payload), nil},
-			{"send-same-loop", codec.AppendSend(nil, 0, 0, "local", payload), func() { local.pending = 0 }},
+			{"echo", codec.AppendFrame(nil, codec.TypeEcho, 0, 1, payload), nil, 0},
+			{"send-same-loop", codec.AppendSend(nil, 0, 0, "local", payload), func() { local.pending = 0 }, 0},
 			{"send-cross-loop", codec.AppendSend(nil, 0, 0, "remote", payload), func() {
 				loops[1].drainBatch(loops[1].inbox.Cap())
 				remote.pending = 0
-			}},
+			}, 0},
 			// With route credit 16 (the latency profile's): the batch of 64 uses a's
 			// credit up (a pause); the drain gives it back and loop 0 runs the resume.
 			{"send-cross-loop-credit", codec.AppendSend(nil, 0, 0, "remote", payload), func() {
 				loops[1].drainBatch(loops[1].inbox.Cap())
 				remote.pending = 0
 				loops[0].drainRing(loops[0].inbox.Cap())
-			}},
+			}, 16},
 		}
 		for _, c := range cases {
 			b.Run(c.name+"/"+itoa(size), func(b *testing.B) {
-				if strings.HasSuffix(c.name, "-credit") {
-					s.cfg.RouteCredit = 16
-					defer func() { s.cfg.RouteCredit = 0 }()
-				}
+				s.cfg.RouteCredit = c.credit
 				// 64 frames per "callback", as a pipelined client would deliver them.
 				var batch []byte
 				for range 64 {

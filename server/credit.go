@@ -27,7 +27,8 @@ import (
 //	bit  40     paused: set by the owning loop, cleared by the lander that resumes it
 //	bits 39-0   messages on their way
 //
-// The owning loop adds (spend); the loops that land its messages subtract (refund). The
+// The owning loop adds before each push (route) and pauses the connection when the count
+// reaches k (spent); the loops that land its messages subtract (refund). The
 // lander whose refund leaves k/2 or fewer with the paused bit set clears the bit and sends
 // the owning loop a dResume, which runs the connection's input again. The owning loop sets
 // the bit only while more than k/2 are on their way, so some later refund always sees it.
