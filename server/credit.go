@@ -63,20 +63,32 @@ func (lp *loop) spent(c *conn, w *atomic.Uint64) {
 	}
 	for {
 		v := w.Load()
-		if v&gateCountMask <= k/2 || v&creditPaused != 0 {
-			// Landed meanwhile, or paused already (c was read past a pause: its input
-			// reached creditInputMax); the lander that clears the bit resumes it.
+		if v&gateCountMask <= k/2 {
+			return // landed meanwhile
+		}
+		if v&creditPaused != 0 {
+			// Paused already: c is being read past its pause because its input reached
+			// creditInputMax (mayRead). Once what waits is under that again, it is
+			// paused again; the lander that clears the bit resumes it.
+			if c.gc.InboundBuffered() < creditInputMax {
+				lp.pause(c)
+			}
 			return
 		}
 		if w.CompareAndSwap(v, v|creditPaused) {
-			c.flags |= flagPaused
-			if c.flags&flagListed == 0 { // for resumeLost
-				c.flags |= flagListed
-				lp.paused = append(lp.paused, c.id)
-			}
+			lp.pause(c)
 			lp.stats.creditPauses.Add(1)
 			return
 		}
+	}
+}
+
+// pause stops reading c until its credit word's paused bit is cleared. On c's loop.
+func (lp *loop) pause(c *conn) {
+	c.flags |= flagPaused
+	if c.flags&flagListed == 0 { // for resumeLost
+		c.flags |= flagListed
+		lp.paused = append(lp.paused, c.id)
 	}
 }
 
@@ -163,6 +175,12 @@ func (lp *loop) resume(id shard.ConnID) {
 	c, ok := lp.conns.Get(id)
 	if !ok || c.flags&flagPaused == 0 {
 		return // closed, or read again already (mayRead)
+	}
+	if lp.gates.creditWord(id).Load()&creditPaused != 0 {
+		// Paused again since this resume was sent: read again (mayRead) when the bit was
+		// cleared, it spent its credit again. The refund that clears the bit this time
+		// sends a resume of its own.
+		return
 	}
 	c.flags &^= flagPaused
 	lp.srv.traffic(c.gc)

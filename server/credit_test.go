@@ -139,6 +139,28 @@ func TestRouteCreditWord(t *testing.T) {
 	loops[1].drainRing(2)
 	check("all landed", 0, false)
 
+	// A resume that comes after its connection was read again and spent its credit again
+	// (mayRead found the bit cleared before the resume arrived) is stale: the connection
+	// stays paused until a refund clears the bit again. (It used to unpause it with the
+	// bit set: nothing paused it again, and it pushed without bound.)
+	dispatch(4)
+	check("paused for the stale resume", 4, true)
+	loops[1].drainRing(2) // the bit cleared, a resume on its way to loop 0
+	if !loops[0].mayRead(a) {
+		t.Fatal("mayRead refused a connection whose bit was cleared")
+	}
+	dispatch(2)
+	check("spent again before the resume arrived", 4, true)
+	loops[0].drainRing(loops[0].inbox.Cap()) // the stale resume
+	check("the stale resume ignored", 4, true)
+	dispatch(1) // as if read past the pause: it is paused again at once
+	check("read past the pause", 5, true)
+	loops[1].drainRing(3)
+	loops[0].drainRing(loops[0].inbox.Cap())
+	check("resumed by the refund that cleared the bit", 2, false)
+	loops[1].drainRing(2)
+	check("all landed (stale resume)", 0, false)
+
 	// A resume lost to a full ring: the owner's tick finds the bit cleared.
 	dispatch(4)
 	check("paused again", 4, true)
