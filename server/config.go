@@ -118,8 +118,8 @@ type Config struct {
 	// messages not yet taken by sockets); past it senders get QUEUE_FULL. Checked against
 	// a sample refreshed every tick. Default 50,000.
 	MaxQueue int
-	// SlowConsumerTimeout closes a connection whose outbound data has not drained for this
-	// long (ERROR SLOW_CONSUMER). Default 30s.
+	// SlowConsumerTimeout closes a connection whose output has waited this long without
+	// its socket taking it (ERROR SLOW_CONSUMER). Default 30s.
 	SlowConsumerTimeout time.Duration
 	// Peers is a comma-separated list of other nodes' client addresses, sent in GOAWAY and
 	// in BUSY/SHUTTING_DOWN refusals as places to go. Default "": none.

@@ -31,6 +31,9 @@ type loop struct {
 	reqs    *shard.Table[pendingReq]
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
 	out     outFree   // free output buffers (outbox.frames)
+	// backlogs holds the mark of each connection whose socket had not taken all its
+	// output when last seen (outbox.backlogged).
+	backlogs map[shard.ConnID]backlog
 	// wakes are the loops pushLater handed deliveries to during this callback, woken by
 	// wakeOwners at its end; wakeSet has their bits (by loop index).
 	wakes   []*loop
@@ -72,17 +75,18 @@ type loop struct {
 
 func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 	lp := &loop{
-		srv:    srv,
-		idx:    idx,
-		el:     el,
-		inbox:  shard.NewRing[delivery](srv.cfg.RingSize),
-		conns:  shard.NewTable[*conn](srv.cfg.NodeID, idx),
-		gates:  new(gates),
-		reqs:   shard.NewTable[pendingReq](srv.cfg.NodeID, idx),
-		wheel:  newWheel(1024),
-		timers: newConnTimers(1024),
-		start:  srv.clock(),
-		rng:    newTokenRand(),
+		srv:      srv,
+		idx:      idx,
+		el:       el,
+		inbox:    shard.NewRing[delivery](srv.cfg.RingSize),
+		conns:    shard.NewTable[*conn](srv.cfg.NodeID, idx),
+		gates:    new(gates),
+		reqs:     shard.NewTable[pendingReq](srv.cfg.NodeID, idx),
+		wheel:    newWheel(1024),
+		timers:   newConnTimers(1024),
+		backlogs: make(map[shard.ConnID]backlog),
+		start:    srv.clock(),
+		rng:      newTokenRand(),
 	}
 	lp.drainRun = gnet.RunnableFunc(func(context.Context) error { lp.drain(); return nil })
 	lp.tickRun = gnet.RunnableFunc(func(context.Context) error { lp.tick(); return nil })

@@ -16,14 +16,17 @@ import (
 // the caps on what may wait (MaxPending messages, MaxPendingBytes bytes) are checked here.
 //
 // What waits is counted where it really is: bytes in frames (not yet written) plus gnet's
-// outbound buffer (written, not yet taken by the socket); messages likewise, as the
-// messages queued since gnet's buffer was last seen empty. That message count is exact
-// whenever gnet's buffer drains between writes and an upper bound otherwise (gnet does
-// not say which bytes it still holds, so messages written behind a partial write are all
-// counted until the buffer empties).
-//
-// It is embedded in conn and owned, like the conn, by the connection's loop. gc, lp and id
-// are the connection's; gc is nil once the connection has closed.
+// outbound buffer (written, not yet taken by the socket). gnet says only how many bytes it
+// still holds, not which messages, so the messages are counted against a mark in the
+// written stream (backlog): those in frames, those written after the mark, and those
+// written before it until the socket has taken every byte before the mark; then the mark
+// moves to the end of what is written. The count is exact whenever gnet's buffer is seen
+// empty, and otherwise over by at most the messages before the mark that the socket has
+// already taken, which were waiting when the mark was set: a reader that keeps taking
+// its output is counted at no more than about twice what waits for it. The mark's tick says how long output has waited: every
+// byte before the mark was written by then, so a mark not passed SlowConsumerTimeout after
+// its tick means output has waited that long (never earlier; later by at most the time
+// the previous mark took to pass).
 type outbox struct {
 	gc gnet.Conn
 	lp *loop
@@ -32,18 +35,23 @@ type outbox struct {
 	// flush, then returned to the loop's free list (lp.out), so an idle connection holds
 	// no buffer.
 	frames *bytebufferpool.ByteBuffer
-	// pending counts messages queued since gnet's outbound buffer was last seen empty
-	// (frameMsgs of them still in frames); the caps apply to it. Its sum over a loop is
-	// loopStats.pending.
+	// pending counts the messages that may wait: frameMsgs in frames, then those written
+	// since the mark, then the backlog's before (see above); the caps apply to it. Its
+	// sum over a loop is loopStats.pending.
 	pending int32
-	// lastEmpty is the loop tick at which the outbound side was last seen empty.
-	lastEmpty uint32
+	// markTick is the tick32 stamp by which everything before the mark was written (the
+	// mark is the end of what was written when gnet's buffer was last seen empty or the
+	// socket was last seen past the previous mark).
+	markTick uint32
 	// frameMsgs counts the messages in frames.
 	frameMsgs int32
 	// dirty: on lp.dirty, frames holds bytes to flush.
 	dirty bool
 	// slowArmed: a slow-consumer timer is pending (SlowConsumerTimeout).
 	slowArmed bool
+	// backlogged: gnet's buffer held output when last seen; the mark is in
+	// lp.backlogs[id].
+	backlogged bool
 }
 
 // buf returns the buffer to append one frame to, taking one from the pool if needed, and
@@ -72,20 +80,58 @@ func (o *outbox) queuedBytes() int {
 }
 
 // full reports whether the connection is at its caps: one more message must not be
-// queued for it (the slow-consumer policy applies).
+// queued for it (the slow-consumer policy applies). Frames this loop has not written yet
+// are not the reader's backlog (one callback or ring drain can queue more than the caps
+// for a reader that keeps up): at a cap with frames waiting, they are written first and
+// the caps judged on what the socket did not take. That write may close the connection
+// (a socket error); the caller checks its state afterwards.
 func (o *outbox) full() bool {
+	if !o.atCaps() {
+		return false
+	}
+	if o.frames == nil || len(o.frames.B) == 0 {
+		return true
+	}
+	o.flush()
+	return o.gc != nil && o.atCaps()
+}
+
+func (o *outbox) atCaps() bool {
 	cfg := &o.lp.srv.cfg
 	o.sync()
 	return int(o.pending) >= cfg.MaxPending || o.queuedBytes() >= cfg.MaxPendingBytes
 }
 
-// sync forgets the messages the socket has taken: when gnet's buffer is empty, only those
-// in frames still wait.
+// sync forgets the messages the socket has taken: all of them when gnet's buffer is
+// empty (only those in frames still wait), those before the mark once the socket has
+// taken every byte before it (the mark then moves to the end of what is written).
 func (o *outbox) sync() {
-	if o.pending != o.frameMsgs && o.gc.OutboundBuffered() == 0 {
-		o.lp.stats.pending.Add(int64(o.frameMsgs - o.pending))
-		o.pending = o.frameMsgs
+	if !o.backlogged {
+		return // the socket had taken everything written when last seen
 	}
+	n := o.gc.OutboundBuffered()
+	if n == 0 {
+		o.emptied()
+		return
+	}
+	lp := o.lp
+	bl := lp.backlogs[o.id]
+	if uint64(n) > bl.since {
+		return // bytes before the mark still wait in gnet's buffer
+	}
+	// gnet holds at most what was written since the mark: everything before it is taken.
+	lp.stats.pending.Add(int64(-bl.before))
+	o.pending -= bl.before
+	lp.backlogs[o.id] = backlog{before: o.pending - o.frameMsgs}
+	o.markTick = lp.tick32()
+}
+
+// backlog is the mark of a connection whose socket has not taken everything written to
+// it (gnet's outbound buffer is not empty), kept in its loop's backlogs by connection
+// while that lasts, so that a connection without one pays nothing for it.
+type backlog struct {
+	since  uint64 // bytes written to gnet after the mark
+	before int32  // messages written before the mark, counted in pending
 }
 
 // addMessage counts one more message queued for this connection.
@@ -108,9 +154,11 @@ func (o *outbox) flush() {
 	o.frames = nil
 	lp := o.lp
 	if len(b.B) > 0 && o.gc != nil {
-		if o.gc.OutboundBuffered() == 0 {
-			o.sync()
-			o.lastEmpty = lp.tick32()
+		o.sync()
+		if o.backlogged {
+			bl := lp.backlogs[o.id]
+			bl.since += uint64(len(b.B))
+			lp.backlogs[o.id] = bl
 		}
 		lp.stats.bytesOut.Add(uint64(len(b.B)))
 		lp.publishFramesOut() // before the write: a peer that has a frame finds it counted
@@ -121,40 +169,57 @@ func (o *outbox) flush() {
 	if o.gc == nil {
 		return
 	}
-	if o.gc.OutboundBuffered() == 0 {
+	switch {
+	case o.backlogged:
+		o.sync()
+	case o.gc.OutboundBuffered() == 0:
 		o.emptied()
-	} else if !o.slowArmed {
-		// The socket did not take everything: watch that it drains in time.
+	default:
+		// The socket did not take everything: mark the end of what is written, and watch
+		// that the socket gets past the mark in time.
+		lp.backlogs[o.id] = backlog{before: o.pending}
+		o.backlogged = true
+		o.markTick = lp.tick32()
+	}
+	if o.backlogged && !o.slowArmed {
 		o.slowArmed = true
 		lp.wheel.add(lp.ticks(lp.srv.cfg.SlowConsumerTimeout), timerSlow, o.id)
 	}
 }
 
-// emptied records that the socket has taken everything: nothing is pending any more.
+// emptied records that the socket has taken everything written: only the messages in
+// frames wait.
 func (o *outbox) emptied() {
-	o.lp.stats.pending.Add(int64(-o.pending))
-	o.pending = 0
-	o.lastEmpty = o.lp.tick32()
+	if o.pending != o.frameMsgs {
+		o.lp.stats.pending.Add(int64(o.frameMsgs - o.pending))
+		o.pending = o.frameMsgs
+	}
+	if o.backlogged {
+		o.backlogged = false
+		delete(o.lp.backlogs, o.id)
+	}
 }
 
 // stalled runs when the slow-consumer timer e fires. It reports true when output has
 // waited longer than SlowConsumerTimeout without the socket taking all of it; otherwise it
 // disarms the watch (the outbound side is empty) or re-arms it for the rest of the time.
 func (o *outbox) stalled(e timerEntry) bool {
-	lp := o.lp
-	if o.gc.OutboundBuffered() == 0 {
-		o.sync()
+	o.sync()
+	if !o.backlogged {
 		o.slowArmed = false
-		o.lastEmpty = lp.tick32()
 		return false
 	}
-	return lp.expired(e, o.lastEmpty, lp.srv.cfg.SlowConsumerTimeout)
+	return o.lp.expired(e, o.markTick, o.lp.srv.cfg.SlowConsumerTimeout)
 }
 
 // release gives back what the outbox holds when its connection closes.
 func (o *outbox) release() {
 	o.lp.stats.pending.Add(int64(-o.pending))
 	o.pending, o.frameMsgs = 0, 0
+	if o.backlogged {
+		o.backlogged = false
+		delete(o.lp.backlogs, o.id)
+	}
 	if o.frames != nil {
 		o.lp.out.put(o.frames)
 		o.frames = nil

@@ -65,22 +65,24 @@ func TestRequestResponderGoneBeforeDelivery(t *testing.T) {
 	}
 }
 
-// TestRequestResponderClosingSameLoop: requester and responder share a loop. In one read
-// the requester's SENDs push the responder over its pending cap (it becomes a slow
-// consumer, closing while it drains what it was sent) and the REQUEST that follows finds
+// TestRequestResponderClosingSameLoop: requester and responder share a loop. The
+// requester's SENDs push the responder, which does not read, over its pending cap (it
+// becomes a slow consumer, closing while it drains what it was sent) and the REQUEST that follows finds
 // it closing while it still owns its name: exactly one ERROR QUEUE_FULL (a slow
 // consumer's senders are told QUEUE_FULL until it is gone), no TIMEOUT later. The
 // responder got the messages it could hold and the SLOW_CONSUMER error, each whole.
 func TestRequestResponderClosingSameLoop(t *testing.T) {
 	const maxPending = 4
-	s := startServer(t, Config{Loops: 2, TickInterval: 10 * time.Millisecond, MaxPending: maxPending})
+	s := startServer(t, Config{Loops: 2, TickInterval: 10 * time.Millisecond, MaxPending: maxPending,
+		SocketSendBuffer: 32 << 10})
 	a := connectOn(t, s, "a", 0)
 	registeredOn(t, s, "mute", 0)
 	r := registeredOn(t, s, "svc", 0)
+	stopReading(t, r)
 
-	var batch []byte // one write, one read on the server: r is not flushed in between
+	var batch []byte // r's sockets hold a fraction of one message: the 5th finds 4 waiting
 	for i := range maxPending + 1 {
-		batch = codec.AppendSend(batch, 0, 0, "svc", []byte{'m', byte('0' + i)})
+		batch = codec.AppendSend(batch, 0, 0, "svc", unreadPayload(byte('0'+i)))
 	}
 	batch = codec.AppendRequest(batch, 7, "svc", 200, []byte("q"))
 	a.Write(batch)
@@ -92,12 +94,21 @@ func TestRequestResponderClosingSameLoop(t *testing.T) {
 	expectNoSecondOutcome(t, a, 8, "mute", 200)
 
 	for i := range maxPending {
-		expectMessage(t, r, a, "a", string([]byte{'m', byte('0' + i)}))
+		expectMessage(t, r, a, "a", string(unreadPayload(byte('0'+i))))
 	}
 	if _, e := r.ExpectError(codec.CodeSlowConsumer); e.Flags&codec.ErrFlagClosing == 0 {
 		t.Fatalf("SLOW_CONSUMER without the closing flag: %+v", e)
 	}
 	r.ExpectClosed()
+}
+
+// unreadPayload is a 512 KiB payload starting with tag: with the server's socket send
+// buffer at 32 KiB and a receiver that stopped reading (stopReading), the sockets take a
+// fraction of one, so every such message stays counted against max-pending until read.
+func unreadPayload(tag byte) []byte {
+	p := make([]byte, 512<<10)
+	p[0] = tag
+	return p
 }
 
 // TestStaleReply: a REPLY with a token that is no longer (or never was) pending on the
@@ -192,18 +203,20 @@ func TestRequestUnroutableIncoming(t *testing.T) {
 			}},
 		{name: "slow-consumer/same-loop", want: codec.CodeQueueFull, rLoop: 0,
 			provoke: func(t *testing.T, s *Server, a, r *rawpeer.Peer) {
-				var batch []byte // r's pending cap (MaxPending 4) is reached within one read
-				for range 4 {
-					batch = codec.AppendSend(batch, 0, 0, "svc", []byte("m"))
+				stopReading(t, r)
+				var batch []byte // 4 messages wait for r (MaxPending 4): the REQUEST finds it full
+				for i := range 4 {
+					batch = codec.AppendSend(batch, 0, 0, "svc", unreadPayload(byte('0'+i)))
 				}
 				a.Write(codec.AppendRequest(batch, 7, "svc", 0, nil))
 				expectOutcomes(t, a, errOutcome(7, codec.CodeQueueFull))
 			}},
 		{name: "responder-slow-closing/same-loop", want: codec.CodeQueueFull, rLoop: 0,
 			provoke: func(t *testing.T, s *Server, a, r *rawpeer.Peer) {
+				stopReading(t, r)
 				var batch []byte // the 5th SEND makes r a slow consumer; the REQUEST finds it closing
-				for range 5 {
-					batch = codec.AppendSend(batch, 0, 0, "svc", []byte("m"))
+				for i := range 5 {
+					batch = codec.AppendSend(batch, 0, 0, "svc", unreadPayload(byte('0'+i)))
 				}
 				a.Write(codec.AppendRequest(batch, 7, "svc", 0, nil))
 				expectOutcomes(t, a, errOutcome(7, codec.CodeQueueFull))
@@ -212,7 +225,7 @@ func TestRequestUnroutableIncoming(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := startServer(t, withLimits(Config{Loops: 2, RingSize: ringSize, MaxPending: 4,
-				TickInterval: 10 * time.Millisecond}, breakerOnFirstFailure()))
+				TickInterval: 10 * time.Millisecond, SocketSendBuffer: 32 << 10}, breakerOnFirstFailure()))
 			a := connectOn(t, s, "a", 0)
 			registeredOn(t, s, "mute", 0)
 			r := registeredOn(t, s, "svc", tt.rLoop)

@@ -167,20 +167,13 @@ func (lp *loop) land(d *delivery) {
 	lp.refunds.add(lp, d.from)
 	left := lp.gates.land(d.target)
 	tc, ok := lp.conns.Get(d.target)
+	wasFull := ok && tc.state == stateActive && tc.full() // its write may close tc
 	if !ok || tc.state != stateActive && tc.state != stateSlowLanding {
 		lp.stats.dropped.Add(1)
 		if d.token != 0 {
 			lp.failRequest(d.token, codec.CodeNoRoute)
 		}
 		return
-	}
-	wasFull := tc.state == stateActive && tc.full()
-	if wasFull && tc.frames != nil && len(tc.frames.B) > 0 && tc.gc.OutboundBuffered() == 0 {
-		// The socket has taken everything written so far: the backlog is frames this loop
-		// has not written yet (a ring batch that built up while the loop was busy), not a
-		// reader that stopped. Write them, then judge again.
-		tc.flush()
-		wasFull = tc.state == stateActive && tc.full()
 	}
 	b := tc.buf()
 	b.B = append(b.B, d.buf.B...)

@@ -147,6 +147,8 @@ func (lp *loop) writable(id shard.ConnID) (*conn, codec.ErrorCode) {
 	case c.full():
 		lp.slowConsumer(c)
 		return nil, codec.CodeQueueFull
+	case c.state != stateActive: // closed by the write full made
+		return nil, codec.CodeNoRoute
 	}
 	return c, 0
 }

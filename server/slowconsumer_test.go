@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/internal/rawpeer"
 	"github.com/switchboard/switchboard/limits"
+	"github.com/switchboard/switchboard/shard"
 )
 
 // The slow-consumer promise, end to end over loopback: a receiver that stops reading
@@ -305,4 +309,151 @@ func TestSlowConsumerPingingReader(t *testing.T) {
 	}
 	checkClosedCleanly(t, r)
 	t.Logf("read %d MESSAGEs and %d PONGs before the ERROR", len(r.corrs[src.ConnID]), r.pongs)
+}
+
+// TestSlowConsumerSteadyReader: a receiver that keeps reading behind a standing backlog
+// (more than the sockets hold, fewer messages than max-pending) is not a slow consumer,
+// however many messages pass through and however long the server's outbound buffer for it
+// never empties. Before the count was kept against a mark (outbox.go), every message
+// since the buffer was last empty counted against max-pending ("count": refused
+// QUEUE_FULL at message 201 and closed), and the buffer's not emptying for the
+// slow-consumer timeout closed it too ("timer": at 3 s, while each message waited < 1 s).
+func TestSlowConsumerSteadyReader(t *testing.T) {
+	const (
+		size    = 4 << 10
+		// 256 KiB: more than the sockets below hold. The count against max-pending may be
+		// up to twice what waits (the messages before the mark are counted until the
+		// socket passes it: outbox.go), so max-pending is over twice this.
+		backlog = 64
+	)
+	for _, tc := range []struct {
+		name       string
+		maxPending int
+		rounds     int
+		pace       time.Duration
+	}{
+		{"count", 200, 300, 0},
+		// Paced to outlast the slow-consumer timeout (3 s): a message waits behind the
+		// backlog ~64 rounds (~0.8 s), well under it.
+		{"timer", 1 << 20, 400, 10 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := slowConsumerConfig(tc.maxPending, 1<<30)
+			cfg.SlowConsumerTimeout = 3 * time.Second
+			s := startServer(t, cfg)
+			sink := registeredOn(t, s, "sink", 0)
+			stopReading(t, sink)
+			src := connectOn(t, s, "src", 1)
+			steadyReader(t, s, src, sink, size, backlog, tc.rounds, tc.pace)
+		})
+	}
+}
+
+// steadyReader builds a backlog of backlog messages from src to sink, then runs rounds of
+// one SEND+ACK and one MESSAGE read, pace apart, and checks that every message arrives in
+// order, gnet's outbound buffer for sink never empties, and no slow consumer is counted.
+func steadyReader(t *testing.T, s *Server, src, sink *rawpeer.Peer, size, backlog, rounds int, pace time.Duration) {
+	t.Helper()
+	tl := sendAcked(src, "sink", size, backlog, backlog)
+	if tl.err != nil || len(tl.ok) != backlog {
+		t.Fatalf("backlog: %d OK of %d (%d QUEUE_FULL), err %v", len(tl.ok), backlog, tl.queueFull, tl.err)
+	}
+	expect := uint32(1)
+	read := func() {
+		t.Helper()
+		f, err := sink.Read()
+		if err != nil {
+			t.Fatalf("receiver, expecting MESSAGE %d: %v", expect, err)
+		}
+		if f.Type != codec.TypeMessage {
+			if e, err := codec.ParseError(f.Body); err == nil && f.Type == codec.TypeError {
+				t.Fatalf("receiver got ERROR %v (%q) before MESSAGE %d", e.Code, e.Reason, expect)
+			}
+			t.Fatalf("receiver got %v; want MESSAGE %d", f.Type, expect)
+		}
+		_, _, payload, err := codec.ParseMessage(f.Body)
+		if err != nil || binary.BigEndian.Uint32(payload) != expect {
+			t.Fatalf("MESSAGE %d (err %v); want %d in order", binary.BigEndian.Uint32(payload), err, expect)
+		}
+		expect++
+	}
+	outbound := func() int { // gnet's outbound buffer for the receiver, read on its loop
+		got := make(chan int, 1)
+		lp := s.loopAt(loopOf(sink))
+		if err := lp.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			n := -1
+			if c, ok := lp.conns.Get(shard.ConnID(sink.ConnID)); ok {
+				n = c.gc.OutboundBuffered()
+			}
+			got <- n
+			return nil
+		})); err != nil {
+			t.Fatal(err)
+		}
+		return <-got
+	}
+	payload := make([]byte, size)
+	start := time.Now()
+	looks, empty := 0, 0
+	for i := range rounds {
+		corr := uint32(backlog + i + 1)
+		binary.BigEndian.PutUint32(payload, corr)
+		src.Write(codec.AppendSend(nil, codec.FlagAck, corr, "sink", payload))
+		expectOutcomes(t, src, outcome{typ: codec.TypeOK, corr: corr})
+		read()
+		if i%20 == 0 {
+			looks++
+			if outbound() <= 0 {
+				empty++
+			}
+		}
+		time.Sleep(pace)
+	}
+	// The kernel's share of the backlog varies (a receive window advertised before the
+	// buffer was shrunk): a look may find gnet's buffer empty now and then, but a
+	// standing backlog is what is tested.
+	if empty > looks/4 {
+		t.Fatalf("the server's outbound buffer was seen empty in %d of %d looks: no standing backlog, nothing shown", empty, looks)
+	}
+	for int(expect) <= backlog+rounds {
+		read()
+	}
+	if n := s.Stats().SlowConsumers; n != 0 {
+		t.Fatalf("%d slow consumers; want none", n)
+	}
+	t.Logf("%d messages through a backlog of %d in %v", backlog+rounds, backlog, time.Since(start).Round(time.Millisecond))
+}
+
+// TestSlowConsumerBurstInOneRead: more messages than max-pending, read from one sender in
+// one go and routed to a receiver on the same loop that reads everything, are delivered:
+// what the loop has not written yet is not the receiver's backlog. (Before, the messages
+// queued during the one callback counted against max-pending and the 101st made a reader
+// that had not yet been sent anything a slow consumer; with route credit on, a resumed
+// sender's buffered input did this under load.)
+func TestSlowConsumerBurstInOneRead(t *testing.T) {
+	const maxPending, n = 100, 300
+	s := startServer(t, slowConsumerConfig(maxPending, 1<<30))
+	sink := registeredOn(t, s, "sink", 0)
+	src := connectOn(t, s, "src", 0)
+	var batch []byte
+	payload := make([]byte, 4)
+	for corr := uint32(1); corr <= n; corr++ {
+		binary.BigEndian.PutUint32(payload, corr)
+		batch = codec.AppendSend(batch, codec.FlagAck, corr, "sink", payload)
+	}
+	src.Write(batch) // ~9 KiB: one read on the server
+	want := make([]outcome, n)
+	for i := range want {
+		want[i] = outcome{typ: codec.TypeOK, corr: uint32(i + 1)}
+	}
+	expectOutcomes(t, src, want...)
+	for corr := uint32(1); corr <= n; corr++ {
+		f := sink.Expect(codec.TypeMessage)
+		if _, _, p, err := codec.ParseMessage(f.Body); err != nil || binary.BigEndian.Uint32(p) != corr {
+			t.Fatalf("MESSAGE %d (err %v); want %d", binary.BigEndian.Uint32(p), err, corr)
+		}
+	}
+	if got := s.Stats().SlowConsumers; got != 0 {
+		t.Fatalf("%d slow consumers; want none", got)
+	}
 }

@@ -7,7 +7,7 @@ type timerKind uint8
 
 const (
 	timerRequest timerKind = iota + 1 // request token: no REPLY in time → TIMEOUT
-	timerSlow                         // conn id: outbound not drained → SLOW_CONSUMER
+	timerSlow                         // conn id: output waited too long untaken → SLOW_CONSUMER
 )
 
 // timerEntry is what fires.
