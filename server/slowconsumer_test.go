@@ -320,7 +320,7 @@ func TestSlowConsumerPingingReader(t *testing.T) {
 // slow-consumer timeout closed it too ("timer": at 3 s, while each message waited < 1 s).
 func TestSlowConsumerSteadyReader(t *testing.T) {
 	const (
-		size    = 4 << 10
+		size = 4 << 10
 		// 256 KiB: more than the sockets below hold. The count against max-pending may be
 		// up to twice what waits (the messages before the mark are counted until the
 		// socket passes it: outbox.go), so max-pending is over twice this.
