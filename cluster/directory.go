@@ -98,12 +98,14 @@ type Directory struct {
 	holdDoubts atomic.Bool
 
 	watchRestarts atomic.Int64
-	reconciled    atomic.Int64 // entries of claims reported as failed deleted (doubt.go)
-	doubtsDropped atomic.Int64 // doubts dropped over maxDoubts
-	probes        atomic.Int64 // probes sent (probe.go)
-	nodesDown     atomic.Int64 // runs of other nodes taken for dead by probe
-	takeovers     atomic.Int64 // names this node claimed from an owner found gone
-	swept         atomic.Int64 // entries of earlier runs of this node deleted
+	// namesDelay and leasesDelay: how stale the watches' live updates are when applied.
+	namesDelay, leasesDelay watchDelay
+	reconciled              atomic.Int64 // entries of claims reported as failed deleted (doubt.go)
+	doubtsDropped           atomic.Int64 // doubts dropped over maxDoubts
+	probes                  atomic.Int64 // probes sent (probe.go)
+	nodesDown               atomic.Int64 // runs of other nodes taken for dead by probe
+	takeovers               atomic.Int64 // names this node claimed from an owner found gone
+	swept                   atomic.Int64 // entries of earlier runs of this node deleted
 
 	ctx     context.Context // ends when Close begins
 	cancel  context.CancelFunc
@@ -205,8 +207,8 @@ func (d *Directory) start(ctx context.Context) error {
 	// The watches keep the buckets they start with: tests replace d.names (a KV without a
 	// leader) after start, for the claim workers only.
 	names, leases := d.names, d.leases
-	d.goWatch("names", names, func() uint64 { return d.streamLast(names) }, d.applyName, synced)
-	d.goWatch("leases", leases, func() uint64 { return d.streamLast(leases) }, d.applyLease, nil)
+	d.goWatch("names", names, func() uint64 { return d.streamLast(names) }, d.applyName, &d.namesDelay, synced)
+	d.goWatch("leases", leases, func() uint64 { return d.streamLast(leases) }, d.applyLease, &d.leasesDelay, nil)
 	d.renewWG.Add(1)
 	go d.renewLoop()
 	d.wg.Add(4 + d.cfg.ClaimWorkers)

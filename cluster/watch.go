@@ -16,18 +16,20 @@ import (
 // the last applied.
 //
 // head returns the stream's last revision (0 when it cannot be read now): streamLast,
-// or a test's.
-func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint64, apply func(jetstream.KeyValueEntry), synced chan struct{}) {
+// or a test's. delay records how stale each update is when applied, from the end of the
+// first replay on (a restarted watch's backlog included: that is what a stall costs).
+func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint64, apply func(jetstream.KeyValueEntry), delay *watchDelay, synced chan struct{}) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		var last uint64 // last revision applied
+		var last uint64   // last revision applied
+		caughtUp := false // the first replay is complete: later updates count in delay
 		for first := true; d.ctx.Err() == nil; first = false {
 			if !first {
 				d.watchRestarts.Add(1)
 				d.log.Warn("restarting a stalled or closed watch", "watch", what, "from_revision", last+1)
 			}
-			last = d.watchOnce(kv, head, last, apply, &synced)
+			last = d.watchOnce(kv, head, last, apply, delay, &caughtUp, &synced)
 			select {
 			case <-d.ctx.Done():
 			case <-time.After(100 * time.Millisecond):
@@ -38,7 +40,7 @@ func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint
 
 // watchOnce runs one watch from revision last+1 until it closes, stalls or the directory
 // stops, and returns the last revision applied.
-func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last uint64, apply func(jetstream.KeyValueEntry), synced *chan struct{}) uint64 {
+func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last uint64, apply func(jetstream.KeyValueEntry), delay *watchDelay, caughtUp *bool, synced *chan struct{}) uint64 {
 	var opts []jetstream.WatchOpt
 	if last > 0 {
 		opts = append(opts, jetstream.ResumeFromRevision(last+1))
@@ -64,7 +66,7 @@ func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last ui
 				return last
 			}
 			if e == nil {
-				replayed = true
+				replayed, *caughtUp = true, true
 				if *synced != nil {
 					d.synced.Store(true) // before the close: Start returns on it, and Ready must say synced
 					close(*synced)
@@ -77,6 +79,9 @@ func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last ui
 			}
 			apply(e)
 			last = e.Revision()
+			if *caughtUp { // the first replay's entries were stored before the node began
+				delay.observe(e.Created(), time.Now())
+			}
 		case <-check.C:
 			mark := last
 			if replayed {

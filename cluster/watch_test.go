@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -74,7 +75,7 @@ func TestWatchRestartsWhenStalled(t *testing.T) {
 	d := newDirectory(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	entry := func(rev uint64) jetstream.KeyValueEntry {
 		o := owner{id: shard.MakeConnID(2, 0, uint32(rev), 1), epoch: 1}
-		return fakeEntry{key: nameKey("n" + string(rune('0'+rev))), val: appendOwner(nil, o), rev: rev}
+		return fakeEntry{key: nameKey("n" + string(rune('0'+rev))), val: appendOwner(nil, o), rev: rev, created: time.Now()}
 	}
 	kv := &fakeKV{watchers: []*fakeWatcher{
 		watcherOf(entry(1), entry(2), nil), // replays two, then stalls
@@ -89,7 +90,7 @@ func TestWatchRestartsWhenStalled(t *testing.T) {
 		mu.Lock()
 		applied = append(applied, e.Revision())
 		mu.Unlock()
-	}, synced)
+	}, &d.namesDelay, synced)
 	defer func() { d.cancel(); d.wg.Wait() }()
 	select {
 	case <-synced:
@@ -110,6 +111,9 @@ func TestWatchRestartsWhenStalled(t *testing.T) {
 	}
 	if n := d.watchRestarts.Load(); n != 1 {
 		t.Errorf("%d watch restarts; want 1", n)
+	}
+	if n := d.namesDelay.count(); n != 3 { // 3, 4 and 5: 1 and 2 were the replay
+		t.Errorf("%d updates in the delay histogram; want the 3 live ones", n)
 	}
 	// Caught up: no further restart while the stream does not move.
 	time.Sleep(5 * cfg.LeaseRenew)
@@ -154,5 +158,37 @@ func TestLateRenewalDoesNotRevive(t *testing.T) {
 	d.applyLease(renewal(4, time.Time{}))
 	if _, live := d.nodeEpoch(2); !live {
 		t.Fatal("a renewal of unknown store time did not revive the run")
+	}
+}
+
+// TestWatchDelayHistogram: delays land in the bucket of the first bound not below them,
+// unknown store times are not counted, and the family is a well-formed cumulative
+// Prometheus histogram per watch.
+func TestWatchDelayHistogram(t *testing.T) {
+	var names, leases watchDelay
+	now := time.Now()
+	names.observe(now.Add(-500*time.Microsecond), now) // le 0.001
+	names.observe(now.Add(-3*time.Second), now)        // le 5
+	names.observe(now.Add(time.Second), now)           // the leader's clock ahead: 0
+	names.observe(time.Time{}, now)                    // unknown: not counted
+	leases.observe(now.Add(-time.Minute), now)         // +Inf
+	var b strings.Builder
+	writeWatchDelays(&b, "d", "help", []string{"names", "leases"}, []*watchDelay{&names, &leases})
+	got := b.String()
+	for _, want := range []string{
+		"# TYPE d histogram\n",
+		`d_bucket{watch="names",le="0.001"} 2` + "\n",
+		`d_bucket{watch="names",le="2.5"} 2` + "\n",
+		`d_bucket{watch="names",le="5"} 3` + "\n",
+		`d_bucket{watch="names",le="+Inf"} 3` + "\n",
+		`d_count{watch="names"} 3` + "\n",
+		`d_sum{watch="names"} 3.0005` + "\n",
+		`d_bucket{watch="leases",le="30"} 0` + "\n",
+		`d_bucket{watch="leases",le="+Inf"} 1` + "\n",
+		`d_count{watch="leases"} 1` + "\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard/switchboard/codec"
 	"github.com/switchboard/switchboard/internal/config"
 	"github.com/switchboard/switchboard/internal/rawpeer"
+	"github.com/switchboard/switchboard/internal/wait"
 )
 
 // TestServeCluster runs serve as a one-node embedded cluster (one replica): it joins
@@ -127,6 +128,10 @@ func TestServeCluster(t *testing.T) {
 	if f := a.Expect(codec.TypeMessage); !strings.HasSuffix(string(f.Body), "hi") {
 		t.Fatalf("MESSAGE body %q", f.Body)
 	}
+	// The node's own REGISTER came back through its names watch, live: its delay counted.
+	wait.For(t, "the REGISTER in the names watch's delay histogram", func() bool {
+		return scrapeTest(t, admin)[`switchboard_cluster_watch_delay_seconds_count{watch="names"}`] >= 1
+	})
 
 	p.signal(t, syscall.SIGTERM)
 	if code := p.wait(t); code != 0 {
