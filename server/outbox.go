@@ -23,10 +23,13 @@ import (
 // moves to the end of what is written. The count is exact whenever gnet's buffer is seen
 // empty, and otherwise over by at most the messages before the mark that the socket has
 // already taken, which were waiting when the mark was set: a reader that keeps taking
-// its output is counted at no more than about twice what waits for it. The mark's tick says how long output has waited: every
-// byte before the mark was written by then, so a mark not passed SlowConsumerTimeout after
-// its tick means output has waited that long (never earlier; later by at most the time
-// the previous mark took to pass).
+// its output is counted at no more than about twice what waits for it. The mark's tick
+// says how long output has waited: every byte before the mark was written by then, so a
+// mark not passed SlowConsumerTimeout after its tick means output has waited that long
+// (never earlier; later by at most the time the previous mark took to pass).
+//
+// It is embedded in conn and owned, like the conn, by the connection's loop. gc, lp and id
+// are the connection's; gc is nil once the connection has closed.
 type outbox struct {
 	gc gnet.Conn
 	lp *loop
@@ -200,9 +203,10 @@ func (o *outbox) emptied() {
 	}
 }
 
-// stalled runs when the slow-consumer timer e fires. It reports true when output has
-// waited longer than SlowConsumerTimeout without the socket taking all of it; otherwise it
-// disarms the watch (the outbound side is empty) or re-arms it for the rest of the time.
+// stalled runs when the slow-consumer timer e fires. It reports true when the socket has
+// not got past the mark SlowConsumerTimeout after it was set (output waited that long
+// untaken); otherwise it disarms the watch (the outbound side is empty) or re-arms it for
+// the rest of the mark's time.
 func (o *outbox) stalled(e timerEntry) bool {
 	o.sync()
 	if !o.backlogged {
