@@ -94,3 +94,41 @@ func TestOutboxPendingCount(t *testing.T) {
 		t.Fatalf("after release: %d marks, loop pending %d; want none", len(lp.backlogs), lp.stats.pending.Load())
 	}
 }
+
+// TestOutboxBacklogNoAllocs: the mark costs no allocation on the frame path: a connection
+// that gets a backlog, keeps it while messages pass, and loses it again (its mark put in
+// and taken out of the loop's map) allocates nothing once the loop has warmed up.
+func TestOutboxBacklogNoAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under -race; allocation counts run in `make test`")
+	}
+	_, loops := newTestLoops(t, 1)
+	lp := loops[0]
+	var conns []*conn
+	var socks []*socketConn
+	for i := range 64 {
+		c, _ := addConn(t, lp, "r"+string(rune('a'+i%26)))
+		sc := &socketConn{fakeConn: fakeConn{c: c}}
+		c.gc = sc
+		conns, socks = append(conns, c), append(socks, sc)
+	}
+	round := func() {
+		for i, c := range conns {
+			queueMsgs(c, 4, 64) // a backlog: the mark goes into the map
+			socks[i].take(2 * 64)
+			queueMsgs(c, 1, 64)
+			_ = c.full()
+			socks[i].take(socks[i].buffered) // taken: the mark comes out
+			c.sync()
+		}
+	}
+	for range 100 {
+		round()
+	}
+	if n := testing.AllocsPerRun(100, round); n != 0 {
+		t.Fatalf("%v allocations per round of 64 connections gaining and losing a backlog; want 0", n)
+	}
+	if len(lp.backlogs) != 0 {
+		t.Fatalf("%d marks left; want none", len(lp.backlogs))
+	}
+}
