@@ -99,13 +99,16 @@ type Directory struct {
 
 	watchRestarts atomic.Int64
 	// namesDelay and leasesDelay: how stale the watches' live updates are when applied.
-	namesDelay, leasesDelay watchDelay
-	reconciled              atomic.Int64 // entries of claims reported as failed deleted (doubt.go)
-	doubtsDropped           atomic.Int64 // doubts dropped over maxDoubts
-	probes                  atomic.Int64 // probes sent (probe.go)
-	nodesDown               atomic.Int64 // runs of other nodes taken for dead by probe
-	takeovers               atomic.Int64 // names this node claimed from an owner found gone
-	swept                   atomic.Int64 // entries of earlier runs of this node deleted
+	namesDelay, leasesDelay durations
+	// claimQueued and claimDecided: how long claims wait for a worker, and how long the
+	// worker takes to decide them (claimLoop).
+	claimQueued, claimDecided durations
+	reconciled                atomic.Int64 // entries of claims reported as failed deleted (doubt.go)
+	doubtsDropped             atomic.Int64 // doubts dropped over maxDoubts
+	probes                    atomic.Int64 // probes sent (probe.go)
+	nodesDown                 atomic.Int64 // runs of other nodes taken for dead by probe
+	takeovers                 atomic.Int64 // names this node claimed from an owner found gone
+	swept                     atomic.Int64 // entries of earlier runs of this node deleted
 
 	ctx     context.Context // ends when Close begins
 	cancel  context.CancelFunc
@@ -118,6 +121,7 @@ type claimReq struct {
 	name string
 	id   shard.ConnID
 	done shard.ClaimFunc
+	at   time.Time // queued (claimQueued)
 }
 
 type unregReq struct {
@@ -291,7 +295,7 @@ func (d *Directory) Claim(name string, id shard.ConnID, done shard.ClaimFunc) er
 		return ErrIsolated
 	}
 	select {
-	case d.claims <- claimReq{name, id, done}:
+	case d.claims <- claimReq{name, id, done, time.Now()}:
 		return shard.ErrPending
 	default:
 		return shard.ErrBusy
@@ -395,7 +399,11 @@ func (d *Directory) claimLoop() {
 	for {
 		select {
 		case r := <-d.claims:
-			r.done(r.name, r.id, d.decide(r.name, r.id))
+			start := time.Now()
+			d.claimQueued.observe(r.at, start)
+			err := d.decide(r.name, r.id)
+			d.claimDecided.observe(start, time.Now())
+			r.done(r.name, r.id, err)
 		case <-d.ctx.Done():
 			return
 		}

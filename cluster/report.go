@@ -74,9 +74,12 @@ func (d *Directory) writeDirectoryMetrics(w io.Writer) {
 		d.leaseAge().Seconds())
 	writeFamily(w, "switchboard_cluster_lease_ttl_seconds", "gauge", "The lease TTL (cluster-lease-ttl): a node whose lease is not renewed for this long is taken for dead.", d.cfg.LeaseTTL.Seconds())
 	writeFamily(w, "switchboard_cluster_watch_restarts_total", "counter", "Restarts of the names and leases watches.", d.watchRestarts.Load())
-	writeWatchDelays(w, "switchboard_cluster_watch_delay_seconds",
+	writeDurations(w, "switchboard_cluster_watch_delay_seconds",
 		"Seconds from a names or leases update's store in the KV (the stream leader's clock) to its being applied on this node, live updates only: how stale this node's view of the cluster is.",
-		[]string{"names", "leases"}, []*watchDelay{&d.namesDelay, &d.leasesDelay})
+		"watch", []string{"names", "leases"}, []*durations{&d.namesDelay, &d.leasesDelay})
+	writeDurations(w, "switchboard_cluster_claim_seconds",
+		"Seconds REGISTERs the cache could not answer spent waiting for a claim worker (stage queued) and being decided by it against the KV (stage decided).",
+		"stage", []string{"queued", "decided"}, []*durations{&d.claimQueued, &d.claimDecided})
 	writeFamily(w, "switchboard_cluster_reconciled_total", "counter", "KV entries deleted because their claim had been reported to the client as failed (UNAVAILABLE) but had landed.", d.reconciled.Load())
 	writeFamily(w, "switchboard_cluster_claims_in_doubt", "gauge", "Claims reported as failed whose KV write may have landed, waiting to be reconciled.", d.doubtCount())
 	writeFamily(w, "switchboard_cluster_probes_total", "counter", "Probes sent to other nodes: to those whose lease renewal is overdue, and to the owners of names being claimed (probe.go).", d.probes.Load())

@@ -18,7 +18,7 @@ import (
 // head returns the stream's last revision (0 when it cannot be read now): streamLast,
 // or a test's. delay records how stale each update is when applied, from the end of the
 // first replay on (a restarted watch's backlog included: that is what a stall costs).
-func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint64, apply func(jetstream.KeyValueEntry), delay *watchDelay, synced chan struct{}) {
+func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint64, apply func(jetstream.KeyValueEntry), delay *durations, synced chan struct{}) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -40,7 +40,7 @@ func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint
 
 // watchOnce runs one watch from revision last+1 until it closes, stalls or the directory
 // stops, and returns the last revision applied.
-func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last uint64, apply func(jetstream.KeyValueEntry), delay *watchDelay, caughtUp *bool, synced *chan struct{}) uint64 {
+func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last uint64, apply func(jetstream.KeyValueEntry), delay *durations, caughtUp *bool, synced *chan struct{}) uint64 {
 	var opts []jetstream.WatchOpt
 	if last > 0 {
 		opts = append(opts, jetstream.ResumeFromRevision(last+1))

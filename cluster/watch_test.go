@@ -165,7 +165,7 @@ func TestLateRenewalDoesNotRevive(t *testing.T) {
 // unknown store times are not counted, and the family is a well-formed cumulative
 // Prometheus histogram per watch.
 func TestWatchDelayHistogram(t *testing.T) {
-	var names, leases watchDelay
+	var names, leases durations
 	now := time.Now()
 	names.observe(now.Add(-500*time.Microsecond), now) // le 0.001
 	names.observe(now.Add(-3*time.Second), now)        // le 5
@@ -173,7 +173,7 @@ func TestWatchDelayHistogram(t *testing.T) {
 	names.observe(time.Time{}, now)                    // unknown: not counted
 	leases.observe(now.Add(-time.Minute), now)         // +Inf
 	var b strings.Builder
-	writeWatchDelays(&b, "d", "help", []string{"names", "leases"}, []*watchDelay{&names, &leases})
+	writeDurations(&b, "d", "help", "watch", []string{"names", "leases"}, []*durations{&names, &leases})
 	got := b.String()
 	for _, want := range []string{
 		"# TYPE d histogram\n",

@@ -128,10 +128,17 @@ func TestServeCluster(t *testing.T) {
 	if f := a.Expect(codec.TypeMessage); !strings.HasSuffix(string(f.Body), "hi") {
 		t.Fatalf("MESSAGE body %q", f.Body)
 	}
-	// The node's own REGISTER came back through its names watch, live: its delay counted.
+	// The node's own REGISTER came back through its names watch, live: its delay counted;
+	// and it was decided by a claim worker (a name new to the cluster), counted twice.
 	wait.For(t, "the REGISTER in the names watch's delay histogram", func() bool {
 		return scrapeTest(t, admin)[`switchboard_cluster_watch_delay_seconds_count{watch="names"}`] >= 1
 	})
+	m := scrapeTest(t, admin)
+	for _, stage := range []string{"queued", "decided"} {
+		if n := m[`switchboard_cluster_claim_seconds_count{stage="`+stage+`"}`]; n < 1 {
+			t.Errorf("switchboard_cluster_claim_seconds_count{stage=%q} = %v; want the REGISTER's claim", stage, n)
+		}
+	}
 
 	p.signal(t, syscall.SIGTERM)
 	if code := p.wait(t); code != 0 {
