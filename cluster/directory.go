@@ -98,17 +98,18 @@ type Directory struct {
 	holdDoubts atomic.Bool
 
 	watchRestarts atomic.Int64
-	// namesDelay and leasesDelay: how stale the watches' live updates are when applied.
+	reconciled    atomic.Int64 // entries of claims reported as failed deleted (doubt.go)
+	doubtsDropped atomic.Int64 // doubts dropped over maxDoubts
+	probes        atomic.Int64 // probes sent (probe.go)
+	nodesDown     atomic.Int64 // runs of other nodes taken for dead by probe
+	takeovers     atomic.Int64 // names this node claimed from an owner found gone
+	swept         atomic.Int64 // entries of earlier runs of this node deleted
+
+	// namesDelay and leasesDelay: how stale the watches' updates are when applied.
 	namesDelay, leasesDelay durations
 	// claimQueued and claimDecided: how long claims wait for a worker, and how long the
 	// worker takes to decide them (claimLoop).
 	claimQueued, claimDecided durations
-	reconciled                atomic.Int64 // entries of claims reported as failed deleted (doubt.go)
-	doubtsDropped             atomic.Int64 // doubts dropped over maxDoubts
-	probes                    atomic.Int64 // probes sent (probe.go)
-	nodesDown                 atomic.Int64 // runs of other nodes taken for dead by probe
-	takeovers                 atomic.Int64 // names this node claimed from an owner found gone
-	swept                     atomic.Int64 // entries of earlier runs of this node deleted
 
 	ctx     context.Context // ends when Close begins
 	cancel  context.CancelFunc
