@@ -75,7 +75,7 @@ func (d *Directory) writeDirectoryMetrics(w io.Writer) {
 	writeFamily(w, "switchboard_cluster_lease_ttl_seconds", "gauge", "The lease TTL (cluster-lease-ttl): a node whose lease is not renewed for this long is taken for dead.", d.cfg.LeaseTTL.Seconds())
 	writeFamily(w, "switchboard_cluster_watch_restarts_total", "counter", "Restarts of the names and leases watches.", d.watchRestarts.Load())
 	writeDurations(w, "switchboard_cluster_watch_delay_seconds",
-		"Seconds from a names or leases update's store in the KV (the stream leader's clock) to its being applied on this node, live updates only: how stale this node's view of the cluster is.",
+		"Seconds from a names or leases update's store in the KV (the stream leader's clock) to its being applied on this node, every update after the node's first replay: how stale this node's view of the cluster is.",
 		"watch", []string{"names", "leases"}, []*durations{&d.namesDelay, &d.leasesDelay})
 	writeDurations(w, "switchboard_cluster_claim_seconds",
 		"Seconds REGISTERs the cache could not answer spent waiting for a claim worker (stage queued) and being decided by it against the KV (stage decided).",
