@@ -234,7 +234,7 @@ func (o *outbox) release() {
 // slowReason is the reason of every ERROR SLOW_CONSUMER. The ERROR may be queued well
 // after the decision (behind messages still arriving from other loops), so it does not
 // say which cap tripped; switchboard_slow_consumers_total counts both.
-const slowReason = "output not read in time (max pending reached or not drained within the slow-consumer timeout): read faster"
+const slowReason = "output not read in time (max pending reached, or output waited the slow-consumer timeout untaken): read faster"
 
 // slowConsumer closes c as a slow consumer, gracefully. What was accepted for c is still
 // delivered, then ERROR SLOW_CONSUMER as a whole frame, then a clean close:
