@@ -32,8 +32,10 @@ type loop struct {
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
 	out     outFree   // free output buffers (outbox.frames)
 	// backlogs holds the mark of each connection whose socket had not taken all its
-	// output when last seen (outbox.backlogged).
-	backlogs map[shard.ConnID]backlog
+	// output when last seen (outbox.backlogged); backlogPeak is the most it has held since
+	// it was made (trimBacklogs).
+	backlogs    map[shard.ConnID]backlog
+	backlogPeak int
 	// wakes are the loops pushLater handed deliveries to during this callback, woken by
 	// wakeOwners at its end; wakeSet has their bits (by loop index).
 	wakes   []*loop
@@ -163,6 +165,20 @@ func (lp *loop) tick() {
 	if now := lp.srv.clock(); now-lp.trimAt >= int64(outTrimInterval) {
 		lp.trimAt = now
 		lp.out.trim()
+		lp.trimBacklogs()
+	}
+}
+
+// backlogsKeep is the size of the backlogs map kept however long it stays empty.
+const backlogsKeep = 1024
+
+// trimBacklogs gives back the memory of the backlogs map once a wave of backlogged
+// connections has passed (a Go map keeps its size when emptied): an empty map that held
+// more than backlogsKeep marks is made anew.
+func (lp *loop) trimBacklogs() {
+	if len(lp.backlogs) == 0 && lp.backlogPeak > backlogsKeep {
+		lp.backlogs = make(map[shard.ConnID]backlog)
+		lp.backlogPeak = 0
 	}
 }
 

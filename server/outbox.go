@@ -181,6 +181,7 @@ func (o *outbox) flush() {
 		// The socket did not take everything: mark the end of what is written, and watch
 		// that the socket gets past the mark in time.
 		lp.backlogs[o.id] = backlog{before: o.pending}
+		lp.backlogPeak = max(lp.backlogPeak, len(lp.backlogs))
 		o.backlogged = true
 		o.markTick = lp.tick32()
 	}

@@ -1,6 +1,10 @@
 package server
 
-import "testing"
+import (
+	"reflect"
+	"strconv"
+	"testing"
+)
 
 // socketConn is a gnet.Conn whose socket takes only what the test lets it: Write keeps
 // everything in the outbound buffer, take moves bytes from it to the (imaginary) socket.
@@ -130,5 +134,45 @@ func TestOutboxBacklogNoAllocs(t *testing.T) {
 	}
 	if len(lp.backlogs) != 0 {
 		t.Fatalf("%d marks left; want none", len(lp.backlogs))
+	}
+}
+
+// TestBacklogsTrimmed: the loop's map of marks, grown by a wave of backlogged
+// connections, is made anew once the wave has passed (an emptied Go map keeps its
+// memory); a small one is kept.
+func TestBacklogsTrimmed(t *testing.T) {
+	_, loops := newTestLoops(t, 1)
+	lp := loops[0]
+	wave := func(n int) {
+		var socks []*socketConn
+		var conns []*conn
+		for i := range n {
+			c, _ := addConn(t, lp, "w"+strconv.Itoa(i))
+			sc := &socketConn{fakeConn: fakeConn{c: c}}
+			c.gc = sc
+			queueMsgs(c, 1, 16)
+			conns, socks = append(conns, c), append(socks, sc)
+		}
+		if len(lp.backlogs) != n || lp.backlogPeak != n {
+			t.Fatalf("%d marks, peak %d; want %d", len(lp.backlogs), lp.backlogPeak, n)
+		}
+		for i, c := range conns {
+			socks[i].take(socks[i].buffered)
+			c.sync()
+			c.release()
+			lp.conns.Remove(c.id)
+		}
+	}
+	wave(backlogsKeep)
+	before := reflect.ValueOf(lp.backlogs).UnsafePointer()
+	lp.trimBacklogs()
+	if reflect.ValueOf(lp.backlogs).UnsafePointer() != before {
+		t.Fatal("a map that never held more than backlogsKeep marks was made anew")
+	}
+	wave(backlogsKeep + 1)
+	before = reflect.ValueOf(lp.backlogs).UnsafePointer()
+	lp.trimBacklogs()
+	if reflect.ValueOf(lp.backlogs).UnsafePointer() == before || lp.backlogPeak != 0 || len(lp.backlogs) != 0 {
+		t.Fatalf("after a wave of %d: the map kept (peak %d, %d marks); want a new empty one", backlogsKeep+1, lp.backlogPeak, len(lp.backlogs))
 	}
 }
