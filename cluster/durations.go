@@ -36,15 +36,6 @@ func (h *durations) observe(start, end time.Time) {
 	h.sumNs.Add(int64(d))
 }
 
-// count is the number of durations observed.
-func (h *durations) count() uint64 {
-	var n uint64
-	for i := range h.counts {
-		n += h.counts[i].Load()
-	}
-	return n
-}
-
 // writeDurations writes histograms as one Prometheus family, the k-th with label=values[k].
 func writeDurations(w io.Writer, name, help, label string, values []string, hs []*durations) {
 	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name)

@@ -192,3 +192,12 @@ func TestWatchDelayHistogram(t *testing.T) {
 		}
 	}
 }
+
+// count is the number of durations observed.
+func (h *durations) count() uint64 {
+	var n uint64
+	for i := range h.counts {
+		n += h.counts[i].Load()
+	}
+	return n
+}

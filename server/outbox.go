@@ -109,9 +109,15 @@ func (o *outbox) atCaps() bool {
 // empty (only those in frames still wait), those before the mark once the socket has
 // taken every byte before it (the mark then moves to the end of what is written).
 func (o *outbox) sync() {
-	if !o.backlogged {
-		return // the socket had taken everything written when last seen
+	if o.backlogged {
+		o.passed(0)
 	}
+}
+
+// passed is sync for a backlogged connection to which flush has just written written
+// more bytes (0 from sync): they count as written after the mark, then the mark is moved
+// on if the socket has got past it. One map read, and a write only when the mark changes.
+func (o *outbox) passed(written uint64) {
 	n := o.gc.OutboundBuffered()
 	if n == 0 {
 		o.emptied()
@@ -119,14 +125,18 @@ func (o *outbox) sync() {
 	}
 	lp := o.lp
 	bl := lp.backlogs[o.id]
-	if uint64(n) > bl.since {
-		return // bytes before the mark still wait in gnet's buffer
+	bl.since += written
+	if uint64(n) <= bl.since {
+		// gnet holds at most what was written since the mark: everything before it is
+		// taken. The mark moves to the end of what is written.
+		lp.stats.pending.Add(int64(-bl.before))
+		o.pending -= bl.before
+		bl = backlog{before: o.pending - o.frameMsgs}
+		o.markTick = lp.tick32()
+	} else if written == 0 {
+		return // bytes before the mark still wait in gnet's buffer; nothing changed
 	}
-	// gnet holds at most what was written since the mark: everything before it is taken.
-	lp.stats.pending.Add(int64(-bl.before))
-	o.pending -= bl.before
-	lp.backlogs[o.id] = backlog{before: o.pending - o.frameMsgs}
-	o.markTick = lp.tick32()
+	lp.backlogs[o.id] = bl
 }
 
 // backlog is the mark of a connection whose socket has not taken everything written to
@@ -156,13 +166,9 @@ func (o *outbox) flush() {
 	}
 	o.frames = nil
 	lp := o.lp
+	written := 0
 	if len(b.B) > 0 && o.gc != nil {
-		o.sync()
-		if o.backlogged {
-			bl := lp.backlogs[o.id]
-			bl.since += uint64(len(b.B))
-			lp.backlogs[o.id] = bl
-		}
+		written = len(b.B)
 		lp.stats.bytesOut.Add(uint64(len(b.B)))
 		lp.publishFramesOut() // before the write: a peer that has a frame finds it counted
 		_, _ = o.gc.Write(b.B)
@@ -174,7 +180,7 @@ func (o *outbox) flush() {
 	}
 	switch {
 	case o.backlogged:
-		o.sync()
+		o.passed(uint64(written))
 	case o.gc.OutboundBuffered() == 0:
 		o.emptied()
 	default:
