@@ -71,6 +71,10 @@ type Config struct {
 	// re-registered within p99 5.4-7.3 s with 16 (three runs), 7.4-7.8 s with 4 (two)
 	// (docs/BENCHMARKS.md).
 	ClaimWorkers int
+	// ClaimBatch is the most claims a worker writes in one JetStream atomic batch while
+	// claims wait in the queue (batch.go); 1 writes each alone. Default 64, at most
+	// MaxClaimBatch.
+	ClaimBatch int
 	// OpTimeout bounds one KV operation. Default 5s.
 	OpTimeout time.Duration
 	// ClaimReadTimeout bounds each read a claim makes from a KV stream's leader (the
@@ -115,7 +119,10 @@ const (
 	DefaultLeaseRenew   = 1 * time.Second
 	DefaultClaimQueue   = 4096
 	DefaultClaimWorkers = 16
-	DefaultOpTimeout    = 5 * time.Second
+	DefaultClaimBatch   = 64
+	// MaxClaimBatch is nats-server's default limit on the messages of one atomic batch.
+	MaxClaimBatch    = 1000
+	DefaultOpTimeout = 5 * time.Second
 	// DefaultClaimReadTimeout: a stream leader answers a read in milliseconds, so 1 s
 	// is far from a slow answer; and it is the UNAVAILABLE retry-after, so a claim that
 	// met an election is asked again at most about 2 s after its read was sent.
@@ -135,6 +142,7 @@ func DefaultConfig() Config {
 		LeaseRenew:       DefaultLeaseRenew,
 		ClaimQueue:       DefaultClaimQueue,
 		ClaimWorkers:     DefaultClaimWorkers,
+		ClaimBatch:       DefaultClaimBatch,
 		OpTimeout:        DefaultOpTimeout,
 		ClaimReadTimeout: DefaultClaimReadTimeout,
 		ForwardQueue:     DefaultForwardQueue,
@@ -201,6 +209,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ClaimWorkers < 1 {
 		bad("ClaimWorkers: want at least 1, got %d", c.ClaimWorkers)
+	}
+	if c.ClaimBatch < 1 || c.ClaimBatch > MaxClaimBatch {
+		bad("ClaimBatch: want 1 to %d, got %d", MaxClaimBatch, c.ClaimBatch)
 	}
 	if c.ForwardQueue < 1 {
 		bad("ForwardQueue: want at least 1, got %d", c.ForwardQueue)

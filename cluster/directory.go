@@ -105,6 +105,16 @@ type Directory struct {
 	takeovers     atomic.Int64 // names this node claimed from an owner found gone
 	swept         atomic.Int64 // entries of earlier runs of this node deleted
 
+	// Claims in batches (batch.go): on once the names stream takes atomic batches
+	// (enableBatches); a worker holds one of batchSlots' slots while it writes a batch.
+	batchOn    atomic.Bool
+	batchSlots chan struct{}
+	// sendBatch is publishBatch; a test may replace it before the first claim.
+	sendBatch func(items []batchItem) (uint64, error)
+	batchSeq  atomic.Uint64               // numbers this run's batches (their ids)
+	batches   [batchOutcomes]atomic.Int64 // batches written, by outcome
+	batched   atomic.Int64                // claims decided in committed batches
+
 	// namesDelay and leasesDelay: how stale the watches' updates are when applied.
 	namesDelay, leasesDelay durations
 	// claimQueued and claimDecided: how long claims wait for a worker, and how long the
@@ -149,6 +159,7 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		linkWake:     make(chan struct{}, 1),
 		linkDial:     make(chan struct{}, 1),
 		claims:       make(chan claimReq, cfg.ClaimQueue),
+		batchSlots:   make(chan struct{}, batchSlots),
 		uwake:        make(chan struct{}, 1),
 		doubts:       make(map[doubtKey]doubt),
 		dwake:        make(chan struct{}, 1),
@@ -157,6 +168,7 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		namesBucket:  namesBucketPrefix + cfg.Name,
 		leasesBucket: leasesBucketPrefix + cfg.Name,
 	}
+	d.sendBatch = d.publishBatch
 	d.getLast = func(ctx context.Context, stream, subject string) ([]byte, uint64, msgState, error) {
 		return lastMsg(ctx, d.nc, stream, subject)
 	}
@@ -216,6 +228,10 @@ func (d *Directory) start(ctx context.Context) error {
 	d.goWatch("leases", leases, func() uint64 { return d.streamLast(leases) }, d.applyLease, &d.leasesDelay, nil)
 	d.renewWG.Add(1)
 	go d.renewLoop()
+	if d.cfg.ClaimBatch > 1 {
+		d.wg.Add(1)
+		go d.enableBatches(js)
+	}
 	d.wg.Add(4 + d.cfg.ClaimWorkers)
 	go d.reconcileLoop()
 	go d.fenceLoop()
@@ -400,11 +416,16 @@ func (d *Directory) claimLoop() {
 	for {
 		select {
 		case r := <-d.claims:
-			start := time.Now()
-			d.claimQueued.observe(r.at, start)
-			err := d.decide(r.name, r.id)
-			d.claimDecided.observe(start, time.Now())
-			r.done(r.name, r.id, err)
+			if d.batchOn.Load() && len(d.claims) > 0 { // others wait behind it: batch.go
+				select {
+				case d.batchSlots <- struct{}{}:
+					d.claimBatch(r)
+					<-d.batchSlots
+					continue
+				default:
+				}
+			}
+			d.claimOne(r)
 		case <-d.ctx.Done():
 			return
 		}
@@ -427,15 +448,31 @@ func (d *Directory) claimLoop() {
 // by the claim read timeout (readLeader), so that one waiting for a bucket without a
 // leader gives its claim worker back after that, not after OpTimeout.
 func (d *Directory) decide(name string, id shard.ConnID) error {
+	if err := d.claimGate(); err != nil {
+		return err
+	}
+	me := owner{id: id, epoch: d.epoch}
+	withdrawn := d.claimStarts(name, me)
+	return d.decided(name, me, withdrawn, d.tryClaim(name, id))
+}
+
+// claimGate is the refusal every claim gets, before any KV operation, while this node
+// serves no names (fence.go); nil otherwise.
+func (d *Directory) claimGate() error {
 	if d.fenced.Load() || d.leaseStale() {
 		return ErrFenced
 	}
 	if d.isolated.Load() {
 		return ErrIsolated
 	}
-	me := owner{id: id, epoch: d.epoch}
-	withdrawn := d.claimStarts(name, me)
-	err := d.tryClaim(name, id)
+	return nil
+}
+
+// decided turns err, the outcome of me's writes for name (tryClaim's, or a batch's:
+// batch.go), into the claim's answer: a success made while the lease went stale is
+// ErrFenced, a write that may have landed is read back, and a failure that leaves a
+// doubt (withdrawn: this claim withdrew an earlier one's, claimStarts) records it.
+func (d *Directory) decided(name string, me owner, withdrawn bool, err error) error {
 	if err == nil && d.leaseStale() {
 		// Written, but this node may have been stopped meanwhile and its lease expired:
 		// the entry carries an epoch other nodes take for gone, and this node is about
@@ -476,7 +513,8 @@ func (d *Directory) decide(name string, id shard.ConnID) error {
 func mayHaveLanded(err error) bool {
 	switch {
 	case errors.Is(err, shard.ErrNameTaken), errors.Is(err, shard.ErrUnavailable),
-		errors.Is(err, errClaimRead), errors.Is(err, jetstream.ErrNoStreamResponse):
+		errors.Is(err, errClaimRead), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, errBatchUnsent):
 		return false
 	}
 	return true

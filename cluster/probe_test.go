@@ -169,11 +169,15 @@ func TestTakeoverManyTime(t *testing.T) {
 		t.Skip("set CLUSTER_TAKEOVER_MANY=N to measure")
 	}
 	workers, _ := strconv.Atoi(os.Getenv("CLUSTER_CLAIM_WORKERS"))
+	batch, _ := strconv.Atoi(os.Getenv("CLUSTER_CLAIM_BATCH"))
 	tc := startClusterWith(t, func(c *Config) {
 		c.LeaseTTL = probeLeaseTTL
 		c.ClaimQueue = max(c.ClaimQueue, n)
 		if workers > 0 {
 			c.ClaimWorkers = workers
+		}
+		if batch > 0 {
+			c.ClaimBatch = batch
 		}
 	})
 	a := tc.node(0).Directory()
@@ -194,11 +198,12 @@ func TestTakeoverManyTime(t *testing.T) {
 		l, ok := a.member(uint16(victim + 1))
 		return ok && l.down
 	})
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	claimAll(t, a, n, 1)
-	took := time.Since(start)
-	t.Logf("%d names of a dead node claimed by one node in %v: %.0f claims/s (claim workers %d)",
-		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), a.cfg.ClaimWorkers)
+	took, cpu := time.Since(start), cpuTime()-cpu
+	t.Logf("%d names of a dead node claimed by one node in %v: %.0f claims/s, %v of CPU a claim (the whole test process); claim workers %d, batches of up to %d: %d committed, %d refused, %d claims in them",
+		n, took.Round(time.Millisecond), float64(n)/took.Seconds(), (cpu / time.Duration(n)).Round(time.Microsecond), a.cfg.ClaimWorkers,
+		a.cfg.ClaimBatch, a.batches[batchCommitted].Load(), a.batches[batchRefused].Load(), a.batched.Load())
 }
 
 // noLeaderKV answers every write as JetStream does while a bucket has no stream leader

@@ -80,6 +80,12 @@ func (d *Directory) writeDirectoryMetrics(w io.Writer) {
 	writeDurations(w, "switchboard_cluster_claim_seconds",
 		"Seconds REGISTERs the cache could not answer spent waiting for a claim worker (stage queued) and being decided by it against the KV (stage decided).",
 		"stage", []string{"queued", "decided"}, []*durations{&d.claimQueued, &d.claimDecided})
+	const batchesName = "switchboard_cluster_claim_batches_total"
+	fmt.Fprintf(w, "# HELP %s Atomic batches of claims this node wrote to the KV (while REGISTERs queued for claim workers), by outcome: committed (every claim in it decided), refused (a claim's CAS failed: split, down to single claims) or unanswered (read back).\n# TYPE %s counter\n", batchesName, batchesName)
+	for i, name := range batchOutcomeNames {
+		fmt.Fprintf(w, "%s{outcome=%q} %d\n", batchesName, name, d.batches[i].Load())
+	}
+	writeFamily(w, "switchboard_cluster_claims_batched_total", "counter", "Claims decided in committed atomic batches (the rest were written one by one).", d.batched.Load())
 	writeFamily(w, "switchboard_cluster_reconciled_total", "counter", "KV entries deleted because their claim had been reported to the client as failed (UNAVAILABLE) but had landed.", d.reconciled.Load())
 	writeFamily(w, "switchboard_cluster_claims_in_doubt", "gauge", "Claims reported as failed whose KV write may have landed, waiting to be reconciled.", d.doubtCount())
 	writeFamily(w, "switchboard_cluster_probes_total", "counter", "Probes sent to other nodes: to those whose lease renewal is overdue, and to the owners of names being claimed (probe.go).", d.probes.Load())

@@ -40,6 +40,7 @@ func clusterConfig(n config.Node) cluster.Config {
 	c.LeaseRenew = n.ClusterLeaseRenew
 	c.ForwardQueue = n.ClusterForwardQueue
 	c.ClaimWorkers = n.ClusterClaimWorkers
+	c.ClaimBatch = n.ClusterClaimBatch
 	return c
 }
 

@@ -212,6 +212,45 @@ func TestConfigClusterClaimWorkers(t *testing.T) {
 	}
 }
 
+// TestConfigClusterClaimBatch: cluster-claim-batch is set like the other cluster keys
+// (default cluster.DefaultClaimBatch), is 1 to cluster.MaxClaimBatch when the cluster is
+// on, and becomes the cluster's ClaimBatch.
+func TestConfigClusterClaimBatch(t *testing.T) {
+	file := writeConfig(t, "cluster-claim-batch: 5\n")
+	for _, tt := range []struct {
+		name      string
+		env, args []string
+		want      string // regexp, multi-line mode
+	}{
+		{"default", nil, nil, `^cluster-claim-batch: 64 +# default$`},
+		{"file", nil, []string{"--config", file}, `^cluster-claim-batch: 5 +# file$`},
+		{"env", []string{"SWITCHBOARD_CONFIG=" + file, "SWITCHBOARD_CLUSTER_CLAIM_BATCH=1"}, nil, `^cluster-claim-batch: 1 +# env$`},
+		{"flag", []string{"SWITCHBOARD_CLUSTER_CLAIM_BATCH=6"}, []string{"--cluster-claim-batch", "200"}, `^cluster-claim-batch: 200 +# flag$`},
+	} {
+		stdout, stderr, code := runCLI(t, tt.env, append([]string{"serve", "--print-config"}, tt.args...)...)
+		if code != exitOK {
+			t.Fatalf("%s: exit %d; want 0; stderr: %s", tt.name, code, stderr)
+		}
+		if !regexp.MustCompile("(?m)" + tt.want).MatchString(stdout) {
+			t.Errorf("%s: --print-config lacks %q:\n%s", tt.name, tt.want, stdout)
+		}
+	}
+	for _, v := range []string{"0", "1001"} {
+		_, stderr, code := runCLI(t, nil, "check-config", writeConfig(t, "cluster: external\nnats-url: nats://127.0.0.1:4222\ncluster-claim-batch: "+v+"\n"))
+		if want := "cluster-claim-batch: want 1 to 1000, got " + v; code != exitUsage || !strings.Contains(stderr, want) {
+			t.Errorf("cluster-claim-batch %s: exit %d, stderr %q; want 2 and %q", v, code, stderr, want)
+		}
+	}
+	if got := config.DefaultNode().ClusterClaimBatch; got != cluster.DefaultClaimBatch {
+		t.Errorf("default cluster-claim-batch %d; want cluster.DefaultClaimBatch %d", got, cluster.DefaultClaimBatch)
+	}
+	n := config.DefaultNode()
+	n.ClusterClaimBatch = 9
+	if got := clusterConfig(n).ClaimBatch; got != 9 {
+		t.Errorf("cluster ClaimBatch = %d; want cluster-claim-batch's 9", got)
+	}
+}
+
 // TestServeClusterUnreachable: external mode with no NATS at nats-url fails at start
 // (exit 1) and says why.
 func TestServeClusterUnreachable(t *testing.T) {

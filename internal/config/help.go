@@ -82,6 +82,7 @@ var help = map[string]string{
 	"cluster-lease-renew":      "how often a node renews its lease (at most a third of cluster-lease-ttl)",
 	"cluster-forward-queue":    "records waiting to be published to one other node; full means QUEUE_FULL to the sender",
 	"cluster-claim-workers":    "goroutines deciding REGISTERs the node's cache cannot answer, each waiting on KV round trips",
+	"cluster-claim-batch":      "most claims one worker writes to the KV in one atomic batch while claims queue (1: each alone)",
 
 	KeyProfile: "tuning profile: balanced (default), small, throughput or latency; see switchboard tune show",
 	KeyConfig:  "YAML config file",

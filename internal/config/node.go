@@ -29,6 +29,7 @@ const (
 	DefaultClusterLeaseRenew   = cluster.DefaultLeaseRenew
 	DefaultClusterForwardQueue = cluster.DefaultForwardQueue
 	DefaultClusterClaimWorkers = cluster.DefaultClaimWorkers
+	DefaultClusterClaimBatch   = cluster.DefaultClaimBatch
 )
 
 // EnvAdminToken is the environment variable that may hold the admin bearer token (see
@@ -131,6 +132,9 @@ type Node struct {
 	// survivors were back within p99 5.4-7.3 s with 16, 7.4-7.8 s with 4
 	// (docs/BENCHMARKS.md).
 	ClusterClaimWorkers int
+	// ClusterClaimBatch is the most claims one worker writes to the KV in one atomic
+	// batch while claims wait for workers; 1 writes each alone. Default 64, 1 to 1000.
+	ClusterClaimBatch int
 }
 
 // DefaultNode returns a Node with every default filled in (server.DefaultConfig for the
@@ -152,6 +156,7 @@ func DefaultNode() Node {
 		ClusterLeaseRenew:   DefaultClusterLeaseRenew,
 		ClusterForwardQueue: DefaultClusterForwardQueue,
 		ClusterClaimWorkers: DefaultClusterClaimWorkers,
+		ClusterClaimBatch:   DefaultClusterClaimBatch,
 	}
 }
 
@@ -255,6 +260,9 @@ func (n *Node) validateCluster() []error {
 	}
 	if n.ClusterClaimWorkers < 1 {
 		bad("cluster-claim-workers: want at least 1, got %d", n.ClusterClaimWorkers)
+	}
+	if n.ClusterClaimBatch < 1 || n.ClusterClaimBatch > cluster.MaxClaimBatch {
+		bad("cluster-claim-batch: want 1 to %d, got %d", cluster.MaxClaimBatch, n.ClusterClaimBatch)
 	}
 	return errs
 }

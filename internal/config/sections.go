@@ -33,7 +33,7 @@ var sections = []Section{
 		"zone-yellow", "zone-orange", "zone-red", "zone-hysteresis", "zone-min-dwell", "loop-lag-budget"}},
 	{"Cluster", []string{"cluster", "cluster-name", "cluster-listen", "cluster-advertise", "cluster-link-listen", "cluster-client-advertise", "cluster-routes",
 		"nats-url", "cluster-store-dir", "cluster-replicas", "cluster-jetstream", "cluster-lease-ttl", "cluster-lease-renew",
-		"cluster-forward-queue", "cluster-claim-workers"}},
+		"cluster-forward-queue", "cluster-claim-workers", "cluster-claim-batch"}},
 	{SectionLogging, []string{"log-level"}},
 }
 
