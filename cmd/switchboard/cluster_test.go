@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -174,80 +175,58 @@ func TestCheckConfigCluster(t *testing.T) {
 	}
 }
 
-// TestConfigClusterClaimWorkers: cluster-claim-workers is set like the other cluster
-// keys (file, environment, flag; default cluster.DefaultClaimWorkers), is at least 1
-// when the cluster is on, and becomes the cluster's ClaimWorkers.
-func TestConfigClusterClaimWorkers(t *testing.T) {
-	file := writeConfig(t, "cluster-claim-workers: 5\n")
-	for _, tt := range []struct {
-		name      string
-		env, args []string
-		want      string // regexp, multi-line mode
+// TestConfigClusterClaimSettings: cluster-claim-workers and cluster-claim-batch are set
+// like the other cluster keys (file, environment, flag; defaults cluster.DefaultClaim*),
+// are checked when the cluster is on (workers at least 1, batch 1 to
+// cluster.MaxClaimBatch), and become the cluster's ClaimWorkers and ClaimBatch.
+func TestConfigClusterClaimSettings(t *testing.T) {
+	for _, k := range []struct {
+		key      string
+		def      int      // the default
+		bad      []string // values check-config refuses
+		problem  string   // how it names them, before the value
+		node     func(*config.Node) *int
+		clusterd func(cluster.Config) int
 	}{
-		{"default", nil, nil, `^cluster-claim-workers: 16 +# default$`},
-		{"file", nil, []string{"--config", file}, `^cluster-claim-workers: 5 +# file$`},
-		{"env", []string{"SWITCHBOARD_CONFIG=" + file, "SWITCHBOARD_CLUSTER_CLAIM_WORKERS=6"}, nil, `^cluster-claim-workers: 6 +# env$`},
-		{"flag", []string{"SWITCHBOARD_CLUSTER_CLAIM_WORKERS=6"}, []string{"--cluster-claim-workers", "7"}, `^cluster-claim-workers: 7 +# flag$`},
+		{"cluster-claim-workers", cluster.DefaultClaimWorkers, []string{"0"}, "want at least 1, got ",
+			func(n *config.Node) *int { return &n.ClusterClaimWorkers }, func(c cluster.Config) int { return c.ClaimWorkers }},
+		{"cluster-claim-batch", cluster.DefaultClaimBatch, []string{"0", "1001"}, "want 1 to 1000, got ",
+			func(n *config.Node) *int { return &n.ClusterClaimBatch }, func(c cluster.Config) int { return c.ClaimBatch }},
 	} {
-		stdout, stderr, code := runCLI(t, tt.env, append([]string{"serve", "--print-config"}, tt.args...)...)
-		if code != exitOK {
-			t.Fatalf("%s: exit %d; want 0; stderr: %s", tt.name, code, stderr)
+		env := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(k.key, "-", "_"))
+		file := writeConfig(t, k.key+": 5\n")
+		for _, tt := range []struct {
+			name      string
+			env, args []string
+			want      string // regexp, multi-line mode
+		}{
+			{"default", nil, nil, fmt.Sprintf(`^%s: %d +# default$`, k.key, k.def)},
+			{"file", nil, []string{"--config", file}, `^` + k.key + `: 5 +# file$`},
+			{"env", []string{"SWITCHBOARD_CONFIG=" + file, env + "=6"}, nil, `^` + k.key + `: 6 +# env$`},
+			{"flag", []string{env + "=6"}, []string{"--" + k.key, "7"}, `^` + k.key + `: 7 +# flag$`},
+		} {
+			stdout, stderr, code := runCLI(t, tt.env, append([]string{"serve", "--print-config"}, tt.args...)...)
+			if code != exitOK {
+				t.Fatalf("%s %s: exit %d; want 0; stderr: %s", k.key, tt.name, code, stderr)
+			}
+			if !regexp.MustCompile("(?m)" + tt.want).MatchString(stdout) {
+				t.Errorf("%s %s: --print-config lacks %q:\n%s", k.key, tt.name, tt.want, stdout)
+			}
 		}
-		if !regexp.MustCompile("(?m)" + tt.want).MatchString(stdout) {
-			t.Errorf("%s: --print-config lacks %q:\n%s", tt.name, tt.want, stdout)
+		for _, v := range k.bad {
+			_, stderr, code := runCLI(t, nil, "check-config", writeConfig(t, "cluster: external\nnats-url: nats://127.0.0.1:4222\n"+k.key+": "+v+"\n"))
+			if want := k.key + ": " + k.problem + v; code != exitUsage || !strings.Contains(stderr, want) {
+				t.Errorf("%s %s: exit %d, stderr %q; want 2 and %q", k.key, v, code, stderr, want)
+			}
 		}
-	}
-	// Checked, as the other cluster keys, when the cluster is on.
-	_, stderr, code := runCLI(t, nil, "check-config", writeConfig(t, "cluster: external\nnats-url: nats://127.0.0.1:4222\ncluster-claim-workers: 0\n"))
-	if code != exitUsage || !strings.Contains(stderr, "cluster-claim-workers: want at least 1, got 0") {
-		t.Errorf("cluster-claim-workers 0: exit %d, stderr %q; want 2 and the problem named", code, stderr)
-	}
-	if got := config.DefaultNode().ClusterClaimWorkers; got != cluster.DefaultClaimWorkers {
-		t.Errorf("default cluster-claim-workers %d; want cluster.DefaultClaimWorkers %d", got, cluster.DefaultClaimWorkers)
-	}
-	n := config.DefaultNode()
-	n.ClusterClaimWorkers = 9
-	if got := clusterConfig(n).ClaimWorkers; got != 9 {
-		t.Errorf("cluster ClaimWorkers = %d; want cluster-claim-workers' 9", got)
-	}
-}
-
-// TestConfigClusterClaimBatch: cluster-claim-batch is set like the other cluster keys
-// (default cluster.DefaultClaimBatch), is 1 to cluster.MaxClaimBatch when the cluster is
-// on, and becomes the cluster's ClaimBatch.
-func TestConfigClusterClaimBatch(t *testing.T) {
-	file := writeConfig(t, "cluster-claim-batch: 5\n")
-	for _, tt := range []struct {
-		name      string
-		env, args []string
-		want      string // regexp, multi-line mode
-	}{
-		{"default", nil, nil, `^cluster-claim-batch: 64 +# default$`},
-		{"file", nil, []string{"--config", file}, `^cluster-claim-batch: 5 +# file$`},
-		{"env", []string{"SWITCHBOARD_CONFIG=" + file, "SWITCHBOARD_CLUSTER_CLAIM_BATCH=1"}, nil, `^cluster-claim-batch: 1 +# env$`},
-		{"flag", []string{"SWITCHBOARD_CLUSTER_CLAIM_BATCH=6"}, []string{"--cluster-claim-batch", "200"}, `^cluster-claim-batch: 200 +# flag$`},
-	} {
-		stdout, stderr, code := runCLI(t, tt.env, append([]string{"serve", "--print-config"}, tt.args...)...)
-		if code != exitOK {
-			t.Fatalf("%s: exit %d; want 0; stderr: %s", tt.name, code, stderr)
+		n := config.DefaultNode()
+		if got := *k.node(&n); got != k.def {
+			t.Errorf("default %s %d; want %d", k.key, got, k.def)
 		}
-		if !regexp.MustCompile("(?m)" + tt.want).MatchString(stdout) {
-			t.Errorf("%s: --print-config lacks %q:\n%s", tt.name, tt.want, stdout)
+		*k.node(&n) = 9
+		if got := k.clusterd(clusterConfig(n)); got != 9 {
+			t.Errorf("cluster setting from %s = %d; want 9", k.key, got)
 		}
-	}
-	for _, v := range []string{"0", "1001"} {
-		_, stderr, code := runCLI(t, nil, "check-config", writeConfig(t, "cluster: external\nnats-url: nats://127.0.0.1:4222\ncluster-claim-batch: "+v+"\n"))
-		if want := "cluster-claim-batch: want 1 to 1000, got " + v; code != exitUsage || !strings.Contains(stderr, want) {
-			t.Errorf("cluster-claim-batch %s: exit %d, stderr %q; want 2 and %q", v, code, stderr, want)
-		}
-	}
-	if got := config.DefaultNode().ClusterClaimBatch; got != cluster.DefaultClaimBatch {
-		t.Errorf("default cluster-claim-batch %d; want cluster.DefaultClaimBatch %d", got, cluster.DefaultClaimBatch)
-	}
-	n := config.DefaultNode()
-	n.ClusterClaimBatch = 9
-	if got := clusterConfig(n).ClaimBatch; got != 9 {
-		t.Errorf("cluster ClaimBatch = %d; want cluster-claim-batch's 9", got)
 	}
 }
 
