@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -31,6 +32,11 @@ func holdWorker(t *testing.T, d *Directory, name string, id shard.ConnID) (relea
 		t.Fatalf("holdWorker needs ClaimWorkers 1, got %d", d.cfg.ClaimWorkers)
 	}
 	held, hold, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	free := func() { once.Do(func() { close(hold) }) }
+	// A test that fails before it releases the worker must not leave it held: the
+	// cluster's stop waits for it.
+	t.Cleanup(free)
 	err := d.Claim(name, id, func(_ string, _ shard.ConnID, err error) {
 		close(held)
 		<-hold
@@ -45,7 +51,7 @@ func holdWorker(t *testing.T, d *Directory, name string, id shard.ConnID) (relea
 		t.Fatalf("claim %q undecided after 10s", name)
 	}
 	return func() error {
-		close(hold)
+		free()
 		return <-done
 	}
 }

@@ -204,6 +204,12 @@ func (o *outbox) emptied() {
 		o.lp.stats.pending.Add(int64(o.frameMsgs - o.pending))
 		o.pending = o.frameMsgs
 	}
+	o.dropMark()
+}
+
+// dropMark forgets the connection's mark, if it has one: the socket has taken everything
+// written, or the connection has closed.
+func (o *outbox) dropMark() {
 	if o.backlogged {
 		o.backlogged = false
 		delete(o.lp.backlogs, o.id)
@@ -227,10 +233,7 @@ func (o *outbox) stalled(e timerEntry) bool {
 func (o *outbox) release() {
 	o.lp.stats.pending.Add(int64(-o.pending))
 	o.pending, o.frameMsgs = 0, 0
-	if o.backlogged {
-		o.backlogged = false
-		delete(o.lp.backlogs, o.id)
-	}
+	o.dropMark()
 	if o.frames != nil {
 		o.lp.out.put(o.frames)
 		o.frames = nil
