@@ -237,7 +237,11 @@ func (d *Directory) writeSplit(items []batchItem) {
 		for i := range items {
 			it := &items[i]
 			if landed || d.ctx.Err() != nil { // closing: each answered as it is alone
-				it.err = d.decided(it.r.name, it.me, it.withdrawn, err)
+				werr := err
+				if it.takeover {
+					werr = fmt.Errorf("%w: %w", errTakeover, err)
+				}
+				it.err = d.decided(it.r.name, it.me, it.withdrawn, werr)
 				landed = it.err == nil
 				continue
 			}

@@ -272,7 +272,16 @@ func TestClaimBatchUnanswered(t *testing.T) {
 		return 0, context.DeadlineExceeded
 	}
 	landed := items("unanswered-landed-")
+	// Half of them as takeovers (of names held by a dead run): each counts as one once
+	// its read-back shows that it landed.
+	for i := range landed {
+		landed[i].takeover = i%2 == 0
+	}
+	takeovers := a.takeovers.Load()
 	a.writeBatch(landed)
+	if n := a.takeovers.Load() - takeovers; n != int64(len(landed)/2) {
+		t.Errorf("%d takeovers counted; want %d (the batch's takeovers, read back)", n, len(landed)/2)
+	}
 	var names []string
 	var owners []owner
 	for _, it := range landed {
@@ -290,8 +299,15 @@ func TestClaimBatchUnanswered(t *testing.T) {
 	reads.Store(0)
 	a.sendBatch = func([]batchItem) (uint64, error) { return 0, context.DeadlineExceeded }
 	lost := items("unanswered-lost-")
+	for i := range lost {
+		lost[i].takeover = i%2 == 0
+	}
+	takeovers = a.takeovers.Load()
 	a.holdDoubts.Store(true) // the doubts stand until counted
 	a.writeBatch(lost)
+	if n := a.takeovers.Load() - takeovers; n != 0 {
+		t.Errorf("%d takeovers counted for a batch that did not land; want 0", n)
+	}
 	for _, it := range lost {
 		if !errors.Is(it.err, shard.ErrUnavailable) {
 			t.Errorf("%q (its batch did not land) = %v; want UNAVAILABLE", it.r.name, it.err)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchboard/switchboard/shard"
 )
 
@@ -117,4 +119,50 @@ func TestClaimFailureKeepsDoubt(t *testing.T) {
 			})
 		})
 	}
+}
+
+// answerLostKV applies every Update and then answers it as NATS does when the answer is
+// lost on the way (a timeout): the write landed, the claim was not told.
+type answerLostKV struct{ jetstream.KeyValue }
+
+func (kv answerLostKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if _, err := kv.KeyValue.Update(ctx, key, value, rev); err != nil {
+		return 0, err
+	}
+	return 0, context.DeadlineExceeded
+}
+
+// TestTakeoverAnswerLost: a takeover whose write landed but whose answer was lost is
+// decided by the read-back as the claim's success, and counted as the takeover it was
+// (switchboard_cluster_takeovers_total); a create whose answer was lost is not.
+func TestTakeoverAnswerLost(t *testing.T) {
+	d := startOne(t).Directory()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Held by a connection of node 9, which holds no lease: gone, so the claim takes it
+	// over after a leader read.
+	if _, err := d.names.Create(ctx, nameKey("lost-answer"), appendOwner(nil, owner{id: conn(9, 5), epoch: 77})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the name in the cache", 5*time.Second, func() bool {
+		e, ok := d.cache.get("lost-answer")
+		return ok && !e.dead
+	})
+	// Set before the claims; the claim worker reads it after each claim's channel send.
+	d.names = answerLostKV{d.names}
+	takeovers := d.takeovers.Load()
+	if err := claim(t, d, "lost-answer", conn(1, 7)); err != nil {
+		t.Fatalf("takeover whose answer was lost = %v; want OK (read back)", err)
+	}
+	if n := d.takeovers.Load() - takeovers; n != 1 {
+		t.Errorf("%d takeovers counted; want 1", n)
+	}
+	if err := claim(t, d, "lost-answer-new", conn(1, 8)); err != nil {
+		t.Fatalf("create whose answer was lost = %v; want OK (read back)", err)
+	}
+	if n := d.takeovers.Load() - takeovers; n != 1 {
+		t.Errorf("%d takeovers counted after a create; want still 1", n)
+	}
+	checkEntries(t, d, []string{"lost-answer", "lost-answer-new"},
+		[]owner{{id: conn(1, 7), epoch: d.epoch}, {id: conn(1, 8), epoch: d.epoch}})
 }

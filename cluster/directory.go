@@ -483,7 +483,11 @@ func (d *Directory) decided(name string, me owner, withdrawn bool, err error) er
 		return nil
 	}
 	if d.ctx.Err() == nil && mayHaveLanded(err) {
-		return d.readBack(name, me, err)
+		rerr := d.readBack(name, me, err)
+		if rerr == nil && errors.Is(err, errTakeover) {
+			d.takeovers.Add(1) // the takeover's write landed, its answer lost
+		}
+		return rerr
 	}
 	if withdrawn {
 		// An earlier claim of name by this connection was in doubt, and this one
@@ -540,6 +544,11 @@ func (d *Directory) readBack(name string, me owner, werr error) error {
 // errClaimRead wraps the error of a claim's leader read that failed (readLeader).
 var errClaimRead = errors.New("cluster: claim read from the stream leader failed")
 
+// errTakeover wraps the error of a takeover's write that went unanswered, so that the
+// claim counts as a takeover (switchboard_cluster_takeovers_total) if decided's read-back
+// finds that it landed.
+var errTakeover = errors.New("takeover")
+
 // readTimeout bounds each of a claim's leader reads: ClaimReadTimeout, within OpTimeout.
 func (d *Directory) readTimeout() time.Duration {
 	return min(d.cfg.ClaimReadTimeout, d.cfg.OpTimeout)
@@ -590,7 +599,7 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 				return nil
 			}
 			if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
-				return fmt.Errorf("cluster: claim %q: %w", name, err)
+				return fmt.Errorf("cluster: claim %q: %w: %w", name, errTakeover, err)
 			}
 		}
 	}
@@ -649,6 +658,9 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			if took {
+				return fmt.Errorf("cluster: claim %q: %w: %w", name, errTakeover, err)
+			}
 			return fmt.Errorf("cluster: claim %q: %w", name, err)
 		}
 	}
