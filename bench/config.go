@@ -65,7 +65,9 @@ type Config struct {
 	// connecting phase is bounded by Timeout + Conns/Ramp. Default 10s.
 	Timeout time.Duration `json:"timeout"`
 	// Grace is how long connections keep reading after the load stops, for answers in
-	// flight. Default 2s.
+	// flight: a run in one process reads until every message it sent is received or
+	// refused, or the grace ends; with Procs, each connection stops after a quiet period
+	// (250 ms plus the slowest latency seen). Default 2s.
 	Grace time.Duration `json:"grace"`
 	// Baseline is overload's calm phase before the spike (probe only). Default 2s.
 	Baseline time.Duration `json:"baseline"`
@@ -291,7 +293,7 @@ func (c *Config) flags() (*cliflag.Set, *string) {
 	all.IntVar(&c.Pipeline, "pipeline", 0, "closed-loop messages in flight per connection")
 	all.Float64Var(&c.Rate, "rate", 0, "open-loop total messages/s (0: closed loop)")
 	all.StringVar(&c.Mode, "mode", "", `"send" (SEND, end-to-end latency) or "request"`)
-	all.DurationVar(&c.Grace, "grace", 0, "time to wait for answers in flight after the load stops")
+	all.DurationVar(&c.Grace, "grace", 0, "time to wait for answers in flight after the load stops (in one process: until every message sent is accounted, or this)")
 	all.DurationVar(&c.Baseline, "baseline", 0, "calm phase before the spike (probe only)")
 	all.DurationVar(&c.Recover, "recover", 0, "observation phase after the spike")
 	all.Float64Var(&c.ProbeRate, "probe-rate", 0, "probe ECHO messages/s on one connection")
