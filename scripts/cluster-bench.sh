@@ -216,13 +216,18 @@ nodes() { for k in n1 n2 n3 n4 n5 n6 solo; do [ -n "${pid[$k]:-}" ] && echo "$k"
 admin_of() { if [ "$1" = solo ]; then echo "$solo_admin"; else echo "127.0.0.1:$(port "${1#n}" 1)"; fi; }
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# cpustat: the machine's CPU ticks stolen by the hypervisor and all its CPU ticks
+# (/proc/stat), as JSON: over a run, steal / all is the share of the machine's CPU that
+# went to other guests of the host, which makes runs of one command differ here.
+cpustat() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= 9; i++) t += $i; printf "{\"steal\":%d,\"all\":%d}", $9, t; exit}' /proc/stat; }
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # metric ADMIN NAME: the value of an unlabelled metric as an integer (0 when absent).
 metric() { { curl -s "http://$1/metrics" || true; } | awk -v m="$2" '$1 == m {v = $2} END {printf "%d", v}'; }
 
-# state: one JSON object with each running node's CPU ticks, RSS and forwarded records.
+# state: one JSON object with each running node's CPU ticks, RSS and forwarded records,
+# and the machine's (cpustat) under "_cpu".
 state() {
-	local s="{" sep="" k
+	local s="{\"_cpu\":$(cpustat)" sep="," k
 	for k in $(nodes); do
 		local adm
 		adm=$(admin_of "$k")
@@ -259,13 +264,14 @@ except Exception as e:
 b, a = json.loads(before), json.loads(after)
 hz = 100
 nodes = {k: {"cpu_s": (a[k]["ticks"] - b[k]["ticks"]) / hz, "rss_mib": a[k]["rss_kb"] / 1024,
-             "fwd": a[k]["fwd"] - b[k]["fwd"]} for k in a if k in b}
+             "fwd": a[k]["fwd"] - b[k]["fwd"]} for k in a if k in b and k != "_cpu"}
+steal = 100 * (a["_cpu"]["steal"] - b["_cpu"]["steal"]) / max(a["_cpu"]["all"] - b["_cpu"]["all"], 1)
 n = m["messages"]
 print(json.dumps({"phase": phase, "label": label, "round": int(rnd), "load": load,
     "addr": m["config"]["addr"], "mode": m["config"].get("mode"), "rate": m["config"].get("rate"),
     "conns": m["connections"], "tput": m["throughput_msgs_per_s"], "lat": m["latency_us"],
     "sent": n["sent"], "received": n["received"], "lost": n["lost"], "errors": n["errors_by_code"],
-    "loadgen_cpu_s": m["load_generator"]["cpu_seconds"], "nodes": nodes}))
+    "loadgen_cpu_s": m["load_generator"]["cpu_seconds"], "nodes": nodes, "steal_pct": round(steal, 1)}))
 PY
 	tail -1 "$OUT/runs.jsonl" | python3 -c '
 import json, sys
@@ -274,8 +280,8 @@ if "error" in r: print(r); sys.exit()
 cpu = " ".join("%s %.2fs/%.0fM" % (k, v["cpu_s"], v["rss_mib"]) for k, v in r["nodes"].items())
 c = r["conns"]
 conn = "conns %d/%d refused %s failed %s | " % (c["established"], c["target"], c["refused_by_code"], c["failed_by_cause"])
-print(conn + "%-8s %-14s r%d load %s: %8.0f msgs/s p50 %.0f p95 %.0f p99 %.0f us, sent %d recv %d lost %d errors %s | %s" % (
-    r["phase"], r["label"], r["round"], r["load"], r["tput"], r["lat"]["p50"], r["lat"]["p95"], r["lat"]["p99"],
+print(conn + "%-8s %-14s r%d load %s steal %.1f%%: %8.0f msgs/s p50 %.0f p95 %.0f p99 %.0f us, sent %d recv %d lost %d errors %s | %s" % (
+    r["phase"], r["label"], r["round"], r["load"], r["steal_pct"], r["tput"], r["lat"]["p50"], r["lat"]["p95"], r["lat"]["p99"],
     r["sent"], r["received"], r["lost"], r["errors"], cpu))' | tee -a "$OUT/log.txt" >&2
 }
 
@@ -511,9 +517,10 @@ if [[ " $PHASES " == *" hold "* ]]; then
 			python3 - "$b0" "$b1" <<'PY' | tee -a "$OUT/log.txt" >&2
 import json, sys
 b, a = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-per = {k: (a[k]["ticks"] - b[k]["ticks"]) / 100 / 20 for k in a if k in b}
-print("hold: nodes' CPU with every connection held, no load: %.2f cores in all (%s)" % (
-    sum(per.values()), " ".join("%s %.3f" % kv for kv in per.items())))
+per = {k: (a[k]["ticks"] - b[k]["ticks"]) / 100 / 20 for k in a if k in b and k != "_cpu"}
+steal = 100 * (a["_cpu"]["steal"] - b["_cpu"]["steal"]) / max(a["_cpu"]["all"] - b["_cpu"]["all"], 1)
+print("hold: nodes' CPU with every connection held, no load: %.2f cores in all (%s); steal %.1f%% of the machine's CPU" % (
+    sum(per.values()), " ".join("%s %.3f" % kv for kv in per.items()), steal))
 PY
 			[ "$HOLD_RATE" = 0 ] && HOLD_RATE=
 			for rate in $HOLD_RATE; do
@@ -527,11 +534,12 @@ PY
 import json, sys
 m = json.load(open(sys.argv[1])); n = m["messages"]; l = m["latency_us"]
 b, a = json.loads(sys.argv[2]), json.loads(sys.argv[3])
-cpu = sum(a[k]["ticks"] - b[k]["ticks"] for k in a if k in b) / 100
-fwd = sum(a[k]["fwd"] - b[k]["fwd"] for k in a if k in b)
-print("hold: load %.0f msgs/s, p50 %.0f p95 %.0f p99 %.0f max %.0f us, sent %d received %d lost %d errors %s; nodes' CPU %.1f s (%.1f us/msg), %d forwarded across nodes; load generator CPU %.1f s" % (
+cpu = sum(a[k]["ticks"] - b[k]["ticks"] for k in a if k in b and k != "_cpu") / 100
+fwd = sum(a[k]["fwd"] - b[k]["fwd"] for k in a if k in b and k != "_cpu")
+steal = 100 * (a["_cpu"]["steal"] - b["_cpu"]["steal"]) / max(a["_cpu"]["all"] - b["_cpu"]["all"], 1)
+print("hold: load %.0f msgs/s, p50 %.0f p95 %.0f p99 %.0f max %.0f us, sent %d received %d lost %d errors %s; nodes' CPU %.1f s (%.1f us/msg), %d forwarded across nodes; load generator CPU %.1f s; steal %.1f%% of the machine's CPU" % (
     m["throughput_msgs_per_s"], l["p50"], l["p95"], l["p99"], l.get("max", 0), n["sent"], n["received"], n["lost"],
-    n["errors_by_code"], cpu, cpu * 1e6 / max(n["received"], 1), fwd, m["load_generator"]["cpu_seconds"]))
+    n["errors_by_code"], cpu, cpu * 1e6 / max(n["received"], 1), fwd, m["load_generator"]["cpu_seconds"], steal))
 PY
 			done
 			if [ "$HOLD_KILL" = names-leader ]; then
