@@ -78,6 +78,9 @@
 # re-registered, and loss-to-reconnected, loss-to-re-registered and
 # first-loss-to-re-registered (the kill's takeover for all of the victim's connections),
 # repeated in the summary as "hold: bench: reconnect ...").
+# Every run's line (and the hold phase's idle floor and loads) ends with "steal": the share
+# of the machine's CPU the hypervisor gave to other guests meanwhile (/proc/stat), which
+# is much of why runs of one command differ on a shared VM.
 # Every process this script starts is stopped on exit; every bench run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
