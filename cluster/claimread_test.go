@@ -20,6 +20,21 @@ func leaderlessRead(ctx context.Context, _, subject string) ([]byte, uint64, msg
 	return nil, 0, 0, fmt.Errorf("cluster: get %s: %w", subject, ctx.Err())
 }
 
+// nodeNineName writes name into d's names bucket as held by a connection of node 9 (run
+// 77), which holds no lease in these tests, and waits until d's cache shows it.
+func nodeNineName(t *testing.T, d *Directory, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := d.names.Create(ctx, nameKey(name), appendOwner(nil, owner{id: conn(9, 5), epoch: 77})); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the name in the cache", 5*time.Second, func() bool {
+		e, ok := d.cache.get(name)
+		return ok && !e.dead
+	})
+}
+
 // claimWithin claims name for id on d and returns how long it took and its outcome; it
 // fails the test when no outcome comes within bound.
 func claimWithin(t *testing.T, d *Directory, name string, id shard.ConnID, bound time.Duration) (time.Duration, error) {
@@ -50,16 +65,8 @@ func claimWithin(t *testing.T, d *Directory, name string, id shard.ConnID, bound
 func TestClaimReadWithoutLeader(t *testing.T) {
 	const opTimeout = 30 * time.Second // far above the bound: which timeout ended the wait is plain
 	d := startOneWith(t, func(c *Config) { c.OpTimeout = opTimeout }).Directory()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	// A name of another node (9, not marked down): a claim of it reads it from the leader.
-	if _, err := d.names.Create(ctx, nameKey("read-name"), appendOwner(nil, owner{id: conn(9, 5), epoch: 77})); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the name in the cache", 5*time.Second, func() bool {
-		e, ok := d.cache.get("read-name")
-		return ok && !e.dead
-	})
+	nodeNineName(t, d, "read-name")
 	// Set before the claim; the claim worker reads it after the claim's channel send.
 	d.getLast = leaderlessRead
 	bound := d.readTimeout() + 1500*time.Millisecond // generous for a loaded 2-core machine
@@ -137,17 +144,9 @@ func (kv answerLostKV) Update(ctx context.Context, key string, value []byte, rev
 // (switchboard_cluster_takeovers_total); a create whose answer was lost is not.
 func TestTakeoverAnswerLost(t *testing.T) {
 	d := startOne(t).Directory()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	// Held by a connection of node 9, which holds no lease: gone, so the claim takes it
 	// over after a leader read.
-	if _, err := d.names.Create(ctx, nameKey("lost-answer"), appendOwner(nil, owner{id: conn(9, 5), epoch: 77})); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the name in the cache", 5*time.Second, func() bool {
-		e, ok := d.cache.get("lost-answer")
-		return ok && !e.dead
-	})
+	nodeNineName(t, d, "lost-answer")
 	// Set before the claims; the claim worker reads it after each claim's channel send.
 	d.names = answerLostKV{d.names}
 	takeovers := d.takeovers.Load()
