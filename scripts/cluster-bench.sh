@@ -78,9 +78,9 @@
 # re-registered, and loss-to-reconnected, loss-to-re-registered and
 # first-loss-to-re-registered (the kill's takeover for all of the victim's connections),
 # repeated in the summary as "hold: bench: reconnect ...").
-# Every run's line (and the hold phase's idle floor and loads) ends with "steal": the share
-# of the machine's CPU the hypervisor gave to other guests meanwhile (/proc/stat), which
-# is much of why runs of one command differ on a shared VM.
+# Every run's line, the hold phase's idle floor and loads, and each failover run report
+# "steal": the share of the machine's CPU the hypervisor gave to other guests meanwhile
+# (/proc/stat), which is much of why runs of one command differ on a shared VM.
 # Every process this script starts is stopped on exit; every bench run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -223,6 +223,11 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # (/proc/stat), as JSON: over a run, steal / all is the share of the machine's CPU that
 # went to other guests of the host, which makes runs of one command differ here.
 cpustat() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= 9; i++) t += $i; printf "{\"steal\":%d,\"all\":%d}", $9, t; exit}' /proc/stat; }
+# steal_since CPUSTAT: the percentage of the machine's CPU stolen since cpustat printed
+# CPUSTAT.
+steal_since() {
+	python3 -c 'import json, sys; b, a = json.loads(sys.argv[1]), json.loads(sys.argv[2]); print("%.1f" % (100 * (a["steal"] - b["steal"]) / max(a["all"] - b["all"], 1)))' "$1" "$(cpustat)"
+}
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # metric ADMIN NAME: the value of an unlabelled metric as an integer (0 when absent).
 metric() { { curl -s "http://$1/metrics" || true; } | awk -v m="$2" '$1 == m {v = $2} END {printf "%d", v}'; }
@@ -396,12 +401,14 @@ if [[ " $PHASES " == *" failover "* ]]; then
 	echo "failover: load $(cut -d' ' -f1-3 /proc/loadavg); bench failover kills node 3 (pid ${pid[n3]}) ${FO_KILL_AT}s into the traffic" |
 		tee -a "$OUT/log.txt" >&2
 	fo_status=0
+	c0=$(cpustat)
 	"$BIN" bench failover --addr "$all" --admin "$admins" --kill-pid "${pid[n3]}" --victim-index 2 \
 		--clients "$FO_CLIENTS" --rate "$FO_RATE" --mode "$FO_MODE" --kill-at "${FO_KILL_AT}s" \
 		--duration "$FO_DURATION" --grace 7s --json "$OUT/failover.json" >"$OUT/failover.txt" 2>&1 || fo_status=$?
 	flock -u 9
 	exec 9>&-
 	sed 's/^/failover: /' "$OUT/failover.txt" | tee -a "$OUT/log.txt" >&2
+	echo "failover: steal $(steal_since "$c0")% of the machine's CPU over the run" | tee -a "$OUT/log.txt" >&2
 	echo "failover: bench failover exit $fo_status (1: a lost, duplicate or two-outcome message, a victim's name lost or never reachable again, a name with two owners, a failed or inconsistent scan, or a failed run)" |
 		tee -a "$OUT/log.txt" >&2
 	unset "pid[n3]"
@@ -562,10 +569,12 @@ PY
 				for i in $(seq "$HOLD_NODES"); do hold_admins+="${hold_admins:+,}127.0.0.1:$(port "$i" 1)"; done
 				echo "hold: $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg); bench failover kills node $HOLD_KILL (pid ${pid[n$HOLD_KILL]}) under $FO_MODE at $FO_RATE msgs/s from $FO_CLIENTS clients" | tee -a "$OUT/log.txt" >&2
 				fo_status=0
+				c0=$(cpustat)
 				"$BIN" bench failover --addr "$hold_addrs" --admin "$hold_admins" --kill-pid "${pid[n$HOLD_KILL]}" \
 					--victim-index "$victim_idx" --clients "$FO_CLIENTS" --rate "$FO_RATE" --mode "$FO_MODE" \
 					--kill-at "${FO_KILL_AT}s" --duration "$FO_DURATION" --grace 7s --scan-timeout 60s \
 					--json "$OUT/hold-failover.json" >"$OUT/hold-failover.txt" 2>&1 || fo_status=$?
+				echo "hold: failover: steal $(steal_since "$c0")% of the machine's CPU over the run" | tee -a "$OUT/log.txt" >&2
 				unset "pid[n$HOLD_KILL]"
 				sed 's/^/hold: failover: /' "$OUT/hold-failover.txt" | tee -a "$OUT/log.txt" >&2
 				echo "hold: bench failover exit $fo_status" | tee -a "$OUT/log.txt" >&2
