@@ -770,16 +770,17 @@ func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(i
 	for {
 		f, err := c.fr.Next()
 		if err != nil {
-			if draining && errors.Is(err, os.ErrDeadlineExceeded) && p.accountsOpen() {
-				// Quiet for that long, but a message this run sent is neither received
-				// nor refused yet: it may be on its way to this connection. Counted lost
-				// only if it has not come by hardAt (the grace), not after a quiet period
-				// that a stall of the machine can outlast. The Reader resumes after a
-				// timeout.
-				if now := p.clk.now(); now < p.hardAt {
-					_ = c.nc.SetReadDeadline(p.clk.at(min(now+int64(quiet)+p.maxLat.Load(), p.hardAt)))
-					continue
-				}
+			// A deadline before hardAt is a quiet period of a connection whose own load
+			// is over (set here, or by openLoop when its sender is done). If a message
+			// this run sent is neither received nor refused yet, it may be on its way to
+			// this connection: keep reading. It counts as lost only if it has not come
+			// by hardAt (the grace), not after a quiet period that a stall of the
+			// machine can outlast. The Reader resumes after a timeout.
+			if now := p.clk.now(); errors.Is(err, os.ErrDeadlineExceeded) && now < p.hardAt &&
+				(draining || idle(now)) && p.accountsOpen() {
+				draining = true
+				_ = c.nc.SetReadDeadline(p.clk.at(min(now+int64(quiet)+p.maxLat.Load(), p.hardAt)))
+				continue
 			}
 			return
 		}
