@@ -219,23 +219,19 @@ nodes() { for k in n1 n2 n3 n4 n5 n6 solo; do [ -n "${pid[$k]:-}" ] && echo "$k"
 admin_of() { if [ "$1" = solo ]; then echo "$solo_admin"; else echo "127.0.0.1:$(port "${1#n}" 1)"; fi; }
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# cpustat: the machine's CPU ticks stolen by the hypervisor and all its CPU ticks
-# (/proc/stat), as JSON: over a run, steal / all is the share of the machine's CPU that
-# went to other guests of the host, which makes runs of one command differ here.
-cpustat() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= 9; i++) t += $i; printf "{\"steal\":%d,\"all\":%d}", $9, t; exit}' /proc/stat; }
-# steal_since CPUSTAT: the percentage of the machine's CPU stolen since cpustat printed
-# CPUSTAT.
-steal_since() {
-	python3 -c 'import json, sys; b, a = json.loads(sys.argv[1]), json.loads(sys.argv[2]); print("%.1f" % (100 * (a["steal"] - b["steal"]) / max(a["all"] - b["all"], 1)))' "$1" "$(cpustat)"
-}
+# cpustat: the machine's CPU ticks stolen by the hypervisor, and all its CPU ticks
+# (/proc/stat). steal_since CPUSTAT: the percentage of the machine's CPU stolen since
+# cpustat printed CPUSTAT, i.e. given to other guests of the host, which makes runs of
+# one command differ here.
+cpustat() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t; exit}' /proc/stat; }
+steal_since() { echo "$1 $(cpustat)" | awk '{d = $4 - $2; printf "%.1f", 100 * ($3 - $1) / (d > 0 ? d : 1)}'; }
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # metric ADMIN NAME: the value of an unlabelled metric as an integer (0 when absent).
 metric() { { curl -s "http://$1/metrics" || true; } | awk -v m="$2" '$1 == m {v = $2} END {printf "%d", v}'; }
 
-# state: one JSON object with each running node's CPU ticks, RSS and forwarded records,
-# and the machine's (cpustat) under "_cpu".
+# state: one JSON object with each running node's CPU ticks, RSS and forwarded records.
 state() {
-	local s="{\"_cpu\":$(cpustat)" sep="," k
+	local s="{" sep="" k
 	for k in $(nodes); do
 		local adm
 		adm=$(admin_of "$k")
@@ -251,19 +247,20 @@ run() {
 	local phase=$1 label=$2 round=$3
 	shift 3
 	local j="$OUT/$phase-$label-r$round.json"
-	local load before after
+	local load before after c0
 	# The figures are taken once the lock is held: waiting for it is not part of the run.
 	exec 9>>"$LOCK"
 	flock 9
 	load=$(cut -d' ' -f1-3 /proc/loadavg)
+	c0=$(cpustat)
 	before=$(state)
 	"$BIN" bench "$@" --json "$j" >"$OUT/$phase-$label-r$round.txt" 2>&1 || true
 	after=$(state)
 	flock -u 9
 	exec 9>&-
-	python3 - "$j" "$phase" "$label" "$round" "$load" "$before" "$after" >>"$OUT/runs.jsonl" <<'PY'
+	python3 - "$j" "$phase" "$label" "$round" "$load" "$before" "$after" "$(steal_since "$c0")" >>"$OUT/runs.jsonl" <<'PY'
 import json, sys
-j, phase, label, rnd, load, before, after = sys.argv[1:]
+j, phase, label, rnd, load, before, after, steal = sys.argv[1:]
 try:
     m = json.load(open(j))
 except Exception as e:
@@ -272,14 +269,13 @@ except Exception as e:
 b, a = json.loads(before), json.loads(after)
 hz = 100
 nodes = {k: {"cpu_s": (a[k]["ticks"] - b[k]["ticks"]) / hz, "rss_mib": a[k]["rss_kb"] / 1024,
-             "fwd": a[k]["fwd"] - b[k]["fwd"]} for k in a if k in b and k != "_cpu"}
-steal = 100 * (a["_cpu"]["steal"] - b["_cpu"]["steal"]) / max(a["_cpu"]["all"] - b["_cpu"]["all"], 1)
+             "fwd": a[k]["fwd"] - b[k]["fwd"]} for k in a if k in b}
 n = m["messages"]
 print(json.dumps({"phase": phase, "label": label, "round": int(rnd), "load": load,
     "addr": m["config"]["addr"], "mode": m["config"].get("mode"), "rate": m["config"].get("rate"),
     "conns": m["connections"], "tput": m["throughput_msgs_per_s"], "lat": m["latency_us"],
     "sent": n["sent"], "received": n["received"], "lost": n["lost"], "errors": n["errors_by_code"],
-    "loadgen_cpu_s": m["load_generator"]["cpu_seconds"], "nodes": nodes, "steal_pct": round(steal, 1)}))
+    "loadgen_cpu_s": m["load_generator"]["cpu_seconds"], "nodes": nodes, "steal_pct": float(steal)}))
 PY
 	tail -1 "$OUT/runs.jsonl" | python3 -c '
 import json, sys
@@ -521,33 +517,34 @@ if [[ " $PHASES " == *" hold "* ]]; then
 		if [ "$held" = 1 ]; then
 			# the nodes' CPU with every connection held and no load (keepalives, leases,
 			# watches, the collector): the floor under the loads' figures
+			c0=$(cpustat)
 			b0=$(state)
 			sleep 20
 			b1=$(state)
-			python3 - "$b0" "$b1" <<'PY' | tee -a "$OUT/log.txt" >&2
+			python3 - "$b0" "$b1" "$(steal_since "$c0")" <<'PY' | tee -a "$OUT/log.txt" >&2
 import json, sys
 b, a = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-per = {k: (a[k]["ticks"] - b[k]["ticks"]) / 100 / 20 for k in a if k in b and k != "_cpu"}
-steal = 100 * (a["_cpu"]["steal"] - b["_cpu"]["steal"]) / max(a["_cpu"]["all"] - b["_cpu"]["all"], 1)
-print("hold: nodes' CPU with every connection held, no load: %.2f cores in all (%s); steal %.1f%% of the machine's CPU" % (
-    sum(per.values()), " ".join("%s %.3f" % kv for kv in per.items()), steal))
+per = {k: (a[k]["ticks"] - b[k]["ticks"]) / 100 / 20 for k in a if k in b}
+print("hold: nodes' CPU with every connection held, no load: %.2f cores in all (%s); steal %s%% of the machine's CPU" % (
+    sum(per.values()), " ".join("%s %.3f" % kv for kv in per.items()), sys.argv[3]))
 PY
 			[ "$HOLD_RATE" = 0 ] && HOLD_RATE=
 			for rate in $HOLD_RATE; do
 				echo "hold: $(date -u +%T) every connection held; load $(cut -d' ' -f1-3 /proc/loadavg); routed load $HOLD_LOAD_MODE at $rate msgs/s over $HOLD_LOAD_CONNS more connections for $HOLD_LOAD_FOR" | tee -a "$OUT/log.txt" >&2
+				c0=$(cpustat)
 				b0=$(state)
 				"$BIN" bench route --mode "$HOLD_LOAD_MODE" --rate "$rate" --conns "$HOLD_LOAD_CONNS" --addr "$hold_addrs" \
 					--server-pid "${pid[n1]}" --duration "$HOLD_LOAD_FOR" --grace 10s --json "$OUT/hold-load-$rate.json" \
 					>"$OUT/hold-load-$rate.txt" 2>&1 || echo "hold: bench route exited with $?" | tee -a "$OUT/log.txt" >&2
 				b1=$(state)
-				python3 - "$OUT/hold-load-$rate.json" "$b0" "$b1" <<'PY' | tee -a "$OUT/log.txt" >&2
+				python3 - "$OUT/hold-load-$rate.json" "$b0" "$b1" "$(steal_since "$c0")" <<'PY' | tee -a "$OUT/log.txt" >&2
 import json, sys
 m = json.load(open(sys.argv[1])); n = m["messages"]; l = m["latency_us"]
 b, a = json.loads(sys.argv[2]), json.loads(sys.argv[3])
-cpu = sum(a[k]["ticks"] - b[k]["ticks"] for k in a if k in b and k != "_cpu") / 100
-fwd = sum(a[k]["fwd"] - b[k]["fwd"] for k in a if k in b and k != "_cpu")
-steal = 100 * (a["_cpu"]["steal"] - b["_cpu"]["steal"]) / max(a["_cpu"]["all"] - b["_cpu"]["all"], 1)
-print("hold: load %.0f msgs/s, p50 %.0f p95 %.0f p99 %.0f max %.0f us, sent %d received %d lost %d errors %s; nodes' CPU %.1f s (%.1f us/msg), %d forwarded across nodes; load generator CPU %.1f s; steal %.1f%% of the machine's CPU" % (
+steal = sys.argv[4]
+cpu = sum(a[k]["ticks"] - b[k]["ticks"] for k in a if k in b) / 100
+fwd = sum(a[k]["fwd"] - b[k]["fwd"] for k in a if k in b)
+print("hold: load %.0f msgs/s, p50 %.0f p95 %.0f p99 %.0f max %.0f us, sent %d received %d lost %d errors %s; nodes' CPU %.1f s (%.1f us/msg), %d forwarded across nodes; load generator CPU %.1f s; steal %s%% of the machine's CPU" % (
     m["throughput_msgs_per_s"], l["p50"], l["p95"], l["p99"], l.get("max", 0), n["sent"], n["received"], n["lost"],
     n["errors_by_code"], cpu, cpu * 1e6 / max(n["received"], 1), fwd, m["load_generator"]["cpu_seconds"], steal))
 PY
