@@ -67,7 +67,7 @@ type Config struct {
 	// Grace is how long connections keep reading after the load stops, for answers in
 	// flight: a run in one process reads until every message it sent is received or
 	// refused, or the grace ends; with Procs, each connection stops after a quiet period
-	// (250 ms plus the slowest latency seen). Default 2s.
+	// (250 ms plus the slowest latency seen) that ends after the load stops. Default 2s.
 	Grace time.Duration `json:"grace"`
 	// Baseline is overload's calm phase before the spike (probe only). Default 2s.
 	Baseline time.Duration `json:"baseline"`

@@ -132,6 +132,12 @@ type part struct {
 	errs           [codec.MaxCode + 2]atomic.Uint64 // by code; the last slot counts unknown codes
 	win            *atomicHistogram
 	maxLat         atomic.Int64 // ns: the largest latency recorded (readLoop's quiet period)
+	// sending counts load connections whose senders may still send. An open-loop sender
+	// is done at its last message due before stopAt, up to one interval early (300 ms at
+	// 3.3 msgs/s per connection), or late if the machine stalled it; its reader's quiet
+	// period can end, with every message so far accounted, while other senders still
+	// send to it. It falls to 0 only after every sender's last sent.Add.
+	sending atomic.Int64
 
 	goAt   int64 // ns on clk; set before the load starts
 	stopAt int64 // ns on clk: no new load after this
@@ -564,6 +570,7 @@ func (p *part) load(ctx context.Context, conns []*sconn) {
 	})
 	defer stopCtx()
 	cfg := p.cfg
+	p.sending.Store(int64(len(conns)))
 	for i, c := range conns {
 		k := p.kindOf(c)
 		p.wg.Add(1)
@@ -735,6 +742,14 @@ func (p *part) closedLoop(c *sconn, k kind) {
 	window := p.cfg.Pipeline
 	inflight := 0
 	var sent uint64
+	sending := true
+	stopSending := func() {
+		if sending {
+			sending = false
+			p.sending.Add(-1)
+		}
+	}
+	defer stopSending()
 	fill := func(now int64) bool {
 		if now < p.stopAt {
 			for ; inflight < window; inflight++ {
@@ -742,15 +757,20 @@ func (p *part) closedLoop(c *sconn, k kind) {
 				sent++
 			}
 		}
-		if len(c.wb) == 0 {
-			return true
+		if len(c.wb) > 0 {
+			_ = c.nc.SetWriteDeadline(p.clk.at(p.hardAt))
+			_, err := c.nc.Write(c.wb)
+			c.wb = c.wb[:0]
+			p.sent.Add(sent)
+			sent = 0
+			if err != nil {
+				return false
+			}
 		}
-		_ = c.nc.SetWriteDeadline(p.clk.at(p.hardAt))
-		_, err := c.nc.Write(c.wb)
-		c.wb = c.wb[:0]
-		p.sent.Add(sent)
-		sent = 0
-		return err == nil
+		if now >= p.stopAt {
+			stopSending()
+		}
+		return true
 	}
 	if !fill(p.clk.now()) {
 		return
@@ -764,7 +784,6 @@ func (p *part) closedLoop(c *sconn, k kind) {
 // completed messages; flush is called whenever the next read would block, with the time,
 // and returns false if the connection broke.
 func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(int), flush func(int64) bool) {
-	const quiet = 250 * time.Millisecond
 	_ = c.nc.SetReadDeadline(p.clk.at(p.hardAt))
 	draining := false
 	for {
@@ -779,7 +798,7 @@ func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(i
 			if now := p.clk.now(); errors.Is(err, os.ErrDeadlineExceeded) && now < p.hardAt &&
 				(draining || idle(now)) && p.accountsOpen() {
 				draining = true
-				_ = c.nc.SetReadDeadline(p.clk.at(min(now+int64(quiet)+p.maxLat.Load(), p.hardAt)))
+				_ = c.nc.SetReadDeadline(p.clk.at(p.quietUntil(now)))
 				continue
 			}
 			return
@@ -806,17 +825,33 @@ func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(i
 			// A message routed to us may still be on its way: wait at least as long as
 			// the slowest one seen so far took (with latencies of seconds, 250 ms of
 			// quiet counted messages still in flight as lost).
-			_ = c.nc.SetReadDeadline(p.clk.at(min(now+int64(quiet)+p.maxLat.Load(), p.hardAt)))
+			_ = c.nc.SetReadDeadline(p.clk.at(p.quietUntil(now)))
 		}
 	}
 }
 
-// accountsOpen reports whether a message this run sent is neither received nor refused
-// yet. Only a run of one part can tell: with --procs, messages cross between the parts'
-// processes, and each part's readers keep to the quiet period alone.
+// quiet is how long a reader whose own load is over waits for one more frame.
+const quiet = 250 * time.Millisecond
+
+// quietUntil is the end of a quiet period that starts at now: quiet plus the slowest
+// latency seen so far, counted from stopAt at the earliest (a reader whose sender was
+// done early still gets messages from the senders that are not; with --procs it cannot
+// count theirs), and hardAt at the latest.
+func (p *part) quietUntil(now int64) int64 {
+	return min(max(now, p.stopAt)+int64(quiet)+p.maxLat.Load(), p.hardAt)
+}
+
+// accountsOpen reports whether a message of this run may still be on its way: a sender
+// may still send, or a message sent is neither received nor refused yet. Only a run of
+// one part can tell: with --procs, messages cross between the parts' processes, and each
+// part's readers keep to the quiet period alone.
 func (p *part) accountsOpen() bool {
 	if p.spec.Parts > 1 {
 		return false
+	}
+	// sending first: once it reads 0, every sender's last sent.Add is visible.
+	if p.sending.Load() > 0 {
+		return true
 	}
 	return p.sent.Load() > p.received.Load()+p.errorTotal()
 }
@@ -899,11 +934,12 @@ func (p *part) openLoop(c *sconn, k kind, start int64, rate float64) {
 			break
 		}
 	}
+	p.sending.Add(-1)
 	close(senderDone)
 	if c.outstanding.Load() <= 0 {
 		// Nothing to wait for: cut the reader's wait short (it extends the deadline
 		// itself while frames keep arriving).
-		_ = c.nc.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+		_ = c.nc.SetReadDeadline(p.clk.at(p.quietUntil(p.clk.now())))
 	}
 	rwg.Wait()
 }
