@@ -1,6 +1,9 @@
 package limits
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // BenchmarkBreakerAllowClosed measures the node breaker's check on every request from all
 // GOMAXPROCS goroutines: one atomic load while closed.
@@ -75,4 +78,25 @@ func BenchmarkTargetBreakersAllow(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkTargetBreakersRecordSuccess measures what every answered request pays: with no
+// failing target one atomic load, with tracked targets one shard lock and map lookup.
+func BenchmarkTargetBreakersRecordSuccess(b *testing.B) {
+	for _, tracked := range []uint64{0, 1000} {
+		b.Run(fmt.Sprintf("%d-tracked", tracked), func(b *testing.B) {
+			tb := NewTargetBreakers(DefaultTargetBreakerConfig(), 0)
+			for id := range tracked {
+				tb.Record(id, base, false)
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				id := uint64(2000)
+				for pb.Next() {
+					id++
+					tb.Record(id, base, true)
+				}
+			})
+		})
+	}
 }

@@ -103,8 +103,9 @@ func (t *TargetBreakers) Allow(target uint64, now int64) (ok bool, retryAfter ti
 
 // Record reports the outcome of a request to target at now; success is false for a
 // timeout, QUEUE_FULL or similar failure of the target. Semantics are Breaker.Record's.
-// Takes one shard lock; allocates only when a target fails for the first time and no
-// recycled entry is available.
+// Takes one shard lock, except for a success while no target is tracked (one atomic
+// load); allocates only when a target fails for the first time and no recycled entry is
+// available.
 //
 // For a failure, Record reports whether the table accounts for it (explained): the
 // target's entry holds it, and that entry can open to isolate the target. It is false
@@ -116,6 +117,11 @@ func (t *TargetBreakers) Allow(target uint64, now int64) (ok bool, retryAfter ti
 func (t *TargetBreakers) Record(target uint64, now int64, success bool) (explained bool) {
 	if t.cfg.ErrorRate >= 1 {
 		return false // never opens: nothing to track, nothing explained
+	}
+	if success && t.n.Load() == 0 {
+		// Healthy and nothing tracked: nothing to remember, and no shard lock for every
+		// answered request of a healthy node (every loop takes the same 16 locks).
+		return false
 	}
 	sh := t.shard(target)
 	sh.mu.Lock()

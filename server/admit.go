@@ -191,10 +191,9 @@ func (lp *loop) allowRequest(target shard.ConnID, now int64) (codec.ErrorCode, t
 // responder that never answers open the node breaker, and drive the error-rate zone
 // input, for every client. The node breaker counts every success and the failures no
 // target breaker explains (per-target breakers off, or more failing targets than
-// max-targets).
-func (lp *loop) recordOutcome(target shard.ConnID, code codec.ErrorCode) {
+// max-targets). now is srv.clock() at the outcome.
+func (lp *loop) recordOutcome(target shard.ConnID, code codec.ErrorCode, now int64) {
 	g := &lp.srv.g
-	now := lp.srv.clock()
 	ok := code == 0
 	if explained := g.targets.Record(uint64(target), now, ok); !explained {
 		g.breaker.Record(now, ok)

@@ -88,7 +88,7 @@ func (lp *loop) request(c *conn, f codec.Frame) bool {
 		lp.reqs.Remove(id)
 		// The target failed (its queue full, or it is gone or closing): the breakers count
 		// it, as they do when the same happens on the target's loop (finishRequest).
-		lp.recordOutcome(target, code)
+		lp.recordOutcome(target, code, start)
 		lp.replyError(c, f.Corr, code, routeFailReason(code))
 		return true
 	}
@@ -170,7 +170,7 @@ func (lp *loop) finishRequest(id shard.ConnID, code codec.ErrorCode) {
 		return
 	}
 	lp.stats.inflight.Add(-1)
-	lp.recordOutcome(pr.target, code)
+	lp.recordOutcome(pr.target, code, lp.srv.clock())
 	if code == codec.CodeTimeout {
 		lp.stats.reqTimeouts.Add(1)
 	}
@@ -198,8 +198,9 @@ func (lp *loop) finishResponse(token shard.ConnID, resp []byte, responder shard.
 	lp.reqs.Remove(id)
 	lp.wheel.cancel(pr.timer)
 	lp.stats.inflight.Add(-1)
-	lp.recordOutcome(pr.target, 0)
-	lp.stats.reqLatency.observe(time.Duration(lp.srv.clock() - pr.start))
+	now := lp.srv.clock()
+	lp.recordOutcome(pr.target, 0, now)
+	lp.stats.reqLatency.observe(time.Duration(now - pr.start))
 	c, ok := lp.conns.Get(pr.from)
 	if !ok {
 		return // requester left; nobody to tell
