@@ -1,8 +1,11 @@
 # Sourced by the A/B scripts (echo-ab.sh, route-ab.sh): starts the OLD and NEW server
 # builds once on 127.0.0.1, each on a port of its own, and stops them on exit.
-# Expects old and new (binaries); sets tmp, oaddr, opid, naddr, npid. OLD_FLAGS and
-# NEW_FLAGS are added to each one's serve command (one binary with two settings:
-# OLD_FLAGS="--route-credit off" scripts/route-ab.sh BIN BIN).
+# Expects old and new (binaries); sets tmp, oaddr, opid, naddr, npid, and defines
+# cpustat and steal_since (steal.sh). OLD_FLAGS and NEW_FLAGS are added to each one's
+# serve command (one binary with two settings: OLD_FLAGS="--route-credit off"
+# scripts/route-ab.sh BIN BIN).
+# shellcheck source=scripts/steal.sh
+. "$(dirname "${BASH_SOURCE[0]}")/steal.sh"
 tmp=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$tmp"' EXIT

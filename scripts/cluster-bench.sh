@@ -219,12 +219,9 @@ nodes() { for k in n1 n2 n3 n4 n5 n6 solo; do [ -n "${pid[$k]:-}" ] && echo "$k"
 admin_of() { if [ "$1" = solo ]; then echo "$solo_admin"; else echo "127.0.0.1:$(port "${1#n}" 1)"; fi; }
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# cpustat: the machine's CPU ticks stolen by the hypervisor, and all its CPU ticks
-# (/proc/stat). steal_since CPUSTAT: the percentage of the machine's CPU stolen since
-# cpustat printed CPUSTAT, i.e. given to other guests of the host, which makes runs of
-# one command differ here.
-cpustat() { awk '$1 == "cpu" {t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t; exit}' /proc/stat; }
-steal_since() { echo "$1 $(cpustat)" | awk '{d = $4 - $2; printf "%.1f", 100 * ($3 - $1) / (d > 0 ? d : 1)}'; }
+# cpustat, steal_since: the hypervisor's steal over a run.
+# shellcheck source=scripts/steal.sh
+. scripts/steal.sh
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 # metric ADMIN NAME: the value of an unlabelled metric as an integer (0 when absent).
 metric() { { curl -s "http://$1/metrics" || true; } | awk -v m="$2" '$1 == m {v = $2} END {printf "%d", v}'; }
