@@ -24,6 +24,9 @@ type fakeConn struct {
 func (f *fakeConn) Write(p []byte) (int, error) { f.written += len(p); return len(p), nil }
 func (f *fakeConn) OutboundBuffered() int       { return 0 }
 
+// Fd is no socket: a close's read of the unread input (discardInput) finds nothing.
+func (f *fakeConn) Fd() int { return -1 }
+
 // The input side, for a paused connection that resumes (credit.go): it has nothing
 // waiting.
 func (f *fakeConn) Context() any             { return f.c }

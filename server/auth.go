@@ -447,9 +447,7 @@ func (lp *loop) closeWithRetry(c *conn, code codec.ErrorCode, flags codec.ErrorF
 	lp.stats.errors[code].Add(1)
 	lp.markClosing(c)
 	c.flush()
-	if c.state != stateClosed {
-		_ = c.gc.Close()
-	}
+	closeSocket(c)
 }
 
 // permitted checks a REGISTER, SEND or REQUEST of an authenticated user (c.user != 0)

@@ -144,9 +144,22 @@ func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 	}
 	lp.markClosing(c)
 	c.flush()
-	if c.state != stateClosed {
-		_ = c.gc.Close()
+	closeSocket(c)
+}
+
+// closeSocket closes c's socket after its last output was handed to gnet (which writes
+// what it still buffers first), unless a failed write closed it already. Input the
+// server has not read is read away first (up to 1 MiB), so that the kernel ends the
+// connection with FIN: closing a socket with unread input makes it send a reset instead,
+// and a reset may destroy what the peer has not read yet, such as the ERROR that explains
+// the close (Linux still hands it over, then ECONNRESET; other stacks drop it). A peer
+// that keeps sending after that still gets a reset.
+func closeSocket(c *conn) {
+	if c.state == stateClosed {
+		return
 	}
+	discardInput(c.gc.Fd())
+	_ = c.gc.Close()
 }
 
 // markClosing: the connection is closing for good; other loops' senders are told NO_ROUTE

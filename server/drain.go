@@ -161,9 +161,7 @@ func (lp *loop) closeSome(n int) {
 		}
 		lp.markClosing(c)
 		c.flush()
-		if c.state != stateClosed {
-			_ = c.gc.Close()
-		}
+		closeSocket(c)
 		n--
 		return true
 	})

@@ -358,7 +358,8 @@ func (lp *loop) closeSlowNow(c *conn) {
 	_ = c.gc.Close()
 }
 
-// discardInput reads what the socket holds (it is non-blocking) and throws it away.
+// discardInput reads what the socket holds (it is non-blocking), up to 1 MiB, and throws
+// it away.
 func discardInput(fd int) {
 	var sink [4096]byte
 	for range 256 {
