@@ -9,6 +9,8 @@ LDFLAGS   := -X main.version=$(VERSION)
 # An iteration count rather than a duration: with a duration, go test's fuzzing sometimes
 # ends with "context deadline exceeded" when the time runs out while a worker is busy.
 FUZZTIME  ?= 100000x
+# FuzzConnInput runs each input over a loopback connection of a live server: ~200 a second.
+FUZZCONNTIME ?= 3000x
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 1
 
@@ -41,11 +43,12 @@ staticcheck:
 
 lint: fmt vet staticcheck
 
-# A short fuzzing pass over the decoders (frames, PROXY headers); the committed corpus
-# runs in every `make test`.
+# A short fuzzing pass over the decoders (frames, PROXY headers) and over what a live
+# server does with a connection's arbitrary input; the seeds run in every `make test`.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./codec/
 	$(GO) test -run '^$$' -fuzz '^FuzzProxyHeader$$' -fuzztime $(FUZZTIME) ./internal/proxyproto/
+	$(GO) test -run '^$$' -fuzz '^FuzzConnInput$$' -fuzztime $(FUZZCONNTIME) ./server/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) $(PKGS)
