@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"os"
@@ -49,6 +50,10 @@ func FuzzConnInput(f *testing.F) {
 		{1, codec.AppendFrame(nil, codec.TypeWelcome, 0, 12, nil)},
 		{1, codec.AppendHello(nil, 13, codec.Version, "again", "")},
 		{1, cat(codec.AppendFrame(nil, codec.TypeGoodbye, 0, 0, nil), echo)},
+		// More than the 1 KiB read buffer after the frame that ends the connection: the
+		// unread rest must not turn the close into a reset.
+		{1, cat(codec.AppendFrame(nil, 0x42, 0, 16, nil), make([]byte, 4<<10))},
+		{1, cat(codec.AppendFrame(nil, codec.TypeGoodbye, 0, 0, nil), bytes.Repeat(echo, 300))},
 		{1, codec.AppendFrame(nil, codec.TypeGoodbye, 0, 0, []byte("bye"))},
 		{1, codec.AppendFrame(nil, codec.TypeSend, 0, 14, []byte{9, 'a'})},
 		{1, codec.AppendFrame(nil, codec.TypeRequest, 0, 15, []byte{1, 'x'})},
