@@ -447,7 +447,7 @@ func (lp *loop) closeWithRetry(c *conn, code codec.ErrorCode, flags codec.ErrorF
 	lp.stats.errors[code].Add(1)
 	lp.markClosing(c)
 	c.flush()
-	closeSocket(c)
+	lp.closeSocket(c)
 }
 
 // permitted checks a REGISTER, SEND or REQUEST of an authenticated user (c.user != 0)

@@ -77,3 +77,81 @@ func TestCloseWithUnreadInputIsGraceful(t *testing.T) {
 	}
 	waitFor(t, "the connections to close", func() bool { return s.Stats().Connections == 0 })
 }
+
+// TestErrorCloseWaitsForUnreadOutput: a peer that stops reading its answers and then
+// sends a bad frame still gets every answer, then the ERROR as a whole frame, then EOF.
+// Closing at once would have cut the output that gnet still buffered (the socket had not
+// taken it): the peer would have read a cut frame, or a stream ending without the ERROR.
+// The close waits as a slow consumer's does, and a name it held is NO_ROUTE meanwhile.
+func TestErrorCloseWaitsForUnreadOutput(t *testing.T) {
+	s := startServer(t, Config{MaxPendingBytes: 256 << 20, SlowConsumerTimeout: time.Minute})
+	sender := connect(t, s, "sender")
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Hello("p", "")
+	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, "reader"))
+	p.Expect(codec.TypeOK)
+	// 16 MiB of ECHOs, more than the kernel's socket buffers hold, so that gnet buffers
+	// the rest of the answers, then a frame of an unknown type.
+	const n, size = 256, 64 << 10
+	echo := codec.AppendFrame(nil, codec.TypeEcho, 0, 2, make([]byte, size))
+	in := bytes.Repeat(echo, n)
+	in = codec.AppendFrame(in, 0x42, 0, 3, nil)
+	wrote := make(chan error, 1)
+	go func() {
+		_ = p.Conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		_, err := p.Conn.Write(in)
+		wrote <- err
+	}()
+	if err := <-wrote; err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	// Until the server reads the bad frame, SENDs to its name are accepted (and queued
+	// behind the ECHO_REPLYs); then refused with NO_ROUTE, while the close waits.
+	waitFor(t, "the server to read the bad frame", func() bool {
+		sender.Write(codec.AppendSend(nil, codec.FlagAck, 9, "reader", []byte("x")))
+		f, err := sender.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type != codec.TypeError {
+			return false
+		}
+		e, _ := codec.ParseError(f.Body)
+		if e.Code != codec.CodeNoRoute {
+			t.Fatalf("SEND to the closing connection: ERROR %v; want NO_ROUTE", e.Code)
+		}
+		return true
+	})
+	var replies int
+	var last codec.Frame
+	for {
+		f, err := p.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d ECHO_REPLYs: %v; want every answer, the ERROR, then EOF", replies, err)
+		}
+		switch f.Type {
+		case codec.TypeEchoReply:
+			if len(f.Body) != size {
+				t.Fatalf("ECHO_REPLY of %d bytes; want %d", len(f.Body), size)
+			}
+			replies++
+		case codec.TypeMessage: // the SENDs accepted before the bad frame was read
+		case codec.TypeError:
+		default:
+			t.Fatalf("unexpected %v", f.Type)
+		}
+		last = f
+	}
+	if replies != n {
+		t.Errorf("%d ECHO_REPLYs; want %d", replies, n)
+	}
+	if last.Type != codec.TypeError {
+		t.Fatalf("last frame %v; want the ERROR", last.Type)
+	}
+	if e, _ := codec.ParseError(last.Body); e.Code != codec.CodeUnknownType || e.Flags&codec.ErrFlagClosing == 0 {
+		t.Errorf("last ERROR %v flags %v; want UNKNOWN_TYPE with CLOSING", e.Code, e.Flags)
+	}
+}

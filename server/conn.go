@@ -63,6 +63,7 @@ const (
 	flagHSCounted                       // counted in the server's handshaking connections (auth.go)
 	flagPaused                          // out of route credit: input not read (credit.go)
 	flagListed                          // in its loop's paused list (credit.go, resumeLost)
+	flagErrClose                        // closing after its ERROR, in a slow consumer's steps 2-3 (closeSocket)
 )
 
 // name returns the HELLO client name ("" before WELCOME). It does not allocate.
@@ -144,18 +145,31 @@ func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 	}
 	lp.markClosing(c)
 	c.flush()
-	closeSocket(c)
+	lp.closeSocket(c)
 }
 
-// closeSocket closes c's socket after its last output was handed to gnet (which writes
-// what it still buffers first), unless a failed write closed it already. Input the
-// server has not read is read away first (up to 1 MiB), so that the kernel ends the
-// connection with FIN: closing a socket with unread input makes it send a reset instead,
-// and a reset may destroy what the peer has not read yet, such as the ERROR that explains
-// the close (Linux still hands it over, then ECONNRESET; other stacks drop it). A peer
-// that keeps sending after that still gets a reset.
-func closeSocket(c *conn) {
+// closeSocket closes c's socket after its last output was handed to gnet, unless a
+// failed write closed it already (c is marked closing). Input the server has not read is
+// read away first (up to 1 MiB), so that the kernel ends the connection with FIN: closing
+// a socket with unread input makes it send a reset instead, and a reset may destroy what
+// the peer has not read yet, such as the ERROR that explains the close (Linux still hands
+// it over, then ECONNRESET; other stacks drop it). A peer that keeps sending after that
+// still gets a reset.
+//
+// If the socket has not taken everything written (the peer is not reading), closing now
+// would cut the output, the ERROR last, mid-frame. The connection is then closed the way
+// a slow consumer is from its step 2 on (outbox.go, slowConsumer): once the socket has
+// taken everything, the write side is shut and the input read away until the peer
+// closes; a peer that takes nothing for the slow-consumer timeout is reset.
+func (lp *loop) closeSocket(c *conn) {
 	if c.state == stateClosed {
+		return
+	}
+	if out := c.gc.OutboundBuffered(); out > 0 {
+		c.state = stateSlowDraining
+		c.flags |= flagErrClose
+		now := lp.clockTick()
+		lp.closers = append(lp.closers, closer{id: c.id, since: now, progress: now, seen: now, out: out})
 		return
 	}
 	discardInput(c.gc.Fd())

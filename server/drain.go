@@ -161,7 +161,7 @@ func (lp *loop) closeSome(n int) {
 		}
 		lp.markClosing(c)
 		c.flush()
-		closeSocket(c)
+		lp.closeSocket(c)
 		n--
 		return true
 	})

@@ -140,8 +140,8 @@ func appendRouted(dst []byte, t codec.Type, from *conn, token shard.ConnID, payl
 func (lp *loop) writable(id shard.ConnID) (*conn, codec.ErrorCode) {
 	c, ok := lp.conns.Get(id)
 	switch {
-	case ok && c.state.slowClosing():
-		return nil, codec.CodeQueueFull
+	case ok && c.state.slowClosing() && c.flags&flagErrClose == 0:
+		return nil, codec.CodeQueueFull // closing after an ERROR of its own: NO_ROUTE below
 	case !ok || c.state != stateActive:
 		return nil, codec.CodeNoRoute
 	case c.full():
