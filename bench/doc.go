@@ -90,4 +90,8 @@
 //     the cores with the server, so a scenario that costs it more per message (route reads
 //     an OK and a MESSAGE on two sockets per message, echo one frame) leaves the server
 //     less: compare throughput ratios with both CPU figures in view.
+//   - The whole machine's CPU over the same window is reported too (machine in the JSON,
+//     from /proc/stat): how busy it was, and how much of it the hypervisor stole for other
+//     guests of the host. On a shared VM steal alone has halved a run's throughput; read
+//     and compare runs with it in view.
 package bench

@@ -21,6 +21,7 @@ type Result struct {
 	LatencyUs   LatencyStats    `json:"latency_us"`
 	Server      ServerStats     `json:"server"`
 	LoadGen     LoadGenStats    `json:"load_generator"`
+	Machine     *MachineStats   `json:"machine,omitempty"` // the whole machine over the same window
 	Floor       FloorStats      `json:"floor"`
 	Connect     *ConnectStats   `json:"connect,omitempty"`
 	Ports       *PortCheck      `json:"ports,omitempty"` // the pre-run port check
@@ -185,6 +186,9 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	if g := r.LoadGen; g.CPUSeconds > 0 {
 		fmt.Fprintf(w, "  load gen     CPU %.2fs (%.2f µs/msg)\n", g.CPUSeconds, g.CPUPerMsgUs)
+	}
+	if m := r.Machine; m != nil {
+		fmt.Fprintf(w, "  machine      CPU busy %.0f%%, stolen by the hypervisor %.1f%% (compare runs at like steal)\n", m.BusyPct, m.StealPct)
 	}
 	if r.Failed != "" {
 		fmt.Fprintf(w, "  RUN FAILED: %s\n", r.Failed)

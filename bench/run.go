@@ -460,7 +460,9 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 	ports.write(r.stderr, cfg.Scenario)
 	mon := startMonitor(ctx, src)
 	cpu0 := loadGenCPU()
+	m0, ok0 := readCPUTicks(r.procRoot())
 	main := r.pass(ctx, cfg.Addrs, false, mon, cfg.Scenario)
+	m1, ok1 := readCPUTicks(r.procRoot())
 	cpu1 := loadGenCPU()
 	mon.stop()
 
@@ -504,6 +506,7 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 			res.Server.CPUPerMsgUs = res.Server.CPUSeconds * 1e6 / float64(main.recv)
 		}
 	}
+	res.Machine = machineStats(m0, m1, ok0 && ok1)
 	res.Overload = main.probe
 	res.Reconnect = main.reconnect
 
