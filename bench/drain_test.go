@@ -49,6 +49,31 @@ func drainPart(t *testing.T, parts int, cut, late bool, stopIn time.Duration) (p
 	return p, srv, ch
 }
 
+// stillReading fails the test if the reader has stopped (when: at what point).
+func stillReading(t *testing.T, done <-chan struct{}, when string) {
+	t.Helper()
+	select {
+	case <-done:
+		t.Fatal("the reader stopped " + when)
+	default:
+	}
+}
+
+// lateMessage writes the reader one MESSAGE stamped now, then checks that the reader
+// counts it and stops (what: when it should).
+func lateMessage(t *testing.T, p *part, srv net.Conn, done <-chan struct{}, what string) {
+	t.Helper()
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], uint64(p.clk.now()))
+	if _, err := srv.Write(codec.AppendMessage(nil, 7, "sender", ts[:])); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, done, 20*time.Second, what)
+	if n := p.received.Load(); n != 1 {
+		t.Errorf("received %d; want 1 (the late message)", n)
+	}
+}
+
 func waitDone(t *testing.T, done <-chan struct{}, within time.Duration, what string) {
 	t.Helper()
 	select {
@@ -84,24 +109,12 @@ func TestDrainWaitsForOpenAccounts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p, srv, done := drainPart(t, 1, tt.cut, tt.late, 0)
 			time.Sleep(1200 * time.Millisecond) // several quiet periods (250 ms)
-			select {
-			case <-done:
-				t.Fatal("the reader stopped after a quiet period with a message unaccounted")
-			default:
-			}
+			stillReading(t, done, "after a quiet period with a message unaccounted")
 			if tt.late { // the other sender sends, and is done
 				p.sent.Add(1)
 				p.sending.Add(-1)
 			}
-			var ts [8]byte
-			binary.BigEndian.PutUint64(ts[:], uint64(p.clk.now()))
-			if _, err := srv.Write(codec.AppendMessage(nil, 7, "sender", ts[:])); err != nil {
-				t.Fatal(err)
-			}
-			waitDone(t, done, 20*time.Second, "once every message is accounted (the grace ends in a minute)")
-			if n := p.received.Load(); n != 1 {
-				t.Errorf("received %d; want 1 (the late message)", n)
-			}
+			lateMessage(t, p, srv, done, "once every message is accounted (the grace ends in a minute)")
 		})
 	}
 }
@@ -125,20 +138,8 @@ func TestDrainNotBeforeStop(t *testing.T) {
 		t.Run(fmt.Sprintf("cut=%v", cut), func(t *testing.T) {
 			p, srv, done := drainPart(t, 2, cut, false, time.Second)
 			time.Sleep(800 * time.Millisecond) // three quiet periods, still before the end
-			select {
-			case <-done:
-				t.Fatal("the reader stopped before the run's end")
-			default:
-			}
-			var ts [8]byte
-			binary.BigEndian.PutUint64(ts[:], uint64(p.clk.now()))
-			if _, err := srv.Write(codec.AppendMessage(nil, 7, "sender", ts[:])); err != nil {
-				t.Fatal(err)
-			}
-			waitDone(t, done, 20*time.Second, "after the end and a quiet period")
-			if n := p.received.Load(); n != 1 {
-				t.Errorf("received %d; want 1", n)
-			}
+			stillReading(t, done, "before the run's end")
+			lateMessage(t, p, srv, done, "after the end and a quiet period")
 		})
 	}
 }

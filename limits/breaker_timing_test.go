@@ -50,53 +50,31 @@ func BenchmarkBreakerRecordClosed(b *testing.B) {
 	})
 }
 
-// BenchmarkTargetBreakersAllow measures the per-target check: with no failing target (one
-// atomic load) and with tracked targets (one shard lock and map lookup).
-func BenchmarkTargetBreakersAllow(b *testing.B) {
-	b.Run("none-tracked", func(b *testing.B) {
-		tb := NewTargetBreakers(DefaultTargetBreakerConfig(), 0)
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			id := uint64(0)
-			for pb.Next() {
-				id++
-				tb.Allow(id, base)
-			}
-		})
-	})
-	b.Run("1000-tracked", func(b *testing.B) {
-		tb := NewTargetBreakers(DefaultTargetBreakerConfig(), 0)
-		for id := range uint64(1000) {
-			tb.Record(id, base, false)
-		}
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			id := uint64(0)
-			for pb.Next() {
-				id++
-				tb.Allow(id%2000, base)
-			}
-		})
-	})
-}
-
-// BenchmarkTargetBreakersRecordSuccess measures what every answered request pays: with no
-// failing target one atomic load, with tracked targets one shard lock and map lookup.
-func BenchmarkTargetBreakersRecordSuccess(b *testing.B) {
-	for _, tracked := range []uint64{0, 1000} {
-		b.Run(fmt.Sprintf("%d-tracked", tracked), func(b *testing.B) {
-			tb := NewTargetBreakers(DefaultTargetBreakerConfig(), 0)
-			for id := range tracked {
-				tb.Record(id, base, false)
-			}
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				id := uint64(2000)
-				for pb.Next() {
-					id++
-					tb.Record(id, base, true)
+// BenchmarkTargetBreakers measures, from GOMAXPROCS goroutines, the per-target check
+// every REQUEST pays (Allow) and the record of every answered one (RecordSuccess): with
+// no failing target each is one atomic load; with tracked targets, one shard lock and map
+// lookup.
+func BenchmarkTargetBreakers(b *testing.B) {
+	for _, op := range []string{"Allow", "RecordSuccess"} {
+		for _, tracked := range []uint64{0, 1000} {
+			b.Run(fmt.Sprintf("%s/%d-tracked", op, tracked), func(b *testing.B) {
+				tb := NewTargetBreakers(DefaultTargetBreakerConfig(), 0)
+				for id := range tracked {
+					tb.Record(id, base, false)
 				}
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					id := uint64(0)
+					for pb.Next() {
+						id++
+						if op == "Allow" {
+							tb.Allow(id%2000, base) // half of them tracked
+						} else {
+							tb.Record(2000+id, base, true) // never tracked
+						}
+					}
+				})
 			})
-		})
+		}
 	}
 }
