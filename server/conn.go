@@ -122,8 +122,8 @@ func (p peerIP) Addr() netip.Addr {
 	return netip.Addr{}
 }
 
-// closeWithError tells the peer why and closes the connection; its remaining input is
-// ignored. gnet writes what is still buffered before it closes the socket.
+// closeWithError tells the peer why and closes the connection (closeSocket: at once, or
+// once the socket has taken what is still buffered); its remaining input is ignored.
 func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 	if c.state != stateActive && c.state != stateHandshake && c.state != stateVerifying {
 		return // closing already: a slow consumer's close, or an ERROR sent
