@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/switchboard/switchboard/codec"
@@ -251,7 +252,7 @@ func (s *Server) admitIP(nc net.Conn, c *conn) bool {
 // socket's send buffer is empty, so the write does not wait). Closing outright could turn
 // into a reset that destroys the ERROR if the client's HELLO arrives meanwhile, so a
 // lingerer reads until the client's FIN, briefly, before closing; when all lingerers are
-// busy the connection is closed right away.
+// busy the connection is closed right away, after reading away what has arrived.
 func (s *Server) refuse(nc net.Conn, why refuseReason, code codec.ErrorCode, retryMs uint32, reason string) {
 	s.refuseWith(nc, why, code, retryMs, codec.ErrFlagClosing|codec.ErrFlagReconnect|codec.ErrFlagTryOther, reason)
 }
@@ -278,6 +279,18 @@ func (s *Server) refuseWith(nc net.Conn, why refuseReason, code codec.ErrorCode,
 		default:
 		}
 	}
+	closeDrained(nc)
+}
+
+// closeDrained closes nc after reading away, without waiting, what the client has sent
+// and nobody read (up to 1 MiB): closing with unread input would make the kernel reset
+// the connection, and the reset may destroy the ERROR just written.
+func closeDrained(nc net.Conn) {
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Read(func(fd uintptr) bool { discardInput(int(fd)); return true })
+		}
+	}
 	_ = nc.Close()
 }
 
@@ -296,7 +309,7 @@ func (s *Server) lingerer() {
 				break
 			}
 		}
-		_ = nc.Close()
+		closeDrained(nc)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -153,5 +154,41 @@ func TestErrorCloseWaitsForUnreadOutput(t *testing.T) {
 	}
 	if e, _ := codec.ParseError(last.Body); e.Code != codec.CodeUnknownType || e.Flags&codec.ErrFlagClosing == 0 {
 		t.Errorf("last ERROR %v flags %v; want UNKNOWN_TYPE with CLOSING", e.Code, e.Flags)
+	}
+}
+
+// TestCloseDrainedIsGraceful: a refused connection closed outright (every lingerer busy)
+// reads away what the client sent before closing, so the client reads the ERROR and then
+// EOF, not a reset.
+func TestCloseDrainedIsGraceful(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cli, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Write(bytes.Repeat([]byte{'h'}, 4<<10)); err != nil {
+		t.Fatal(err)
+	}
+	var one [1]byte // the input has arrived; the rest stays unread
+	if _, err := io.ReadFull(srv, one[:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Write([]byte("ERROR")); err != nil {
+		t.Fatal(err)
+	}
+	closeDrained(srv)
+	_ = cli.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(cli)
+	if err != nil || string(got) != "ERROR" {
+		t.Fatalf("read %q, %v; want the ERROR, then EOF", got, err)
 	}
 }
