@@ -86,9 +86,10 @@ func TestCloseWithUnreadInputIsGraceful(t *testing.T) {
 // The close waits as a slow consumer's does, and a name it held is NO_ROUTE meanwhile.
 func TestErrorCloseWaitsForUnreadOutput(t *testing.T) {
 	s := startServer(t, Config{MaxPendingBytes: 256 << 20, SlowConsumerTimeout: time.Minute})
-	sender := connect(t, s, "sender")
-	p := rawpeer.Dial(t, s.Addr().String())
-	p.Hello("p", "")
+	// Both on one loop: every SEND acknowledged before the bad frame is queued for the
+	// reader before it, so the reader must get exactly as many MESSAGEs as OKs were given.
+	sender := connectOn(t, s, "sender", 0)
+	p := connectOn(t, s, "p", 0)
 	p.Write(codec.AppendName(nil, codec.TypeRegister, 1, "reader"))
 	p.Expect(codec.TypeOK)
 	// 16 MiB of ECHOs, more than the kernel's socket buffers hold, so that gnet buffers
@@ -108,14 +109,19 @@ func TestErrorCloseWaitsForUnreadOutput(t *testing.T) {
 	}
 	// Until the server reads the bad frame, SENDs to its name are accepted (and queued
 	// behind the ECHO_REPLYs); then refused with NO_ROUTE, while the close waits.
+	oks := 0
 	waitFor(t, "the server to read the bad frame", func() bool {
 		sender.Write(codec.AppendSend(nil, codec.FlagAck, 9, "reader", []byte("x")))
 		f, err := sender.Read()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f.Type != codec.TypeError {
+		if f.Type == codec.TypeOK {
+			oks++
 			return false
+		}
+		if f.Type != codec.TypeError {
+			t.Fatalf("SEND+ACK answered %v", f.Type)
 		}
 		e, _ := codec.ParseError(f.Body)
 		if e.Code != codec.CodeNoRoute {
@@ -123,7 +129,7 @@ func TestErrorCloseWaitsForUnreadOutput(t *testing.T) {
 		}
 		return true
 	})
-	var replies int
+	var replies, messages int
 	var last codec.Frame
 	for {
 		f, err := p.Read()
@@ -140,6 +146,7 @@ func TestErrorCloseWaitsForUnreadOutput(t *testing.T) {
 			}
 			replies++
 		case codec.TypeMessage: // the SENDs accepted before the bad frame was read
+			messages++
 		case codec.TypeError:
 		default:
 			t.Fatalf("unexpected %v", f.Type)
@@ -148,6 +155,9 @@ func TestErrorCloseWaitsForUnreadOutput(t *testing.T) {
 	}
 	if replies != n {
 		t.Errorf("%d ECHO_REPLYs; want %d", replies, n)
+	}
+	if messages != oks {
+		t.Errorf("%d MESSAGEs for %d SENDs acknowledged", messages, oks)
 	}
 	if last.Type != codec.TypeError {
 		t.Fatalf("last frame %v; want the ERROR", last.Type)

@@ -102,7 +102,8 @@ func FuzzConnInput(f *testing.F) {
 			if f.Type == codec.TypeEchoReply && f.Corr == wcorr {
 				break
 			}
-			if f.Type == codec.TypeError { // a MESSAGE or INCOMING the input sent it is fine
+			// A MESSAGE or INCOMING the input sent it is fine; an ERROR is not.
+			if f.Type == codec.TypeError {
 				e, _ := codec.ParseError(f.Body)
 				t.Fatalf("the bystander got ERROR %v (%q)", e.Code, e.Reason)
 			}
@@ -124,7 +125,7 @@ func scanInput(in []byte, established bool) (whole, goodbye bool) {
 		in = in[n:]
 		if !established {
 			if f.Type != codec.TypeHello {
-				return len(in) == 0 || wholeFrames(in), goodbye
+				return wholeFrames(in), goodbye
 			}
 			established = true
 			continue
