@@ -194,7 +194,8 @@ func (lp *loop) allowRequest(target shard.ConnID, now int64) (codec.ErrorCode, t
 // max-targets). now is srv.clock() at the outcome.
 func (lp *loop) recordOutcome(target shard.ConnID, code codec.ErrorCode, now int64) {
 	g := &lp.srv.g
-	ok := code == 0
+	// FRAME_TOO_LARGE says the two nodes' max frames differ, nothing of the target's health.
+	ok := code == 0 || code == codec.CodeFrameTooLarge
 	if explained := g.targets.Record(uint64(target), now, ok); !explained {
 		g.breaker.Record(now, ok)
 	}

@@ -324,6 +324,10 @@ func (s *Server) deliverRemote(target shard.ConnID, token shard.ConnID, frame []
 	if target.Node() != s.cfg.NodeID || owner == nil || (s.serving != nil && !s.serving.Serving()) {
 		return codec.CodeNoRoute
 	}
+	if len(frame)-4 > s.cfg.MaxFrame {
+		// The sender's node has a larger max frame: this node's clients may enforce theirs.
+		return codec.CodeFrameTooLarge
+	}
 	if s.g.queued.Load() >= int64(s.maxQueue()) {
 		owner.stats.queueFull.Add(1)
 		return codec.CodeQueueFull

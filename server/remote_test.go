@@ -242,6 +242,48 @@ func TestRemoteRoundTrips(t *testing.T) {
 		}
 	})
 
+	t.Run("max frames differ", func(t *testing.T) {
+		// Node 2's max frame is smaller than node 1's: what node 1 accepted and node 2's
+		// client could refuse is refused there with FRAME_TOO_LARGE, and so is a RESPONSE
+		// node 1's requester could refuse; each side with an outcome to wait for is told.
+		small := 1024
+		big := make([]byte, small)
+		s1.cfg.MaxFrame, s2.cfg.MaxFrame = small*4, small
+		defer func() { s1.cfg.MaxFrame, s2.cfg.MaxFrame = codec.DefaultMaxFrame, codec.DefaultMaxFrame }()
+		dispatchOne(l1[0], a, codec.AppendSend(nil, codec.FlagAck, 40, "far", big))
+		if code := hop(t, r1, s2, l2); code != codec.CodeFrameTooLarge {
+			t.Fatalf("DeliverRemote of a MESSAGE over the target node's max frame = %v; want FRAME_TOO_LARGE", code)
+		}
+		nothingWritten(t, x)
+		hop(t, r2, s1, l1)
+		expectCode(t, takeFrame(t, a), 40, codec.CodeFrameTooLarge)
+		dispatchOne(l1[0], a, codec.AppendSend(nil, 0, 0, "far", big)) // no outcome asked
+		hop(t, r1, s2, l2)
+		nothingWritten(t, x)
+		nothingWritten(t, a)
+		dispatchOne(l1[0], a, codec.AppendRequest(nil, 41, "far", 0, big))
+		hop(t, r1, s2, l2)
+		nothingWritten(t, x)
+		hop(t, r2, s1, l1)
+		expectCode(t, takeFrame(t, a), 41, codec.CodeFrameTooLarge)
+		// The RESPONSE: a's node now has the smaller max frame.
+		s1.cfg.MaxFrame, s2.cfg.MaxFrame = small, small*4
+		dispatchOne(l1[0], a, codec.AppendRequest(nil, 42, "far", 0, payload))
+		hop(t, r1, s2, l2)
+		tok, _, _, _, _ := codec.ParseIncoming(takeFrame(t, x).Body)
+		dispatchOne(l2[1], x, codec.AppendReply(nil, 43, tok, big))
+		hop(t, r2, s1, l1)
+		expectCode(t, takeFrame(t, a), 42, codec.CodeFrameTooLarge)
+		hop(t, r1, s2, l2) // node 1 tells the responder
+		expectCode(t, takeFrame(t, x), 43, codec.CodeFrameTooLarge)
+		if a.inflight != 0 {
+			t.Errorf("inflight %d; want 0", a.inflight)
+		}
+		if got := s1.g.breaker.Opens(); got != 0 {
+			t.Errorf("node breaker opened %d times; FRAME_TOO_LARGE is no failure of the target", got)
+		}
+	})
+
 	t.Run("reply from another connection", func(t *testing.T) {
 		y := addRecordingConn(t, l2[0], "y")
 		dispatchOne(l1[0], a, codec.AppendRequest(nil, 11, "far", 0, payload))

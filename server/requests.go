@@ -195,6 +195,15 @@ func (lp *loop) finishResponse(token shard.ConnID, resp []byte, responder shard.
 		}
 		return
 	}
+	if len(resp)-4 > lp.srv.cfg.MaxFrame {
+		// From a node with a larger max frame: the requester's client may enforce this
+		// node's. Both sides are told instead (the only outcome the request gets).
+		if rcorr != 0 {
+			lp.errorTo(responder, rcorr, codec.CodeFrameTooLarge, "RESPONSE would exceed the requester's max frame")
+		}
+		lp.finishRequest(id, codec.CodeFrameTooLarge)
+		return
+	}
 	lp.reqs.Remove(id)
 	lp.wheel.cancel(pr.timer)
 	lp.stats.inflight.Add(-1)
@@ -224,6 +233,8 @@ func requestFailReason(code codec.ErrorCode) string {
 		return "responder is gone"
 	case codec.CodeQueueFull:
 		return "responder's queue is full"
+	case codec.CodeFrameTooLarge:
+		return "request or its RESPONSE too large for the other node (its max frame, or the cluster's record limit)"
 	}
 	return code.String()
 }

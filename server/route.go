@@ -160,7 +160,7 @@ func routeFailReason(code codec.ErrorCode) string {
 	case codec.CodeQueueFull:
 		return "queue towards the target is full; retry later"
 	case codec.CodeFrameTooLarge:
-		return "too large to forward to the target's node"
+		return "too large for the target's node (its max frame, or the cluster's record limit)"
 	}
 	return code.String()
 }
