@@ -303,7 +303,7 @@ func (d *Directory) Claim(name string, id shard.ConnID, done shard.ClaimFunc) er
 		return ErrClosed
 	}
 	if d.leaseLost.Load() {
-		return ErrLeaseLost
+		return errClaimLeaseLost
 	}
 	if d.fenced.Load() {
 		return ErrFenced
@@ -498,9 +498,11 @@ func (d *Directory) decided(name string, me owner, withdrawn bool, err error) er
 		d.doubtClaim(name, me)
 	}
 	switch {
-	case errors.Is(err, shard.ErrNameTaken), errors.Is(err, shard.ErrUnavailable), d.ctx.Err() != nil:
-		// Taken; the owner's node does not answer (errOwnerUnanswered); closing.
+	case errors.Is(err, shard.ErrNameTaken), errors.Is(err, shard.ErrUnavailable):
+		// Taken; the owner's node does not answer (errOwnerUnanswered).
 		return err
+	case d.ctx.Err() != nil:
+		return fmt.Errorf("%w: %w", ErrClosed, err) // closing
 	}
 	// A leader read unanswered within the claim read timeout, or a write that reached
 	// no stream leader (no responders, asked again by nats.go): the bucket is electing
@@ -540,6 +542,10 @@ func (d *Directory) readBack(name string, me owner, werr error) error {
 	// UNAVAILABLE and retries, rather than INTERNAL.
 	return fmt.Errorf("%w: %w", shard.ErrUnavailable, werr)
 }
+
+// errClaimLeaseLost is what claims fail with once this node's lease was taken by another
+// run of its node id: UNAVAILABLE, and another node can decide.
+var errClaimLeaseLost = fmt.Errorf("%w: %w", shard.ErrUnavailable, ErrLeaseLost)
 
 // errClaimRead wraps the error of a claim's leader read that failed (readLeader).
 var errClaimRead = errors.New("cluster: claim read from the stream leader failed")

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -328,5 +329,34 @@ func BenchmarkLookup(b *testing.B) {
 		if _, ok := d.Lookup(name); !ok {
 			b.Fatal("not found")
 		}
+	}
+}
+
+// TestClaimFailuresAreUnavailable: every way this package fails a claim that another node
+// (or a later try) could decide is UNAVAILABLE to the client (shard.ErrUnavailable, which
+// the server answers with a retry-after), not INTERNAL: a node shutting down, one whose
+// lease another run took, one fenced or cut off, an owner's node unanswered, and a claim
+// whose NATS call failed as the directory closed.
+func TestClaimFailuresAreUnavailable(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	closing := (&Directory{ctx: ctx}).decided("n", owner{}, false, errors.New("nats: connection closed"))
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"closed", ErrClosed},
+		{"lease lost", errClaimLeaseLost},
+		{"fenced", ErrFenced},
+		{"isolated", ErrIsolated},
+		{"owner's node unanswered", errOwnerUnanswered},
+		{"NATS call failed while closing", closing},
+	} {
+		if !errors.Is(tc.err, shard.ErrUnavailable) {
+			t.Errorf("%s: %v does not wrap shard.ErrUnavailable", tc.name, tc.err)
+		}
+	}
+	if !errors.Is(errClaimLeaseLost, ErrLeaseLost) || !errors.Is(closing, ErrClosed) {
+		t.Errorf("the wrapped errors lost their identity: %v, %v", errClaimLeaseLost, closing)
 	}
 }

@@ -1,6 +1,11 @@
 package cluster
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/switchboard/switchboard/shard"
+)
 
 // Sentinel errors returned by this package. Compare with errors.Is.
 var (
@@ -8,10 +13,12 @@ var (
 	// this node id: node ids must be unique across the cluster.
 	ErrNodeIDInUse = errors.New("cluster: node id in use by another live node")
 
-	// ErrClosed is returned by Directory.Claim after Close began.
-	ErrClosed = errors.New("cluster: directory closed")
+	// ErrClosed is what claims fail with once Close began (the node is shutting down).
+	// It wraps shard.ErrUnavailable: the client is told UNAVAILABLE with a retry-after,
+	// and another node can decide.
+	ErrClosed = fmt.Errorf("%w: cluster directory closed: this node is shutting down", shard.ErrUnavailable)
 
-	// ErrLeaseLost is what claims fail with after this node's lease was taken by
-	// another run of the same node id.
+	// ErrLeaseLost says this node's lease was taken by another run of the same node id.
+	// Claims fail with it wrapped in shard.ErrUnavailable, as with ErrClosed.
 	ErrLeaseLost = errors.New("cluster: node lease lost")
 )
