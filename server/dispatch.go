@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"time"
 
 	"github.com/switchboard/switchboard/codec"
@@ -96,7 +97,7 @@ func (lp *loop) welcome(c *conn, name string, corr uint32) {
 		Version:        codec.Version,
 		ConnID:         uint64(c.id),
 		MaxFrame:       uint32(cfg.MaxFrame),
-		PingIntervalMs: uint32(cfg.IdleTimeout / 3 / time.Millisecond), // 0 when off
+		PingIntervalMs: pingIntervalMs(cfg.IdleTimeout),
 		MaxPending:     uint32(cfg.MaxPending),
 		ServerID:       lp.srv.serverID,
 	})
@@ -106,4 +107,14 @@ func (lp *loop) welcome(c *conn, name string, corr uint32) {
 	} else { // 0 = off: no idle timer
 		lp.timers.stop(c.id.Slot())
 	}
+}
+
+// pingIntervalMs is WELCOME's ping interval for an idle timeout: a third of it in
+// milliseconds, 0 only when the idle timeout is off (at least 1 otherwise, so that a short
+// one is not announced as none), at most what the field holds.
+func pingIntervalMs(idle time.Duration) uint32 {
+	if idle <= 0 {
+		return 0
+	}
+	return uint32(min(max(idle/3/time.Millisecond, 1), math.MaxUint32))
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"testing"
@@ -637,5 +638,25 @@ func TestDrainStartedHook(t *testing.T) {
 	case <-entered:
 		t.Error("the hook ran twice")
 	default:
+	}
+}
+
+// TestPingInterval: WELCOME announces a third of the idle timeout, 0 only when there is
+// none (PROTOCOL.md: 0 means no idle timeout), never a wrapped value.
+func TestPingInterval(t *testing.T) {
+	for _, tc := range []struct {
+		idle time.Duration
+		want uint32
+	}{
+		{0, 0},
+		{time.Millisecond, 1},
+		{2 * time.Millisecond, 1},
+		{3 * time.Millisecond, 1},
+		{90 * time.Second, 30000},
+		{1 << 62, math.MaxUint32},
+	} {
+		if got := pingIntervalMs(tc.idle); got != tc.want {
+			t.Errorf("pingIntervalMs(%v) = %d; want %d", tc.idle, got, tc.want)
+		}
 	}
 }
