@@ -146,7 +146,8 @@ func (lp *loop) goAway(g codec.GoAway) {
 // closeSome closes up to n connections of the loop (all when n < 0) after flushing their
 // output; gnet writes what it still buffers before closing each socket. Slow consumers
 // already closing are left to finish within their grace, except when all must go (n < 0):
-// then they are closed at once (closeSlowNow).
+// then they are closed at once (closeSlowNow). A connection still in its handshake got no
+// GOAWAY: it is told ERROR SHUTTING_DOWN (with the other nodes), as its HELLO would be.
 func (lp *loop) closeSome(n int) {
 	lp.conns.Range(func(_ shard.ConnID, c *conn) bool {
 		if n == 0 {
@@ -156,7 +157,12 @@ func (lp *loop) closeSome(n int) {
 			lp.closeSlowNow(c)
 			return true
 		}
-		if c.state != stateActive && c.state != stateHandshake {
+		if c.state == stateHandshake {
+			lp.closeWithError(c, codec.CodeShuttingDown, "node is draining")
+			n--
+			return true
+		}
+		if c.state != stateActive {
 			return true
 		}
 		lp.markClosing(c)

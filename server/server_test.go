@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"math"
@@ -600,6 +601,29 @@ func TestDrainSuggestsLivePeers(t *testing.T) {
 	late2 := rawpeer.Dial(t, s.Addr().String())
 	if _, e := late2.ExpectError(codec.CodeShuttingDown); !slices.Equal(e.Addrs, []string{"10.0.0.2:7400"}) {
 		t.Fatalf("after SetPeers(nil): %+v; want the configured peers", e)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Drain = %v", err)
+	}
+}
+
+// TestDrainTellsHandshakes: a connection still in its handshake when the drain closes it
+// got no GOAWAY, so the close carries ERROR SHUTTING_DOWN (CLOSING, RECONNECT, TRY_OTHER,
+// the other nodes), then a clean EOF: never a silent close (PROTOCOL.md, sections 4.13
+// and 5).
+func TestDrainTellsHandshakes(t *testing.T) {
+	s := startServer(t, Config{Peers: "10.0.0.2:7400", HandshakeTimeout: time.Minute})
+	silent := rawpeer.Dial(t, s.Addr().String())
+	waitFor(t, "the silent connection enrolled", func() bool { return s.Stats().Connections == 1 })
+	done := make(chan error, 1)
+	go func() { done <- s.Drain(context.Background(), 100*time.Millisecond) }()
+	f, e := silent.ExpectError(codec.CodeShuttingDown)
+	want := codec.ErrFlagClosing | codec.ErrFlagReconnect | codec.ErrFlagTryOther
+	if f.Corr != 0 || e.Flags != want || !slices.Equal(e.Addrs, []string{"10.0.0.2:7400"}) {
+		t.Fatalf("drain's close of a handshake: corr %d %+v; want corr 0, CLOSING|RECONNECT|TRY_OTHER, the peers", f.Corr, e)
+	}
+	if _, err := silent.ReadTimeout(10 * time.Second); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the ERROR: %v; want a clean EOF", err)
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Drain = %v", err)
