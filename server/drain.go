@@ -78,14 +78,15 @@ func (s *Server) goAwayMsg(reason string) codec.GoAway {
 }
 
 // SetPeers sets the client addresses of the other nodes that GOAWAY and TRY_OTHER refusals
-// suggest, best first (at most 255 are sent), in place of the configured `peers`. A cluster
-// calls it as nodes come, go, drain and change load; nil goes back to the configured list.
-// Safe for concurrent use; addrs must not be changed afterwards.
+// suggest, best first, in place of the configured `peers` (as many are sent as fitAddrs
+// keeps). A cluster calls it as nodes come, go, drain and change load; nil goes back to
+// the configured list. Safe for concurrent use; addrs must not be changed afterwards.
 func (s *Server) SetPeers(addrs []string) {
 	if addrs == nil {
 		s.livePeers.Store(nil)
 		return
 	}
+	addrs = fitAddrs(addrs)
 	s.livePeers.Store(&addrs)
 }
 
@@ -93,20 +94,44 @@ func (s *Server) SetPeers(addrs []string) {
 // called, the configured peers otherwise. The slice is shared: do not modify it.
 func (s *Server) peerAddrs() []string {
 	if p := s.livePeers.Load(); p != nil {
-		return (*p)[:min(len(*p), 255)]
+		return *p
 	}
 	return s.peers
 }
 
-// splitPeers splits the comma-separated `peers` setting (at most 255 addresses).
+// splitPeers splits the comma-separated `peers` setting (as many as fitAddrs keeps).
 func splitPeers(list string) []string {
 	var addrs []string
 	for _, p := range strings.Split(list, ",") {
-		if p = strings.TrimSpace(p); p != "" && len(addrs) < 255 {
+		if p = strings.TrimSpace(p); p != "" {
 			addrs = append(addrs, p)
 		}
 	}
-	return addrs
+	return fitAddrs(addrs)
+}
+
+// addrBudget is the room for addresses in a frame that carries them, so that such a frame
+// is at most handshakeMaxFrame long whatever its reason (up to 255 bytes): refusals go out
+// before WELCOME has told the client max_frame, and every max_frame is at least that.
+// The largest such frame is an ERROR: its length field counts type, flags and corr
+// (MinLen), then code, retry-after, flags, the reason's str8 and the address count.
+const addrBudget = handshakeMaxFrame - (codec.MinLen + 2 + 4 + 1 + 1 + 255 + 1)
+
+// fitAddrs returns the longest prefix of addrs (best first) that fits in addrBudget
+// (each address takes 1 + its length) and in the count byte, leaving out addresses a str8
+// cannot carry (over 255 bytes).
+func fitAddrs(addrs []string) []string {
+	out, room := addrs[:0:0], addrBudget
+	for _, a := range addrs {
+		if len(a) == 0 || len(a) > 255 {
+			continue
+		}
+		if room -= 1 + len(a); room < 0 || len(out) == 255 {
+			break
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // onEachLoop runs fn on every loop (through Execute) and returns without waiting.

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -682,5 +684,54 @@ func TestPingInterval(t *testing.T) {
 		if got := pingIntervalMs(tc.idle); got != tc.want {
 			t.Errorf("pingIntervalMs(%v) = %d; want %d", tc.idle, got, tc.want)
 		}
+	}
+}
+
+// TestPeerAddrsFit: the addresses GOAWAY and TRY_OTHER refusals carry are cut, best first,
+// to what keeps such a frame within 1024 bytes with any reason: a client may enforce
+// max_frame (at least 1024, and unknown before WELCOME) on them too.
+func TestPeerAddrsFit(t *testing.T) {
+	many := make([]string, 300)
+	for i := range many {
+		many[i] = fmt.Sprintf("10.0.%d.%d:7400", i/256, i%256)
+	}
+	long := strings.Repeat("h", 256)
+	for _, tc := range []struct {
+		name string
+		in   []string
+		want int // addresses kept: a prefix of in without the unsendable ones
+	}{
+		{"none", nil, 0},
+		{"a few", many[:3], 3},
+		{"many", many, 0}, // as many as fit: checked below
+		{"one too long for a str8", []string{"a:1", long, "b:2"}, 2},
+		{"empty", []string{"", "a:1"}, 1},
+	} {
+		got := fitAddrs(tc.in)
+		if tc.want > 0 && len(got) != tc.want {
+			t.Errorf("%s: kept %d; want %d", tc.name, len(got), tc.want)
+		}
+		e := codec.AppendError(nil, 0, codec.ErrorBody{Code: codec.CodeShuttingDown, Reason: strings.Repeat("r", 255), Addrs: got})
+		g := codec.AppendGoAway(nil, codec.GoAway{Reason: strings.Repeat("r", 255), Addrs: got})
+		if n := max(len(e), len(g)) - codec.PrefixLen; n > handshakeMaxFrame {
+			t.Errorf("%s: a frame with %d addresses has len %d; want <= %d", tc.name, len(got), n, handshakeMaxFrame)
+		}
+		if tc.name == "many" {
+			if len(got) < 40 || !slices.Equal(got, many[:len(got)]) {
+				t.Errorf("many: kept %d, not the first ones in order", len(got))
+			}
+			one := codec.AppendError(nil, 0, codec.ErrorBody{Reason: strings.Repeat("r", 255), Addrs: many[:len(got)+1]})
+			if len(one)-codec.PrefixLen <= handshakeMaxFrame {
+				t.Errorf("many: one more address (%d) would still fit", len(got)+1)
+			}
+		}
+	}
+	s := startServer(t, Config{Peers: strings.Join(many, ",")})
+	if n := len(s.peerAddrs()); n == 0 || n == len(many) {
+		t.Errorf("configured peers: %d of %d kept", n, len(many))
+	}
+	s.SetPeers(many)
+	if n := len(s.peerAddrs()); n == 0 || n == len(many) {
+		t.Errorf("SetPeers: %d of %d kept", n, len(many))
 	}
 }
