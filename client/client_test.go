@@ -504,6 +504,37 @@ func TestClosingErrorFailsPending(t *testing.T) {
 	}
 }
 
+// TestUnknownFrameSkipped: a frame of a type this version does not know (a later
+// protocol's) is skipped by its len, as PROTOCOL.md's checklist asks: the frames around
+// it arrive and the connection stays up. A known type the server never sends (HELLO) is
+// a protocol error: the client reconnects.
+func TestUnknownFrameSkipped(t *testing.T) {
+	s := newFakeServer(t, nil)
+	msgs := make(chan Message, 10)
+	cfg := testConfig()
+	cfg.OnMessage = func(m Message) { msgs <- m }
+	c := dial(t, []string{s.addr}, cfg)
+	fc := s.lastConn()
+	fc.write(codec.AppendMessage(nil, 1, []byte("x"), []byte("before")))
+	fc.write(codec.AppendFrame(nil, 0x7e, 0x80, 5, []byte("from a later version")))
+	fc.write(codec.AppendMessage(nil, 1, []byte("x"), []byte("after")))
+	for _, want := range []string{"before", "after"} {
+		select {
+		case m := <-msgs:
+			if string(m.Payload) != want {
+				t.Fatalf("got %q; want %q", m.Payload, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no MESSAGE %q", want)
+		}
+	}
+	if _, err := c.Echo(context.Background(), []byte("still up")); err != nil || c.ConnID() != 1 {
+		t.Fatalf("after an unknown frame: Echo %v on connection %d; want the first connection", err, c.ConnID())
+	}
+	fc.write(codec.AppendHello(nil, 1, codec.Version, "server?", ""))
+	waitFor(t, "reconnect after a HELLO from the server", func() bool { return c.ConnID() == 2 })
+}
+
 func TestOversizedFrameReconnects(t *testing.T) {
 	s := newFakeServer(t, nil)
 	msgs := make(chan Message, 10)

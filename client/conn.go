@@ -480,6 +480,12 @@ func (cn *conn) dispatch(f codec.Frame) error {
 	case codec.TypeGoodbye:
 		return errServerGoodbye
 	default:
+		if !f.Type.Known() {
+			// A later protocol version's frame: skipped, as PROTOCOL.md asks (its len
+			// has already told the reader how far).
+			cn.log.Debug("switchboard frame of unknown type skipped", "type", byte(f.Type))
+			return nil
+		}
 		return fmt.Errorf("%w: unexpected frame %v", ErrProtocol, f.Type)
 	}
 }
