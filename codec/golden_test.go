@@ -207,9 +207,9 @@ func goldenCases() []goldenCase {
 		},
 		{
 			name:  "error_queue_full",
-			title: `ERROR corr=6: QUEUE_FULL, retry after 250 ms, no flags, reason "target queue full", no addresses`,
-			fields: []goldenField{u16("code u16 = 9 QUEUE_FULL"), u32("retry-after ms u32 = 250"),
-				u8("flags u8 = 0x00"), str8(`reason str8 = 17 "target queue full"`), u8("address count u8 = 0")},
+			title: `ERROR corr=6: QUEUE_FULL, no retry-after, no flags, reason "queue towards the target is full; retry later", no addresses`,
+			fields: []goldenField{u16("code u16 = 9 QUEUE_FULL"), u32("retry-after ms u32 = 0"),
+				u8("flags u8 = 0x00"), str8(`reason str8 = 45 "queue towards the target is full; retry later"`), u8("address count u8 = 0")},
 			build: func() []byte { return codec.AppendError(nil, 6, errorQueueFull) },
 			check: func(t *testing.T, f codec.Frame) {
 				e, err := codec.ParseError(f.Body)
@@ -218,9 +218,9 @@ func goldenCases() []goldenCase {
 		},
 		{
 			name:  "error_busy_addrs",
-			title: `ERROR corr=0: BUSY, retry after 1000 ms, flags CLOSING|RECONNECT|TRY_OTHER, reason "node full", 2 addresses`,
+			title: `ERROR corr=0: BUSY, retry after 1000 ms, flags CLOSING|RECONNECT|TRY_OTHER, reason "connection limit reached", 2 addresses`,
 			fields: []goldenField{u16("code u16 = 7 BUSY"), u32("retry-after ms u32 = 1000"),
-				u8("flags u8 = 0x07 CLOSING|RECONNECT|TRY_OTHER"), str8(`reason str8 = 9 "node full"`),
+				u8("flags u8 = 0x07 CLOSING|RECONNECT|TRY_OTHER"), str8(`reason str8 = 24 "connection limit reached"`),
 				u8("address count u8 = 2"), str8(`address str8 = 13 "10.0.0.2:7400"`),
 				str8(`address str8 = 13 "10.0.0.3:7400"`)},
 			build: func() []byte { return codec.AppendError(nil, 0, errorBusy) },
@@ -231,9 +231,9 @@ func goldenCases() []goldenCase {
 		},
 		{
 			name:  "error_forbidden",
-			title: `ERROR corr=8: FORBIDDEN, no retry-after, no flags, reason "not permitted", no addresses`,
+			title: `ERROR corr=8: FORBIDDEN, no retry-after, no flags, reason "user may not SEND to this name", no addresses`,
 			fields: []goldenField{u16("code u16 = 19 FORBIDDEN"), u32("retry-after ms u32 = 0"),
-				u8("flags u8 = 0x00"), str8(`reason str8 = 13 "not permitted"`), u8("address count u8 = 0")},
+				u8("flags u8 = 0x00"), str8(`reason str8 = 30 "user may not SEND to this name"`), u8("address count u8 = 0")},
 			build: func() []byte { return codec.AppendError(nil, 8, errorForbidden) },
 			check: func(t *testing.T, f codec.Frame) {
 				e, err := codec.ParseError(f.Body)
@@ -242,8 +242,8 @@ func goldenCases() []goldenCase {
 		},
 		{
 			name:  "goaway",
-			title: `GOAWAY corr=0: reconnect after 2000 ms, reason "draining", 1 address`,
-			fields: []goldenField{u32("reconnect-after ms u32 = 2000"), str8(`reason str8 = 8 "draining"`),
+			title: `GOAWAY corr=0: reconnect at once (0 ms), reason "node draining", 1 address`,
+			fields: []goldenField{u32("reconnect-after ms u32 = 0"), str8(`reason str8 = 13 "node draining"`),
 				u8("address count u8 = 1"), str8(`address str8 = 13 "10.0.0.2:7400"`)},
 			build: func() []byte { return codec.AppendGoAway(nil, goAway) },
 			check: func(t *testing.T, f codec.Frame) {
@@ -262,12 +262,13 @@ func goldenCases() []goldenCase {
 }
 
 var (
-	errorQueueFull = codec.ErrorBody{Code: codec.CodeQueueFull, RetryAfterMs: 250, Reason: "target queue full"}
-	errorForbidden = codec.ErrorBody{Code: codec.CodeForbidden, Reason: "not permitted"}
+	// The values are the server's own (route.go, accept.go, auth.go, drain.go).
+	errorQueueFull = codec.ErrorBody{Code: codec.CodeQueueFull, Reason: "queue towards the target is full; retry later"}
+	errorForbidden = codec.ErrorBody{Code: codec.CodeForbidden, Reason: "user may not SEND to this name"}
 	errorBusy      = codec.ErrorBody{Code: codec.CodeBusy, RetryAfterMs: 1000,
 		Flags:  codec.ErrFlagClosing | codec.ErrFlagReconnect | codec.ErrFlagTryOther,
-		Reason: "node full", Addrs: []string{"10.0.0.2:7400", "10.0.0.3:7400"}}
-	goAway = codec.GoAway{ReconnectAfterMs: 2000, Reason: "draining", Addrs: []string{"10.0.0.2:7400"}}
+		Reason: "connection limit reached", Addrs: []string{"10.0.0.2:7400", "10.0.0.3:7400"}}
+	goAway = codec.GoAway{Reason: "node draining", Addrs: []string{"10.0.0.2:7400"}}
 )
 
 func checkParsed(t *testing.T, got any, err error, want any) {

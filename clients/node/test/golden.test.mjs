@@ -68,20 +68,20 @@ const expected = {
   reply: { type: FrameType.REPLY, flags: 0, corr: 0, token, payload: s("4") },
   response: { type: FrameType.RESPONSE, flags: 0, corr: 7, payload: s("4") },
   error_queue_full: {
-    type: FrameType.ERROR, flags: 0, corr: 6, code: 9, retryAfterMs: 250, errorFlags: 0,
-    reason: s("target queue full"), addresses: [],
+    type: FrameType.ERROR, flags: 0, corr: 6, code: 9, retryAfterMs: 0, errorFlags: 0,
+    reason: s("queue towards the target is full; retry later"), addresses: [],
   },
   error_busy_addrs: {
     type: FrameType.ERROR, flags: 0, corr: 0, code: 7, retryAfterMs: 1000,
     errorFlags: ErrorFlag.CLOSING | ErrorFlag.RECONNECT | ErrorFlag.TRY_OTHER,
-    reason: s("node full"), addresses: [s("10.0.0.2:7400"), s("10.0.0.3:7400")],
+    reason: s("connection limit reached"), addresses: [s("10.0.0.2:7400"), s("10.0.0.3:7400")],
   },
   error_forbidden: {
     type: FrameType.ERROR, flags: 0, corr: 8, code: 19, retryAfterMs: 0, errorFlags: 0,
-    reason: s("not permitted"), addresses: [],
+    reason: s("user may not SEND to this name"), addresses: [],
   },
   goaway: {
-    type: FrameType.GOAWAY, flags: 0, corr: 0, reconnectAfterMs: 2000, reason: s("draining"),
+    type: FrameType.GOAWAY, flags: 0, corr: 0, reconnectAfterMs: 0, reason: s("node draining"),
     addresses: [s("10.0.0.2:7400")],
   },
   goodbye: { type: FrameType.GOODBYE, flags: 0, corr: 0 },
