@@ -72,6 +72,10 @@ func (s *Server) initGuards() {
 	g.traffic = limits.NewZoneTracker(c.Thresholds())
 	g.admission = limits.NewZoneTracker(c.Thresholds())
 	g.accept = c.AcceptLimiter()
+	s.acceptTokens.Store(-1) // /capacity: unlimited, or the full burst until the first accept
+	if !g.accept.Unlimited() {
+		s.acceptTokens.Store(int64(g.accept.Tokens(s.clock())))
+	}
 	g.rated.Store(c.ConnMsgRate > 0 || c.ConnByteRate > 0 || c.NodeMsgRate > 0)
 	g.heapSample[0].Name = "/memory/classes/total:bytes"
 	g.heapSample[1].Name = "/memory/classes/heap/released:bytes"

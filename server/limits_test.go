@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -381,6 +382,12 @@ func TestZonesFromConnections(t *testing.T) {
 	if z := s.ZoneReport().TrafficZone; z != limits.ZoneGreen {
 		t.Fatalf("traffic zone %v; want GREEN (connections are not load)", z)
 	}
+	// /zone's action fields say what the node does, and it does nothing about this RED.
+	if r := s.ZoneReport(); r.ShedsLowPriority || r.ShedsAllButControl || r.RefusesConnections || r.AcceptFactor != 1 {
+		t.Fatalf("/zone in a node-zone RED from connections alone: sheds_low_priority %v, sheds_all_but_control %v, "+
+			"refuses_connections %v, accept_factor %v; want false, false, false, 1", r.ShedsLowPriority,
+			r.ShedsAllButControl, r.RefusesConnections, r.AcceptFactor)
+	}
 	if ok, why := s.Ready(); !ok {
 		t.Fatalf("not ready at 9 of 10 connections: %q", why)
 	}
@@ -562,5 +569,27 @@ func TestLoopLagPacesAccept(t *testing.T) {
 	}
 	if n := s.acceptPauses[pauseLoopLag].Load(); n == 0 {
 		t.Fatal("the acceptor never paused for lagging loops")
+	}
+}
+
+// TestCapacityAcceptTokens: /capacity's accept_tokens is -1 when the accept rate is
+// unlimited and the full burst before the first accept when it is limited, from the start
+// (0 would read as an exhausted limiter).
+func TestCapacityAcceptTokens(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lim  limits.Config
+		want int
+	}{
+		{"unlimited", limits.Config{}, -1},
+		{"limited", limits.Config{AcceptRate: 100, AcceptBurst: 7}, 7},
+	} {
+		s, err := New(withLimits(Config{Listen: "127.0.0.1:0"}, tc.lim), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Capacity().AcceptTokens; got != tc.want {
+			t.Errorf("%s: accept_tokens %d before any accept; want %d", tc.name, got, tc.want)
+		}
 	}
 }

@@ -76,7 +76,10 @@ func (s *Server) overloaded() bool { return s.g.admission.Current().RefusesConne
 
 // ZoneReport is the /zone endpoint: the node's zone with its inputs and thresholds, the
 // traffic zone (load inputs only) that decides shedding on existing connections, and the
-// admission zone (the traffic zone without loop lag) that decides refusing new ones.
+// admission zone (the traffic zone without loop lag) that decides refusing new ones. The
+// action fields (sheds_low_priority, sheds_all_but_control, accept_factor,
+// refuses_connections) say what the node does now, so they come from the zone that
+// decides each, not from the node zone, which decides nothing by itself.
 type ZoneReport struct {
 	limits.ZoneSnapshot
 	TrafficZone   limits.Zone `json:"traffic_zone"`
@@ -85,8 +88,13 @@ type ZoneReport struct {
 
 // ZoneReport returns the zone report. Safe for concurrent use.
 func (s *Server) ZoneReport() ZoneReport {
-	return ZoneReport{ZoneSnapshot: s.g.zone.Snapshot(s.clock()), TrafficZone: s.g.traffic.Current(),
+	r := ZoneReport{ZoneSnapshot: s.g.zone.Snapshot(s.clock()), TrafficZone: s.g.traffic.Current(),
 		AdmissionZone: s.g.admission.Current()}
+	r.ShedsLowPriority = r.TrafficZone.ShedsLowPriority()     // admit
+	r.ShedsAllButControl = r.TrafficZone.ShedsAllButControl() // admit
+	r.AcceptFactor = r.TrafficZone.AcceptFactor()             // admitNode
+	r.RefusesConnections = r.AdmissionZone.RefusesConnections()
+	return r
 }
 
 // CapacityReport is the /capacity endpoint: how much more the node can take, per resource.
