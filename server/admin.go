@@ -11,7 +11,7 @@ import (
 //
 //	/metrics        Prometheus text: switchboard_* plus Go and process metrics
 //	/healthz        200 while the process runs
-//	/readyz         200 when accepting work; 503 while draining or in the RED zone
+//	/readyz         200 when accepting work; 503 while draining, in admission zone RED, at the connection cap, or while the directory cannot answer
 //	/zone           JSON: zone, each utilisation input, thresholds
 //	/capacity       JSON: headroom in connections, queue slots, memory, accept tokens
 //	/debug/pprof/   the standard profiles; cmdline with secret flags redacted

@@ -217,16 +217,23 @@ func (s *Server) ReloadCredentials(c *Credentials) error {
 // startAuth resolves the handshake cap and starts the verifiers; called by StartListener.
 func (s *Server) startAuth(maxConns int) {
 	a := &s.auth
-	n := s.cfg.MaxHandshakes
-	if n <= 0 {
-		n = max(maxConns/10, min(64, maxConns))
-	}
-	a.maxHandshakes = int64(min(n, maxConns))
+	a.maxHandshakes = int64(HandshakeCap(s.cfg.MaxHandshakes, maxConns))
 	a.slotFree = make(chan struct{}, 1)
 	a.wg.Add(a.workers)
 	for range a.workers {
 		go s.verifier()
 	}
+}
+
+// HandshakeCap is the cap on connections in their handshake for the max-handshakes
+// setting set (0: auto, a tenth of the connections, at least 64) and the connection cap
+// maxConns in force: never above maxConns.
+func HandshakeCap(set, maxConns int) int {
+	n := set
+	if n <= 0 {
+		n = max(maxConns/10, min(64, maxConns))
+	}
+	return min(n, maxConns)
 }
 
 // stopAuth stops the verifiers; called by Shutdown once the loops, which queue the jobs,

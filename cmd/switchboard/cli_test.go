@@ -164,7 +164,14 @@ func TestPrintConfig(t *testing.T) {
 		{"zero is off", nil, []string{"--idle-timeout", "0", "--zone-hysteresis", "off"},
 			[]string{`^idle-timeout: 0s +# flag \(off\)$`, `^  zone-hysteresis: 0 +# flag \(off\)$|^zone-hysteresis: 0 +# flag \(off\)$`,
 				`^loops: 0 +# default \(auto: \d+ = GOMAXPROCS\)$`, `^max-connections: 0 +# default \(auto: `,
+				`^max-handshakes: 0 +# default \(auto: \d+ = a tenth of the connection cap \d+, at least 64\)$`,
 				`^#   GOGC: 100$`, `^#   GOMEMLIMIT: 180MiB`}},
+		{"auto handshakes from the cap", nil, []string{"--max-connections", "1000"},
+			[]string{`^max-handshakes: 0 +# default \(auto: 100 = a tenth of the connection cap 1000, at least 64\)$`}},
+		// A cluster node runs one loop fewer, and one with JetStream half the profile's GOGC.
+		{"cluster node", nil, []string{"--cluster", "embedded", "--cluster-replicas", "1"},
+			[]string{`^loops: 0 +# default \(auto: \d+ = GOMAXPROCS \d+ less 1, a cluster node\)$`,
+				`^#   GOGC: 50 \(the profile's 100 halved: a cluster node with JetStream\)$`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

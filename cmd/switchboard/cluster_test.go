@@ -316,7 +316,7 @@ func TestClusterEndpointOff(t *testing.T) {
 
 func TestClusterLoops(t *testing.T) {
 	for procs, want := range map[int]int{1: 1, 2: 1, 3: 2, 8: 7} {
-		if got := clusterLoops(procs); got != want {
+		if got := config.ClusterLoops(procs); got != want {
 			t.Errorf("clusterLoops(%d) = %d; want %d", procs, got, want)
 		}
 	}
@@ -324,24 +324,24 @@ func TestClusterLoops(t *testing.T) {
 
 func TestClusterGOGC(t *testing.T) {
 	for profile, want := range map[int]int{100: 50, 200: 100, 25: 12, 10: 10} {
-		if got := clusterGOGC(profile); got != want {
+		if got := config.ClusterGOGC(profile); got != want {
 			t.Errorf("clusterGOGC(%d) = %d; want %d", profile, got, want)
 		}
 	}
 	n := config.DefaultNode()
-	if jetStreamNode(n) {
+	if n.JetStreamNode() {
 		t.Error("cluster off: jetStreamNode = true")
 	}
 	n.Cluster = "embedded"
-	if !jetStreamNode(n) {
+	if !n.JetStreamNode() {
 		t.Error("embedded with JetStream: jetStreamNode = false")
 	}
 	n.ClusterJetstream = false
-	if jetStreamNode(n) {
+	if n.JetStreamNode() {
 		t.Error("embedded without JetStream: jetStreamNode = true")
 	}
 	n.Cluster, n.ClusterJetstream = "external", true
-	if jetStreamNode(n) {
+	if n.JetStreamNode() {
 		t.Error("external: jetStreamNode = true")
 	}
 }

@@ -163,10 +163,10 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 	// The profile's runtime half, once, before the server sizes anything from GOMAXPROCS
 	// or reads GOMEMLIMIT; Load has already applied its server settings.
 	if p, ok := tuning.Lookup(l.Profile); ok {
-		if jetStreamNode(l.Config) && p.GOGC > 0 {
+		if l.Config.JetStreamNode() && p.GOGC > 0 {
 			log.Info("cluster node with JetStream: half the profile's GOGC (the directory is in its live heap)",
-				"profile_gogc", p.GOGC, "gogc", clusterGOGC(p.GOGC))
-			p.GOGC = clusterGOGC(p.GOGC)
+				"profile_gogc", p.GOGC, "gogc", config.ClusterGOGC(p.GOGC))
+			p.GOGC = config.ClusterGOGC(p.GOGC)
 		}
 		rt := p.ApplyRuntime(os.Getenv, log)
 		log.Info("tuning profile applied", append([]any{"profile", p.Name, "memory_budget", p.MemoryBudget}, rt.Attrs()...)...)
@@ -194,7 +194,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 		opts = append(opts, server.WithDirectory(cn.Directory()), server.WithRemote(cn.Forwarder()),
 			server.WithDrainStarted(cn.StatusChanged)) // the lease says draining before clients get GOAWAY
 		if l.Config.Loops == 0 {
-			l.Config.Loops = clusterLoops(runtime.GOMAXPROCS(0))
+			l.Config.Loops = config.ClusterLoops(runtime.GOMAXPROCS(0))
 		}
 	}
 	srv, err := server.New(l.Config.Config, opts...)

@@ -11,7 +11,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/switchboard/switchboard/cluster"
 	"github.com/switchboard/switchboard/limits"
+	"github.com/switchboard/switchboard/server"
 	"github.com/switchboard/switchboard/tuning"
 )
 
@@ -38,6 +40,9 @@ func note(f Field, text string, l Loaded) string {
 	case text == "" && f.Key == "server-id":
 		h, _ := os.Hostname()
 		return fmt.Sprintf("(auto: %q = the host name)", h)
+	case zero && f.Key == "loops" && l.Config.Cluster != cluster.ModeOff:
+		procs := effectiveGOMAXPROCS(l.Profile)
+		return fmt.Sprintf("(auto: %d = GOMAXPROCS %d less 1, a cluster node)", ClusterLoops(procs), procs)
 	case zero && f.Key == "loops":
 		return fmt.Sprintf("(auto: %d = GOMAXPROCS)", effectiveGOMAXPROCS(l.Profile))
 	case zero && f.Key == "max-connections":
@@ -47,6 +52,14 @@ func note(f Field, text string, l Loaded) string {
 		}
 		n, _ := limits.MaxConnections(0, uint64(hard))
 		return fmt.Sprintf("(auto: %d = open-file limit %d less a reserve)", n, hard)
+	case zero && f.Key == "max-handshakes":
+		hard := tuning.ReadHost().NoFileHard
+		if hard <= 0 {
+			return "(auto: a tenth of the connection cap, at least 64)"
+		}
+		conns, _ := limits.MaxConnections(l.Config.MaxConnections, uint64(hard))
+		return fmt.Sprintf("(auto: %d = a tenth of the connection cap %d, at least 64)",
+			server.HandshakeCap(0, conns), conns)
 	}
 	return ""
 }
@@ -60,14 +73,18 @@ func effectiveGOMAXPROCS(name string) int {
 	return runtime.GOMAXPROCS(0)
 }
 
-// runtimeComment describes the Go runtime settings of profile name, as YAML comments.
-func runtimeComment(name string) string {
-	p, ok := tuning.Lookup(name)
+// runtimeComment describes the Go runtime settings of l's profile as switchboard serve
+// applies them to l's node, as YAML comments.
+func runtimeComment(l Loaded) string {
+	p, ok := tuning.Lookup(l.Profile)
 	if !ok {
 		return ""
 	}
 	gogc, mem, procs := "not set (Go's 100)", "none", fmt.Sprintf("not set (%d, from the CPUs)", runtime.GOMAXPROCS(0))
-	if p.GOGC > 0 {
+	switch {
+	case p.GOGC > 0 && l.Config.JetStreamNode():
+		gogc = fmt.Sprintf("%d (the profile's %d halved: a cluster node with JetStream)", ClusterGOGC(p.GOGC), p.GOGC)
+	case p.GOGC > 0:
 		gogc = fmt.Sprint(p.GOGC)
 	}
 	if p.GOMEMLIMIT > 0 {
@@ -134,7 +151,7 @@ func writeYAML(w io.Writer, fields []Field, sv reflect.Value, l Loaded) error {
 		}
 		fmt.Fprintf(&b, "%-*s  # %s\n", width, ln.text, ln.source)
 	}
-	b.WriteString(runtimeComment(l.Profile))
+	b.WriteString(runtimeComment(l))
 	_, err := w.Write(b.Bytes())
 	return err
 }
