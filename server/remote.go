@@ -324,7 +324,7 @@ func (s *Server) deliverRemote(target shard.ConnID, token shard.ConnID, frame []
 	if target.Node() != s.cfg.NodeID || owner == nil || (s.serving != nil && !s.serving.Serving()) {
 		return codec.CodeNoRoute
 	}
-	if len(frame)-4 > s.cfg.MaxFrame {
+	if len(frame)-codec.PrefixLen > s.cfg.MaxFrame {
 		// The sender's node has a larger max frame: this node's clients may enforce theirs.
 		return codec.CodeFrameTooLarge
 	}

@@ -195,7 +195,7 @@ func (lp *loop) finishResponse(token shard.ConnID, resp []byte, responder shard.
 		}
 		return
 	}
-	if len(resp)-4 > lp.srv.cfg.MaxFrame {
+	if len(resp)-codec.PrefixLen > lp.srv.cfg.MaxFrame {
 		// From a node with a larger max frame: the requester's client may enforce this
 		// node's. Both sides are told instead (the only outcome the request gets).
 		if rcorr != 0 {
