@@ -586,3 +586,35 @@ func TestIsolatedNow(t *testing.T) {
 		}
 	}
 }
+
+// TestBucketLeaseTTLWins: a node started with a longer cluster-lease-ttl than the leases
+// bucket it finds (created by the others) fences by the bucket's TTL, which is what the
+// KV expires its lease by, and renews often enough for it; a longer bucket TTL changes
+// nothing. Otherwise it would fence after its lease expired, and another node could give
+// its names away while it still served them.
+func TestBucketLeaseTTLWins(t *testing.T) {
+	for _, tc := range []struct{ bucket, ttl, renew, wantTTL, wantRenew time.Duration }{
+		{3 * time.Second, 9 * time.Second, 2 * time.Second, 3 * time.Second, time.Second},
+		{3 * time.Second, 9 * time.Second, 300 * time.Millisecond, 3 * time.Second, 300 * time.Millisecond},
+		{9 * time.Second, 3 * time.Second, time.Second, 3 * time.Second, time.Second},
+		{0, 3 * time.Second, time.Second, 3 * time.Second, time.Second},
+	} {
+		if ttl, renew := bucketLease(tc.bucket, tc.ttl, tc.renew); ttl != tc.wantTTL || renew != tc.wantRenew {
+			t.Errorf("bucketLease(%v, %v, %v) = %v, %v; want %v, %v", tc.bucket, tc.ttl, tc.renew, ttl, renew, tc.wantTTL, tc.wantRenew)
+		}
+	}
+
+	cl := startCluster(t) // the buckets get testConfig's 3 s TTL
+	cl.kill(2)
+	cl.cfgs[2].LeaseTTL, cl.cfgs[2].LeaseRenew = 9*time.Second, 2*time.Second
+	if err := cl.restart(2); err != nil {
+		t.Fatal(err)
+	}
+	d := cl.node(2).Directory()
+	if d.cfg.LeaseTTL != 3*time.Second || d.cfg.LeaseRenew != time.Second {
+		t.Fatalf("node 3 with a 9 s lease TTL on a 3 s bucket: TTL %v renew %v; want 3s, 1s", d.cfg.LeaseTTL, d.cfg.LeaseRenew)
+	}
+	if r := cl.node(2).Report(); r.LeaseTTLMs != 3000 {
+		t.Errorf("/cluster lease_ttl_ms %d; want the bucket's 3000", r.LeaseTTLMs)
+	}
+}

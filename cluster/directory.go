@@ -31,7 +31,7 @@ import (
 //
 // Create one with Start (through a Node); it is safe for concurrent use.
 type Directory struct {
-	cfg   Config       // immutable after newDirectory
+	cfg   Config       // immutable once start has opened the buckets (checkLeaseTTL)
 	log   *slog.Logger // immutable after newDirectory
 	nc    *nats.Conn   // immutable after newDirectory
 	cache *cache
@@ -187,7 +187,8 @@ func (d *Directory) start(ctx context.Context) error {
 	logOnce := func(bucket string) func(error) {
 		return func(err error) { d.log.Info("waiting for JetStream", "bucket", bucket, "err", err) }
 	}
-	d.names, err = openBucket(ctx, js, jetstream.KeyValueConfig{
+	var namesDiffer, leasesDiffer bool
+	d.names, namesDiffer, err = openBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      d.namesBucket,
 		Description: "switchboard name directory: name (base64url) -> owner node, epoch, connection",
 		History:     1,
@@ -197,7 +198,7 @@ func (d *Directory) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.leases, err = openBucket(ctx, js, jetstream.KeyValueConfig{
+	d.leases, leasesDiffer, err = openBucket(ctx, js, jetstream.KeyValueConfig{
 		Bucket:         d.leasesBucket,
 		Description:    "switchboard node leases: node-<id> -> epoch, client address; expire unless renewed",
 		History:        1,
@@ -209,7 +210,9 @@ func (d *Directory) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.checkLeaseTTL(ctx)
+	if namesDiffer || leasesDiffer {
+		d.checkLeaseTTL(ctx)
+	}
 	if err := d.acquireLease(ctx); err != nil {
 		return err
 	}
@@ -250,23 +253,58 @@ func (d *Directory) start(ctx context.Context) error {
 	return nil
 }
 
-// checkLeaseTTL warns when the leases bucket's TTL is not this node's LeaseTTL (another
-// node created it with another setting). It is a hint, so it makes one request, bounded by
-// attemptTimeout, and says so when it gets no answer: the request goes to the stream's
-// leader, and a request that reaches the cluster while the stream is new (no leader
-// elected yet, or this server not yet aware of the stream) gets no answer at all. Given
-// the whole start-up context, one such request once held a node's Start for 60 s.
+// checkLeaseTTL compares the leases bucket with this node's settings when a bucket was
+// found with another configuration: a bucket another node created keeps its own TTL and
+// replicas whatever this node asks. The KV expires this
+// node's lease by the bucket's TTL, so when that is shorter than LeaseTTL the node takes
+// it as its own (and renews at least three times within it), or its fence would come
+// after its lease expired and another node could give its names away while it still
+// serves them. A longer one only delays the takeover of a dead node; a replica count
+// that differs is reported. The bucket existed before this node, so its stream has had
+// a leader; still each request is bounded by attemptTimeout (a request that reaches the
+// cluster while a stream is new gets no answer at all, and given the whole start-up
+// context one once held a node's Start for 60 s), and three unanswered ones are
+// reported and the check skipped. Called by start before anything reads d.cfg on
+// another goroutine.
 func (d *Directory) checkLeaseTTL(ctx context.Context) {
-	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-	defer cancel()
-	st, err := d.leases.Status(actx)
+	var st jetstream.KeyValueStatus
+	var err error
+	for range 3 {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		st, err = d.leases.Status(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		d.log.Warn("could not read the leases bucket's settings; its TTL is not checked against this node's", "err", err)
+		return
+	}
+	if r := st.Config().Replicas; r != 0 && r != d.cfg.Replicas {
+		d.log.Warn("the directory's buckets were created with another replica count; the buckets' stands",
+			"bucket_replicas", r, "cluster_replicas", d.cfg.Replicas)
+	}
+	ttl, renew := bucketLease(st.TTL(), d.cfg.LeaseTTL, d.cfg.LeaseRenew)
 	switch {
-	case err != nil:
-		d.log.Info("could not read the leases bucket's TTL; not checked", "err", err)
+	case ttl < d.cfg.LeaseTTL:
+		d.log.Warn("the leases bucket was created with a shorter lease TTL; this node fences by it",
+			"bucket_ttl", st.TTL(), "cluster_lease_ttl", d.cfg.LeaseTTL, "lease_renew", renew)
+		d.cfg.LeaseTTL, d.cfg.LeaseRenew = ttl, renew
 	case st.TTL() != d.cfg.LeaseTTL:
-		d.log.Warn("the leases bucket was created with another lease TTL; the bucket's wins",
+		d.log.Warn("the leases bucket was created with a longer lease TTL; a dead node's names wait for it",
 			"bucket_ttl", st.TTL(), "cluster_lease_ttl", d.cfg.LeaseTTL)
 	}
+}
+
+// bucketLease is the lease TTL and renewal period a node must use with a leases bucket
+// whose TTL is bucket, given its own settings: the shorter TTL, renewed at least three
+// times within it (Config.Validate's rule). A bucket TTL of 0 (none) changes nothing.
+func bucketLease(bucket, ttl, renew time.Duration) (time.Duration, time.Duration) {
+	if bucket <= 0 || bucket >= ttl {
+		return ttl, renew
+	}
+	return bucket, min(renew, bucket/3)
 }
 
 // Claim implements shard.Directory. It never blocks: a claim the cache cannot answer

@@ -74,18 +74,21 @@ const attemptTimeout = 2 * time.Second
 
 // openBucket creates the bucket, or opens it when another node created it first,
 // retrying until ctx ends: on a fresh cluster JetStream answers seconds after the
-// routes are up (2.2–6.4 s measured), and until then every attempt fails.
-func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, log func(error)) (jetstream.KeyValue, error) {
+// routes are up (2.2–6.4 s measured), and until then every attempt fails. differs says
+// the bucket existed with another configuration than cfg (a create with the same one
+// succeeds), which then stands.
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, log func(error)) (kv jetstream.KeyValue, differs bool, err error) {
 	var last error
 	for {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		kv, err := js.CreateKeyValue(actx, cfg)
-		if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.CreateKeyValue(actx, cfg)
+		differs = errors.Is(err, jetstream.ErrBucketExists)
+		if differs {
 			kv, err = js.KeyValue(actx, cfg.Bucket)
 		}
 		cancel()
 		if err == nil {
-			return kv, nil
+			return kv, differs, nil
 		}
 		if last == nil || err.Error() != last.Error() {
 			log(err)
@@ -93,7 +96,7 @@ func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyVa
 		last = err
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cluster: bucket %s: %w (last error: %v)", cfg.Bucket, ctx.Err(), last)
+			return nil, false, fmt.Errorf("cluster: bucket %s: %w (last error: %v)", cfg.Bucket, ctx.Err(), last)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

@@ -43,7 +43,7 @@ func (n *Node) Report() Report {
 		Mode: n.cfg.Mode, Name: n.cfg.Name, NodeID: n.cfg.NodeID, Epoch: d.epoch,
 		Ready: ready, NotReadyWhy: why, Fenced: d.fenced.Load(),
 		LeaseAgeMs: d.leaseAge().Milliseconds(),
-		LeaseTTLMs: n.cfg.LeaseTTL.Milliseconds(), LocalNames: d.Len(),
+		LeaseTTLMs: d.cfg.LeaseTTL.Milliseconds(), LocalNames: d.Len(), // the bucket's, if shorter
 	}
 	d.lmu.RLock()
 	for id, l := range d.liveNodes {
