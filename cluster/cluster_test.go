@@ -618,3 +618,40 @@ func TestBucketLeaseTTLWins(t *testing.T) {
 		t.Errorf("/cluster lease_ttl_ms %d; want the bucket's 3000", r.LeaseTTLMs)
 	}
 }
+
+// TestLeaseTakenFences: a node whose lease another run of its node id has taken (a
+// replacement started while it was stopped, or a second node given the same id) fences
+// itself at its next renewal, so that its supervisor drains it and its clients go
+// elsewhere, and does not delete the other run's lease; it used to stay up, unready,
+// with its clients, forever.
+func TestLeaseTakenFences(t *testing.T) {
+	cl := startCluster(t)
+	a := cl.node(0)
+	d := a.Directory()
+	fenced := make(chan struct{}, 2)
+	a.OnFence(func() { fenced <- struct{}{} })
+	other := lease{epoch: d.epoch + 1, addr: "10.0.0.9:7400"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := d.leases.Put(ctx, leaseKey(1), appendLease(nil, other)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-fenced:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the node did not fence itself within 10 s of its lease being taken")
+	}
+	if ok, why := d.Ready(); ok || !strings.Contains(why, "another run") {
+		t.Errorf("Ready = %v %q; want false, taken by another run", ok, why)
+	}
+	if err := d.Claim("after", conn(1, 9), func(string, shard.ConnID, error) {}); !errors.Is(err, ErrLeaseLost) || !errors.Is(err, shard.ErrUnavailable) {
+		t.Errorf("Claim = %v; want ErrLeaseLost as UNAVAILABLE", err)
+	}
+	e, err := d.leases.Get(ctx, leaseKey(1))
+	if err != nil {
+		t.Fatalf("the other run's lease: %v", err)
+	}
+	if l, ok := parseLease(e.Value()); !ok || l.epoch != other.epoch {
+		t.Errorf("the lease now holds epoch %d; want the other run's %d, left alone", l.epoch, other.epoch)
+	}
+}

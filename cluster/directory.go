@@ -317,6 +317,9 @@ func (d *Directory) Claim(name string, id shard.ConnID, done shard.ClaimFunc) er
 		panic("BUG: cluster: Claim for a connection of node " + fmt.Sprint(id.Node()) + " on node " + fmt.Sprint(d.cfg.NodeID))
 	}
 	if d.fenced.Load() || d.leaseStale() { // fence.go: not even a name this connection holds
+		if d.leaseLost.Load() {
+			return errClaimLeaseLost
+		}
 		return ErrFenced
 	}
 	if e, ok := d.cache.get(name); ok && !e.dead {

@@ -95,20 +95,30 @@ func (d *Directory) fenceLoop() {
 			return
 		}
 		d.checkIsolation()
-		if d.leaseLost.Load() || !d.leaseStale() {
+		if d.leaseLost.Load() {
+			return // the renewer fenced the node (lease taken by another run)
+		}
+		if !d.leaseStale() {
 			continue
 		}
-		d.fence()
+		d.fence(fenceStale)
 		return
 	}
 }
 
-// fence fences the node (fenceLoop) once: it logs, and calls the OnFence callback.
-func (d *Directory) fence() {
+// Why a node fenced itself, as fence logs it.
+const (
+	fenceStale = "node fenced: its lease was not renewed in time; it serves no names from now on and must restart"
+	fenceLost  = "node fenced: its lease was taken by another run of this node id; it serves no names from now on and must stop (node ids must be unique)"
+)
+
+// fence fences the node once (fenceLoop, or the renewer): it logs why, and calls the
+// OnFence callback (switchboard serve drains its clients to the other nodes and exits).
+func (d *Directory) fence(why string) {
 	if !d.fenced.CompareAndSwap(false, true) {
 		return
 	}
-	d.log.Error("node fenced: its lease was not renewed in time; it serves no names from now on and must restart",
+	d.log.Error(why, "node_id", d.cfg.NodeID,
 		"since_last_renewal", d.leaseAge().Round(time.Millisecond), "lease_ttl", d.cfg.LeaseTTL)
 	if fn := d.hooks.fence.Load(); fn != nil {
 		(*fn)()

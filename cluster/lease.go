@@ -146,7 +146,7 @@ func (d *Directory) renewLoop() {
 			// expired again, since names given away meanwhile would then look live; give
 			// it up instead, so that this node's names can be taken over at once rather
 			// than when it expires; the renewals stop.
-			d.fence()
+			d.fence(fenceStale)
 			d.releaseLease(key)
 			return
 		}
@@ -155,8 +155,12 @@ func (d *Directory) renewLoop() {
 		case err == nil && failing:
 			d.log.Info("node lease renewed again")
 		case errors.Is(err, ErrLeaseLost):
+			// Another process runs as this node id now (a replacement started while this
+			// one was stopped, or a second node given the same id). Its names are that
+			// run's to sweep: this one fences, so that its clients go elsewhere, and
+			// leaves the lease alone.
 			d.leaseLost.Store(true)
-			d.log.Error("node lease taken by another run of this node id; this node's directory stops answering", "node_id", d.cfg.NodeID)
+			d.fence(fenceLost)
 			return
 		case err != nil && !failing:
 			d.log.Warn("node lease renewal failed", "err", err)

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/internal/config"
@@ -112,11 +113,49 @@ func (a adminAccess) guard(h http.Handler) http.Handler {
 // adminServer serves the admin HTTP endpoints on their own listener.
 type adminServer struct {
 	http *http.Server
+	addr string
 	done chan struct{} // closed when the serving goroutine has returned
+	// served is what the endpoints serve: set before the listener starts, and swapped
+	// once by serve when the admin listener started while the node was still joining its
+	// cluster (startingHandler until then).
+	served atomic.Pointer[http.Handler]
 }
 
-// startAdmin listens on addr and serves the admin endpoints on a tracked goroutine. If
-// serving fails later, the error goes to failed (which must have room for one).
+// ServeHTTP serves what a.served holds.
+func (a *adminServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*a.served.Load()).ServeHTTP(w, r)
+}
+
+// serve makes the admin endpoints serve h and logs msgAdminListening: the endpoints are
+// the node's from now on.
+func (a *adminServer) serve(log *slog.Logger, access adminAccess, h http.Handler) {
+	a.served.Store(&h)
+	log.Info(msgAdminListening, "addr", a.addr, "token_required", len(access.token) > 0, "pprof", access.pprof)
+}
+
+// msgAdminListening is logged once the admin endpoints serve the running node (tests and
+// scripts wait for it).
+const msgAdminListening = "admin listening"
+
+// startingHandler is what the admin endpoints serve while a cluster node joins its
+// cluster (up to clusterStartTimeout: JetStream, the buckets, the names replay) before
+// its client listener starts: /healthz 200, so that a liveness check does not restart a
+// node that is only joining, and 503 for the rest, /readyz included, saying why.
+func startingHandler() http.Handler {
+	const why = "node starting: joining its cluster"
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, why, http.StatusServiceUnavailable)
+	})
+	return mux
+}
+
+// startAdmin listens on addr and serves the admin endpoints on a tracked goroutine: handler,
+// logged as msgAdminListening, or startingHandler until serve is called when handler is
+// nil. If serving fails later, the error goes to failed (which must have room for one).
 func startAdmin(log *slog.Logger, addr string, access adminAccess, handler http.Handler, failed chan<- error) (*adminServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -127,21 +166,28 @@ func startAdmin(log *slog.Logger, addr string, access adminAccess, handler http.
 		log.Warn("admin endpoints are reachable from other hosts; every request needs the bearer token",
 			"addr", ln.Addr().String(), "pprof", access.pprof)
 	}
-	a := &adminServer{
-		http: &http.Server{
-			Handler:           access.guard(handler),
-			ReadHeaderTimeout: 5 * time.Second,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		},
-		done: make(chan struct{}),
+	a := &adminServer{addr: ln.Addr().String(), done: make(chan struct{})}
+	a.http = &http.Server{
+		Handler:           access.guard(a),
+		ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	starting := handler == nil
+	if starting {
+		handler = startingHandler()
+	}
+	a.served.Store(&handler)
 	go func() {
 		defer close(a.done)
 		if err := a.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			failed <- err
 		}
 	}()
-	log.Info("admin listening", "addr", ln.Addr().String(), "token_required", len(access.token) > 0, "pprof", access.pprof)
+	if starting {
+		log.Info("admin listening while the node joins its cluster", "addr", a.addr)
+	} else {
+		a.serve(log, access, handler)
+	}
 	return a, nil
 }
 

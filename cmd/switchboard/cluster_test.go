@@ -250,7 +250,9 @@ func TestServeClusterUnreachable(t *testing.T) {
 }
 
 // TestServeClusterSignalWhileJoining: a node waiting for a cluster that cannot form (its
-// only peer is not there, three replicas) stops on SIGTERM, cleanly and at once.
+// only peer is not there, three replicas) answers on its admin listener meanwhile
+// (/healthz 200, so that a liveness check does not restart it; /readyz and the rest 503,
+// saying it is joining), and stops on SIGTERM, cleanly and at once.
 func TestServeClusterSignalWhileJoining(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -258,10 +260,37 @@ func TestServeClusterSignalWhileJoining(t *testing.T) {
 	}
 	peer := ln.Addr().String()
 	_ = ln.Close()
-	p := startBin(t, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "off",
+	p := startBin(t, nil, "serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--log-format", "json",
 		"--cluster", "embedded", "--cluster-listen", "127.0.0.1:0", "--cluster-routes", peer,
 		"--cluster-store-dir", t.TempDir())
+	var rec struct {
+		Addr string `json:"addr"`
+	}
+	if err := json.Unmarshal([]byte(p.waitLine(t, `"msg":"admin listening while the node joins its cluster"`)), &rec); err != nil {
+		t.Fatal(err)
+	}
 	p.waitLine(t, "joining the cluster")
+	hc := &http.Client{Timeout: 10 * time.Second}
+	defer hc.CloseIdleConnections()
+	for _, c := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/healthz", http.StatusOK, "ok"},
+		{"/readyz", http.StatusServiceUnavailable, "joining its cluster"},
+		{"/metrics", http.StatusServiceUnavailable, "joining its cluster"},
+	} {
+		resp, err := hc.Get("http://" + rec.Addr + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || !strings.Contains(string(body), c.body) {
+			t.Errorf("%s while joining = %d %q; want %d %q", c.path, resp.StatusCode, body, c.code, c.body)
+		}
+	}
 	p.signal(t, syscall.SIGTERM)
 	if code := p.wait(t); code != 0 {
 		t.Errorf("exit %d; want 0; stderr:\n%s", code, p.stderr())

@@ -181,13 +181,33 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 		log.Info("credentials loaded", "file", path, "users", creds.Len())
 		opts = append(opts, server.WithCredentials(creds))
 	}
+	var admin *adminServer
+	adminFailed := make(chan error, 1)
+	if l.Config.Admin != "off" && l.Config.Cluster != cluster.ModeOff {
+		// Joining can take up to clusterStartTimeout: the admin endpoints answer meanwhile
+		// (/healthz 200, /readyz 503 "joining its cluster"), then serve the node.
+		var err error
+		if admin, err = startAdmin(log, l.Config.Admin, access, nil, adminFailed); err != nil {
+			log.Error("admin endpoints failed to start", "err", err)
+			return exitFailure
+		}
+	}
+	stopAdmin := func() {
+		if admin != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			_ = admin.shutdown(ctx)
+		}
+	}
 	cn, err := startCluster(log, l.Config)
 	switch {
 	case errors.Is(err, errInterrupted):
+		stopAdmin()
 		log.Info("shutdown complete", "err", err)
 		return exitOK
 	case err != nil:
 		log.Error("joining the cluster failed", "err", err)
+		stopAdmin()
 		return exitFailure
 	}
 	if cn != nil {
@@ -201,6 +221,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
 		leaveCluster(context.Background(), log, cn)
+		stopAdmin()
 		return exitUsage
 	}
 	if cn != nil {
@@ -215,6 +236,7 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 	if err := srv.Start(); err != nil {
 		log.Error("start failed", "err", err)
 		leaveCluster(context.Background(), log, cn)
+		stopAdmin()
 		return exitFailure
 	}
 	fenced := make(chan struct{}, 1)
@@ -234,9 +256,10 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 	eff.Config = srv.Config() // the server's resolved values (loops, max-connections)
 	logEffective(log, l, eff)
 
-	var admin *adminServer
-	adminFailed := make(chan error, 1)
-	if eff.Admin != "off" {
+	switch {
+	case admin != nil:
+		admin.serve(log, access, withCluster(srv.AdminHandler(), cn))
+	case eff.Admin != "off":
 		if admin, err = startAdmin(log, eff.Admin, access, withCluster(srv.AdminHandler(), cn), adminFailed); err != nil {
 			log.Error("admin endpoints failed to start", "err", err)
 			shutdown(log, srv, cn, nil)
