@@ -32,10 +32,23 @@ func runCheckConfig(c *cli, args []string) int {
 		}
 		code = exitUsage
 		printProblems(c.stderr, "", err)
-		n := strings.Count(err.Error(), "\n") + 1
+		n := countProblems(err.Error())
 		fmt.Fprintf(c.stderr, "%s: %d %s\n", path, n, plural(n, "problem", "problems"))
 	}
 	return code
+}
+
+// countProblems counts the problems in a config error's text: one a line (the loaders
+// report each on its own line), except a YAML decoder's "unmarshal errors:" header, whose
+// indented lines below it are the problems.
+func countProblems(msg string) int {
+	n := 0
+	for _, line := range strings.Split(msg, "\n") {
+		if !strings.HasSuffix(line, "unmarshal errors:") {
+			n++
+		}
+	}
+	return max(n, 1)
 }
 
 func plural(n int, one, many string) string {

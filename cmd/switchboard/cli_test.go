@@ -77,6 +77,13 @@ func writeConfig(t *testing.T, content string) string {
 }
 
 func TestCheckConfig(t *testing.T) {
+	creds := func(contents string) string {
+		path := filepath.Join(t.TempDir(), "creds.yaml")
+		if err := os.WriteFile(path, []byte(contents), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return "credentials: " + path + "\n"
+	}
 	tests := []struct {
 		name  string
 		file  string // contents; "" for a file that does not exist
@@ -90,6 +97,14 @@ func TestCheckConfig(t *testing.T) {
 			[]string{`sb.yaml:1: loops: want an integer`, "sb.yaml:2: idle-timeout: want a duration", "sb.yaml: 2 problems"}},
 		{"invalid", "tick-interval: 5s\n", exitUsage, []string{"tick-interval: must be between 1ms and 1s"}},
 		{"missing", "", exitUsage, []string{"no such file"}},
+		// A credentials file that is not valid YAML for its layout is one problem, however
+		// many lines the YAML decoder's message takes.
+		{"credentials unknown key", creds("users:\n  billing:\n    colour: red\n"), exitUsage,
+			[]string{"field colour not found", "sb.yaml: 1 problem\n"}},
+		{"credentials user twice", creds("users:\n  a:\n    send: [x]\n  a:\n    send: [y]\n"), exitUsage,
+			[]string{"already defined", "sb.yaml: 1 problem\n"}},
+		{"credentials two bad hashes", creds("users:\n  a:\n    token-hash: plain\n  b:\n    token-hash: plain\n"), exitUsage,
+			[]string{"sb.yaml: 2 problems"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

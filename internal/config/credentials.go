@@ -37,8 +37,10 @@ type credentialsUser struct {
 }
 
 // LoadCredentials reads and compiles a credentials file (see credentialsFile). Unknown
-// keys, a user defined twice, a hash that is not bcrypt and bad patterns are errors, all
-// reported at once; each names the file. An empty file, or one without users, admits
+// keys, a user defined twice, a hash that is not bcrypt and bad patterns are errors, each
+// naming the file. The hashes and patterns of every user are all checked and reported at
+// once; a file the YAML decoder refuses (an unknown key, a user defined twice, a wrong
+// type) is reported by that refusal alone. An empty file, or one without users, admits
 // nobody.
 func LoadCredentials(path string) (*server.Credentials, error) {
 	data, err := os.ReadFile(path)
