@@ -204,8 +204,8 @@ func TestRequest(t *testing.T) {
 
 	_, err = c.Request(ctx, "timeout", nil)
 	var se *ServerError
-	if !errors.As(err, &se) || !errors.Is(err, ErrTimeout) {
-		t.Errorf("Request(timeout) = %v; want a *ServerError matching ErrTimeout", err)
+	if !errors.As(err, &se) || !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Request(timeout) = %v; want a *ServerError matching ErrTimeout and context.DeadlineExceeded", err)
 	}
 
 	// Cancelling the context ends the wait; the late answer (none here) would be dropped.
@@ -533,6 +533,25 @@ func TestUnknownFrameSkipped(t *testing.T) {
 	}
 	fc.write(codec.AppendHello(nil, 1, codec.Version, "server?", ""))
 	waitFor(t, "reconnect after a HELLO from the server", func() bool { return c.ConnID() == 2 })
+}
+
+// TestMaxFrameFromWelcome: by default the client accepts what the server's WELCOME says it
+// may send (PROTOCOL.md, section 2), here 4 MiB, not only 1 MiB.
+func TestMaxFrameFromWelcome(t *testing.T) {
+	s := newFakeServer(t, func(s *fakeServer) { s.welcome.MaxFrame = 4 << 20 })
+	msgs := make(chan Message, 1)
+	cfg := testConfig()
+	cfg.OnMessage = func(m Message) { msgs <- m }
+	c := dial(t, []string{s.addr}, cfg)
+	s.lastConn().write(codec.AppendMessage(nil, 1, []byte("x"), make([]byte, 3<<20/2)))
+	select {
+	case m := <-msgs:
+		if len(m.Payload) != 3<<20/2 || c.ConnID() != 1 {
+			t.Fatalf("got %d bytes on connection %d; want 1.5 MiB on the first", len(m.Payload), c.ConnID())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("a 1.5 MiB MESSAGE under a 4 MiB max frame did not arrive (connection %d)", c.ConnID())
+	}
 }
 
 func TestOversizedFrameReconnects(t *testing.T) {

@@ -49,9 +49,10 @@ type Config struct {
 	NoReconnect bool
 
 	// MaxFrame is the largest length field accepted from the server; a larger frame is a
-	// protocol violation and the connection is dropped (and re-established). Default:
-	// codec.DefaultMaxFrame (1 MiB). Frames sent to the server are limited by the maximum
-	// the server announces in WELCOME.
+	// protocol violation and the connection is dropped (and re-established). Default (0):
+	// the max_frame each server announces in WELCOME, which bounds every frame it sends
+	// (PROTOCOL.md, section 2), and codec.DefaultMaxFrame (1 MiB) for the WELCOME itself.
+	// Frames sent to the server are limited by the maximum it announces in WELCOME.
 	MaxFrame int
 
 	// OnMessage receives each MESSAGE. It runs on the reader goroutine, in order; it must
@@ -98,9 +99,6 @@ func (c *Config) EnsureDefaults() {
 	setDur(&c.RequestTimeout, DefaultRequestTimeout)
 	setDur(&c.ReconnectMin, DefaultReconnectMin)
 	setDur(&c.ReconnectMax, DefaultReconnectMax)
-	if c.MaxFrame == 0 {
-		c.MaxFrame = codec.DefaultMaxFrame
-	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -176,6 +176,9 @@ func (c *Client) handshake(ctx context.Context, nc net.Conn, addr string) (*conn
 	if w.Version != codec.Version {
 		return nil, fmt.Errorf("%w: server speaks version %d, client %d", ErrProtocol, w.Version, codec.Version)
 	}
+	if c.cfg.MaxFrame == 0 && w.MaxFrame > 0 {
+		fr.SetMax(int(w.MaxFrame)) // what this server promises never to exceed
+	}
 	if !stop() {
 		return nil, context.Cause(ctx) // the AfterFunc ran: the deadline is in the past
 	}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -91,7 +92,12 @@ func (e *ServerError) Error() string {
 	return s
 }
 
-// Is reports whether target is the sentinel of e.Code.
+// Is reports whether target is the sentinel of e.Code. A TIMEOUT answering a call (not the
+// idle timeout that closes a connection) also matches context.DeadlineExceeded: the call
+// ran out of its time on the server, as one that runs out of it here does.
 func (e *ServerError) Is(target error) bool {
+	if target == context.DeadlineExceeded {
+		return e.Code == codec.CodeTimeout && e.Flags&codec.ErrFlagClosing == 0
+	}
 	return int(e.Code) < len(codeErrs) && codeErrs[e.Code] != nil && codeErrs[e.Code] == target
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -37,6 +38,15 @@ func TestServerError(t *testing.T) {
 				t.Errorf("errors.Is(%v, ErrBusy) = true", err)
 			}
 		})
+	}
+	// A call's TIMEOUT ran out of its time, as client/doc.go promises; the idle timeout
+	// that closes a connection did not, nor does any other code.
+	if err := error(&ServerError{Code: codec.CodeTimeout}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a call's TIMEOUT does not match context.DeadlineExceeded")
+	}
+	closing := &ServerError{Code: codec.CodeTimeout, Flags: codec.ErrFlagClosing | codec.ErrFlagReconnect}
+	if errors.Is(closing, context.DeadlineExceeded) || errors.Is(&ServerError{Code: codec.CodeNoRoute}, context.DeadlineExceeded) {
+		t.Errorf("the idle timeout's close, or NO_ROUTE, matches context.DeadlineExceeded")
 	}
 	// Every code has its own sentinel.
 	seen := map[error]bool{}
@@ -76,7 +86,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	d := DefaultConfig()
 	if d.RequestTimeout != 5*time.Second || d.ReconnectMin != 100*time.Millisecond ||
-		d.ReconnectMax != 5*time.Second || d.MaxFrame != codec.DefaultMaxFrame || d.Logger == nil {
+		d.ReconnectMax != 5*time.Second || d.MaxFrame != 0 || d.Logger == nil { // MaxFrame 0: the server's
 		t.Errorf("DefaultConfig() = %+v", d)
 	}
 }

@@ -44,6 +44,16 @@ func NewReader(src io.Reader, maxFrame, bufSize int) *Reader {
 	return &Reader{src: src, max: maxFrame, buf: make([]byte, bufSize)}
 }
 
+// SetMax changes the bound on the length field for the frames after those already
+// returned (<= 0 means DefaultMaxFrame): a client reads the server's WELCOME under a
+// small bound, then the frames after it under the max_frame the WELCOME announced.
+func (r *Reader) SetMax(maxFrame int) {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrame
+	}
+	r.max = maxFrame
+}
+
 // Next returns the next frame. The frame's Body aliases the Reader's buffer and is valid
 // only until the following call to Next: copy what must be kept.
 //
