@@ -278,7 +278,8 @@ func (lp *loop) authenticate(c *conn, h codec.Hello, corr uint32) bool {
 	a := &lp.srv.auth
 	if d := a.failLimit.Blocked(c.ip.Addr(), a.failNow(lp.srv)); d > 0 {
 		a.throttled.Add(1)
-		lp.closeWithRetry(c, codec.CodeUnauthorized, 0, d, "too many failed handshakes from this address")
+		// Not checked: the token may be right, so the client may come back after d.
+		lp.closeWithRetry(c, codec.CodeUnauthorized, codec.ErrFlagReconnect, d, "too many failed handshakes from this address")
 		return false
 	}
 	t := a.table.Load()

@@ -227,14 +227,15 @@ func TestAuthFailuresPerIP(t *testing.T) {
 	now.Store(int64(time.Hour))
 	s := startServer(t, Config{AuthFailuresPerIP: 3, HandshakeTimeout: time.Minute}, WithCredentials(creds), withFrozenFailClock(&now))
 	for i := range 3 {
-		if e := helloRefused(t, s, "u:wrong", codec.CodeUnauthorized); e.RetryAfterMs != 0 || e.Reason != "bad token" {
+		if e := helloRefused(t, s, "u:wrong", codec.CodeUnauthorized); e.RetryAfterMs != 0 || e.Reason != "bad token" || e.Flags != codec.ErrFlagClosing {
 			t.Fatalf("failure %d: %+v; want a checked refusal", i, e)
 		}
 	}
 	checked := s.auth.verifications.Load()
 	e := helloRefused(t, s, "u:right", codec.CodeUnauthorized)
-	if e.RetryAfterMs == 0 || e.RetryAfterMs > 1000/3+1 || !strings.Contains(e.Reason, "too many failed") {
-		t.Fatalf("4th HELLO: %+v; want a throttled refusal with retry-after ≤ 334 ms", e)
+	if e.RetryAfterMs == 0 || e.RetryAfterMs > 1000/3+1 || !strings.Contains(e.Reason, "too many failed") ||
+		e.Flags != codec.ErrFlagClosing|codec.ErrFlagReconnect {
+		t.Fatalf("4th HELLO: %+v; want a throttled refusal with retry-after ≤ 334 ms, CLOSING|RECONNECT (the token was not checked)", e)
 	}
 	if got := s.auth.verifications.Load(); got != checked {
 		t.Fatalf("bcrypt ran %d times for a throttled HELLO; want 0", got-checked)
@@ -473,8 +474,8 @@ func TestHandshakeTimeoutWhileVerifyingOverTCP(t *testing.T) {
 	if elapsed := time.Since(start); elapsed < timeout {
 		t.Fatalf("HANDSHAKE_TIMEOUT after %v; the timeout is %v and must never fire early", elapsed, timeout)
 	}
-	if e.Flags&codec.ErrFlagClosing == 0 {
-		t.Errorf("HANDSHAKE_TIMEOUT flags %v; want CLOSING", e.Flags)
+	if e.Flags != codec.ErrFlagClosing|codec.ErrFlagReconnect {
+		t.Errorf("HANDSHAKE_TIMEOUT flags %v; want CLOSING|RECONNECT", e.Flags)
 	}
 	p.ExpectClosed()
 	if got := s.auth.verifications.Load(); got != 0 {

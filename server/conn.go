@@ -129,8 +129,9 @@ func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 		return // closing already: a slow consumer's close, or an ERROR sent
 	}
 	flags := codec.ErrFlagClosing
-	if code == codec.CodeSlowConsumer || code == codec.CodeTimeout || code == codec.CodeShuttingDown || code == codec.CodeBusy {
-		flags |= codec.ErrFlagReconnect
+	switch code {
+	case codec.CodeSlowConsumer, codec.CodeTimeout, codec.CodeShuttingDown, codec.CodeBusy, codec.CodeHandshakeTimeout:
+		flags |= codec.ErrFlagReconnect // nothing wrong with the client's configuration
 	}
 	if code == codec.CodeShuttingDown { // as at accept: go elsewhere, here are the other nodes
 		flags |= codec.ErrFlagTryOther
