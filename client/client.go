@@ -265,11 +265,12 @@ func (c *Client) supervise(cn *conn, idx int) {
 		}
 		p.note(cn, time.Now())
 		if c.cfg.NoReconnect {
-			c.mu.Lock()
-			c.closed.Store(true)
-			c.mu.Unlock()
-			c.cancel()
-			c.log.Info("switchboard connection lost; not reconnecting", "addr", cn.addr, "err", cn.cause)
+			c.giveUp("switchboard connection lost; not reconnecting", cn.addr, cn.cause)
+			c.setState(Closed)
+			return
+		}
+		if se := cn.closeErr; se != nil && se.Flags&codec.ErrFlagReconnect == 0 {
+			c.giveUp("switchboard connection closed by the server without RECONNECT; not reconnecting", cn.addr, se)
 			c.setState(Closed)
 			return
 		}
@@ -281,7 +282,19 @@ func (c *Client) supervise(cn *conn, idx int) {
 	}
 }
 
-// reconnect dials until a connection is installed (returned) or the client is closed (nil).
+// giveUp closes the client after its connection ended for cause, without reconnecting:
+// calls return ErrClosed from now on. The caller then reports the state Closed.
+func (c *Client) giveUp(msg, addr string, cause error) {
+	c.mu.Lock()
+	c.closed.Store(true)
+	c.mu.Unlock()
+	c.cancel()
+	c.log.Warn(msg, "addr", addr, "err", cause)
+}
+
+// reconnect dials until a connection is installed (returned) or the client is closed (nil):
+// by Close, or by a server whose refusal closes without RECONNECT (a wrong token, say:
+// PROTOCOL.md's checklist reconnects only when told so).
 func (c *Client) reconnect(p *picker) *conn {
 	for attempt := 0; ; attempt++ {
 		addr, notBefore := p.next(time.Now())
@@ -303,6 +316,10 @@ func (c *Client) reconnect(p *picker) *conn {
 			}
 			var se *ServerError
 			if errors.As(err, &se) {
+				if se.Flags&codec.ErrFlagClosing != 0 && se.Flags&codec.ErrFlagReconnect == 0 {
+					c.giveUp("switchboard reconnect refused without RECONNECT; not reconnecting", addr, se)
+					return nil
+				}
 				p.noteError(addr, se, time.Now())
 			}
 			c.log.Warn("switchboard reconnect failed", "addr", addr, "attempt", attempt+1, "err", err)

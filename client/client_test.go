@@ -585,6 +585,47 @@ func TestNoReconnect(t *testing.T) {
 	}
 }
 
+// TestNoReconnectWithoutReconnectFlag: PROTOCOL.md's checklist reconnects after a closing
+// ERROR only when it carries RECONNECT. A server that closes without it (BAD_FRAME, a
+// wrong token) ends the client, whether it says so on an open connection or refuses a
+// reconnect's handshake; a wrong token used to be retried for ever.
+func TestNoReconnectWithoutReconnectFlag(t *testing.T) {
+	t.Run("closing ERROR on the connection", func(t *testing.T) {
+		s := newFakeServer(t, nil)
+		var states stateLog
+		cfg := testConfig()
+		cfg.OnStateChange = states.add
+		c := dial(t, []string{s.addr}, cfg)
+		s.lastConn().writeError(0, codec.ErrorBody{Code: codec.CodeBadFrame, Flags: codec.ErrFlagClosing, Reason: "malformed"})
+		waitFor(t, "Closed", func() bool { return c.State() == Closed })
+		if _, err := c.Echo(context.Background(), nil); !errors.Is(err, ErrClosed) {
+			t.Errorf("Echo after the close = %v; want ErrClosed", err)
+		}
+		if got, want := states.get(), []State{Connected, Closed}; !slices.Equal(got, want) {
+			t.Errorf("states = %v; want %v", got, want)
+		}
+	})
+	t.Run("reconnect refused", func(t *testing.T) {
+		a := newFakeServer(t, nil)
+		b := newFakeServer(t, func(s *fakeServer) { s.token = "the other token" })
+		var states stateLog
+		cfg := testConfig()
+		cfg.OnStateChange = states.add
+		c := dial(t, []string{a.addr, b.addr}, cfg)
+		a.stop() // lost without a word: the next address is b, which refuses the token
+		waitFor(t, "Closed", func() bool { return c.State() == Closed })
+		if got, want := states.get(), []State{Connected, Reconnecting, Closed}; !slices.Equal(got, want) {
+			t.Errorf("states = %v; want %v", got, want)
+		}
+	})
+	t.Run("closing ERROR with RECONNECT", func(t *testing.T) {
+		s := newFakeServer(t, nil)
+		c := dial(t, []string{s.addr}, testConfig())
+		s.lastConn().writeError(0, codec.ErrorBody{Code: codec.CodeHandshakeTimeout, Flags: codec.ErrFlagClosing | codec.ErrFlagReconnect})
+		waitFor(t, "a reconnect", func() bool { return c.ConnID() == 2 && c.State() == Connected })
+	})
+}
+
 func TestKeepalive(t *testing.T) {
 	s := newFakeServer(t, func(s *fakeServer) { s.welcome.PingIntervalMs = 20 })
 	dial(t, []string{s.addr}, testConfig())

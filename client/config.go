@@ -45,7 +45,8 @@ type Config struct {
 	// ("full jitter"), or longer when the server asked for it. Defaults: 100ms and 5s.
 	ReconnectMin, ReconnectMax time.Duration
 	// NoReconnect makes the client close itself (state Closed) when its connection is lost
-	// instead of reconnecting. Default: false.
+	// instead of reconnecting. Default: false: it reconnects, unless the server closed the
+	// connection with an ERROR without RECONNECT.
 	NoReconnect bool
 
 	// MaxFrame is the largest length field accepted from the server; a larger frame is a

@@ -7,7 +7,14 @@
 // random other configured address, so that a dead node's clients do not all land on the
 // next one) and registers its names again. A name another connection took meanwhile is lost
 // (NameLost); one the node cannot decide yet (UNAVAILABLE or BUSY, as a cluster answers
-// during a KV election) is asked for again after the retry-after, up to 30 times.
+// during a KV election) is asked for again after the retry-after, up to 30 times. A server
+// that closes the connection, or refuses a reconnect's handshake, with an ERROR that lacks
+// the RECONNECT flag (a wrong token, BAD_FRAME) ends the client instead (state Closed), as
+// PROTOCOL.md's checklist asks. On GOAWAY the client lets the calls in flight on the
+// draining connection finish (up to RequestTimeout plus a second), closes it and then
+// connects to the next node, where it registers its names again; new calls wait
+// meanwhile. PROTOCOL.md suggests connecting elsewhere first; closing first frees the
+// names, which a REGISTER elsewhere would otherwise find taken by the draining connection.
 // With Config.TLS the connection is TLS, to a proxy that terminates it in front of the
 // node (docs/SECURITY.md); the protocol inside is unchanged.
 //
@@ -46,7 +53,7 @@
 //
 //	Dial ──► Connected ──► (connection lost) ──► Reconnecting ──► Connected [──► NameLost]
 //	              │                                    │               │
-//	              └──────── Close / NoReconnect ───────┴───────────────┴──► Closed
+//	              └─ Close / NoReconnect / ERROR without RECONNECT ─┴────┴──► Closed
 //
 // Callbacks of an old connection have all returned before the new connection's reader
 // starts, so OnMessage and OnRequest never run concurrently with each other.

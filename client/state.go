@@ -6,12 +6,14 @@ import "strconv"
 type State uint8
 
 const (
-	// Connected: a connection is established and every registered name has been
-	// re-registered on it (or reported lost with NameLost).
+	// Connected: a connection is established and each registered name has been asked for
+	// on it once; names the node could not decide yet (UNAVAILABLE, BUSY, no answer) are
+	// still being asked for again, and NameLost follows for any that turn out lost.
 	Connected State = iota + 1
 	// Reconnecting: the connection was lost; calls wait for the next one.
 	Reconnecting
-	// Closed: Close was called, or the connection was lost with Config.NoReconnect.
+	// Closed: Close was called, the connection was lost with Config.NoReconnect, or the
+	// server closed it (or refused a reconnect) with an ERROR without RECONNECT.
 	// Terminal: every call returns ErrClosed.
 	Closed
 	// NameLost is an event rather than a state: after a reconnect, at least one name could
