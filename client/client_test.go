@@ -719,6 +719,35 @@ func (d *doneWatch) Done() <-chan struct{} {
 	return d.Context.Done()
 }
 
+// TestGoodbyeReadsUntilClosed: after GOODBYE the client reads until the server closes
+// (PROTOCOL.md's checklist, item 11), so what the server sent before it read the GOODBYE
+// still arrives; it used to close its socket as soon as the GOODBYE was written.
+func TestGoodbyeReadsUntilClosed(t *testing.T) {
+	s := newFakeServer(t, func(s *fakeServer) {
+		s.hook = func(fc *fakeConn, f codec.Frame) bool {
+			if f.Type != codec.TypeGoodbye {
+				return false
+			}
+			fc.write(codec.AppendMessage(nil, 1, []byte("x"), []byte("last words")))
+			_ = fc.nc.Close()
+			return true
+		}
+	})
+	msgs := make(chan Message, 1)
+	cfg := testConfig()
+	cfg.OnMessage = func(m Message) { msgs <- m }
+	c := dial(t, []string{s.addr}, cfg)
+	c.Close()
+	select {
+	case m := <-msgs:
+		if string(m.Payload) != "last words" {
+			t.Fatalf("got %q", m.Payload)
+		}
+	default:
+		t.Fatal("the MESSAGE the server sent after reading GOODBYE, before closing, was not read")
+	}
+}
+
 func TestClosePending(t *testing.T) {
 	s := newFakeServer(t, nil)
 	var states stateLog

@@ -82,6 +82,9 @@ type conn struct {
 	wclosing  bool          // guarded by wmu: GOODBYE queued, no more frames
 	wdead     bool          // guarded by wmu: closed
 	shutCause error         // guarded by wmu: the close cause once the writer has flushed
+	// bye: GOODBYE is written; the reader reads on until the server closes (or for
+	// closeFlushTimeout), then closes the connection with shutCause.
+	bye atomic.Bool
 	wake      chan struct{} // cap 1: signals the writer
 	wrote     atomic.Bool   // set by the writer after each write; cleared by the keeper
 	heard     atomic.Bool   // set by the reader on each frame; cleared by the keeper
@@ -338,7 +341,13 @@ func (cn *conn) writeLoop() {
 			cn.wmu.Unlock()
 			if len(buf) == 0 {
 				if closing {
-					cn.close(cause)
+					// GOODBYE is out. Read until the server closes (PROTOCOL.md's
+					// checklist): answers it sent before it read the GOODBYE still
+					// arrive, and closing with them unread would reset the connection.
+					cn.bye.Store(true)
+					if err := cn.nc.SetReadDeadline(time.Now().Add(closeFlushTimeout)); err != nil {
+						cn.close(cause)
+					}
 					return
 				}
 				break
@@ -412,7 +421,11 @@ func (cn *conn) readLoop(fr *codec.Reader) {
 			err = fmt.Errorf("%w: %w", ErrProtocol, err)
 		}
 		if err != nil {
-			if !cn.closing.Load() { // else we closed it and the read error is the consequence
+			if cn.bye.Load() { // the server closed after our GOODBYE, or took too long
+				cn.wmu.Lock()
+				err = cn.shutCause
+				cn.wmu.Unlock()
+			} else if !cn.closing.Load() { // else we closed it and the read error is the consequence
 				cn.log.Warn("switchboard connection lost", "err", err)
 			}
 			cn.close(err)
