@@ -84,10 +84,10 @@ type conn struct {
 	shutCause error         // guarded by wmu: the close cause once the writer has flushed
 	// bye: GOODBYE is written; the reader reads on until the server closes (or for
 	// closeFlushTimeout), then closes the connection with shutCause.
-	bye atomic.Bool
-	wake      chan struct{} // cap 1: signals the writer
-	wrote     atomic.Bool   // set by the writer after each write; cleared by the keeper
-	heard     atomic.Bool   // set by the reader on each frame; cleared by the keeper
+	bye   atomic.Bool
+	wake  chan struct{} // cap 1: signals the writer
+	wrote atomic.Bool   // set by the writer after each write; cleared by the keeper
+	heard atomic.Bool   // set by the reader on each frame; cleared by the keeper
 
 	pmu      sync.Mutex
 	pending  map[uint32]*call // guarded by pmu
