@@ -72,7 +72,7 @@ func (d *Directory) writeDirectoryMetrics(w io.Writer) {
 	writeFamily(w, "switchboard_cluster_local_names", "gauge", "Names owned by this node's connections.", d.Len())
 	writeFamily(w, "switchboard_cluster_lease_age_seconds", "gauge", "Seconds since this node's last successful lease renewal was sent.",
 		d.leaseAge().Seconds())
-	writeFamily(w, "switchboard_cluster_lease_ttl_seconds", "gauge", "The lease TTL (cluster-lease-ttl): a node whose lease is not renewed for this long is taken for dead.", d.cfg.LeaseTTL.Seconds())
+	writeFamily(w, "switchboard_cluster_lease_ttl_seconds", "gauge", "The lease TTL (cluster-lease-ttl, or the leases bucket's if shorter): a node whose lease is not renewed for this long is taken for dead.", d.cfg.LeaseTTL.Seconds())
 	writeFamily(w, "switchboard_cluster_watch_restarts_total", "counter", "Restarts of the names and leases watches.", d.watchRestarts.Load())
 	writeDurations(w, "switchboard_cluster_watch_delay_seconds",
 		"Seconds from a names or leases update's store in the KV (the stream leader's clock) to its being applied on this node, every update after the node's first replay: how stale this node's view of the cluster is.",
