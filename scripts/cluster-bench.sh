@@ -10,7 +10,8 @@
 #             target on the same node), all three (~2/3 cross-node).
 #   memory    fresh nodes: RSS of each node idle, then with MEM_CONNS connections per node
 #             each REGISTERing one name (`bench connect --register --procs 3`), and the
-#             same for one node with cluster off and MEM_CONNS connections.
+#             same for one node with cluster off and MEM_CONNS connections (`--procs 1`);
+#             then both again with connections that register no name.
 #   failover  fresh 3 nodes; `bench failover`: FO_CLIENTS Go clients (package client:
 #             reconnect, register again), one name each, spread over the three nodes,
 #             send open-loop SEND+ACK and REQUEST (FO_MODE) to each other at FO_RATE
@@ -62,8 +63,8 @@
 # (results/cluster-TIMESTAMP), NODE_ENV (variables for the cluster nodes' environment,
 # e.g. "GOGC=50"), HOLD_IDLE_TIMEOUT (5m), HOLD_REGISTER (1; 0: the hold phase's connections
 # register no name, for the cost of the connections alone), HOLD_KEEPALIVE (30s: every held
-# connection PINGs once per interval, spread evenly, as the Go client does with the default
-# 90 s idle timeout), HOLD_RATE (0: none; else an
+# connection PINGs once per interval, spread evenly: WELCOME's ping interval with the
+# default 90 s idle timeout; the Go client pings twice as often), HOLD_RATE (0: none; else an
 # open-loop `bench route` at that many msgs/s between random names on all nodes once every
 # held connection and name is counted by the nodes, over HOLD_LOAD_CONNS (600) more
 # connections, mode HOLD_LOAD_MODE (send), for HOLD_LOAD_FOR (60s), answers awaited 10 s

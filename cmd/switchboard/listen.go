@@ -40,7 +40,9 @@ func runListen(c *cli, args []string) int {
 			"Output: one line per event, TIME EVENT to=NAME from=\"CLIENT\" conn=CONN len=N \"PAYLOAD\",\n"+
 			"where EVENT is MESSAGE, INCOMING or REPLY and CONN is the sender's connection id in\n"+
 			"the notation of docs/PROTOCOL.md (n1/l0/s5/g2); --json: one object per event, with\n"+
-			"from_conn as a number. \"listening on NAME\" goes to stderr once NAME is registered.\n\n"+
+			"from_conn as a number, and a NO_REPLY object (with its error) for a request left\n"+
+			"unanswered, which without --json goes to stderr. \"listening on NAME\" goes to stderr\n"+
+			"once NAME is registered.\n\n"+
 			clientExitCodes)
 	echo := fs.Bool("echo", false, "reply to every request with its payload")
 	replyWith := fs.String("reply-with", "", "reply to every request with the stdout of `CMD` (run with sh -c, payload on stdin)")

@@ -13,7 +13,7 @@ import (
 )
 
 const tuneSynopsis = "switchboard tune show [NAME]\n" +
-	"       switchboard tune check [--connections N] [--profile NAME]\n\n" +
+	"       switchboard tune check [--connections N] [--profile NAME] [--json]\n\n" +
 	"show lists the tuning profiles, or prints one profile's settings.\n" +
 	"check judges this host against a target number of connections (open-file limit,\n" +
 	"sysctls, memory, CPU quota), prints what to change, and exits 1 when the host\n" +

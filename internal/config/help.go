@@ -28,7 +28,7 @@ var help = map[string]string{
 	"route-credit":             "messages one connection may have on their way to other event loops before its input waits for them to land (flow control; 0 = off)",
 	"max-names-per-conn":       "names one connection may register",
 	"handshake-timeout":        "time a new connection has to send HELLO and be welcomed",
-	"idle-timeout":             "close a connection silent for this long; clients ping at a third of it (0 or off = never)",
+	"idle-timeout":             "close a connection silent for this long; WELCOME asks clients to ping at a third of it (0 or off = never)",
 	"request-timeout":          "timeout of a REQUEST that asks for none",
 	"max-request-timeout":      "longest timeout a REQUEST may ask for",
 	"tick-interval":            "resolution of the per-loop timer wheel, 1ms..1s",
