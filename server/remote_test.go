@@ -147,6 +147,18 @@ func TestRemoteRoundTrips(t *testing.T) {
 		}
 	}
 	payload := make([]byte, 64)
+	// refusedThere sends frame from a to x, and checks that x's node refuses it with code,
+	// delivering nothing to x, and that a is told code with corr.
+	refusedThere := func(t *testing.T, frame []byte, corr uint32, code codec.ErrorCode) {
+		t.Helper()
+		dispatchOne(l1[0], a, frame)
+		if got := hop(t, r1, s2, l2); got != code {
+			t.Fatalf("DeliverRemote = %v; want %v", got, code)
+		}
+		nothingWritten(t, x)
+		hop(t, r2, s1, l1)
+		expectCode(t, takeFrame(t, a), corr, code)
+	}
 
 	t.Run("send", func(t *testing.T) {
 		send := codec.AppendSend(nil, 0, 0, "far", payload)
@@ -211,13 +223,7 @@ func TestRemoteRoundTrips(t *testing.T) {
 		off := &notServing{}
 		s2.serving = off
 		defer func() { s2.serving = nil }()
-		dispatchOne(l1[0], a, codec.AppendSend(nil, codec.FlagAck, 30, "far", payload))
-		if code := hop(t, r1, s2, l2); code != codec.CodeNoRoute {
-			t.Fatalf("DeliverRemote on a node not serving = %v; want NO_ROUTE", code)
-		}
-		nothingWritten(t, x)
-		hop(t, r2, s1, l1)
-		expectCode(t, takeFrame(t, a), 30, codec.CodeNoRoute)
+		refusedThere(t, codec.AppendSend(nil, codec.FlagAck, 30, "far", payload), 30, codec.CodeNoRoute)
 		dispatchOne(l1[0], a, codec.AppendRequest(nil, 31, "far", 0, payload))
 		hop(t, r1, s2, l2)
 		nothingWritten(t, x)
@@ -250,13 +256,7 @@ func TestRemoteRoundTrips(t *testing.T) {
 		big := make([]byte, small)
 		s1.cfg.MaxFrame, s2.cfg.MaxFrame = small*4, small
 		defer func() { s1.cfg.MaxFrame, s2.cfg.MaxFrame = codec.DefaultMaxFrame, codec.DefaultMaxFrame }()
-		dispatchOne(l1[0], a, codec.AppendSend(nil, codec.FlagAck, 40, "far", big))
-		if code := hop(t, r1, s2, l2); code != codec.CodeFrameTooLarge {
-			t.Fatalf("DeliverRemote of a MESSAGE over the target node's max frame = %v; want FRAME_TOO_LARGE", code)
-		}
-		nothingWritten(t, x)
-		hop(t, r2, s1, l1)
-		expectCode(t, takeFrame(t, a), 40, codec.CodeFrameTooLarge)
+		refusedThere(t, codec.AppendSend(nil, codec.FlagAck, 40, "far", big), 40, codec.CodeFrameTooLarge)
 		dispatchOne(l1[0], a, codec.AppendSend(nil, 0, 0, "far", big)) // no outcome asked
 		hop(t, r1, s2, l2)
 		nothingWritten(t, x)
