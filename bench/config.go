@@ -43,11 +43,16 @@ type Config struct {
 	Size int `json:"size"`
 	// Pipeline is the closed-loop window per connection (echo, route). Default 16.
 	Pipeline int `json:"pipeline"`
-	// Rate, when positive, makes the load open-loop at this many messages/s in total.
+	// Rate, when positive, makes the load open-loop at this many messages/s in total,
+	// spread evenly over the connections established (refused and failed ones send
+	// nothing; partRates). Overload with Procs: each worker spreads the share of its
+	// requested spike connections over those it established. Soak is always open loop:
+	// 0 means its default, 5000.
 	Rate float64 `json:"rate"`
 	// Ramp is the connection opening rate, connections/s; 0 means as fast as possible.
 	Ramp float64 `json:"ramp"`
-	// Procs splits the connections over this many worker processes (0 or 1: in process).
+	// Procs splits the connections over this many worker processes (0 or 1: one part, run
+	// in this process).
 	Procs int `json:"procs"`
 	// JSON is where the JSON result goes ("-": stdout; "": nowhere).
 	JSON string `json:"json"`
@@ -57,17 +62,23 @@ type Config struct {
 	Floor bool `json:"floor"`
 	// Token is the HELLO token.
 	Token string `json:"token"`
-	// Interval between status lines on stderr. Default 1s (soak: 10s).
+	// Interval between status lines on stderr. Default 1s (soak: 10s). While connecting
+	// it is used as given; during the load, status lines follow the parts' one-second
+	// ticks, so it counts in whole seconds (rounded down, at least 1 s).
 	Interval time.Duration `json:"interval"`
-	// Mode is route's message kind: "send" (SEND, end-to-end latency) or "request".
+	// Mode is route's message kind: "send" (SEND, latency end to end: from the sender's
+	// stamp to the MESSAGE read by the receiving connection) or "request" (REQUEST,
+	// latency of the round trip measured at the requester when the RESPONSE arrives).
 	Mode string `json:"mode"`
 	// Timeout bounds each connection's dial and handshake; with a Ramp the whole
 	// connecting phase is bounded by Timeout + Conns/Ramp. Default 10s.
 	Timeout time.Duration `json:"timeout"`
 	// Grace is how long connections keep reading after the load stops, for answers in
 	// flight: a run in one process reads until every message it sent is received or
-	// refused, or the grace ends; with Procs, each connection stops after a quiet period
-	// (250 ms plus the slowest latency seen) that ends after the load stops. Default 2s.
+	// refused, or the grace ends; with Procs above 1, each connection stops after a quiet
+	// period (250 ms plus the slowest latency seen) that ends after the load stops. Route
+	// --mode request also sends it as every REQUEST's timeout (in whole milliseconds; the
+	// server caps it at its max-request-timeout). Default 2s.
 	Grace time.Duration `json:"grace"`
 	// Baseline is overload's calm phase before the spike (probe only). Default 2s.
 	Baseline time.Duration `json:"baseline"`
@@ -291,9 +302,16 @@ func (c *Config) flags() (*cliflag.Set, *string) {
 	all.DurationVar(&c.Duration, "duration", 0, duration)
 	all.IntVar(&c.Size, "size", 0, "payload bytes, at least 8")
 	all.IntVar(&c.Pipeline, "pipeline", 0, "closed-loop messages in flight per connection")
-	all.Float64Var(&c.Rate, "rate", 0, "open-loop total messages/s (0: closed loop)")
-	all.StringVar(&c.Mode, "mode", "", `"send" (SEND, end-to-end latency) or "request"`)
-	all.DurationVar(&c.Grace, "grace", 0, "time to wait for answers in flight after the load stops (in one process: until every message sent is accounted, or this)")
+	rate, grace := "open-loop messages/s in total, spread over the connections established (0: closed loop)", ""
+	switch c.Scenario {
+	case ScenarioSoak:
+		rate = "open-loop messages/s in total, spread over the connections established (soak is always open loop; 0: the default)"
+	case ScenarioRoute:
+		grace = "; --mode request: also every REQUEST's timeout"
+	}
+	all.Float64Var(&c.Rate, "rate", 0, rate)
+	all.StringVar(&c.Mode, "mode", "", `"send" (SEND, latency end to end) or "request" (REQUEST, latency of the round trip at the requester)`)
+	all.DurationVar(&c.Grace, "grace", 0, "time to wait for answers in flight after the load stops (in one process: until every message sent is accounted, or this)"+grace)
 	all.DurationVar(&c.Baseline, "baseline", 0, "calm phase before the spike (probe only)")
 	all.DurationVar(&c.Recover, "recover", 0, "observation phase after the spike")
 	all.Float64Var(&c.ProbeRate, "probe-rate", 0, "probe ECHO messages/s on one connection")
@@ -303,8 +321,8 @@ func (c *Config) flags() (*cliflag.Set, *string) {
 	all.BoolVar(&c.Reconnect, "reconnect", false, "watch the held connections: one the server closes is dialled again to another --addr (with --register: its name REGISTERed again); reports losses and times to come back")
 	all.StringVar(&c.JSON, "json", "", "write the JSON result to `FILE` (- for stdout)")
 	all.StringVar(&c.Plot, "plot", "", "draw throughput and latency over time into `FILE`.svg")
-	all.DurationVar(&c.Interval, "interval", 0, "status line interval on stderr")
-	all.IntVar(&c.Procs, "procs", 0, "worker processes to split the connections over (1: in process); worker i connects from 127.0.0.(i+2)")
+	all.DurationVar(&c.Interval, "interval", 0, "status line interval on stderr (during the load in whole seconds, at least 1s)")
+	all.IntVar(&c.Procs, "procs", 0, "worker processes to split the connections over (1: no worker, the load runs in this process); worker i connects from 127.0.0.(i+2)")
 
 	specific, uses := map[string]bool{}, map[string]bool{}
 	for sc, names := range scenarioFlags {

@@ -57,6 +57,19 @@ func TestHelp(t *testing.T) {
 		!strings.Contains(stdout.String(), "connections (default 1000)") {
 		t.Errorf("connect's --conns does not show connect's default 1000:\n%s", stdout.String())
 	}
+	// Soak is always open loop (EnsureDefaults makes --rate 0 its default); route's
+	// --grace is also every REQUEST's timeout.
+	for _, tt := range []struct{ sc, want, not string }{
+		{"soak", "soak is always open loop", "0: closed loop"},
+		{"echo", "0: closed loop", "REQUEST"},
+		{"route", "also every REQUEST's timeout", ""},
+	} {
+		stdout.Reset()
+		mainWith([]string{tt.sc, "--help"}, &stdout, &stderr, inProcess())
+		if out := stdout.String(); !strings.Contains(out, tt.want) || (tt.not != "" && strings.Contains(out, tt.not)) {
+			t.Errorf("%s --help: want %q, not %q:\n%s", tt.sc, tt.want, tt.not, out)
+		}
+	}
 }
 
 // TestBadFlags checks that a usage error is a short message on stderr and exit 2, not a

@@ -15,7 +15,9 @@
 // the send time in the closed loop, the intended send time in the open loop (coordinated
 // omission; see pacer.Stamp for the one exception, the sender's own timer lateness), and
 // for route the sender's stamp read by the receiving connection (end to end; worker
-// processes on one machine share the clock).
+// processes on one machine share the clock), except with --mode request: there the
+// stamp comes back in the RESPONSE and the latency is the round trip measured at the
+// requester.
 //
 // # Failover
 //
@@ -55,10 +57,12 @@
 // A run is split into parts (partSpec), one per process with --procs K, each owning a
 // contiguous range of the connections and binding them to source address 127.0.0.(i+2).
 // Workers are this binary re-executed as `bench worker`: the spec arrives as the first
-// line of stdin, "go" on stdin starts the load, the end of stdin stops the worker (so a
-// dead parent takes its workers with it), and JSON lines on stdout carry "ready", one
-// "tick" per second (counters and that second's histogram) and the final "result". The
-// parent merges histograms and counters; without --procs the same part runs in a goroutine.
+// line of stdin, "go RATE" on stdin starts the load (RATE: the part's share of --rate,
+// partRates), the end of stdin stops the worker (so a dead parent takes its workers with
+// it), and JSON lines on stdout carry "ready", one "tick" per second (counters and that
+// second's histogram) and the final "result". The parent merges histograms and counters;
+// without --procs (or with --procs 1) the single part runs in a goroutine of the parent,
+// with no worker process.
 // The floor server is `bench floor-server --listen 127.0.0.1:0`, which prints its address.
 //
 // # Local ports

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -130,6 +131,56 @@ func TestEchoOpenLoop(t *testing.T) {
 	}
 	if num(t, m, "messages.received") != sent {
 		t.Fatalf("received %v of %v", num(t, m, "messages.received"), sent)
+	}
+}
+
+// TestRateOverEstablished: --rate is the total offered by the connections established;
+// refused ones do not take their share with them.
+func TestRateOverEstablished(t *testing.T) {
+	addr := startServer(t, server.Config{MaxConnections: 2})
+	m, _ := runBench(t, inProcess(), "echo", "--addr", addr, "--conns", "4", "--rate", "2000", "--duration", "1s")
+	if est, ref := num(t, m, "connections.established"), num(t, m, "connections.refused"); est != 2 || ref != 2 {
+		t.Fatalf("established %v refused %v; want 2 and 2 (max-connections 2)", est, ref)
+	}
+	if sent := num(t, m, "messages.sent"); sent < 1800 || sent > 2100 {
+		t.Fatalf("sent %v messages at --rate 2000 for 1s over 2 of 4 connections; want about 2000", sent)
+	}
+}
+
+func TestPartRates(t *testing.T) {
+	specs := []partSpec{{N: 3}, {N: 3}, {N: 4}}
+	for _, tt := range []struct {
+		name     string
+		scenario string
+		rate     float64
+		est      []int
+		want     []float64
+	}{
+		{"closed loop", ScenarioEcho, 0, []int{3, 3, 4}, []float64{0, 0, 0}},
+		{"all established", ScenarioEcho, 1000, []int{3, 3, 4}, []float64{300, 300, 400}},
+		{"by established", ScenarioRoute, 1000, []int{3, 0, 1}, []float64{750, 0, 250}},
+		{"none established", ScenarioSoak, 1000, []int{0, 0, 0}, []float64{0, 0, 0}},
+		{"overload: by requested", ScenarioOverload, 1000, []int{0, 0, 0}, []float64{300, 300, 400}},
+	} {
+		got := partRates(Config{Scenario: tt.scenario, Rate: tt.rate}, specs, tt.est)
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: partRates = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestOneProcessRunsInProcess: without --procs, and with --procs 1, the part runs in
+// this process; no worker is started (exe cannot be executed).
+func TestOneProcessRunsInProcess(t *testing.T) {
+	addr := startServer(t, server.Config{})
+	r := runner{exe: filepath.Join(t.TempDir(), "no-such-binary")}
+	for _, procs := range [][]string{nil, {"--procs", "1"}} {
+		args := append([]string{"echo", "--addr", addr, "--conns", "2", "--duration", "300ms"}, procs...)
+		m, _ := runBench(t, r, args...)
+		if num(t, m, "connections.established") != 2 || num(t, m, "messages.received") == 0 {
+			t.Fatalf("%v: established %v received %v", procs, num(t, m, "connections.established"),
+				num(t, m, "messages.received"))
+		}
 	}
 }
 

@@ -8,11 +8,12 @@ import (
 	"strings"
 )
 
-// MachineStats is what the whole machine did over the measured phase, from /proc/stat:
-// on a virtual machine the hypervisor may give part of the CPU to other guests of the
-// host ("steal"), which the guest's own processes cannot see in their CPU times and which
-// makes runs of one command differ by up to 2× on this project's machines. Absent where
-// /proc/stat is not readable.
+// MachineStats is what the whole machine did over the switchboard pass, from /proc/stat
+// read before and after it (connecting phase, load and grace included; not the --floor
+// pass), the window of the load generator's CPU figure. On a virtual machine the
+// hypervisor may give part of the CPU to other guests of the host ("steal"), which the
+// guest's own processes cannot see in their CPU times and which makes runs of one command
+// differ by up to 2× on this project's machines. Absent where /proc/stat is not readable.
 type MachineStats struct {
 	StealPct float64 `json:"steal_pct"` // share of all CPU time the hypervisor stole
 	BusyPct  float64 `json:"busy_pct"`  // share of all CPU time spent neither idle nor stolen

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,7 +31,8 @@ var scenarioAbout = map[string]string{
 		"brings a lost one back on another --addr (its name REGISTERed again), reporting the\n" +
 		"losses and the times from each loss, and from the first, to reconnected and re-registered.",
 	ScenarioRoute: "Every connection registers a name and SENDs (--mode request: REQUESTs) to random\n" +
-		"other names; end-to-end latency and loss.",
+		"other names; end-to-end latency (--mode request: the round trip at the requester)\n" +
+		"and loss.",
 	ScenarioOverload: "A light probe flow, then a spike of --conns connections driving pipelined ECHO above\n" +
 		"the server's limits, then recovery: refusals by code, RSS peak, time for the probe's\n" +
 		"p99 to return to its baseline.",
@@ -147,8 +149,9 @@ func writeJSON(name string, stdout io.Writer, res any) error {
 }
 
 // workerMain is a --procs worker: it reads its partSpec as the first line of stdin, runs
-// the part, and writes partMsgs as JSON lines on stdout. "go" on stdin starts the load;
-// the end of stdin (the parent closed it or died) stops the worker.
+// the part, and writes partMsgs as JSON lines on stdout. "go RATE" on stdin starts the
+// load, RATE being the part's share of the open-loop --rate (partRates); the end of stdin
+// (the parent closed it or died) stops the worker.
 func workerMain(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) int {
 	br := bufio.NewReader(stdin)
 	line, err := br.ReadBytes('\n')
@@ -163,15 +166,19 @@ func workerMain(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) 
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	goCh := make(chan struct{})
+	goCh := make(chan float64, 1)
 	go func() {
 		defer cancel()
 		started := false
 		for {
 			l, err := br.ReadString('\n')
-			if strings.TrimSpace(l) == "go" && !started {
+			if f := strings.Fields(l); len(f) > 0 && f[0] == "go" && !started {
 				started = true
-				close(goCh)
+				var rate float64
+				if len(f) > 1 {
+					rate, _ = strconv.ParseFloat(f[1], 64)
+				}
+				goCh <- rate
 			}
 			if err != nil {
 				return

@@ -245,7 +245,8 @@ func (m *monitor) sampleNow(ctx context.Context) (serverSample, bool) {
 	return s, true
 }
 
-// stop ends sampling after one last reading.
+// stop ends sampling and waits for the sampler: it takes no reading of its own, so the
+// latest reading is the last tick's, up to monitorEvery old.
 func (m *monitor) stop() {
 	m.cancel()
 	<-m.done

@@ -13,16 +13,18 @@ import (
 const probeWindow = 100 * time.Millisecond
 
 // probeResult is the overload probe's story: a light ECHO flow on one connection that
-// runs through the calm baseline, the spike and the recovery phase.
+// runs through the calm baseline, the spike and the recovery phase. Its messages and
+// their refusals are counted here only, not in the run's messages.
 type probeResult struct {
-	Sent          uint64         `json:"sent"`
-	Received      uint64         `json:"received"`
-	BaselineP99Us float64        `json:"baseline_p99_us"`
-	ThresholdUs   float64        `json:"threshold_us"`
-	SpikeStartMs  int64          `json:"spike_start_ms"`
-	SpikeEndMs    int64          `json:"spike_end_ms"`
-	RecoveryS     float64        `json:"recovery_s"` // -1: not back within the recovery phase
-	Windows       []probeSummary `json:"windows"`
+	Sent          uint64            `json:"sent"`
+	Received      uint64            `json:"received"`
+	ErrorsByCode  map[string]uint64 `json:"errors_by_code"` // the probe's ECHOs refused by ERROR
+	BaselineP99Us float64           `json:"baseline_p99_us"`
+	ThresholdUs   float64           `json:"threshold_us"`
+	SpikeStartMs  int64             `json:"spike_start_ms"`
+	SpikeEndMs    int64             `json:"spike_end_ms"`
+	RecoveryS     float64           `json:"recovery_s"` // -1: not back within the recovery phase
+	Windows       []probeSummary    `json:"windows"`
 }
 
 // probeSummary is one probe window.
@@ -77,7 +79,9 @@ func (p *part) runProbe(ctx context.Context, c *sconn, spikeStart, end int64) *p
 	cfg := p.cfg
 	nwin := int((end - p.goAt + int64(probeWindow) - 1) / int64(probeWindow))
 	wins := make([]*Histogram, nwin)
-	pr := &probeResult{SpikeStartMs: (spikeStart - p.goAt) / 1e6, SpikeEndMs: (p.stopAt - p.goAt) / 1e6}
+	pr := &probeResult{SpikeStartMs: (spikeStart - p.goAt) / 1e6, SpikeEndMs: (p.stopAt - p.goAt) / 1e6,
+		ErrorsByCode: map[string]uint64{}}
+	var refused uint64 // the reader's
 	var sent atomic.Uint64
 	readerDone := make(chan struct{})
 	hard := end + int64(cfg.Grace)
@@ -91,13 +95,18 @@ func (p *part) runProbe(ctx context.Context, c *sconn, spikeStart, end int64) *p
 			if err != nil {
 				return
 			}
-			if f.Type != codec.TypeEchoReply || len(f.Body) < 8 {
-				if f.Type == codec.TypeError {
-					p.countError(errorCode(f.Body))
+			now := p.clk.now()
+			if f.Type == codec.TypeError {
+				pr.ErrorsByCode[errorCode(f.Body).String()]++
+				refused++
+				if now >= end && pr.Received+refused >= sent.Load() {
+					return
 				}
 				continue
 			}
-			now := p.clk.now()
+			if f.Type != codec.TypeEchoReply || len(f.Body) < 8 {
+				continue
+			}
 			ts := int64(binary.BigEndian.Uint64(f.Body))
 			w := int((ts - p.goAt) / int64(probeWindow))
 			if w >= 0 && w < nwin {
@@ -107,7 +116,7 @@ func (p *part) runProbe(ctx context.Context, c *sconn, spikeStart, end int64) *p
 				wins[w].Record(time.Duration(now - ts))
 			}
 			pr.Received++
-			if now >= end && pr.Received >= sent.Load() {
+			if now >= end && pr.Received+refused >= sent.Load() {
 				return
 			}
 		}
@@ -197,5 +206,5 @@ func (p *part) summarizeProbe(pr *probeResult, wins []*Histogram, spikeStart int
 	}
 }
 
-// us converts a duration to microseconds, rounded to 0.1.
+// us converts a duration to microseconds, truncated to 0.1 µs.
 func us(d time.Duration) float64 { return float64(d/100) / 10 }

@@ -127,6 +127,9 @@ type part struct {
 	payload []byte   // Size bytes of filler; the first 8 carry a timestamp
 	names   []string // route names by global connection index ("" when none)
 	targets []int    // global indices that own a name
+	// rate is this part's share of the open-loop Rate, messages/s, spread evenly over
+	// its established load connections; set by go (partRates).
+	rate float64
 
 	sent, received atomic.Uint64
 	errs           [codec.MaxCode + 2]atomic.Uint64 // by code; the last slot counts unknown codes
@@ -164,8 +167,8 @@ type sconn struct {
 func (c *sconn) close() { _ = c.nc.Close() }
 
 // runPart runs one part to completion. It returns when the part is over or ctx ends;
-// goCh closes when the parent says go.
-func runPart(ctx context.Context, spec partSpec, emit func(partMsg), goCh <-chan struct{}) {
+// goCh delivers the parent's go: the part's share of the open-loop rate (partRates).
+func runPart(ctx context.Context, spec partSpec, emit func(partMsg), goCh <-chan float64) {
 	p := &part{spec: spec, cfg: &spec.Cfg, clk: newClock(), emit: emit, win: newAtomicHistogram()}
 	p.payload = make([]byte, p.cfg.Size)
 	for i := range p.payload {
@@ -176,7 +179,7 @@ func runPart(ctx context.Context, spec partSpec, emit func(partMsg), goCh <-chan
 	}
 }
 
-func (p *part) run(ctx context.Context, goCh <-chan struct{}) error {
+func (p *part) run(ctx context.Context, goCh <-chan float64) error {
 	cfg := p.cfg
 	p.ctx = ctx
 	needNames := !p.spec.Floor && (cfg.Scenario == ScenarioRoute || cfg.Scenario == ScenarioSoak ||
@@ -222,7 +225,7 @@ func (p *part) run(ctx context.Context, goCh <-chan struct{}) error {
 	}()
 	p.emit(partMsg{Kind: "ready", Ready: &counts})
 	select {
-	case <-goCh:
+	case p.rate = <-goCh:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -508,8 +511,8 @@ func (p *part) register(sc *sconn, name string) (codec.ErrorCode, time.Duration,
 	}
 }
 
-// hold keeps connect's connections open until stopAt, pinging them at the interval the
-// server asked for, without a goroutine per connection. With --reconnect every
+// hold keeps connect's connections open until stopAt, pinging each once per --keepalive
+// (pingLoop), without a goroutine per connection. With --reconnect every
 // connection also gets a watcher that replaces it when it is lost (watchAll); hold then
 // returns their account.
 func (p *part) hold(ctx context.Context, conns []*sconn) *reconnResult {
@@ -575,7 +578,7 @@ func (p *part) load(ctx context.Context, conns []*sconn) {
 		k := p.kindOf(c)
 		p.wg.Add(1)
 		if cfg.Rate > 0 {
-			perConn := cfg.Rate / float64(cfg.Conns)
+			perConn := p.rate / float64(len(conns))
 			// Stagger the connections' schedules over one interval so they do not all
 			// send at the same instant.
 			offset := int64(float64(i) / float64(len(conns)) * float64(time.Second) / perConn)
@@ -636,6 +639,7 @@ func (p *part) appendLoad(c *sconn, dst []byte, k kind, ts int64, closed bool) [
 			dst, start = codec.AppendHeader(dst, codec.TypeRequest, 0, corr)
 			dst = append(dst, byte(len(p.names[target])))
 			dst = append(dst, p.names[target]...)
+			// The REQUEST's timeout is --grace (Config.Grace).
 			dst = binary.BigEndian.AppendUint32(dst, uint32(p.cfg.Grace/time.Millisecond))
 		}
 		at := len(dst)

@@ -173,6 +173,8 @@ func (r *Result) WriteSummary(w io.Writer) {
 			rec = fmt.Sprintf("back to baseline %.1fs after the spike", o.RecoveryS)
 		}
 		fmt.Fprintf(w, "  probe        baseline p99 %.0f µs (threshold %.0f µs); %s\n", o.BaselineP99Us, o.ThresholdUs, rec)
+		fmt.Fprintf(w, "  probe msgs   sent %d, received %d, errors %d%s\n", o.Sent, o.Received,
+			sum(o.ErrorsByCode), byCode(o.ErrorsByCode))
 	}
 	s := r.Server
 	switch {

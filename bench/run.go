@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,8 +29,10 @@ type runner struct {
 	exe     string
 	exeArgs []string
 	env     []string
-	// inProcess runs parts as goroutines and the floor in process, so that tests need no
-	// binary; --procs then still splits connections and source addresses.
+	// inProcess runs every part as a goroutine and the floor in process, so that tests
+	// need no binary; --procs then still splits connections and source addresses. A pass
+	// of one part (--procs 1, the default) runs it as a goroutine either way; without
+	// inProcess the floor server is still a child process.
 	inProcess bool
 	// proc is where the port check reads /proc ("" means /proc).
 	proc string
@@ -44,22 +47,22 @@ func (r *runner) procRoot() string {
 
 // partHandle is a running part, in process or in a worker.
 type partHandle struct {
-	msgs  <-chan partMsg // closed when the part has ended
-	start func()         // go
-	abort func()         // stop early (idempotent)
-	wait  func() error   // after msgs closed: the worker's exit
+	msgs  <-chan partMsg     // closed when the part has ended
+	start func(rate float64) // go, with the part's share of the open-loop rate (partRates)
+	abort func()             // stop early (idempotent)
+	wait  func() error       // after msgs closed: the worker's exit
 }
 
 func startInProcess(ctx context.Context, spec partSpec) *partHandle {
 	ch := make(chan partMsg, 16)
-	goCh := make(chan struct{})
+	goCh := make(chan float64, 1)
 	ctx, cancel := context.WithCancel(ctx)
 	var once sync.Once
 	go func() {
 		defer close(ch)
 		runPart(ctx, spec, func(m partMsg) { ch <- m }, goCh)
 	}()
-	return &partHandle{msgs: ch, start: func() { once.Do(func() { close(goCh) }) }, abort: cancel,
+	return &partHandle{msgs: ch, start: func(rate float64) { once.Do(func() { goCh <- rate }) }, abort: cancel,
 		wait: func() error { cancel(); return nil }}
 }
 
@@ -110,11 +113,11 @@ func (r *runner) startWorker(ctx context.Context, spec partSpec) (*partHandle, e
 	stopKill := context.AfterFunc(ctx, closeStdin)
 	return &partHandle{
 		msgs: ch,
-		start: func() {
+		start: func(rate float64) {
 			mu.Lock()
 			defer mu.Unlock()
 			if !closed {
-				_, _ = io.WriteString(stdin, "go\n")
+				_, _ = io.WriteString(stdin, "go "+strconv.FormatFloat(rate, 'g', -1, 64)+"\n")
 			}
 		},
 		abort: closeStdin,
@@ -155,11 +158,13 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 	defer cancel()
 
 	handles := make([]*partHandle, 0, k)
+	specs := make([]partSpec, 0, k)
 	for i := range k {
 		spec := partSpec{Cfg: cfg, Index: i, Parts: k, First: i * cfg.Conns / k,
 			N: (i+1)*cfg.Conns/k - i*cfg.Conns/k, RunID: runID, Floor: isFloor, T0: t0.UnixNano()}
 		spec.Source = partSource(i, k)
-		if r.inProcess {
+		specs = append(specs, spec)
+		if r.inProcess || k == 1 {
 			handles = append(handles, startInProcess(ctx, spec))
 			continue
 		}
@@ -191,6 +196,7 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 	ready, open := 0, len(handles)
 	aborted := false // by us: the parts' and workers' errors that follow are not news
 	results := make([]*partResult, len(handles))
+	readyEst := make([]int, len(handles)) // connections each part established
 	lastRecv := make([]uint64, len(handles))
 	lastSent := make([]uint64, len(handles))
 	lastErrs := make([]uint64, len(handles))
@@ -228,6 +234,7 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 			case "ready":
 				if ev.m.Ready != nil {
 					pr.conns.add(*ev.m.Ready)
+					readyEst[ev.i] = ev.m.Ready.Established
 				}
 				ready++
 				if ready == len(handles) {
@@ -251,8 +258,9 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 					if pr.conns.FirstError != "" {
 						fmt.Fprintf(r.stderr, "%s: first connection failure: %s\n", label, pr.conns.FirstError)
 					}
-					for _, h := range handles {
-						h.start()
+					rates := partRates(cfg, specs[:len(handles)], readyEst)
+					for i, h := range handles {
+						h.start(rates[i])
 					}
 					measured = time.After(measureFor)
 				}
@@ -363,6 +371,34 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 			P50Us: us(h.Percentile(50)), P99Us: us(h.Percentile(99))})
 	}
 	return pr
+}
+
+// partRates splits the open-loop cfg.Rate over the parts in proportion to the
+// connections each established (est), so that the run offers Rate messages/s in total
+// over the connections it has, however many were refused or failed. Overload's spike
+// connections are opened after go: there each part gets the share of its requested
+// connections (spec.N), spread over those of its spike connections that are established,
+// so only a part none of whose spike connections got through leaves its share unsent.
+// All zero for the closed loop.
+func partRates(cfg Config, specs []partSpec, est []int) []float64 {
+	weight := func(i int) int {
+		if cfg.Scenario == ScenarioOverload {
+			return specs[i].N
+		}
+		return est[i]
+	}
+	total := 0
+	for i := range specs {
+		total += weight(i)
+	}
+	rates := make([]float64, len(specs))
+	if cfg.Rate <= 0 || total == 0 {
+		return rates
+	}
+	for i := range specs {
+		rates[i] = cfg.Rate * float64(weight(i)) / float64(total)
+	}
+	return rates
 }
 
 // nothingListens is the error of a pass in which no connection was even refused.
