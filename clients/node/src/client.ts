@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import * as net from "node:net";
 import {
-  DEFAULT_MAX_FRAME, FLAG_ACK, FrameReader, FrameType, MAX_STR8, PROTOCOL_VERSION,
+  DEFAULT_MAX_FRAME, ErrorCode, FLAG_ACK, FrameReader, FrameType, MAX_STR8, PROTOCOL_VERSION,
   ProtocolError, decode, encode, frameTypeName, toBuffer,
   type Bytes, type ErrorFrame, type Frame, type FrameInput, type GoAway, type UnknownFrame, type Welcome,
 } from "./codec.js";
@@ -21,16 +21,33 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /** Bound on HELLO → WELCOME. Default 5000 ms. */
   handshakeTimeoutMs?: number;
-  /** Reconnect when the connection is lost (default true); false closes the client instead. */
+  /**
+   * Reconnect when the connection is lost (default true); false closes the client instead.
+   * Even with true the client closes (state "closed"; later calls fail with ClientError
+   * CLOSED) when the server closes the connection, or refuses a reconnect's handshake, with
+   * an ERROR that lacks the RECONNECT flag: e.g. UNAUTHORIZED for a wrong token, BAD_FRAME
+   * or UNKNOWN_TYPE. Reconnecting would only fail the same way (PROTOCOL.md, checklist 6).
+   */
   reconnect?: boolean;
   /** Reconnect attempt n waits a random time in [min, min(max, min·2^(n+1))]. Defaults 100 and 5000 ms. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   /**
-   * Bytes that may wait in the client's write queue while the socket is not draining; a
-   * write that would go past it fails with ClientError WRITE_QUEUE_FULL. Default 8 MiB.
+   * Bytes that may wait to be written while the socket is not draining (its write()
+   * returned false and 'drain' has not come yet): the frames in the client's queue plus
+   * what the socket has not passed on yet (socket.writableLength). A write that would go
+   * past it fails with ClientError WRITE_QUEUE_FULL. Frames written while the socket
+   * drains do not count, however many: those of one turn of the event loop go out in one
+   * socket write at its end. Default 8 MiB.
    */
   maxWriteQueueBytes?: number;
+  /**
+   * Random source, returning a number in [0, 1), for picking reconnect addresses: the
+   * first address to try from a GOAWAY's or TRY_OTHER ERROR's list (weighted by rank, see
+   * spread) and where in the configured list to start after a connection lost without a
+   * word from the server. Default Math.random; meant for tests.
+   */
+  random?: () => number;
   /** Receives each MESSAGE. */
   onMessage?: (m: Message) => void;
   /**
@@ -79,6 +96,7 @@ const defaults = {
   reconnectMinMs: 100,
   reconnectMaxMs: 5000,
   maxWriteQueueBytes: 8 << 20,
+  random: Math.random,
 };
 
 type Resolved = Required<Omit<ClientOptions, "onMessage" | "onRequest">> & Pick<ClientOptions, "onMessage" | "onRequest">;
@@ -104,6 +122,42 @@ export function backoffMs(lo: number, hi: number, attempt: number): number {
   return lo + Math.random() * (ceil - lo);
 }
 
+/** A random integer in [0, n) from random (a number in [0, 1)). */
+function randomInt(random: () => number, n: number): number {
+  return Math.min(n - 1, Math.max(0, Math.floor(random() * n)));
+}
+
+/**
+ * Moves one of addrs to the front, chosen at random with weights n, n-1, ..., 1 by
+ * position, and returns addrs (changed in place). A server lists its peers best (least
+ * loaded) first; if every client of a draining node took the first, they would all land on
+ * one node. Weighted by rank, the better nodes still get more of them (with 5 addresses:
+ * 33%, 27%, 20%, 13%, 7%). The rest keep their order, for the retries. As the Go client's
+ * spread (PROTOCOL.md section 4.13).
+ */
+export function spread<T>(addrs: T[], random: () => number = Math.random): T[] {
+  const n = addrs.length;
+  if (n < 2) return addrs;
+  let x = randomInt(random, (n * (n + 1)) / 2); // a point in the weights n + (n-1) + ... + 1
+  let i = 0;
+  for (let w = n; x >= w; w--) {
+    x -= w;
+    i++;
+  }
+  const [first] = addrs.splice(i, 1);
+  addrs.unshift(first!);
+  return addrs;
+}
+
+/**
+ * Re-registration after a reconnect (as the Go client): names the node cannot decide yet
+ * (UNAVAILABLE, BUSY, or no answer within requestTimeoutMs while the connection lasts) are
+ * asked for again, in at most REREGISTER_TRIES rounds, at least REREGISTER_MIN_WAIT_MS
+ * apart (or the longest retry-after of the round, if longer).
+ */
+const REREGISTER_TRIES = 30;
+const REREGISTER_MIN_WAIT_MS = 250;
+
 interface Pending {
   want: number;
   resolve: (f: Frame) => void;
@@ -128,25 +182,32 @@ export class IncomingRequest {
     this.payload = payload;
   }
 
-  /** Whether reply() was called. */
+  /**
+   * Whether the request is answered: reply() sent the REPLY or returned false because the
+   * connection was gone, or the request was released without one.
+   */
   get replied(): boolean { return this.done; }
 
   /**
    * Sends the REPLY on the connection the request came on. Returns false when that
-   * connection is gone or the request was already answered. Throws ClientError
-   * FRAME_TOO_LARGE or WRITE_QUEUE_FULL.
+   * connection is gone (closed, or closing after GOODBYE) or the request was already
+   * answered. Throws ClientError FRAME_TOO_LARGE or WRITE_QUEUE_FULL: then nothing was
+   * sent and reply() may be called again (a smaller reply, or once the socket drains).
    */
   reply(payload?: Bytes): boolean {
     if (this.done) return false;
     const frame = this.conn.encodeChecked({ type: FrameType.REPLY, corr: 0, token: this.token, payload: payload ?? "" });
-    this.done = true;
-    try {
-      if (this.conn.closed) return false;
-      this.conn.write(frame);
-      return true;
-    } finally {
+    if (this.conn.gone) {
+      this.done = true;
       this.conn.incomingDone();
+      return false;
     }
+    // WRITE_QUEUE_FULL is thrown before anything is queued: the request stays unanswered,
+    // as the Go client's Reply leaves it, so that a later reply() can still send.
+    this.conn.write(frame);
+    this.done = true;
+    this.conn.incomingDone();
+    return true;
   }
 
   /** @internal Releases the request without a reply (the handler failed). */
@@ -175,6 +236,8 @@ class Conn {
   private incoming = 0;
   closed = false;
   draining = false;
+  /** GOODBYE is queued: no more frames go out. */
+  private bye = false;
   info: ConnectionInfo | undefined;
   /** The closing ERROR, if the server sent one. */
   closeErr: ServerError | undefined;
@@ -236,6 +299,9 @@ class Conn {
 
   // ---- writing ----
 
+  /** The connection takes no more frames: closed, or GOODBYE sent. */
+  get gone(): boolean { return this.closed || this.bye; }
+
   /** Encodes f, refusing frames above the server's max frame. */
   encodeChecked(f: FrameInput): Buffer {
     let buf: Buffer;
@@ -254,14 +320,20 @@ class Conn {
 
   /**
    * Queues a frame. Frames queued in one turn of the event loop go out in one socket
-   * write. While the socket is not draining (write() returned false) frames wait in a
-   * queue bounded by maxWriteQueueBytes; past it this throws WRITE_QUEUE_FULL.
+   * write at its end; while the socket drains they are not a backlog and are not bounded.
+   * While it does not (its write() returned false, until 'drain') frames wait in the queue,
+   * and what waits (the queue plus the socket's writableLength) is bounded by
+   * maxWriteQueueBytes: past it this throws WRITE_QUEUE_FULL and queues nothing.
    */
   write(buf: Buffer): void {
-    if (this.closed) throw new ClientError("DISCONNECTED", `connection to ${this.address} is closed`);
-    if (this.queued + buf.length > this.client.options.maxWriteQueueBytes && this.queued > 0) {
-      throw new ClientError("WRITE_QUEUE_FULL",
-        `write queue full (${this.queued} bytes waiting for the socket to drain; limit ${this.client.options.maxWriteQueueBytes})`);
+    if (this.gone) throw new ClientError("DISCONNECTED", `connection to ${this.address} is ${this.closed ? "closed" : "closing"}`);
+    if (this.blocked) {
+      const waiting = this.queued + this.socket.writableLength;
+      const max = this.client.options.maxWriteQueueBytes;
+      if (waiting > 0 && waiting + buf.length > max) {
+        throw new ClientError("WRITE_QUEUE_FULL",
+          `write queue full (${waiting} bytes waiting for the socket to drain; limit ${max})`);
+      }
     }
     this.queue.push(buf);
     this.queued += buf.length;
@@ -385,6 +457,14 @@ class Conn {
       const hs = this.handshake;
       if (f.type === FrameType.WELCOME) {
         this.handshake = undefined;
+        if (f.version !== PROTOCOL_VERSION) {
+          // As the Go client: a server that speaks another version is not used (the dial
+          // fails; Client.connect and the reconnect loop go on to the next address).
+          const err = new ClientError("PROTOCOL", `${this.address} speaks protocol version ${f.version}, this client ${PROTOCOL_VERSION}`);
+          hs.reject(err);
+          this.fail(err);
+          return;
+        }
         this.welcomed(f);
         hs.resolve(f);
         return;
@@ -470,14 +550,13 @@ class Conn {
     this.maybeDrained();
   }
 
-  /** Sends GOODBYE and half-closes; the server flushes and closes. */
+  /** Sends GOODBYE (once) and half-closes; the server flushes and closes. */
   goodbye(): void {
-    if (this.closed) return;
-    try {
-      this.write(encode({ type: FrameType.GOODBYE, corr: 0 }));
-    } catch {
-      // already failing
-    }
+    if (this.gone) return;
+    const g = encode({ type: FrameType.GOODBYE, corr: 0 }); // past the bound: it is the last frame
+    this.queue.push(g);
+    this.queued += g.length;
+    this.bye = true;
     this.flushNowAndEnd();
   }
 
@@ -521,8 +600,17 @@ class Conn {
  * re-established (and its names registered again) when lost. Create with Client.connect.
  *
  * Events: "state" (State), "connected" (ConnectionInfo), "disconnected" (Error),
- * "goaway" ({address, reconnectAfterMs, reason, addresses}), "nameLost" (name, Error),
- * "warning" (Error: non-fatal server errors, handler failures).
+ * "goaway" ({address, reconnectAfterMs, reason, addresses}), "nameLost" (name, ServerError
+ * NAME_TAKEN: after a reconnect another connection holds the name; it is no longer kept),
+ * "warning" (Error: non-fatal server errors, handler failures, names a reconnect could not
+ * register again for another reason: those stay kept and are asked for at the next one).
+ *
+ * After a reconnect every kept name is asked for once (REGISTER) before "connected". Names
+ * the node cannot decide yet (ERROR UNAVAILABLE or BUSY, or no answer within
+ * requestTimeoutMs while the connection lasts) are asked for again on that connection,
+ * meanwhile usable, after the longest retry-after of the round and at least 250 ms apart,
+ * up to 30 rounds in all (as the Go client); one still undecided then is reported with a
+ * "warning" and stays kept.
  */
 export class Client extends EventEmitter {
   readonly options: Resolved;
@@ -533,6 +621,11 @@ export class Client extends EventEmitter {
   private waiters: { resolve: (c: Conn) => void; reject: (e: Error) => void }[] = [];
   private closing = false;
   private closeCause: Error | undefined;
+  /** Resolves when the client starts closing (shutdown). */
+  private readonly closedSignal: Promise<void>;
+  private markClosed!: () => void;
+  /** Every connection not closed yet: the current one, one draining, one being set up. */
+  private readonly open = new Set<Conn>();
   // reconnect address picking (as the Go client's picker)
   private addrIdx = 0;
   private preferred: string[] = [];
@@ -546,6 +639,7 @@ export class Client extends EventEmitter {
     const o = { ...defaults, name: "", token: "", reconnect: true, ...stripUndefined(options) } as Resolved;
     o.addresses = [...options.addresses];
     this.options = o;
+    this.closedSignal = new Promise((r) => (this.markClosed = r));
   }
 
   /**
@@ -589,6 +683,8 @@ export class Client extends EventEmitter {
     return new Promise<Conn>((resolve, reject) => {
       const socket = net.connect({ host, port });
       const conn = new Conn(this, addr, socket);
+      this.open.add(conn);
+      void conn.done.then(() => this.open.delete(conn));
       const timer = setTimeout(() => {
         conn.fail(new ClientError("TIMEOUT", `connect to ${addr}: no answer within ${this.options.connectTimeoutMs} ms`));
       }, this.options.connectTimeoutMs);
@@ -628,12 +724,7 @@ export class Client extends EventEmitter {
     if (this.closing) return;
     const cause = conn.closeErr ?? conn.cause ?? new ClientError("DISCONNECTED", "connection closed");
     this.emit("disconnected", cause);
-    const now = Date.now();
-    if (conn.goaway) {
-      this.block(conn.address, now + conn.goaway.reconnectAfterMs);
-      this.preferred = conn.goaway.addresses.map((a) => a.toString("utf8"));
-    }
-    if (conn.closeErr) this.noteError(conn.address, conn.closeErr, now);
+    this.note(conn, Date.now());
     if (!this.options.reconnect || (conn.closeErr && !conn.closeErr.reconnect && !conn.goaway)) {
       this.shutdown(cause);
       return;
@@ -652,6 +743,7 @@ export class Client extends EventEmitter {
       try {
         next = await this.dial(addr);
       } catch (err) {
+        if (this.closing) return;
         if (err instanceof ServerError) {
           this.noteError(addr, err, Date.now());
           if (!err.reconnect) {
@@ -668,40 +760,136 @@ export class Client extends EventEmitter {
       }
       const i = this.options.addresses.indexOf(addr);
       if (i >= 0) this.addrIdx = i;
-      await this.reregister(next);
-      if (next.closed) continue; // lost while re-registering; try again
+      const first = await this.registerRound(next, [...this.names.values()]);
+      if (this.closing) {
+        next.goodbye();
+        return;
+      }
+      if (next.closed) { // lost while re-registering; try again
+        this.note(next, Date.now());
+        continue;
+      }
       this.install(next);
+      this.reportLost(first.lost);
+      if (first.again.length > 0) void this.reregisterAgain(next, first);
       return;
     }
   }
 
-  /** Registers every name again on a new connection, before calls may use it. */
-  private async reregister(conn: Conn): Promise<void> {
+  /**
+   * Asks for names on conn once (REGISTER each, all in flight together) and sorts the
+   * outcomes as the Go client's re-registration does: NAME_TAKEN loses the name (dropped
+   * from the kept set; reported by the caller with reportLost); UNAVAILABLE, BUSY and no
+   * answer in time while conn lasts go to `again`, with the longest retry-after in `wait`;
+   * any other failure is a warning and the name stays kept, for the next reconnect.
+   */
+  private async registerRound(conn: Conn, names: Buffer[]): Promise<RegisterRound> {
+    const round: RegisterRound = { again: [], wait: 0, lost: [] };
     const deadline = Date.now() + this.options.requestTimeoutMs;
-    await Promise.all([...this.names.entries()].map(async ([key, name]) => {
+    await Promise.all(names.map(async (name) => {
       try {
         await conn.call(FrameType.OK, (corr) => ({ type: FrameType.REGISTER, corr, name }), { deadline });
       } catch (err) {
-        if (err instanceof ServerError && this.names.get(key) === name) {
-          this.names.delete(key);
-          this.emit("nameLost", name, err);
-        } else {
+        const key = name.toString("latin1");
+        if (err instanceof ServerError && (err.code === ErrorCode.UNAVAILABLE || err.code === ErrorCode.BUSY)) {
+          round.again.push({ name, err });
+          round.wait = Math.max(round.wait, err.retryAfterMs);
+        } else if (isTimeout(err) && !conn.closed) {
+          // No outcome in time, the connection still up: a node deciding slowly (a claim
+          // waiting on a node that does not answer, a directory electing a leader).
+          round.again.push({ name, err: err as Error });
+        } else if (err instanceof ServerError && err.code === ErrorCode.NAME_TAKEN) {
+          if (this.names.has(key)) {
+            this.names.delete(key);
+            round.lost.push({ name, err });
+          }
+        } else if (!this.closing) {
+          // Disconnected (the reconnect loop deals with it) or refused otherwise.
           this.emit("warning", err);
         }
       }
     }));
+    return round;
+  }
+
+  /**
+   * Rounds 2 to REREGISTER_TRIES of a reconnect's re-registration, on conn (installed
+   * meanwhile: calls work), for the names the node could not decide yet. Stops when every
+   * name is decided, a name is no longer kept (unregistered meanwhile), conn ends (the next
+   * reconnect registers again) or the client closes. A name still undecided after the
+   * last round stays kept and is reported with a warning.
+   */
+  private async reregisterAgain(conn: Conn, round: RegisterRound): Promise<void> {
+    for (let tries = 1; ; tries++) {
+      if (round.again.length === 0) return;
+      if (tries >= REREGISTER_TRIES) {
+        for (const { name, err } of round.again) {
+          this.emit("warning", new ClientError("TIMEOUT",
+            `re-registering ${JSON.stringify(name.toString("utf8"))} gave up after ${tries} tries: the node could not decide (${err.message})`,
+            { cause: err }));
+        }
+        return;
+      }
+      await this.pause(Math.max(round.wait, REREGISTER_MIN_WAIT_MS), conn);
+      if (this.closing || conn.gone || conn.draining) return; // a new connection registers them again
+      const names = round.again.map((a) => a.name).filter((n) => this.names.has(n.toString("latin1")));
+      round = await this.registerRound(conn, names);
+      if (this.closing) return;
+      this.reportLost(round.lost);
+    }
+  }
+
+  private reportLost(lost: { name: Buffer; err: Error }[]): void {
+    for (const { name, err } of lost) this.emit("nameLost", name, err);
+  }
+
+  /** Waits ms, or less if conn ends or the client closes. */
+  private pause(ms: number, conn: Conn): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => { clearTimeout(t); resolve(); };
+      const t = setTimeout(done, ms);
+      void conn.done.then(done);
+      void this.closedSignal.then(done);
+    });
   }
 
   private block(addr: string, until: number): void {
     if (until > (this.notBefore.get(addr) ?? 0)) this.notBefore.set(addr, until);
   }
 
-  private noteError(addr: string, se: ServerError, now: number): void {
-    if (se.retryAfterMs > 0) this.block(addr, now + se.retryAfterMs);
-    if (se.tryOther && se.addresses.length > 0) this.preferred = [...se.addresses];
+  /** Takes addresses a GOAWAY or ERROR suggested as the next to try, the first by spread. */
+  private suggest(addrs: string[]): void {
+    this.preferred = spread([...addrs], this.options.random);
   }
 
-  /** Suggested addresses first, then the configured ones in rotation; blocked ones last. */
+  /**
+   * Records the hints of a connection that ended: GOAWAY or a closing ERROR. Without
+   * either (the node died without a word: kill -9, a crash, a hang), the next rotation
+   * starts at a random one of the other configured addresses, as the Go client's picker
+   * does: otherwise every client of that node, given the same list, tried the same next
+   * address and all landed on one node.
+   */
+  private note(conn: Conn, now: number): void {
+    if (!conn.goaway && !conn.closeErr) {
+      const n = this.options.addresses.length;
+      if (n > 2) this.addrIdx = (this.addrIdx + randomInt(this.options.random, n - 1)) % n;
+    }
+    if (conn.goaway) {
+      this.block(conn.address, now + conn.goaway.reconnectAfterMs);
+      this.suggest(conn.goaway.addresses.map((a) => a.toString("utf8")));
+    }
+    if (conn.closeErr) this.noteError(conn.address, conn.closeErr, now);
+  }
+
+  private noteError(addr: string, se: ServerError, now: number): void {
+    if (se.retryAfterMs > 0) this.block(addr, now + se.retryAfterMs);
+    if (se.tryOther && se.addresses.length > 0) this.suggest(se.addresses);
+  }
+
+  /**
+   * Suggested addresses first (the first of them picked by spread, the rest in order),
+   * then the configured ones in rotation after the last one used; blocked ones last.
+   */
   private nextAddress(now: number): [string, number] {
     for (const [a, t] of this.notBefore) if (t <= now) this.notBefore.delete(a);
     while (this.preferred.length > 0) {
@@ -726,6 +914,7 @@ export class Client extends EventEmitter {
   private shutdown(cause: Error): void {
     this.closing = true;
     this.closeCause = cause;
+    this.markClosed();
     const ws = this.waiters;
     this.waiters = [];
     for (const w of ws) w.reject(new ClientError("CLOSED", `client closed: ${cause.message}`, { cause }));
@@ -875,23 +1064,35 @@ export class Client extends EventEmitter {
   }
 
   /**
-   * Leaves politely: GOODBYE on the current connection, then waits (at most timeoutMs,
-   * default 2000) for the server to close it. Calls in flight and later calls fail with
-   * ClientError CLOSED.
+   * Leaves politely and stops reconnecting. Every open connection (the current one, one
+   * still draining after a GOAWAY, one a reconnect is setting up) gets GOODBYE, and its
+   * calls in flight fail with ClientError CLOSED at once (as the Go client's Close fails
+   * them with ErrClosed); then close waits (at most timeoutMs, default 2000) for the server
+   * to close them. A connection still in its handshake is dropped. Later calls fail with
+   * CLOSED; an IncomingRequest not answered yet can no longer be (reply() returns false).
    */
   async close(timeoutMs = 2000): Promise<void> {
-    if (this.closing && this._state === "closed" && !this.conn) return;
-    const conn = this.conn;
-    this.shutdown(new ClientError("CLOSED", "closed by the application"));
+    const conns = [...this.open].filter((c) => !c.closed);
+    if (this.closing && this._state === "closed" && conns.length === 0) return;
+    if (!this.closing) this.shutdown(new ClientError("CLOSED", "closed by the application"));
     this.conn = undefined;
-    if (conn && !conn.closed) {
+    for (const conn of conns) {
+      if (!conn.info) {
+        conn.fail(new ClientError("CLOSED", "client closed"));
+        continue;
+      }
       for (const p of conn.pending.values()) if (!p.abandoned) p.reject(new ClientError("CLOSED", "client closed"));
       conn.pending.clear();
       conn.goodbye();
-      const t = sleep(timeoutMs);
-      await Promise.race([conn.done, t]);
-      if (!conn.closed) conn.fail(new ClientError("CLOSED", "client closed"));
     }
+    if (conns.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(conns.map((c) => c.done)),
+      new Promise<void>((r) => { timer = setTimeout(r, Math.max(timeoutMs, 0)); }),
+    ]);
+    clearTimeout(timer);
+    for (const conn of conns) if (!conn.closed) conn.fail(new ClientError("CLOSED", "client closed"));
   }
 }
 
@@ -915,8 +1116,19 @@ function abortReason(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new ClientError("TIMEOUT", `aborted: ${String(signal.reason)}`);
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, Math.max(ms, 0)));
+/** A local timeout (ClientError TIMEOUT) or the server's TIMEOUT answering the call. */
+function isTimeout(err: unknown): boolean {
+  return (err instanceof ClientError && err.code === "TIMEOUT")
+    || (err instanceof ServerError && err.code === ErrorCode.TIMEOUT && !err.closing);
+}
+
+interface RegisterRound {
+  /** Names to ask for again, with the last failure. */
+  again: { name: Buffer; err: Error }[];
+  /** The longest retry-after among them, ms. */
+  wait: number;
+  /** Names lost (NAME_TAKEN), already dropped from the kept set. */
+  lost: { name: Buffer; err: Error }[];
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

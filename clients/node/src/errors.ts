@@ -39,7 +39,7 @@ export type ClientErrorCode =
   | "TIMEOUT" // no outcome within the call's timeout (local deadline)
   | "DISCONNECTED" // the connection carrying the call was lost; it may or may not have taken effect
   | "CLOSED" // the client was closed
-  | "WRITE_QUEUE_FULL" // the bounded write queue is full (the socket is not draining)
+  | "WRITE_QUEUE_FULL" // the socket is not draining and what waits for it reached maxWriteQueueBytes
   | "FRAME_TOO_LARGE" // the frame would exceed the server's max frame (WELCOME)
   | "BAD_ARGUMENT" // an empty or over-long name, a bad timeout
   | "PROTOCOL"; // the server sent bytes that break the protocol
