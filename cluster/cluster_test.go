@@ -529,6 +529,9 @@ func TestFence(t *testing.T) {
 		if _, ok := d.Lookup([]byte("fenced-name")); ok {
 			t.Error("an isolated node still finds its name")
 		}
+		if d.Serving() {
+			t.Error("an isolated node still delivers what other nodes forward to its connections")
+		}
 		if err := d.Claim("isolated", conn(1, 3), func(string, shard.ConnID, error) {}); !errors.Is(err, shard.ErrUnavailable) {
 			t.Errorf("Claim on an isolated node = %v; want ErrIsolated (shard.ErrUnavailable)", err)
 		}
@@ -653,5 +656,38 @@ func TestLeaseTakenFences(t *testing.T) {
 	}
 	if l, ok := parseLease(e.Value()); !ok || l.epoch != other.epoch {
 		t.Errorf("the lease now holds epoch %d; want the other run's %d, left alone", l.epoch, other.epoch)
+	}
+}
+
+// TestIsolation: a node cut off from both others (killed) stops serving names within its
+// fence check, long before its lease could lapse (here 30 s, so the fence does not come
+// first, as it does in TestFence on a slow machine): Lookup finds none, REGISTER is
+// UNAVAILABLE, it is not ready, and what another node still forwarded would be refused.
+func TestIsolation(t *testing.T) {
+	cl := startClusterWith(t, func(c *Config) { c.LeaseTTL = 30 * time.Second })
+	d := cl.node(0).Directory()
+	if err := claim(t, d, "cut-off", conn(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Serving() {
+		t.Fatal("a ready node does not serve")
+	}
+	cl.kill(1)
+	cl.kill(2)
+	waitFor(t, "node 1 to see itself isolated", 20*time.Second, func() bool { return d.isolated.Load() })
+	if d.fenced.Load() {
+		t.Fatal("fenced before isolated with a 30 s lease")
+	}
+	if _, ok := d.Lookup([]byte("cut-off")); ok {
+		t.Error("an isolated node still finds its name")
+	}
+	if d.Serving() {
+		t.Error("an isolated node still delivers what other nodes forward to its connections")
+	}
+	if err := d.Claim("new", conn(1, 2), func(string, shard.ConnID, error) {}); !errors.Is(err, ErrIsolated) {
+		t.Errorf("Claim on an isolated node = %v; want ErrIsolated", err)
+	}
+	if ok, why := d.Ready(); ok || !strings.Contains(why, "isolated") {
+		t.Errorf("Ready = %v %q; want false, isolated", ok, why)
 	}
 }

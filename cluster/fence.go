@@ -154,12 +154,16 @@ func (d *Directory) leaseStale() bool {
 // Fenced reports whether the node fenced itself (fenceLoop). Safe for concurrent use.
 func (d *Directory) Fenced() bool { return d.fenced.Load() }
 
-// Serving reports whether the node may still serve its names: not fenced, and its lease
-// not stale. The server asks it before delivering what other nodes forwarded to its
-// connections (server.DeliverRemote), so that a node woken after its lease lapsed does
-// not deliver the SENDs and REQUESTs queued for it meanwhile. Safe for concurrent use;
-// one atomic load and one monotonic clock read.
-func (d *Directory) Serving() bool { return !d.fenced.Load() && !d.leaseStale() }
+// Serving reports whether the node may still serve its names: not fenced, not isolated,
+// and its lease not stale, the conditions under which Lookup finds them. The server asks
+// it before delivering what other nodes forwarded to its connections
+// (server.DeliverRemote), so that a node woken after its lease lapsed does not deliver the
+// SENDs and REQUESTs queued for it meanwhile, and an isolated node (whose names the
+// others may be giving away) delivers no more to them than its own senders reach. Safe
+// for concurrent use; two atomic loads and one monotonic clock read.
+func (d *Directory) Serving() bool {
+	return !d.fenced.Load() && !d.isolated.Load() && !d.leaseStale()
+}
 
 // OnFence registers fn to be called once, on a directory goroutine, when the node fences
 // itself: it then serves no names, and the process should drain its clients (GOAWAY:

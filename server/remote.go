@@ -30,7 +30,8 @@ type Remote interface {
 // process runs: a cluster node whose lease may have lapsed (stopped, hung, cut off), so
 // that other nodes may have given its connections' names to new owners. While Serving
 // reports false, DeliverRemote refuses what other nodes forward to this node's
-// connections (MESSAGE, INCOMING) with NO_ROUTE, as Lookup then refuses local senders:
+// connections (MESSAGE, INCOMING) with NO_ROUTE, as Lookup then refuses local senders
+// (fenced, isolated, or its lease stale):
 // a node woken after its lease ran out would otherwise deliver the SENDs and REQUESTs
 // queued for it meanwhile to connections whose names now live elsewhere. Outcomes and
 // RESPONSEs for this node's own senders and requesters are still delivered: those wait
