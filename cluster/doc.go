@@ -53,8 +53,10 @@
 //   - The cache is eventually consistent (a watch event arrives ~0.2 ms after a write on
 //     loopback): a claim refused from the cache as taken may have been freed a moment
 //     earlier; the client retries. Ownership itself is only ever decided by the KV.
-//   - A node that cannot renew its lease stops being ready after LeaseTTL/2 but does not
-//     yet fence itself (drain) before the lease expires: a partitioned node
-//     may keep serving names that another node has taken over.
+//   - A node that cannot renew its lease stops being ready after LeaseTTL/2 and fences
+//     itself LeaseTTL minus a guard after its last renewal was sent, before the lease can
+//     expire (fence.go): it then serves no names, and OnFence tells the process to drain.
+//     A node cut off from most others is isolated sooner, within 100 ms, and serves no
+//     names meanwhile (Lookup, Claim, Serving), since they may take it for dead by probe.
 //   - Deleted names leave a delete marker per key in the names bucket.
 package cluster

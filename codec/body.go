@@ -30,7 +30,7 @@ type Welcome struct {
 	Version        uint16
 	ConnID         uint64 // this connection's id; MESSAGE and INCOMING carry the sender's
 	MaxFrame       uint32 // largest length field the server accepts
-	PingIntervalMs uint32 // the server pings (or expects traffic) at this interval
+	PingIntervalMs uint32 // the client should send something (a PING if nothing else) at least this often; 0: no idle timeout
 	MaxPending     uint32 // outbound messages the server queues for this connection
 	ServerID       []byte // node name
 }

@@ -6,7 +6,7 @@ import "encoding/binary"
 type Frame struct {
 	Type  Type
 	Flags Flags
-	Corr  uint32 // correlation id; 0 means "no reply wanted"
+	Corr  uint32 // correlation id; 0 asks for no answer, except HELLO, PING and ECHO, which are answered with corr 0
 	Body  []byte
 }
 

@@ -68,8 +68,9 @@ func (z Zone) ShedsLowPriority() bool { return z >= ZoneOrange }
 // RefusesConnections reports whether new connections are refused with BUSY: RED.
 func (z Zone) RefusesConnections() bool { return z >= ZoneRed }
 
-// ShedsAllButControl reports whether everything but control frames (PING, GOODBYE,
-// UNREGISTER and the like) is refused: RED.
+// ShedsAllButControl reports whether everything but control frames is refused: RED. The
+// server's control frames are HELLO, PING, REPLY and GOODBYE (server.controlFrame);
+// UNREGISTER is shed like other work.
 func (z Zone) ShedsAllButControl() bool { return z >= ZoneRed }
 
 // Default zone settings.
@@ -131,7 +132,7 @@ func (t *Thresholds) level(u float64) Zone {
 // Inputs are the utilisations a zone is computed from, each a ratio where 1 means "at the
 // limit" (values above 1 are allowed). The caller computes them, for example:
 // connections/max connections, queued messages/queue bound, heap/GOMEMLIMIT, window error
-// rate/(2 x breaker threshold), loop lag/lag budget. NaN and negative values count as 0.
+// rate/breaker threshold, loop lag/lag budget. NaN and negative values count as 0.
 type Inputs struct {
 	Connections float64 `json:"connections"`
 	Queued      float64 `json:"queued"`
