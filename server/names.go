@@ -19,6 +19,10 @@ type pendingClaim struct {
 	corr uint32
 }
 
+// maxWaitingRegisters bounds the REGISTERs one connection may have waiting for claims
+// decided elsewhere, repeats of a waiting name included: twice its name cap.
+func maxWaitingRegisters(maxNames int) int { return 2 * maxNames }
+
 func (lp *loop) register(c *conn, f codec.Frame) bool {
 	name, err := codec.ParseName(f.Body)
 	if err != nil {
@@ -33,7 +37,15 @@ func (lp *loop) register(c *conn, f codec.Frame) bool {
 	if len(lp.claims) > 0 { // only a directory that decides elsewhere fills it
 		claims = lp.claims[c.id]
 		if i := slices.IndexFunc(claims, func(pc pendingClaim) bool { return pc.name == string(name) }); i >= 0 {
-			// Already being claimed: this REGISTER gets the same answer when it comes.
+			// Already being claimed: this REGISTER gets the same answer when it comes. The
+			// REGISTERs waiting on one connection, repeats included, are bounded: a client
+			// repeating one at line rate while its claim is decided elsewhere (seconds, in
+			// a cluster) would otherwise grow this list, and the burst of answers at its
+			// outcome, without limit.
+			if len(claims) >= maxWaitingRegisters(lp.srv.cfg.MaxNamesPerConn) {
+				lp.replyError(c, f.Corr, codec.CodeBusy, "too many REGISTERs waiting on this connection")
+				return true
+			}
 			lp.claims[c.id] = append(claims, pendingClaim{name: claims[i].name, corr: f.Corr})
 			return true
 		}

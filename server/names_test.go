@@ -200,3 +200,41 @@ func TestRegisterUnavailable(t *testing.T) {
 	}
 	pingBarrier(t, q, 4)
 }
+
+// TestRepeatedRegisterWhilePendingBounded: REGISTERs repeated while a claim is decided
+// elsewhere wait for its outcome, but no more than twice the name cap of them per
+// connection: the rest get BUSY at once. Unbounded, a client repeating one REGISTER at line
+// rate during a claim of seconds grew the loop's list, and the burst of answers at the
+// outcome, by hundreds of megabytes.
+func TestRepeatedRegisterWhilePendingBounded(t *testing.T) {
+	d := &laterDir{Registry: shard.NewRegistry()}
+	s := startServer(t, Config{MaxNamesPerConn: 4}, WithDirectory(d))
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Hello("svc", "")
+	const n = 20 // > maxWaitingRegisters(4) = 8
+	for i := range n {
+		p.Write(codec.AppendName(nil, codec.TypeRegister, uint32(i+1), "svc"))
+	}
+	p.Write(codec.AppendFrame(nil, codec.TypePing, 0, 99, nil))
+	busy := 0
+	for {
+		f, err := p.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == codec.TypePong {
+			break
+		}
+		if e, err := codec.ParseError(f.Body); f.Type != codec.TypeError || err != nil || e.Code != codec.CodeBusy {
+			t.Fatalf("before the outcome: %v; want ERROR BUSY", f.Type)
+		}
+		busy++
+	}
+	if want := n - maxWaitingRegisters(4); busy != want {
+		t.Fatalf("%d REGISTERs refused BUSY while the claim waited; want %d", busy, want)
+	}
+	d.decide(t, "svc", false)
+	for range maxWaitingRegisters(4) {
+		p.Expect(codec.TypeOK)
+	}
+}
