@@ -18,6 +18,12 @@ func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
 		}
 		return lp.hello(c, f)
 	}
+	// A peer that sends but never reads its answers is a slow consumer: every frame may
+	// earn one (OK, ERROR, PONG, a refusal), so none is handled once what waits for the
+	// connection has reached max-pending-bytes.
+	if c.queuedBytes() >= lp.srv.cfg.MaxPendingBytes && lp.answersBlocked(c) {
+		return false
+	}
 	if f.Type < 0x80 && f.Type.Known() && !controlFrame(f.Type) && !lp.admit(c, f, now) {
 		return true
 	}
@@ -26,11 +32,6 @@ func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
 	}
 	switch f.Type {
 	case codec.TypePing, codec.TypeEcho:
-		// A peer that sends but never reads its answers is a slow consumer too.
-		if c.queuedBytes() >= lp.srv.cfg.MaxPendingBytes {
-			lp.slowConsumer(c)
-			return false
-		}
 		t := codec.TypePong
 		if f.Type == codec.TypeEcho {
 			t = codec.TypeEchoReply

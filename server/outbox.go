@@ -99,6 +99,23 @@ func (o *outbox) full() bool {
 	return o.gc != nil && o.atCaps()
 }
 
+// answersBlocked judges a connection whose queued output has reached max-pending-bytes
+// before one of its own frames is handled, as full judges a target: the frames this loop
+// holds for it are written first, and if the socket has not taken enough of them it is a
+// slow consumer. It reports whether the connection's input must stop (a slow consumer now,
+// or closed by that write).
+func (lp *loop) answersBlocked(c *conn) bool {
+	c.flush()
+	switch {
+	case c.gc == nil || c.state != stateActive:
+		return true
+	case c.gc.OutboundBuffered() < lp.srv.cfg.MaxPendingBytes:
+		return false
+	}
+	lp.slowConsumer(c)
+	return true
+}
+
 func (o *outbox) atCaps() bool {
 	cfg := &o.lp.srv.cfg
 	o.sync()

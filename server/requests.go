@@ -218,6 +218,19 @@ func (lp *loop) finishResponse(token shard.ConnID, resp []byte, responder shard.
 	if c.state != stateActive {
 		return
 	}
+	if c.full() {
+		// A requester that does not read its RESPONSEs: a slow consumer like a reader that
+		// does not read its MESSAGEs (up to max-pending requests of up to max-frame each
+		// would otherwise wait for it). The replier hears QUEUE_FULL, as when the RESPONSE
+		// cannot be queued at all.
+		if c.state == stateActive {
+			lp.slowConsumer(c)
+		}
+		if rcorr != 0 {
+			lp.errorTo(responder, rcorr, codec.CodeQueueFull, "requester's queue is full")
+		}
+		return
+	}
 	b := c.buf()
 	start := len(b.B)
 	b.B = append(b.B, resp...)

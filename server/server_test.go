@@ -735,3 +735,95 @@ func TestPeerAddrsFit(t *testing.T) {
 		t.Errorf("SetPeers: %d of %d kept", n, len(many))
 	}
 }
+
+// TestOwnAnswersBounded: a client that never reads, sending frames that each earn an
+// answer (a REPLY with a made-up token and corr, a SEND+ACK to nobody, an UNREGISTER of a
+// name it does not own), is a slow consumer once what waits for it reaches
+// max-pending-bytes, whatever the frame. Only PING and ECHO were checked: a forged REPLY
+// flood grew one connection's output to ~1 GB in 4 s.
+func TestOwnAnswersBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+	}{
+		{"forged REPLY", codec.AppendReply(nil, 7, 0x0001000000000009, nil)},
+		{"SEND+ACK to nobody", codec.AppendSend(nil, codec.FlagAck, 8, "nobody", nil)},
+		{"UNREGISTER not owned", codec.AppendName(nil, codec.TypeUnregister, 9, "not-mine")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, Config{MaxPendingBytes: 64 << 10})
+			p := connect(t, s, "deaf")
+			bystander := connect(t, s, "bystander")
+			burst := bytes.Repeat(tc.frame, (32<<10)/len(tc.frame))
+			for i := 0; i < 4096 && s.Stats().SlowConsumers == 0; i++ { // at most ~128 MiB
+				_ = p.Conn.SetWriteDeadline(time.Now().Add(2 * time.Second))
+				if _, err := p.Conn.Write(burst); err != nil {
+					break
+				}
+			}
+			waitFor(t, "the deaf client taken for a slow consumer", func() bool { return s.Stats().SlowConsumers == 1 })
+			bystander.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, []byte("ok")))
+			bystander.Expect(codec.TypeEchoReply)
+		})
+	}
+}
+
+// TestUnreadResponsesBounded: a requester that does not read its RESPONSEs is a slow
+// consumer once they fill its caps, as a reader of MESSAGEs is; the replier whose
+// RESPONSE found it so is told QUEUE_FULL. Unchecked, up to max-pending RESPONSEs of up to
+// max-frame each waited for it.
+func TestUnreadResponsesBounded(t *testing.T) {
+	// Small socket buffers, so that what the requester does not read waits in the server.
+	s := startServer(t, Config{MaxPendingBytes: 256 << 10, SocketSendBuffer: 64 << 10})
+	svc := registered(t, s, "svc")
+	deaf := connect(t, s, "deaf")
+	if err := deaf.Conn.(*net.TCPConn).SetReadBuffer(4 << 10); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200 // 200 × 64 KiB: far past the sockets' buffers and the 256 KiB cap
+	for i := range n {
+		deaf.Write(codec.AppendRequest(nil, uint32(i+1), "svc", 60000, nil))
+	}
+	// Every REQUEST handled before the first RESPONSE: the requester sends nothing more,
+	// so its RESPONSEs alone must find it at its caps.
+	deaf.Write(codec.AppendFrame(nil, codec.TypePing, 0, 0xffff, nil))
+	deaf.Expect(codec.TypePong)
+	big := make([]byte, 64<<10)
+	sawFull := false
+	for answered := 0; answered < n && !sawFull; {
+		f, err := svc.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch f.Type {
+		case codec.TypeIncoming:
+			tok, _, _, _, err := codec.ParseIncoming(f.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			answered++
+			svc.Write(codec.AppendReply(nil, uint32(answered), tok, big))
+		case codec.TypeError:
+			e, _ := codec.ParseError(f.Body)
+			sawFull = e.Code == codec.CodeQueueFull
+		}
+	}
+	// The ERRORs answering the last REPLYs come after them: a PONG marks the end.
+	svc.Write(codec.AppendFrame(nil, codec.TypePing, 0, 0xffff, nil))
+	for !sawFull {
+		f, err := svc.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == codec.TypePong {
+			break
+		}
+		if e, _ := codec.ParseError(f.Body); f.Type == codec.TypeError && e.Code == codec.CodeQueueFull {
+			sawFull = true
+		}
+	}
+	if !sawFull {
+		t.Fatal("every RESPONSE was queued for a requester that reads nothing; want QUEUE_FULL to the replier")
+	}
+	waitFor(t, "the requester taken for a slow consumer", func() bool { return s.Stats().SlowConsumers == 1 })
+}
