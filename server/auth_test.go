@@ -493,3 +493,31 @@ func TestHandshakeTimeoutWhileVerifyingOverTCP(t *testing.T) {
 		t.Fatal("WELCOME without a connection id")
 	}
 }
+
+// TestInputWhileVerifyingBounded: what a client sends after its HELLO while the HELLO's
+// credentials are checked waits in gnet's inbound buffer, but no more than verifyInputMax
+// of it: past that the connection is closed with ERROR BAD_FRAME (and then a clean EOF).
+// Unbounded, one unauthenticated connection put 293 MB into the server in 1.5 s. The
+// verifier is held by a test gate, so the check is still running however fast the machine.
+func TestInputWhileVerifyingBounded(t *testing.T) {
+	gate := make(chan struct{})
+	var release sync.Once
+	open := func() { release.Do(func() { close(gate) }) }
+	creds := mustCredentials(t, User{Name: "alice", TokenHash: testHash(t, "wonderland")})
+	s := startServer(t, Config{HandshakeTimeout: time.Minute}, WithCredentials(creds),
+		func(s *Server) { s.auth.verifyGate = gate })
+	t.Cleanup(open)
+	p := rawpeer.Dial(t, s.Addr().String())
+	p.Write(codec.AppendHello(nil, 1, codec.Version, "alice-1", "alice:wonderland"))
+	junk := bytes.Repeat(codec.AppendFrame(nil, codec.TypePing, 0, 2, make([]byte, 1000)), 64) // ~64 KiB
+	for i := 0; i < 16; i++ { // 1 MiB in all, four times the bound
+		_ = p.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := p.Conn.Write(junk); err != nil {
+			break // closed by the server: what it wrote first is still to be read
+		}
+	}
+	if _, e := p.ExpectError(codec.CodeBadFrame); e.Flags&codec.ErrFlagClosing == 0 {
+		t.Fatalf("ERROR %+v; want CLOSING", e)
+	}
+	p.ExpectClosed()
+}

@@ -57,7 +57,14 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 func (s *Server) traffic(gc gnet.Conn) {
 	c, _ := gc.Context().(*conn)
 	if c != nil && c.state == stateVerifying {
-		return // input waits in gnet's buffer until the HELLO is verified (auth.go)
+		// Input waits in gnet's buffer until the HELLO is verified (auth.go), but not
+		// without bound: gnet grows that buffer for whatever arrives, and this client has
+		// not shown a credential yet.
+		if gc.InboundBuffered() > verifyInputMax {
+			c.lp.closeWithError(c, codec.CodeBadFrame, "too much input before WELCOME: wait for it")
+			c.lp.flushDirty()
+		}
+		return
 	}
 	if c == nil || c.state != stateActive && c.state != stateHandshake {
 		_, _ = gc.Discard(-1) // closing: ignore input until the close lands

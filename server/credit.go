@@ -42,6 +42,10 @@ const (
 	// creditInputMax is how much input a paused connection may have waiting before its
 	// loop reads it anyway.
 	creditInputMax = 64 << 10
+	// verifyInputMax is how much a client may send after its HELLO while the HELLO's
+	// credentials are checked (before WELCOME): past it the connection is closed with
+	// BAD_FRAME.
+	verifyInputMax = 256 << 10
 )
 
 // creditWord returns the credit word of connection id, which lives on this loop; nil if no
