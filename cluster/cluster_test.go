@@ -337,9 +337,7 @@ func TestCluster(t *testing.T) {
 		tomb := e
 		tomb.dead = true
 		a.cache.set("again", tomb)
-		a.umu.Lock()
-		a.unregs = append(a.unregs, unregReq{name: "again", rev: e.rev})
-		a.umu.Unlock()
+		a.queueDelete("again", e.rev)
 		if err := claim(t, a, "again", id); err != nil {
 			t.Fatalf("claim again: %v", err)
 		}

@@ -85,7 +85,7 @@ type Directory struct {
 	claims chan claimReq // sent to under qmu's read lock, never after closed
 
 	umu    sync.Mutex
-	unregs []unregReq    // guarded by umu: KV deletes still to do
+	unregs map[string]uint64 // guarded by umu: KV deletes still to do, name → revision
 	uwake  chan struct{} // capacity 1: unregs has work
 
 	dmu      sync.Mutex
@@ -135,10 +135,6 @@ type claimReq struct {
 	at   time.Time // queued (claimQueued)
 }
 
-type unregReq struct {
-	name string
-	rev  uint64 // the revision the name had when unregistered: the delete is a CAS on it
-}
 
 var _ shard.Directory = (*Directory)(nil)
 
@@ -375,10 +371,7 @@ func (d *Directory) Unregister(name string, id shard.ConnID) error {
 	if !d.cache.set(name, tomb) {
 		return shard.ErrNotOwner // changed under us: a newer owner
 	}
-	// The queue is unbounded, but it holds at most one entry per name this node owned.
-	d.umu.Lock()
-	d.unregs = append(d.unregs, unregReq{name: name, rev: e.rev})
-	d.umu.Unlock()
+	d.queueDelete(name, e.rev)
 	select {
 	case d.uwake <- struct{}{}:
 	default:
@@ -779,23 +772,37 @@ func (d *Directory) flushUnregisters(ctx context.Context) bool {
 	batch := d.unregs
 	d.unregs = nil
 	d.umu.Unlock()
-	var failed []unregReq
-	for _, u := range batch {
+	failed := 0
+	for name, rev := range batch {
 		octx, cancel := context.WithTimeout(ctx, d.cfg.OpTimeout)
-		err := d.names.Delete(octx, nameKey(u.name), jetstream.LastRevision(u.rev))
+		err := d.names.Delete(octx, nameKey(name), jetstream.LastRevision(rev))
 		cancel()
 		if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			failed = append(failed, u)
+			d.queueDelete(name, rev) // again, unless a later delete of name was queued meanwhile
+			failed++
 		}
 	}
-	if len(failed) == 0 {
+	if failed == 0 {
 		return true
 	}
-	d.log.Warn("name deletes failed; retrying", "count", len(failed))
-	d.umu.Lock()
-	d.unregs = append(failed, d.unregs...)
-	d.umu.Unlock()
+	d.log.Warn("name deletes failed; retrying", "count", failed)
 	return false
+}
+
+// queueDelete queues the KV delete of name at revision rev (a CAS on it). The queue holds
+// one delete per name, the latest: an earlier one for the same name could only fail its
+// CAS (the name was registered again since, at a later revision), so a client that
+// registers and unregisters one name over and over adds nothing to it, and it holds at
+// most one entry per name this node owned.
+func (d *Directory) queueDelete(name string, rev uint64) {
+	d.umu.Lock()
+	if d.unregs == nil {
+		d.unregs = make(map[string]uint64)
+	}
+	if rev > d.unregs[name] {
+		d.unregs[name] = rev
+	}
+	d.umu.Unlock()
 }
 
 // sweep deletes the entries earlier runs of this node left (a crash leaves them; the
