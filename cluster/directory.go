@@ -86,7 +86,7 @@ type Directory struct {
 
 	umu    sync.Mutex
 	unregs map[string]uint64 // guarded by umu: KV deletes still to do, name → revision
-	uwake  chan struct{} // capacity 1: unregs has work
+	uwake  chan struct{}     // capacity 1: unregs has work
 
 	dmu      sync.Mutex
 	doubts   map[doubtKey]doubt // guarded by dmu: claims to reconcile (doubt.go)
@@ -134,7 +134,6 @@ type claimReq struct {
 	done shard.ClaimFunc
 	at   time.Time // queued (claimQueued)
 }
-
 
 var _ shard.Directory = (*Directory)(nil)
 
