@@ -208,27 +208,34 @@ func (d *Directory) acceptLinks() {
 			}
 			continue
 		}
+		// Until its ident is read a link is in linksNew, which stopLinks closes, so that a
+		// stop does not wait linkIdentTime for a silent peer. Anyone who reaches the port
+		// can open one: at most linkIdentsMax wait at once, the rest are closed at once.
+		d.lnmu.Lock()
+		admit := d.ctx.Err() == nil && len(d.linksNew) < linkIdentsMax
+		if admit {
+			d.linksNew[c] = struct{}{}
+		}
+		d.lnmu.Unlock()
+		if !admit {
+			_ = c.Close()
+			continue
+		}
 		d.wg.Add(1)
 		go d.serveLink(c)
 	}
 }
+
+// linkIdentsMax bounds the accepted links still waiting for their ident (a goroutine and
+// a descriptor each, for up to linkIdentTime): a few per peer node is all a cluster needs.
+const linkIdentsMax = 64
 
 // serveLink checks an accepted link's ident and reads it until it ends. An end by EOF or
 // reset while it is the node's current link, without a goodbye before it, is a loss
 // (lostLink): a process whose kernel closed its sockets sent none.
 func (d *Directory) serveLink(c net.Conn) {
 	defer d.wg.Done()
-	// Until its ident is read it is in linksNew, which stopLinks closes, so that a stop
-	// does not wait linkIdentTime for a silent peer.
-	d.lnmu.Lock()
-	if d.ctx.Err() != nil {
-		d.lnmu.Unlock()
-		_ = c.Close()
-		return
-	}
-	d.linksNew[c] = struct{}{}
-	d.lnmu.Unlock()
-	var b [linkIdentLen]byte
+	var b [linkIdentLen]byte // c is in linksNew (acceptLinks) until this is read
 	_ = c.SetReadDeadline(time.Now().Add(linkIdentTime))
 	_, err := io.ReadFull(c, b[:])
 	d.lnmu.Lock()

@@ -8,6 +8,8 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,5 +246,54 @@ func TestLinkLostTakeover(t *testing.T) {
 	}
 	if err := claim(t, ad, "linked-live", conn(1, 103)); !errors.Is(err, shard.ErrNameTaken) {
 		t.Fatalf("claim of a live node's name after its link closed = %v; want NAME_TAKEN", err)
+	}
+}
+
+// TestLinkIdentsBounded: anyone who reaches the link port can open connections that send
+// no ident; at most linkIdentsMax of them wait (a goroutine and a descriptor each, for
+// linkIdentTime), the rest are closed at once, and the nodes' own links still come up.
+// It used to take a goroutine per connection, without a bound.
+func TestLinkIdentsBounded(t *testing.T) {
+	identTime := linkIdentTime
+	linkIdentTime = time.Minute // the silent ones would wait past the test
+	t.Cleanup(func() { linkIdentTime = identTime })
+	tc := startCluster(t)
+	d := tc.node(0).Directory()
+	addr := d.linkLn.Addr().String()
+	const n = 3 * linkIdentsMax
+	var silent []net.Conn
+	t.Cleanup(func() {
+		for _, c := range silent {
+			_ = c.Close()
+		}
+	})
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	// Those refused read EOF at once; the others wait. Read all at once, with one
+	// deadline, so that the waiting ones time out together.
+	var closed atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(2 * time.Second)
+	for _, c := range silent {
+		wg.Go(func() {
+			_ = c.SetReadDeadline(deadline)
+			var b [1]byte
+			if _, err := c.Read(b[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				closed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	d.lnmu.Lock()
+	waiting := len(d.linksNew)
+	d.lnmu.Unlock()
+	if waiting > linkIdentsMax || closed.Load() < n-linkIdentsMax {
+		t.Fatalf("%d links waiting for their ident, %d closed; want at most %d waiting, the other %d closed",
+			waiting, closed.Load(), linkIdentsMax, n-linkIdentsMax)
 	}
 }
