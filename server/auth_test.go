@@ -509,8 +509,9 @@ func TestInputWhileVerifyingBounded(t *testing.T) {
 	t.Cleanup(open)
 	p := rawpeer.Dial(t, s.Addr().String())
 	p.Write(codec.AppendHello(nil, 1, codec.Version, "alice-1", "alice:wonderland"))
-	junk := bytes.Repeat(codec.AppendFrame(nil, codec.TypePing, 0, 2, make([]byte, 1000)), 64) // ~64 KiB
-	for i := 0; i < 16; i++ { // 1 MiB in all, four times the bound
+	// ~64 KiB a write, 1 MiB in all: four times the bound.
+	junk := bytes.Repeat(codec.AppendFrame(nil, codec.TypePing, 0, 2, make([]byte, 1000)), 64)
+	for i := 0; i < 16; i++ {
 		_ = p.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		if _, err := p.Conn.Write(junk); err != nil {
 			break // closed by the server: what it wrote first is still to be read
