@@ -147,6 +147,9 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if len(lp.claims) > 0 {
 		delete(lp.claims, c.id) // outcomes still to come release their names (finishClaim)
 	}
+	if len(lp.remoteIncoming) > 0 {
+		delete(lp.remoteIncoming, c.id)
+	}
 	c.release()
 	c.state = stateClosed
 	gc.SetContext(nil)

@@ -53,6 +53,10 @@ type loop struct {
 	// claims holds the REGISTERs waiting for a directory that decides elsewhere, by
 	// connection; nil until the first one (a single node never fills it).
 	claims map[shard.ConnID][]pendingClaim
+	// remoteIncoming counts, by connection, the INCOMINGs from other nodes' requesters it
+	// was given and has not answered: a REPLY whose token names another node is forwarded
+	// there only while its connection has one (remote.go); nil until the first one.
+	remoteIncoming map[shard.ConnID]uint32
 	// paused lists the connections paused for route credit since the last tick (credit.go);
 	// pausedSpare is the other of the two slices resumeLost alternates.
 	paused, pausedSpare []shard.ConnID

@@ -218,6 +218,31 @@ func (lp *loop) finishToken(token shard.ConnID, code codec.ErrorCode) {
 	}
 }
 
+// countRemoteIncoming records an INCOMING from another node's requester given to
+// connection id of this loop.
+func (lp *loop) countRemoteIncoming(id shard.ConnID) {
+	if lp.remoteIncoming == nil {
+		lp.remoteIncoming = make(map[shard.ConnID]uint32)
+	}
+	lp.remoteIncoming[id]++
+}
+
+// takeRemoteIncoming answers one of the INCOMINGs from other nodes' requesters that
+// connection id was given, and reports whether it had one unanswered. An INCOMING whose
+// request timed out stays counted until a REPLY or the connection's close: so a connection
+// can forward at most as many REPLYs as it was given INCOMINGs.
+func (lp *loop) takeRemoteIncoming(id shard.ConnID) bool {
+	switch n := lp.remoteIncoming[id]; n {
+	case 0:
+		return false
+	case 1:
+		delete(lp.remoteIncoming, id)
+	default:
+		lp.remoteIncoming[id] = n - 1
+	}
+	return true
+}
+
 // replyRemote forwards a REPLY whose token names a request of another node: the
 // requester's node checks the token and that the REPLY comes from the connection the
 // INCOMING went to (finishResponse), as for a local one.

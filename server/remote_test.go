@@ -289,7 +289,10 @@ func TestRemoteRoundTrips(t *testing.T) {
 		dispatchOne(l1[0], a, codec.AppendRequest(nil, 11, "far", 0, payload))
 		hop(t, r1, s2, l2)
 		tok, _, _, _, _ := codec.ParseIncoming(takeFrame(t, x).Body)
-		// y forges a REPLY with x's token: node 1 refuses it, and y is told NO_ROUTE.
+		// y forges a REPLY with x's token: node 1 refuses it, and y is told NO_ROUTE. (y is
+		// counted as given an INCOMING from node 1 it has not answered, or its own node
+		// would refuse the REPLY first: next subtest.)
+		l2[0].countRemoteIncoming(y.id)
 		dispatchOne(l2[0], y, codec.AppendReply(nil, 12, tok, []byte("forged")))
 		hop(t, r2, s1, l1)
 		nothingWritten(t, a) // no outcome from a forged REPLY
@@ -301,6 +304,36 @@ func TestRemoteRoundTrips(t *testing.T) {
 		hop(t, r2, s1, l1)
 		if f := takeFrame(t, a); f.Type != codec.TypeResponse || string(f.Body) != "real" {
 			t.Fatalf("requester got %v %q; want RESPONSE real", f.Type, f.Body)
+		}
+	})
+
+	t.Run("made-up token refused at the replier's node", func(t *testing.T) {
+		// A connection given no INCOMING from another node has nothing to answer there: a
+		// REPLY naming another node's token is refused NO_ROUTE where it is sent, and not
+		// forwarded (REPLY is not rate-limited; a flood would fill the queue towards that
+		// node for everyone). Each INCOMING it is given lets one REPLY through.
+		z := addRecordingConn(t, l2[0], "z")
+		sent := r2.n
+		dispatchOne(l2[0], z, codec.AppendReply(nil, 13, 0x0001000000000009, []byte("made up")))
+		expectCode(t, takeFrame(t, z), 13, codec.CodeNoRoute)
+		if r2.n != sent {
+			t.Fatalf("a REPLY with a made-up token was forwarded (%d records); want none", r2.n-sent)
+		}
+		if err := s1.dir.Claim("zed", z.id, nil); err != nil {
+			t.Fatal(err)
+		}
+		dispatchOne(l1[0], a, codec.AppendRequest(nil, 14, "zed", 0, payload))
+		hop(t, r1, s2, l2)
+		tok, _, _, _, _ := codec.ParseIncoming(takeFrame(t, z).Body)
+		dispatchOne(l2[0], z, codec.AppendReply(nil, 0, tok, []byte("first")))
+		dispatchOne(l2[0], z, codec.AppendReply(nil, 15, tok, []byte("second"))) // one REPLY per INCOMING
+		expectCode(t, takeFrame(t, z), 15, codec.CodeNoRoute)
+		if r2.n != sent+1 {
+			t.Fatalf("%d records forwarded for one INCOMING; want 1", r2.n-sent)
+		}
+		hop(t, r2, s1, l1)
+		if f := takeFrame(t, a); f.Type != codec.TypeResponse || f.Corr != 14 || string(f.Body) != "first" {
+			t.Fatalf("requester got %v corr %d %q; want RESPONSE corr 14 first", f.Type, f.Corr, f.Body)
 		}
 	})
 

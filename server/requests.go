@@ -109,6 +109,15 @@ func (lp *loop) reply(c *conn, f codec.Frame) bool {
 	}
 	token := shard.ConnID(tok)
 	if token.Node() != lp.srv.cfg.NodeID {
+		if !lp.takeRemoteIncoming(c.id) {
+			// This connection was given no INCOMING from another node that it has not
+			// answered: the token is made up (or answered already). Refused here, as the
+			// requester's node would, rather than sent there: REPLY is not rate-limited,
+			// and a flood of them would fill the queue towards that node for everyone.
+			lp.stats.staleReplies.Add(1)
+			lp.replyError(c, f.Corr, codec.CodeNoRoute, "reply token unknown or expired")
+			return true
+		}
 		lp.replyRemote(c, f, token, payload)
 		return true
 	}

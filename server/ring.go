@@ -178,6 +178,9 @@ func (lp *loop) land(d *delivery) {
 	b := tc.buf()
 	b.B = append(b.B, d.buf.B...)
 	tc.addMessage()
+	if d.token != 0 && d.token.Node() != lp.srv.cfg.NodeID && codec.Type(d.buf.B[codec.PrefixLen]) == codec.TypeIncoming {
+		lp.countRemoteIncoming(tc.id)
+	}
 	switch {
 	case wasFull:
 		lp.slowConsumer(tc)
