@@ -224,19 +224,17 @@ func (lp *loop) finishResponse(token shard.ConnID, resp []byte, responder shard.
 		return // requester left; nobody to tell
 	}
 	c.inflight--
-	if c.state != stateActive {
+	if c.state != stateActive && !c.state.slowClosing() {
 		return
 	}
-	if c.full() {
-		// A requester that does not read its RESPONSEs: a slow consumer like a reader that
-		// does not read its MESSAGEs (up to max-pending requests of up to max-frame each
-		// would otherwise wait for it). The replier hears QUEUE_FULL, as when the RESPONSE
-		// cannot be queued at all.
-		if c.state == stateActive {
-			lp.slowConsumer(c)
-		}
+	// A requester that does not read its RESPONSEs is a slow consumer, as a reader that
+	// does not read its MESSAGEs (writable): up to max-pending requests of up to max-frame
+	// each would otherwise wait for it. The replier hears QUEUE_FULL from then on, as when
+	// the RESPONSE cannot be queued at all (NO_ROUTE once the requester is closing for an
+	// error of its own or gone).
+	if _, code := lp.writable(c.id); code != 0 {
 		if rcorr != 0 {
-			lp.errorTo(responder, rcorr, codec.CodeQueueFull, "requester's queue is full")
+			lp.errorTo(responder, rcorr, code, responseFailReason(code))
 		}
 		return
 	}
@@ -245,6 +243,14 @@ func (lp *loop) finishResponse(token shard.ConnID, resp []byte, responder shard.
 	b.B = append(b.B, resp...)
 	binary.BigEndian.PutUint32(b.B[start+6:], pr.corr)
 	lp.stats.responses.Add(1)
+}
+
+// responseFailReason is the reason a replier is told when its RESPONSE could not be queued.
+func responseFailReason(code codec.ErrorCode) string {
+	if code == codec.CodeQueueFull {
+		return "requester's queue is full"
+	}
+	return "requester is gone"
 }
 
 func requestFailReason(code codec.ErrorCode) string {

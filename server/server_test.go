@@ -764,22 +764,26 @@ func TestOwnAnswersBounded(t *testing.T) {
 			waitFor(t, "the deaf client taken for a slow consumer", func() bool { return s.Stats().SlowConsumers == 1 })
 			bystander.Write(codec.AppendFrame(nil, codec.TypeEcho, 0, 1, []byte("ok")))
 			bystander.Expect(codec.TypeEchoReply)
+			// What the deaf client gets when it reads again: whole frames, the last ERROR
+			// SLOW_CONSUMER, then a clean EOF.
+			checkClosedCleanly(t, readToEOF(p))
 		})
 	}
 }
 
 // TestUnreadResponsesBounded: a requester that does not read its RESPONSEs is a slow
-// consumer once they fill its caps, as a reader of MESSAGEs is; the replier whose
-// RESPONSE found it so is told QUEUE_FULL. Unchecked, up to max-pending RESPONSEs of up to
+// consumer once they fill its caps, as a reader of MESSAGEs is; each replier whose
+// RESPONSE could not be queued is told so (QUEUE_FULL, or NO_ROUTE once the requester is
+// gone). Counted as the clients see it: every REPLY is either a RESPONSE the requester
+// reads as a whole frame or an ERROR to its replier, and the requester's stream ends with
+// ERROR SLOW_CONSUMER and a clean EOF. Unchecked, up to max-pending RESPONSEs of up to
 // max-frame each waited for it.
 func TestUnreadResponsesBounded(t *testing.T) {
-	// Small socket buffers, so that what the requester does not read waits in the server.
-	s := startServer(t, Config{MaxPendingBytes: 256 << 10, SocketSendBuffer: 64 << 10})
-	svc := registered(t, s, "svc")
-	deaf := connect(t, s, "deaf")
-	if err := deaf.Conn.(*net.TCPConn).SetReadBuffer(4 << 10); err != nil {
-		t.Fatal(err)
-	}
+	// A small send buffer, so that what the requester does not read waits in the server;
+	// both clients on one loop, so that every ERROR to the replier comes before its PONG.
+	s := startServer(t, Config{Loops: 2, MaxPendingBytes: 256 << 10, SocketSendBuffer: 64 << 10})
+	svc := registeredOn(t, s, "svc", 0)
+	deaf := connectOn(t, s, "deaf", 0)
 	const n = 200 // 200 × 64 KiB: far past the sockets' buffers and the 256 KiB cap
 	for i := range n {
 		deaf.Write(codec.AppendRequest(nil, uint32(i+1), "svc", 60000, nil))
@@ -789,8 +793,8 @@ func TestUnreadResponsesBounded(t *testing.T) {
 	deaf.Write(codec.AppendFrame(nil, codec.TypePing, 0, 0xffff, nil))
 	deaf.Expect(codec.TypePong)
 	big := make([]byte, 64<<10)
-	sawFull := false
-	for answered := 0; answered < n && !sawFull; {
+	refused := map[codec.ErrorCode]int{}
+	for answered := 0; answered < n; {
 		f, err := svc.Read()
 		if err != nil {
 			t.Fatal(err)
@@ -805,12 +809,12 @@ func TestUnreadResponsesBounded(t *testing.T) {
 			svc.Write(codec.AppendReply(nil, uint32(answered), tok, big))
 		case codec.TypeError:
 			e, _ := codec.ParseError(f.Body)
-			sawFull = e.Code == codec.CodeQueueFull
+			refused[e.Code]++
 		}
 	}
 	// The ERRORs answering the last REPLYs come after them: a PONG marks the end.
 	svc.Write(codec.AppendFrame(nil, codec.TypePing, 0, 0xffff, nil))
-	for !sawFull {
+	for {
 		f, err := svc.Read()
 		if err != nil {
 			t.Fatal(err)
@@ -818,12 +822,19 @@ func TestUnreadResponsesBounded(t *testing.T) {
 		if f.Type == codec.TypePong {
 			break
 		}
-		if e, _ := codec.ParseError(f.Body); f.Type == codec.TypeError && e.Code == codec.CodeQueueFull {
-			sawFull = true
+		if f.Type == codec.TypeError {
+			e, _ := codec.ParseError(f.Body)
+			refused[e.Code]++
 		}
 	}
-	if !sawFull {
-		t.Fatal("every RESPONSE was queued for a requester that reads nothing; want QUEUE_FULL to the replier")
+	if refused[codec.CodeQueueFull] == 0 {
+		t.Fatalf("replier told %v; want QUEUE_FULL for the RESPONSEs a requester that reads nothing could not take", refused)
+	}
+	r := readToEOF(deaf)
+	checkClosedCleanly(t, r)
+	if got := r.resps + refused[codec.CodeQueueFull] + refused[codec.CodeNoRoute]; got != n || len(refused) > 2 {
+		t.Errorf("%d REPLYs: the requester read %d RESPONSEs, the replier was told %v; want each REPLY one or the other",
+			n, r.resps, refused)
 	}
 	waitFor(t, "the requester taken for a slow consumer", func() bool { return s.Stats().SlowConsumers == 1 })
 }

@@ -122,6 +122,7 @@ func sendAcked(p *rawpeer.Peer, name string, size, window, max int) (tl tally) {
 type received struct {
 	corrs map[uint64][]uint32 // MESSAGE payload corrs by sender conn id, in order
 	pongs int
+	resps int // RESPONSEs
 	last  codec.Frame
 	end   error // what ended the stream: io.EOF for a clean close
 }
@@ -146,6 +147,8 @@ func readToEOF(p *rawpeer.Peer) received {
 			r.corrs[from] = append(r.corrs[from], binary.BigEndian.Uint32(payload))
 		case codec.TypePong:
 			r.pongs++
+		case codec.TypeResponse:
+			r.resps++
 		}
 	}
 }
