@@ -113,8 +113,10 @@
 // Output is written once per poll round per connection: what a round's callbacks and the
 // ring drains produce waits in the connections' outboxes and one task queued behind the
 // round's events (flushLater) writes it, so frames ride together in as few system calls as
-// possible. Only a callback that answered nothing but its own peer (echo) writes at its
-// end, which saves the loop a wake-up of its own. Output buffers come from a per-loop free
+// possible, except that a connection's output is written once it passes 64 KiB
+// (outFlushAt), so that the buffer collecting it stays small however many messages a
+// round brings it. Only a callback that answered nothing but its own peer (echo) writes at
+// its end, which saves the loop a wake-up of its own. Output buffers come from a per-loop free
 // list (outFree), apart from the pooled copies that cross loops (msgPool). A callback
 // wakes each loop it routed to once, at its end (pushLater, wakeOwners); a wake-up costs
 // one small allocation inside gnet's Execute per batch, not per message.

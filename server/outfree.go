@@ -19,10 +19,16 @@ type outFree struct {
 	low   int // fewest buffers held since the last trim
 }
 
+// The bounds must hold what one poll round uses at its peak (every connection the round
+// writes to holds one buffer until the round's flush), or each round regrows its output
+// from outBufInitial by doubling: with 1 MiB and 64 buffers, routing 4 KiB messages
+// among 50 connections allocated ~500 MB a second in regrowths and drove the heap zone
+// RED (docs/BENCHMARKS.md, "Output buffers that last a round"). What is held is only what
+// a round used: trim gives back what was not taken for a trim interval.
 const (
-	outFreeMaxBufs  = 64
-	outFreeMaxBytes = 1 << 20 // per loop
-	outBufInitial   = 1 << 10 // a new output buffer's capacity
+	outFreeMaxBufs  = 4096
+	outFreeMaxBytes = 16 << 20 // per loop
+	outBufInitial   = 1 << 10  // a new output buffer's capacity
 )
 
 // get returns an empty buffer.
