@@ -2,7 +2,6 @@ package server
 
 import (
 	"math"
-	"runtime/metrics"
 	"sync/atomic"
 	"time"
 
@@ -47,21 +46,28 @@ type guards struct {
 	// queued is the node-wide queued-message sample (rings + outbound), refreshed each
 	// tick by the sampler; atomic.
 	queued atomic.Int64
+	// queuedBytes is the bytes of those messages (sampler: rings + what gnet holds).
+	queuedBytes atomic.Int64
+	// full: queued or queuedBytes was at its bound (max-queue, max-queue-bytes) at the last
+	// sample; senders get QUEUE_FULL (queueFull).
+	full atomic.Bool
 
 	zoneEntered [4]atomic.Uint64 // transitions into each zone
-	heapSample  [2]metrics.Sample
+	heapSample  memSample        // the sampler's
+	idle        idleGC
 }
 
 // rateLimits are the limits ReloadLimits can change at run time.
 type rateLimits struct {
-	cfg      limits.Config
-	maxQueue int
+	cfg           limits.Config
+	maxQueue      int
+	maxQueueBytes int
 }
 
 func (s *Server) initGuards() {
 	c := s.cfg.Config
 	g := &s.g
-	g.rates.Store(&rateLimits{cfg: c, maxQueue: s.cfg.MaxQueue})
+	g.rates.Store(&rateLimits{cfg: c, maxQueue: s.cfg.MaxQueue, maxQueueBytes: s.cfg.MaxQueueBytes})
 	g.perIP = limits.NewPerIPCounter(c.MaxConnsPerIP)
 	if c.NodeMsgRate > 0 {
 		g.node.Store(c.NodeLimiter(s.cfg.Loops))
@@ -77,8 +83,7 @@ func (s *Server) initGuards() {
 		s.acceptTokens.Store(int64(g.accept.Tokens(s.clock())))
 	}
 	g.rated.Store(c.ConnMsgRate > 0 || c.ConnByteRate > 0 || c.NodeMsgRate > 0)
-	g.heapSample[0].Name = "/memory/classes/total:bytes"
-	g.heapSample[1].Name = "/memory/classes/heap/released:bytes"
+	g.heapSample = newMemSample()
 }
 
 // connLimits are one connection's tier-2 buckets, allocated only when a per-connection
@@ -99,6 +104,13 @@ func (s *Server) newConnLimits() *connLimits {
 // maxQueue is the node-wide queue bound in force.
 func (s *Server) maxQueue() int { return s.g.rates.Load().maxQueue }
 
+// maxQueueBytes is the node-wide queue bound in bytes in force.
+func (s *Server) maxQueueBytes() int { return s.g.rates.Load().maxQueueBytes }
+
+// queueFull reports whether the node-wide queue was at max-queue messages or
+// max-queue-bytes bytes at the last sample: new messages are refused QUEUE_FULL.
+func (s *Server) queueFull() bool { return s.g.full.Load() }
+
 // controlFrame reports frames that are never rate-limited or shed: they keep connections
 // alive or complete work already admitted.
 func controlFrame(t codec.Type) bool {
@@ -115,6 +127,16 @@ func lowPriority(f codec.Frame) bool {
 	return f.Type == codec.TypeEcho || f.Type == codec.TypeSend && f.Corr == 0
 }
 
+// shedReasons are the reasons of a shed frame's ERROR BUSY, by traffic zone: made once, so
+// that a node shedding hundreds of thousands of frames a second does not allocate a
+// reason for each.
+var shedReasons = func() (r [4]string) {
+	for z := range r {
+		r[z] = "node overloaded (zone " + limits.Zone(z).String() + "): retry later"
+	}
+	return r
+}()
+
 // admit applies zone shedding (RED: all but control; ORANGE: low priority), tier 2 (this
 // connection's message and byte buckets) and tier 3 (the node rate, through this loop's
 // lease) to a non-control frame. A refused frame that wanted an answer (corr != 0 — every
@@ -125,7 +147,7 @@ func (lp *loop) admit(c *conn, f codec.Frame, now int64) bool {
 	g := &lp.srv.g
 	if z := g.traffic.Current(); z.ShedsAllButControl() || z.ShedsLowPriority() && lowPriority(f) {
 		lp.stats.shed.Add(1)
-		lp.refuseFrame(c, f, codec.CodeBusy, time.Second, "node overloaded (zone "+z.String()+"): retry later")
+		lp.refuseFrame(c, f, codec.CodeBusy, time.Second, shedReasons[z&3])
 		return false
 	}
 	if !g.rated.Load() {

@@ -98,3 +98,32 @@ func TestNoAllocsHotPathLimitsOn(t *testing.T) {
 		t.Errorf("%d frames refused by the connection rate; want the refused case to be refused", refused)
 	}
 }
+
+// TestNoAllocsShed: a frame shed by the traffic zone (ERROR BUSY with retry-after)
+// allocates nothing: a node in RED may refuse hundreds of thousands a second, and its
+// reason was built for each one.
+func TestNoAllocsShed(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under -race; allocation counts run in `make test`")
+	}
+	s, loops, a, _, _ := hotPathFixture(t)
+	th := limits.DefaultThresholds()
+	th.MinDwell = 0
+	s.g.traffic = limits.NewZoneTracker(th)
+	if z, _ := s.g.traffic.Update(s.clock(), limits.Inputs{Queued: 1}); !z.ShedsAllButControl() {
+		t.Fatalf("traffic zone %v; want RED", z)
+	}
+	echo := codec.AppendFrame(nil, codec.TypeEcho, 0, 1, make([]byte, 64))
+	step := func() {
+		f, _, _ := codec.Decode(echo, codec.DefaultMaxFrame)
+		loops[0].dispatch(a, f, s.clock())
+		loops[0].flushDirty()
+	}
+	step()
+	if got := testing.AllocsPerRun(1000, step); got != 0 {
+		t.Errorf("%v allocs per shed frame; want 0", got)
+	}
+	if shed := loops[0].stats.shed.Load(); shed < 1000 {
+		t.Errorf("%d frames shed; want every ECHO shed", shed)
+	}
+}

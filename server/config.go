@@ -118,6 +118,11 @@ type Config struct {
 	// messages not yet taken by sockets); past it senders get QUEUE_FULL. Checked against
 	// a sample refreshed every tick. Default 50,000.
 	MaxQueue int
+	// MaxQueueBytes bounds the bytes of those messages likewise: what the rings carry
+	// between loops plus what gnet holds for connections and their sockets have not taken.
+	// A count alone let 50,000 messages of 4 KiB (200 MiB) fill a 180 MiB node. Checked
+	// against the same sample. Default 64 MiB.
+	MaxQueueBytes int
 	// SlowConsumerTimeout closes a connection whose output has waited this long without
 	// its socket taking it (ERROR SLOW_CONSUMER). Default 30s.
 	SlowConsumerTimeout time.Duration
@@ -157,6 +162,7 @@ const (
 	DefaultTickInterval        = 50 * time.Millisecond
 	DefaultBufferCap           = 64 << 10
 	DefaultMaxQueue            = 50_000
+	DefaultMaxQueueBytes       = 64 << 20
 	DefaultSlowConsumerTimeout = 30 * time.Second
 	DefaultLoopLagBudget       = 100 * time.Millisecond
 	DefaultTCPDeferAccept      = 30 * time.Second
@@ -188,6 +194,7 @@ func DefaultConfig() Config {
 		ReadBufferCap:       DefaultBufferCap,
 		WriteBufferCap:      DefaultBufferCap,
 		MaxQueue:            DefaultMaxQueue,
+		MaxQueueBytes:       DefaultMaxQueueBytes,
 		SlowConsumerTimeout: DefaultSlowConsumerTimeout,
 		LoopLagBudget:       DefaultLoopLagBudget,
 		TCPDeferAccept:      DefaultTCPDeferAccept,
@@ -228,6 +235,7 @@ func (c *Config) EnsureDefaults() {
 	setDefault(&c.ReadBufferCap, d.ReadBufferCap)
 	setDefault(&c.WriteBufferCap, d.WriteBufferCap)
 	setDefault(&c.MaxQueue, d.MaxQueue)
+	setDefault(&c.MaxQueueBytes, d.MaxQueueBytes)
 	setDefault(&c.SlowConsumerTimeout, d.SlowConsumerTimeout)
 	setDefault(&c.LoopLagBudget, d.LoopLagBudget)
 	// limits.Config applies no defaults itself; these are its fields without a meaningful 0.
@@ -282,7 +290,8 @@ func (c *Config) Validate() error {
 		{"max-pending-bytes", c.MaxPendingBytes}, {"ring-size", c.RingSize},
 		{"frames-per-wake", c.FramesPerWake}, {"max-names-per-conn", c.MaxNamesPerConn},
 		{"read-buffer-cap", c.ReadBufferCap}, {"write-buffer-cap", c.WriteBufferCap},
-		{"max-queue", c.MaxQueue}, {"socket-recv-buffer", c.SocketRecvBuffer}, {"route-credit", c.RouteCredit},
+		{"max-queue", c.MaxQueue}, {"max-queue-bytes", c.MaxQueueBytes},
+		{"socket-recv-buffer", c.SocketRecvBuffer}, {"route-credit", c.RouteCredit},
 		{"socket-send-buffer", c.SocketSendBuffer}, {"max-handshakes", c.MaxHandshakes},
 		{"auth-failures-per-ip", c.AuthFailuresPerIP},
 	}
@@ -299,7 +308,7 @@ func (c *Config) Validate() error {
 		{"max-pending-bytes", c.MaxPendingBytes}, {"ring-size", c.RingSize},
 		{"frames-per-wake", c.FramesPerWake}, {"max-names-per-conn", c.MaxNamesPerConn},
 		{"read-buffer-cap", c.ReadBufferCap}, {"write-buffer-cap", c.WriteBufferCap},
-		{"max-queue", c.MaxQueue},
+		{"max-queue", c.MaxQueue}, {"max-queue-bytes", c.MaxQueueBytes},
 	} {
 		if f.v == 0 {
 			bad(f.name, "must be positive, got 0")

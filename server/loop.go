@@ -23,6 +23,9 @@ type loop struct {
 	inbox  *shard.Ring[delivery] // many producers (other loops), consumed here
 	armed  atomic.Bool           // a drain is scheduled; producers Execute one only on false→true
 	tickAt atomic.Int64          // srv.clock() when OnTick scheduled the last tick; for loop lag
+	// ringIn counts the bytes of the deliveries put in inbox (push, and wakeOwners for
+	// pushLater's); written by the pushers, against stats.ringOut (ringBytes).
+	ringIn atomic.Int64
 
 	conns *shard.Table[*conn]
 	gates *gates // the conns' admission words; read by every loop (gate.go)
@@ -40,9 +43,12 @@ type loop struct {
 	// wakeOwners at its end; wakeSet has their bits (by loop index).
 	wakes   []*loop
 	wakeSet [4]uint64
-	trimAt  int64  // srv.clock() of out's last trim
-	scratch []byte // reused encoding space for same-loop replies
-	wheel   wheel
+	// wakeBytes are the bytes pushLater handed each loop (by index) during this callback,
+	// added to its ringIn by wakeOwners: one atomic add per target loop and callback.
+	wakeBytes [256]int64
+	trimAt    int64  // srv.clock() of out's last trim
+	scratch   []byte // reused encoding space for same-loop replies
+	wheel     wheel
 	// timers holds each connection's own timer, by table slot (conntimer.go).
 	timers connTimers
 	// framesOut counts frames appended to outboxes; a plain counter, so that the frame
@@ -162,6 +168,7 @@ func (lp *loop) tick() {
 	lp.stats.lagNs.Store(lp.srv.clock() - lp.tickAt.Load())
 	lp.advance(uint64((lp.srv.clock() - lp.start) / int64(lp.srv.cfg.TickInterval)))
 	lp.flushDirty()
+	lp.stats.outBytes.Store(lp.outboundBytes())
 	lp.resumeLost()
 	if len(lp.closers) > 0 {
 		lp.advanceClosers()
@@ -171,6 +178,27 @@ func (lp *loop) tick() {
 		lp.out.trim()
 		lp.trimBacklogs()
 	}
+}
+
+// outboundBytes is what gnet holds for this loop's connections that their sockets have
+// not taken: those with a backlog (a connection whose gnet buffer was last seen empty has
+// none). On the loop, after a flush.
+func (lp *loop) outboundBytes() int64 {
+	var n int64
+	for id := range lp.backlogs {
+		if c, ok := lp.conns.Get(id); ok && c.gc != nil {
+			n += int64(c.gc.OutboundBuffered())
+		}
+	}
+	return n
+}
+
+// ringBytes is the bytes of the deliveries waiting in this loop's ring, as far as the
+// counts say: pushLater's are counted at the end of the pusher's callback, so the
+// difference can briefly be low (never below 0). Safe for concurrent use.
+func (lp *loop) ringBytes() int64 {
+	out := lp.stats.ringOut.Load()
+	return max(0, lp.ringIn.Load()-out)
 }
 
 // backlogsKeep is the size of the backlogs map kept however long it stays empty.

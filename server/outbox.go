@@ -88,7 +88,7 @@ func (o *outbox) queuedBytes() int {
 // ring drain can land thousands of messages; collected whole, each target's buffer grew
 // towards max-pending-bytes by doubling, and routing 4 KiB messages among 50 connections
 // allocated ~130 MB a second in those regrowths, which drove the heap zone RED
-// (docs/BENCHMARKS.md, "Output buffers that stay small").
+// (docs/BENCHMARKS.md, "Large messages").
 const outFlushAt = 64 << 10
 
 // full reports whether the connection is at its caps: one more message must not be

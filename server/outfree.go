@@ -23,7 +23,7 @@ type outFree struct {
 // writes to holds one buffer until the round's flush), or each round regrows its output
 // from outBufInitial by doubling: with 1 MiB and 64 buffers, routing 4 KiB messages
 // among 50 connections allocated ~500 MB a second in regrowths and drove the heap zone
-// RED (docs/BENCHMARKS.md, "Output buffers that last a round"). What is held is only what
+// RED (docs/BENCHMARKS.md, "Large messages"). What is held is only what
 // a round used: trim gives back what was not taken for a trim interval.
 const (
 	outFreeMaxBufs  = 4096

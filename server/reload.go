@@ -10,7 +10,7 @@ import (
 var ReloadableKeys = []string{
 	"conn-msg-rate", "conn-msg-burst", "conn-byte-rate", "conn-byte-burst",
 	"node-msg-rate", "node-msg-burst", "accept-rate", "accept-burst",
-	"max-conns-per-ip", "max-queue",
+	"max-conns-per-ip", "max-queue", "max-queue-bytes",
 }
 
 // ReloadLimits applies the rate limits, connection caps and queue bound of next (the
@@ -23,7 +23,7 @@ func (s *Server) ReloadLimits(next Config) error {
 		return err
 	}
 	g := &s.g
-	g.rates.Store(&rateLimits{cfg: next.Config, maxQueue: next.MaxQueue})
+	g.rates.Store(&rateLimits{cfg: next.Config, maxQueue: next.MaxQueue, maxQueueBytes: next.MaxQueueBytes})
 	g.perIP.SetMax(next.MaxConnsPerIP)
 	ab := next.AcceptLimiter()
 	g.acceptNext.Store(&ab)
@@ -42,6 +42,7 @@ func (s *Server) ReloadLimits(next Config) error {
 	})
 	s.log.Info("limits reloaded", "conn_msg_rate", next.ConnMsgRate, "conn_byte_rate", next.ConnByteRate,
 		"node_msg_rate", next.NodeMsgRate, "accept_rate", next.AcceptRate,
-		"max_conns_per_ip", next.MaxConnsPerIP, "max_queue", next.MaxQueue)
+		"max_conns_per_ip", next.MaxConnsPerIP, "max_queue", next.MaxQueue,
+		"max_queue_bytes", next.MaxQueueBytes)
 	return nil
 }

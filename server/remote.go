@@ -154,7 +154,7 @@ func (lp *loop) forward(target shard.ConnID, t codec.Type, from *conn, token sha
 // outcome either way.
 func (lp *loop) sendAckRemote(c *conn, f codec.Frame, target shard.ConnID, payload []byte) bool {
 	cfg := &lp.srv.cfg
-	if lp.srv.g.queued.Load() >= int64(lp.srv.maxQueue()) { // as route: the node is full
+	if lp.srv.queueFull() { // as route: the node is full
 		lp.stats.queueFull.Add(1)
 		lp.replyError(c, f.Corr, codec.CodeQueueFull, routeFailReason(codec.CodeQueueFull))
 		return true
@@ -354,7 +354,7 @@ func (s *Server) deliverRemote(target shard.ConnID, token shard.ConnID, frame []
 		// The sender's node has a larger max frame: this node's clients may enforce theirs.
 		return codec.CodeFrameTooLarge
 	}
-	if s.g.queued.Load() >= int64(s.maxQueue()) {
+	if s.queueFull() {
 		owner.stats.queueFull.Add(1)
 		return codec.CodeQueueFull
 	}

@@ -49,11 +49,23 @@ type delivery struct {
 	kind   deliveryKind
 }
 
+// bytes is the size of what d carries, counted in the ring's bytes (loop.ringBytes).
+func (d *delivery) bytes() int64 {
+	if d.buf == nil {
+		return 0
+	}
+	return int64(len(d.buf.B))
+}
+
 // push hands d to this loop from another loop. It never blocks: false means the ring is
 // full (the caller answers QUEUE_FULL and keeps ownership of d.buf). Safe for concurrent use.
 func (lp *loop) push(d delivery) bool {
+	n := d.bytes() // before the push: from then on the delivery is the owner's
 	if !lp.inbox.Push(d) {
 		return false
+	}
+	if n != 0 {
+		lp.ringIn.Add(n)
 	}
 	lp.wake()
 	return true
@@ -65,9 +77,11 @@ func (lp *loop) push(d delivery) bool {
 // they arrive. Only for pushes made while dispatching frames (OnTraffic calls wakeOwners
 // after the frames). Runs on loop from; this loop's ring is safe for concurrent use.
 func (lp *loop) pushLater(from *loop, d delivery) bool {
+	n := d.bytes() // before the push, as in push
 	if !lp.inbox.Push(d) {
 		return false
 	}
+	from.wakeBytes[lp.idx] += n
 	w, bit := lp.idx>>6, uint64(1)<<(lp.idx&63)
 	if from.wakeSet[w]&bit == 0 {
 		from.wakeSet[w] |= bit
@@ -84,6 +98,10 @@ func (lp *loop) wakeOwners() {
 	}
 	for i, owner := range lp.wakes {
 		lp.wakes[i] = nil
+		if n := lp.wakeBytes[owner.idx]; n != 0 {
+			owner.ringIn.Add(n)
+			lp.wakeBytes[owner.idx] = 0
+		}
 		owner.wake()
 	}
 	lp.wakes = lp.wakes[:0]
@@ -124,12 +142,17 @@ func (lp *loop) drainBatch(limit int) {
 // drainRing handles up to limit deliveries from the ring; their output waits in the
 // connections' outboxes (lp.dirty).
 func (lp *loop) drainRing(limit int) {
+	var bytes int64
 	for i := 0; i < limit; i++ {
 		d, ok := lp.inbox.Pop()
 		if !ok {
 			break
 		}
+		bytes += d.bytes()
 		lp.handleDelivery(&d)
+	}
+	if bytes != 0 {
+		lp.stats.ringOut.Add(bytes)
 	}
 	lp.refunds.settle(lp)
 }

@@ -68,7 +68,7 @@ func (lp *loop) lookup(c *conn, corr uint32, name []byte) (shard.ConnID, bool) {
 // INCOMING (whose failure comes back to its pending request); a SEND+ACK to another node
 // does not come here but waits for the target node's answer (sendAckRemote).
 func (lp *loop) route(target shard.ConnID, t codec.Type, from *conn, token shard.ConnID, payload []byte) codec.ErrorCode {
-	if lp.srv.g.queued.Load() >= int64(lp.srv.maxQueue()) {
+	if lp.srv.queueFull() {
 		lp.stats.queueFull.Add(1)
 		return codec.CodeQueueFull
 	}

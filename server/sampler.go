@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
-	"runtime/metrics"
 
 	"github.com/switchboard/switchboard/limits"
 )
@@ -14,17 +13,22 @@ import (
 func (s *Server) sample() {
 	g := &s.g
 	now := s.clock()
-	var queued, lag int64
+	var queued, queuedBytes, lag int64
 	s.eachLoop(func(lp *loop) {
 		queued += int64(lp.inbox.Len()) + lp.stats.pending.Load()
+		queuedBytes += lp.ringBytes() + lp.stats.outBytes.Load()
 		lag = max(lag, lp.stats.lagNs.Load())
 	})
+	rl := g.rates.Load()
 	g.queued.Store(queued)
+	g.queuedBytes.Store(queuedBytes)
+	g.full.Store(queued >= int64(rl.maxQueue) || queuedBytes >= int64(rl.maxQueueBytes))
 	in := limits.Inputs{
 		Connections: ratio(float64(s.connCount.Load()), float64(s.maxConns)),
-		Queued:      ratio(float64(queued), float64(s.maxQueue())),
-		Heap:        s.heapUtilisation(),
-		LoopLag:     ratio(float64(lag), float64(s.cfg.LoopLagBudget)),
+		Queued: max(ratio(float64(queued), float64(rl.maxQueue)),
+			ratio(float64(queuedBytes), float64(rl.maxQueueBytes))),
+		Heap:    s.heapUtilisation(now),
+		LoopLag: ratio(float64(lag), float64(s.cfg.LoopLagBudget)),
 	}
 	if req, fail := g.breaker.Counts(now); req >= int64(s.cfg.BreakerMinRequests) && req > 0 {
 		in.ErrorRate = ratio(float64(fail)/float64(req), s.cfg.BreakerErrorRate)
@@ -59,16 +63,17 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-// heapUtilisation is the Go runtime's memory (what GOMEMLIMIT limits) over GOMEMLIMIT;
-// 0 without a limit.
-func (s *Server) heapUtilisation() float64 {
+// heapUtilisation is the Go runtime's memory in use (memSample.read) over GOMEMLIMIT; 0
+// without a limit. It may start a collection of an idle node's garbage (collectIdle).
+func (s *Server) heapUtilisation(now int64) float64 {
 	limit := debug.SetMemoryLimit(-1)
 	if limit <= 0 || limit == math.MaxInt64 {
 		return 0
 	}
-	metrics.Read(s.g.heapSample[:])
-	used := s.g.heapSample[0].Value.Uint64() - s.g.heapSample[1].Value.Uint64()
-	return float64(used) / float64(limit)
+	used, cycles := s.g.heapSample.read()
+	util := float64(used) / float64(limit)
+	s.collectIdle(now, util, cycles)
+	return util
 }
 
 // overloaded reports whether the admission zone refuses new connections (RED).
@@ -102,6 +107,7 @@ type CapacityReport struct {
 	Zone        string         `json:"zone"`
 	Connections CapacityFigure `json:"connections"`
 	QueueSlots  CapacityFigure `json:"queue_slots"`
+	QueueBytes  CapacityFigure `json:"queue_bytes"`
 	RingSlots   CapacityFigure `json:"ring_slots"`
 	MemoryBytes CapacityFigure `json:"memory_bytes"`
 	// AcceptTokens is how many connections the accept rate admits right now (-1 when the
@@ -141,16 +147,16 @@ func (s *Server) Capacity() CapacityReport {
 		Zone:             s.g.zone.Current().String(),
 		Connections:      figure(s.connCount.Load(), int64(s.maxConns)),
 		QueueSlots:       figure(s.g.queued.Load(), int64(s.maxQueue())),
+		QueueBytes:       figure(s.g.queuedBytes.Load(), int64(s.maxQueueBytes())),
 		RingSlots:        figure(ringUsed, ringCap),
 		AcceptTokens:     int(s.acceptTokens.Load()),
 		RequestsInFlight: inflight,
 		Breaker:          s.g.breaker.State(s.clock()).String(),
 	}
 	if limit := debug.SetMemoryLimit(-1); limit > 0 && limit != math.MaxInt64 {
-		var smp [2]metrics.Sample
-		smp[0].Name, smp[1].Name = "/memory/classes/total:bytes", "/memory/classes/heap/released:bytes"
-		metrics.Read(smp[:])
-		r.MemoryBytes = figure(int64(smp[0].Value.Uint64()-smp[1].Value.Uint64()), limit)
+		smp := newMemSample()
+		used, _ := smp.read()
+		r.MemoryBytes = figure(int64(used), limit)
 	}
 	return r
 }

@@ -9,12 +9,18 @@ import (
 // loopStats are one loop's counters. Only the owning loop adds to them (uncontended
 // atomics on its own cache lines); any goroutine may read them.
 type loopStats struct {
-	framesByType      [256]atomic.Uint64
-	bytesIn           atomic.Uint64
-	bytesOut          atomic.Uint64
-	framesOut         atomic.Uint64 // loop.framesOut as of the loop's last write
-	inflight          atomic.Int64  // requests of this loop awaiting an outcome
-	pending           atomic.Int64  // messages queued in this loop's connections' outbound
+	framesByType [256]atomic.Uint64
+	bytesIn      atomic.Uint64
+	bytesOut     atomic.Uint64
+	framesOut    atomic.Uint64 // loop.framesOut as of the loop's last write
+	inflight     atomic.Int64  // requests of this loop awaiting an outcome
+	pending      atomic.Int64  // messages queued in this loop's connections' outbound
+	// outBytes is what gnet held for this loop's connections at the last tick that their
+	// sockets had not taken (loop.outboundBytes).
+	outBytes atomic.Int64
+	// ringOut counts the bytes of the deliveries taken from this loop's ring (drainRing);
+	// loop.ringIn those put in.
+	ringOut           atomic.Int64
 	rateLimitedConn   atomic.Uint64
 	rateLimitedNode   atomic.Uint64
 	shed              atomic.Uint64 // frames refused by zone shedding

@@ -124,6 +124,7 @@ func small() Profile {
 			"max-pending-bytes":  size(256 * KiB),
 			"ring-size":          size(4096),
 			"max-queue":          size(20_000),
+			"max-queue-bytes":    size(32 * MiB),
 			"max-names-per-conn": size(16),
 			"idle-timeout":       dur(120 * time.Second),
 			"accept-rate":        size(2000),
@@ -139,6 +140,7 @@ func small() Profile {
 				"consumers cannot fill the node",
 			"ring-size":          "4,096 cross-loop slots per loop: enough for bursts, half the default memory",
 			"max-queue":          "20,000 messages queued node-wide before QUEUE_FULL",
+			"max-queue-bytes":    "32 MiB of queued messages node-wide instead of 64 MiB: room for 100K connections in 140 MiB",
 			"max-names-per-conn": "16 names per connection keep the registry small at 100K connections",
 			"idle-timeout": "120 s: WELCOME asks for a ping every 40 s, so 100K idle clients that " +
 				"follow it send about 2,500 pings/s instead of 3,300 at the 90 s default (the Go " +
@@ -169,6 +171,7 @@ func throughput() Profile {
 			"max-pending-bytes": size(16 * MiB),
 			"ring-size":         size(32_768),
 			"max-queue":         size(200_000),
+			"max-queue-bytes":   size(192 * MiB),
 		},
 		Why: map[string]string{
 			"read-buffer-cap": "256 KiB per event loop: one read() brings in four times as many " +
@@ -180,6 +183,7 @@ func throughput() Profile {
 			"max-pending-bytes": "16 MiB per connection",
 			"ring-size":         "32,768 cross-loop slots per loop: bursts of routed traffic fit",
 			"max-queue":         "200,000 messages queued node-wide before QUEUE_FULL",
+			"max-queue-bytes":   "192 MiB of queued messages node-wide, in proportion to the 460 MiB GOMEMLIMIT",
 		},
 	}
 }
@@ -203,6 +207,7 @@ func latency() Profile {
 			"max-pending-bytes":     size(1 * MiB),
 			"ring-size":             size(4096),
 			"max-queue":             size(20_000),
+			"max-queue-bytes":       size(32 * MiB),
 			"tick-interval":         dur(10 * time.Millisecond),
 			"loop-lag-budget":       dur(20 * time.Millisecond),
 			"slow-consumer-timeout": dur(5 * time.Second),
@@ -218,6 +223,7 @@ func latency() Profile {
 			"max-pending-bytes":     "1 MiB per connection",
 			"ring-size":             "4,096 cross-loop slots per loop: QUEUE_FULL rather than a deep queue",
 			"max-queue":             "20,000 messages queued node-wide",
+			"max-queue-bytes":       "32 MiB of queued messages node-wide: QUEUE_FULL rather than a deep queue",
 			"tick-interval":         "10 ms: request timeouts fire within 10 ms of their deadline",
 			"loop-lag-budget":       "20 ms of event-loop lag counts as fully loaded for the zones",
 			"slow-consumer-timeout": "5 s: a connection that stops reading is closed sooner",

@@ -40,6 +40,7 @@ var help = map[string]string{
 	"tcp-keep-alive":           "TCP keepalive idle time for client sockets (0 = off)",
 	"tcp-defer-accept":         "TCP_DEFER_ACCEPT on the client listener: a connection is accepted with its first data, or after this long silent (Linux; 0 = off)",
 	"max-queue":                "messages queued node-wide (rings + outbound) before senders get QUEUE_FULL",
+	"max-queue-bytes":          "bytes of the messages queued node-wide (rings + what the sockets have not taken) before senders get QUEUE_FULL",
 	"slow-consumer-timeout":    "close a connection whose output has waited this long without its socket taking it",
 	"loop-lag-budget":          "event-loop lag counted as 100% utilisation for zones",
 	"drain-period":             "how long a drain (SIGTERM, SIGUSR2) takes to close every connection after GOAWAY (0 = all at once)",
