@@ -100,7 +100,43 @@ type dest struct {
 	buf []byte // guarded by mu: batchVersion then the records queued
 	n   int    // guarded by mu: records in buf
 
-	spare []byte // owned by the drainer: the buffer last published, reused
+	spare []byte // owned by the drainer: the buffer last published, reused (recycle)
+	// published counts the drainer's publishes; idleAt is its value at the last trim
+	// (owned by the drainer).
+	published, idleAt uint64
+}
+
+// A queue's two buffers grow to the largest batch it has carried, up to a NATS payload (8
+// MiB embedded), and were kept for as long as the node runs: a burst of large messages
+// towards five other nodes left up to 80 MiB behind. What the drainer keeps is now what
+// it uses: a buffer over fwdKeepCap that a publish used less than a quarter of is let go
+// (recycle), and a queue that published nothing for fwdIdleTrim gives both up (trim).
+const (
+	fwdKeepCap  = 256 << 10
+	fwdIdleTrim = 10 * time.Second
+)
+
+// recycle returns what the drainer keeps of batch, just published, for the next one.
+func recycle(batch []byte) []byte {
+	if cap(batch) > fwdKeepCap && len(batch) < cap(batch)/4 {
+		return nil
+	}
+	return batch[:0]
+}
+
+// trim gives up d's buffers if nothing was published since the last trim and nothing is
+// queued. On the drainer.
+func (d *dest) trim() {
+	if d.published != d.idleAt {
+		d.idleAt = d.published
+		return
+	}
+	d.spare = nil
+	d.mu.Lock()
+	if d.n == 0 {
+		d.buf = nil
+	}
+	d.mu.Unlock()
 }
 
 // ForwarderStats are a Forwarder's counters (also in the /cluster endpoint's JSON).
@@ -229,12 +265,16 @@ func (f *Forwarder) dest(node uint16) (*dest, error) {
 // message, until the forwarder closes; then it publishes what is left once.
 func (f *Forwarder) drain(d *dest) {
 	defer f.wg.Done()
+	idle := time.NewTicker(fwdIdleTrim)
+	defer idle.Stop()
 	for {
 		select {
 		case <-d.wake:
 			if !f.held.Load() {
 				f.publish(d)
 			}
+		case <-idle.C:
+			d.trim()
 		case <-f.ctx.Done():
 			if !f.held.Load() {
 				f.publish(d)
@@ -249,10 +289,11 @@ func (f *Forwarder) publish(d *dest) {
 	batch, n := d.buf, d.n
 	d.buf, d.n = d.spare[:0], 0
 	d.mu.Unlock()
-	d.spare = batch[:0]
+	d.spare = recycle(batch)
 	if n == 0 {
 		return
 	}
+	d.published++
 	// Publish copies the batch into the connection's buffer (it may block while that
 	// buffer is full: here, never on an event loop).
 	if err := f.nc.Publish(d.subject, batch); err != nil {
