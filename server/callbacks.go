@@ -75,6 +75,13 @@ func (s *Server) traffic(gc gnet.Conn) {
 		c.lastSeen = lp.tick32() // it sent something: not idle
 		return
 	}
+	maxFrame := s.cfg.MaxFrame
+	if c.state == stateHandshake { // until WELCOME, frames are small (a HELLO)
+		maxFrame = handshakeMaxFrame
+	}
+	if nextFrameShort(gc, maxFrame) {
+		return
+	}
 	buf, _ := gc.Peek(-1)
 	var now int64
 	if s.g.rated.Load() {
@@ -87,7 +94,7 @@ func (s *Server) traffic(gc gnet.Conn) {
 			break
 		}
 		maxFrame := s.cfg.MaxFrame
-		if c.state == stateHandshake { // until WELCOME, frames are small (a HELLO)
+		if c.state == stateHandshake {
 			maxFrame = handshakeMaxFrame
 		}
 		f, n, err := codec.Decode(buf[off:], maxFrame)
@@ -121,6 +128,26 @@ func (s *Server) traffic(gc gnet.Conn) {
 	if more && c.state == stateActive && c.flags&flagPaused == 0 {
 		_ = gc.Wake(nil) // more whole frames wait: come back after the others had a turn
 	}
+}
+
+// nextFrameShort reports whether gnet holds only part of the connection's next frame, by
+// its length prefix alone. Then traffic returns at once and gnet keeps the bytes in its
+// inbound buffer: a Peek of everything would copy all of them into a new buffer on every
+// read, and a frame larger than one read (64 KiB by default) arrives in many. That was
+// quadratic in the frame's size: 1 MB messages made gnet allocate 14 GB in a few seconds,
+// 52 msgs/s (docs/BENCHMARKS.md, "Large messages"). A prefix that Decode would refuse is
+// not short: traffic reports it.
+func nextFrameShort(gc gnet.Conn, maxFrame int) bool {
+	have := gc.InboundBuffered()
+	if have < codec.PrefixLen {
+		return true
+	}
+	p, err := gc.Peek(codec.PrefixLen)
+	if err != nil {
+		return false
+	}
+	n, err := codec.FrameLen(p, maxFrame)
+	return err == nil && have < n
 }
 
 // OnClose releases everything the connection held: its table slot, its names, its buffer.

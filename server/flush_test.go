@@ -41,8 +41,14 @@ type trafficConn struct {
 	writes int
 }
 
-func (f *trafficConn) Context() any                { return f.c }
-func (f *trafficConn) Peek(int) ([]byte, error)    { return f.in, nil }
+func (f *trafficConn) Context() any         { return f.c }
+func (f *trafficConn) InboundBuffered() int { return len(f.in) }
+func (f *trafficConn) Peek(n int) ([]byte, error) {
+	if n > 0 && n <= len(f.in) {
+		return f.in[:n], nil
+	}
+	return f.in, nil
+}
 func (f *trafficConn) Discard(n int) (int, error)  { f.in = f.in[n:]; return n, nil }
 func (f *trafficConn) Write(p []byte) (int, error) { f.writes++; return f.fakeConn.Write(p) }
 
