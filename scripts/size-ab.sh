@@ -3,15 +3,16 @@
 #   scripts/size-ab.sh ROUNDS SIZE BINARY...
 # Each round runs, for each BINARY in turn, a new `serve --listen 127.0.0.1:PORT --admin
 # off` (its built-in defaults: the balanced profile, GOMEMLIMIT 180 MiB) and against it
-# `bench route` (SEND+ACK to random names), 50 connections x 16 in flight, SIZE-byte
-# payloads, for DURATION (env, default 5s); the load generator is the last BINARY's bench.
+# `bench route` (SEND+ACK to random names; MODE=request: REQUEST/REPLY), CONNS (50)
+# connections x PIPELINE (16) in flight, SIZE-byte payloads, for DURATION (default 5s),
+# all four from the environment; the load generator is the last BINARY's bench.
 # A fresh server per run, because a node's memory after a run (and, before 2026-12-04,
 # its zones) carries over into the next. Prints one line per run, then the medians per
 # build: msgs/s, errors by code, the server's peak RSS, its CPU per message, p99.
 set -euo pipefail
 rounds=$1 size=$2
 shift 2
-dur=${DURATION:-5s}
+dur=${DURATION:-5s} conns=${CONNS:-50} pipeline=${PIPELINE:-16} mode=${MODE:-send}
 gen=${*: -1}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -25,8 +26,8 @@ for r in $(seq "$rounds"); do
 			(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
 			sleep 0.1
 		done
-		"$gen" bench route --addr "127.0.0.1:$port" --server-pid "$pid" --conns 50 --pipeline 16 \
-			--size "$size" --duration "$dur" --json "$tmp/r.json" >/dev/null 2>&1 || true
+		"$gen" bench route --addr "127.0.0.1:$port" --server-pid "$pid" --conns "$conns" --pipeline "$pipeline" \
+			--mode "$mode" --size "$size" --duration "$dur" --json "$tmp/r.json" >/dev/null 2>&1 || true
 		kill "$pid"
 		wait "$pid" || true
 		python3 -c "
