@@ -75,7 +75,7 @@ func num(t *testing.T, m map[string]any, path string) float64 {
 var resultKeys = []string{
 	"scenario", "started_at", "duration_s", "config",
 	"connections.target", "connections.established", "connections.refused", "connections.refused_by_code", "connections.failed", "connections.failed_by_cause",
-	"messages.sent", "messages.received", "messages.errors_by_code", "messages.lost",
+	"messages.sent", "messages.received", "messages.errors_by_code", "messages.unanswered", "messages.lost",
 	"throughput_msgs_per_s",
 	"latency_us.p50", "latency_us.p90", "latency_us.p95", "latency_us.p99", "latency_us.p999", "latency_us.max",
 	"server.rss_bytes_before", "server.rss_bytes_after", "server.rss_bytes_peak", "server.rss_per_conn_bytes", "server.cpu_seconds", "server.cpu_per_msg_us", "server.source",

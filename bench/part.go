@@ -111,6 +111,8 @@ type partResult struct {
 	Conns      connCounts        `json:"conns"`
 	Sent       uint64            `json:"sent"`
 	Received   uint64            `json:"received"`
+	Unanswered uint64            `json:"unanswered"`  // part.unanswered
+	ConnErrors uint64            `json:"conn_errors"` // part.connErrs
 	Errors     map[string]uint64 `json:"errors"`
 	Hist       *Histogram        `json:"hist"`
 	DurationNs int64             `json:"duration_ns"` // go to the end of the load
@@ -132,9 +134,15 @@ type part struct {
 	rate float64
 
 	sent, received atomic.Uint64
-	errs           [codec.MaxCode + 2]atomic.Uint64 // by code; the last slot counts unknown codes
-	win            *atomicHistogram
-	maxLat         atomic.Int64 // ns: the largest latency recorded (readLoop's quiet period)
+	// unanswered counts messages written on a connection the server then closed (a
+	// closing ERROR, GOAWAY) without answering them: its window in flight at the close.
+	unanswered atomic.Uint64
+	// connErrs counts the ERRORs with corr 0 among errs: about the connection (the
+	// closing SLOW_CONSUMER, ...), answering no message.
+	connErrs atomic.Uint64
+	errs     [codec.MaxCode + 2]atomic.Uint64 // by code; the last slot counts unknown codes
+	win      *atomicHistogram
+	maxLat   atomic.Int64 // ns: the largest latency recorded (readLoop's quiet period)
 	// sending counts load connections whose senders may still send. An open-loop sender
 	// is done at its last message due before stopAt, up to one interval early (300 ms at
 	// 3.3 msgs/s per connection), or late if the machine stalled it; its reader's quiet
@@ -258,7 +266,7 @@ func (p *part) run(ctx context.Context, goCh <-chan float64) error {
 		measured = int64(cfg.Duration) // the spike
 	}
 	res := &partResult{Conns: counts, Sent: p.sent.Load(), Received: p.received.Load(),
-		Errors: p.errorMap(), Hist: total, DurationNs: measured, Probe: pr, Reconnect: rc}
+		Unanswered: p.unanswered.Load(), ConnErrors: p.connErrs.Load(), Errors: p.errorMap(), Hist: total, DurationNs: measured, Probe: pr, Reconnect: rc}
 	p.emit(partMsg{Kind: "result", Result: res})
 	return nil
 }
@@ -713,6 +721,9 @@ func (p *part) handle(c *sconn, f codec.Frame, k kind, now int64) handled {
 		}
 	case codec.TypeError:
 		p.countError(errorCode(f.Body))
+		if f.Corr == 0 {
+			p.connErrs.Add(1)
+		}
 		if errorClosing(f.Body) || f.Corr == 0 {
 			return hClosed
 		}
@@ -779,15 +790,19 @@ func (p *part) closedLoop(c *sconn, k kind) {
 	if !fill(p.clk.now()) {
 		return
 	}
-	p.readLoop(c, k, func(now int64) bool { return now >= p.stopAt && inflight <= 0 },
+	closed := p.readLoop(c, k, func(now int64) bool { return now >= p.stopAt && inflight <= 0 },
 		func(n int) { inflight -= n }, fill)
+	if closed && inflight > 0 {
+		p.unanswered.Add(uint64(inflight))
+	}
 }
 
 // readLoop reads c until the load is over and every answer is in (or hardAt). idle
 // reports whether the connection's own load is over and answered; done(n) is told about n
 // completed messages; flush is called whenever the next read would block, with the time,
-// and returns false if the connection broke.
-func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(int), flush func(int64) bool) {
+// and returns false if the connection broke. It reports whether the server closed the
+// connection (a closing ERROR, or GOAWAY).
+func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(int), flush func(int64) bool) (closed bool) {
 	_ = c.nc.SetReadDeadline(p.clk.at(p.hardAt))
 	draining := false
 	for {
@@ -805,20 +820,20 @@ func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(i
 				_ = c.nc.SetReadDeadline(p.clk.at(p.quietUntil(now)))
 				continue
 			}
-			return
+			return false
 		}
 		now := p.clk.now()
 		switch p.handle(c, f, k, now) {
 		case hDone:
 			done(1)
 		case hClosed:
-			return
+			return true
 		}
 		if c.fr.Complete() {
 			continue
 		}
 		if !flush(now) {
-			return
+			return false
 		}
 		if idle(now) {
 			// Our own messages are all answered; keep reading a little for messages
@@ -857,7 +872,7 @@ func (p *part) accountsOpen() bool {
 	if p.sending.Load() > 0 {
 		return true
 	}
-	return p.sent.Load() > p.received.Load()+p.errorTotal()
+	return p.sent.Load()+p.connErrs.Load() > p.received.Load()+p.errorTotal()+p.unanswered.Load()
 }
 
 // openLoop sends on c at rate messages/s from start until stopAt, stamped with their
@@ -867,9 +882,10 @@ func (p *part) openLoop(c *sconn, k kind, start int64, rate float64) {
 	var rwg sync.WaitGroup
 	rwg.Add(1)
 	senderDone := make(chan struct{})
+	closed := false
 	go func() {
 		defer rwg.Done()
-		p.readLoop(c, k,
+		closed = p.readLoop(c, k,
 			func(int64) bool {
 				select {
 				case <-senderDone:
@@ -946,4 +962,7 @@ func (p *part) openLoop(c *sconn, k kind, start int64, rate float64) {
 		_ = c.nc.SetReadDeadline(p.clk.at(p.quietUntil(p.clk.now())))
 	}
 	rwg.Wait()
+	if n := c.outstanding.Load(); closed && n > 0 {
+		p.unanswered.Add(uint64(n))
+	}
 }

@@ -45,12 +45,18 @@ type ConnStats struct {
 	FailedByCause map[string]int `json:"failed_by_cause"`
 }
 
-// MsgStats counts messages. Lost = sent − received − errors (never negative).
+// MsgStats counts messages. Lost = sent − received − errors answering a message −
+// unanswered (never negative). ErrorsByCode counts every ERROR, those with corr 0 (about a
+// connection, such as the SLOW_CONSUMER that closes it) included.
 type MsgStats struct {
 	Sent         uint64            `json:"sent"`
 	Received     uint64            `json:"received"`
 	ErrorsByCode map[string]uint64 `json:"errors_by_code"`
-	Lost         uint64            `json:"lost"`
+	// Unanswered counts messages written on connections the server then closed (a closing
+	// ERROR, GOAWAY) before it answered them: not lost, never processed (a slow consumer's
+	// input is ignored from the decision on, docs/LIMITS.md).
+	Unanswered uint64 `json:"unanswered"`
+	Lost       uint64 `json:"lost"`
 }
 
 // LatencyStats are percentiles in microseconds.
@@ -153,8 +159,12 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	m := r.Messages
 	if m.Sent > 0 || m.Received > 0 {
-		fmt.Fprintf(w, "  messages     sent %d, received %d, errors %d%s, lost %d\n",
-			m.Sent, m.Received, sum(m.ErrorsByCode), byCode(m.ErrorsByCode), m.Lost)
+		unanswered := ""
+		if m.Unanswered > 0 {
+			unanswered = fmt.Sprintf(", unanswered %d (written on connections the server closed)", m.Unanswered)
+		}
+		fmt.Fprintf(w, "  messages     sent %d, received %d, errors %d%s%s, lost %d\n",
+			m.Sent, m.Received, sum(m.ErrorsByCode), byCode(m.ErrorsByCode), unanswered, m.Lost)
 		fmt.Fprintf(w, "  throughput   %.0f msgs/s\n", r.Throughput)
 		l := r.LatencyUs
 		fmt.Fprintf(w, "  latency µs   p50 %.1f  p90 %.1f  p95 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",

@@ -134,6 +134,8 @@ func (r *runner) startWorker(ctx context.Context, spec partSpec) (*partHandle, e
 type passResult struct {
 	conns      connCounts
 	sent, recv uint64
+	unanswered uint64 // partResult.Unanswered, summed
+	connErrs   uint64 // partResult.ConnErrors, summed
 	errs       map[string]uint64
 	hist       *Histogram
 	durationNs int64
@@ -343,6 +345,8 @@ func (r *runner) pass(ctx context.Context, addrs []string, isFloor bool, mon *mo
 		conns.add(res.Conns)
 		pr.sent += res.Sent
 		pr.recv += res.Received
+		pr.unanswered += res.Unanswered
+		pr.connErrs += res.ConnErrors
 		for k, v := range res.Errors {
 			pr.errs[k] += v
 		}
@@ -513,9 +517,10 @@ func (r *runner) Run(ctx context.Context) (*Result, error) {
 	if res.Connections.FailedByCause == nil {
 		res.Connections.FailedByCause = map[string]int{}
 	}
-	res.Messages = MsgStats{Sent: main.sent, Received: main.recv, ErrorsByCode: main.errs}
-	if done := main.recv + sum(main.errs); main.sent > done {
-		res.Messages.Lost = main.sent - done
+	res.Messages = MsgStats{Sent: main.sent, Received: main.recv, ErrorsByCode: main.errs,
+		Unanswered: main.unanswered}
+	if done := main.recv + sum(main.errs) + main.unanswered; main.sent+main.connErrs > done {
+		res.Messages.Lost = main.sent + main.connErrs - done
 	}
 	if res.DurationS > 0 {
 		res.Throughput = float64(main.recv) / res.DurationS
