@@ -87,17 +87,17 @@ func (o *outbox) queuedBytes() int {
 // drain gets them in writes of about this size, not in one write at the round's end. One
 // ring drain can land thousands of messages; collected whole, each target's buffer grew
 // towards max-pending-bytes by doubling, and routing 4 KiB messages among 50 connections
-// allocated ~130 MB a second in those regrowths, which drove the heap zone RED
-// (docs/BENCHMARKS.md, "Large messages").
+// allocated ~130 MB a second in those regrowths even with a free list large enough for a
+// round's buffers, which drove the heap zone RED (docs/BENCHMARKS.md, "Large messages").
 const outFlushAt = 64 << 10
 
 // full reports whether the connection is at its caps: one more message must not be
 // queued for it (the slow-consumer policy applies). Output collected past outFlushAt is
-// written first. Frames this loop has not written yet
-// are not the reader's backlog (one callback or ring drain can queue more than the caps
-// for a reader that keeps up): at a cap with frames waiting, they are written first and
-// the caps judged on what the socket did not take. That write may close the connection
-// (a socket error); the caller checks its state afterwards.
+// written first. Frames this loop has not written yet are not the reader's backlog (one
+// callback or ring drain can queue more than the caps for a reader that keeps up): at a
+// cap with frames waiting, they are written first and the caps judged on what the socket
+// did not take. Either write may close the connection (a socket error); the caller checks
+// its state afterwards.
 func (o *outbox) full() bool {
 	if o.frames != nil && len(o.frames.B) >= outFlushAt {
 		o.flush()

@@ -22,9 +22,9 @@ type outFree struct {
 // The bounds must hold what one poll round uses at its peak (every connection the round
 // writes to holds one buffer until the round's flush), or each round regrows its output
 // from outBufInitial by doubling: with 1 MiB and 64 buffers, routing 4 KiB messages
-// among 50 connections allocated ~500 MB a second in regrowths and drove the heap zone
-// RED (docs/BENCHMARKS.md, "Large messages"). What is held is only what
-// a round used: trim gives back what was not taken for a trim interval.
+// among 50 connections allocated ~530 MB a second in regrowths (1.6 GB in a 3 s profile)
+// and drove the heap zone RED (docs/BENCHMARKS.md, "Large messages"). What is held is
+// only what a round used: trim gives back what was not taken for a trim interval.
 const (
 	outFreeMaxBufs  = 4096
 	outFreeMaxBytes = 16 << 20 // per loop
