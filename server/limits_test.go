@@ -352,9 +352,13 @@ func TestSystemQueueBound(t *testing.T) {
 }
 
 func TestSlowConsumerTimeout(t *testing.T) {
+	// Small socket buffers on both ends of the sink's connection: what the kernel holds
+	// was taken, and with autotuned buffers it could take all of the 4 MiB below (a
+	// connection written in 64 KiB pieces saw it do so in most runs), leaving the server
+	// nothing waiting to time out.
 	s := startServer(t, Config{SlowConsumerTimeout: 100 * time.Millisecond, TickInterval: 10 * time.Millisecond,
-		MaxPending: 100000, MaxPendingBytes: 1 << 30})
-	registered(t, s, "sink")
+		MaxPending: 100000, MaxPendingBytes: 1 << 30, SocketSendBuffer: 32 << 10})
+	stopReading(t, registered(t, s, "sink"))
 	src := connect(t, s, "src")
 	// Enough to fill the sink's socket buffers so the server holds outbound data.
 	payload := make([]byte, 64<<10)
