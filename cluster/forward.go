@@ -104,24 +104,61 @@ type dest struct {
 	// published counts the drainer's publishes; idleAt is its value at the last trim
 	// (owned by the drainer).
 	published, idleAt uint64
+	// peak is the largest batch published in this fwdPeakWindow, prevPeak in the one
+	// before (owned by the drainer; rotate).
+	peak, prevPeak int
 }
 
 // A queue's two buffers grow to the largest batch it has carried, up to a NATS payload (8
 // MiB embedded), and were kept for as long as the node runs: a burst of large messages
-// towards five other nodes left up to 80 MiB behind. What the drainer keeps is now what
-// it uses: a buffer over fwdKeepCap that a publish used less than a quarter of is let go
-// (recycle), and a queue that published nothing for fwdIdleTrim gives both up (trim).
+// towards five other nodes left up to 80 MiB behind. What the drainer keeps is what it
+// has used lately: a buffer over fwdKeepCap more than four times the largest batch of the
+// last one to two fwdPeakWindows is let go (recycle), so is one over fwdKeepCap after a
+// window without a publish (rotate), and a queue that published nothing for fwdIdleTrim
+// gives both up (trim).
+//
+// The window matters under a steady load of large messages: batches then vary from tens
+// of KiB to a MiB from one publish to the next. Judged by the batch just published alone,
+// a buffer grown by a large batch was let go after the next small one and grown again by
+// the next large one, on the event loops that append to it: at 4 KiB messages across
+// three nodes, ~4 KB allocated per record forwarded.
+//
+// No buffer over fwdKeepMax is kept: batches of several MiB (messages of 64 KiB and more,
+// queued faster than NATS takes them) would keep up to four such buffers per destination
+// live for as long as the load lasts, and the collector's goal twice that: a node of a
+// 3-node cluster peaked 15–50 MiB higher at 64 KiB when they were kept (BENCHMARKS.md).
 const (
-	fwdKeepCap  = 256 << 10
-	fwdIdleTrim = 10 * time.Second
+	fwdKeepCap    = 256 << 10
+	fwdKeepMax    = 2 << 20
+	fwdPeakWindow = time.Second
+	fwdIdleTrim   = 10 * time.Second
 )
 
-// recycle returns what the drainer keeps of batch, just published, for the next one.
-func recycle(batch []byte) []byte {
-	if cap(batch) > fwdKeepCap && len(batch) < cap(batch)/4 {
+// recycle returns what the drainer keeps of batch, just published, for the next one,
+// given recent, the largest batch published lately.
+func recycle(batch []byte, recent int) []byte {
+	if c := cap(batch); c > fwdKeepMax || c > fwdKeepCap && c > 4*recent {
 		return nil
 	}
 	return batch[:0]
+}
+
+// rotate starts a new peak window. On the drainer, every fwdPeakWindow. A queue that
+// published nothing in the window just ended lets go of its buffers over fwdKeepCap (the
+// one in use only while it is empty): a load of large messages that stopped leaves
+// nothing large behind after one or two windows.
+func (d *dest) rotate() {
+	if d.peak == 0 {
+		if cap(d.spare) > fwdKeepCap {
+			d.spare = nil
+		}
+		d.mu.Lock()
+		if d.n == 0 && cap(d.buf) > fwdKeepCap {
+			d.buf = nil
+		}
+		d.mu.Unlock()
+	}
+	d.prevPeak, d.peak = d.peak, 0
 }
 
 // trim gives up d's buffers if nothing was published since the last trim and nothing is
@@ -215,11 +252,24 @@ func (f *Forwarder) Forward(node uint16, rec []byte) error {
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	if int64(d.n) >= f.maxQueue.Load() || len(d.buf)+recPrefix+len(rec) > f.maxBytes {
-		d.mu.Unlock()
+	if !d.add(rec, epoch, int(f.maxQueue.Load()), f.maxBytes) {
 		f.full.Add(1)
 		return shard.ErrBusy
+	}
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// add queues rec, stamped with epoch, unless d holds maxN records or rec would take its
+// batch past maxBytes.
+func (d *dest) add(rec []byte, epoch uint64, maxN, maxBytes int) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.n >= maxN || len(d.buf)+recPrefix+len(rec) > maxBytes {
+		return false
 	}
 	if len(d.buf) == 0 {
 		d.buf = append(d.buf, batchVersion)
@@ -228,12 +278,24 @@ func (f *Forwarder) Forward(node uint16, rec []byte) error {
 	d.buf = binary.BigEndian.AppendUint64(d.buf, epoch)
 	d.buf = append(d.buf, rec...)
 	d.n++
+	return true
+}
+
+// take empties d's queue and returns the batch and its record count; the batch is the
+// drainer's until it hands it back (done). On the drainer.
+func (d *dest) take() (batch []byte, n int) {
+	d.mu.Lock()
+	batch, n = d.buf, d.n
+	d.buf, d.n = d.spare[:0], 0
 	d.mu.Unlock()
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
-	return nil
+	return batch, n
+}
+
+// done takes back a batch that take returned, once published: it is the next batch's
+// buffer unless recycle lets it go. On the drainer.
+func (d *dest) done(batch []byte) {
+	d.peak = max(d.peak, len(batch))
+	d.spare = recycle(batch, max(d.peak, d.prevPeak))
 }
 
 // dest returns node's queue, creating it and its drainer on first use.
@@ -265,16 +327,19 @@ func (f *Forwarder) dest(node uint16) (*dest, error) {
 // message, until the forwarder closes; then it publishes what is left once.
 func (f *Forwarder) drain(d *dest) {
 	defer f.wg.Done()
-	idle := time.NewTicker(fwdIdleTrim)
-	defer idle.Stop()
-	for {
+	tick := time.NewTicker(fwdPeakWindow)
+	defer tick.Stop()
+	for ticks := 1; ; {
 		select {
 		case <-d.wake:
 			if !f.held.Load() {
 				f.publish(d)
 			}
-		case <-idle.C:
-			d.trim()
+		case <-tick.C:
+			d.rotate()
+			if ticks++; ticks%int(fwdIdleTrim/fwdPeakWindow) == 0 {
+				d.trim()
+			}
 		case <-f.ctx.Done():
 			if !f.held.Load() {
 				f.publish(d)
@@ -285,17 +350,14 @@ func (f *Forwarder) drain(d *dest) {
 }
 
 func (f *Forwarder) publish(d *dest) {
-	d.mu.Lock()
-	batch, n := d.buf, d.n
-	d.buf, d.n = d.spare[:0], 0
-	d.mu.Unlock()
-	d.spare = recycle(batch)
+	batch, n := d.take()
+	defer d.done(batch)
 	if n == 0 {
 		return
 	}
 	d.published++
 	// Publish copies the batch into the connection's buffer (it may block while that
-	// buffer is full: here, never on an event loop).
+	// buffer is full: here, never on an event loop), so the batch can be reused after.
 	if err := f.nc.Publish(d.subject, batch); err != nil {
 		f.pubErrors.Add(1)
 		f.log.Warn("publishing to a node failed; its records are lost", "node", d.node, "records", n, "err", err)
