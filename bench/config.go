@@ -73,6 +73,10 @@ type Config struct {
 	// Timeout bounds each connection's dial and handshake; with a Ramp the whole
 	// connecting phase is bounded by Timeout + Conns/Ramp. Default 10s.
 	Timeout time.Duration `json:"timeout"`
+	// RetryAfter: in the closed loop, a connection told to wait (an ERROR with a
+	// retry-after: BUSY, QUEUE_FULL, RATE_LIMITED, ...) sends nothing new until the wait is
+	// over, as a well-behaved client does. Off: it refills its window at once.
+	RetryAfter bool `json:"retry_after,omitempty"`
 	// Grace is how long connections keep reading after the load stops, for answers in
 	// flight: a run in one process reads until every message it sent is received or
 	// refused, or the grace ends; with Procs above 1, each connection stops after a quiet
@@ -257,10 +261,10 @@ func isLoopback(host string) bool {
 // scenarioFlags are the flags a scenario uses beyond those every scenario has (target,
 // --conns, --ramp, --duration, output and --procs); its --help lists only these.
 var scenarioFlags = map[string][]string{
-	ScenarioEcho:     {"size", "pipeline", "rate", "grace", "floor"},
+	ScenarioEcho:     {"size", "pipeline", "rate", "grace", "floor", "retry-after"},
 	ScenarioConnect:  {"register", "keepalive", "reconnect"},
-	ScenarioRoute:    {"size", "pipeline", "rate", "mode", "grace"},
-	ScenarioOverload: {"size", "pipeline", "rate", "grace", "baseline", "recover", "probe-rate"},
+	ScenarioRoute:    {"size", "pipeline", "rate", "mode", "grace", "retry-after"},
+	ScenarioOverload: {"size", "pipeline", "rate", "grace", "baseline", "recover", "probe-rate", "retry-after"},
 	ScenarioSoak:     {"size", "rate", "grace"},
 }
 
@@ -270,7 +274,7 @@ var flagSections = []struct {
 	flags []string
 }{
 	{"Target", []string{"addr", "admin", "server-pid", "token", "allow-remote", "timeout"}},
-	{"Load", []string{"conns", "ramp", "duration", "size", "pipeline", "rate", "mode", "grace",
+	{"Load", []string{"conns", "ramp", "duration", "size", "pipeline", "retry-after", "rate", "mode", "grace",
 		"baseline", "recover", "probe-rate", "floor", "register", "keepalive", "reconnect"}},
 	{"Output", []string{"json", "plot", "interval"}},
 	{"Processes", []string{"procs"}},
@@ -309,6 +313,7 @@ func (c *Config) flags() (*cliflag.Set, *string) {
 	case ScenarioRoute:
 		grace = "; --mode request: also every REQUEST's timeout"
 	}
+	all.BoolVar(&c.RetryAfter, "retry-after", false, "closed loop: after an ERROR with a retry-after (BUSY, QUEUE_FULL, ...) a connection sends nothing new until it has passed, as a well-behaved client does (default: it sends again at once)")
 	all.Float64Var(&c.Rate, "rate", 0, rate)
 	all.StringVar(&c.Mode, "mode", "", `"send" (SEND, latency end to end) or "request" (REQUEST, latency of the round trip at the requester)`)
 	all.DurationVar(&c.Grace, "grace", 0, "time to wait for answers in flight after the load stops (in one process: until every message sent is accounted, or this)"+grace)
@@ -363,6 +368,7 @@ func (c *Config) effective() map[string]any {
 		"timeout": c.Timeout.String(), "grace": c.Grace.String(), "baseline": c.Baseline.String(),
 		"recover": c.Recover.String(), "probe-rate": c.ProbeRate, "allow-remote": c.AllowRemote,
 		"register": c.Register, "keepalive": c.Keepalive.String(), "reconnect": c.Reconnect,
+		"retry-after": c.RetryAfter,
 	}
 }
 

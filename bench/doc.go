@@ -11,6 +11,13 @@
 // recorded with one atomic add. The generator shares the machine's cores with the
 // server, so its cost per frame is what decides how much load it can offer.
 //
+// A closed-loop connection refills its window as answers come, refusals (ERROR with a
+// corr) included: by default at once, the client that ignores the server's advice and
+// the hardest load on a node that sheds. With --retry-after, one told to wait (the
+// ERROR's retry-after: BUSY, QUEUE_FULL, RATE_LIMITED...) sends nothing new until the
+// wait is over, waking from a read deadline at its end if no answer comes before; the
+// open loop keeps its schedule either way.
+//
 // Latency is measured from a timestamp carried in the first 8 bytes of every payload:
 // the send time in the closed loop, the intended send time in the open loop (coordinated
 // omission; see pacer.Stamp for the one exception, the sender's own timer lateness), and

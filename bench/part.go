@@ -170,6 +170,11 @@ type sconn struct {
 	corr uint32
 	// outstanding counts open-loop messages sent and not yet answered. atomic
 	outstanding atomic.Int64
+	// holdUntil (ns on clk): with --retry-after, the closed loop sends nothing new on this
+	// connection before it (the latest retry-after the server advised); waking: the read
+	// deadline is set to it. Owned by the closed loop's goroutine.
+	holdUntil int64
+	waking    bool
 }
 
 func (c *sconn) close() { _ = c.nc.Close() }
@@ -727,6 +732,9 @@ func (p *part) handle(c *sconn, f codec.Frame, k kind, now int64) handled {
 		if errorClosing(f.Body) || f.Corr == 0 {
 			return hClosed
 		}
+		if ra := errorRetryAfter(f.Body); ra > 0 && p.cfg.RetryAfter {
+			c.holdUntil = max(c.holdUntil, now+int64(ra))
+		}
 		return hDone
 	case codec.TypeGoAway:
 		return hClosed
@@ -766,7 +774,19 @@ func (p *part) closedLoop(c *sconn, k kind) {
 	}
 	defer stopSending()
 	fill := func(now int64) bool {
-		if now < p.stopAt {
+		switch {
+		case now < c.holdUntil && now < p.stopAt:
+			// The server advised waiting (--retry-after): wake at its end if no answer
+			// comes before.
+			if !c.waking {
+				c.waking = true
+				_ = c.nc.SetReadDeadline(p.clk.at(min(c.holdUntil, p.stopAt)))
+			}
+		case now < p.stopAt:
+			if c.waking {
+				c.waking = false
+				_ = c.nc.SetReadDeadline(p.clk.at(p.hardAt))
+			}
 			for ; inflight < window; inflight++ {
 				c.wb = p.appendLoad(c, c.wb, k, now, true)
 				sent++
@@ -807,6 +827,21 @@ func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(i
 	draining := false
 	for {
 		f, err := c.fr.Next()
+		if err != nil && c.waking && errors.Is(err, os.ErrDeadlineExceeded) {
+			// The end of a retry-after (closedLoop's fill): send again. The Reader
+			// resumes after a timeout.
+			c.waking = false
+			_ = c.nc.SetReadDeadline(p.clk.at(p.hardAt))
+			now := p.clk.now()
+			if !flush(now) {
+				return false
+			}
+			if idle(now) {
+				draining = true
+				_ = c.nc.SetReadDeadline(p.clk.at(p.quietUntil(now)))
+			}
+			continue
+		}
 		if err != nil {
 			// A deadline before hardAt is a quiet period of a connection whose own load
 			// is over (set here, or by openLoop when its sender is done). If a message

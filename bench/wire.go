@@ -23,6 +23,14 @@ func errorCode(body []byte) codec.ErrorCode {
 	return codec.ErrorCode(binary.BigEndian.Uint16(body))
 }
 
+// errorRetryAfter is an ERROR body's retry-after (0: no advice).
+func errorRetryAfter(body []byte) time.Duration {
+	if len(body) < 6 {
+		return 0
+	}
+	return time.Duration(binary.BigEndian.Uint32(body[2:])) * time.Millisecond
+}
+
 // errorClosing reports whether an ERROR body carries the CLOSING flag.
 func errorClosing(body []byte) bool {
 	return len(body) >= 7 && codec.ErrorFlags(body[6])&codec.ErrFlagClosing != 0
