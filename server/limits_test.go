@@ -358,7 +358,7 @@ func TestSlowConsumerTimeout(t *testing.T) {
 	// nothing waiting to time out.
 	s := startServer(t, Config{SlowConsumerTimeout: 100 * time.Millisecond, TickInterval: 10 * time.Millisecond,
 		MaxPending: 100000, MaxPendingBytes: 1 << 30, SocketSendBuffer: 32 << 10})
-	stopReading(t, registered(t, s, "sink"))
+	registered(t, s, "sink").StopReading()
 	src := connect(t, s, "src")
 	// Enough to fill the sink's socket buffers so the server holds outbound data.
 	payload := make([]byte, 64<<10)

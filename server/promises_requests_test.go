@@ -78,7 +78,7 @@ func TestRequestResponderClosingSameLoop(t *testing.T) {
 	a := connectOn(t, s, "a", 0)
 	registeredOn(t, s, "mute", 0)
 	r := registeredOn(t, s, "svc", 0)
-	stopReading(t, r)
+	r.StopReading()
 
 	var batch []byte // r's sockets hold a fraction of one message: the 5th finds 4 waiting
 	for i := range maxPending + 1 {
@@ -103,7 +103,7 @@ func TestRequestResponderClosingSameLoop(t *testing.T) {
 }
 
 // unreadPayload is a 512 KiB payload starting with tag: with the server's socket send
-// buffer at 32 KiB and a receiver that stopped reading (stopReading), the sockets take a
+// buffer at 32 KiB and a receiver that stopped reading (StopReading), the sockets take a
 // fraction of one, so every such message stays counted against max-pending until read.
 func unreadPayload(tag byte) []byte {
 	p := make([]byte, 512<<10)
@@ -203,7 +203,7 @@ func TestRequestUnroutableIncoming(t *testing.T) {
 			}},
 		{name: "slow-consumer/same-loop", want: codec.CodeQueueFull, rLoop: 0,
 			provoke: func(t *testing.T, s *Server, a, r *rawpeer.Peer) {
-				stopReading(t, r)
+				r.StopReading()
 				var batch []byte // 4 messages wait for r (MaxPending 4): the REQUEST finds it full
 				for i := range 4 {
 					batch = codec.AppendSend(batch, 0, 0, "svc", unreadPayload(byte('0'+i)))
@@ -213,7 +213,7 @@ func TestRequestUnroutableIncoming(t *testing.T) {
 			}},
 		{name: "responder-slow-closing/same-loop", want: codec.CodeQueueFull, rLoop: 0,
 			provoke: func(t *testing.T, s *Server, a, r *rawpeer.Peer) {
-				stopReading(t, r)
+				r.StopReading()
 				var batch []byte // the 5th SEND makes r a slow consumer; the REQUEST finds it closing
 				for i := range 5 {
 					batch = codec.AppendSend(batch, 0, 0, "svc", unreadPayload(byte('0'+i)))

@@ -32,29 +32,29 @@ func TestQueueBytesBound(t *testing.T) {
 	s := startServer(t, cfg)
 	sinks := []*rawpeer.Peer{registeredOn(t, s, "sink0", 0), registeredOn(t, s, "sink1", 1)}
 	for _, p := range sinks {
-		stopReading(t, p)
+		p.StopReading()
 	}
 	senders := []*rawpeer.Peer{connectOn(t, s, "s0", 0), connectOn(t, s, "s1", 1)}
 
-	tallies := make([]tally, len(senders))
+	tallies := make([]rawpeer.Tally, len(senders))
 	var wg sync.WaitGroup
 	for i, p := range senders {
 		// Each sends to the sink on the other loop: the messages cross the rings.
-		wg.Go(func() { tallies[i] = sendAcked(p, "sink"+strconv.Itoa(1-i), size, 8, 4096) })
+		wg.Go(func() { tallies[i] = p.SendAcked("sink"+strconv.Itoa(1-i), size, 8, 4096) })
 	}
 	wg.Wait()
 
 	acked := 0
 	for i, tl := range tallies {
-		if tl.err != nil {
-			t.Fatalf("sender %d: %v", i, tl.err)
+		if tl.Err != nil {
+			t.Fatalf("sender %d: %v", i, tl.Err)
 		}
-		if tl.queueFull == 0 || tl.noRout != 0 {
+		if tl.QueueFull == 0 || tl.NoRoute != 0 {
 			t.Fatalf("sender %d: sent %d, OK %d, QUEUE_FULL %d, NO_ROUTE %d; want QUEUE_FULL and no NO_ROUTE",
-				i, tl.sent, len(tl.ok), tl.queueFull, tl.noRout)
+				i, tl.Sent, len(tl.OK), tl.QueueFull, tl.NoRoute)
 		}
-		acked += len(tl.ok)
-		t.Logf("sender %d: sent %d, OK %d, QUEUE_FULL %d", i, tl.sent, len(tl.ok), tl.queueFull)
+		acked += len(tl.OK)
+		t.Logf("sender %d: sent %d, OK %d, QUEUE_FULL %d", i, tl.Sent, len(tl.OK), tl.QueueFull)
 	}
 	// What may pass the bound: what arrives before a sample sees it (the sampler reads what
 	// gnet holds as of each loop's last tick: up to two ticks late) and what the kernel's
@@ -73,7 +73,7 @@ func TestQueueBytesBound(t *testing.T) {
 	// The receivers read: every acknowledged message arrives whole, in order.
 	for i, p := range sinks {
 		from := senders[1-i]
-		want := tallies[1-i].ok
+		want := tallies[1-i].OK
 		_ = p.Conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 		for n, corr := range want {
 			f, err := p.Read()

@@ -766,7 +766,7 @@ func TestOwnAnswersBounded(t *testing.T) {
 			bystander.Expect(codec.TypeEchoReply)
 			// What the deaf client gets when it reads again: whole frames, the last ERROR
 			// SLOW_CONSUMER, then a clean EOF.
-			checkClosedCleanly(t, readToEOF(p))
+			rawpeer.CheckClosedCleanly(t, p.ReadToEOF())
 		})
 	}
 }
@@ -830,11 +830,11 @@ func TestUnreadResponsesBounded(t *testing.T) {
 	if refused[codec.CodeQueueFull] == 0 {
 		t.Fatalf("replier told %v; want QUEUE_FULL for the RESPONSEs a requester that reads nothing could not take", refused)
 	}
-	r := readToEOF(deaf)
-	checkClosedCleanly(t, r)
-	if got := r.resps + refused[codec.CodeQueueFull] + refused[codec.CodeNoRoute]; got != n || len(refused) > 2 {
+	r := deaf.ReadToEOF()
+	rawpeer.CheckClosedCleanly(t, r)
+	if got := r.Resps + refused[codec.CodeQueueFull] + refused[codec.CodeNoRoute]; got != n || len(refused) > 2 {
 		t.Errorf("%d REPLYs: the requester read %d RESPONSEs, the replier was told %v; want each REPLY one or the other",
-			n, r.resps, refused)
+			n, r.Resps, refused)
 	}
 	waitFor(t, "the requester taken for a slow consumer", func() bool { return s.Stats().SlowConsumers == 1 })
 }

@@ -4,13 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -36,139 +32,6 @@ func slowConsumerConfig(maxPending, maxPendingBytes int) Config {
 	return withLimits(Config{Loops: 2, TickInterval: 10 * time.Millisecond, SlowConsumerTimeout: time.Second,
 		MaxPending: maxPending, MaxPendingBytes: maxPendingBytes, SocketSendBuffer: 32 << 10},
 		limits.Config{ZoneYellow: 100, ZoneOrange: 101, ZoneRed: 102})
-}
-
-// stopReading shrinks p's socket receive buffer, so that what the server holds for it
-// (rather than the kernel) fills quickly; from now on the test does not read p until
-// readToEOF.
-func stopReading(t *testing.T, p *rawpeer.Peer) {
-	t.Helper()
-	if err := p.Conn.(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// tally is what one sender saw: the corrs answered OK, in order, and the refusals.
-type tally struct {
-	sent              int
-	ok                []uint32
-	queueFull, noRout int
-	err               error
-}
-
-// sendAcked sends acknowledged SENDs to name, window at a time in one write, until a window
-// brings a refusal (or max SENDs were all accepted). Each payload starts with its SEND's
-// corr. It runs on its own goroutine: failures go into the tally, not t.
-func sendAcked(p *rawpeer.Peer, name string, size, window, max int) (tl tally) {
-	payload := make([]byte, size)
-	corr := uint32(0)
-	for tl.sent < max {
-		var batch []byte
-		for range window {
-			corr++
-			binary.BigEndian.PutUint32(payload, corr)
-			batch = codec.AppendSend(batch, codec.FlagAck, corr, name, payload)
-		}
-		_ = p.Conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if _, err := p.Conn.Write(batch); err != nil {
-			tl.err = fmt.Errorf("write: %w", err)
-			return tl
-		}
-		refused := false
-		for i := range window {
-			want := corr - uint32(window) + uint32(i) + 1
-			f, err := p.Read()
-			if err != nil {
-				tl.err = fmt.Errorf("answer to SEND %d: %w", want, err)
-				return tl
-			}
-			if f.Corr != want {
-				tl.err = fmt.Errorf("answer %v corr %d; want corr %d", f.Type, f.Corr, want)
-				return tl
-			}
-			tl.sent++
-			switch f.Type {
-			case codec.TypeOK:
-				tl.ok = append(tl.ok, want)
-				continue
-			case codec.TypeError:
-				e, err := codec.ParseError(f.Body)
-				switch {
-				case err != nil:
-					tl.err = err
-					return tl
-				case e.Code == codec.CodeQueueFull:
-					tl.queueFull++
-				case e.Code == codec.CodeNoRoute:
-					tl.noRout++
-				default:
-					tl.err = fmt.Errorf("SEND %d answered %v (%q)", want, e.Code, e.Reason)
-					return tl
-				}
-				refused = true
-				continue
-			}
-			tl.err = fmt.Errorf("SEND %d answered %v", want, f.Type)
-			return tl
-		}
-		if refused {
-			return tl
-		}
-	}
-	return tl
-}
-
-// received is what the slow receiver read once it read again.
-type received struct {
-	corrs map[uint64][]uint32 // MESSAGE payload corrs by sender conn id, in order
-	pongs int
-	resps int // RESPONSEs
-	last  codec.Frame
-	end   error // what ended the stream: io.EOF for a clean close
-}
-
-// readToEOF reads whole frames from p until the stream ends.
-func readToEOF(p *rawpeer.Peer) received {
-	r := received{corrs: map[uint64][]uint32{}}
-	for {
-		f, err := p.Read()
-		if err != nil {
-			r.end = err
-			return r
-		}
-		r.last = f
-		switch f.Type {
-		case codec.TypeMessage:
-			from, _, payload, err := codec.ParseMessage(f.Body)
-			if err != nil || len(payload) < 4 {
-				r.end = fmt.Errorf("bad MESSAGE (%d-byte payload): %v", len(payload), err)
-				return r
-			}
-			r.corrs[from] = append(r.corrs[from], binary.BigEndian.Uint32(payload))
-		case codec.TypePong:
-			r.pongs++
-		case codec.TypeResponse:
-			r.resps++
-		}
-	}
-}
-
-// checkClosedCleanly fails unless the receiver's stream ended with a whole ERROR
-// SLOW_CONSUMER frame carrying the closing flag, followed by EOF (no reset, no cut frame).
-func checkClosedCleanly(t *testing.T, r received) {
-	t.Helper()
-	if !errors.Is(r.end, io.EOF) || errors.Is(r.end, io.ErrUnexpectedEOF) {
-		reset := errors.Is(r.end, syscall.ECONNRESET)
-		t.Errorf("stream ended with %v (reset %v, cut frame %v); want a clean EOF after whole frames",
-			r.end, reset, errors.Is(r.end, io.ErrUnexpectedEOF))
-	}
-	if r.last.Type != codec.TypeError {
-		t.Fatalf("last whole frame %v corr %d; want ERROR SLOW_CONSUMER", r.last.Type, r.last.Corr)
-	}
-	e, err := codec.ParseError(r.last.Body)
-	if err != nil || e.Code != codec.CodeSlowConsumer || e.Flags&codec.ErrFlagClosing == 0 {
-		t.Fatalf("last frame ERROR %v flags %#x (%v); want SLOW_CONSUMER with the closing flag", e.Code, e.Flags, err)
-	}
 }
 
 // queueFullMetric is switchboard_queue_full_total as /metrics shows it.
@@ -200,49 +63,49 @@ func TestSlowConsumerAckedAreDelivered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startServer(t, slowConsumerConfig(tc.maxPending, tc.maxByte))
 			sink := registeredOn(t, s, "sink", 0)
-			stopReading(t, sink)
+			sink.StopReading()
 			senders := []*rawpeer.Peer{connectOn(t, s, "same-loop", 0), connectOn(t, s, "cross-loop", 1)}
 
-			tallies := make([]tally, len(senders))
+			tallies := make([]rawpeer.Tally, len(senders))
 			var wg sync.WaitGroup
 			for i, p := range senders {
-				wg.Go(func() { tallies[i] = sendAcked(p, "sink", tc.size, tc.window, tc.max) })
+				wg.Go(func() { tallies[i] = p.SendAcked("sink", tc.size, tc.window, tc.max) })
 			}
 			wg.Wait()
 
 			queueFull := 0
 			for i, tl := range tallies {
-				if tl.err != nil {
-					t.Fatalf("sender %d: %v", i, tl.err)
+				if tl.Err != nil {
+					t.Fatalf("sender %d: %v", i, tl.Err)
 				}
-				if tl.sent != len(tl.ok)+tl.queueFull+tl.noRout {
+				if tl.Sent != len(tl.OK)+tl.QueueFull+tl.NoRoute {
 					t.Fatalf("sender %d: sent %d = %d OK + %d QUEUE_FULL + %d NO_ROUTE does not add up",
-						i, tl.sent, len(tl.ok), tl.queueFull, tl.noRout)
+						i, tl.Sent, len(tl.OK), tl.QueueFull, tl.NoRoute)
 				}
-				if tl.queueFull+tl.noRout == 0 {
-					t.Fatalf("sender %d: %d SENDs to a receiver that never reads were all acknowledged", i, tl.sent)
+				if tl.QueueFull+tl.NoRoute == 0 {
+					t.Fatalf("sender %d: %d SENDs to a receiver that never reads were all acknowledged", i, tl.Sent)
 				}
-				queueFull += tl.queueFull
+				queueFull += tl.QueueFull
 				t.Logf("sender %d (%s): sent %d, OK %d, QUEUE_FULL %d, NO_ROUTE %d",
-					i, senders[i].Conn.LocalAddr(), tl.sent, len(tl.ok), tl.queueFull, tl.noRout)
+					i, senders[i].Conn.LocalAddr(), tl.Sent, len(tl.OK), tl.QueueFull, tl.NoRoute)
 			}
 			if queueFull == 0 {
 				t.Errorf("no sender was told QUEUE_FULL; want QUEUE_FULL while the receiver is a slow consumer")
 			}
 
-			r := readToEOF(sink)
+			r := sink.ReadToEOF()
 			for i, p := range senders {
-				got, want := r.corrs[p.ConnID], tallies[i].ok
+				got, want := r.Corrs[p.ConnID], tallies[i].OK
 				if !slices.Equal(got, want) {
 					t.Errorf("sender %d: receiver read %d MESSAGEs, %d acknowledged; first difference at %d",
-						i, len(got), len(want), firstDiff(got, want))
+						i, len(got), len(want), rawpeer.FirstDiff(got, want))
 				}
-				delete(r.corrs, p.ConnID)
+				delete(r.Corrs, p.ConnID)
 			}
-			if len(r.corrs) != 0 {
-				t.Errorf("MESSAGEs from unknown senders: %v", r.corrs)
+			if len(r.Corrs) != 0 {
+				t.Errorf("MESSAGEs from unknown senders: %v", r.Corrs)
 			}
-			checkClosedCleanly(t, r)
+			rawpeer.CheckClosedCleanly(t, r)
 
 			waitFor(t, "the slow consumer counted", func() bool { return s.Stats().SlowConsumers == 1 })
 			if got := s.Stats().QueueFull; got != uint64(queueFull) {
@@ -255,15 +118,6 @@ func TestSlowConsumerAckedAreDelivered(t *testing.T) {
 	}
 }
 
-func firstDiff(a, b []uint32) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return min(len(a), len(b))
-}
-
 // TestSlowConsumerPingingReader: a receiver that keeps sending PINGs but stops reading is
 // not idle, but its output does not drain: after the slow-consumer timeout it gets ERROR
 // SLOW_CONSUMER after everything it was sent, as a whole frame, and a clean close. It keeps
@@ -271,7 +125,7 @@ func firstDiff(a, b []uint32) int {
 func TestSlowConsumerPingingReader(t *testing.T) {
 	s := startServer(t, slowConsumerConfig(1<<20, 1<<30))
 	sink := registeredOn(t, s, "sink", 0)
-	stopReading(t, sink)
+	sink.StopReading()
 	src := connectOn(t, s, "src", 1)
 
 	stop := make(chan struct{})
@@ -296,22 +150,22 @@ func TestSlowConsumerPingingReader(t *testing.T) {
 	// a loaded machine sending the 4 MiB can take longer than the timer (1 s): the SENDs
 	// after it get QUEUE_FULL or NO_ROUTE, which is as correct, so the test counts
 	// outcomes rather than expecting all 64 OK.
-	tl := sendAcked(src, "sink", 64<<10, 64, 64)
-	if tl.err != nil || len(tl.ok) == 0 || len(tl.ok)+tl.queueFull+tl.noRout != tl.sent || tl.sent != 64 {
+	tl := src.SendAcked("sink", 64<<10, 64, 64)
+	if tl.Err != nil || len(tl.OK) == 0 || len(tl.OK)+tl.QueueFull+tl.NoRoute != tl.Sent || tl.Sent != 64 {
 		t.Fatalf("sender: %d OK of %d, %d QUEUE_FULL, %d NO_ROUTE, err %v; want 64 answered, some OK",
-			len(tl.ok), tl.sent, tl.queueFull, tl.noRout, tl.err)
+			len(tl.OK), tl.Sent, tl.QueueFull, tl.NoRoute, tl.Err)
 	}
 	waitFor(t, "the slow-consumer timer", func() bool { return s.Stats().SlowConsumers == 1 })
 
-	r := readToEOF(sink)
+	r := sink.ReadToEOF()
 	close(stop)
 	<-pinged
-	if got := r.corrs[src.ConnID]; !slices.Equal(got, tl.ok) {
+	if got := r.Corrs[src.ConnID]; !slices.Equal(got, tl.OK) {
 		t.Errorf("receiver read %d MESSAGEs, %d acknowledged; first difference at %d",
-			len(got), len(tl.ok), firstDiff(got, tl.ok))
+			len(got), len(tl.OK), rawpeer.FirstDiff(got, tl.OK))
 	}
-	checkClosedCleanly(t, r)
-	t.Logf("read %d MESSAGEs and %d PONGs before the ERROR", len(r.corrs[src.ConnID]), r.pongs)
+	rawpeer.CheckClosedCleanly(t, r)
+	t.Logf("read %d MESSAGEs and %d PONGs before the ERROR", len(r.Corrs[src.ConnID]), r.Pongs)
 }
 
 // TestSlowConsumerSteadyReader: a receiver that keeps reading behind a standing backlog
@@ -345,7 +199,7 @@ func TestSlowConsumerSteadyReader(t *testing.T) {
 			cfg.SlowConsumerTimeout = 3 * time.Second
 			s := startServer(t, cfg)
 			sink := registeredOn(t, s, "sink", 0)
-			stopReading(t, sink)
+			sink.StopReading()
 			src := connectOn(t, s, "src", 1)
 			steadyReader(t, s, src, sink, size, backlog, tc.rounds, tc.pace)
 		})
@@ -357,9 +211,9 @@ func TestSlowConsumerSteadyReader(t *testing.T) {
 // order, gnet's outbound buffer for sink never empties, and no slow consumer is counted.
 func steadyReader(t *testing.T, s *Server, src, sink *rawpeer.Peer, size, backlog, rounds int, pace time.Duration) {
 	t.Helper()
-	tl := sendAcked(src, "sink", size, backlog, backlog)
-	if tl.err != nil || len(tl.ok) != backlog {
-		t.Fatalf("backlog: %d OK of %d (%d QUEUE_FULL), err %v", len(tl.ok), backlog, tl.queueFull, tl.err)
+	tl := src.SendAcked("sink", size, backlog, backlog)
+	if tl.Err != nil || len(tl.OK) != backlog {
+		t.Fatalf("backlog: %d OK of %d (%d QUEUE_FULL), err %v", len(tl.OK), backlog, tl.QueueFull, tl.Err)
 	}
 	expect := uint32(1)
 	read := func() {

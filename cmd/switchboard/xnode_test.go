@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -11,10 +12,11 @@ import (
 	"github.com/switchboard/switchboard/internal/rawpeer"
 )
 
-// TestServeCrossNode runs two serve processes as one cluster (node 7 embedded as a
-// cluster of one, node 8 external through node 7's NATS) and sends across them: serve
-// wires the forwarder as the server's Remote and the server as the forwarder's handler.
-func TestServeCrossNode(t *testing.T) {
+// startPair starts two serve processes as one cluster named name, with extra flags:
+// node 7 embedded as a cluster of one, node 8 external through node 7's NATS. It returns
+// them and their client addresses.
+func startPair(t *testing.T, name string, extra ...string) (p7, p8 *proc, addr7, addr8 string) {
+	t.Helper()
 	field := func(line, key string) string {
 		t.Helper()
 		var rec map[string]any
@@ -27,13 +29,22 @@ func TestServeCrossNode(t *testing.T) {
 		}
 		return v
 	}
-	common := []string{"serve", "--listen", "127.0.0.1:0", "--admin", "off", "--log-format", "json",
-		"--cluster-replicas", "1", "--cluster-name", "xnode"}
-	p7 := startBin(t, nil, append(common, "--node-id", "7", "--cluster", "embedded", "--cluster-store-dir", t.TempDir())...)
+	common := append([]string{"serve", "--listen", "127.0.0.1:0", "--admin", "off", "--log-format", "json",
+		"--cluster-replicas", "1", "--cluster-name", name}, extra...)
+	common = slices.Clip(common) // each node appends its own flags
+	p7 = startBin(t, nil, append(common, "--node-id", "7", "--cluster", "embedded", "--cluster-store-dir", t.TempDir())...)
 	url := field(p7.waitLine(t, `"msg":"cluster directory ready"`), "nats_client_url")
-	addr7 := field(p7.waitLine(t, `"msg":"switchboard listening"`), "addr")
-	p8 := startBin(t, nil, append(common, "--node-id", "8", "--cluster", "external", "--nats-url", url)...)
-	addr8 := field(p8.waitLine(t, `"msg":"switchboard listening"`), "addr")
+	addr7 = field(p7.waitLine(t, `"msg":"switchboard listening"`), "addr")
+	p8 = startBin(t, nil, append(common, "--node-id", "8", "--cluster", "external", "--nats-url", url)...)
+	addr8 = field(p8.waitLine(t, `"msg":"switchboard listening"`), "addr")
+	return p7, p8, addr7, addr8
+}
+
+// TestServeCrossNode runs two serve processes as one cluster (node 7 embedded as a
+// cluster of one, node 8 external through node 7's NATS) and sends across them: serve
+// wires the forwarder as the server's Remote and the server as the forwarder's handler.
+func TestServeCrossNode(t *testing.T) {
+	p7, p8, addr7, addr8 := startPair(t, "xnode")
 
 	svc := rawpeer.Dial(t, addr8)
 	svc.Hello("svc", "")
@@ -42,24 +53,7 @@ func TestServeCrossNode(t *testing.T) {
 
 	c := rawpeer.Dial(t, addr7)
 	c.Hello("c", "")
-	// Node 7 learns of svc through its watch: until then, NO_ROUTE. Poll (every 10 ms,
-	// for up to 10 s).
-	deadline := time.Now().Add(10 * time.Second)
-	for corr := uint32(10); ; corr++ {
-		c.Write(codec.AppendSend(nil, codec.FlagAck, corr, "svc", []byte("hi")))
-		f, err := c.Read()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f.Type == codec.TypeOK && f.Corr == corr {
-			break
-		}
-		if e, _ := codec.ParseError(f.Body); f.Type != codec.TypeError || e.Code != codec.CodeNoRoute || time.Now().After(deadline) {
-			t.Fatalf("SEND+ACK: got %v corr %d code %v; want OK (or NO_ROUTE until the name is known)", f.Type, f.Corr, e.Code)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if f := svc.Expect(codec.TypeMessage); !strings.HasSuffix(string(f.Body), "hi") {
+	if f := knownOn(t, c, svc, "svc"); !strings.HasSuffix(string(f.Body), "probe") {
 		t.Fatalf("MESSAGE body %q", f.Body)
 	}
 	c.Write(codec.AppendRequest(nil, 2, "svc", 5000, []byte("ping")))
