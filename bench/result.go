@@ -193,8 +193,12 @@ func (r *Result) WriteSummary(w io.Writer) {
 	case s.Error != "":
 		fmt.Fprintf(w, "  server       %s: %s\n", s.Source, s.Error)
 	default:
-		fmt.Fprintf(w, "  server       RSS %s → %s (peak %s), %.0f B/conn, CPU %.2fs (%.2f µs/msg)  [%s]\n",
-			mib(s.RSSBefore), mib(s.RSSAfter), mib(s.RSSPeak), s.RSSPerConn, s.CPUSeconds, s.CPUPerMsgUs, s.Source)
+		perConn := "" // the connect scenario's figure; the others would print 0
+		if s.RSSPerConn > 0 {
+			perConn = fmt.Sprintf(", %.0f B/conn", s.RSSPerConn)
+		}
+		fmt.Fprintf(w, "  server       RSS %s → %s (peak %s)%s, CPU %.2fs (%.2f µs/msg)  [%s]\n",
+			mib(s.RSSBefore), mib(s.RSSAfter), mib(s.RSSPeak), perConn, s.CPUSeconds, s.CPUPerMsgUs, s.Source)
 	}
 	if g := r.LoadGen; g.CPUSeconds > 0 {
 		fmt.Fprintf(w, "  load gen     CPU %.2fs (%.2f µs/msg)\n", g.CPUSeconds, g.CPUPerMsgUs)
