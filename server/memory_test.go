@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -19,7 +20,7 @@ import (
 func TestIdleGarbageCollected(t *testing.T) {
 	s := startServer(t, withLimits(Config{TickInterval: 10 * time.Millisecond}, limits.Config{}))
 	runtime.GC() // what earlier tests left is not counted in before
-	before, _ := newMemSampleRead()
+	before := newMemSampleRead().used
 	limit := int64(before) + 256<<20
 	prev := debug.SetMemoryLimit(limit)
 	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
@@ -49,7 +50,50 @@ func TestIdleGarbageCollected(t *testing.T) {
 }
 
 // newMemSampleRead reads the memory measure once.
-func newMemSampleRead() (used, cycles uint64) {
+func newMemSampleRead() memReading {
 	m := newMemSample()
 	return m.read()
+}
+
+// TestIdleGarbageRule: an idle node with garbage far below any zone still collects it
+// once none has completed for garbageAfter (idleGarbageAfter, shortened here), so that
+// its RSS can fall; with a heap under idleGarbageMin it does not. Automatic collection is
+// off for the test (GOGC off, no memory limit), so only the sampler's collections free
+// anything.
+func TestIdleGarbageRule(t *testing.T) {
+	s := startServer(t, withLimits(Config{TickInterval: 10 * time.Millisecond}, limits.Config{}))
+	prevLimit := debug.SetMemoryLimit(math.MaxInt64)
+	prevGC := debug.SetGCPercent(-1)
+	t.Cleanup(func() {
+		debug.SetGCPercent(prevGC)
+		debug.SetMemoryLimit(prevLimit)
+		runtime.GC() // the next test starts with no garbage of this one
+	})
+	const after = 200 * time.Millisecond
+	s.g.idle.garbageAfter.Store(int64(after))
+	runtime.GC()
+	if r := newMemSampleRead(); r.objects >= idleGarbageMin {
+		t.Skipf("the test binary's heap is %d bytes after a collection: nothing to show below %d", r.objects, idleGarbageMin)
+	}
+
+	// A small heap: three intervals pass without a collection by the sampler.
+	count := s.g.idle.count.Load()
+	time.Sleep(3 * after)
+	if got := s.g.idle.count.Load(); got != count {
+		t.Fatalf("the sampler collected %d times with a heap of %d bytes; want none below %d",
+			got-count, newMemSampleRead().objects, idleGarbageMin)
+	}
+
+	// 64 MiB of garbage: collected. The sampler may start while it is made, and find it
+	// live: then it tries again after a longer wait.
+	func() {
+		junk := make([][]byte, 0, 64)
+		for range 64 {
+			junk = append(junk, make([]byte, 1<<20))
+		}
+		runtime.KeepAlive(junk)
+	}()
+	waitFor(t, "the sampler to collect the garbage", func() bool {
+		return s.g.idle.count.Load() > count && newMemSampleRead().objects < 32<<20
+	})
 }

@@ -204,5 +204,5 @@ func (s *Server) writeLimitMetrics(w io.Writer) {
 	gauge("switchboard_queued_messages_max", "The node-wide queue bound (max-queue).", uint64(s.maxQueue()))
 	gauge("switchboard_queued_bytes", "Bytes of the messages queued node-wide (rings, and what gnet holds for connections), sampled each tick.", uint64(max(0, g.queuedBytes.Load())))
 	gauge("switchboard_queued_bytes_max", "The node-wide queue bound in bytes (max-queue-bytes).", uint64(s.maxQueueBytes()))
-	counter("switchboard_idle_collections_total", "Garbage collections the sampler ran because the heap input stayed high with no collection for 1 s (an idle node's garbage).", g.idle.count.Load())
+	counter("switchboard_idle_collections_total", "Garbage collections the sampler ran on an idle node: the heap input stayed high with no collection for 1 s, or the heap held 8 MiB with none for 10 s (LIMITS.md, an idle node's garbage).", g.idle.count.Load())
 }

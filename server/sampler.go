@@ -66,13 +66,12 @@ func ratio(a, b float64) float64 {
 // heapUtilisation is the Go runtime's memory in use (memSample.read) over GOMEMLIMIT; 0
 // without a limit. It may start a collection of an idle node's garbage (collectIdle).
 func (s *Server) heapUtilisation(now int64) float64 {
-	limit := debug.SetMemoryLimit(-1)
-	if limit <= 0 || limit == math.MaxInt64 {
-		return 0
+	r := s.g.heapSample.read()
+	util := 0.0
+	if limit := debug.SetMemoryLimit(-1); limit > 0 && limit != math.MaxInt64 {
+		util = float64(r.used) / float64(limit)
 	}
-	used, cycles := s.g.heapSample.read()
-	util := float64(used) / float64(limit)
-	s.collectIdle(now, util, cycles)
+	s.collectIdle(now, util, r)
 	return util
 }
 
@@ -155,7 +154,7 @@ func (s *Server) Capacity() CapacityReport {
 	}
 	if limit := debug.SetMemoryLimit(-1); limit > 0 && limit != math.MaxInt64 {
 		smp := newMemSample()
-		used, _ := smp.read()
+		used := smp.read().used
 		r.MemoryBytes = figure(int64(used), limit)
 	}
 	return r
