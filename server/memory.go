@@ -23,7 +23,7 @@ import (
 //
 // The second rule is about RSS rather than the zones: after a burst of traffic an idle
 // node also kept tens of MiB of garbage far below any zone (a 3-node cluster after a
-// routed load of 4 KiB or 64 KiB messages: 10–65 MiB of heap in use and 38–92 MiB RSS
+// routed load of 4 KiB or 64 KiB messages: 10–55 MiB of heap in use and 38–87 MiB RSS
 // per node 25 s later), and RSS does not fall before a collection frees it and the
 // runtime's scavenger gives the pages back. Which objects are dead only a collection can
 // tell (what the last one found live may have died since), so once no collection has
