@@ -825,6 +825,25 @@ func (p *part) closedLoop(c *sconn, k kind) {
 func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(int), flush func(int64) bool) (closed bool) {
 	_ = c.nc.SetReadDeadline(p.clk.at(p.hardAt))
 	draining := false
+	// settle flushes when the next read would block, then moves the read deadline to a
+	// quiet period once the connection's own load is over and answered.
+	settle := func(now int64) bool {
+		if !flush(now) {
+			return false
+		}
+		if idle(now) {
+			// Our own messages are all answered; keep reading a little for messages
+			// other connections are still routing to us.
+			draining = true
+		}
+		if draining {
+			// A message routed to us may still be on its way: wait at least as long as
+			// the slowest one seen so far took (with latencies of seconds, 250 ms of
+			// quiet counted messages still in flight as lost).
+			_ = c.nc.SetReadDeadline(p.clk.at(p.quietUntil(now)))
+		}
+		return true
+	}
 	for {
 		f, err := c.fr.Next()
 		if err != nil && c.waking && errors.Is(err, os.ErrDeadlineExceeded) {
@@ -832,13 +851,8 @@ func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(i
 			// resumes after a timeout.
 			c.waking = false
 			_ = c.nc.SetReadDeadline(p.clk.at(p.hardAt))
-			now := p.clk.now()
-			if !flush(now) {
+			if !settle(p.clk.now()) {
 				return false
-			}
-			if idle(now) {
-				draining = true
-				_ = c.nc.SetReadDeadline(p.clk.at(p.quietUntil(now)))
 			}
 			continue
 		}
@@ -867,19 +881,8 @@ func (p *part) readLoop(c *sconn, k kind, idle func(now int64) bool, done func(i
 		if c.fr.Complete() {
 			continue
 		}
-		if !flush(now) {
+		if !settle(now) {
 			return false
-		}
-		if idle(now) {
-			// Our own messages are all answered; keep reading a little for messages
-			// other connections are still routing to us.
-			draining = true
-		}
-		if draining {
-			// A message routed to us may still be on its way: wait at least as long as
-			// the slowest one seen so far took (with latencies of seconds, 250 ms of
-			// quiet counted messages still in flight as lost).
-			_ = c.nc.SetReadDeadline(p.clk.at(p.quietUntil(now)))
 		}
 	}
 }

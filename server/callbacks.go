@@ -75,11 +75,7 @@ func (s *Server) traffic(gc gnet.Conn) {
 		c.lastSeen = lp.tick32() // it sent something: not idle
 		return
 	}
-	maxFrame := s.cfg.MaxFrame
-	if c.state == stateHandshake { // until WELCOME, frames are small (a HELLO)
-		maxFrame = handshakeMaxFrame
-	}
-	if nextFrameShort(gc, maxFrame) {
+	if nextFrameShort(gc, s.frameMax(c)) {
 		return
 	}
 	buf, _ := gc.Peek(-1)
@@ -93,11 +89,7 @@ func (s *Server) traffic(gc gnet.Conn) {
 			more = true
 			break
 		}
-		maxFrame := s.cfg.MaxFrame
-		if c.state == stateHandshake {
-			maxFrame = handshakeMaxFrame
-		}
-		f, n, err := codec.Decode(buf[off:], maxFrame)
+		f, n, err := codec.Decode(buf[off:], s.frameMax(c)) // a HELLO just read may end the handshake
 		if err != nil {
 			if !errors.Is(err, codec.ErrShort) {
 				lp.stats.badFrames.Add(1)
@@ -128,6 +120,14 @@ func (s *Server) traffic(gc gnet.Conn) {
 	if more && c.state == stateActive && c.flags&flagPaused == 0 {
 		_ = gc.Wake(nil) // more whole frames wait: come back after the others had a turn
 	}
+}
+
+// frameMax is the largest frame c may send now: until WELCOME, frames are small (a HELLO).
+func (s *Server) frameMax(c *conn) int {
+	if c.state == stateHandshake {
+		return handshakeMaxFrame
+	}
+	return s.cfg.MaxFrame
 }
 
 // nextFrameShort reports whether gnet holds only part of the connection's next frame, by
