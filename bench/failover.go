@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -24,13 +26,14 @@ const ScenarioFailover = "failover"
 
 const failoverAbout = "Go clients (package client: reconnect, register again), one name each, spread over\n" +
 	"the nodes of a cluster, send open-loop SEND+ACK and/or REQUEST to each other; one node\n" +
-	"is killed (--kill-pid: SIGKILL) or stopped (--stop-pid: SIGSTOP, SIGCONT after\n" +
-	"--stop-for) at --kill-at. Reports the victim's clients' reconnect times, the time until\n" +
-	"each of the victim's names is reachable again, the accounting of every message (sent =\n" +
-	"OK + refused by code + no outcome; acknowledged but never delivered; duplicates) and a\n" +
-	"scan of every surviving node's /cluster/names. A message the victim itself acknowledged\n" +
-	"for one of its own connections just before the signal (within 2 s) and that went away\n" +
-	"with it is counted apart, as PROTOCOL.md allows. Exit 1 on a lost or duplicate message,\n" +
+	"is killed (--kill-pid: SIGKILL), stopped (--stop-pid: SIGSTOP, SIGCONT after --stop-for)\n" +
+	"or drained (--drain-pid: SIGTERM, a planned restart) at --kill-at. Reports the victim's\n" +
+	"clients' reconnect times, the time until each of the victim's names is reachable again,\n" +
+	"the accounting of every message (sent = OK + refused by code + no outcome; acknowledged\n" +
+	"but never delivered; duplicates) and a scan of every surviving node's /cluster/names. A\n" +
+	"message a killed or stopped victim itself acknowledged for one of its own connections\n" +
+	"just before the signal (within 2 s) and that went away with it is counted apart, as\n" +
+	"PROTOCOL.md allows; a drain has no such excuse. Exit 1 on a lost or duplicate message,\n" +
 	"a request with two outcomes, a victim's name lost or never reachable again, a name\n" +
 	"with two owners, or a scan that failed or found the views still inconsistent."
 
@@ -56,6 +59,7 @@ type failoverRun struct {
 	foreign atomic.Int64
 	skipped atomic.Int64
 	lost    atomic.Int64 // NameLost events
+	closers []io.Closer  // closed when the run ends (the client log)
 }
 
 func (r *failoverRun) since() int64 { return int64(time.Since(r.t0)) }
@@ -71,7 +75,7 @@ func (r *failoverRun) toVictim(m *msgRec) bool {
 		return false
 	}
 	c := r.clients[to]
-	if !c.victim.Load() {
+	if !c.victim.Load() || r.cfg.DrainPID > 0 { // a drain delivers what it acknowledged
 		return false
 	}
 	sent, rc := m.sentNs.Load(), c.reconnectNs.Load()
@@ -136,8 +140,11 @@ func RunFailover(ctx context.Context, cfg FailoverConfig, log io.Writer) (*Failo
 		ReachMethod: fmt.Sprintf("reachable: first delivery of a message sent after the signal, seen by the traffic; "+
 			"each name receives ~%.3g msgs/s, so the resolution is ~%.0f ms", cfg.Rate/float64(cfg.Clients),
 			1000*float64(cfg.Clients)/cfg.Rate)}
-	if cfg.StopPID > 0 {
+	switch {
+	case cfg.StopPID > 0:
 		res.Action, res.VictimPID = "stop", cfg.StopPID
+	case cfg.DrainPID > 0:
+		res.Action, res.VictimPID = "drain", cfg.DrainPID
 	}
 	capacity := int(cfg.Rate*cfg.Duration.Seconds()) + 1024
 	r := &failoverRun{cfg: cfg, log: &lockedWriter{w: log}, t0: time.Now(), recs: make([]msgRec, capacity)}
@@ -182,8 +189,11 @@ func (r *failoverRun) run(ctx context.Context, res *FailoverResult) error {
 		}
 	}
 	pid, sig := cfg.KillPID, sigKill
-	if cfg.StopPID > 0 {
+	switch {
+	case cfg.StopPID > 0:
 		pid, sig = cfg.StopPID, sigStop
+	case cfg.DrainPID > 0:
+		pid, sig = cfg.DrainPID, sigTerm
 	}
 	r.killNs.Store(r.since())
 	res.KilledAtS = time.Duration(r.killNs.Load() - r.startNs).Seconds()
@@ -283,6 +293,15 @@ func (r *failoverRun) dial(ctx context.Context) error {
 	cfg := r.cfg
 	runID := fmt.Sprintf("%x", time.Now().UnixNano()&0xffffffffff)
 	victimAddr := cfg.Addrs[cfg.VictimIndex]
+	logger := slog.New(slog.DiscardHandler)
+	if cfg.ClientLog != "" {
+		f, err := os.Create(cfg.ClientLog)
+		if err != nil {
+			return fmt.Errorf("--client-log: %w", err)
+		}
+		r.closers = append(r.closers, f)
+		logger = slog.New(slog.NewTextHandler(&lockedWriter{w: f}, nil))
+	}
 	r.clients = make([]*foClient, cfg.Clients)
 	for i := range r.clients {
 		r.clients[i] = &foClient{name: fmt.Sprintf("fo-%s-%d", runID, i)}
@@ -302,7 +321,7 @@ func (r *failoverRun) dial(ctx context.Context) error {
 				order = append(order, cfg.Addrs[(i+j)%k])
 			}
 			c, err := client.Dial(ctx, order, client.Config{
-				Name: fc.name, Token: cfg.Token, DialTimeout: time.Second, HandshakeTimeout: time.Second,
+				Name: fc.name, Token: cfg.Token, DialTimeout: time.Second, HandshakeTimeout: time.Second, Logger: logger.With("client", i),
 				RequestTimeout: cfg.RequestTimeout, ReconnectMin: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
 				OnMessage: func(m client.Message) { r.deliver(i, m.Payload) },
 				OnRequest: func(q *client.Request) {
@@ -339,6 +358,11 @@ func (r *failoverRun) dial(ctx context.Context) error {
 }
 
 func (r *failoverRun) closeClients() {
+	defer func() {
+		for _, c := range r.closers {
+			_ = c.Close()
+		}
+	}()
 	var wg sync.WaitGroup
 	for _, c := range r.clients {
 		if c != nil && c.c != nil {
@@ -459,6 +483,8 @@ func sigName(sig syscall.Signal) string {
 		return "SIGKILL"
 	case sigStop:
 		return "SIGSTOP"
+	case sigTerm:
+		return "SIGTERM"
 	}
 	return sig.String()
 }

@@ -29,10 +29,13 @@ type FailoverConfig struct {
 	// Mode is "send" (SEND+ACK), "request" (REQUEST/REPLY) or "mix" (half each). Default mix.
 	Mode string `json:"mode"`
 	// KillPID is the victim node's process, killed with SIGKILL at KillAt; or StopPID,
-	// stopped with SIGSTOP at KillAt and continued (SIGCONT) StopFor later. One of the two.
-	KillPID int           `json:"kill_pid"`
-	StopPID int           `json:"stop_pid"`
-	StopFor time.Duration `json:"stop_for"`
+	// stopped with SIGSTOP at KillAt and continued (SIGCONT) StopFor later; or DrainPID,
+	// sent SIGTERM at KillAt (a planned restart: switchboard serve drains, then exits).
+	// Exactly one of the three.
+	KillPID  int           `json:"kill_pid"`
+	StopPID  int           `json:"stop_pid"`
+	DrainPID int           `json:"drain_pid"`
+	StopFor  time.Duration `json:"stop_for"`
 	// VictimIndex is the index in Addrs of the victim's address. Default: the last.
 	VictimIndex int `json:"victim_index"`
 	// KillAt is when the victim is killed or stopped, after the traffic started. Default 5s.
@@ -55,6 +58,9 @@ type FailoverConfig struct {
 	Token string `json:"-"`
 	// JSON is where the JSON result goes ("-": stdout; "": nowhere).
 	JSON string `json:"json"`
+	// ClientLog is a file for the Go clients' own log at level info (reconnects,
+	// re-registrations and why they were refused); "": none.
+	ClientLog string `json:"client_log,omitempty"`
 	// AllowRemote permits non-loopback addresses.
 	AllowRemote bool `json:"allow_remote"`
 }
@@ -128,17 +134,17 @@ func (c *FailoverConfig) Validate() error {
 		bad("victim-index", "must be an index into --addr (0..%d), got %d", len(c.Addrs)-1, c.VictimIndex)
 	}
 	switch {
-	case (c.KillPID > 0) == (c.StopPID > 0):
-		bad("kill-pid", "give exactly one of --kill-pid and --stop-pid")
+	case b2i(c.KillPID > 0)+b2i(c.StopPID > 0)+b2i(c.DrainPID > 0) != 1:
+		bad("kill-pid", "give exactly one of --kill-pid, --stop-pid and --drain-pid")
 	case c.StopPID > 0 && c.StopFor <= 0:
 		bad("stop-for", "--stop-pid needs a positive --stop-for")
-	case c.KillPID > 0 && c.StopFor != 0:
+	case c.StopPID <= 0 && c.StopFor != 0:
 		bad("stop-for", "only with --stop-pid")
 	}
 	for _, p := range []struct {
 		flag string
 		pid  int
-	}{{"kill-pid", c.KillPID}, {"stop-pid", c.StopPID}} {
+	}{{"kill-pid", c.KillPID}, {"stop-pid", c.StopPID}, {"drain-pid", c.DrainPID}} {
 		switch {
 		case p.pid < 0 || p.pid == 1:
 			bad(p.flag, "not a node's pid: %d", p.pid)
@@ -185,7 +191,7 @@ func (c *FailoverConfig) Validate() error {
 // failoverFlags binds c's fields to the scenario's flags.
 func (c *FailoverConfig) flags() (fs *cliflag.Set, addrs, admins *string) {
 	cmd := "switchboard bench " + ScenarioFailover
-	fs = cliflag.New(cmd, cmd+" --addr A1,A2,A3 --admin M1,M2,M3 (--kill-pid PID | --stop-pid PID --stop-for D) [flags]",
+	fs = cliflag.New(cmd, cmd+" --addr A1,A2,A3 --admin M1,M2,M3 (--kill-pid PID | --stop-pid PID --stop-for D | --drain-pid PID) [flags]",
 		failoverAbout+"\nTargets must be loopback addresses unless --allow-remote is given.")
 	addrs = fs.String("addr", "", "client addresses of the nodes, comma-separated")
 	admins = fs.String("admin", "", "admin addresses of the same nodes, same order (for /cluster/names)")
@@ -194,8 +200,9 @@ func (c *FailoverConfig) flags() (fs *cliflag.Set, addrs, admins *string) {
 	fs.IntVar(&c.VictimIndex, "victim-index", -1, "index in --addr of the victim node (default: the last)")
 	fs.IntVar(&c.KillPID, "kill-pid", 0, "the victim node's pid: SIGKILL at --kill-at")
 	fs.IntVar(&c.StopPID, "stop-pid", 0, "the victim node's pid: SIGSTOP at --kill-at, SIGCONT --stop-for later")
+	fs.IntVar(&c.DrainPID, "drain-pid", 0, "the victim node's pid: SIGTERM at --kill-at (it drains: GOAWAY, then exits)")
 	fs.DurationVar(&c.StopFor, "stop-for", 0, "how long the victim stays stopped")
-	fs.DurationVar(&c.KillAt, "kill-at", 5*time.Second, "when the victim is killed or stopped, after the traffic starts")
+	fs.DurationVar(&c.KillAt, "kill-at", 5*time.Second, "when the victim is signalled, after the traffic starts")
 	fs.IntVar(&c.Clients, "clients", 30, "Go clients, one name each, spread round-robin over the nodes")
 	fs.Float64Var(&c.Rate, "rate", 500, "open-loop messages/s over all clients, to random other clients' names")
 	fs.StringVar(&c.Mode, "mode", "mix", `"send" (SEND+ACK), "request" (REQUEST/REPLY) or "mix" (half each)`)
@@ -206,11 +213,12 @@ func (c *FailoverConfig) flags() (fs *cliflag.Set, addrs, admins *string) {
 	fs.DurationVar(&c.ScanTimeout, "scan-timeout", 20*time.Second, "poll the nodes' /cluster/names until they agree, at most this long")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (default duration+grace+scan-timeout+1m)")
 	fs.StringVar(&c.JSON, "json", "", "write the JSON result to `FILE` (- for stdout)")
+	fs.StringVar(&c.ClientLog, "client-log", "", "write the Go clients' own log (reconnects, re-registrations, refusals) to `FILE`")
 	fs.Section("Target", "addr", "admin", "token", "allow-remote")
-	fs.Section("Victim", "victim-index", "kill-pid", "stop-pid", "stop-for", "kill-at")
+	fs.Section("Victim", "victim-index", "kill-pid", "stop-pid", "stop-for", "drain-pid", "kill-at")
 	fs.Section("Load", "clients", "rate", "mode", "duration", "size", "request-timeout", "grace")
 	fs.Section("Check", "scan-timeout", "timeout")
-	fs.Section("Output", "json")
+	fs.Section("Output", "json", "client-log")
 	fs.VisitAll(func(f *flag.Flag) {
 		switch f.DefValue {
 		case "0", "0s", "-1": // none, or computed (the usage says how)
@@ -270,4 +278,11 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

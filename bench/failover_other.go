@@ -9,6 +9,7 @@ import (
 
 var (
 	sigKill = syscall.Signal(9)
+	sigTerm = syscall.Signal(15)
 	sigStop = syscall.Signal(19)
 	sigCont = syscall.Signal(18)
 )

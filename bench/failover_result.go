@@ -12,7 +12,7 @@ import (
 type FailoverResult struct {
 	Config    FailoverConfig `json:"config"`
 	StartedAt time.Time      `json:"started_at"`
-	Action    string         `json:"action"` // "kill" or "stop"
+	Action    string         `json:"action"` // "kill", "stop" or "drain"
 	VictimPID int            `json:"victim_pid"`
 	Victim    string         `json:"victim_addr"`
 	// KilledAtS is when the signal was sent, seconds after the traffic started;

@@ -9,6 +9,7 @@ var (
 	sigKill = syscall.SIGKILL
 	sigStop = syscall.SIGSTOP
 	sigCont = syscall.SIGCONT
+	sigTerm = syscall.SIGTERM
 )
 
 // signalPID sends sig to process pid.

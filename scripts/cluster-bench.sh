@@ -15,8 +15,9 @@
 #   failover  fresh 3 nodes; `bench failover`: FO_CLIENTS Go clients (package client:
 #             reconnect, register again), one name each, spread over the three nodes,
 #             send open-loop SEND+ACK and REQUEST (FO_MODE) to each other at FO_RATE
-#             msgs/s for FO_DURATION; the bench kills node 3 (SIGKILL) FO_KILL_AT seconds
-#             into the traffic. Reported (failover.txt, failover.json): node 3's clients'
+#             msgs/s for FO_DURATION; the bench kills node 3 (SIGKILL; FO_ACTION=drain:
+#             SIGTERM, a planned restart that drains) FO_KILL_AT seconds into the
+#             traffic. Reported (failover.txt, failover.json): node 3's clients'
 #             reconnect times, the time until each of their names is reachable again,
 #             sent = OK + refused by code + no outcome with acknowledged-but-never-
 #             delivered and duplicates counted, and a scan of nodes 1 and 2's
@@ -392,20 +393,21 @@ if [[ " $PHASES " == *" failover "* ]]; then
 	admins="127.0.0.1:$(port 1 1),127.0.0.1:$(port 2 1),127.0.0.1:$(port 3 1)"
 	exec 9>>"$LOCK"
 	flock 9
-	echo "failover: load $(cut -d' ' -f1-3 /proc/loadavg); bench failover kills node 3 (pid ${pid[n3]}) ${FO_KILL_AT}s into the traffic" |
+	echo "failover: load $(cut -d' ' -f1-3 /proc/loadavg); bench failover: ${FO_ACTION:-kill} of node 3 (pid ${pid[n3]}) ${FO_KILL_AT}s into the traffic" |
 		tee -a "$OUT/log.txt" >&2
 	fo_status=0
 	c0=$(cpustat)
-	"$BIN" bench failover --addr "$all" --admin "$admins" --kill-pid "${pid[n3]}" --victim-index 2 \
+	"$BIN" bench failover --addr "$all" --admin "$admins" --"${FO_ACTION:-kill}-pid" "${pid[n3]}" --victim-index 2 \
 		--clients "$FO_CLIENTS" --rate "$FO_RATE" --mode "$FO_MODE" --kill-at "${FO_KILL_AT}s" \
-		--duration "$FO_DURATION" --grace 7s --json "$OUT/failover.json" >"$OUT/failover.txt" 2>&1 || fo_status=$?
+		--duration "$FO_DURATION" --grace 7s --json "$OUT/failover.json" --client-log "$OUT/failover-clients.log" >"$OUT/failover.txt" 2>&1 || fo_status=$?
 	flock -u 9
 	exec 9>&-
 	sed 's/^/failover: /' "$OUT/failover.txt" | tee -a "$OUT/log.txt" >&2
 	echo "failover: steal $(steal_since "$c0")% of the machine's CPU over the run" | tee -a "$OUT/log.txt" >&2
 	echo "failover: bench failover exit $fo_status (1: a lost, duplicate or two-outcome message, a victim's name lost or never reachable again, a name with two owners, a failed or inconsistent scan, or a failed run)" |
 		tee -a "$OUT/log.txt" >&2
-	unset "pid[n3]"
+	for i in 1 2; do curl -s "http://127.0.0.1:$(port "$i" 1)/metrics" >"$OUT/failover-metrics-node$i.txt" || true; done
+	if [ "${FO_ACTION:-kill}" = drain ]; then stop n3; else unset "pid[n3]"; fi # a drained node exits by itself
 	kill "$sampler" 2>/dev/null || true
 	wait "$sampler" 2>/dev/null || true
 	sampler=
