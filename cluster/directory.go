@@ -96,6 +96,11 @@ type Directory struct {
 	// holdDoubts keeps reconcile from settling anything while set (tests that need a
 	// doubt to stand until they have acted).
 	holdDoubts atomic.Bool
+	// holdDeletes keeps unregisterLoop from deleting anything while set (tests of a
+	// name let go whose delete has not landed yet).
+	holdDeletes atomic.Bool
+	// deletesTried counts the name deletes flushUnregisters has attempted (for tests).
+	deletesTried atomic.Int64
 
 	watchRestarts atomic.Int64
 	reconciled    atomic.Int64 // entries of claims reported as failed deleted (doubt.go)
@@ -103,6 +108,7 @@ type Directory struct {
 	probes        atomic.Int64 // probes sent (probe.go)
 	nodesDown     atomic.Int64 // runs of other nodes taken for dead by probe
 	takeovers     atomic.Int64 // names this node claimed from an owner found gone
+	handovers     atomic.Int64 // names claimed from a live node that had let them go (released)
 	swept         atomic.Int64 // entries of earlier runs of this node deleted
 
 	// Claims in batches (batch.go): on once the names stream takes atomic batches
@@ -642,6 +648,7 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 			}
 		}
 	}
+	reread := false
 	for range 4 { // each round lost a race to another claim; after 4, call it taken
 		if !exists {
 			// Create if absent: a CAS on "no message yet". Not KV Create, which on a key
@@ -676,8 +683,15 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 			// before the delete ran. Written again below, so that the delete (a CAS on
 			// the old revision) fails instead of removing the new registration.
 			if cur != me {
-				live, err := d.ownerLive(ctx, name, cur)
+				live, err := d.ownerLive(ctx, name, cur, rev)
+				if errors.Is(err, errChangedSinceRead) && !reread {
+					reread = true
+					continue // read it again (once): removed since, most likely
+				}
 				if err != nil {
+					if errors.Is(err, errChangedSinceRead) {
+						err = errOwnerUndecided
+					}
 					return err
 				}
 				if live {
@@ -706,12 +720,14 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 	return shard.ErrNameTaken
 }
 
-// ownerLive decides whether owner o of name still holds it. A connection of this run of
-// this node does exactly while the cache (which this node's own writes and unregisters
-// update first) says so; an earlier run of this node does not; another node's
-// connection does while that node's lease, as its leader sees it, carries o's epoch,
-// unless probes find that run gone before its lease expires (nodeGone, probe.go).
-func (d *Directory) ownerLive(ctx context.Context, name string, o owner) (bool, error) {
+// ownerLive decides whether owner o of name, the entry at revision rev, still holds it.
+// A connection of this run of this node does exactly while the cache (which this node's
+// own writes and unregisters update first) says so; an earlier run of this node does
+// not; another node's connection does while that node's lease, as its leader sees it,
+// carries o's epoch, unless probes find that run gone before its lease expires
+// (nodeGone, probe.go), or that node says o let the name go at rev and its delete has not
+// landed yet (released, probe.go).
+func (d *Directory) ownerLive(ctx context.Context, name string, o owner, rev uint64) (bool, error) {
 	if o.node() == d.cfg.NodeID {
 		if o.epoch != d.epoch {
 			return false, nil
@@ -735,8 +751,42 @@ func (d *Directory) ownerLive(ctx context.Context, name string, o owner) (bool, 
 		return false, nil
 	}
 	gone, err := d.nodeGone(ctx, o.node(), o.epoch)
-	return !gone, err
+	if gone || err != nil {
+		return !gone, err
+	}
+	for i := 0; ; i++ {
+		switch d.released(ctx, name, o, rev) {
+		case holdLetGo:
+			d.handovers.Add(1)
+			d.log.Debug("claiming a name its owner's node let go", "name", name, "owner", o.id.String(), "rev", rev)
+			return false, nil
+		case holdUnknown:
+			return false, errChangedSinceRead
+		}
+		if l, ok := d.member(o.node()); !ok || l.epoch != o.epoch || !l.draining {
+			return true, nil
+		}
+		// Held by a connection of a draining node: a client that got GOAWAY and closed
+		// before registering here (the Go client does) is usually let go within
+		// milliseconds, once that node's loop reads the close; asked again a few times
+		// before the client is told to come back after the retry-after (1 s).
+		if i == drainAsks {
+			return false, errOwnerDraining
+		}
+		select {
+		case <-time.After(drainAskEvery):
+		case <-ctx.Done():
+			return false, errOwnerDraining
+		}
+	}
 }
+
+// A claim of a name held on a draining node asks that node again drainAsks times,
+// drainAskEvery apart, before answering UNAVAILABLE (ownerLive).
+const (
+	drainAsks     = 3
+	drainAskEvery = 50 * time.Millisecond
+)
 
 // unregisterLoop deletes the KV entries of unregistered names, each a CAS on the
 // revision it had (a claim that took the name over since wins). A delete that fails for
@@ -749,6 +799,9 @@ func (d *Directory) unregisterLoop() {
 		case <-d.uwake:
 		case <-d.ctx.Done():
 			return
+		}
+		if d.holdDeletes.Load() {
+			continue // a test's: woken again when it lets go
 		}
 		if !d.flushUnregisters(d.ctx) {
 			select { // back off before retrying the failures
@@ -776,6 +829,7 @@ func (d *Directory) flushUnregisters(ctx context.Context) bool {
 		octx, cancel := context.WithTimeout(ctx, d.cfg.OpTimeout)
 		err := d.names.Delete(octx, nameKey(name), jetstream.LastRevision(rev))
 		cancel()
+		d.deletesTried.Add(1)
 		if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			d.queueDelete(name, rev) // again, unless a later delete of name was queued meanwhile
 			failed++

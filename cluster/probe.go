@@ -70,13 +70,90 @@ func (d *Directory) startProbes() error {
 }
 
 // answerProbe answers a probe with this run's epoch, or 0 when the node serves no names.
-// It runs on the subscription's goroutine.
+// A probe with a body is a release query (releaseQuery): the epoch is followed by one
+// byte, the answer (holdAnswer). It runs on the subscription's goroutine.
 func (d *Directory) answerProbe(m *nats.Msg) {
 	epoch := d.epoch
 	if d.fenced.Load() || d.leaseLost.Load() || d.leaseStale() {
 		epoch = 0
 	}
-	_ = m.Respond(binary.BigEndian.AppendUint64(nil, epoch))
+	reply := binary.BigEndian.AppendUint64(make([]byte, 0, 9), epoch)
+	if len(m.Data) > 0 {
+		reply = append(reply, byte(d.holds(m.Data)))
+	}
+	_ = m.Respond(reply)
+}
+
+// Release queries: a name whose connection closed is gone from its node's view at once
+// (Unregister leaves a tombstone in the cache), but its KV entry stays until the node's
+// delete lands, one KV round trip per name on one goroutine: seconds behind when a
+// drain closes a thousand connections at once. A client that moved to another node
+// (GOAWAY, or a connection it lost) and registered there before that found the entry
+// held by a live node and got NAME_TAKEN: 885 of a draining node's 1,000 clients lost
+// their names that way (docs/BENCHMARKS.md, "A planned drain in a cluster"). So a claim
+// that finds the name held by a connection of a live node asks that node, on its probe
+// subject, whether the connection still holds it at the revision read. "Let go" is
+// answered only on positive knowledge (a tombstone of that owner at that revision, or a
+// later one), so that a name the node holds, or a claim of it still in flight there
+// (written, not yet in its cache), is never given away; the claim is then a CAS on that
+// revision, as every claim is, and the node's delete, a CAS on the same revision, fails
+// after it.
+
+// holdAnswer is a release query's answer.
+type holdAnswer uint8
+
+const (
+	holdHeld    holdAnswer = iota // the owner holds the name (or an older node answered)
+	holdLetGo                     // the owner let it go at that revision, or it was removed since
+	holdUnknown                   // no such entry here: removed, or changed, since the claim's read
+)
+
+// releaseQuery is a release query's body: owner id (8), owner epoch (8), revision (8),
+// then the name.
+func releaseQuery(name string, o owner, rev uint64) []byte {
+	b := make([]byte, 0, 24+len(name))
+	b = binary.BigEndian.AppendUint64(b, uint64(o.id))
+	b = binary.BigEndian.AppendUint64(b, o.epoch)
+	b = binary.BigEndian.AppendUint64(b, rev)
+	return append(b, name...)
+}
+
+// holds answers a release query (releaseQuery's body) from this node's cache. A malformed
+// body, or a node that serves no names, gets holdUnknown.
+func (d *Directory) holds(q []byte) holdAnswer {
+	if len(q) <= 24 || len(q) > 24+shard.MaxNameLen || d.fenced.Load() || d.leaseLost.Load() || d.leaseStale() {
+		return holdUnknown
+	}
+	o := owner{id: shard.ConnID(binary.BigEndian.Uint64(q)), epoch: binary.BigEndian.Uint64(q[8:])}
+	rev := binary.BigEndian.Uint64(q[16:])
+	e, ok := d.cache.get(string(q[24:]))
+	switch {
+	case ok && e.dead && (e.rev > rev || e.rev == rev && e.owner == o):
+		return holdLetGo
+	case ok && !e.dead && e.owner == o:
+		return holdHeld
+	}
+	return holdUnknown
+}
+
+// released asks o's node whether o still holds name at revision rev (holds), for
+// probeTimeout at most. An answer from a node that does not know release queries (8
+// bytes: the epoch only) is holdHeld, as before release queries; no answer, or one from
+// another run than o's, is holdUnknown: that run may have just ended (its lease released
+// or not yet seen expired), which the claim's next read tells.
+func (d *Directory) released(ctx context.Context, name string, o owner, rev uint64) holdAnswer {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	m, err := d.nc.RequestWithContext(ctx, d.probeSubject(o.node()), releaseQuery(name, o, rev))
+	switch {
+	case err != nil || len(m.Data) < 8 || binary.BigEndian.Uint64(m.Data) != o.epoch:
+		return holdUnknown
+	case len(m.Data) == 8:
+		return holdHeld
+	case len(m.Data) == 9 && m.Data[8] <= byte(holdUnknown):
+		return holdAnswer(m.Data[8])
+	}
+	return holdHeld
 }
 
 // errOwnerUnanswered: a claim met a name whose owner's node did not answer its probe in
@@ -84,6 +161,23 @@ func (d *Directory) answerProbe(m *nats.Msg) {
 // shard.ErrUnavailable: the client is told UNAVAILABLE with a retry-after, and gets the
 // name once the lease has expired.
 var errOwnerUnanswered = fmt.Errorf("%w: the name's owner is on a node that did not answer in time, whose lease has not been seen to expire yet", shard.ErrUnavailable)
+
+// errOwnerDraining is a claim's answer when the name's owner is a connection of a
+// draining node that still holds it: that connection is about to close (GOAWAY, then the
+// drain's batches), so the client is told UNAVAILABLE and asks again after the
+// retry-after, rather than NAME_TAKEN for a name about to be free.
+var errOwnerDraining = fmt.Errorf("%w: the name's owner is a connection of a draining node that has not closed yet", shard.ErrUnavailable)
+
+// errChangedSinceRead is ownerLive's answer when the owner's node holds no entry for the
+// name at the revision read (it changed since: removed, most likely), or did not answer
+// the release query (it may have just left): the claim reads the name again, once, and
+// after that answers errOwnerUndecided.
+var errChangedSinceRead = errors.New("cluster: the name changed since it was read")
+
+// errOwnerUndecided: the owner's node, though live by its lease and probe, twice could
+// not say whether the owner still holds the name. UNAVAILABLE, asked again, rather than
+// NAME_TAKEN: the client would give the name up.
+var errOwnerUndecided = fmt.Errorf("%w: the name's owner is on a node that could not say whether it still holds the name", shard.ErrUnavailable)
 
 type probeResult uint8
 

@@ -93,6 +93,7 @@ func (d *Directory) writeDirectoryMetrics(w io.Writer) {
 	writeFamily(w, "switchboard_cluster_links", "gauge", "Links this node holds open to other nodes' runs (one per live node that answers on its link subject).", d.linksOut.Load())
 	writeFamily(w, "switchboard_cluster_links_lost_total", "counter", "Links of other nodes to this one that ended by EOF or reset (their process ended, or the connection was cut); each makes this node probe that node at once.", d.linksLost.Load())
 	writeFamily(w, "switchboard_cluster_takeovers_total", "counter", "Names this node's clients claimed from an owner on a node found gone (dead by probe, or its lease expired).", d.takeovers.Load())
+	writeFamily(w, "switchboard_cluster_handovers_total", "counter", "Names this node's clients claimed from a live node that had let them go (their connection closed there: a drain, a client moving) before its delete of the entry landed.", d.handovers.Load())
 	writeFamily(w, "switchboard_cluster_swept_total", "counter", "Directory entries of earlier runs of this node deleted at start.", d.swept.Load())
 }
 
