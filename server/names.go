@@ -111,9 +111,13 @@ func (s *Server) claimDone(name string, id shard.ConnID, err error) {
 	}
 	bb := msgPool.Get()
 	bb.B = append(bb.B[:0], name...)
-	d := delivery{kind: dClaim, target: id, buf: bb}
+	d := delivery{kind: dClaim, target: id, buf: bb, corr: uint32(len(name))}
 	if err != nil {
-		d.code, _ = claimError(err)
+		var reason string
+		d.code, reason = claimError(err)
+		if d.code == codec.CodeUnavailable { // why, after the name (finishClaim)
+			bb.B = append(bb.B, reason[:min(len(reason), maxClaimReason)]...)
+		}
 	}
 	if lp.push(d) {
 		return
@@ -141,9 +145,14 @@ func (s *Server) releaseClaim(name string, id shard.ConnID, err error) {
 	}
 }
 
+// maxClaimReason bounds the directory's reason an UNAVAILABLE carries (ERROR's reason is
+// a str8).
+const maxClaimReason = 200
+
 // finishClaim answers every REGISTER of name waiting on connection id with the outcome
-// (code 0: owned). On the loop.
-func (lp *loop) finishClaim(id shard.ConnID, name []byte, code codec.ErrorCode) {
+// (code 0: owned); why is the directory's reason for UNAVAILABLE, if it gave one. On the
+// loop.
+func (lp *loop) finishClaim(id shard.ConnID, name []byte, code codec.ErrorCode, why []byte) {
 	claims := lp.claims[id]
 	c, ok := lp.conns.Get(id)
 	if !ok || c.state != stateActive {
@@ -169,6 +178,9 @@ func (lp *loop) finishClaim(id shard.ConnID, name []byte, code codec.ErrorCode) 
 			case codec.CodeNameTaken:
 			case codec.CodeUnavailable:
 				reason = "cluster directory unavailable (NATS unreachable or this node fenced); retry"
+				if len(why) > 0 {
+					reason = string(why)
+				}
 			default:
 				reason = "directory failed to decide the claim"
 			}

@@ -175,8 +175,9 @@ func (unavailableDir) Claim(string, shard.ConnID, shard.ClaimFunc) error {
 }
 
 // TestRegisterUnavailable: a directory that cannot decide, at once or later (NATS
-// unreachable, the node fenced), is answered UNAVAILABLE with the REGISTER's corr and a
-// retry-after; the connection stays open and its other frames are served.
+// unreachable, the node fenced), is answered UNAVAILABLE with the REGISTER's corr, a
+// retry-after and the directory's reason; the connection stays open and its other frames
+// are served.
 func TestRegisterUnavailable(t *testing.T) {
 	s := startServer(t, Config{}, WithDirectory(unavailableDir{shard.NewRegistry()}))
 	p := rawpeer.Dial(t, s.Addr().String())
@@ -195,8 +196,8 @@ func TestRegisterUnavailable(t *testing.T) {
 	q.Write(codec.AppendName(nil, codec.TypeRegister, 3, "later"))
 	d.fail(t, "later", fmt.Errorf("%w: no answer from the KV", shard.ErrUnavailable))
 	f, e = q.ExpectError(codec.CodeUnavailable)
-	if f.Corr != 3 || e.RetryAfterMs != 1000 {
-		t.Fatalf("REGISTER refused later: corr %d, %+v; want corr 3, retry-after 1000", f.Corr, e)
+	if f.Corr != 3 || e.RetryAfterMs != 1000 || !strings.Contains(e.Reason, "no answer from the KV") {
+		t.Fatalf("REGISTER refused later: corr %d, %+v; want corr 3, retry-after 1000, the directory's reason", f.Corr, e)
 	}
 	pingBarrier(t, q, 4)
 }

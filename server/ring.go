@@ -171,7 +171,7 @@ func (lp *loop) handleDelivery(d *delivery) {
 	case dReqFail:
 		lp.failToken(d.token, d.code)
 	case dClaim:
-		lp.finishClaim(d.target, d.buf.B, d.code)
+		lp.finishClaim(d.target, d.buf.B[:d.corr], d.code, d.buf.B[d.corr:])
 	case dOutcome:
 		lp.finishToken(d.token, d.code)
 	case dResume:
