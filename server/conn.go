@@ -64,6 +64,7 @@ const (
 	flagPaused                          // out of route credit: input not read (credit.go)
 	flagListed                          // in its loop's paused list (credit.go, resumeLost)
 	flagErrClose                        // closing after its ERROR, in a slow consumer's steps 2-3 (closeSocket)
+	flagLanding                         // closing (GOODBYE, drain) once what was admitted has landed (closeWhenLanded)
 )
 
 // name returns the HELLO client name ("" before WELCOME). It does not allocate.
@@ -175,6 +176,41 @@ func (lp *loop) closeSocket(c *conn) {
 	}
 	discardInput(c.gc.Fd())
 	_ = c.gc.Close()
+}
+
+// closeWhenLanded closes c for GOODBYE or a drain's batch, after its output: at once,
+// unless messages its gate admitted from other loops or nodes are still on their way.
+// Those were acknowledged to their senders (OK means queued for the target), so c waits
+// for them as a slow consumer waits before its ERROR (stateSlowLanding), refusing new
+// ones with NO_ROUTE; once the last has landed (land, or advanceClosers if it was taken
+// back) it is closed like this with no ERROR (landedClose). Closed at once, they were
+// dropped: a client moving off a draining node lost a few acknowledged messages in each
+// drain at 5,000 msgs/s (docs/BENCHMARKS.md, "A planned drain in a cluster").
+func (lp *loop) closeWhenLanded(c *conn) {
+	if lp.gates.shut(c.id, gateGone) == 0 {
+		lp.landedClose(c)
+		return
+	}
+	c.state = stateSlowLanding
+	c.flags |= flagErrClose | flagLanding
+	now := lp.clockTick()
+	lp.closers = append(lp.closers, closer{id: c.id, since: now, progress: now, seen: now, out: c.gc.OutboundBuffered()})
+}
+
+// landedClose closes c once nothing admitted for it is on its way: its output flushed,
+// the socket closed as closeSocket does. If c waited in stateSlowLanding it is on
+// lp.closers already, which finishes a close the socket has not taken everything for.
+func (lp *loop) landedClose(c *conn) {
+	waited := c.flags&flagLanding != 0
+	lp.markClosing(c)
+	c.flush()
+	switch {
+	case c.state == stateClosed:
+	case waited && c.gc.OutboundBuffered() > 0:
+		c.state = stateSlowDraining // advanceClosers shuts the write side once it is out
+	default:
+		lp.closeSocket(c)
+	}
 }
 
 // markClosing: the connection is closing for good; other loops' senders are told NO_ROUTE

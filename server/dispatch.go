@@ -53,9 +53,7 @@ func (lp *loop) dispatch(c *conn, f codec.Frame, now int64) bool {
 			lp.closeWithError(c, codec.CodeBadFrame, "malformed GOODBYE: body must be empty")
 			return false
 		}
-		lp.markClosing(c)
-		c.flush()
-		lp.closeSocket(c) // what followed GOODBYE is ignored, not left to reset the close
+		lp.closeWhenLanded(c) // what followed GOODBYE is ignored, not left to reset the close
 		return false
 	case codec.TypeHello:
 		lp.closeWithError(c, codec.CodeBadFrame, "HELLO after WELCOME")

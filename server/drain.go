@@ -190,9 +190,13 @@ func (lp *loop) closeSome(n int) {
 		if c.state != stateActive {
 			return true
 		}
-		lp.markClosing(c)
-		c.flush()
-		lp.closeSocket(c)
+		if n < 0 { // the drain period is over: what is on its way is dropped
+			lp.markClosing(c)
+			c.flush()
+			lp.closeSocket(c)
+		} else {
+			lp.closeWhenLanded(c)
+		}
 		n--
 		return true
 	})

@@ -20,8 +20,10 @@ import (
 // closing as a slow consumer: a landing message is queued even over the caps. When the
 // connection becomes a slow consumer the loop shuts the gate (gateSlow) and waits for the
 // count to reach 0 before it queues ERROR SLOW_CONSUMER, so the ERROR follows every
-// acknowledged message. Only a connection that is gone (closed, or closing for another
-// reason) loses what was admitted: NO_ROUTE semantics, counted as dropped.
+// acknowledged message; one closing after GOODBYE or in a drain's batch waits for the
+// count in the same way before it closes (closeWhenLanded). Only a connection that is
+// gone (closed, or closing for another reason) loses what was admitted: NO_ROUTE
+// semantics, counted as dropped.
 type gateState uint8
 
 const (

@@ -339,8 +339,15 @@ func (lp *loop) advanceClosers() {
 		}
 		if c.state == stateSlowLanding && lp.gates.onTheWay(cl.id) == 0 {
 			// The last admission was taken back (its ring was full) rather than landing.
-			lp.slowError(c)
-			c.flush()
+			if c.flags&flagLanding != 0 {
+				lp.landedClose(c)
+				if !c.state.slowClosing() {
+					continue
+				}
+			} else {
+				lp.slowError(c)
+				c.flush()
+			}
 			if c.state == stateClosed {
 				continue
 			}

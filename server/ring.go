@@ -207,6 +207,8 @@ func (lp *loop) land(d *delivery) {
 	switch {
 	case wasFull:
 		lp.slowConsumer(tc)
+	case tc.state == stateSlowLanding && left == 0 && tc.flags&flagLanding != 0:
+		lp.landedClose(tc)
 	case tc.state == stateSlowLanding && left == 0:
 		lp.slowError(tc)
 	}
