@@ -65,14 +65,51 @@ func startServeCluster(t *testing.T, cname string, extra ...string) []*sigstopNo
 // every client's name local where it is connected). Only counts are asserted, never
 // durations: those depend on the machine. ~15 s (~20 s with -race).
 func TestBenchFailover(t *testing.T) {
+	began := time.Now()
+	nodes := benchFailover(t, "failover", "--kill-pid", 12)
+	// A killed process's links end first: each survivor saw node 3's link end and took
+	// node 3 for dead.
+	for i, n := range nodes[:2] {
+		m := scrapeTest(t, n.admin)
+		if lost := sumOf(m, "switchboard_cluster_links_lost_total"); lost < 1 {
+			t.Errorf("node %d: links lost %v; want node 3's", i+1, lost)
+		}
+		if down := sumOf(m, "switchboard_cluster_nodes_down_total"); down != 1 {
+			t.Errorf("node %d: nodes taken for dead %v; want 1 (node 3)", i+1, down)
+		}
+	}
+	t.Logf("test took %v", time.Since(began).Round(time.Millisecond))
+}
+
+// TestBenchFailoverDrain is TestBenchFailover with a planned restart: node 3 gets SIGTERM
+// and drains (GOAWAY; its clients close, move and register again), with 60 clients (20
+// on node 3). A drain has no excuse for an acknowledged message it did not deliver, and
+// no name may be lost. At this size neither defect the drain bench found shows reliably
+// (names lost to a late KV delete: 885 of 1,000 clients, docs/BENCHMARKS.md, "A planned
+// drain in a cluster"; acknowledged messages dropped at a GOODBYE): TestHandover and
+// TestCloseWaitsForLanding pin those down; this checks the whole path end to end.
+func TestBenchFailoverDrain(t *testing.T) {
+	began := time.Now()
+	benchFailover(t, "drain", "--drain-pid", 60)
+	t.Logf("test took %v", time.Since(began).Round(time.Millisecond))
+}
+
+// benchFailover starts three serve processes (cluster cname), runs `bench failover` with
+// clients Go clients against them and victimFlag (--kill-pid or --drain-pid) for node
+// 3, and checks the report's promises (see TestBenchFailover). It returns the nodes.
+func benchFailover(t *testing.T, cname, victimFlag string, clients int) []*sigstopNode {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("three serve processes and an 8 s bench run")
 	}
 	if runtime.GOOS != "linux" {
-		t.Skip("SIGKILL of a serve process")
+		t.Skip("signals to a serve process")
 	}
 	began := time.Now()
-	nodes := startServeCluster(t, "failover")
+	// A drain period long enough for every client to leave on its own (it finishes its
+	// calls first): at its end the drain closes whatever is left, which may lose what is
+	// on its way.
+	nodes := startServeCluster(t, cname, "--drain-period", "10s")
 	t.Logf("cluster ready after %v", time.Since(began).Round(time.Millisecond))
 	// The directory's buckets are led from nodes 1 or 2: killing a bucket's leader adds a
 	// JetStream election (4–9 s here) before any name can be claimed again, which would
@@ -82,11 +119,11 @@ func TestBenchFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, bucket := range []string{"switchboard_names_failover", "switchboard_leases_failover"} {
+	for _, bucket := range []string{"switchboard_names_" + cname, "switchboard_leases_" + cname} {
 		moveLeader(t, nc, "KV_"+bucket, "node-3")
 	}
 	nc.Close()
-	// Every node linked to the two others (docs/CLUSTER.md, Links) before the kill.
+	// Every node linked to the two others (docs/CLUSTER.md, Links) before the signal.
 	for i, n := range nodes {
 		pollUntil(t, fmt.Sprintf("node %d to hold its 2 links", i+1), 20*time.Second, func() bool {
 			return sumOf(scrapeTest(t, n.admin), "switchboard_cluster_links") == 2
@@ -99,8 +136,8 @@ func TestBenchFailover(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "failover.json")
 	stdout, stderr, code := runBin(t, nil, "bench", "failover",
 		"--addr", strings.Join(addrs, ","), "--admin", strings.Join(admins, ","),
-		"--kill-pid", fmt.Sprint(nodes[2].p.cmd.Process.Pid), "--victim-index", "2",
-		"--clients", "12", "--rate", "300", "--mode", "mix", "--kill-at", "1500ms", "--duration", "8s",
+		victimFlag, fmt.Sprint(nodes[2].p.cmd.Process.Pid), "--victim-index", "2",
+		"--clients", fmt.Sprint(clients), "--rate", "300", "--mode", "mix", "--kill-at", "1500ms", "--duration", "8s",
 		"--grace", "3s", "--scan-timeout", "8s", "--timeout", "27s", "--json", out)
 	t.Logf("bench failover (exit %d):\n%s%s", code, stdout, stderr)
 	data, err := os.ReadFile(out)
@@ -114,14 +151,14 @@ func TestBenchFailover(t *testing.T) {
 	if code != 0 || len(res.Violations) != 0 || res.Error != "" {
 		t.Errorf("exit %d, violations %q, error %q; want 0, none, none", code, res.Violations, res.Error)
 	}
-	if res.VictimClients != 4 {
-		t.Errorf("victim's clients = %d; want 4 (12 clients round-robin over 3 nodes)", res.VictimClients)
+	if want := clients / 3; res.VictimClients != want {
+		t.Errorf("victim's clients = %d; want %d (%d clients round-robin over 3 nodes)", res.VictimClients, want, clients)
 	}
 	if res.Reconnect.N != res.VictimClients || res.Reconnect.Missed != 0 {
 		t.Errorf("reconnect = %+v; want all %d of the victim's clients reconnected", res.Reconnect, res.VictimClients)
 	}
-	if res.Reach.N != res.VictimClients || res.Reach.Missed != 0 {
-		t.Errorf("reach = %+v; want all %d of the victim's names reachable again", res.Reach, res.VictimClients)
+	if res.Reach.N != res.VictimClients || res.Reach.Missed != 0 || res.NamesLost != 0 {
+		t.Errorf("reach = %+v, names lost %d; want all %d of the victim's names reachable again, none lost", res.Reach, res.NamesLost, res.VictimClients)
 	}
 	s, q := res.Send, res.Request
 	if s.Sent == 0 || q.Sent == 0 {
@@ -137,21 +174,10 @@ func TestBenchFailover(t *testing.T) {
 		t.Errorf("REQUEST: answered + refused + no outcome = %d; want sent %d", sent, q.Sent)
 	}
 	sc := res.Scan
-	if !sc.Consistent || sc.TwoOwners != 0 || len(sc.Nodes) != 2 || sc.Names < 12 {
-		t.Errorf("scan = %+v; want nodes 1 and 2 consistent, at least the 12 names, no two owners", sc)
+	if !sc.Consistent || sc.TwoOwners != 0 || len(sc.Nodes) != 2 || sc.Names < clients {
+		t.Errorf("scan = %+v; want nodes 1 and 2 consistent, at least the %d names, no two owners", sc, clients)
 	}
-	// A killed process's links end first: each survivor saw node 3's link end and took
-	// node 3 for dead.
-	for i, n := range nodes[:2] {
-		m := scrapeTest(t, n.admin)
-		if lost := sumOf(m, "switchboard_cluster_links_lost_total"); lost < 1 {
-			t.Errorf("node %d: links lost %v; want node 3's", i+1, lost)
-		}
-		if down := sumOf(m, "switchboard_cluster_nodes_down_total"); down != 1 {
-			t.Errorf("node %d: nodes taken for dead %v; want 1 (node 3)", i+1, down)
-		}
-	}
-	t.Logf("test took %v", time.Since(began).Round(time.Millisecond))
+	return nodes
 }
 
 func sumMap(m map[string]int) int {
