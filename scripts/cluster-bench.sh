@@ -71,7 +71,7 @@
 # connections, mode HOLD_LOAD_MODE (send), for HOLD_LOAD_FOR (60s), answers awaited 10 s
 # more; a list of rates runs one after the other: keep their total below HOLD), HOLD_KILL
 # (0: none; else after the rates `bench failover` with FO_CLIENTS, FO_RATE, FO_MODE,
-# FO_DURATION and FO_KILL_AT kills node HOLD_KILL: 1..HOLD_JS has JetStream (it may lead
+# FO_DURATION and FO_KILL_AT kills (FO_ACTION=drain: SIGTERM, drains) node HOLD_KILL: 1..HOLD_JS has JetStream (it may lead
 # a bucket), the others do not; "names-leader": the names bucket's stream leader, read
 # from the nodes' logs; its held connections just close, they do not reconnect unless
 # HOLD_RECONNECT=1), HOLD_RECONNECT (0; 1: the hold's `bench connect` gets --reconnect:
@@ -564,10 +564,10 @@ PY
 				# their names' reachability, accounting, and the survivors' directory scan
 				hold_admins="" victim_idx=$((HOLD_KILL - 1))
 				for i in $(seq "$HOLD_NODES"); do hold_admins+="${hold_admins:+,}127.0.0.1:$(port "$i" 1)"; done
-				echo "hold: $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg); bench failover kills node $HOLD_KILL (pid ${pid[n$HOLD_KILL]}) under $FO_MODE at $FO_RATE msgs/s from $FO_CLIENTS clients" | tee -a "$OUT/log.txt" >&2
+				echo "hold: $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg); bench failover: ${FO_ACTION:-kill} of node $HOLD_KILL (pid ${pid[n$HOLD_KILL]}) under $FO_MODE at $FO_RATE msgs/s from $FO_CLIENTS clients" | tee -a "$OUT/log.txt" >&2
 				fo_status=0
 				c0=$(cpustat)
-				"$BIN" bench failover --addr "$hold_addrs" --admin "$hold_admins" --kill-pid "${pid[n$HOLD_KILL]}" \
+				"$BIN" bench failover --addr "$hold_addrs" --admin "$hold_admins" --"${FO_ACTION:-kill}-pid" "${pid[n$HOLD_KILL]}" \
 					--victim-index "$victim_idx" --clients "$FO_CLIENTS" --rate "$FO_RATE" --mode "$FO_MODE" \
 					--kill-at "${FO_KILL_AT}s" --duration "$FO_DURATION" --grace 7s --scan-timeout 60s \
 					--json "$OUT/hold-failover.json" >"$OUT/hold-failover.txt" 2>&1 || fo_status=$?
