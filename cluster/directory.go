@@ -646,6 +646,23 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 			if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
 				return fmt.Errorf("cluster: claim %q: %w: %w", name, errTakeover, err)
 			}
+		} else if ok && l.epoch == e.epoch && d.released(ctx, name, e.owner, e.rev) == holdLetGo {
+			// The cache shows the name held by a live node's connection that has let it
+			// go (release query, probe.go): a CAS on the revision the cache holds, the
+			// one the owner's node judged. Two round trips instead of five (a leader
+			// read of the name and of the owner's lease, a probe, the query, the CAS): a
+			// drained node's 15,833 clients re-registering elsewhere at once waited p50
+			// 9.5 s for their names that way (docs/BENCHMARKS.md, "A planned drain in a
+			// cluster"). If the CAS fails, the leader's copy decides below.
+			nrev, err := d.names.Update(ctx, key, val, e.rev)
+			if err == nil {
+				d.cache.set(name, cached{owner: me, rev: nrev})
+				d.handovers.Add(1)
+				return nil
+			}
+			if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+				return fmt.Errorf("cluster: claim %q: %w", name, err)
+			}
 		}
 	}
 	reread := false
@@ -666,7 +683,8 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 			}
 		}
 		exists = false // from the second round on, as before: create, then read
-		took := false
+		// took: the owner was found gone; handed: it is live and has let the name go.
+		took, handed := false, false
 		data, rev, st, err := d.readLeader(ctx, d.namesBucket, key)
 		if err != nil {
 			return err
@@ -684,6 +702,9 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 			// the old revision) fails instead of removing the new registration.
 			if cur != me {
 				live, err := d.ownerLive(ctx, name, cur, rev)
+				if errors.Is(err, errLetGo) {
+					handed, err = true, nil
+				}
 				if errors.Is(err, errChangedSinceRead) && !reread {
 					reread = true
 					continue // read it again (once): removed since, most likely
@@ -698,15 +719,20 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 					d.cache.set(name, cached{owner: cur, rev: rev})
 					return shard.ErrNameTaken
 				}
-				took = true
-				d.log.Debug("taking over a name whose owner is gone", "name", name, "owner", cur.id.String(), "owner_epoch", cur.epoch)
+				if !handed {
+					took = true
+					d.log.Debug("taking over a name whose owner is gone", "name", name, "owner", cur.id.String(), "owner_epoch", cur.epoch)
+				}
 			}
 		}
 		nrev, err := d.names.Update(ctx, key, val, rev)
 		if err == nil {
 			d.cache.set(name, cached{owner: me, rev: nrev})
-			if took {
+			switch {
+			case took:
 				d.takeovers.Add(1)
+			case handed:
+				d.handovers.Add(1)
 			}
 			return nil
 		}
@@ -726,7 +752,7 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 // not; another node's connection does while that node's lease, as its leader sees it,
 // carries o's epoch, unless probes find that run gone before its lease expires
 // (nodeGone, probe.go), or that node says o let the name go at rev and its delete has not
-// landed yet (released, probe.go).
+// landed yet (released, probe.go): then it answers errLetGo.
 func (d *Directory) ownerLive(ctx context.Context, name string, o owner, rev uint64) (bool, error) {
 	if o.node() == d.cfg.NodeID {
 		if o.epoch != d.epoch {
@@ -757,9 +783,8 @@ func (d *Directory) ownerLive(ctx context.Context, name string, o owner, rev uin
 	for i := 0; ; i++ {
 		switch d.released(ctx, name, o, rev) {
 		case holdLetGo:
-			d.handovers.Add(1)
 			d.log.Debug("claiming a name its owner's node let go", "name", name, "owner", o.id.String(), "rev", rev)
-			return false, nil
+			return false, errLetGo
 		case holdUnknown:
 			return false, errChangedSinceRead
 		}

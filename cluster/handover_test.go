@@ -56,6 +56,29 @@ func TestHandover(t *testing.T) {
 		}
 	}
 
+	// The same when the claiming node's cache does not show the entry (its watch is
+	// behind): the claim finds it by a leader read and asks the owner's node then. A
+	// handover, not a takeover: the owner's node is alive.
+	if err := claim(t, a, "moving2", a1); err != nil {
+		t.Fatalf("claim on node 1: %v", err)
+	}
+	waitFor(t, "node 2 to see node 1's owner", 10*time.Second, func() bool { return lookup(b, "moving2") == a1 })
+	a.holdDeletes.Store(true)
+	if err := a.Unregister("moving2", a1); err != nil {
+		t.Fatalf("unregister on node 1: %v", err)
+	}
+	e, _ := b.cache.get("moving2")
+	b.cache.remove("moving2", e.rev)
+	hand, took := b.handovers.Load(), b.takeovers.Load()
+	if err := b.tryClaim("moving2", b1); err != nil {
+		t.Fatalf("claim on node 2, its cache without the entry = %v; want OK", err)
+	}
+	if h, k := b.handovers.Load()-hand, b.takeovers.Load()-took; h != 1 || k != 0 {
+		t.Errorf("node 2 handovers +%d, takeovers +%d; want +1, +0", h, k)
+	}
+	a.holdDeletes.Store(false)
+	a.uwake <- struct{}{}
+
 	// Held on a draining node: UNAVAILABLE (the client asks again), not NAME_TAKEN.
 	b2 := conn(2, 11)
 	if err := claim(t, a, "leaving", a1); err != nil {

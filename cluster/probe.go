@@ -174,6 +174,10 @@ var errOwnerDraining = fmt.Errorf("%w: the name's owner is a connection of a dra
 // after that answers errOwnerUndecided.
 var errChangedSinceRead = errors.New("cluster: the name changed since it was read")
 
+// errLetGo is ownerLive's answer when the owner's node says the owner let the name go at
+// the revision read (not an error: the claim may take it by CAS on that revision).
+var errLetGo = errors.New("cluster: the owner let the name go")
+
 // errOwnerUndecided: the owner's node, though live by its lease and probe, twice could
 // not say whether the owner still holds the name. UNAVAILABLE, asked again, rather than
 // NAME_TAKEN: the client would give the name up.
