@@ -24,6 +24,13 @@ const (
 	writeKeepCap = 1 << 20
 	// closeFlushTimeout bounds Close's wait for GOODBYE and queued frames to be written.
 	closeFlushTimeout = time.Second
+	// goodbyeReadTimeout bounds the reading after GOODBYE until the server closes: what it
+	// sent before it read the GOODBYE, MESSAGEs acknowledged to their senders among them,
+	// arrives meanwhile. 1 s was too short for a node draining ~16K connections on one
+	// loop: the 50 Go clients of such a node gave up 1.7–1.8 s after its GOAWAY, before it
+	// had read their GOODBYEs, and acknowledged messages to three of them were lost
+	// (docs/BENCHMARKS.md, "A planned drain in a cluster").
+	goodbyeReadTimeout = 5 * time.Second
 	// minPongTimeout is the least time a keepalive PING waits for its PONG.
 	minPongTimeout = time.Second
 )
@@ -345,7 +352,7 @@ func (cn *conn) writeLoop() {
 					// checklist): answers it sent before it read the GOODBYE still
 					// arrive, and closing with them unread would reset the connection.
 					cn.bye.Store(true)
-					if err := cn.nc.SetReadDeadline(time.Now().Add(closeFlushTimeout)); err != nil {
+					if err := cn.nc.SetReadDeadline(time.Now().Add(goodbyeReadTimeout)); err != nil {
 						cn.close(cause)
 					}
 					return

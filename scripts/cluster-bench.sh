@@ -570,7 +570,7 @@ PY
 				"$BIN" bench failover --addr "$hold_addrs" --admin "$hold_admins" --"${FO_ACTION:-kill}-pid" "${pid[n$HOLD_KILL]}" \
 					--victim-index "$victim_idx" --clients "$FO_CLIENTS" --rate "$FO_RATE" --mode "$FO_MODE" \
 					--kill-at "${FO_KILL_AT}s" --duration "$FO_DURATION" --grace 7s --scan-timeout 60s \
-					--json "$OUT/hold-failover.json" >"$OUT/hold-failover.txt" 2>&1 || fo_status=$?
+					--json "$OUT/hold-failover.json" --client-log "$OUT/hold-failover-clients.log" >"$OUT/hold-failover.txt" 2>&1 || fo_status=$?
 				echo "hold: failover: steal $(steal_since "$c0")% of the machine's CPU over the run" | tee -a "$OUT/log.txt" >&2
 				unset "pid[n$HOLD_KILL]"
 				sed 's/^/hold: failover: /' "$OUT/hold-failover.txt" | tee -a "$OUT/log.txt" >&2
