@@ -26,8 +26,12 @@ func TestCrossNodeSlowConsumer(t *testing.T) {
 		{"4KiB, 128 in flight", 4 << 10, 128},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The caps make the receiver a slow consumer, not the timeout: the timeout only
+			// bounds how long its socket may take nothing before it is reset, and the
+			// receiver reads only once both senders are answered, which took over the
+			// 4 × 1 s of a 1 s timeout once in a CI run under -race (a reset, the stream cut).
 			_, _, addr7, addr8 := startPair(t, "xslow", "--max-pending", "500", "--max-pending-bytes", "1048576",
-				"--slow-consumer-timeout", "1s", "--socket-send-buffer", "32768", "--tick-interval", "10ms")
+				"--slow-consumer-timeout", "30s", "--socket-send-buffer", "32768", "--tick-interval", "10ms")
 			sink := rawpeer.Dial(t, addr8)
 			sink.Hello("sink", "")
 			sink.Write(codec.AppendName(nil, codec.TypeRegister, 1, "sink"))
