@@ -10,7 +10,7 @@ import (
 
 // TestHandover: a name whose connection closed on a live node is the next claimant's at
 // once, on any node, even before that node's KV delete lands (release queries, probe.go).
-// Before, the claim found the entry held by a live node and answered NAME_TAKEN: 885 of a
+// Before, the claim found the entry held by a live node and answered NAME_TAKEN: 322–844 of a
 // draining node's 1,000 clients lost their names, re-registering on the other nodes
 // (docs/BENCHMARKS.md, "A planned drain in a cluster"). A name still held is not handed
 // over (NAME_TAKEN), nor is one held on a draining node (UNAVAILABLE: ask again), and the

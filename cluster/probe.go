@@ -89,7 +89,7 @@ func (d *Directory) answerProbe(m *nats.Msg) {
 // delete lands, one KV round trip per name on one goroutine: seconds behind when a
 // drain closes a thousand connections at once. A client that moved to another node
 // (GOAWAY, or a connection it lost) and registered there before that found the entry
-// held by a live node and got NAME_TAKEN: 885 of a draining node's 1,000 clients lost
+// held by a live node and got NAME_TAKEN: 322–844 of a draining node's 1,000 clients lost
 // their names that way (docs/BENCHMARKS.md, "A planned drain in a cluster"). So a claim
 // that finds the name held by a connection of a live node asks that node, on its probe
 // subject, whether the connection still holds it at the revision read. "Let go" is

@@ -85,7 +85,7 @@ func TestBenchFailover(t *testing.T) {
 // and drains (GOAWAY; its clients close, move and register again), with 60 clients (20
 // on node 3). A drain has no excuse for an acknowledged message it did not deliver, and
 // no name may be lost. At this size neither defect the drain bench found shows reliably
-// (names lost to a late KV delete: 885 of 1,000 clients, docs/BENCHMARKS.md, "A planned
+// (names lost to a late KV delete: 322–844 of 1,000 clients, docs/BENCHMARKS.md, "A planned
 // drain in a cluster"; acknowledged messages dropped at a GOODBYE): TestHandover and
 // TestCloseWaitsForLanding pin those down; this checks the whole path end to end.
 func TestBenchFailoverDrain(t *testing.T) {
