@@ -670,6 +670,14 @@ func TestIsolation(t *testing.T) {
 	if !d.Serving() {
 		t.Fatal("a ready node does not serve")
 	}
+	// Isolation is judged against the other nodes node 1 knows from its leases watch, which
+	// readiness does not wait for: once in a CI run node 1 had seen no lease when the
+	// others were killed, and never judged itself isolated.
+	waitFor(t, "node 1 to know the other two nodes", 20*time.Second, func() bool {
+		_, two := d.member(2)
+		_, three := d.member(3)
+		return two && three
+	})
 	cl.kill(1)
 	cl.kill(2)
 	waitFor(t, "node 1 to see itself isolated", 20*time.Second, func() bool { return d.isolated.Load() })
