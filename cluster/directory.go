@@ -629,38 +629,35 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 	e, cachedLive := d.cache.get(name)
 	exists := cachedLive && !e.dead && e.owner != me
 	if exists && e.node() != d.cfg.NodeID {
-		if l, ok := d.member(e.node()); ok && l.epoch == e.epoch && l.down {
-			// The cache shows the name held by a run found dead by probe: take it over
-			// with a CAS on the revision the cache holds, so that the entry judged is the
-			// one replaced — or the CAS fails and the leader's copy decides below. One
-			// KV write per name instead of a leader read and a write: a killed node's
-			// ~16K clients re-registering at once were held back by the claims' KV round
-			// trips (2,200 takeovers a second over five nodes under that load).
+		// The cache shows the name held by another node's connection: a run found dead by
+		// probe, or a live one whose connection has let it go (release query, probe.go).
+		// Either is taken over with a CAS on the revision the cache holds, so that the
+		// entry judged is the one replaced — or the CAS fails and the leader's copy
+		// decides below. One KV write per name instead of a leader read and a write: a
+		// killed node's ~16K clients re-registering at once were held back by the
+		// claims' KV round trips (2,200 takeovers a second over five nodes under that
+		// load); a drained node's 15,833, asking the owner's node only after a leader
+		// read of the name and of its lease and a probe, waited p50 9.5 s for their names
+		// (docs/BENCHMARKS.md, "A planned drain in a cluster").
+		l, ok := d.member(e.node())
+		gone := ok && l.epoch == e.epoch && l.down
+		if gone || ok && l.epoch == e.epoch && d.released(ctx, name, e.owner, e.rev) == holdLetGo {
 			nrev, err := d.names.Update(ctx, key, val, e.rev)
 			if err == nil {
 				d.cache.set(name, cached{owner: me, rev: nrev})
-				d.takeovers.Add(1)
-				d.log.Debug("took over a name whose owner is gone", "name", name, "owner", e.id.String(), "owner_epoch", e.epoch)
+				if gone {
+					d.takeovers.Add(1)
+					d.log.Debug("took over a name whose owner is gone", "name", name, "owner", e.id.String(), "owner_epoch", e.epoch)
+				} else {
+					d.handovers.Add(1)
+				}
 				return nil
 			}
-			if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+			switch {
+			case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyExists):
+			case gone:
 				return fmt.Errorf("cluster: claim %q: %w: %w", name, errTakeover, err)
-			}
-		} else if ok && l.epoch == e.epoch && d.released(ctx, name, e.owner, e.rev) == holdLetGo {
-			// The cache shows the name held by a live node's connection that has let it
-			// go (release query, probe.go): a CAS on the revision the cache holds, the
-			// one the owner's node judged. Two round trips instead of five (a leader
-			// read of the name and of the owner's lease, a probe, the query, the CAS): a
-			// drained node's 15,833 clients re-registering elsewhere at once waited p50
-			// 9.5 s for their names that way (docs/BENCHMARKS.md, "A planned drain in a
-			// cluster"). If the CAS fails, the leader's copy decides below.
-			nrev, err := d.names.Update(ctx, key, val, e.rev)
-			if err == nil {
-				d.cache.set(name, cached{owner: me, rev: nrev})
-				d.handovers.Add(1)
-				return nil
-			}
-			if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+			default:
 				return fmt.Errorf("cluster: claim %q: %w", name, err)
 			}
 		}

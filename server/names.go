@@ -115,8 +115,8 @@ func (s *Server) claimDone(name string, id shard.ConnID, err error) {
 	if err != nil {
 		var reason string
 		d.code, reason = claimError(err)
-		if d.code == codec.CodeUnavailable { // why, after the name (finishClaim)
-			bb.B = append(bb.B, reason[:min(len(reason), maxClaimReason)]...)
+		if d.code == codec.CodeUnavailable { // why, after the name (finishClaim); the ERROR clips it
+			bb.B = append(bb.B, reason...)
 		}
 	}
 	if lp.push(d) {
@@ -144,10 +144,6 @@ func (s *Server) releaseClaim(name string, id shard.ConnID, err error) {
 		_ = s.dir.Unregister(name, id)
 	}
 }
-
-// maxClaimReason bounds the directory's reason an UNAVAILABLE carries (ERROR's reason is
-// a str8).
-const maxClaimReason = 200
 
 // finishClaim answers every REGISTER of name waiting on connection id with the outcome
 // (code 0: owned); why is the directory's reason for UNAVAILABLE, if it gave one. On the
