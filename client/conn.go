@@ -27,9 +27,10 @@ const (
 	// goodbyeReadTimeout bounds the reading after GOODBYE until the server closes: what it
 	// sent before it read the GOODBYE, MESSAGEs acknowledged to their senders among them,
 	// arrives meanwhile. 1 s was too short for a node draining ~16K connections on one
-	// loop: the 50 Go clients of such a node gave up 1.7–1.8 s after its GOAWAY, before it
-	// had read their GOODBYEs, and acknowledged messages to three of them were lost
-	// (docs/BENCHMARKS.md, "A planned drain in a cluster").
+	// loop: its 50 Go clients all left 1.7–1.8 s after its GOAWAY, 17 of them after their
+	// GOODBYE, and acknowledged messages to three of those were lost; with 5 s the
+	// node closed them 2.3–2.4 s after GOAWAY and none was lost (one run each,
+	// docs/BENCHMARKS.md, "A planned drain in a cluster").
 	goodbyeReadTimeout = 5 * time.Second
 	// minPongTimeout is the least time a keepalive PING waits for its PONG.
 	minPongTimeout = time.Second

@@ -563,9 +563,9 @@ class Conn {
   /**
    * Writes what is queued, half-closes, and reads until the server closes: what it sent
    * before it read the GOODBYE, MESSAGEs acknowledged to their senders among them, arrives
-   * meanwhile. Bounded by 5 s: a node draining ~16K connections on one event loop read
-   * its clients' GOODBYEs 1.7-1.8 s after its GOAWAY (docs/BENCHMARKS.md, "A planned drain
-   * in a cluster"), close to the 2 s this waited before.
+   * meanwhile. Bounded by 5 s, as the Go client: a node draining ~16K connections on one
+   * event loop closed its Go clients' connections 2.3-2.4 s after their GOAWAY, past the
+   * 2 s this waited before (one run, docs/BENCHMARKS.md, "A planned drain in a cluster").
    */
   private flushNowAndEnd(): void {
     this.blocked = false;
