@@ -670,9 +670,11 @@ func TestIsolation(t *testing.T) {
 	if !d.Serving() {
 		t.Fatal("a ready node does not serve")
 	}
-	// Isolation is judged against the other nodes node 1 knows from its leases watch, which
-	// readiness does not wait for: once in a CI run node 1 had seen no lease when the
-	// others were killed, and never judged itself isolated.
+	// Isolation is judged against the other nodes node 1 knows from its leases watch.
+	// Node 1 started first, so the watch's replay (which readiness waits for) showed no
+	// other node, and it learns of them from the updates that follow: once in a CI run
+	// node 1 had seen no other lease when they were killed, and never judged itself
+	// isolated.
 	waitFor(t, "node 1 to know the other two nodes", 20*time.Second, func() bool {
 		_, two := d.member(2)
 		_, three := d.member(3)
@@ -695,5 +697,37 @@ func TestIsolation(t *testing.T) {
 	}
 	if ok, why := d.Ready(); ok || !strings.Contains(why, "isolated") {
 		t.Errorf("Ready = %v %q; want false, isolated", ok, why)
+	}
+}
+
+// TestStartKnowsPeers: a node is not ready (Start has not returned) before its leases
+// watch has replayed the bucket, so a name another node holds is found live from its
+// first lookup. With the leases watch held back and readiness waiting for the names watch
+// alone, a restarted node answered every such lookup "no route" until the leases came.
+func TestStartKnowsPeers(t *testing.T) {
+	cl := startCluster(t)
+	if err := claim(t, cl.node(0).Directory(), "held-by-1", conn(1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "node 3 to see node 1's name", 20*time.Second, func() bool {
+		return lookup(cl.node(2).Directory(), "held-by-1") == conn(1, 1)
+	})
+	cl.kill(2)
+	cl.cfgs[2].watchStart = func(what string) {
+		if what == "leases" {
+			time.Sleep(time.Second)
+		}
+	}
+	if err := cl.restart(2); err != nil {
+		t.Fatal(err)
+	}
+	d := cl.node(2).Directory()
+	for _, node := range []uint16{1, 2} {
+		if l, ok := d.member(node); !ok || l.down {
+			t.Errorf("node 3 started without knowing node %d live (known %v, down %v)", node, ok, l.down)
+		}
+	}
+	if got, ok := d.Lookup([]byte("held-by-1")); !ok || got != conn(1, 1) {
+		t.Errorf("node 3's first lookup of node 1's name = %v, %v; want %v, true", got, ok, conn(1, 1))
 	}
 }

@@ -51,7 +51,7 @@ type Directory struct {
 	// subscription of its own clients or one routed from another server); nil in external
 	// mode. Set before start.
 	reachable func(subject string) bool
-	synced    atomic.Bool // the names watch has replayed the bucket once
+	synced    atomic.Bool // the names and leases watches have replayed their buckets once
 	// getLast is lastMsg on nc: how a claim reads a key from its stream's leader
 	// (readLeader). Set by newDirectory; a test may replace it before the first claim.
 	getLast func(ctx context.Context, stream, subject string) ([]byte, uint64, msgState, error)
@@ -224,12 +224,12 @@ func (d *Directory) start(ctx context.Context) error {
 		return err
 	}
 	d.cache.epoch.Store(d.epoch)
-	synced := make(chan struct{})
+	namesSynced, leasesSynced := make(chan struct{}), make(chan struct{})
 	// The watches keep the buckets they start with: tests replace d.names (a KV without a
 	// leader) after start, for the claim workers only.
 	names, leases := d.names, d.leases
-	d.goWatch("names", names, func() uint64 { return d.streamLast(names) }, d.applyName, &d.namesDelay, synced)
-	d.goWatch("leases", leases, func() uint64 { return d.streamLast(leases) }, d.applyLease, &d.leasesDelay, nil)
+	d.goWatch("names", names, func() uint64 { return d.streamLast(names) }, d.applyName, &d.namesDelay, namesSynced)
+	d.goWatch("leases", leases, func() uint64 { return d.streamLast(leases) }, d.applyLease, &d.leasesDelay, leasesSynced)
 	d.renewWG.Add(1)
 	go d.renewLoop()
 	if d.cfg.ClaimBatch > 1 {
@@ -244,11 +244,18 @@ func (d *Directory) start(ctx context.Context) error {
 	for range d.cfg.ClaimWorkers {
 		go d.claimLoop()
 	}
-	select {
-	case <-synced:
-	case <-ctx.Done():
-		return fmt.Errorf("cluster: names watch: %w", ctx.Err())
+	// Ready only once both watches have replayed their buckets: the names alone are not
+	// enough, for until the leases are known every other node counts as gone, and a
+	// lookup of a name one of them holds answers "no route" (Lookup), a node that has
+	// judged no other node alive thinks itself isolated, and GOAWAY lists no peer.
+	for what, ch := range map[string]chan struct{}{"names": namesSynced, "leases": leasesSynced} {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: %s watch: %w", what, ctx.Err())
+		}
 	}
+	d.synced.Store(true)
 	d.wg.Add(1)
 	go d.sweep()
 	return nil
@@ -412,8 +419,8 @@ func (d *Directory) Len() int { return int(d.cache.local.Load()) }
 // a new one. Safe for concurrent use.
 func (d *Directory) Epoch() uint64 { return d.epoch }
 
-// Ready reports whether the directory answers, and if not, why: the names watch has
-// replayed the bucket, the node's lease was renewed within half its TTL, NATS is
+// Ready reports whether the directory answers, and if not, why: the names and leases
+// watches have replayed their buckets, the node's lease was renewed within half its TTL, NATS is
 // connected. Safe
 // for concurrent use.
 func (d *Directory) Ready() (bool, string) {

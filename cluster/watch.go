@@ -29,6 +29,9 @@ func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint
 				d.watchRestarts.Add(1)
 				d.log.Warn("restarting a stalled or closed watch", "watch", what, "from_revision", last+1)
 			}
+			if d.cfg.watchStart != nil {
+				d.cfg.watchStart(what)
+			}
 			last = d.watchOnce(kv, head, last, apply, delay, &caughtUp, &synced)
 			select {
 			case <-d.ctx.Done():
@@ -68,7 +71,6 @@ func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last ui
 			if e == nil {
 				replayed, *caughtUp = true, true
 				if *synced != nil {
-					d.synced.Store(true) // before the close: Start returns on it, and Ready must say synced
 					close(*synced)
 					*synced = nil
 				}
