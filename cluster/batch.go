@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,8 +33,15 @@ import (
 // failed: the cache was behind) is split in halves, down to single claims, which decide
 // as they always did (tryClaim). A batch whose commit went unanswered may have landed:
 // its claims are read back (readBack) as a single write's are. Claims that need a read
-// or a probe before any write (a name of a node not known dead, a tombstone, a doubt)
-// are not batched.
+// or a probe before any write (a name the cache does not show held by another node's
+// run, a tombstone, a doubt) are not batched.
+//
+// Nor would handovers be, one by one: a drained node's clients re-register elsewhere
+// before its deletes land, and each claim found the name held by a connection of a live
+// node that had let it go (probe.go, release queries). So claims the cache shows held by
+// a connection of another live node are gathered too, their release queries sent all at
+// once, and those the owner's node says it let go at the cached revision join the batch
+// with a CAS on that revision; the rest are decided alone after it, as before.
 //
 // A claim waits for no batch: a worker batches only claims already queued behind the
 // one it took, so a lone REGISTER is decided alone as before.
@@ -50,6 +58,8 @@ type batchItem struct {
 	key       string
 	rev       uint64 // the revision the write expects (0: no message yet)
 	takeover  bool   // rev is the entry of a run found dead
+	handover  bool   // rev is the entry of a live node's connection that let the name go
+	holder    owner  // batchAsk: the owner the cache shows, whose node is asked (release query)
 	withdrawn bool   // claimStarts withdrew an earlier doubt of this claim
 	err       error  // the outcome, once decided
 }
@@ -116,31 +126,43 @@ func (d *Directory) claimOne(r claimReq) {
 
 // claimBatch decides r and the claims queued behind it (up to ClaimBatch), those that
 // can be, in batches. It stops taking claims at the first one that cannot be batched,
-// which it decides alone after the batch.
+// which it decides alone after the batch, with the handovers its owner's node did not
+// confirm.
 func (d *Directory) claimBatch(r claimReq) {
 	start := time.Now()
 	items := make([]batchItem, 0, d.cfg.ClaimBatch)
+	var asks []batchItem
 	keys := make(map[string]struct{}, d.cfg.ClaimBatch)
 	var single *claimReq
 	take := func(r claimReq) {
 		d.claimQueued.observe(r.at, time.Now())
-		it, ok := d.batchable(r)
-		if _, dup := keys[it.key]; !ok || dup {
+		it, how := d.batchable(r)
+		if _, dup := keys[it.key]; how == batchNot || dup {
 			single = &r
 			return
 		}
 		keys[it.key] = struct{}{}
+		if how == batchAsk {
+			asks = append(asks, it)
+			return
+		}
 		items = append(items, it)
 	}
 	take(r)
 gather:
-	for single == nil && len(items) < d.cfg.ClaimBatch {
+	for single == nil && len(items)+len(asks) < d.cfg.ClaimBatch {
 		select {
 		case r := <-d.claims:
 			take(r)
 		default:
 			break gather
 		}
+	}
+	var alone []claimReq
+	if len(asks) > 0 {
+		handed, held := d.askReleases(asks)
+		items = append(items, handed...)
+		alone = held
 	}
 	if len(items) > 0 {
 		d.writeBatch(items)
@@ -152,31 +174,72 @@ gather:
 		}
 	}
 	if single != nil {
-		d.claimOne(*single)
+		alone = append(alone, *single)
+	}
+	for _, r := range alone {
+		d.claimOne(r)
 	}
 }
 
-// batchable reports whether r can go into a batch, and with which write: a name the
-// cache does not know (created: revision 0), or one the cache shows held by a run of
-// another node found dead (taken over on the cached revision), by a claim with no doubt
-// to settle. Anything else needs a read before its write and is decided alone.
-func (d *Directory) batchable(r claimReq) (batchItem, bool) {
+// askReleases sends the release queries of asks all at once and waits for their
+// answers: the claims whose owner's node says it let the name go at the cached revision
+// are returned as handovers to batch, the others (held, unknown, unanswered) to be
+// decided alone, as tryClaim decides them.
+func (d *Directory) askReleases(asks []batchItem) (handed []batchItem, alone []claimReq) {
+	answers := make([]holdAnswer, len(asks))
+	var wg sync.WaitGroup
+	for i := range asks {
+		wg.Go(func() {
+			answers[i] = d.released(d.ctx, asks[i].r.name, asks[i].holder, asks[i].rev)
+		})
+	}
+	wg.Wait()
+	for i, it := range asks {
+		if answers[i] != holdLetGo {
+			alone = append(alone, it.r)
+			continue
+		}
+		it.handover = true
+		handed = append(handed, it)
+	}
+	return handed, alone
+}
+
+// How a claim can go into a batch (batchable).
+const (
+	batchNot = iota // decided alone
+	batchNow        // written in the batch as it is
+	batchAsk        // a handover, if the owner's node says it let the name go
+)
+
+// batchable tells whether r can go into a batch, and with which write: a name the cache
+// does not know (created: revision 0), or one the cache shows held by a run of another
+// node found dead (taken over on the cached revision), by a claim with no doubt to
+// settle; or, once its owner's node says it let the name go, one the cache shows held by
+// a connection of another live node (batchAsk: handed over on the cached revision).
+// Anything else needs a read before its write and is decided alone.
+func (d *Directory) batchable(r claimReq) (batchItem, int) {
 	it := batchItem{r: r, me: owner{id: r.id, epoch: d.epoch}, key: nameKey(r.name)}
 	if d.claimGate() != nil || d.inDoubt(r.name, it.me) {
-		return it, false
+		return it, batchNot
 	}
 	e, ok := d.cache.get(r.name)
 	if !ok {
-		return it, true
+		return it, batchNow
 	}
 	if e.dead || e.owner == it.me || e.node() == d.cfg.NodeID {
-		return it, false
+		return it, batchNot
 	}
-	if l, ok := d.member(e.node()); ok && l.epoch == e.epoch && l.down {
+	l, ok := d.member(e.node())
+	switch {
+	case !ok || l.epoch != e.epoch:
+		return it, batchNot
+	case l.down:
 		it.rev, it.takeover = e.rev, true
-		return it, true
+		return it, batchNow
 	}
-	return it, false
+	it.rev, it.holder = e.rev, e.owner
+	return it, batchAsk
 }
 
 // writeBatch decides items: one atomic batch, split in halves while refused.
@@ -203,8 +266,11 @@ func (d *Directory) writeSplit(items []batchItem) {
 		for i := range items {
 			it := &items[i]
 			d.cache.set(it.r.name, cached{owner: it.me, rev: first + uint64(i)})
-			if it.takeover {
+			switch {
+			case it.takeover:
 				d.takeovers.Add(1)
+			case it.handover:
+				d.handovers.Add(1)
 			}
 			it.err = d.decided(it.r.name, it.me, it.withdrawn, nil)
 		}
