@@ -748,6 +748,54 @@ func TestGoodbyeReadsUntilClosed(t *testing.T) {
 	}
 }
 
+// TestDrainDeadlineSaysGoodbye: a connection told GOAWAY with work still open at the drain
+// deadline (RequestTimeout + 1 s; here an INCOMING request the application never
+// answers) says GOODBYE and reads until the server closes, as when its work ends in
+// time: what the server sent meanwhile, a MESSAGE acknowledged to its sender, still
+// arrives. It used to close its socket at the deadline, and such MESSAGEs were lost.
+func TestDrainDeadlineSaysGoodbye(t *testing.T) {
+	b := newFakeServer(t, nil)
+	a := newFakeServer(t, func(s *fakeServer) {
+		s.hook = func(fc *fakeConn, f codec.Frame) bool {
+			switch {
+			case f.Type == codec.TypeEcho && fc.id == 1:
+				fc.write(codec.AppendIncoming(nil, 7, 2, []byte("asker"), []byte("never answered")))
+				fc.write(codec.AppendFrame(nil, codec.TypeEchoReply, 0, f.Corr, f.Body))
+				fc.write(codec.AppendGoAway(nil, codec.GoAway{Reason: "drain", Addrs: []string{b.addr}}))
+				return true
+			case f.Type == codec.TypeGoodbye:
+				fc.write(codec.AppendMessage(nil, 1, []byte("x"), []byte("acknowledged to its sender")))
+				_ = fc.nc.Close()
+				return true
+			}
+			return false
+		}
+	})
+	msgs := make(chan Message, 1)
+	cfg := testConfig()
+	cfg.RequestTimeout = 200 * time.Millisecond
+	cfg.OnMessage = func(m Message) { msgs <- m }
+	cfg.OnRequest = func(*Request) {} // never replies
+	c := dial(t, []string{a.addr}, cfg)
+	start := time.Now()
+	if _, err := c.Echo(context.Background(), []byte("go")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "GOODBYE to a", func() bool { return len(a.received(codec.TypeGoodbye)) == 1 })
+	if d := time.Since(start); d < cfg.RequestTimeout+time.Second {
+		t.Errorf("GOODBYE %v after GOAWAY; want the drain deadline, %v", d, cfg.RequestTimeout+time.Second)
+	}
+	select {
+	case m := <-msgs:
+		if string(m.Payload) != "acknowledged to its sender" {
+			t.Fatalf("got %q", m.Payload)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the MESSAGE the server sent after reading GOODBYE, before closing, was not read")
+	}
+	waitFor(t, "reconnect to b", func() bool { return c.Addr() == b.addr })
+}
+
 func TestClosePending(t *testing.T) {
 	s := newFakeServer(t, nil)
 	var states stateLog

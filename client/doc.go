@@ -11,8 +11,9 @@
 // that closes the connection, or refuses a reconnect's handshake, with an ERROR that lacks
 // the RECONNECT flag (a wrong token, BAD_FRAME) ends the client instead (state Closed), as
 // PROTOCOL.md's checklist asks. On GOAWAY the client lets the calls in flight on the
-// draining connection finish (up to RequestTimeout plus a second), closes it and then
-// connects to the next node, where it registers its names again; new calls wait
+// draining connection finish (up to RequestTimeout plus a second), says GOODBYE on it,
+// reads until the server closes it (up to 5 s: MESSAGEs the server acknowledged to their
+// senders still arrive), and then connects to the next node, where it registers its names again; new calls wait
 // meanwhile. PROTOCOL.md suggests connecting elsewhere first; closing first frees the
 // names, which a REGISTER elsewhere would otherwise find taken by the draining connection.
 // With Config.TLS the connection is TLS, to a proxy that terminates it in front of the

@@ -441,6 +441,39 @@ test("reply() that throws WRITE_QUEUE_FULL sent nothing: a later reply() still s
   assert.deepEqual(replies.map((r) => [r.token, String(r.payload)]), [[9n, "answer"]]);
 });
 
+// ---- the drain deadline ----
+
+test("at the drain deadline the connection says GOODBYE and reads until the server closes", async () => {
+  let goodbyeAt = 0;
+  const s = await fakeServer({
+    onConnect: (sock, send) => void sock.on("data", (d) => {
+      if (goodbyeAt || !d.includes(Buffer.from([0, 0, 0, 6, FrameType.GOODBYE]))) return;
+      goodbyeAt = Date.now();
+      // sent before the server read the GOODBYE: acknowledged to its sender, it must arrive
+      send({ type: FrameType.MESSAGE, corr: 0, fromConn: 1n, fromName: "x", payload: "acknowledged to its sender" });
+    }),
+    onFrame: (f, send, sock) => {
+      if (f.type !== FrameType.ECHO) return;
+      sock.write(encode({ type: FrameType.INCOMING, corr: 0, token: 7n, fromConn: 2n, fromName: "asker", payload: "never answered" }));
+      send({ type: FrameType.ECHO_REPLY, corr: f.corr, payload: f.payload });
+      send({ type: FrameType.GOAWAY, corr: 0, reconnectAfterMs: 0, reason: "draining", addresses: [] });
+    },
+  });
+  const got = [];
+  const c = await connect({
+    addresses: [s.addr], requestTimeoutMs: 200, onRequest: () => new Promise(() => {}),
+    onMessage: (m) => got.push(String(m.payload)),
+  });
+  const t0 = Date.now();
+  await c.echo("go");
+  const end = Date.now() + 5000;
+  while (got.length === 0 && Date.now() < end) await sleep(20);
+  assert.ok(goodbyeAt > 0, "no GOODBYE at the drain deadline");
+  assert.ok(goodbyeAt - t0 >= 1200, `GOODBYE ${goodbyeAt - t0} ms after GOAWAY; want the drain deadline, 1200 ms`);
+  assert.deepEqual(got, ["acknowledged to its sender"]);
+  await c.close(1000);
+});
+
 // ---- close() after GOAWAY ----
 
 test("close() fails the calls of a connection draining after GOAWAY with CLOSED and says GOODBYE on it", async () => {
