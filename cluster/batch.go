@@ -64,26 +64,33 @@ type batchItem struct {
 	err       error  // the outcome, once decided
 }
 
-// enableBatches lets the names stream take atomic batches (batching on once it does),
-// unless ClaimBatch is 1 or the NATS servers do not (an external cluster older than
-// 2.12): then claims are written one by one, as before. It runs on its own goroutine:
-// on a fresh cluster the stream has just been created, and its leader (which answers
-// the update) may be seconds away or being elected, so a failed attempt is tried again
-// every second, for up to enableTries; claims meanwhile are written one by one.
-func (d *Directory) enableBatches(js jetstream.JetStream) {
+// enableStreamOptions turns on what the names stream needs beyond a KV bucket's
+// defaults: atomic batches (batching on once it takes them; not asked for when
+// ClaimBatch is 1), and per-message TTLs, so that a removed name's marker expires
+// (deleteName). A server that does not know an option (an external cluster older than
+// 2.12 for batches, 2.11 for TTLs) leaves it off: claims are then written one by one,
+// and names removed with markers that stay, as before. It runs on its own goroutine: on a
+// fresh cluster the stream has just been created, and its leader (which answers the
+// update) may be seconds away or being elected, so a failed attempt is tried again
+// every second, for up to enableTries; claims and deletes meanwhile go as without.
+func (d *Directory) enableStreamOptions(js jetstream.JetStream) {
 	defer d.wg.Done()
+	batches := d.cfg.ClaimBatch > 1
 	for try := 1; ; try++ {
-		on, err := d.tryEnableBatches(js)
-		switch {
-		case on:
-			d.batchOn.Store(true)
-			d.log.Debug("claims queued together are written in atomic batches", "tries", try)
-			return
-		case err == nil || try == enableTries:
-			// Updated and still without (a server that ignores the setting), or
-			// never updated.
-			d.log.Info("claims are written one by one: the names stream takes no atomic batches",
-				"stream", streamOf(d.namesBucket), "tries", try, "err", err)
+		cfg, err := d.tryEnableOptions(js, batches)
+		if err == nil || try == enableTries {
+			d.batchOn.Store(batches && cfg.AllowAtomicPublish)
+			d.markerTTLOn.Store(cfg.AllowMsgTTL)
+			d.log.Debug("names stream options", "stream", streamOf(d.namesBucket), "tries", try, "err", err,
+				"atomic_batches", cfg.AllowAtomicPublish, "message_ttl", cfg.AllowMsgTTL)
+			if batches && !cfg.AllowAtomicPublish {
+				d.log.Info("claims are written one by one: the names stream takes no atomic batches",
+					"stream", streamOf(d.namesBucket), "tries", try, "err", err)
+			}
+			if !cfg.AllowMsgTTL {
+				d.log.Info("removed names leave markers that do not expire: the names stream takes no message TTLs",
+					"stream", streamOf(d.namesBucket), "tries", try, "err", err)
+			}
 			return
 		}
 		select {
@@ -94,25 +101,26 @@ func (d *Directory) enableBatches(js jetstream.JetStream) {
 	}
 }
 
-// enableTries bounds enableBatches' attempts, a second apart.
+// enableTries bounds enableStreamOptions' attempts, a second apart.
 const enableTries = 120
 
-// tryEnableBatches makes one attempt for enableBatches: whether the names stream takes
-// atomic batches after it.
-func (d *Directory) tryEnableBatches(js jetstream.JetStream) (bool, error) {
+// tryEnableOptions makes one attempt for enableStreamOptions: the names stream's
+// configuration after it (a zero one on an error).
+func (d *Directory) tryEnableOptions(js jetstream.JetStream, batches bool) (jetstream.StreamConfig, error) {
 	ctx, cancel := context.WithTimeout(d.ctx, attemptTimeout)
 	defer cancel()
 	s, err := js.Stream(ctx, streamOf(d.namesBucket))
 	if err != nil {
-		return false, err
+		return jetstream.StreamConfig{}, err
 	}
-	if cfg := s.CachedInfo().Config; !cfg.AllowAtomicPublish {
-		cfg.AllowAtomicPublish = true
+	if cfg := s.CachedInfo().Config; batches && !cfg.AllowAtomicPublish || !cfg.AllowMsgTTL {
+		cfg.AllowAtomicPublish = cfg.AllowAtomicPublish || batches
+		cfg.AllowMsgTTL = true
 		if s, err = js.UpdateStream(ctx, cfg); err != nil {
-			return false, err
+			return jetstream.StreamConfig{}, err
 		}
 	}
-	return s.CachedInfo().Config.AllowAtomicPublish, nil
+	return s.CachedInfo().Config, nil
 }
 
 // claimOne decides r alone.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -729,5 +730,60 @@ func TestStartKnowsPeers(t *testing.T) {
 	}
 	if got, ok := d.Lookup([]byte("held-by-1")); !ok || got != conn(1, 1) {
 		t.Errorf("node 3's first lookup of node 1's name = %v, %v; want %v, true", got, ok, conn(1, 1))
+	}
+}
+
+// TestNameMarkersExpire: a name let go leaves a marker in the names stream that expires,
+// and the name is claimed again by a plain create afterwards. With plain deletes every
+// name ever registered and let go stayed in the stream for good, on every JetStream node.
+func TestNameMarkersExpire(t *testing.T) {
+	cl := startClusterWith(t, func(c *Config) { c.markerTTL = 2 * time.Second })
+	a, b := cl.node(0).Directory(), cl.node(1).Directory()
+	waitFor(t, "the names stream to take message TTLs", 10*time.Second, a.markerTTLOn.Load)
+	var names []string
+	for i := range 20 {
+		name := "marker-" + strconv.Itoa(i)
+		if err := claim(t, a, name, conn(1, uint32(i+1))); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Unregister(name, conn(1, uint32(i+1))); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
+	state := func(name string) msgState {
+		_, _, st, err := lastMsg(context.Background(), a.nc, streamOf(a.namesBucket), subjectOf(a.namesBucket, nameKey(name)))
+		if err != nil {
+			t.Fatalf("%q: leader read: %v", name, err)
+		}
+		return st
+	}
+	waitFor(t, "the names' markers", 10*time.Second, func() bool {
+		for _, name := range names {
+			if state(name) != msgDeleted {
+				return false
+			}
+		}
+		return true
+	})
+	marked := time.Now()
+	waitFor(t, "the names' markers to expire", 20*time.Second, func() bool {
+		for _, name := range names {
+			if state(name) != msgAbsent {
+				return false
+			}
+		}
+		return true
+	})
+	if d := time.Since(marked); d < time.Second {
+		t.Errorf("markers gone %v after they were seen; want about their 2 s TTL", d)
+	}
+	for _, d := range []*Directory{a, b} {
+		if id, ok := d.Lookup([]byte(names[0])); ok {
+			t.Errorf("node %d still finds %q (%v) after its removal", d.cfg.NodeID, names[0], id)
+		}
+	}
+	if err := claim(t, b, names[0], conn(2, 1)); err != nil {
+		t.Fatalf("claim of a name whose marker expired = %v; want OK", err)
 	}
 }

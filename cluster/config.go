@@ -105,6 +105,7 @@ type Config struct {
 	seed        bool              // ModeEmbedded: cluster mode although Routes is empty (the others are given this node as their route)
 	routeListen func(addr string) // ModeEmbedded: called with the route listener's address once it listens
 	watchStart  func(what string) // called before each watch of the bucket what ("names", "leases") starts
+	markerTTL   time.Duration     // a removed name's marker's TTL (deleteName); nameMarkerTTL when 0
 }
 
 // LinkOff as Config.LinkListen disables the links between nodes.

@@ -112,9 +112,16 @@ type Directory struct {
 	swept         atomic.Int64 // entries of earlier runs of this node deleted
 
 	// Claims in batches (batch.go): on once the names stream takes atomic batches
-	// (enableBatches); a worker holds one of batchSlots' slots while it writes a batch.
-	batchOn    atomic.Bool
-	batchSlots chan struct{}
+	// (enableStreamOptions); a worker holds one of batchSlots' slots while it writes a
+	// batch.
+	batchOn atomic.Bool
+	// markerTTLOn: the names stream takes message TTLs, and removed names' markers
+	// expire (deleteName).
+	markerTTLOn atomic.Bool
+	// selfDraining: this node's lease says it is draining (leaseValue); its name deletes
+	// wait for stop (unregisterLoop).
+	selfDraining atomic.Bool
+	batchSlots   chan struct{}
 	// sendBatch is publishBatch; a test may replace it before the first claim.
 	sendBatch func(items []batchItem) (uint64, error)
 	batchSeq  atomic.Uint64               // numbers this run's batches (their ids)
@@ -232,10 +239,8 @@ func (d *Directory) start(ctx context.Context) error {
 	d.goWatch("leases", leases, func() uint64 { return d.streamLast(leases) }, d.applyLease, &d.leasesDelay, leasesSynced)
 	d.renewWG.Add(1)
 	go d.renewLoop()
-	if d.cfg.ClaimBatch > 1 {
-		d.wg.Add(1)
-		go d.enableBatches(js)
-	}
+	d.wg.Add(1)
+	go d.enableStreamOptions(js)
 	d.wg.Add(4 + d.cfg.ClaimWorkers)
 	go d.reconcileLoop()
 	go d.fenceLoop()
@@ -821,6 +826,14 @@ const (
 // revision it had (a claim that took the name over since wins). A delete that fails for
 // another reason (NATS unavailable) is retried, so that a name a live node let go does
 // not stay owned.
+//
+// While the node drains, the deletes wait for stop, which does them all at once. Its
+// clients re-register on other nodes meanwhile, each a handover by CAS on the revision
+// their name had here (release queries, probe.go), written in batches; a delete that
+// landed first changed that revision, failed the handover's CAS and, in a batch, every
+// other claim of it, which were then decided again one by one: with a drained node's
+// 15,833 clients re-registering, 53–190 batches were refused on each other node
+// (docs/BENCHMARKS.md, "A planned drain in a cluster").
 func (d *Directory) unregisterLoop() {
 	defer d.wg.Done()
 	for {
@@ -829,8 +842,8 @@ func (d *Directory) unregisterLoop() {
 		case <-d.ctx.Done():
 			return
 		}
-		if d.holdDeletes.Load() {
-			continue // a test's: woken again when it lets go
+		if d.holdDeletes.Load() || d.selfDraining.Load() {
+			continue // a test's, or draining: woken again by the next unregister, or stop
 		}
 		if !d.flushUnregisters(d.ctx) {
 			select { // back off before retrying the failures
@@ -846,30 +859,80 @@ func (d *Directory) unregisterLoop() {
 	}
 }
 
-// flushUnregisters does the deletes queued so far. It reports false if some failed
-// (they are queued again).
+// flushUnregisters does the deletes queued so far, up to deleteWorkers at once. It
+// reports false if some failed (they are queued again).
 func (d *Directory) flushUnregisters(ctx context.Context) bool {
 	d.umu.Lock()
 	batch := d.unregs
 	d.unregs = nil
 	d.umu.Unlock()
-	failed := 0
+	type del struct {
+		name string
+		rev  uint64
+	}
+	todo := make(chan del)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for range min(deleteWorkers, len(batch)) {
+		wg.Go(func() {
+			for x := range todo {
+				octx, cancel := context.WithTimeout(ctx, d.cfg.OpTimeout)
+				err := d.deleteName(octx, nameKey(x.name), x.rev)
+				cancel()
+				d.deletesTried.Add(1)
+				if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+					d.queueDelete(x.name, x.rev) // again, unless a later delete of name was queued meanwhile
+					failed.Add(1)
+				}
+			}
+		})
+	}
 	for name, rev := range batch {
-		octx, cancel := context.WithTimeout(ctx, d.cfg.OpTimeout)
-		err := d.names.Delete(octx, nameKey(name), jetstream.LastRevision(rev))
-		cancel()
-		d.deletesTried.Add(1)
-		if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			d.queueDelete(name, rev) // again, unless a later delete of name was queued meanwhile
-			failed++
-		}
+		todo <- del{name, rev}
 	}
-	if failed == 0 {
-		return true
+	close(todo)
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		d.log.Warn("name deletes failed; retrying", "count", n)
+		return false
 	}
-	d.log.Warn("name deletes failed; retrying", "count", failed)
-	return false
+	return true
 }
+
+// deleteWorkers bounds the name deletes one node has in flight: a drained node's stop
+// deletes up to a whole node's names at once (unregisterLoop), within its shutdown's 15
+// s, at a KV round trip each.
+const deleteWorkers = 32
+
+// deleteName removes key's entry from the names bucket if it is still at revision rev
+// (a CAS): an error matching jetstream.ErrKeyRevisionMismatch when it is not.
+//
+// The KV leaves a marker where it removes a key, and with a plain delete the marker
+// stays for good: every name ever registered and let go stayed in the names stream, in
+// the memory and on the disk of every JetStream node — without bound, for clients that
+// register names of their own making (a session's id) — and a later claim of it paid a
+// create refused by the marker, a read and a CAS. So once the stream takes message TTLs
+// (enableStreamOptions), the key is purged with a marker that expires after
+// nameMarkerTTL: the stream then holds only the names held, and those let go within
+// that time.
+func (d *Directory) deleteName(ctx context.Context, key string, rev uint64) error {
+	if d.markerTTLOn.Load() {
+		ttl := d.cfg.markerTTL
+		if ttl == 0 {
+			ttl = nameMarkerTTL
+		}
+		return d.names.Purge(ctx, key, jetstream.LastRevision(rev), jetstream.PurgeTTL(ttl))
+	}
+	return d.names.Delete(ctx, key, jetstream.LastRevision(rev))
+}
+
+// nameMarkerTTL is how long the marker of a removed name stays in the names stream
+// (deleteName). The marker tells the nodes' watches that the name was removed; a watch
+// resumed past a marker that expired meanwhile would miss the removal, and a watch is
+// resumed within two lease renewals of stalling (watch.go), or its node fences and
+// leaves (LeaseTTL). A minute is far longer than both, and bounds the markers to the
+// names let go in the last minute.
+const nameMarkerTTL = time.Minute
 
 // queueDelete queues the KV delete of name at revision rev (a CAS on it). The queue holds
 // one delete per name, the latest: an earlier one for the same name could only fail its
@@ -898,7 +961,7 @@ func (d *Directory) sweep() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
-		err := d.names.Delete(ctx, nameKey(name), jetstream.LastRevision(e.rev))
+		err := d.deleteName(ctx, nameKey(name), e.rev)
 		cancel()
 		if err == nil {
 			n++

@@ -163,7 +163,7 @@ func (d *Directory) settle(k doubtKey, v doubt) (bool, error) {
 	if !still || cur.seq != v.seq {
 		return true, nil // claimed again since: that claim's outcome stands
 	}
-	err = d.names.Delete(ctx, key, jetstream.LastRevision(rev))
+	err = d.deleteName(ctx, key, rev)
 	switch {
 	case err == nil:
 		d.reconciled.Add(1)
