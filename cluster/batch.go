@@ -129,9 +129,6 @@ func (d *Directory) claimOne(r claimReq) {
 	d.claimQueued.observe(r.at, start)
 	err := d.decide(r.name, r.id)
 	d.claimDecided.observe(start, time.Now())
-	if errors.Is(err, errOwnerDraining) && d.requeue(r) {
-		return
-	}
 	r.done(r.name, r.id, err)
 }
 

@@ -109,7 +109,6 @@ type Directory struct {
 	nodesDown     atomic.Int64 // runs of other nodes taken for dead by probe
 	takeovers     atomic.Int64 // names this node claimed from an owner found gone
 	handovers     atomic.Int64 // names claimed from a live node that had let them go (released)
-	requeued      atomic.Int64 // claims queued again, their name held on a draining node (requeue)
 	swept         atomic.Int64 // entries of earlier runs of this node deleted
 
 	// Claims in batches (batch.go): on once the names stream takes atomic batches
@@ -147,7 +146,6 @@ type claimReq struct {
 	id   shard.ConnID
 	done shard.ClaimFunc
 	at   time.Time // queued (claimQueued)
-	asks uint8     // times queued again, its name held by a draining node (requeue)
 }
 
 var _ shard.Directory = (*Directory)(nil)
@@ -368,7 +366,7 @@ func (d *Directory) Claim(name string, id shard.ConnID, done shard.ClaimFunc) er
 		return ErrIsolated
 	}
 	select {
-	case d.claims <- claimReq{name: name, id: id, done: done, at: time.Now()}:
+	case d.claims <- claimReq{name, id, done, time.Now()}:
 		return shard.ErrPending
 	default:
 		return shard.ErrBusy
@@ -655,14 +653,7 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 		// (docs/BENCHMARKS.md, "A planned drain in a cluster").
 		l, ok := d.member(e.node())
 		gone := ok && l.epoch == e.epoch && l.down
-		hold := holdUnknown
-		if ok && l.epoch == e.epoch && !gone {
-			hold = d.released(ctx, name, e.owner, e.rev)
-		}
-		if hold == holdHeld && l.draining {
-			return errOwnerDraining // asked again a little later (requeue), as ownerLive's
-		}
-		if gone || hold == holdLetGo {
+		if gone || ok && l.epoch == e.epoch && d.released(ctx, name, e.owner, e.rev) == holdLetGo {
 			nrev, err := d.names.Update(ctx, key, val, e.rev)
 			if err == nil {
 				d.cache.set(name, cached{owner: me, rev: nrev})
@@ -798,60 +789,38 @@ func (d *Directory) ownerLive(ctx context.Context, name string, o owner, rev uin
 	if gone || err != nil {
 		return !gone, err
 	}
-	switch d.released(ctx, name, o, rev) {
-	case holdLetGo:
-		d.log.Debug("claiming a name its owner's node let go", "name", name, "owner", o.id.String(), "rev", rev)
-		return false, errLetGo
-	case holdUnknown:
-		return false, errChangedSinceRead
-	}
-	if l, ok := d.member(o.node()); ok && l.epoch == o.epoch && l.draining {
+	for i := 0; ; i++ {
+		switch d.released(ctx, name, o, rev) {
+		case holdLetGo:
+			d.log.Debug("claiming a name its owner's node let go", "name", name, "owner", o.id.String(), "rev", rev)
+			return false, errLetGo
+		case holdUnknown:
+			return false, errChangedSinceRead
+		}
+		if l, ok := d.member(o.node()); !ok || l.epoch != o.epoch || !l.draining {
+			return true, nil
+		}
 		// Held by a connection of a draining node: a client that got GOAWAY and closed
-		// before registering here (the Go client does) is let go once that node's loop
-		// reads the close. The claim is queued again a little later (claimOne).
-		return false, errOwnerDraining
-	}
-	return true, nil
-}
-
-// A claim that finds its name held by an open connection of a draining node is queued
-// again drainAskEvery later, up to drainAsks times, before its client is told
-// UNAVAILABLE (come back after the retry-after, 1 s), without holding a claim worker
-// meanwhile. A draining node of 15,833 connections, busy closing them, read the closes
-// of clients already re-registering elsewhere late: with 3 asks 50 ms apart, each on
-// the worker, 339–1,119 of those re-registrations got UNAVAILABLE per run
-// (docs/BENCHMARKS.md, "A planned drain in a cluster").
-const (
-	drainAsks     = 10
-	drainAskEvery = 100 * time.Millisecond
-)
-
-// requeue queues r again drainAskEvery from now, unless it was drainAsks times already:
-// then it reports false, and r is to be answered.
-func (d *Directory) requeue(r claimReq) bool {
-	if r.asks >= drainAsks || d.ctx.Err() != nil {
-		return false
-	}
-	r.asks++
-	d.requeued.Add(1)
-	d.wg.Add(1) // on a claim worker, itself counted: never from zero
-	time.AfterFunc(drainAskEvery, func() {
-		defer d.wg.Done()
-		d.qmu.RLock()
-		defer d.qmu.RUnlock()
-		if d.closed {
-			r.done(r.name, r.id, ErrClosed)
-			return
+		// before registering here (the Go client does) is usually let go within
+		// milliseconds, once that node's loop reads the close; asked again a few times
+		// before the client is told to come back after the retry-after (1 s).
+		if i == drainAsks {
+			return false, errOwnerDraining
 		}
-		r.at = time.Now()
 		select {
-		case d.claims <- r:
-		default: // the queue is full: the client asks again after the retry-after
-			r.done(r.name, r.id, errOwnerDraining)
+		case <-time.After(drainAskEvery):
+		case <-ctx.Done():
+			return false, errOwnerDraining
 		}
-	})
-	return true
+	}
 }
+
+// A claim of a name held on a draining node asks that node again drainAsks times,
+// drainAskEvery apart, before answering UNAVAILABLE (ownerLive).
+const (
+	drainAsks     = 3
+	drainAskEvery = 50 * time.Millisecond
+)
 
 // unregisterLoop deletes the KV entries of unregistered names, each a CAS on the
 // revision it had (a claim that took the name over since wins). A delete that fails for

@@ -41,13 +41,6 @@ func (n *Node) ReportStatus(fn func() Status) {
 // other nodes learn at once what ReportStatus's function now says (this node's address
 // once it listens; that it started draining). It does not block.
 func (n *Node) StatusChanged() {
-	// Draining now, not at the renewal: the name deletes wait from the first connection
-	// the drain closes (unregisterLoop). Set at the renewal, a few hundred ms later
-	// under load, the deletes of the connections closed meanwhile went out at once, and
-	// claims elsewhere met their markers (batches refused).
-	if fn := n.dir.hooks.status.Load(); fn != nil {
-		n.dir.selfDraining.Store((*fn)().Draining)
-	}
 	select {
 	case n.dir.hooks.renewNow <- struct{}{}:
 	default:

@@ -94,7 +94,6 @@ func (d *Directory) writeDirectoryMetrics(w io.Writer) {
 	writeFamily(w, "switchboard_cluster_links_lost_total", "counter", "Links of other nodes to this one that ended by EOF or reset (their process ended, or the connection was cut); each makes this node probe that node at once.", d.linksLost.Load())
 	writeFamily(w, "switchboard_cluster_takeovers_total", "counter", "Names this node's clients claimed from an owner on a node found gone (dead by probe, or its lease expired).", d.takeovers.Load())
 	writeFamily(w, "switchboard_cluster_handovers_total", "counter", "Names this node's clients claimed from a live node that had let them go (their connection closed there: a drain, a client moving) before its delete of the entry landed.", d.handovers.Load())
-	writeFamily(w, "switchboard_cluster_claims_requeued_total", "counter", "Claims queued again 100 ms later because their name was held by an open connection of a draining node (up to 10 times each, then UNAVAILABLE).", d.requeued.Load())
 	writeFamily(w, "switchboard_cluster_swept_total", "counter", "Directory entries of earlier runs of this node deleted at start.", d.swept.Load())
 }
 
