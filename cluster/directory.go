@@ -118,10 +118,7 @@ type Directory struct {
 	// markerTTLOn: the names stream takes message TTLs, and removed names' markers
 	// expire (deleteName).
 	markerTTLOn atomic.Bool
-	// selfDraining: this node's lease says it is draining (leaseValue); its name deletes
-	// wait for stop (unregisterLoop).
-	selfDraining atomic.Bool
-	batchSlots   chan struct{}
+	batchSlots  chan struct{}
 	// sendBatch is publishBatch; a test may replace it before the first claim.
 	sendBatch func(items []batchItem) (uint64, error)
 	batchSeq  atomic.Uint64               // numbers this run's batches (their ids)
@@ -826,14 +823,6 @@ const (
 // revision it had (a claim that took the name over since wins). A delete that fails for
 // another reason (NATS unavailable) is retried, so that a name a live node let go does
 // not stay owned.
-//
-// While the node drains, the deletes wait for stop, which does them all at once. Its
-// clients re-register on other nodes meanwhile, each a handover by CAS on the revision
-// their name had here (release queries, probe.go), written in batches; a delete that
-// landed first changed that revision, failed the handover's CAS and, in a batch, every
-// other claim of it, which were then decided again one by one: with a drained node's
-// 15,833 clients re-registering, 53–190 batches were refused on each other node
-// (docs/BENCHMARKS.md, "A planned drain in a cluster").
 func (d *Directory) unregisterLoop() {
 	defer d.wg.Done()
 	for {
@@ -842,8 +831,8 @@ func (d *Directory) unregisterLoop() {
 		case <-d.ctx.Done():
 			return
 		}
-		if d.holdDeletes.Load() || d.selfDraining.Load() {
-			continue // a test's, or draining: woken again by the next unregister, or stop
+		if d.holdDeletes.Load() {
+			continue // a test's: woken again when it lets go
 		}
 		if !d.flushUnregisters(d.ctx) {
 			select { // back off before retrying the failures
@@ -859,50 +848,30 @@ func (d *Directory) unregisterLoop() {
 	}
 }
 
-// flushUnregisters does the deletes queued so far, up to deleteWorkers at once. It
-// reports false if some failed (they are queued again).
+// flushUnregisters does the deletes queued so far. It reports false if some failed
+// (they are queued again).
 func (d *Directory) flushUnregisters(ctx context.Context) bool {
 	d.umu.Lock()
 	batch := d.unregs
 	d.unregs = nil
 	d.umu.Unlock()
-	type del struct {
-		name string
-		rev  uint64
-	}
-	todo := make(chan del)
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	for range min(deleteWorkers, len(batch)) {
-		wg.Go(func() {
-			for x := range todo {
-				octx, cancel := context.WithTimeout(ctx, d.cfg.OpTimeout)
-				err := d.deleteName(octx, nameKey(x.name), x.rev)
-				cancel()
-				d.deletesTried.Add(1)
-				if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-					d.queueDelete(x.name, x.rev) // again, unless a later delete of name was queued meanwhile
-					failed.Add(1)
-				}
-			}
-		})
-	}
+	failed := 0
 	for name, rev := range batch {
-		todo <- del{name, rev}
+		octx, cancel := context.WithTimeout(ctx, d.cfg.OpTimeout)
+		err := d.deleteName(octx, nameKey(name), rev)
+		cancel()
+		d.deletesTried.Add(1)
+		if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			d.queueDelete(name, rev) // again, unless a later delete of name was queued meanwhile
+			failed++
+		}
 	}
-	close(todo)
-	wg.Wait()
-	if n := failed.Load(); n > 0 {
-		d.log.Warn("name deletes failed; retrying", "count", n)
-		return false
+	if failed == 0 {
+		return true
 	}
-	return true
+	d.log.Warn("name deletes failed; retrying", "count", failed)
+	return false
 }
-
-// deleteWorkers bounds the name deletes one node has in flight: a drained node's stop
-// deletes up to a whole node's names at once (unregisterLoop), within its shutdown's 15
-// s, at a KV round trip each.
-const deleteWorkers = 32
 
 // deleteName removes key's entry from the names bucket if it is still at revision rev
 // (a CAS): an error matching jetstream.ErrKeyRevisionMismatch when it is not.

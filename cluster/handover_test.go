@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -98,74 +97,5 @@ func TestHandover(t *testing.T) {
 	}
 	if err := claim(t, b, "leaving", b2); err != nil {
 		t.Fatalf("claim on node 2 once the draining node let go = %v; want OK", err)
-	}
-}
-
-// TestDrainDefersDeletes: a draining node deletes the names its connections let go only
-// when it stops, all at once: meanwhile they are handed over to the nodes where their
-// clients register again, by CAS on the revision they had, which a delete landing first
-// would have changed (failing a batch of handovers). The names nobody took are deleted
-// at the stop; those handed over stay with their new owners.
-func TestDrainDefersDeletes(t *testing.T) {
-	tc := startCluster(t)
-	a, b := tc.node(0).Directory(), tc.node(1).Directory()
-	a1, a2, b1 := conn(1, 7), conn(1, 8), conn(2, 9)
-	for name, id := range map[string]shard.ConnID{"moved": a1, "left": a2} {
-		if err := claim(t, a, name, id); err != nil {
-			t.Fatalf("claim %q on node 1: %v", name, err)
-		}
-	}
-	waitFor(t, "node 2 to see node 1's names", 10*time.Second, func() bool {
-		return lookup(b, "moved") == a1 && lookup(b, "left") == a2
-	})
-	tc.node(0).ReportStatus(func() Status { return Status{Draining: true} })
-	waitFor(t, "node 1 to say it is draining", 10*time.Second, a.selfDraining.Load)
-	tried := a.deletesTried.Load()
-	if err := a.Unregister("moved", a1); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Unregister("left", a2); err != nil {
-		t.Fatal(err)
-	}
-	hand := b.handovers.Load()
-	if err := claim(t, b, "moved", b1); err != nil {
-		t.Fatalf("claim on node 2 of a name the draining node let go = %v; want OK", err)
-	}
-	if h := b.handovers.Load() - hand; h != 1 {
-		t.Errorf("node 2 handovers +%d; want +1", h)
-	}
-	if n := a.deletesTried.Load() - tried; n != 0 {
-		t.Errorf("the draining node tried %d deletes before it stopped; want 0", n)
-	}
-	tc.mu.Lock()
-	n := tc.nodes[0]
-	tc.nodes[0] = nil
-	tc.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := n.Close(ctx); err != nil {
-		t.Fatalf("close of the draining node: %v", err)
-	}
-	if n := a.deletesTried.Load() - tried; n != 2 {
-		t.Errorf("the drained node tried %d deletes at its stop; want 2", n)
-	}
-	for name, want := range map[string]msgState{"moved": msgPresent, "left": msgDeleted} {
-		// Node 1 may have led the names stream: a read waits for the next leader.
-		var data []byte
-		var st msgState
-		var err error
-		waitFor(t, "a leader read of "+name, 30*time.Second, func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			data, _, st, err = lastMsg(ctx, b.nc, streamOf(b.namesBucket), subjectOf(b.namesBucket, nameKey(name)))
-			return err == nil
-		})
-		if st != want {
-			t.Errorf("%q after the drained node stopped: state %d, %v; want %d", name, st, err, want)
-			continue
-		}
-		if o, _ := parseOwner(data); want == msgPresent && o.id != b1 {
-			t.Errorf("%q after the drained node stopped: owner %v; want %v", name, o.id, b1)
-		}
 	}
 }

@@ -65,7 +65,6 @@ func (d *Directory) leaseValue() []byte {
 	if fn := d.hooks.status.Load(); fn != nil {
 		st := (*fn)()
 		l.draining, l.zone = st.Draining, st.Zone
-		d.selfDraining.Store(st.Draining)
 		if st.Addr != "" {
 			l.addr = st.Addr
 		}
