@@ -233,6 +233,7 @@ func (d *Directory) batchable(r claimReq) (batchItem, int) {
 	}
 	e, ok := d.cache.get(r.name)
 	if !ok {
+		it.rev, _ = d.removed.rev(r.name, time.Now()) // its marker, if removed lately
 		return it, batchNow
 	}
 	if e.dead || e.owner == it.me || e.node() == d.cfg.NodeID {

@@ -248,6 +248,54 @@ func TestClaimBatchHandover(t *testing.T) {
 	checkEntries(t, b, names, owners)
 }
 
+// TestClaimBatchAfterRemoval: names another node let go and deleted (their markers the
+// last message of each) are claimed in one batch, each expecting its marker's revision,
+// and alone by CAS on it. Written as creates, every batch holding one was refused and
+// split down to single claims, 366–563 times in a whole node's drain.
+func TestClaimBatchAfterRemoval(t *testing.T) {
+	tc := startClusterWith(t, func(c *Config) { c.ClaimWorkers = 1 })
+	a, b := tc.node(0).Directory(), tc.node(1).Directory()
+	waitFor(t, "the names stream to take atomic batches", 10*time.Second, b.batchOn.Load)
+	const n = 20
+	var names []string
+	var ids []shard.ConnID
+	var owners []owner
+	for i := range n + 1 {
+		name := "removed-" + strconv.Itoa(i)
+		if err := claim(t, a, name, conn(1, uint32(i+1))); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Unregister(name, conn(1, uint32(i+1))); err != nil {
+			t.Fatal(err)
+		}
+		names, ids = append(names, name), append(ids, conn(2, uint32(i+1)))
+		owners = append(owners, owner{id: conn(2, uint32(i+1)), epoch: b.epoch})
+	}
+	waitFor(t, "b to see the names removed", 10*time.Second, func() bool {
+		for _, name := range names {
+			if _, ok := b.removed.rev(name, time.Now()); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	// One alone (no batch: nothing queued behind it), the rest queued together.
+	refused, committed := b.batches[batchRefused].Load(), b.batches[batchCommitted].Load()
+	if err := claim(t, b, names[n], ids[n]); err != nil {
+		t.Fatalf("claim of %q (removed) alone = %v; want OK", names[n], err)
+	}
+	got := claimQueued(t, b, names[:n], ids[:n], holdWorker(t, b, "removed-first", conn(2, 100)))
+	for _, name := range names[:n] {
+		if err := got[name]; err != nil {
+			t.Errorf("%q (removed) = %v; want OK", name, err)
+		}
+	}
+	checkEntries(t, b, names, owners)
+	if r, c := b.batches[batchRefused].Load()-refused, b.batches[batchCommitted].Load()-committed; r != 0 || c != 1 {
+		t.Errorf("%d batches refused, %d committed; want 0 and 1", r, c)
+	}
+}
+
 // TestClaimBatchRefused: a batch one of whose CAS fails (the cache was behind: a name
 // another node took) is refused as a whole, split in halves down to single claims, and
 // every other claim in it still lands.

@@ -118,7 +118,10 @@ type Directory struct {
 	// markerTTLOn: the names stream takes message TTLs, and removed names' markers
 	// expire (deleteName).
 	markerTTLOn atomic.Bool
-	batchSlots  chan struct{}
+	// removed: names the names watch saw removed lately, with their markers' revisions
+	// (removed.go).
+	removed    removedNames
+	batchSlots chan struct{}
 	// sendBatch is publishBatch; a test may replace it before the first claim.
 	sendBatch func(items []batchItem) (uint64, error)
 	batchSeq  atomic.Uint64               // numbers this run's batches (their ids)
@@ -671,6 +674,11 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 			}
 		}
 	}
+	// A name removed lately has a marker: the create expects it (removed.go).
+	var createRev uint64
+	if !cachedLive {
+		createRev, _ = d.removed.rev(name, time.Now())
+	}
 	reread := false
 	for range 4 { // each round lost a race to another claim; after 4, call it taken
 		if !exists {
@@ -679,7 +687,8 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 			// any replica may answer a direct get, and the one of a stopped node
 			// (SIGSTOP) never does, so the claim waited for OpTimeout. The leader read
 			// below tells a deleted key from a live one as well.
-			rev, err := d.names.Update(ctx, key, val, 0)
+			rev, err := d.names.Update(ctx, key, val, createRev)
+			createRev = 0 // from the second round on, as before: create, then read
 			if err == nil {
 				d.cache.set(name, cached{owner: me, rev: rev})
 				return nil

@@ -124,6 +124,7 @@ func (d *Directory) applyName(e jetstream.KeyValueEntry) {
 	}
 	if e.Operation() != jetstream.KeyValuePut {
 		d.cache.remove(name, e.Revision())
+		d.removed.add(name, e.Revision(), time.Now())
 		return
 	}
 	o, ok := parseOwner(e.Value())
@@ -132,6 +133,7 @@ func (d *Directory) applyName(e jetstream.KeyValueEntry) {
 		return
 	}
 	d.cache.set(name, cached{owner: o, rev: e.Revision()})
+	d.removed.written(name, e.Revision())
 }
 
 func (d *Directory) applyLease(e jetstream.KeyValueEntry) {
