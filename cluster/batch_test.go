@@ -189,6 +189,16 @@ func TestClaimBatch(t *testing.T) {
 	}
 }
 
+// batchPair starts a cluster whose nodes have one claim worker each (holdWorker) and
+// returns nodes 1 and 2's directories once node 2 writes claims in batches.
+func batchPair(t *testing.T) (a, b *Directory) {
+	t.Helper()
+	tc := startClusterWith(t, func(c *Config) { c.ClaimWorkers = 1 })
+	a, b = tc.node(0).Directory(), tc.node(1).Directory()
+	waitFor(t, "the names stream to take atomic batches", 10*time.Second, b.batchOn.Load)
+	return a, b
+}
+
 // TestClaimBatchHandover: claims of names that connections of another live node let go,
 // their deletes not landed yet (a drained node's clients re-registering elsewhere), are
 // batched as handovers once that node answers their release queries, all sent at once;
@@ -196,9 +206,7 @@ func TestClaimBatch(t *testing.T) {
 // owners alone. Before, each handover was decided alone: a drained node's 15,833
 // clients, re-registering on five nodes, waited p99 6.0–9.6 s for their names.
 func TestClaimBatchHandover(t *testing.T) {
-	tc := startClusterWith(t, func(c *Config) { c.ClaimWorkers = 1 })
-	a, b := tc.node(0).Directory(), tc.node(1).Directory()
-	waitFor(t, "the names stream to take atomic batches", 10*time.Second, b.batchOn.Load)
+	a, b := batchPair(t)
 	const n = 30
 	var names []string
 	var ids []shard.ConnID
@@ -253,9 +261,7 @@ func TestClaimBatchHandover(t *testing.T) {
 // and alone by CAS on it. Written as creates, every batch holding one was refused and
 // split down to single claims, 366–563 times in a whole node's drain.
 func TestClaimBatchAfterRemoval(t *testing.T) {
-	tc := startClusterWith(t, func(c *Config) { c.ClaimWorkers = 1 })
-	a, b := tc.node(0).Directory(), tc.node(1).Directory()
-	waitFor(t, "the names stream to take atomic batches", 10*time.Second, b.batchOn.Load)
+	a, b := batchPair(t)
 	const n = 20
 	var names []string
 	var ids []shard.ConnID

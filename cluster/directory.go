@@ -251,8 +251,9 @@ func (d *Directory) start(ctx context.Context) error {
 	}
 	// Ready only once both watches have replayed their buckets: the names alone are not
 	// enough, for until the leases are known every other node counts as gone, and a
-	// lookup of a name one of them holds answers "no route" (Lookup), a node that has
-	// judged no other node alive thinks itself isolated, and GOAWAY lists no peer.
+	// lookup of a name one of them holds answers "no route" (Lookup), a node that knows
+	// no other node cannot tell that it is cut off from them (isolation), and GOAWAY
+	// lists no peer.
 	for what, ch := range map[string]chan struct{}{"names": namesSynced, "leases": leasesSynced} {
 		select {
 		case <-ch:
