@@ -259,7 +259,7 @@ func TestClaimBatchHandover(t *testing.T) {
 // TestClaimBatchAfterRemoval: names another node let go and deleted (their markers the
 // last message of each) are claimed in one batch, each expecting its marker's revision,
 // and alone by CAS on it. Written as creates, every batch holding one was refused and
-// split down to single claims, 366–563 times in a whole node's drain.
+// split down to single claims, 236–563 times a run in a whole node's drain.
 func TestClaimBatchAfterRemoval(t *testing.T) {
 	a, b := batchPair(t)
 	const n = 20

@@ -12,9 +12,10 @@ import (
 // was written as a create, expecting no message at all, which the marker refuses; alone
 // the claim then read the marker and wrote again by CAS on it (three KV round trips),
 // and in a batch it failed the whole batch, split down to single claims. A drained
-// node's deletes land while its clients re-register on the other nodes: 366–563
-// batches refused per run, every refusal a "wrong last sequence" from such a name
-// (docs/BENCHMARKS.md, "A whole node drained: handovers in batches").
+// node's deletes land while its clients re-register on the other nodes: 236–563
+// batches refused per run; in one run logged refusal by refusal, every one was a
+// "wrong last sequence" (a failed CAS) of a batch holding such names (docs/BENCHMARKS.md,
+// "A whole node drained: handovers in batches").
 //
 // So the names watch keeps each removal's revision for removedKeep, shorter than the
 // marker's TTL, and a claim of such a name expects that revision instead. A guess like
