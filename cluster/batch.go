@@ -56,7 +56,7 @@ type batchItem struct {
 	r         claimReq
 	me        owner
 	key       string
-	rev       uint64 // the revision the write expects (0: no message yet)
+	rev       uint64 // the revision the write expects (0: no message yet; a marker's: removed.go)
 	takeover  bool   // rev is the entry of a run found dead
 	handover  bool   // rev is the entry of a live node's connection that let the name go
 	holder    owner  // batchAsk: the owner the cache shows, whose node is asked (release query)
@@ -221,7 +221,7 @@ const (
 )
 
 // batchable tells whether r can go into a batch, and with which write: a name the cache
-// does not know (created: revision 0), or one the cache shows held by a run of another
+// does not know (created: revision 0, or its marker's if it was removed lately), or one the cache shows held by a run of another
 // node found dead (taken over on the cached revision), by a claim with no doubt to
 // settle; or, once its owner's node says it let the name go, one the cache shows held by
 // a connection of another live node (batchAsk: handed over on the cached revision).

@@ -426,9 +426,8 @@ func (d *Directory) Len() int { return int(d.cache.local.Load()) }
 func (d *Directory) Epoch() uint64 { return d.epoch }
 
 // Ready reports whether the directory answers, and if not, why: the names and leases
-// watches have replayed their buckets, the node's lease was renewed within half its TTL, NATS is
-// connected. Safe
-// for concurrent use.
+// watches have replayed their buckets, the node's lease was renewed within half its
+// TTL, NATS is connected. Safe for concurrent use.
 func (d *Directory) Ready() (bool, string) {
 	d.qmu.RLock()
 	closed := d.closed
