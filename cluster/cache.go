@@ -170,7 +170,10 @@ func (c *cache) set(name string, e cached) bool {
 	p := c.partString(name)
 	p.mu.Lock()
 	prev, had := p.m[name]
-	old := c.unpack(prev)
+	var old cached
+	if had {
+		old = c.unpack(prev)
+	}
 	if had && (old.rev > e.rev || old.rev == e.rev && old.dead) {
 		p.mu.Unlock()
 		return false
@@ -188,14 +191,18 @@ func (c *cache) remove(name string, rev uint64) {
 	p := c.partString(name)
 	p.mu.Lock()
 	prev, had := p.m[name]
+	if !had { // nothing to remove (and nothing to unpack: the epoch table may be empty)
+		p.mu.Unlock()
+		return
+	}
 	old := c.unpack(prev)
-	if had && old.rev > rev {
+	if old.rev > rev {
 		p.mu.Unlock()
 		return
 	}
 	delete(p.m, name)
 	p.mu.Unlock()
-	c.count(old, had, -1)
+	c.count(old, true, -1)
 }
 
 // count adds sign to the local count if e is a live name of this node's current epoch.

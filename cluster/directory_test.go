@@ -113,6 +113,22 @@ func TestCacheOrder(t *testing.T) {
 	}
 }
 
+// TestCacheRemoveFirst: a removal is the first change a fresh cache sees (a node joining
+// replays a name's removal marker before any put). CI's race run once panicked here:
+// remove unpacked the missing entry's zero slot, an index into the still empty epoch
+// table.
+func TestCacheRemoveFirst(t *testing.T) {
+	c := newCache(1)
+	c.remove("gone", 7)
+	if _, ok := c.get("gone"); ok || c.local.Load() != 0 {
+		t.Fatalf("a removal of an unknown name left an entry (local %d)", c.local.Load())
+	}
+	c.set("n", cached{owner: owner{id: shard.MakeConnID(2, 0, 1, 1), epoch: 3}, rev: 8})
+	if _, ok := c.lookup([]byte("n")); !ok {
+		t.Fatal("a name set after the removal is not found")
+	}
+}
+
 func TestLookupNoAllocs(t *testing.T) {
 	d := newDirectory(testConfig(1), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	defer d.cancel()
