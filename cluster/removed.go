@@ -29,23 +29,23 @@ type removedNames struct {
 
 type removal struct {
 	rev uint64    // the marker's revision
-	at  time.Time // when the watch delivered it
+	at  time.Time // when it was written (by the stream leader's clock), or delivered if later
 }
 
 // removedKeep is how long a removal is remembered: under nameMarkerTTL, after which the
 // marker expires and a create expects no message again.
 const removedKeep = 45 * time.Second
 
-// add records that name was removed at revision rev, and forgets removals older than
-// removedKeep (at most every 5 s).
-func (r *removedNames) add(name string, rev uint64, now time.Time) {
+// add records that name was removed at revision rev by a marker written at at, and
+// forgets removals older than removedKeep (at most every 5 s of now).
+func (r *removedNames) add(name string, rev uint64, at, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
 		r.m = make(map[string]removal)
 	}
-	if old, ok := r.m[name]; !ok || old.rev < rev {
-		r.m[name] = removal{rev: rev, at: now}
+	if old, ok := r.m[name]; (!ok || old.rev < rev) && now.Sub(at) <= removedKeep {
+		r.m[name] = removal{rev: rev, at: at}
 	}
 	if now.Sub(r.pruned) < 5*time.Second {
 		return

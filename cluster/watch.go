@@ -124,7 +124,15 @@ func (d *Directory) applyName(e jetstream.KeyValueEntry) {
 	}
 	if e.Operation() != jetstream.KeyValuePut {
 		d.cache.remove(name, e.Revision())
-		d.removed.add(name, e.Revision(), time.Now())
+		// Remembered from when the marker was written, not delivered: a watch replaying
+		// the bucket (a restart) delivers markers up to their TTL old, which may expire
+		// long before removedKeep from now.
+		now := time.Now()
+		at := now
+		if c := e.Created(); !c.IsZero() && c.Before(now) {
+			at = c
+		}
+		d.removed.add(name, e.Revision(), at, now)
 		return
 	}
 	o, ok := parseOwner(e.Value())
