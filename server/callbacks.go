@@ -165,12 +165,9 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	lp.gates.shut(c.id, gateGone)
 	lp.conns.Remove(c.id)
 	lp.timers.stop(c.id.Slot())
-	for _, name := range c.registered() {
-		_ = h.srv.dir.Unregister(name, c.id)
-	}
+	lp.releaseNames(c)
 	h.srv.g.perIP.Release(c.ip.Addr())
 	h.srv.leaveHandshake(c)
-	c.names = nil
 	if len(lp.claims) > 0 {
 		delete(lp.claims, c.id) // outcomes still to come release their names (finishClaim)
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/netip"
+	"syscall"
 	"unsafe"
 
 	"github.com/switchboard/switchboard/codec"
@@ -200,17 +201,62 @@ func (lp *loop) closeWhenLanded(c *conn) {
 // landedClose closes c once nothing admitted for it is on its way: its output flushed,
 // the socket closed as closeSocket does. If c waited in stateSlowLanding it is on
 // lp.closers already, which finishes a close the socket has not taken everything for.
+//
+// Its names are let go at once: c will never take another message, and its client
+// registers them again elsewhere (a drain) while the close may take a round trip more.
+//
+// Output the kernel still holds (the peer has not acknowledged it) is not left to a
+// closed socket: input arriving after the close — a client that keeps sending, not having
+// read its GOAWAY yet — makes the kernel reset the connection and throw away what it has
+// not sent, acknowledged messages included (TestDrainCloseKeepsUnsentOutput: all 64 of
+// 64 lost over loopback; on a real network, whatever is in flight). The write side is
+// shut instead, and the socket lingers like a slow consumer's last step: its input read
+// and discarded, until the peer, having read everything and the end of stream, closes.
 func (lp *loop) landedClose(c *conn) {
 	waited := c.flags&flagLanding != 0
 	lp.markClosing(c)
+	lp.releaseNames(c)
 	c.flush()
 	switch {
 	case c.state == stateClosed:
 	case waited && c.gc.OutboundBuffered() > 0:
 		c.state = stateSlowDraining // advanceClosers shuts the write side once it is out
+	case c.gc.OutboundBuffered() == 0 && unsentBytes(c.gc.Fd()) > 0:
+		lp.lingerClose(c, waited)
 	default:
 		lp.closeSocket(c)
 	}
+}
+
+// lingerClose shuts c's write side (the kernel sends what it holds, then FIN) and leaves
+// the socket open until the peer closes, or until advanceClosers gives up on it after
+// SlowConsumerTimeout (closeSlowNow). listed: c is on lp.closers already.
+func (lp *loop) lingerClose(c *conn, listed bool) {
+	if err := syscall.Shutdown(c.gc.Fd(), syscall.SHUT_WR); err != nil {
+		lp.closeSocket(c) // the peer is gone already
+		return
+	}
+	c.state = stateSlowLinger
+	c.flags |= flagErrClose
+	now := lp.clockTick()
+	if listed {
+		for i := range lp.closers {
+			if lp.closers[i].id == c.id {
+				lp.closers[i].progress = now
+			}
+		}
+		return
+	}
+	lp.closers = append(lp.closers, closer{id: c.id, since: now, progress: now, seen: now})
+}
+
+// releaseNames lets go of every name c registered (at OnClose, or earlier when c is
+// closing for good but its socket stays open a while).
+func (lp *loop) releaseNames(c *conn) {
+	for _, name := range c.registered() {
+		_ = lp.srv.dir.Unregister(name, c.id)
+	}
+	c.names = nil
 }
 
 // markClosing: the connection is closing for good; other loops' senders are told NO_ROUTE

@@ -344,6 +344,9 @@ func (lp *loop) advanceClosers() {
 				if !c.state.slowClosing() {
 					continue
 				}
+				if c.state == stateSlowLinger {
+					cl.progress = now // lingerClose: the write side shut now
+				}
 			} else {
 				lp.slowError(c)
 				c.flush()

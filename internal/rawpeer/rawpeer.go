@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +36,30 @@ type Peer struct {
 func Dial(t testing.TB, addr string) *Peer {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &Peer{T: t, Conn: c, fr: codec.NewReader(c, maxFrame, 0)}
+}
+
+// DialSmallWindow is Dial with the socket's receive buffer set to the kernel's minimum
+// before it connects, so that the window it offers the server from the first byte is a
+// few KiB: what the server sends beyond that waits in the server's kernel until the test
+// reads. (StopReading shrinks the buffer after the connect, when a larger window may
+// have been offered already.)
+func DialSmallWindow(t testing.TB, addr string) *Peer {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}

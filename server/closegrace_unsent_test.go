@@ -1,0 +1,129 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/codec"
+	"github.com/switchboard/switchboard/internal/rawpeer"
+)
+
+// TestDrainCloseKeepsUnsentOutput: a drain's batch closes a connection whose output the
+// server's kernel still holds (its peer has not taken it yet), and the peer then sends
+// something, as a busy client that has not read its GOAWAY does. The peer must still get
+// every message acknowledged to its senders, then the GOAWAY, then a clean end of stream.
+//
+// Before, the socket was closed as soon as gnet had handed everything to the kernel: the
+// kernel kept sending for the closed socket, but the peer's next bytes reached a socket
+// nobody read any more, the kernel answered with a reset and threw away what it had not
+// sent: here all but the few KiB the peer's receive buffer held, each one acknowledged.
+// On a real network that is whatever was in flight, in every drain.
+func TestDrainCloseKeepsUnsentOutput(t *testing.T) {
+	const msgs, size = 64, 1024
+	s := startServer(t, Config{})
+	r := rawpeer.DialSmallWindow(t, s.Addr().String())
+	r.Hello("reader", "")
+	r.Write(codec.AppendName(nil, codec.TypeRegister, 1, "r"))
+	expectOutcomes(t, r, outcome{typ: codec.TypeOK, corr: 1})
+	snd := connect(t, s, "sender")
+	if tl := snd.SendAcked("r", size, msgs, msgs); len(tl.OK) != msgs || tl.Err != nil {
+		t.Fatalf("sender: %d OK of %d (%d QUEUE_FULL, %d NO_ROUTE), %v", len(tl.OK), msgs, tl.QueueFull, tl.NoRoute, tl.Err)
+	}
+	server := s.Addr().(*net.TCPAddr).AddrPort()
+	peer := r.Conn.LocalAddr().(*net.TCPAddr).AddrPort()
+	waitFor(t, "the reader's messages to wait in the server's kernel", func() bool {
+		st, ok := tcpSocket(t, server, peer)
+		return ok && st.txQueue >= (msgs-8)*size
+	})
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		done <- s.Drain(ctx, 5*time.Second)
+	}()
+	waitFor(t, "the drain to close the reader's connection", func() bool {
+		st, ok := tcpSocket(t, server, peer)
+		return !ok || st.state != tcpEstablished
+	})
+	// Closing for good, though its socket is still open: its name is free already.
+	if id, ok := s.dir.Lookup([]byte("r")); ok {
+		t.Errorf("name r still owned by %v while its connection closes", id)
+	}
+	r.Write(codec.AppendFrame(nil, codec.TypePing, 0, 2, nil)) // the reader has not seen its GOAWAY
+
+	got := r.ReadToEOF()
+	if want := seq(msgs); fmt.Sprint(got.Corrs[snd.ConnID]) != fmt.Sprint(want) {
+		t.Errorf("the reader got %d of the %d acknowledged messages (first missing at %d)",
+			len(got.Corrs[snd.ConnID]), msgs, rawpeer.FirstDiff(got.Corrs[snd.ConnID], want))
+	}
+	if got.Last.Type != codec.TypeGoAway {
+		t.Errorf("last frame %v; want GOAWAY", got.Last.Type)
+	}
+	if !errors.Is(got.End, io.EOF) {
+		t.Errorf("stream ended with %v; want a clean EOF", got.End)
+	}
+	_ = r.Conn.Close()
+	_ = snd.Conn.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Drain = %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Drain still running 15 s after its clients closed")
+	}
+}
+
+func seq(n int) []uint32 {
+	s := make([]uint32, n)
+	for i := range s {
+		s[i] = uint32(i + 1)
+	}
+	return s
+}
+
+// tcpEstablished is TCP_ESTABLISHED in /proc/net/tcp's st column.
+const tcpEstablished = 1
+
+type tcpState struct {
+	state   int
+	txQueue int // bytes not yet acknowledged by the peer (sent or not)
+}
+
+// tcpSocket finds the IPv4 socket local → remote in /proc/net/tcp.
+func tcpSocket(t testing.TB, local, remote netip.AddrPort) (tcpState, bool) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Skipf("no /proc/net/tcp: %v", err)
+	}
+	hex := func(a netip.AddrPort) string {
+		ip := a.Addr().As4() // /proc/net/tcp shows the address as a little-endian word
+		return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], a.Port())
+	}
+	l, r := hex(local), hex(remote)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[1] != l || f[2] != r {
+			continue
+		}
+		st, err1 := strconv.ParseInt(f[3], 16, 32)
+		q, _, _ := strings.Cut(f[4], ":")
+		tx, err2 := strconv.ParseInt(q, 16, 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("bad /proc/net/tcp line %q", line)
+		}
+		return tcpState{state: int(st), txQueue: int(tx)}, true
+	}
+	return tcpState{}, false
+}
