@@ -106,6 +106,9 @@ type Config struct {
 	routeListen func(addr string) // ModeEmbedded: called with the route listener's address once it listens
 	watchStart  func(what string) // called before each watch of the bucket what ("names", "leases") starts
 	markerTTL   time.Duration     // a removed name's marker's TTL (deleteName); nameMarkerTTL when 0
+	// goneSweepEvery: the sweeper's scans for entries of runs gone for good (gone.go);
+	// goneSweepEvery (the constant) when 0.
+	goneSweepEvery time.Duration
 }
 
 // LinkOff as Config.LinkListen disables the links between nodes.

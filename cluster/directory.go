@@ -110,6 +110,7 @@ type Directory struct {
 	takeovers     atomic.Int64 // names this node claimed from an owner found gone
 	handovers     atomic.Int64 // names claimed from a live node that had let them go (released)
 	swept         atomic.Int64 // entries of earlier runs of this node deleted
+	sweptGone     atomic.Int64 // entries of other nodes' runs gone for good deleted (gone.go)
 
 	// Claims in batches (batch.go): on once the names stream takes atomic batches
 	// (enableStreamOptions); a worker holds one of batchSlots' slots while it writes a
@@ -262,8 +263,9 @@ func (d *Directory) start(ctx context.Context) error {
 		}
 	}
 	d.synced.Store(true)
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go d.sweep()
+	go d.goneSweepLoop()
 	return nil
 }
 

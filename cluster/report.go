@@ -95,6 +95,7 @@ func (d *Directory) writeDirectoryMetrics(w io.Writer) {
 	writeFamily(w, "switchboard_cluster_takeovers_total", "counter", "Names this node's clients claimed from an owner on a node found gone (dead by probe, or its lease expired).", d.takeovers.Load())
 	writeFamily(w, "switchboard_cluster_handovers_total", "counter", "Names this node's clients claimed from a live node that had let them go (their connection closed there: a drain, a client moving) before its delete of the entry landed.", d.handovers.Load())
 	writeFamily(w, "switchboard_cluster_swept_total", "counter", "Directory entries of earlier runs of this node deleted at start.", d.swept.Load())
+	writeFamily(w, "switchboard_cluster_swept_gone_total", "counter", "Directory entries of other nodes' runs gone for good (no lease at two scans a minute apart) deleted by this node, while it is the sweeper: the live node with the lowest id.", d.sweptGone.Load())
 }
 
 // writeFamily writes one metric family of a single unlabelled sample, with its HELP and
