@@ -25,10 +25,11 @@ import (
 // Before, the socket was closed as soon as gnet had handed everything to the kernel: the
 // kernel kept sending for the closed socket, but the peer's next bytes reached a socket
 // nobody read any more, the kernel answered with a reset and threw away what it had not
-// sent: here all but the few KiB the peer's receive buffer held, each one acknowledged.
+// sent: here 233 of 256, all but what the peer's receive buffer held, each one
+// acknowledged.
 // On a real network that is whatever was in flight, in every drain.
 func TestDrainCloseKeepsUnsentOutput(t *testing.T) {
-	const msgs, size = 64, 1024
+	const msgs, size = 256, 1024
 	s := startServer(t, Config{})
 	r := rawpeer.DialSmallWindow(t, s.Addr().String())
 	r.Hello("reader", "")
@@ -82,6 +83,51 @@ func TestDrainCloseKeepsUnsentOutput(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Drain still running 15 s after its clients closed")
 	}
+}
+
+// TestErrorCloseKeepsUnsentOutput: a client whose output waits in the server's kernel
+// sends a frame the server refuses (an unknown type), then keeps sending, as a client
+// pipelining frames does. It must still get every message acknowledged to its senders,
+// then the ERROR that explains the close, then a clean end of stream: closed at once,
+// the socket was reset by its next bytes and the kernel threw all of that away.
+func TestErrorCloseKeepsUnsentOutput(t *testing.T) {
+	const msgs, size = 256, 1024
+	s := startServer(t, Config{})
+	r := rawpeer.DialSmallWindow(t, s.Addr().String())
+	r.Hello("reader", "")
+	r.Write(codec.AppendName(nil, codec.TypeRegister, 1, "r"))
+	expectOutcomes(t, r, outcome{typ: codec.TypeOK, corr: 1})
+	snd := connect(t, s, "sender")
+	if tl := snd.SendAcked("r", size, msgs, msgs); len(tl.OK) != msgs || tl.Err != nil {
+		t.Fatalf("sender: %d OK of %d (%d QUEUE_FULL, %d NO_ROUTE), %v", len(tl.OK), msgs, tl.QueueFull, tl.NoRoute, tl.Err)
+	}
+	server := s.Addr().(*net.TCPAddr).AddrPort()
+	peer := r.Conn.LocalAddr().(*net.TCPAddr).AddrPort()
+	waitFor(t, "the reader's messages to wait in the server's kernel", func() bool {
+		st, ok := tcpSocket(t, server, peer)
+		return ok && st.txQueue >= (msgs-8)*size
+	})
+	r.Write(codec.AppendFrame(nil, codec.Type(0x7f), 0, 2, nil))
+	waitFor(t, "the server to close the reader's connection", func() bool {
+		st, ok := tcpSocket(t, server, peer)
+		return !ok || st.state != tcpEstablished
+	})
+	r.Write(codec.AppendFrame(nil, codec.TypePing, 0, 3, nil)) // pipelined behind the bad frame
+	got := r.ReadToEOF()
+	if want := seq(msgs); fmt.Sprint(got.Corrs[snd.ConnID]) != fmt.Sprint(want) {
+		t.Errorf("the reader got %d of the %d acknowledged messages (first missing at %d)",
+			len(got.Corrs[snd.ConnID]), msgs, rawpeer.FirstDiff(got.Corrs[snd.ConnID], want))
+	}
+	if e, err := codec.ParseError(got.Last.Body); got.Last.Type != codec.TypeError || err != nil || e.Code != codec.CodeUnknownType {
+		t.Errorf("last frame %v (%+v, %v); want ERROR UNKNOWN_TYPE", got.Last.Type, e, err)
+	}
+	if !errors.Is(got.End, io.EOF) {
+		t.Errorf("stream ended with %v; want a clean EOF", got.End)
+	}
+	_ = r.Conn.Close()
+	waitFor(t, "the server to close its side once the reader closed", func() bool {
+		return s.Stats().Connections == 1
+	})
 }
 
 func seq(n int) []uint32 {

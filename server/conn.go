@@ -125,7 +125,9 @@ func (p peerIP) Addr() netip.Addr {
 }
 
 // closeWithError tells the peer why and closes the connection (closeSocket: at once, or
-// once the socket has taken what is still buffered); its remaining input is ignored.
+// once the socket has taken what is still buffered; for an authenticated connection not
+// idle, closeGracefully: also once its peer has what the kernel still holds); its
+// remaining input is ignored.
 func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 	if c.state != stateActive && c.state != stateHandshake && c.state != stateVerifying {
 		return // closing already: a slow consumer's close, or an ERROR sent
@@ -146,9 +148,17 @@ func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 	if code != codec.CodeTimeout && code != codec.CodeShuttingDown { // routine closes are only counted
 		lp.srv.connLog.report(connLogEntry{ip: c.ip.Addr(), code: code, reason: reason})
 	}
+	// An authenticated client is owed its output and the ERROR even if it keeps sending
+	// (closeGracefully); one still in its handshake, or idle for its timeout (most likely
+	// gone), is closed at once, so that such connections do not hold descriptors.
+	graceful := c.state == stateActive && code != codec.CodeTimeout
 	lp.markClosing(c)
 	c.flush()
-	lp.closeSocket(c)
+	if graceful {
+		lp.closeGracefully(c)
+	} else {
+		lp.closeSocket(c)
+	}
 }
 
 // closeSocket closes c's socket after its last output was handed to gnet, unless a
@@ -157,7 +167,8 @@ func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 // a socket with unread input makes it send a reset instead, and a reset may destroy what
 // the peer has not read yet, such as the ERROR that explains the close (Linux still hands
 // it over, then ECONNRESET; other stacks drop it). A peer that keeps sending after that
-// still gets a reset.
+// still gets a reset, and what the kernel had not sent is lost: closeGracefully avoids
+// that where the client is owed it.
 //
 // If the socket has not taken everything written (the peer is not reading), closing now
 // would cut the output, the ERROR last, mid-frame. The connection is then closed the way
@@ -206,26 +217,35 @@ func (lp *loop) closeWhenLanded(c *conn) {
 // registers them again elsewhere (a drain) while the close may take a round trip more.
 //
 // Output the kernel still holds (the peer has not acknowledged it) is not left to a
-// closed socket: input arriving after the close — a client that keeps sending, not having
-// read its GOAWAY yet — makes the kernel reset the connection and throw away what it has
-// not sent, acknowledged messages included (TestDrainCloseKeepsUnsentOutput: all 64 of
-// 64 lost over loopback; on a real network, whatever is in flight). The write side is
-// shut instead, and the socket lingers like a slow consumer's last step: its input read
-// and discarded, until the peer, having read everything and the end of stream, closes.
+// closed socket (closeGracefully): input arriving after the close — a client that keeps
+// sending, not having read its GOAWAY yet — makes the kernel reset the connection and
+// throw away what it has not sent, acknowledged messages included
+// (TestDrainCloseKeepsUnsentOutput: 233 of 256 lost over loopback, all but what the
+// peer's receive buffer held; on a real network, whatever is in flight). The write side
+// is shut instead, and the socket lingers like a slow consumer's last step: its input
+// read and discarded, until the peer, having read everything and the end of stream,
+// closes.
 func (lp *loop) landedClose(c *conn) {
 	waited := c.flags&flagLanding != 0
 	lp.markClosing(c)
 	lp.releaseNames(c)
 	c.flush()
-	switch {
-	case c.state == stateClosed:
-	case waited && c.gc.OutboundBuffered() > 0:
+	if waited && c.state != stateClosed && c.gc.OutboundBuffered() > 0 {
 		c.state = stateSlowDraining // advanceClosers shuts the write side once it is out
-	case c.gc.OutboundBuffered() == 0 && unsentBytes(c.gc.Fd()) > 0:
-		lp.lingerClose(c, waited)
-	default:
-		lp.closeSocket(c)
+		return
 	}
+	lp.closeGracefully(c)
+}
+
+// closeGracefully is closeSocket for a connection whose output the kernel may still hold:
+// if it does, the write side is shut and the socket lingers (lingerClose) rather than
+// being closed under it. c is marked closing and flushed.
+func (lp *loop) closeGracefully(c *conn) {
+	if c.state != stateClosed && c.gc.OutboundBuffered() == 0 && unsentBytes(c.gc.Fd()) > 0 {
+		lp.lingerClose(c, c.flags&flagLanding != 0)
+		return
+	}
+	lp.closeSocket(c)
 }
 
 // lingerClose shuts c's write side (the kernel sends what it holds, then FIN) and leaves
@@ -236,6 +256,7 @@ func (lp *loop) lingerClose(c *conn, listed bool) {
 		lp.closeSocket(c) // the peer is gone already
 		return
 	}
+	lp.releaseNames(c)
 	c.state = stateSlowLinger
 	c.flags |= flagErrClose
 	now := lp.clockTick()

@@ -43,17 +43,18 @@ func Dial(t testing.TB, addr string) *Peer {
 	return &Peer{T: t, Conn: c, fr: codec.NewReader(c, maxFrame, 0)}
 }
 
-// DialSmallWindow is Dial with the socket's receive buffer set to the kernel's minimum
-// before it connects, so that the window it offers the server from the first byte is a
-// few KiB: what the server sends beyond that waits in the server's kernel until the test
-// reads. (StopReading shrinks the buffer after the connect, when a larger window may
-// have been offered already.)
+// DialSmallWindow is Dial with the socket's receive buffer set to 16 KiB before it
+// connects, so that the window it offers the server from the first byte is small: what
+// the server sends beyond it waits in the server's kernel until the test reads.
+// (StopReading shrinks the buffer after the connect, when a larger window may have been
+// offered already. A buffer of the kernel's minimum, ~4 KiB, made the server's kernel
+// probe the window at backed-off intervals: reading 64 KiB took 26 s.)
 func DialSmallWindow(t testing.TB, addr string) *Peer {
 	t.Helper()
 	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		if err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1)
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10)
 		}); err != nil {
 			return err
 		}
