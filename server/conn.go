@@ -241,7 +241,7 @@ func (lp *loop) landedClose(c *conn) {
 // if it does, the write side is shut and the socket lingers (lingerClose) rather than
 // being closed under it. c is marked closing and flushed.
 func (lp *loop) closeGracefully(c *conn) {
-	if c.state != stateClosed && c.gc.OutboundBuffered() == 0 && unsentBytes(c.gc.Fd()) > 0 {
+	if c.state != stateClosed && c.gc.OutboundBuffered() == 0 && unackedBytes(c.gc.Fd()) > 0 {
 		lp.lingerClose(c, c.flags&flagLanding != 0)
 		return
 	}

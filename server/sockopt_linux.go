@@ -41,9 +41,9 @@ func synCookiesOff() bool {
 	return err == nil && strings.TrimSpace(string(b)) == "0"
 }
 
-// unsentBytes is what fd's kernel send queue holds that the peer has not acknowledged
+// unackedBytes is what fd's kernel send queue holds that the peer has not acknowledged
 // yet (SIOCOUTQ), 0 if it cannot be read.
-func unsentBytes(fd int) int {
+func unackedBytes(fd int) int {
 	var n int32
 	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n))); errno != 0 {
 		return 0

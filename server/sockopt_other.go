@@ -15,6 +15,6 @@ func setDeferAccept(*net.TCPListener, time.Duration) (int, error) { return 0, ni
 
 func synCookiesOff() bool { return false }
 
-// unsentBytes is 0: SIOCOUTQ is read on Linux only, so elsewhere a closing connection's
+// unackedBytes is 0: SIOCOUTQ is read on Linux only, so elsewhere a closing connection's
 // output is left to the kernel as before (landedClose).
-func unsentBytes(int) int { return 0 }
+func unackedBytes(int) int { return 0 }
