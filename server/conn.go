@@ -126,8 +126,7 @@ func (p peerIP) Addr() netip.Addr {
 
 // closeWithError tells the peer why and closes the connection (closeSocket: at once, or
 // once the socket has taken what is still buffered; for an authenticated connection not
-// idle, closeGracefully: also once its peer has what the kernel still holds); its
-// remaining input is ignored.
+// idle, closeGracefully: once its peer has closed too); its remaining input is ignored.
 func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 	if c.state != stateActive && c.state != stateHandshake && c.state != stateVerifying {
 		return // closing already: a slow consumer's close, or an ERROR sent
@@ -167,8 +166,9 @@ func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 // a socket with unread input makes it send a reset instead, and a reset may destroy what
 // the peer has not read yet, such as the ERROR that explains the close (Linux still hands
 // it over, then ECONNRESET; other stacks drop it). A peer that keeps sending after that
-// still gets a reset, and what the kernel had not sent is lost: closeGracefully avoids
-// that where the client is owed it.
+// still gets a reset, and what the kernel had not sent is lost; so does input arriving
+// before gnet closes the socket, which it does later, in a task of the loop
+// (gnet.Conn.Close). closeGracefully avoids both where the client is owed its output.
 //
 // If the socket has not taken everything written (the peer is not reading), closing now
 // would cut the output, the ERROR last, mid-frame. The connection is then closed the way
@@ -210,42 +210,47 @@ func (lp *loop) closeWhenLanded(c *conn) {
 }
 
 // landedClose closes c once nothing admitted for it is on its way: its output flushed,
-// the socket closed as closeSocket does. If c waited in stateSlowLanding it is on
-// lp.closers already, which finishes a close the socket has not taken everything for.
+// then closeGracefully. If c waited in stateSlowLanding it is on lp.closers already,
+// which finishes a close the socket has not taken everything for.
 //
-// Its names are let go at once: c will never take another message, and its client
-// registers them again elsewhere (a drain) while the close may take a round trip more.
-//
-// Output the kernel still holds (the peer has not acknowledged it) is not left to a
-// closed socket (closeGracefully): input arriving after the close — a client that keeps
-// sending, not having read its GOAWAY yet — makes the kernel reset the connection and
-// throw away what it has not sent, acknowledged messages included
-// (TestDrainCloseKeepsUnsentOutput: 233 of 256 lost over loopback, all but what the
-// peer's receive buffer held; on a real network, whatever is in flight). The write side
-// is shut instead, and the socket lingers like a slow consumer's last step: its input
-// read and discarded, until the peer, having read everything and the end of stream,
-// closes.
+// Its names are let go at once (closeGracefully): c will never take another message,
+// and its client registers them again elsewhere (a drain) while the close may take a
+// round trip more.
 func (lp *loop) landedClose(c *conn) {
-	waited := c.flags&flagLanding != 0
 	lp.markClosing(c)
-	lp.releaseNames(c)
 	c.flush()
-	if waited && c.state != stateClosed && c.gc.OutboundBuffered() > 0 {
-		c.state = stateSlowDraining // advanceClosers shuts the write side once it is out
-		return
-	}
 	lp.closeGracefully(c)
 }
 
-// closeGracefully is closeSocket for a connection whose output the kernel may still hold:
-// if it does, the write side is shut and the socket lingers (lingerClose) rather than
-// being closed under it. c is marked closing and flushed.
+// closeGracefully ends c, marked closing and flushed, without a reset: once gnet has
+// handed everything to the kernel (at once, or after a slow consumer's step 2:
+// closeSocket), the write side is shut and the socket lingers (lingerClose) until the
+// peer, having read everything and the end of stream, closes.
+//
+// A socket closed instead is reset by the kernel when input arrives after the close (a
+// client that keeps sending, not having read its GOAWAY or ERROR yet), and the kernel
+// then throws away what it had not sent, acknowledged messages included
+// (TestDrainCloseKeepsUnsentOutput: 233 of 256 lost over loopback, all but what the
+// peer's receive buffer held; on a real network, whatever is in flight). With nothing
+// left to send, input arriving between the last read and the close (gnet closes later,
+// in a task of the loop) still made the kernel reset the connection where its stream
+// should end (0–11 Go clients a run of a whole node's drain, docs/BENCHMARKS.md), and a
+// reset may destroy what the peer has received but not read (Linux hands it over first;
+// other stacks do not).
 func (lp *loop) closeGracefully(c *conn) {
-	if c.state != stateClosed && c.gc.OutboundBuffered() == 0 && unackedBytes(c.gc.Fd()) > 0 {
-		lp.lingerClose(c, c.flags&flagLanding != 0)
-		return
+	if c.state == stateClosed {
+		return // a failed write closed it (OnClose let its names go)
 	}
-	lp.closeSocket(c)
+	lp.releaseNames(c)                 // closing for good, though the socket may stay open a while
+	listed := c.flags&flagLanding != 0 // on lp.closers already (closeWhenLanded)
+	switch {
+	case c.gc.OutboundBuffered() > 0 && listed:
+		c.state = stateSlowDraining // advanceClosers shuts the write side once it is out
+	case c.gc.OutboundBuffered() > 0:
+		lp.closeSocket(c) // the same, listed now
+	default:
+		lp.lingerClose(c, listed)
+	}
 }
 
 // lingerClose shuts c's write side (the kernel sends what it holds, then FIN) and leaves
@@ -256,7 +261,6 @@ func (lp *loop) lingerClose(c *conn, listed bool) {
 		lp.closeSocket(c) // the peer is gone already
 		return
 	}
-	lp.releaseNames(c)
 	c.state = stateSlowLinger
 	c.flags |= flagErrClose
 	now := lp.clockTick()

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // maxDeferAccept bounds tcp-defer-accept: the kernel counts it in SYN-ACK retransmissions
@@ -39,14 +38,4 @@ func setDeferAccept(ln *net.TCPListener, d time.Duration) (int, error) {
 func synCookiesOff() bool {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_syncookies")
 	return err == nil && strings.TrimSpace(string(b)) == "0"
-}
-
-// unackedBytes is what fd's kernel send queue holds that the peer has not acknowledged
-// yet (SIOCOUTQ), 0 if it cannot be read.
-func unackedBytes(fd int) int {
-	var n int32
-	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n))); errno != 0 {
-		return 0
-	}
-	return int(n)
 }

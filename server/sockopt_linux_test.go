@@ -1,7 +1,6 @@
 package server
 
 import (
-	"io"
 	"net"
 	"os"
 	"strconv"
@@ -265,45 +264,4 @@ func TestDeferAcceptConfig(t *testing.T) {
 			t.Errorf("tcp-defer-accept %v: Validate = %v; want an error naming it", d, err)
 		}
 	}
-}
-
-// TestUnackedBytes: what a socket has written that its peer has not taken is counted
-// until the peer reads it, then the count falls to 0.
-func TestUnackedBytes(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	peer := rawpeer.DialSmallWindow(t, ln.Addr().String())
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	raw, err := c.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	unacked := func() (n int) {
-		if err := raw.Control(func(fd uintptr) { n = unackedBytes(int(fd)) }); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	if n := unacked(); n != 0 {
-		t.Fatalf("%d bytes unacknowledged before any write", n)
-	}
-	const size = 256 << 10 // far over the peer's window, far under the kernel's send buffer
-	if _, err := c.Write(make([]byte, size)); err != nil {
-		t.Fatal(err)
-	}
-	if n := unacked(); n < size/2 {
-		t.Fatalf("%d bytes unacknowledged after writing %d to a peer that reads nothing", n, size)
-	}
-	buf := make([]byte, size)
-	if _, err := io.ReadFull(peer.Conn, buf); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the peer's acknowledgement of everything", func() bool { return unacked() == 0 })
 }

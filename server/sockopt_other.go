@@ -14,7 +14,3 @@ const maxDeferAccept = 10 * time.Minute
 func setDeferAccept(*net.TCPListener, time.Duration) (int, error) { return 0, nil }
 
 func synCookiesOff() bool { return false }
-
-// unackedBytes is 0: SIOCOUTQ is read on Linux only, so elsewhere a closing connection's
-// output is left to the kernel as before (landedClose).
-func unackedBytes(int) int { return 0 }
