@@ -47,20 +47,20 @@ func (d *Directory) goneSweepLoop() {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	seen := make(map[run]time.Time) // runs found gone, and when first
+	seen := make(map[run]bool) // runs found gone at earlier scans
 	for {
 		select {
 		case <-t.C:
 		case <-d.ctx.Done():
 			return
 		}
-		d.sweepGone(seen, every, time.Now())
+		d.sweepGone(seen)
 	}
 }
 
-// sweepGone is one scan (goneSweepLoop). seen holds the runs found gone at earlier scans
-// and when first; runs found live or referenced by no entry any more are forgotten.
-func (d *Directory) sweepGone(seen map[run]time.Time, every time.Duration, now time.Time) {
+// sweepGone is one scan (goneSweepLoop). seen holds the runs found gone at earlier scans;
+// runs found live or referenced by no entry any more are forgotten.
+func (d *Directory) sweepGone(seen map[run]bool) {
 	if d.claimGate() != nil || !d.synced.Load() || !d.sweeper() {
 		clear(seen) // judged afresh when this node sweeps again
 		return
@@ -87,12 +87,11 @@ func (d *Directory) sweepGone(seen map[run]time.Time, every time.Duration, now t
 			return
 		}
 		found[r] = true
-		first, ok := seen[r]
-		if !ok {
-			seen[r] = now
+		if !seen[r] {
+			seen[r] = true
 			return
 		}
-		if now.Sub(first) >= every && len(due) < goneSweepMax {
+		if len(due) < goneSweepMax { // gone at the previous scan too
 			due = append(due, doomed{name: name, rev: e.rev, run: r})
 		}
 	})
