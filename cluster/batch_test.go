@@ -184,9 +184,11 @@ func TestClaimBatch(t *testing.T) {
 	if committed != 3 || batched != 140 {
 		t.Errorf("%d batches committed with %d claims; want 3 with 140", committed, batched)
 	}
-	if id := lookup(b, "batch-new-99"); id != conn(1, 199) {
-		t.Errorf("b's lookup of batch-new-99 = %v; want %v (b's watch applies batches)", id, conn(1, 199))
-	}
+	// b learns of the batch through its watch, some time after a's claims were answered
+	// (a loaded CI run once looked too early).
+	waitFor(t, "b's watch to apply the batches (b's lookup of batch-new-99)", 10*time.Second, func() bool {
+		return lookup(b, "batch-new-99") == conn(1, 199)
+	})
 }
 
 // batchPair starts a cluster whose nodes have one claim worker each (holdWorker) and
