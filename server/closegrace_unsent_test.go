@@ -17,14 +17,6 @@ import (
 	"github.com/switchboard/switchboard/internal/rawpeer"
 )
 
-// closeCases are the closes TestDrainCloseKeepsUnsentOutput and
-// TestErrorCloseKeepsUnsentOutput make: with messages for the reader waiting in the
-// server's kernel, and with nothing left to send.
-var closeCases = []struct {
-	name string
-	msgs int
-}{{"output-in-kernel", 256}, {"nothing-unsent", 0}}
-
 // readerWithBacklog registers a reader (a 16 KiB receive window) as "r" and has a sender
 // send it msgs acknowledged messages of 1 KiB, which the test leaves unread: all but what
 // the reader's window took wait in the server's kernel. It returns both peers and the
@@ -65,81 +57,86 @@ func checkReceived(t *testing.T, got rawpeer.Received, snd *rawpeer.Peer, msgs i
 	}
 }
 
-// TestDrainCloseKeepsUnsentOutput: a drain's batch closes a connection, and its client
-// then sends something, as a busy client that has not read its GOAWAY does. It must
-// still get every message acknowledged to its senders, then the GOAWAY, then a clean end
-// of stream, not a reset.
+// TestCloseKeepsUnsentOutput: the server closes a connection (a drain's batch, the
+// client's GOODBYE, an ERROR for a frame it refuses), and the client then sends
+// something, as a busy client that has not read its GOAWAY or ERROR does. It must still
+// get every message acknowledged to its senders, then the close's last frame, then a
+// clean end of stream, not a reset; its name is free while its socket lingers.
 //
 // Before, the socket was closed as soon as gnet had handed everything to the kernel: the
 // kernel kept sending for the closed socket, but the client's next bytes reached a
 // socket nobody read any more, the kernel answered with a reset and threw away what it
 // had not sent: with output in the kernel, 233 of 256 acknowledged messages (all but
-// what the client's receive buffer held). On a real network that is whatever was in
-// flight, in every drain. With nothing left to send the test passes on the old code
-// too: the reset then needs the client's bytes to arrive before gnet's close, which runs
-// later in a task of the loop, a race this test does not force (docs/BENCHMARKS.md, "A
-// whole node drained: closes that do not reset", counts those resets).
-func TestDrainCloseKeepsUnsentOutput(t *testing.T) {
-	for _, tc := range closeCases {
-		t.Run(tc.name, func(t *testing.T) {
-			s := startServer(t, Config{})
-			r, snd, server, peer := readerWithBacklog(t, s, tc.msgs)
+// what the client's receive buffer held), and the ERROR. On a real network that is
+// whatever was in flight. With nothing left to send the test passes on the old code too:
+// the reset then needs the client's bytes to arrive before gnet's close, which runs later
+// in a task of the loop, a race this test does not force (docs/BENCHMARKS.md, "A whole
+// node drained: closes that do not reset", counts those resets).
+func TestCloseKeepsUnsentOutput(t *testing.T) {
+	for _, how := range []struct {
+		name string
+		// close makes the server close r's connection; it returns what to wait for
+		// once the reader has closed too.
+		close func(t *testing.T, s *Server, r *rawpeer.Peer) (closed func())
+		last  codec.Type // the close's last frame (0: the last MESSAGE, if any)
+	}{
+		{"drain", func(t *testing.T, s *Server, _ *rawpeer.Peer) func() {
 			done := make(chan error, 1)
 			go func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
 				done <- s.Drain(ctx, 5*time.Second)
 			}()
-			waitFor(t, "the drain to close the reader's connection", func() bool {
-				st, ok := tcpSocket(t, server, peer)
-				return !ok || st.state != tcpEstablished
-			})
-			// Closing for good, though its socket is still open: its name is free already.
-			if id, ok := s.dir.Lookup([]byte("r")); ok {
-				t.Errorf("name r still owned by %v while its connection closes", id)
-			}
-			r.Write(codec.AppendFrame(nil, codec.TypePing, 0, 2, nil)) // the reader has not seen its GOAWAY
-			checkReceived(t, r.ReadToEOF(), snd, tc.msgs, codec.TypeGoAway)
-			_ = r.Conn.Close()
-			_ = snd.Conn.Close()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("Drain = %v", err)
+			return func() {
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Fatalf("Drain = %v", err)
+					}
+				case <-time.After(15 * time.Second):
+					t.Fatal("Drain still running 15 s after its clients closed")
 				}
-			case <-time.After(15 * time.Second):
-				t.Fatal("Drain still running 15 s after its clients closed")
 			}
-		})
-	}
-}
-
-// TestErrorCloseKeepsUnsentOutput: a client sends a frame the server refuses (an unknown
-// type), then keeps sending, as a client pipelining frames does. It must still get every
-// message acknowledged to its senders, then the ERROR that explains the close, then a
-// clean end of stream: closed at once, the socket was reset by the client's next bytes
-// and the kernel threw all of that away (233 of 256 messages, and the ERROR).
-func TestErrorCloseKeepsUnsentOutput(t *testing.T) {
-	for _, tc := range closeCases {
-		t.Run(tc.name, func(t *testing.T) {
-			s := startServer(t, Config{})
-			r, snd, server, peer := readerWithBacklog(t, s, tc.msgs)
+		}, codec.TypeGoAway},
+		{"goodbye", func(t *testing.T, s *Server, r *rawpeer.Peer) func() {
+			r.Write(codec.AppendFrame(nil, codec.TypeGoodbye, 0, 0, nil))
+			return func() { waitFor(t, "the server to close its side", func() bool { return s.Stats().Connections == 0 }) }
+		}, 0},
+		{"error", func(t *testing.T, s *Server, r *rawpeer.Peer) func() {
 			r.Write(codec.AppendFrame(nil, codec.Type(0x7f), 0, 2, nil))
-			waitFor(t, "the server to close the reader's connection", func() bool {
-				st, ok := tcpSocket(t, server, peer)
-				return !ok || st.state != tcpEstablished
+			return func() { waitFor(t, "the server to close its side", func() bool { return s.Stats().Connections == 0 }) }
+		}, codec.TypeError},
+	} {
+		for _, msgs := range []int{256, 0} {
+			t.Run(fmt.Sprintf("%s/%d-in-kernel", how.name, msgs), func(t *testing.T) {
+				s := startServer(t, Config{})
+				r, snd, server, peer := readerWithBacklog(t, s, msgs)
+				closed := how.close(t, s, r)
+				waitFor(t, "the server to close the reader's connection", func() bool {
+					st, ok := tcpSocket(t, server, peer)
+					return !ok || st.state != tcpEstablished
+				})
+				// Closing for good, though its socket is still open: its name is free already.
+				if id, ok := s.dir.Lookup([]byte("r")); ok {
+					t.Errorf("name r still owned by %v while its connection closes", id)
+				}
+				r.Write(codec.AppendFrame(nil, codec.TypePing, 0, 3, nil)) // not having read the close yet
+				got := r.ReadToEOF()
+				last := how.last
+				if last == 0 && msgs > 0 {
+					last = codec.TypeMessage
+				}
+				checkReceived(t, got, snd, msgs, last)
+				if how.last == codec.TypeError {
+					if e, err := codec.ParseError(got.Last.Body); err != nil || e.Code != codec.CodeUnknownType {
+						t.Errorf("last frame ERROR %+v (%v); want UNKNOWN_TYPE", e, err)
+					}
+				}
+				_ = r.Conn.Close()
+				_ = snd.Conn.Close()
+				closed()
 			})
-			r.Write(codec.AppendFrame(nil, codec.TypePing, 0, 3, nil)) // pipelined behind the bad frame
-			got := r.ReadToEOF()
-			checkReceived(t, got, snd, tc.msgs, codec.TypeError)
-			if e, err := codec.ParseError(got.Last.Body); err != nil || e.Code != codec.CodeUnknownType {
-				t.Errorf("last frame ERROR %+v (%v); want UNKNOWN_TYPE", e, err)
-			}
-			_ = r.Conn.Close()
-			waitFor(t, "the server to close its side once the reader closed", func() bool {
-				return s.Stats().Connections == 1
-			})
-		})
+		}
 	}
 }
 

@@ -230,7 +230,7 @@ func (lp *loop) landedClose(c *conn) {
 // A socket closed instead is reset by the kernel when input arrives after the close (a
 // client that keeps sending, not having read its GOAWAY or ERROR yet), and the kernel
 // then throws away what it had not sent, acknowledged messages included
-// (TestDrainCloseKeepsUnsentOutput: 233 of 256 lost over loopback, all but what the
+// (TestCloseKeepsUnsentOutput: 233 of 256 lost over loopback, all but what the
 // peer's receive buffer held; on a real network, whatever is in flight). With nothing
 // left to send, input arriving between the last read and the close (gnet closes later,
 // in a task of the loop) still made the kernel reset the connection where its stream
