@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +25,7 @@ func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint
 		defer d.wg.Done()
 		var last uint64   // last revision applied
 		caughtUp := false // the first replay is complete: later updates count in delay
+		var wait time.Duration
 		for first := true; d.ctx.Err() == nil; first = false {
 			if !first {
 				d.watchRestarts.Add(1)
@@ -32,7 +34,18 @@ func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint
 			if d.cfg.watchStart != nil {
 				d.cfg.watchStart(what)
 			}
-			last = d.watchOnce(kv, head, last, apply, delay, &caughtUp, &synced)
+			var started bool
+			last, started = d.watchOnce(kv, head, last, wait, apply, delay, &caughtUp, &synced)
+			// How long the next start may take (startWatch): the first one is not bounded
+			// here (a node starting, its JetStream perhaps not ready yet; nats.go's own 5 s
+			// applies); a restart, the claim read timeout, doubled after each start that
+			// failed, up to OpTimeout.
+			switch {
+			case started || wait == 0:
+				wait = d.readTimeout()
+			default:
+				wait = min(2*wait, d.cfg.OpTimeout)
+			}
 			select {
 			case <-d.ctx.Done():
 			case <-time.After(100 * time.Millisecond):
@@ -42,8 +55,9 @@ func (d *Directory) goWatch(what string, kv jetstream.KeyValue, head func() uint
 }
 
 // watchOnce runs one watch from revision last+1 until it closes, stalls or the directory
-// stops, and returns the last revision applied.
-func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last uint64, apply func(jetstream.KeyValueEntry), delay *durations, caughtUp *bool, synced *chan struct{}) uint64 {
+// stops, and returns the last revision applied and whether the watch started. Starting
+// it (creating its consumer) may take at most wait if not 0.
+func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last uint64, wait time.Duration, apply func(jetstream.KeyValueEntry), delay *durations, caughtUp *bool, synced *chan struct{}) (uint64, bool) {
 	var opts []jetstream.WatchOpt
 	if last > 0 {
 		opts = append(opts, jetstream.ResumeFromRevision(last+1))
@@ -53,11 +67,24 @@ func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last ui
 	// its marker gone), so the stall check must not wait for it.
 	floor := head()
 	replayed := false
-	w, err := kv.WatchAll(d.ctx, opts...)
+	w, err := d.startWatch(kv, wait, opts)
 	if err != nil {
-		return last
+		return last, false
 	}
-	defer func() { _ = w.Stop() }()
+	// Stopping a watch deletes its consumer, a request that the consumer's server answers.
+	// One on a stopped node (SIGSTOP) never does, and nats.go waits 5 s for it, so the
+	// stop runs apart and the next watch starts at once. Waiting for it, TestClusterSigstop
+	// reached the names moved off the stopped node ~6 s late in about a third of its runs:
+	// node 1's names watch, its consumer on that node, stalled, and its restart waited
+	// for the stop until SIGCONT. The connection's close (after stop, before wait) ends a
+	// stop still waiting.
+	defer func() {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			_ = w.Stop()
+		}()
+	}()
 	check := time.NewTicker(d.cfg.LeaseRenew)
 	defer check.Stop()
 	behind := 0
@@ -66,7 +93,7 @@ func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last ui
 		select {
 		case e, ok := <-w.Updates():
 			if !ok {
-				return last
+				return last, true
 			}
 			if e == nil {
 				replayed, *caughtUp = true, true
@@ -91,16 +118,56 @@ func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last ui
 			}
 			if head() > mark && last == checked {
 				if behind++; behind >= 2 {
-					return last
+					return last, true
 				}
 			} else {
 				behind = 0
 			}
 			checked = last
 		case <-d.ctx.Done():
-			return last
+			return last, true
 		}
 	}
+}
+
+// errWatchStartSlow: a watch's start (startWatch) took longer than it may.
+var errWatchStartSlow = errors.New("cluster: the watch's consumer was not created in time")
+
+// startWatch starts a watch of kv, waiting at most wait for it (if not 0). Creating the
+// watch's consumer is a request to the server the consumer is placed on, which the meta
+// leader picks among the stream's peers; a stopped node (SIGSTOP) is still a peer for
+// seconds and never answers, and nats.go waits 5 s. A start given up on is left to
+// finish on a tracked goroutine, which stops the watch if it started after all.
+func (d *Directory) startWatch(kv jetstream.KeyValue, wait time.Duration, opts []jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	if wait == 0 {
+		return kv.WatchAll(d.ctx, opts...)
+	}
+	type started struct {
+		w   jetstream.KeyWatcher
+		err error
+	}
+	ch := make(chan started, 1)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		w, err := kv.WatchAll(d.ctx, opts...)
+		ch <- started{w, err}
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.w, r.err
+	case <-t.C:
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if r := <-ch; r.err == nil {
+			_ = r.w.Stop()
+		}
+	}()
+	return nil, errWatchStartSlow
 }
 
 // streamLast is the last revision in kv's stream, 0 if it cannot be read now.

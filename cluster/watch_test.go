@@ -27,19 +27,34 @@ type fakeKV struct {
 
 func (kv *fakeKV) WatchAll(context.Context, ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
 	kv.mu.Lock()
-	defer kv.mu.Unlock()
 	kv.opened++
 	w := kv.watchers[0]
 	if len(kv.watchers) > 1 {
 		kv.watchers = kv.watchers[1:]
 	}
+	kv.mu.Unlock()
+	if w.started != nil {
+		<-w.started
+	}
 	return w, nil
 }
 
-type fakeWatcher struct{ ch chan jetstream.KeyValueEntry }
+type fakeWatcher struct {
+	ch       chan jetstream.KeyValueEntry
+	started  chan struct{} // if not nil, WatchAll returns this watcher once it is closed
+	stopped  chan struct{} // if not nil, Stop waits for it to close
+	stopping atomic.Bool   // Stop was called
+}
 
 func (w *fakeWatcher) Updates() <-chan jetstream.KeyValueEntry { return w.ch }
-func (w *fakeWatcher) Stop() error                             { return nil }
+
+func (w *fakeWatcher) Stop() error {
+	w.stopping.Store(true)
+	if w.stopped != nil {
+		<-w.stopped
+	}
+	return nil
+}
 
 // watcherOf returns a watcher that delivers entries (nil: the end of the replay) and
 // then stays silent, as a stalled watch does.
@@ -68,57 +83,87 @@ func (e fakeEntry) Operation() jetstream.KeyValueOp { return jetstream.KeyValueP
 
 // TestWatchRestartsWhenStalled: a watch that stops delivering while the stream moves on
 // is restarted within two checks, and the new watch's events are applied from the
-// revision after the last one applied, each exactly once.
+// revision after the last one applied, each exactly once. The restart waits neither for
+// the stalled watch's Stop nor for a new watch whose start hangs: while the node that
+// holds a watch's consumer is stopped (SIGSTOP), nats.go waits 5 s for the deletion of
+// that consumer, and for the creation of one placed there. In those cases the hanging
+// call returns only after the test has ended, and a watch started that late is stopped.
 func TestWatchRestartsWhenStalled(t *testing.T) {
-	cfg := testConfig(1)
-	cfg.LeaseRenew = 20 * time.Millisecond // the check interval
-	d := newDirectory(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-	entry := func(rev uint64) jetstream.KeyValueEntry {
-		o := owner{id: shard.MakeConnID(2, 0, uint32(rev), 1), epoch: 1}
-		return fakeEntry{key: nameKey("n" + string(rune('0'+rev))), val: appendOwner(nil, o), rev: rev, created: time.Now()}
-	}
-	kv := &fakeKV{watchers: []*fakeWatcher{
-		watcherOf(entry(1), entry(2), nil), // replays two, then stalls
-		watcherOf(entry(2), entry(3), entry(4), entry(5)),
-	}}
-	var head atomic.Uint64
-	head.Store(2)
-	var mu sync.Mutex
-	var applied []uint64
-	synced := make(chan struct{})
-	d.goWatch("names", kv, head.Load, func(e jetstream.KeyValueEntry) {
-		mu.Lock()
-		applied = append(applied, e.Revision())
-		mu.Unlock()
-	}, &d.namesDelay, synced)
-	defer func() { d.cancel(); d.wg.Wait() }()
-	select {
-	case <-synced:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the first replay never completed")
-	}
-	head.Store(5) // three writes the stalled watch does not deliver
-	waitFor(t, "revision 5 applied", 5*time.Second, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(applied) > 0 && applied[len(applied)-1] == 5
-	})
-	mu.Lock()
-	got := append([]uint64(nil), applied...)
-	mu.Unlock()
-	if want := []uint64{1, 2, 3, 4, 5}; !slices.Equal(got, want) {
-		t.Errorf("applied revisions %v; want %v", got, want)
-	}
-	if n := d.watchRestarts.Load(); n != 1 {
-		t.Errorf("%d watch restarts; want 1", n)
-	}
-	if n := d.namesDelay.count(); n != 3 { // 3, 4 and 5: 1 and 2 were the replay
-		t.Errorf("%d updates in the delay histogram; want the 3 live ones", n)
-	}
-	// Caught up: no further restart while the stream does not move.
-	time.Sleep(5 * cfg.LeaseRenew)
-	if n := d.watchRestarts.Load(); n != 1 {
-		t.Errorf("%d watch restarts after catching up; want 1", n)
+	for _, tc := range []struct {
+		name                  string
+		stopHangs, startHangs bool
+	}{{"stop returns", false, false}, {"stop hangs", true, false}, {"start hangs", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(1)
+			cfg.LeaseRenew = 20 * time.Millisecond // the check interval
+			d := newDirectory(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			entry := func(rev uint64) jetstream.KeyValueEntry {
+				o := owner{id: shard.MakeConnID(2, 0, uint32(rev), 1), epoch: 1}
+				return fakeEntry{key: nameKey("n" + string(rune('0'+rev))), val: appendOwner(nil, o), rev: rev, created: time.Now()}
+			}
+			stalled := watcherOf(entry(1), entry(2), nil) // replays two, then stalls
+			if tc.stopHangs {
+				stalled.stopped = make(chan struct{})
+			}
+			late := watcherOf(entry(2), entry(3), entry(4), entry(5), entry(6)) // never read
+			late.started = make(chan struct{})
+			caughtUp := watcherOf(entry(2), entry(3), entry(4), entry(5))
+			kv := &fakeKV{watchers: []*fakeWatcher{stalled, caughtUp}}
+			wantRestarts := int64(1)
+			if tc.startHangs {
+				kv.watchers = []*fakeWatcher{stalled, late, caughtUp}
+				wantRestarts = 2
+			}
+			var head atomic.Uint64
+			head.Store(2)
+			var mu sync.Mutex
+			var applied []uint64
+			synced := make(chan struct{})
+			d.goWatch("names", kv, head.Load, func(e jetstream.KeyValueEntry) {
+				mu.Lock()
+				applied = append(applied, e.Revision())
+				mu.Unlock()
+			}, &d.namesDelay, synced)
+			defer func() {
+				if stalled.stopped != nil {
+					close(stalled.stopped)
+				}
+				close(late.started)
+				d.cancel()
+				d.wg.Wait()
+				if tc.startHangs && !late.stopping.Load() {
+					t.Error("the watch that started after it was given up on was not stopped")
+				}
+			}()
+			select {
+			case <-synced:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the first replay never completed")
+			}
+			head.Store(5) // three writes the stalled watch does not deliver
+			waitFor(t, "revision 5 applied", 5*time.Second, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(applied) > 0 && applied[len(applied)-1] == 5
+			})
+			mu.Lock()
+			got := append([]uint64(nil), applied...)
+			mu.Unlock()
+			if want := []uint64{1, 2, 3, 4, 5}; !slices.Equal(got, want) {
+				t.Errorf("applied revisions %v; want %v", got, want)
+			}
+			if n := d.watchRestarts.Load(); n != wantRestarts {
+				t.Errorf("%d watch restarts; want %d", n, wantRestarts)
+			}
+			if n := d.namesDelay.count(); n != 3 { // 3, 4 and 5: 1 and 2 were the replay
+				t.Errorf("%d updates in the delay histogram; want the 3 live ones", n)
+			}
+			// Caught up: no further restart while the stream does not move.
+			time.Sleep(5 * cfg.LeaseRenew)
+			if n := d.watchRestarts.Load(); n != wantRestarts {
+				t.Errorf("%d watch restarts after catching up; want %d", n, wantRestarts)
+			}
+		})
 	}
 }
 
