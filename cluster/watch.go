@@ -75,9 +75,9 @@ func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last ui
 	// One on a stopped node (SIGSTOP) never does, and nats.go waits 5 s for it, so the
 	// stop runs apart and the next watch starts at once. Waiting for it, TestClusterSigstop
 	// reached the names moved off the stopped node ~6 s late in about a third of its runs:
-	// node 1's names watch, its consumer on that node, stalled, and its restart waited
-	// for the stop until SIGCONT. The connection's close (after stop, before wait) ends a
-	// stop still waiting.
+	// node 1's names watch, its consumer on that node, stalled, and its restart waited the
+	// 5 s of the stop. The connection's close (after stop, before wait) ends a stop still
+	// waiting.
 	defer func() {
 		d.wg.Add(1)
 		go func() {
