@@ -170,9 +170,13 @@ func (d *Directory) startWatch(kv jetstream.KeyValue, wait time.Duration, opts [
 	return nil, errWatchStartSlow
 }
 
-// streamLast is the last revision in kv's stream, 0 if it cannot be read now.
+// streamLast is the last revision in kv's stream, 0 if it cannot be read now. The
+// stream's leader answers; while it has none, or it is on a stopped node, nobody does.
+// The watch's own goroutine asks (before a start, and at every check, while updates
+// wait), so the read is bounded like a claim's (the claim read timeout), not by
+// OpTimeout.
 func (d *Directory) streamLast(kv jetstream.KeyValue) uint64 {
-	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.OpTimeout)
+	ctx, cancel := context.WithTimeout(d.ctx, d.readTimeout())
 	defer cancel()
 	st, err := kv.Status(ctx)
 	if err != nil {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -23,6 +24,8 @@ type fakeKV struct {
 	mu       sync.Mutex
 	watchers []*fakeWatcher // guarded by mu; the next WatchAll returns the first
 	opened   int            // guarded by mu
+	// the time left to the deadline of the last Status call's context; guarded by mu
+	statusBudget time.Duration
 }
 
 func (kv *fakeKV) WatchAll(context.Context, ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
@@ -37,6 +40,16 @@ func (kv *fakeKV) WatchAll(context.Context, ...jetstream.WatchOpt) (jetstream.Ke
 		<-w.started
 	}
 	return w, nil
+}
+
+// Status records how long the caller gives it (the context's deadline) and fails.
+func (kv *fakeKV) Status(ctx context.Context) (jetstream.KeyValueStatus, error) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	if dl, ok := ctx.Deadline(); ok {
+		kv.statusBudget = time.Until(dl)
+	}
+	return nil, errors.New("no stream leader")
 }
 
 type fakeWatcher struct {
@@ -245,4 +258,25 @@ func (h *durations) count() uint64 {
 		n += h.counts[i].Load()
 	}
 	return n
+}
+
+// TestStreamLastBounded: the stall check's read of a stream's last revision, which runs
+// on the watch's goroutine while updates wait, is given the claim read timeout, not
+// OpTimeout: while a stream has no leader, or its leader's node is stopped, nobody answers
+// it.
+func TestStreamLastBounded(t *testing.T) {
+	cfg := testConfig(1)
+	cfg.ClaimReadTimeout = 700 * time.Millisecond
+	d := newDirectory(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	defer d.cancel()
+	kv := &fakeKV{}
+	if got := d.streamLast(kv); got != 0 {
+		t.Errorf("streamLast of a stream that does not answer = %d; want 0", got)
+	}
+	kv.mu.Lock()
+	budget := kv.statusBudget
+	kv.mu.Unlock()
+	if budget <= 0 || budget > cfg.ClaimReadTimeout {
+		t.Errorf("the read was given %v; want at most the claim read timeout %v (OpTimeout %v)", budget, cfg.ClaimReadTimeout, cfg.OpTimeout)
+	}
 }
