@@ -71,20 +71,7 @@ func (d *Directory) watchOnce(kv jetstream.KeyValue, head func() uint64, last ui
 	if err != nil {
 		return last, false
 	}
-	// Stopping a watch deletes its consumer, a request that the consumer's server answers.
-	// One on a stopped node (SIGSTOP) never does, and nats.go waits 5 s for it, so the
-	// stop runs apart and the next watch starts at once. Waiting for it, TestClusterSigstop
-	// reached the names moved off the stopped node ~6 s late in about a third of its runs:
-	// node 1's names watch, its consumer on that node, stalled, and its restart waited the
-	// 5 s of the stop. The connection's close (after stop, before wait) ends a stop still
-	// waiting.
-	defer func() {
-		d.wg.Add(1)
-		go func() {
-			defer d.wg.Done()
-			_ = w.Stop()
-		}()
-	}()
+	defer d.retire(w)
 	check := time.NewTicker(d.cfg.LeaseRenew)
 	defer check.Stop()
 	behind := 0
@@ -137,7 +124,7 @@ var errWatchStartSlow = errors.New("cluster: the watch's consumer was not create
 // watch's consumer is a request to the server the consumer is placed on, which the meta
 // leader picks among the stream's peers; a stopped node (SIGSTOP) is still a peer for
 // seconds and never answers, and nats.go waits 5 s. A start given up on is left to
-// finish on a tracked goroutine, which stops the watch if it started after all.
+// finish on a tracked goroutine, which retires the watch if it started after all.
 func (d *Directory) startWatch(kv jetstream.KeyValue, wait time.Duration, opts []jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
 	if wait == 0 {
 		return kv.WatchAll(d.ctx, opts...)
@@ -164,10 +151,32 @@ func (d *Directory) startWatch(kv jetstream.KeyValue, wait time.Duration, opts [
 	go func() {
 		defer d.wg.Done()
 		if r := <-ch; r.err == nil {
-			_ = r.w.Stop()
+			d.retire(r.w)
 		}
 	}()
 	return nil, errWatchStartSlow
+}
+
+// retire stops w, a watch nobody reads any more, on tracked goroutines, so that the next
+// watch starts at once. Stopping a watch deletes its consumer, a request that the
+// consumer's server answers: one on a stopped node (SIGSTOP) never does, and nats.go
+// waits 5 s for it. Waiting for that, TestClusterSigstop reached the names moved off the
+// stopped node ~6 s late in about a third of its runs: node 1's names watch, its
+// consumer on that node, had stalled, and its restart waited the 5 s. And w's updates
+// are read until nats.go closes their channel (once the subscription has ended): its
+// handler blocks while the channel is full (256), and would keep that goroutine for
+// ever. The connection's close (after stop, before wait) ends a stop still waiting.
+func (d *Directory) retire(w jetstream.KeyWatcher) {
+	d.wg.Add(2)
+	go func() {
+		defer d.wg.Done()
+		_ = w.Stop()
+	}()
+	go func() {
+		defer d.wg.Done()
+		for range w.Updates() {
+		}
+	}()
 }
 
 // streamLast is the last revision in kv's stream, 0 if it cannot be read now. The

@@ -39,6 +39,9 @@ func (kv *fakeKV) WatchAll(context.Context, ...jetstream.WatchOpt) (jetstream.Ke
 	if w.started != nil {
 		<-w.started
 	}
+	if w.produce != nil {
+		go w.run()
+	}
 	return w, nil
 }
 
@@ -57,15 +60,55 @@ type fakeWatcher struct {
 	started  chan struct{} // if not nil, WatchAll returns this watcher once it is closed
 	stopped  chan struct{} // if not nil, Stop waits for it to close
 	stopping atomic.Bool   // Stop was called
+	// If not nil, sent on ch from the watch's start on, as nats.go's handler sends
+	// (blocking while ch is full); Stop ends the sending after the send under way, and
+	// ch is closed then, as nats.go closes it once the handler has returned.
+	produce  []jetstream.KeyValueEntry
+	halt     chan struct{} // closed by Stop, with produce
+	produced chan struct{} // closed when the sending has ended
+}
+
+// producerOf returns a watcher that sends n entries from its start, on a channel of
+// nats.go's size (256).
+func producerOf(n int, entry func(uint64) jetstream.KeyValueEntry) *fakeWatcher {
+	w := &fakeWatcher{ch: make(chan jetstream.KeyValueEntry, 256), halt: make(chan struct{}), produced: make(chan struct{})}
+	for i := range n {
+		w.produce = append(w.produce, entry(uint64(i+1)))
+	}
+	return w
+}
+
+func (w *fakeWatcher) run() {
+	for _, e := range w.produce {
+		select {
+		case <-w.halt:
+		default:
+			w.ch <- e
+			continue
+		}
+		break
+	}
+	<-w.halt
+	close(w.produced) // before ch: whoever sees ch closed sees this
+	close(w.ch)
 }
 
 func (w *fakeWatcher) Updates() <-chan jetstream.KeyValueEntry { return w.ch }
 
+// Stop closes the updates channel (once its sending has ended, with produce), as
+// nats.go does once the subscription has ended.
 func (w *fakeWatcher) Stop() error {
-	w.stopping.Store(true)
+	if w.stopping.Swap(true) {
+		return nil
+	}
 	if w.stopped != nil {
 		<-w.stopped
 	}
+	if w.produce != nil {
+		close(w.halt)
+		return nil
+	}
+	close(w.ch)
 	return nil
 }
 
@@ -118,7 +161,8 @@ func TestWatchRestartsWhenStalled(t *testing.T) {
 			if tc.stopHangs {
 				stalled.stopped = make(chan struct{})
 			}
-			late := watcherOf(entry(2), entry(3), entry(4), entry(5), entry(6)) // never read
+			// Started after it was given up on, it replays 1,000 entries nobody applies.
+			late := producerOf(1000, entry)
 			late.started = make(chan struct{})
 			caughtUp := watcherOf(entry(2), entry(3), entry(4), entry(5))
 			kv := &fakeKV{watchers: []*fakeWatcher{stalled, caughtUp}}
@@ -144,8 +188,16 @@ func TestWatchRestartsWhenStalled(t *testing.T) {
 				close(late.started)
 				d.cancel()
 				d.wg.Wait()
-				if tc.startHangs && !late.stopping.Load() {
+				if !tc.startHangs {
+					return
+				}
+				if !late.stopping.Load() {
 					t.Error("the watch that started after it was given up on was not stopped")
+				}
+				select { // its updates read, its handler returned: nothing blocked for ever
+				case <-late.produced:
+				default:
+					t.Error("the late watch's sender is still blocked on its full channel")
 				}
 			}()
 			select {
