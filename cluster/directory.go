@@ -56,12 +56,12 @@ type Directory struct {
 	// (readLeader). Set by newDirectory; a test may replace it before the first claim.
 	getLast func(ctx context.Context, stream, subject string) ([]byte, uint64, msgState, error)
 
-	lmu        sync.RWMutex
-	liveNodes  map[uint16]lease     // guarded by lmu; fed by the leases watch, down marked by probes
-	unanswered map[uint16]time.Time // guarded by lmu: when a probe of the node last went unanswered
-	probeSub   *nats.Subscription   // set by start: this node's probe subject (probe.go)
-	linkLost   map[uint16]uint64    // guarded by lmu: the run of each node whose link ended by EOF or reset (link.go)
-	hooks      peerHooks            // status reported in the lease; live peers passed on (peers.go)
+	lmu          sync.RWMutex
+	liveNodes    map[uint16]lease     // guarded by lmu; fed by the leases watch, down marked by probes
+	unansweredAt map[uint16]time.Time // guarded by lmu: when a probe or release query of the node last went unanswered
+	probeSub     *nats.Subscription   // set by start: this node's probe subject (probe.go)
+	linkLost     map[uint16]uint64    // guarded by lmu: the run of each node whose link ended by EOF or reset (link.go)
+	hooks        peerHooks            // status reported in the lease; live peers passed on (peers.go)
 
 	// Links (link.go); set by startLinks, nil when links are off.
 	linkLn    net.Listener
@@ -161,7 +161,7 @@ func newDirectory(cfg Config, log *slog.Logger, nc *nats.Conn) *Directory {
 		base:         time.Now(),
 		liveNodes:    make(map[uint16]lease),
 		hooks:        peerHooks{renewNow: make(chan struct{}, 1)},
-		unanswered:   make(map[uint16]time.Time),
+		unansweredAt: make(map[uint16]time.Time),
 		linkLost:     make(map[uint16]uint64),
 		linksIn:      make(map[uint16]*linkIn),
 		linksNew:     make(map[net.Conn]struct{}),
@@ -655,6 +655,15 @@ func (d *Directory) tryClaim(name string, id shard.ConnID) error {
 		// (docs/BENCHMARKS.md, "A planned drain in a cluster").
 		l, ok := d.member(e.node())
 		gone := ok && l.epoch == e.epoch && l.down
+		if ok && l.epoch == e.epoch && !gone && d.unanswered(e.node()) && time.Since(l.seen) < d.cfg.LeaseTTL-2*d.cfg.LeaseRenew {
+			// A node that answers nothing lately (hung, or cut off), with a renewal seen
+			// recently enough that its lease cannot have expired (the watch shows a
+			// renewal after it was written): undecided, without the two leader reads
+			// that would say so too. This is the claim of each of a hung node's clients
+			// that reconnected elsewhere, again every retry-after, until the lease
+			// expires. Not an ownership decision: UNAVAILABLE, asked again.
+			return errOwnerUnanswered
+		}
 		if gone || ok && l.epoch == e.epoch && d.released(ctx, name, e.owner, e.rev) == holdLetGo {
 			nrev, err := d.names.Update(ctx, key, val, e.rev)
 			if err == nil {

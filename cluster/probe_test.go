@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -337,6 +338,83 @@ func TestProbeUnansweredUndecided(t *testing.T) {
 		}
 		return last == nil
 	})
+}
+
+// TestHungOwnerClaimsCheap: the claims of a hung node's names (its lease fresh, its
+// probe subject silent) are UNAVAILABLE without each asking that node again. A hung node's
+// clients reconnect elsewhere and ask again every retry-after until its lease expires;
+// when each claim waited for its release query (500 ms), 16 claim workers decided ~30
+// of them a second, and everyone else's claims queued behind them. Here the first round
+// of claims meets the silent node; the second, right after, must not ask it again (the
+// quiet period is LeaseRenew, 5 s here), and an unrelated new name is still claimed.
+func TestHungOwnerClaimsCheap(t *testing.T) {
+	tc := startClusterWith(t, func(c *Config) {
+		c.LeaseTTL = probeLeaseTTL
+		c.LeaseRenew = 5 * time.Second
+	})
+	ad := tc.nodes[0].Directory()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const ghost, epoch, names = uint16(11), uint64(79), 100
+	if _, err := ad.leases.Put(ctx, leaseKey(ghost), appendLease(nil, lease{epoch: epoch, addr: "127.0.0.1:1"})); err != nil {
+		t.Fatal(err)
+	}
+	for i := range names {
+		if _, err := ad.names.Put(ctx, nameKey("hung-"+strconv.Itoa(i)), appendOwner(nil, owner{id: conn(ghost, uint32(i+1)), epoch: epoch})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var asked atomic.Int64
+	silent, err := ad.nc.Subscribe(ad.probeSubject(ghost), func(*nats.Msg) { asked.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = silent.Unsubscribe() }()
+	if err := ad.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A to see node 11's lease and names", 5*time.Second, func() bool {
+		_, ok := ad.member(ghost)
+		e, held := ad.cache.get("hung-" + strconv.Itoa(names-1))
+		return ok && held && e.node() == ghost
+	})
+	round := func(r int) {
+		t.Helper()
+		errs := make(chan error, names)
+		for i := range names {
+			name := "hung-" + strconv.Itoa(i)
+			err := ad.Claim(name, conn(1, uint32(1000*r+i)), func(_ string, _ shard.ConnID, err error) { errs <- err })
+			if !errors.Is(err, shard.ErrPending) {
+				errs <- err
+			}
+		}
+		for range names {
+			select {
+			case err := <-errs:
+				if !errors.Is(err, shard.ErrUnavailable) {
+					t.Fatalf("round %d: claim of a hung node's name = %v; want UNAVAILABLE", r, err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("round %d: claims unanswered after 20 s", r)
+			}
+		}
+	}
+	start := time.Now()
+	round(1)
+	first := asked.Load()
+	if first == 0 {
+		t.Fatal("round 1 asked the hung node nothing; the test does not test what it should")
+	}
+	t.Logf("round 1: %d queries to the hung node, answered in %v", first, time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	round(2)
+	if again := asked.Load() - first; again != 0 {
+		t.Errorf("round 2 (within the quiet period) asked the hung node %d more times; want 0", again)
+	}
+	t.Logf("round 2: answered in %v", time.Since(start).Round(time.Millisecond))
+	if err := claim(t, ad, "unrelated", conn(1, 5000)); err != nil {
+		t.Errorf("an unrelated new name's claim = %v; want success", err)
+	}
 }
 
 // TestProbeUnansweredThenGone: a probe that goes unanswered because the owner's node was

@@ -246,7 +246,7 @@ func (d *Directory) applyLease(e jetstream.KeyValueEntry) {
 		}
 		l.seen = time.Now() // a renewal: the node is not down (any more)
 		d.liveNodes[node] = l
-		delete(d.unanswered, node)
+		delete(d.unansweredAt, node)
 		if !known || prev.epoch != l.epoch || prev.down {
 			select { // a run not linked yet (link.go)
 			case d.linkDial <- struct{}{}:
