@@ -223,8 +223,9 @@ const (
 // batchable tells whether r can go into a batch, and with which write: a name the cache
 // does not know (created: revision 0, or its marker's if it was removed lately), or one
 // the cache shows held by a run of another node found dead (taken over on the cached
-// revision), by a claim with no doubt to settle; or, once its owner's node says it let the name go, one the cache shows held by
-// a connection of another live node (batchAsk: handed over on the cached revision).
+// revision), by a claim with no doubt to settle; or, once its owner's node says it let
+// the name go, one the cache shows held by a connection of another live node (batchAsk:
+// handed over on the cached revision).
 // Anything else needs a read before its write and is decided alone.
 func (d *Directory) batchable(r claimReq) (batchItem, int) {
 	it := batchItem{r: r, me: owner{id: r.id, epoch: d.epoch}, key: nameKey(r.name)}
