@@ -202,3 +202,62 @@ func TestCloseDrainedIsGraceful(t *testing.T) {
 		t.Fatalf("read %q, %v; want the ERROR, then EOF", got, err)
 	}
 }
+
+// TestIdleCloseLetsNamesGo: a connection closed for its idle timeout while its output
+// still waits for the socket (the client stopped reading and sending: most likely gone)
+// lets its names go at the close, not once the socket has taken everything or been
+// reset a slow-consumer timeout later: its client, reconnecting, registers them again
+// at once. Before, REGISTER got NAME_TAKEN for up to the slow-consumer timeout (the
+// graceful closes let names go at once already). What was written is still delivered:
+// every answer, then the TIMEOUT, then EOF.
+func TestIdleCloseLetsNamesGo(t *testing.T) {
+	s := startServer(t, Config{IdleTimeout: 500 * time.Millisecond, MaxPendingBytes: 256 << 20, SlowConsumerTimeout: time.Minute})
+	p := registered(t, s, "idler")
+	// 16 MiB of ECHOs, more than the kernel's socket buffers hold, left unread: gnet
+	// buffers the rest of the answers when the idle timeout comes.
+	const n, size = 256, 64 << 10
+	in := bytes.Repeat(codec.AppendFrame(nil, codec.TypeEcho, 0, 2, make([]byte, size)), n)
+	_ = p.Conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if _, err := p.Conn.Write(in); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	q := connect(t, s, "again")
+	corr := uint32(0)
+	waitFor(t, "the idle connection's name to be free", func() bool {
+		corr++
+		q.Write(codec.AppendName(nil, codec.TypeRegister, corr, "idler"))
+		f, err := q.Read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == codec.TypeOK {
+			return true
+		}
+		if e, _ := codec.ParseError(f.Body); f.Type != codec.TypeError || e.Code != codec.CodeNameTaken {
+			t.Fatalf("REGISTER answered %v %v; want OK or NAME_TAKEN", f.Type, e.Code)
+		}
+		time.Sleep(20 * time.Millisecond)
+		return false
+	})
+	replies := 0
+	var last codec.Frame
+	for {
+		f, err := p.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d ECHO_REPLYs: %v; want every answer, the TIMEOUT, then EOF", replies, err)
+		}
+		if f.Type == codec.TypeEchoReply {
+			replies++
+		}
+		last = f
+	}
+	if replies != n {
+		t.Errorf("%d ECHO_REPLYs; want %d", replies, n)
+	}
+	if e, _ := codec.ParseError(last.Body); last.Type != codec.TypeError || e.Code != codec.CodeTimeout {
+		t.Errorf("last frame %v %v; want ERROR TIMEOUT", last.Type, e.Code)
+	}
+}

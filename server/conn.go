@@ -174,12 +174,15 @@ func (lp *loop) closeWithError(c *conn, code codec.ErrorCode, reason string) {
 // would cut the output, the ERROR last, mid-frame. The connection is then closed the way
 // a slow consumer is from its step 2 on (outbox.go, slowConsumer): once the socket has
 // taken everything, the write side is shut and the input read away until the peer
-// closes; a peer that takes nothing for the slow-consumer timeout is reset.
+// closes; a peer that takes nothing for the slow-consumer timeout is reset. Its names are
+// let go at once, as closeGracefully does: it will never take another message, and its
+// client, reconnecting, registers them again meanwhile (an idle timeout's close).
 func (lp *loop) closeSocket(c *conn) {
 	if c.state == stateClosed {
 		return
 	}
 	if out := c.gc.OutboundBuffered(); out > 0 {
+		lp.releaseNames(c)
 		c.state = stateSlowDraining
 		c.flags |= flagErrClose
 		now := lp.clockTick()
