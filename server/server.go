@@ -79,8 +79,11 @@ type Server struct {
 	handshakeWait time.Duration
 	spacing       hsSpacing // the acceptor's even spacing during a handshake flood
 	draining      atomic.Bool
-	onDrain       func()      // WithDrainStarted; nil for none
-	lingerStop    atomic.Bool // Shutdown: lingerers close what they hold at once
+	onDrain       func() // WithDrainStarted; nil for none
+	// goAwayPaced is called between a loop's GOAWAY tasks (goAwayAll), off the loop; nil
+	// unless a test sets it before Drain.
+	goAwayPaced func()
+	lingerStop  atomic.Bool // Shutdown: lingerers close what they hold at once
 
 	connLog connLogger     // per-connection errors, rate-limited off the loops
 	refuseq chan net.Conn  // refused connections waiting for the client's FIN; bounded
@@ -368,7 +371,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.lingerStop.Store(true)
 	s.wg.Wait() // acceptor and lingerers are gone: nothing enrolls any more
 
-	s.onEachLoop(func(lp *loop) { lp.goAway(s.goAwayMsg("node shutting down")); lp.closeSome(-1) })
+	s.onEachLoop(func(lp *loop) { lp.goAway(s.goAwayMsg("node shutting down"), -1); lp.closeSome(-1) })
 	err := s.waitConns(ctx)
 	s.cancel()
 	if stopErr := s.engine.Stop(); stopErr != nil && err == nil {
