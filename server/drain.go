@@ -175,7 +175,7 @@ const goAwayChunk = 256
 // on two cores, spent 2.3 s in that task, each write waking a client that took its GOAWAY
 // and closed. Those closes waited for the task's end, and so did the release of their
 // names: clients re-registering elsewhere found them still held (docs/BENCHMARKS.md, "A
-// whole node drained").
+// whole node drained: GOAWAY in chunks").
 func (s *Server) goAwayAll(ctx context.Context, g codec.GoAway) error {
 	var wg sync.WaitGroup
 	s.eachLoop(func(lp *loop) {
