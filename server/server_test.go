@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -855,40 +856,50 @@ func TestDrainGoAwayInChunks(t *testing.T) {
 	for i := range peers {
 		peers[i] = registered(t, s, "chunk-"+strconv.Itoa(i))
 	}
-	// After the first chunk, before the next is queued: find a client that has its GOAWAY
-	// (bytes waiting in its socket) and close it.
-	closedEarly := -1
+	// The first pause between chunks waits for the test: it finds a client that has its
+	// GOAWAY (bytes waiting in its socket), closes it and waits for the server to close
+	// that connection, before the next chunk is queued.
 	paced := 0
+	paused, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(resume) }) }
+	t.Cleanup(release) // a failed test does not leave the drain waiting
 	s.goAwayPaced = func() {
-		paced++
-		if closedEarly >= 0 {
-			return
-		}
-		told := 0
-		waitFor(t, "a client to have its GOAWAY", func() bool {
-			told = 0
-			for i, p := range peers {
-				if unread(t, p) > 0 {
-					told++
-					closedEarly = i
-				}
-			}
-			return told > 0
-		})
-		if told > goAwayChunk {
-			t.Errorf("%d clients have their GOAWAY after the first chunk; want at most %d", told, goAwayChunk)
-		}
-		peers[closedEarly].Expect(codec.TypeGoAway)
-		_ = peers[closedEarly].Conn.Close()
-		waitFor(t, "the loop to close the connection between two GOAWAY chunks", func() bool {
-			return s.Stats().Connections == n-1
-		})
-		if id, ok := s.dir.Lookup([]byte("chunk-" + strconv.Itoa(closedEarly))); ok {
-			t.Errorf("the closed client's name is still held by %v", id)
+		if paced++; paced == 1 {
+			close(paused)
+			<-resume
 		}
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Drain(context.Background(), 2*time.Second) }()
+	select {
+	case <-paused:
+	case err := <-done:
+		t.Fatalf("Drain = %v before the first pause between GOAWAY chunks", err)
+	}
+	closedEarly, told := -1, 0
+	waitFor(t, "a client to have its GOAWAY", func() bool {
+		told = 0
+		for i, p := range peers {
+			if unread(t, p) > 0 {
+				told++
+				closedEarly = i
+			}
+		}
+		return told > 0
+	})
+	if told > goAwayChunk {
+		t.Errorf("%d clients have their GOAWAY after the first chunk; want at most %d", told, goAwayChunk)
+	}
+	peers[closedEarly].Expect(codec.TypeGoAway)
+	_ = peers[closedEarly].Conn.Close()
+	waitFor(t, "the loop to close the connection between two GOAWAY chunks", func() bool {
+		return s.Stats().Connections == n-1
+	})
+	if id, ok := s.dir.Lookup([]byte("chunk-" + strconv.Itoa(closedEarly))); ok {
+		t.Errorf("the closed client's name is still held by %v", id)
+	}
+	release()
 	for i, p := range peers {
 		if i == closedEarly {
 			continue
