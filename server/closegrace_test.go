@@ -239,25 +239,14 @@ func TestIdleCloseLetsNamesGo(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		return false
 	})
-	replies := 0
-	var last codec.Frame
-	for {
-		f, err := p.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("after %d ECHO_REPLYs: %v; want every answer, the TIMEOUT, then EOF", replies, err)
-		}
-		if f.Type == codec.TypeEchoReply {
-			replies++
-		}
-		last = f
+	got := p.ReadToEOF()
+	if !errors.Is(got.End, io.EOF) {
+		t.Errorf("after %d ECHO_REPLYs: %v; want every answer, the TIMEOUT, then EOF", got.Echos, got.End)
 	}
-	if replies != n {
-		t.Errorf("%d ECHO_REPLYs; want %d", replies, n)
+	if got.Echos != n {
+		t.Errorf("%d ECHO_REPLYs; want %d", got.Echos, n)
 	}
-	if e, _ := codec.ParseError(last.Body); last.Type != codec.TypeError || e.Code != codec.CodeTimeout {
-		t.Errorf("last frame %v %v; want ERROR TIMEOUT", last.Type, e.Code)
+	if e, _ := codec.ParseError(got.Last.Body); got.Last.Type != codec.TypeError || e.Code != codec.CodeTimeout {
+		t.Errorf("last frame %v %v; want ERROR TIMEOUT", got.Last.Type, e.Code)
 	}
 }

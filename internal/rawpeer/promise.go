@@ -90,6 +90,7 @@ type Received struct {
 	Corrs map[uint64][]uint32 // MESSAGE payload corrs (SendAcked's) by sender conn id, in order
 	Pongs int
 	Resps int // RESPONSEs
+	Echos int // ECHO_REPLYs
 	Last  codec.Frame
 	End   error // what ended the stream: io.EOF for a clean close
 }
@@ -116,6 +117,8 @@ func (p *Peer) ReadToEOF() Received {
 			r.Pongs++
 		case codec.TypeResponse:
 			r.Resps++
+		case codec.TypeEchoReply:
+			r.Echos++
 		}
 	}
 }
