@@ -208,8 +208,9 @@ func TestCloseDrainedIsGraceful(t *testing.T) {
 // lets its names go at the close, not once the socket has taken everything or been
 // reset a slow-consumer timeout later: its client, reconnecting, registers them again
 // at once. Before, REGISTER got NAME_TAKEN for up to the slow-consumer timeout (the
-// graceful closes let names go at once already). What was written is still delivered:
-// every answer, then the TIMEOUT, then EOF.
+// graceful closes let names go at once already). A SEND to the name then reaches the
+// new owner, and what was written to the old connection is still delivered: every
+// answer, then the TIMEOUT, then EOF, and nothing else.
 func TestIdleCloseLetsNamesGo(t *testing.T) {
 	s := startServer(t, Config{IdleTimeout: 500 * time.Millisecond, MaxPendingBytes: 256 << 20, SlowConsumerTimeout: time.Minute})
 	p := registered(t, s, "idler")
@@ -236,10 +237,20 @@ func TestIdleCloseLetsNamesGo(t *testing.T) {
 		if e, _ := codec.ParseError(f.Body); f.Type != codec.TypeError || e.Code != codec.CodeNameTaken {
 			t.Fatalf("REGISTER answered %v %v; want OK or NAME_TAKEN", f.Type, e.Code)
 		}
-		time.Sleep(20 * time.Millisecond)
 		return false
 	})
+	// What a sender is told and who gets it: the name's new owner, not the connection
+	// still closing.
+	snd := connect(t, s, "sender")
+	snd.Write(codec.AppendSend(nil, codec.FlagAck, 7, "idler", []byte("after")))
+	expectOutcomes(t, snd, outcome{typ: codec.TypeOK, corr: 7})
+	if f := q.Expect(codec.TypeMessage); !bytes.HasSuffix(f.Body, []byte("after")) {
+		t.Errorf("the new owner's MESSAGE body %q; want the payload sent", f.Body)
+	}
 	got := p.ReadToEOF()
+	if len(got.Corrs) != 0 {
+		t.Errorf("the closing connection got MESSAGEs %v after its close began", got.Corrs)
+	}
 	if !errors.Is(got.End, io.EOF) {
 		t.Errorf("after %d ECHO_REPLYs: %v; want every answer, the TIMEOUT, then EOF", got.Echos, got.End)
 	}
