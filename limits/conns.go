@@ -2,8 +2,9 @@ package limits
 
 // FDReserve returns how many file descriptors a server with the given open-file limit keeps
 // for itself beyond client connections: listeners, epoll and event fds of each event loop,
-// the transient duplicate made while a connection is handed to its loop, the admin
-// listener and its clients, log files. It is 128 plus 1% of the limit.
+// the transient duplicates made while connections are handed to their loops (one per
+// enroller, server/accept.go), the admin listener and its clients, log files. It is 128
+// plus 1% of the limit.
 func FDReserve(nofile uint64) uint64 {
 	return 128 + nofile/100
 }

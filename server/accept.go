@@ -20,6 +20,15 @@ const (
 	// zone RED from loop lag): at most 1,000 new connections a second then, none refused.
 	lagPause = time.Millisecond
 
+	// enrollers hand admitted connections to the event loops. gnet's EnrollContext waits
+	// until the loop has registered the connection, a round trip through the loop's task
+	// queue (a millisecond or more on a loaded machine). Done in turn on the acceptor,
+	// those round trips set the node's accept rate; several in flight let one wake-up of a
+	// loop register them together (docs/BENCHMARKS.md, "Connections enrolled in
+	// parallel"). The acceptor waits for a free enroller, so what is admitted and not yet
+	// on a loop stays bounded by this.
+	enrollers = 8
+
 	// Refused connections linger (half-closed, reading until the client's FIN) on a few
 	// goroutines; the descriptors they hold stay within limits.FDReserve.
 	lingerers   = 4
@@ -32,6 +41,7 @@ func (s *Server) acceptLoop() {
 	defer s.wg.Done()
 	defer close(s.refuseq)
 	defer s.hdr.stop() // header readers may still refuse: stop them before refuseq closes
+	defer close(s.enrollq)
 	var backoff time.Duration
 	pause := time.NewTimer(time.Hour)
 	pause.Stop()
@@ -75,7 +85,23 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		s.connCount.Add(1)
-		s.enroll(nc, c)
+		s.enterHandshake(c) // counted now: the handshake cap sees it before the next accept
+		s.enrollq <- enrollment{nc, c}
+	}
+}
+
+// enrollment is an admitted connection, counted in connCount and in the handshake, on
+// its way to an enroller.
+type enrollment struct {
+	nc net.Conn
+	c  *conn
+}
+
+// enroller enrolls what the acceptor admitted until the acceptor closes enrollq.
+func (s *Server) enroller() {
+	defer s.wg.Done()
+	for e := range s.enrollq {
+		s.attach(e.nc, e.c)
 	}
 }
 
@@ -168,12 +194,18 @@ func (h *hsSpacing) next(now time.Time, timeouts uint64, handshaking, slots int6
 
 // enroll hands an admitted connection, already counted in connCount, to an event loop.
 func (s *Server) enroll(nc net.Conn, c *conn) {
+	s.enterHandshake(c)
+	s.attach(nc, c)
+}
+
+// attach is enroll for a connection already counted in the handshake. Safe for
+// concurrent use (gnet picks the loop with the fewest connections, atomically).
+func (s *Server) attach(nc net.Conn, c *conn) {
 	if s.cfg.TCPDelay { // Go's accept turned Nagle's algorithm off; gnet leaves it (gnetOptions)
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(false)
 		}
 	}
-	s.enterHandshake(c)
 	if _, err := s.engine.EnrollContext(nc, c); err != nil { // closes nc either way
 		s.connCount.Add(-1)
 		s.leaveHandshake(c)

@@ -85,11 +85,12 @@ type Server struct {
 	goAwayPaced func()
 	lingerStop  atomic.Bool // Shutdown: lingerers close what they hold at once
 
-	connLog connLogger     // per-connection errors, rate-limited off the loops
-	refuseq chan net.Conn  // refused connections waiting for the client's FIN; bounded
-	hdr     headerReads    // PROXY header readers, started and stopped by the acceptor
-	wg      sync.WaitGroup // acceptor and lingerers
-	logWG   sync.WaitGroup // the connection-error logger
+	connLog connLogger      // per-connection errors, rate-limited off the loops
+	refuseq chan net.Conn   // refused connections waiting for the client's FIN; bounded
+	hdr     headerReads     // PROXY header readers, started and stopped by the acceptor
+	enrollq chan enrollment // admitted connections on their way to the enrollers (accept.go)
+	wg      sync.WaitGroup  // acceptor, enrollers and lingerers
+	logWG   sync.WaitGroup  // the connection-error logger
 }
 
 // Option configures a Server's dependencies (values go in Config).
@@ -126,6 +127,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		epoch:    time.Now(),
 		done:     make(chan struct{}),
 		refuseq:  make(chan net.Conn, lingerQueue),
+		enrollq:  make(chan enrollment),
 		connLog:  connLogger{ch: make(chan connLogEntry, 256)},
 
 		handshakeWait: handshakeWait,
@@ -234,8 +236,11 @@ func (s *Server) StartListener(ln net.Listener) error {
 	s.ln, s.engine = tl, eng
 	s.started = true
 	s.startAuth(maxConns)
-	s.wg.Add(1 + lingerers)
+	s.wg.Add(1 + enrollers + lingerers)
 	go s.acceptLoop()
+	for range enrollers {
+		go s.enroller()
+	}
 	s.logWG.Add(1)
 	go s.runConnLogger()
 	for range lingerers {
@@ -369,7 +374,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	_ = s.ln.Close()
 	s.lingerStop.Store(true)
-	s.wg.Wait() // acceptor and lingerers are gone: nothing enrolls any more
+	s.wg.Wait() // acceptor, enrollers and lingerers are gone: nothing enrolls any more
 
 	s.onEachLoop(func(lp *loop) { lp.goAway(s.goAwayMsg("node shutting down"), -1); lp.closeSome(-1) })
 	err := s.waitConns(ctx)
@@ -414,6 +419,9 @@ func (s *Server) gnetOptions() []gnet.Option {
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
 		gnet.WithNumEventLoop(s.cfg.Loops),
+		// Several goroutines enroll at once (accept.go): gnet's round robin is not safe for
+		// that, least-connections reads the loops' counts atomically.
+		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithTicker(true),
 		gnet.WithReadBufferCap(s.cfg.ReadBufferCap),
 		gnet.WithWriteBufferCap(s.cfg.WriteBufferCap),
