@@ -9,9 +9,10 @@
 // goroutines, which give it to the gnet event loop with the fewest connections (gnet's
 // client-mode engine, EnrollContext, which waits for the loop to register it: several
 // in flight keep a busy loop from setting the accept rate). Refused connections get an
-// ERROR frame from the acceptor; a few lingerer goroutines wait for the client to close. Accepting here
-// rather than in gnet has two reasons: gnet stops its whole engine when accept() fails (EMFILE included), and an
-// ERROR-before-close needs a descriptor and a place to decide. The connection cap is
+// ERROR frame from the acceptor; a few lingerer goroutines wait for the client to close.
+// Accepting here rather than in gnet has two reasons: gnet stops its whole engine when
+// accept() fails (EMFILE included), and an ERROR-before-close needs a descriptor and a
+// place to decide. The connection cap is
 // derived from RLIMIT_NOFILE (limits.MaxConnections), so EMFILE does not happen in
 // practice; if it does, the acceptor backs off and retries.
 //
