@@ -22,11 +22,11 @@ const (
 
 	// enrollers hand admitted connections to the event loops. gnet's EnrollContext waits
 	// until the loop has registered the connection, a round trip through the loop's task
-	// queue (a millisecond or more on a loaded machine). Done in turn on the acceptor,
-	// those round trips set the node's accept rate; several in flight let one wake-up of a
-	// loop register them together (docs/BENCHMARKS.md, "Connections enrolled in
-	// parallel"). The acceptor waits for a free enroller, so what is admitted and not yet
-	// on a loop stays bounded by this.
+	// queue that includes waking the loop. Done in turn on the acceptor, those round trips
+	// set the node's accept rate; several in flight let one wake-up of a loop register
+	// them together (docs/BENCHMARKS.md, "Connections enrolled in parallel": 1.3-1.5x
+	// more connections a second). The acceptor waits for a free enroller, so what is
+	// admitted and not yet on a loop stays bounded by this.
 	enrollers = 8
 
 	// Refused connections linger (half-closed, reading until the client's FIN) on a few
