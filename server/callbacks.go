@@ -71,6 +71,7 @@ func (s *Server) traffic(gc gnet.Conn) {
 		return
 	}
 	lp := c.lp
+	lp.countWork()
 	if c.flags&flagPaused != 0 && !lp.mayRead(c) {
 		c.lastSeen = lp.tick32() // it sent something: not idle
 		return

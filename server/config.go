@@ -73,6 +73,11 @@ type Config struct {
 	// connections that pipeline deeply (docs/BENCHMARKS.md, "Route credit"); the latency
 	// profile sets 16.
 	RouteCredit int
+	// WriteCoalesce: after a busy poll round, output under this many bytes that the
+	// round left for a connection waits one more round, to be written with what that
+	// round adds (loop.flushRound): fewer, larger writes at some latency. Default 0 = off
+	// (every round's output is written at its end); the throughput profile sets 16 KiB.
+	WriteCoalesce int
 	// MaxNamesPerConn caps the names one connection may register. Default 64.
 	MaxNamesPerConn int
 	// HandshakeTimeout is how long a new connection may take to send HELLO and be
@@ -213,7 +218,7 @@ func hostname() string {
 // DefaultConfig values, for callers that build a Config by hand (New calls it). It keeps
 // every field where 0 means off, none or auto (resolving ServerID, which has no other
 // use for ""): IdleTimeout, TCPKeepAlive, TCPDeferAccept, Loops, MaxConnections, MaxHandshakes, Token,
-// AuthFailuresPerIP, Peers, ProxyProtocolFrom, the socket buffers, the rate limits and
+// AuthFailuresPerIP, WriteCoalesce, Peers, ProxyProtocolFrom, the socket buffers, the rate limits and
 // bursts, MaxConnsPerIP, ZoneHysteresis and ZoneMinDwell. So in a zero-value Config the
 // idle timeout is off and zones have no hysteresis; start from DefaultConfig for their
 // defaults.
@@ -292,6 +297,7 @@ func (c *Config) Validate() error {
 		{"read-buffer-cap", c.ReadBufferCap}, {"write-buffer-cap", c.WriteBufferCap},
 		{"max-queue", c.MaxQueue}, {"max-queue-bytes", c.MaxQueueBytes},
 		{"socket-recv-buffer", c.SocketRecvBuffer}, {"route-credit", c.RouteCredit},
+		{"write-coalesce", c.WriteCoalesce},
 		{"socket-send-buffer", c.SocketSendBuffer}, {"max-handshakes", c.MaxHandshakes},
 		{"auth-failures-per-ip", c.AuthFailuresPerIP},
 	}

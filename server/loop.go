@@ -33,7 +33,17 @@ type loop struct {
 	closers []closer
 	reqs    *shard.Table[pendingReq]
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
-	out     outFree   // free output buffers (outbox.frames)
+	// held is the spare of dirty that flushRound fills with the outboxes it lets wait a
+	// round (write coalescing), then swaps in; roundWork counts the read callbacks and
+	// ring drains since the last end-of-round flush, busyRounds the busy rounds in a row.
+	held       []*outbox
+	roundWork  int
+	busyRounds int
+	// heldTimer flushes what waits if no round comes first (heldRun); heldArmed: it is
+	// set (cleared by its function, off the loop).
+	heldTimer *time.Timer
+	heldArmed atomic.Bool
+	out       outFree // free output buffers (outbox.frames)
 	// backlogs holds the mark of each connection whose socket had not taken all its
 	// output when last seen (outbox.backlogged); backlogPeak is the most it has held since
 	// it was made (trimBacklogs).
@@ -72,6 +82,7 @@ type loop struct {
 	drainRun gnet.Runnable // preallocated Execute targets
 	tickRun  gnet.Runnable
 	flushRun gnet.Runnable
+	heldRun  gnet.Runnable
 	// flushQueued: a flushRun is queued on this loop (owned by the loop).
 	flushQueued bool
 	fireFn      func(timerEntry) // lp.fire, bound once so ticks do not allocate
@@ -104,9 +115,12 @@ func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 	lp.tickRun = gnet.RunnableFunc(func(context.Context) error { lp.tick(); return nil })
 	lp.flushRun = gnet.RunnableFunc(func(context.Context) error {
 		lp.flushQueued = false
-		lp.flushDirty()
+		lp.flushRound()
 		return nil
 	})
+	lp.heldRun = gnet.RunnableFunc(func(context.Context) error { lp.flushDirty(); return nil })
+	lp.heldTimer = time.AfterFunc(time.Hour, lp.heldExpired)
+	lp.heldTimer.Stop()
 	lp.fireFn = lp.fire
 	lp.fireConnFn = lp.fireConn
 	lp.setLease(srv.g.node.Load())

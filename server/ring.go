@@ -125,6 +125,7 @@ func (lp *loop) wake() {
 // that gets messages from its own loop and from others in one round gets one write.
 func (lp *loop) drain() {
 	lp.armed.Store(false)
+	lp.countWork()
 	// Bounded batch for fairness; if more remain, re-arm so sockets get a turn.
 	lp.drainRing(lp.inbox.Cap())
 	lp.flushLater()

@@ -107,7 +107,7 @@ var zeroOff = map[string]bool{
 	"idle-timeout": true, "tcp-keep-alive": true, "tcp-defer-accept": true, "drain-period": true,
 	"conn-msg-rate": true, "conn-byte-rate": true, "node-msg-rate": true, "accept-rate": true,
 	"max-conns-per-ip": true, "zone-hysteresis": true, "zone-min-dwell": true,
-	"auth-failures-per-ip": true, "route-credit": true,
+	"auth-failures-per-ip": true, "route-credit": true, "write-coalesce": true,
 }
 
 // ZeroMeansOff reports whether 0 turns the setting off (and Off is accepted for it).

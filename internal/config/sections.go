@@ -22,7 +22,7 @@ var sections = []Section{
 		"tcp-delay", "tcp-keep-alive", "tcp-defer-accept"}},
 	{"Security", []string{"token", "token-file", "credentials", "auth-failures-per-ip", "max-handshakes"}},
 	{"Limits", []string{"max-connections", "max-frame", "max-pending", "max-pending-bytes",
-		"max-names-per-conn", "max-queue", "max-queue-bytes", "ring-size", "frames-per-wake", "route-credit"}},
+		"max-names-per-conn", "max-queue", "max-queue-bytes", "ring-size", "frames-per-wake", "route-credit", "write-coalesce"}},
 	{"Timeouts", []string{"handshake-timeout", "idle-timeout", "request-timeout", "max-request-timeout",
 		"slow-consumer-timeout", "drain-period", "tick-interval"}},
 	{"Buffers", []string{"read-buffer-cap", "write-buffer-cap", "socket-recv-buffer", "socket-send-buffer"}},
