@@ -73,9 +73,9 @@ type Config struct {
 	// connections that pipeline deeply (docs/BENCHMARKS.md, "Route credit"); the latency
 	// profile sets 16.
 	RouteCredit int
-	// WriteCoalesce: after a busy poll round, output under this many bytes that the
-	// round left for a connection waits one more round, to be written with what that
-	// round adds (loop.flushRound): fewer, larger writes at some latency. Default 0 = off
+	// WriteCoalesce: after busy poll rounds, output under this many bytes that the
+	// last round left for a connection waits one more round, to be written with what the
+	// next round adds (loop.flushRound): fewer, larger writes at some latency. Default 0 = off
 	// (every round's output is written at its end); the throughput profile sets 16 KiB.
 	WriteCoalesce int
 	// MaxNamesPerConn caps the names one connection may register. Default 64.

@@ -26,7 +26,7 @@ var help = map[string]string{
 	"ring-size":                "slots in each event loop's cross-loop ring (rounded up to a power of two)",
 	"frames-per-wake":          "frames handled per read callback before other connections get a turn",
 	"route-credit":             "messages one connection may have on their way to other event loops before its input waits for them to land (flow control; 0 = off)",
-	"write-coalesce":           "bytes under which a connection's output from a busy poll round waits one more round, to go out in one write with the next round's (0 = off)",
+	"write-coalesce":           "bytes under which a connection's output from busy poll rounds waits one more round, to go out in one write with the next round's (0 = off)",
 	"max-names-per-conn":       "names one connection may register",
 	"handshake-timeout":        "time a new connection has to send HELLO and be welcomed",
 	"idle-timeout":             "close a connection silent for this long; WELCOME asks clients to ping at a third of it (0 or off = never)",
