@@ -76,6 +76,17 @@ func (r *coalesceRig) expect(step string, writes, msgs int) {
 	}
 }
 
+// expectQueued checks what t's outbox and its loop count as waiting for t: msgs messages
+// of r.msg bytes (the fake socket takes every byte written).
+func (r *coalesceRig) expectQueued(step string, msgs int) {
+	r.t.Helper()
+	o := &r.target.c.outbox
+	if o.pending != int32(msgs) || o.queuedBytes() != msgs*r.msg || r.lp.stats.pending.Load() != int64(msgs) {
+		r.t.Fatalf("%s: t's pending %d, queued bytes %d, loop's pending %d; want %d, %d, %d",
+			step, o.pending, o.queuedBytes(), r.lp.stats.pending.Load(), msgs, msgs*r.msg, msgs)
+	}
+}
+
 // TestWriteCoalesce: with write-coalesce set, after coalesceBusyRounds busy rounds in a
 // row, a round's small output for a connection waits one round and goes out with the
 // next round's in one write; it waits no more than one round, or the timer if no round
@@ -90,8 +101,12 @@ func TestWriteCoalesce(t *testing.T) {
 		if !r.lp.heldArmed.Load() {
 			t.Fatal("held output without its timer armed")
 		}
+		// Held output counts in the caps as any output not yet written (LIMITS.md):
+		// max-pending, max-pending-bytes and the node's queued messages (max-queue).
+		r.expectQueued("held", coalesceMinWork)
 		r.round(coalesceMinWork) // busy again: what waited is written, with this round's
 		r.expect("after the next busy round", 1, 2*coalesceMinWork)
+		r.expectQueued("written", 0)
 		r.round(1) // a quiet round writes at once
 		r.expect("after a quiet round", 2, 2*coalesceMinWork+1)
 		r.round(coalesceMinWork) // after a quiet round, a busy one alone holds nothing
