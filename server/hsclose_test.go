@@ -1,7 +1,11 @@
 package server
 
 import (
+	"context"
 	"testing"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/switchboard/switchboard/codec"
 )
@@ -42,15 +46,31 @@ func (f *closingConn) sentHandshakeTimeout() bool {
 	return err == nil && e.Code == codec.CodeHandshakeTimeout
 }
 
+// chanLoop is an event loop whose Execute hands the task to the test, which runs it as
+// the loop would (safe for concurrent use: hsTimer's function calls it on its goroutine).
+type chanLoop struct {
+	gnet.EventLoop
+	tasks chan gnet.Runnable
+}
+
+func (l *chanLoop) Execute(_ context.Context, r gnet.Runnable) error {
+	l.tasks <- r
+	return nil
+}
+
 // TestHandshakeTimeoutWaveSpread: silent connections that all time out in the same tick are
-// closed at most hsClosesPerTick per tick, the rest on the following ticks, so that a
-// flood accepted in one burst does not stall the loop in one go; none is closed before its
-// tick, and every one is closed with HANDSHAKE_TIMEOUT in the end.
+// closed at most hsClosesPerTick per tick, the rest on the following ticks; within a tick,
+// at most hsCloseChunk in the tick itself and the rest hsCloseChunk at a time in tasks that
+// hsTimer queues, so that a flood accepted in one burst does not stall the loop in one go.
+// None is closed before its tick, and every one is closed with HANDSHAKE_TIMEOUT in the end.
 func TestHandshakeTimeoutWaveSpread(t *testing.T) {
-	for _, n := range []int{1, hsClosesPerTick, hsClosesPerTick + 1, 3*hsClosesPerTick + 5} {
+	for _, n := range []int{1, hsCloseChunk, hsCloseChunk + 1, hsClosesPerTick, hsClosesPerTick + 1, 3*hsClosesPerTick + 5} {
 		t.Run("", func(t *testing.T) {
 			_, loops := newTestLoops(t, 1)
 			lp := loops[0]
+			el := &chanLoop{tasks: make(chan gnet.Runnable, 1)}
+			lp.el = el
+			t.Cleanup(func() { lp.hsTimer.Stop() })
 			const due = 10 // ticks from now
 			var fcs []*closingConn
 			for range n {
@@ -72,10 +92,29 @@ func TestHandshakeTimeoutWaveSpread(t *testing.T) {
 			for tick := uint64(0); closed() < n; tick++ {
 				before := closed()
 				lp.advance(start + due + tick)
-				got := closed() - before
 				want := min(hsClosesPerTick, n-before)
-				if got != want {
+				if got := closed() - before; got != min(hsCloseChunk, want) {
+					t.Fatalf("tick %d after the timeout: %d closed in the tick, want %d (of %d)", tick, got, min(hsCloseChunk, want), n)
+				}
+				// The rest of the tick's share, one chunk per task of hsTimer's.
+				for closed()-before < want {
+					var task gnet.Runnable
+					select {
+					case task = <-el.tasks:
+					case <-time.After(10 * time.Second):
+						t.Fatalf("tick %d: %d of %d closed, and hsTimer queued no task for the rest", tick, closed()-before, want)
+					}
+					chunkStart := closed()
+					_ = task.Run(context.Background())
+					if got := closed() - chunkStart; got == 0 || got > hsCloseChunk {
+						t.Fatalf("a task closed %d, want 1 to %d", got, hsCloseChunk)
+					}
+				}
+				if got := closed() - before; got != want {
 					t.Fatalf("tick %d after the timeout: %d closed, want %d (of %d)", tick, got, want, n)
+				}
+				if len(lp.hsDue) != 0 || lp.hsArmed.Load() {
+					t.Fatalf("tick %d: its share closed, yet %d wait and the timer is set: %v", tick, len(lp.hsDue), lp.hsArmed.Load())
 				}
 			}
 			st := lp.srv.Stats()
@@ -95,6 +134,50 @@ func TestHandshakeTimeoutWaveSpread(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHandshakeTimeoutChunkSparesWelcomed: a connection whose handshake timeout came due in
+// a wave, waiting for its chunk, that is welcomed meanwhile (its HELLO was read between two
+// chunks) is not closed: the timeout would come late, and the connection is no longer in
+// its handshake. One that closed meanwhile is not counted as a timeout.
+func TestHandshakeTimeoutChunkSparesWelcomed(t *testing.T) {
+	_, loops := newTestLoops(t, 1)
+	lp := loops[0]
+	lp.hsTimer.Stop()
+	lp.hsTimer = time.AfterFunc(time.Hour, func() {}) // Reset by advance; fires nothing
+	t.Cleanup(func() { lp.hsTimer.Stop() })
+	start := lp.timers.now
+	var fcs []*closingConn
+	for range hsCloseChunk + 2 {
+		fcs = append(fcs, addHandshakeConn(t, lp, stateHandshake, start+1))
+	}
+	lp.advance(start + 1)
+	if len(lp.hsDue) != 2 || !lp.hsArmed.Load() {
+		t.Fatalf("%d wait for a chunk (timer set: %v), want 2 and the timer set", len(lp.hsDue), lp.hsArmed.Load())
+	}
+	welcomed, _ := lp.conns.Get(lp.hsDue[0])
+	welcomed.state = stateActive // as WELCOME leaves it
+	gone := lp.hsDue[1]
+	goneConn, _ := lp.conns.Get(gone)
+	lp.conns.Remove(gone) // closed by its peer meanwhile
+	goneConn.state = stateClosed
+	spared := map[*closingConn]bool{welcomed.gc.(*closingConn): true, goneConn.gc.(*closingConn): true}
+	lp.hsArmed.Store(false) // as hsExpired does before queuing the task
+	lp.closeDueHandshakes()
+	for i, fc := range fcs {
+		if !spared[fc] && !fc.closed {
+			t.Fatalf("connection %d, in the tick's first chunk, not closed", i)
+		}
+		if spared[fc] && (fc.closed || len(fc.out) != 0) {
+			t.Fatalf("connection %d, welcomed or gone before its chunk, was sent %x and closed: %v", i, fc.out, fc.closed)
+		}
+	}
+	if st := lp.srv.Stats(); st.HandshakeTimeouts != hsCloseChunk {
+		t.Fatalf("handshake timeouts counted %d, want %d", st.HandshakeTimeouts, hsCloseChunk)
+	}
+	if len(lp.hsDue) != 0 || lp.hsArmed.Load() {
+		t.Fatalf("%d still wait (timer set: %v)", len(lp.hsDue), lp.hsArmed.Load())
 	}
 }
 

@@ -90,6 +90,14 @@ type loop struct {
 	// hsCloses counts the handshake timeouts closed during this tick (advance), against
 	// hsClosesPerTick.
 	hsCloses int
+	// hsDue are the connections whose handshake timeout came due in this tick past its
+	// first hsCloseChunk, closed hsCloseChunk at a time by hsRun, which hsTimer queues
+	// hsCloseGap apart (hsclose.go); hsArmed: hsTimer is set (cleared by its function, off
+	// the loop).
+	hsDue   []shard.ConnID
+	hsTimer *time.Timer
+	hsArmed atomic.Bool
+	hsRun   gnet.Runnable
 
 	lease *limits.RateLease // this loop's share of the node rate; nil = unlimited
 
@@ -121,6 +129,9 @@ func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 	lp.heldRun = gnet.RunnableFunc(func(context.Context) error { lp.flushDirty(); return nil })
 	lp.heldTimer = time.AfterFunc(time.Hour, lp.heldExpired)
 	lp.heldTimer.Stop()
+	lp.hsRun = gnet.RunnableFunc(func(context.Context) error { lp.closeDueHandshakes(); return nil })
+	lp.hsTimer = time.AfterFunc(time.Hour, lp.hsExpired)
+	lp.hsTimer.Stop()
 	lp.fireFn = lp.fire
 	lp.fireConnFn = lp.fireConn
 	lp.setLease(srv.g.node.Load())
@@ -234,6 +245,7 @@ func (lp *loop) advance(target uint64) {
 	lp.hsCloses = 0
 	lp.wheel.advanceTo(target, lp.fireFn)
 	lp.timers.advanceTo(target, lp.fireConnFn)
+	lp.armHandshakeCloses()
 }
 
 // hsClosesPerTick bounds the handshake timeouts one loop closes per tick. A flood of silent
@@ -242,7 +254,8 @@ func (lp *loop) advance(target uint64) {
 // in that second (docs/BENCHMARKS.md, handshake flood). The rest wait for the next ticks, so a handshake
 // timeout can fire late by a few ticks while such a wave lasts (64 per 50 ms tick is
 // ~1,300 a second per loop, above the acceptor's spacing of max-handshakes per
-// handshake-timeout, so only waves wait), never early.
+// handshake-timeout, so only waves wait), never early. A tick's share is itself closed
+// in chunks (hsCloseChunk, hsclose.go).
 const hsClosesPerTick = 64
 
 // outTrimInterval: output buffers not taken for this long are released (outFree.trim).
@@ -279,8 +292,11 @@ func (lp *loop) fireConn(i uint32) {
 			return
 		}
 		lp.hsCloses++
-		lp.stats.handshakeTimeouts.Add(1)
-		lp.closeWithError(c, codec.CodeHandshakeTimeout, "no HELLO in time")
+		if lp.hsCloses > hsCloseChunk {
+			lp.hsDue = append(lp.hsDue, c.id) // closed in this tick, between poll rounds
+			return
+		}
+		lp.closeHandshakeTimeout(c)
 	case stateActive:
 		// Nothing received for the idle timeout since lastSeen (a tick32 stamp)? If not,
 		// the timer is set again for the rest, so a connection's timer is moved only when
