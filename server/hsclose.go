@@ -43,8 +43,9 @@ func (lp *loop) hsExpired() {
 }
 
 // closeDueHandshakes closes the next hsCloseChunk connections of hsDue that are still in
-// their handshake (one whose HELLO came meanwhile is left alone: its timeout came late,
-// not early), and sets hsTimer for the rest. On the loop (hsRun).
+// their handshake (one welcomed meanwhile is left alone: its timeout came late, not
+// early; one still being verified is closed, as in the tick), and sets hsTimer for the
+// rest. On the loop (hsRun).
 func (lp *loop) closeDueHandshakes() {
 	n := min(hsCloseChunk, len(lp.hsDue))
 	for _, id := range lp.hsDue[:n] {
