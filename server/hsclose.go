@@ -14,10 +14,10 @@ import (
 // read of what the peer sent and a close, ~40 µs with the kernel's work for the FIN (a
 // profile): 64 in one go, ~2.6 ms once a tick, put the connected clients' p99 at
 // 1.5-4.6 ms in the seconds of such a wave, against 0.5-0.8 ms before the flood
-// (docs/BENCHMARKS.md, "Handshake flood: closes in chunks"). A chunk of 8 is ~0.3 ms, and the clients' frames are read
-// between chunks. The tick's share still bounds the rate (64 per tick); the last chunk
-// of a tick comes ~8 ms after it (7 timer waits), so the timeouts fire no more than that
-// later.
+// (docs/BENCHMARKS.md, "Handshake flood: closes in chunks"). A chunk of 8 is ~0.3 ms,
+// and the clients' frames are read between chunks. The tick's share still bounds the
+// rate (64 per tick); the last chunk of a tick comes ~8 ms after it (7 timer waits), so
+// the timeouts fire no more than that later.
 const (
 	hsCloseChunk = 8
 	hsCloseGap   = time.Millisecond
