@@ -15,6 +15,11 @@ type HostPaths struct {
 	Cgroup string // "/sys/fs/cgroup" (cgroup v2 unified hierarchy)
 }
 
+// sysctl is the file under /proc/sys of a sysctl key such as "net.core.somaxconn".
+func (paths HostPaths) sysctl(key string) string {
+	return filepath.Join(append([]string{paths.Proc, "sys"}, strings.Split(key, ".")...)...)
+}
+
 // DefaultHostPaths returns the paths of the running host.
 func DefaultHostPaths() HostPaths { return HostPaths{Proc: "/proc", Cgroup: "/sys/fs/cgroup"} }
 
@@ -33,13 +38,11 @@ func ReadHostAt(paths HostPaths) HostReadings {
 		NumCPU:     int64(runtime.NumCPU()),
 	}
 	r.NoFileSoft, r.NoFileHard = noFileLimit()
-	sys := func(key string) string {
-		return filepath.Join(append([]string{paths.Proc, "sys"}, strings.Split(key, ".")...)...)
-	}
+	sys := paths.sysctl
 	r.FileMax = readFirstInt(sys("fs.file-max"))
 	r.NrOpen = readFirstInt(sys("fs.nr_open"))
-	r.Somaxconn = readFirstInt(sys("net.core.somaxconn"))
-	r.SynBacklog = readFirstInt(sys("net.ipv4.tcp_max_syn_backlog"))
+	b := ReadBacklogs(paths)
+	r.Somaxconn, r.SynBacklog = b.Somaxconn, b.SynBacklog
 	r.TwReuse = readFirstInt(sys("net.ipv4.tcp_tw_reuse"))
 	r.PortLow, r.PortHigh = Unknown, Unknown
 	if f := readFields(sys("net.ipv4.ip_local_port_range")); len(f) == 2 {

@@ -171,6 +171,12 @@ func serve(log *slog.Logger, l config.Loaded, access adminAccess, r *reloader) i
 		rt := p.ApplyRuntime(os.Getenv, log)
 		log.Info("tuning profile applied", append([]any{"profile", p.Name, "memory_budget", p.MemoryBudget}, rt.Attrs()...)...)
 	}
+	if b := tuning.ReadBacklogs(tuning.DefaultHostPaths()); b.Low() {
+		// Not fatal: a node runs with the kernel's defaults, but reconnect storms and
+		// floods of silent connections cost its clients more (docs/SECURITY.md).
+		log.Warn("kernel backlogs below the recommended (deploy/sysctl.d): a reconnect storm past them is dropped, and a flood of silent connections past them reaches the node through SYN cookies; see switchboard tune check",
+			"net.core.somaxconn", b.Somaxconn, "net.ipv4.tcp_max_syn_backlog", b.SynBacklog, "recommended", tuning.RecommendedBacklog)
+	}
 	opts := []server.Option{server.WithLogger(log)}
 	if path := l.Config.Credentials; path != "" {
 		creds, err := config.LoadCredentials(path)
