@@ -8,7 +8,7 @@ import (
 )
 
 // coalesceRig is one loop with senders and a target "t", with write-coalesce set and the
-// held output's timer replaced by one that does nothing: the test calls heldExpired
+// held output's timer replaced by one that does nothing: the test calls heldTimer.fire
 // itself, so that nothing runs on another goroutine.
 type coalesceRig struct {
 	t       *testing.T
@@ -26,9 +26,9 @@ func newCoalesceRig(t *testing.T, limit int) *coalesceRig {
 	lp := loops[0]
 	el := &taskLoop{}
 	lp.el = el
-	lp.heldTimer.Stop()
-	lp.heldTimer = time.AfterFunc(time.Hour, func() {}) // Reset by flushRound; fires nothing
-	t.Cleanup(func() { lp.heldTimer.Stop() })
+	lp.heldTimer.t.Stop()
+	lp.heldTimer.t = time.AfterFunc(time.Hour, func() {}) // Reset by flushRound; fires nothing
+	t.Cleanup(func() { lp.heldTimer.stop() })
 	r := &coalesceRig{t: t, lp: lp, el: el, h: &handler{srv: s}}
 	for _, name := range []string{"t", "s1", "s2", "s3", "s4", "s5"} {
 		c, _ := addConn(t, lp, name)
@@ -98,7 +98,7 @@ func TestWriteCoalesce(t *testing.T) {
 		r.warm()
 		r.round(coalesceMinWork)
 		r.expect("after a busy round", 0, 0)
-		if !r.lp.heldArmed.Load() {
+		if !r.lp.heldTimer.armed.Load() {
 			t.Fatal("held output without its timer armed")
 		}
 		// Held output counts in the caps as any output not yet written (LIMITS.md):
@@ -117,10 +117,10 @@ func TestWriteCoalesce(t *testing.T) {
 		r.warm()
 		r.round(coalesceMinWork)
 		r.expect("after a busy round", 0, 0)
-		r.lp.heldExpired() // as heldTimer does when no round came
+		r.lp.heldTimer.fire() // as heldTimer does when no round came
 		r.el.run()
 		r.expect("after the timer", 1, coalesceMinWork)
-		if r.lp.heldArmed.Load() {
+		if r.lp.heldTimer.armed.Load() {
 			t.Error("timer still armed after it fired")
 		}
 	})
@@ -150,7 +150,7 @@ func TestWriteCoalesce(t *testing.T) {
 			r.round(len(r.senders))
 			r.expect("after busy rounds", i, i*len(r.senders))
 		}
-		if r.lp.heldArmed.Load() {
+		if r.lp.heldTimer.armed.Load() {
 			t.Error("timer armed with write-coalesce off")
 		}
 	})

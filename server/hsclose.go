@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"time"
 
 	"github.com/switchboard/switchboard/codec"
@@ -31,21 +30,15 @@ func (lp *loop) closeHandshakeTimeout(c *conn) {
 
 // armHandshakeCloses sets hsTimer if handshake timeouts wait in hsDue. On the loop.
 func (lp *loop) armHandshakeCloses() {
-	if len(lp.hsDue) > 0 && lp.hsArmed.CompareAndSwap(false, true) {
-		lp.hsTimer.Reset(hsCloseGap)
+	if len(lp.hsDue) > 0 {
+		lp.hsTimer.arm(hsCloseGap)
 	}
-}
-
-// hsExpired runs on hsTimer's goroutine: it queues the next chunk of closes on the loop.
-func (lp *loop) hsExpired() {
-	lp.hsArmed.Store(false)
-	_ = lp.el.Execute(context.Background(), lp.hsRun) // an error: the engine stopped
 }
 
 // closeDueHandshakes closes the next hsCloseChunk connections of hsDue that are still in
 // their handshake (one welcomed meanwhile is left alone: its timeout came late, not
 // early; one still being verified is closed, as in the tick), and sets hsTimer for the
-// rest. On the loop (hsRun).
+// rest. On the loop (hsTimer's task).
 func (lp *loop) closeDueHandshakes() {
 	n := min(hsCloseChunk, len(lp.hsDue))
 	for _, id := range lp.hsDue[:n] {

@@ -70,7 +70,7 @@ func TestHandshakeTimeoutWaveSpread(t *testing.T) {
 			lp := loops[0]
 			el := &chanLoop{tasks: make(chan gnet.Runnable, 1)}
 			lp.el = el
-			t.Cleanup(func() { lp.hsTimer.Stop() })
+			t.Cleanup(func() { lp.hsTimer.stop() })
 			const due = 10 // ticks from now
 			var fcs []*closingConn
 			for range n {
@@ -113,8 +113,8 @@ func TestHandshakeTimeoutWaveSpread(t *testing.T) {
 				if got := closed() - before; got != want {
 					t.Fatalf("tick %d after the timeout: %d closed, want %d (of %d)", tick, got, want, n)
 				}
-				if len(lp.hsDue) != 0 || lp.hsArmed.Load() {
-					t.Fatalf("tick %d: its share closed, yet %d wait and the timer is set: %v", tick, len(lp.hsDue), lp.hsArmed.Load())
+				if len(lp.hsDue) != 0 || lp.hsTimer.armed.Load() {
+					t.Fatalf("tick %d: its share closed, yet %d wait and the timer is set: %v", tick, len(lp.hsDue), lp.hsTimer.armed.Load())
 				}
 			}
 			st := lp.srv.Stats()
@@ -144,17 +144,17 @@ func TestHandshakeTimeoutWaveSpread(t *testing.T) {
 func TestHandshakeTimeoutChunkSparesWelcomed(t *testing.T) {
 	_, loops := newTestLoops(t, 1)
 	lp := loops[0]
-	lp.hsTimer.Stop()
-	lp.hsTimer = time.AfterFunc(time.Hour, func() {}) // Reset by advance; fires nothing
-	t.Cleanup(func() { lp.hsTimer.Stop() })
+	lp.hsTimer.t.Stop()
+	lp.hsTimer.t = time.AfterFunc(time.Hour, func() {}) // Reset by advance; fires nothing
+	t.Cleanup(func() { lp.hsTimer.stop() })
 	start := lp.timers.now
 	var fcs []*closingConn
 	for range hsCloseChunk + 2 {
 		fcs = append(fcs, addHandshakeConn(t, lp, stateHandshake, start+1))
 	}
 	lp.advance(start + 1)
-	if len(lp.hsDue) != 2 || !lp.hsArmed.Load() {
-		t.Fatalf("%d wait for a chunk (timer set: %v), want 2 and the timer set", len(lp.hsDue), lp.hsArmed.Load())
+	if len(lp.hsDue) != 2 || !lp.hsTimer.armed.Load() {
+		t.Fatalf("%d wait for a chunk (timer set: %v), want 2 and the timer set", len(lp.hsDue), lp.hsTimer.armed.Load())
 	}
 	welcomed, _ := lp.conns.Get(lp.hsDue[0])
 	welcomed.state = stateActive // as WELCOME leaves it
@@ -163,7 +163,7 @@ func TestHandshakeTimeoutChunkSparesWelcomed(t *testing.T) {
 	lp.conns.Remove(gone) // closed by its peer meanwhile
 	goneConn.state = stateClosed
 	spared := map[*closingConn]bool{welcomed.gc.(*closingConn): true, goneConn.gc.(*closingConn): true}
-	lp.hsArmed.Store(false) // as hsExpired does before queuing the task
+	lp.hsTimer.armed.Store(false) // as hsTimer.fire does before queuing the task
 	lp.closeDueHandshakes()
 	for i, fc := range fcs {
 		if !spared[fc] && !fc.closed {
@@ -176,8 +176,8 @@ func TestHandshakeTimeoutChunkSparesWelcomed(t *testing.T) {
 	if st := lp.srv.Stats(); st.HandshakeTimeouts != hsCloseChunk {
 		t.Fatalf("handshake timeouts counted %d, want %d", st.HandshakeTimeouts, hsCloseChunk)
 	}
-	if len(lp.hsDue) != 0 || lp.hsArmed.Load() {
-		t.Fatalf("%d still wait (timer set: %v)", len(lp.hsDue), lp.hsArmed.Load())
+	if len(lp.hsDue) != 0 || lp.hsTimer.armed.Load() {
+		t.Fatalf("%d still wait (timer set: %v)", len(lp.hsDue), lp.hsTimer.armed.Load())
 	}
 }
 

@@ -39,10 +39,8 @@ type loop struct {
 	held       []*outbox
 	roundWork  int
 	busyRounds int
-	// heldTimer flushes what waits if no round comes first (heldRun); heldArmed: it is
-	// set (cleared by its function, off the loop).
-	heldTimer *time.Timer
-	heldArmed atomic.Bool
+	// heldTimer flushes what waits if no round comes first.
+	heldTimer loopTimer
 	out       outFree // free output buffers (outbox.frames)
 	// backlogs holds the mark of each connection whose socket had not taken all its
 	// output when last seen (outbox.backlogged); backlogPeak is the most it has held since
@@ -82,7 +80,6 @@ type loop struct {
 	drainRun gnet.Runnable // preallocated Execute targets
 	tickRun  gnet.Runnable
 	flushRun gnet.Runnable
-	heldRun  gnet.Runnable
 	// flushQueued: a flushRun is queued on this loop (owned by the loop).
 	flushQueued bool
 	fireFn      func(timerEntry) // lp.fire, bound once so ticks do not allocate
@@ -91,13 +88,10 @@ type loop struct {
 	// hsClosesPerTick.
 	hsCloses int
 	// hsDue are the connections whose handshake timeout came due in this tick past its
-	// first hsCloseChunk, closed hsCloseChunk at a time by hsRun, which hsTimer queues
-	// hsCloseGap apart (hsclose.go); hsArmed: hsTimer is set (cleared by its function, off
-	// the loop).
+	// first hsCloseChunk, closed hsCloseChunk at a time by hsTimer's task, hsCloseGap
+	// apart (hsclose.go).
 	hsDue   []shard.ConnID
-	hsTimer *time.Timer
-	hsArmed atomic.Bool
-	hsRun   gnet.Runnable
+	hsTimer loopTimer
 
 	lease *limits.RateLease // this loop's share of the node rate; nil = unlimited
 
@@ -126,12 +120,8 @@ func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 		lp.flushRound()
 		return nil
 	})
-	lp.heldRun = gnet.RunnableFunc(func(context.Context) error { lp.flushDirty(); return nil })
-	lp.heldTimer = time.AfterFunc(time.Hour, lp.heldExpired)
-	lp.heldTimer.Stop()
-	lp.hsRun = gnet.RunnableFunc(func(context.Context) error { lp.closeDueHandshakes(); return nil })
-	lp.hsTimer = time.AfterFunc(time.Hour, lp.hsExpired)
-	lp.hsTimer.Stop()
+	lp.heldTimer.init(lp, lp.flushDirty)
+	lp.hsTimer.init(lp, lp.closeDueHandshakes)
 	lp.fireFn = lp.fire
 	lp.fireConnFn = lp.fireConn
 	lp.setLease(srv.g.node.Load())

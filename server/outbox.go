@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"syscall"
 	"time"
 
@@ -506,16 +505,7 @@ func (lp *loop) flushRound() {
 		return
 	}
 	lp.dirty, lp.held = lp.held, lp.dirty
-	if lp.heldArmed.CompareAndSwap(false, true) {
-		lp.heldTimer.Reset(coalesceWait)
-	}
-}
-
-// heldExpired runs on heldTimer's goroutine: no round has written the held output in
-// coalesceWait, so a flush of it is queued.
-func (lp *loop) heldExpired() {
-	lp.heldArmed.Store(false)
-	_ = lp.el.Execute(context.Background(), lp.heldRun) // an error: the engine stopped
+	lp.heldTimer.arm(coalesceWait)
 }
 
 // countWork counts one read callback or ring drain towards the round's work (flushRound).

@@ -382,7 +382,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if stopErr := s.engine.Stop(); stopErr != nil && err == nil {
 		err = stopErr
 	}
-	s.eachLoop(func(lp *loop) { lp.heldTimer.Stop(); lp.hsTimer.Stop() })
+	s.eachLoop(func(lp *loop) { lp.heldTimer.stop(); lp.hsTimer.stop() })
 	s.g.idle.wg.Wait()  // the ticker is gone: it starts no collection any more
 	s.stopAuth()        // the loops are gone: nobody queues a HELLO any more
 	close(s.connLog.ch) // the loops are gone: nobody reports any more
