@@ -22,6 +22,6 @@ func ReadBacklogs(paths HostPaths) Backlogs {
 // storm past it is dropped, and a flood of silent connections past it reaches the node
 // through SYN cookies instead of waiting in the kernel (docs/SECURITY.md).
 func (b Backlogs) Low() bool {
-	return b.Somaxconn != Unknown && b.Somaxconn < RecommendedBacklog ||
-		b.SynBacklog != Unknown && b.SynBacklog < RecommendedBacklog
+	return b.Somaxconn != Unknown && b.Somaxconn < recSomaxconn ||
+		b.SynBacklog != Unknown && b.SynBacklog < recSynBacklog
 }
