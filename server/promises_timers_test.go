@@ -67,6 +67,34 @@ func TestHandshakeTimeoutNeverEarly(t *testing.T) {
 	}
 }
 
+// TestHandshakeTimeoutWaveNeverEarly: silent connections dialled together onto one loop
+// time out in the same tick, more than one chunk of them (hsclose.go), so most are closed
+// by the chunks that follow the tick. Each gets one whole ERROR HANDSHAKE_TIMEOUT, then the
+// end of the stream, never before its timeout.
+func TestHandshakeTimeoutWaveNeverEarly(t *testing.T) {
+	const hs = 200 * time.Millisecond
+	s := startServer(t, Config{Loops: 1, TickInterval: timerTick, HandshakeTimeout: hs})
+	const n = 3*hsCloseChunk + 1
+	peers := make([]*rawpeer.Peer, n)
+	dialled := make([]time.Time, n)
+	for i := range peers {
+		dialled[i] = time.Now()
+		peers[i] = rawpeer.Dial(t, s.Addr().String())
+	}
+	for i, p := range peers {
+		p.ExpectError(codec.CodeHandshakeTimeout)
+		if el := time.Since(dialled[i]); el < hs {
+			t.Errorf("connection %d: HANDSHAKE_TIMEOUT %v after dialling; want at least %v", i, el, hs)
+		}
+		if f, err := p.Read(); err == nil {
+			t.Errorf("connection %d: a %v frame after its HANDSHAKE_TIMEOUT; want the end of the stream", i, f.Type)
+		}
+	}
+	if got := s.Stats().HandshakeTimeouts; got != n {
+		t.Errorf("handshake timeouts counted %d; want %d", got, n)
+	}
+}
+
 func TestIdleTimeoutNeverEarly(t *testing.T) {
 	const idle = 200 * time.Millisecond
 	s := startServer(t, Config{TickInterval: timerTick, IdleTimeout: idle})
