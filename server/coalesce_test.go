@@ -7,12 +7,15 @@ import (
 	"github.com/switchboard/switchboard/codec"
 )
 
-// coalesceRig is one loop with senders and a target "t", with write-coalesce set and the
-// held output's timer replaced by one that does nothing: the test calls heldTimer.fire
-// itself, so that nothing runs on another goroutine.
+// coalesceRig is one loop with senders and a target "t", with write-coalesce set, the
+// held output's timer replaced by one that does nothing (the test calls heldTimer.fire
+// itself, so that nothing runs on another goroutine) and the loop's round clock (the
+// gap before a round, coalesceGap) set by the test: it stands still unless the test
+// moves it (pause).
 type coalesceRig struct {
 	t       *testing.T
 	lp      *loop
+	now     int64 // the round clock, nanoseconds
 	el      *taskLoop
 	h       *handler
 	senders []*trafficConn
@@ -29,7 +32,8 @@ func newCoalesceRig(t *testing.T, limit int) *coalesceRig {
 	lp.heldTimer.t.Stop()
 	lp.heldTimer.t = time.AfterFunc(time.Hour, func() {}) // Reset by flushRound; fires nothing
 	t.Cleanup(func() { lp.heldTimer.stop() })
-	r := &coalesceRig{t: t, lp: lp, el: el, h: &handler{srv: s}}
+	r := &coalesceRig{t: t, lp: lp, el: el, h: &handler{srv: s}, now: int64(time.Second)}
+	lp.roundClock = func() int64 { return r.now }
 	for _, name := range []string{"t", "s1", "s2", "s3", "s4", "s5"} {
 		c, _ := addConn(t, lp, name)
 		tc := &trafficConn{c: c}
@@ -55,15 +59,16 @@ func (r *coalesceRig) round(n int) {
 	r.el.run()
 }
 
-// warm runs the busy rounds that come before the first one that holds output: each is
-// written at once (a busy round alone is common at moderate rates). Then it forgets t's
-// writes.
+// pause moves the round clock on by d: the loop slept that long before its next round.
+func (r *coalesceRig) pause(d time.Duration) { r.now += int64(d) }
+
+// warm runs the loop's first busy round, which comes after a pause (the loop was
+// started a second before it) and is written at once; then it forgets t's writes. The
+// rounds after it are saturated while the test does not pause.
 func (r *coalesceRig) warm() {
 	r.t.Helper()
-	for i := 1; i < coalesceBusyRounds; i++ {
-		r.round(coalesceMinWork)
-		r.expect("a busy round after quiet ones", i, i*coalesceMinWork)
-	}
+	r.round(coalesceMinWork)
+	r.expect("a busy round after a pause", 1, coalesceMinWork)
 	r.target.writes, r.target.written = 0, 0
 }
 
@@ -87,11 +92,12 @@ func (r *coalesceRig) expectQueued(step string, msgs int) {
 	}
 }
 
-// TestWriteCoalesce: with write-coalesce set, after coalesceBusyRounds busy rounds in a
-// row, a round's small output for a connection waits one round and goes out with the
-// next round's in one write; it waits no more than one round, or the timer if no round
-// comes; a round that is not busy, and output at the limit, are written at once; with
-// write-coalesce off nothing waits.
+// TestWriteCoalesce: with write-coalesce set, after a busy round that the loop went into
+// within coalesceGap of its last end-of-round flush, a round's small output for a
+// connection waits one round and goes out with the next round's in one write; it waits
+// no more than one round, or the timer if no round comes; a round that is not busy, one
+// the loop went into after a longer pause, and output at the limit are written at once;
+// with write-coalesce off nothing waits.
 func TestWriteCoalesce(t *testing.T) {
 	t.Run("held one round, written with the next", func(t *testing.T) {
 		r := newCoalesceRig(t, 16<<10)
@@ -109,8 +115,36 @@ func TestWriteCoalesce(t *testing.T) {
 		r.expectQueued("written", 0)
 		r.round(1) // a quiet round writes at once
 		r.expect("after a quiet round", 2, 2*coalesceMinWork+1)
-		r.round(coalesceMinWork) // after a quiet round, a busy one alone holds nothing
-		r.expect("after a busy round that follows a quiet one", 3, 3*coalesceMinWork+1)
+		r.round(coalesceMinWork) // busy, and no pause before it: held
+		r.expect("after a busy round without a pause", 2, 2*coalesceMinWork+1)
+		r.round(1)
+		r.expect("after the round that followed", 3, 3*coalesceMinWork+2)
+	})
+	t.Run("a busy round after a pause is written at once", func(t *testing.T) {
+		r := newCoalesceRig(t, 16<<10)
+		r.warm()
+		r.pause(coalesceGap) // the longest pause that still counts as none
+		r.round(coalesceMinWork)
+		r.expect("after a pause of coalesceGap", 0, 0)
+		r.round(1) // writes what waited
+		r.expect("after the round that followed", 1, coalesceMinWork+1)
+		r.pause(coalesceGap + 1)
+		r.round(coalesceMinWork)
+		r.expect("after a longer pause", 2, 2*coalesceMinWork+1)
+	})
+	t.Run("callbacks that queue no flush measure the pause again", func(t *testing.T) {
+		r := newCoalesceRig(t, 16<<10)
+		r.warm()
+		// An echo callback right after the round's end, then another after a long pause,
+		// then a busy round: the loop slept before that work, so it is written at once.
+		for _, d := range []time.Duration{0, time.Millisecond} {
+			r.pause(d)
+			tc := r.senders[0]
+			tc.in = codec.AppendFrame(nil, codec.TypeEcho, 0, 1, []byte("e"))
+			r.h.OnTraffic(tc)
+		}
+		r.round(coalesceMinWork)
+		r.expect("after a pause spent in echo callbacks", 1, coalesceMinWork)
 	})
 	t.Run("the timer writes what waits", func(t *testing.T) {
 		r := newCoalesceRig(t, 16<<10)
@@ -146,7 +180,7 @@ func TestWriteCoalesce(t *testing.T) {
 	})
 	t.Run("off", func(t *testing.T) {
 		r := newCoalesceRig(t, 0)
-		for i := 1; i <= coalesceBusyRounds+1; i++ {
+		for i := 1; i <= 3; i++ {
 			r.round(len(r.senders))
 			r.expect("after busy rounds", i, i*len(r.senders))
 		}

@@ -34,7 +34,7 @@
 //	                    queue the round's flush; Wake self if whole frames remain)
 //	        drain* (cross-loop deliveries from the ring, via EventLoop.Execute)
 //	        flush (after the round's events and drains: one write per dirty connection;
-//	               with write-coalesce, after busy rounds small output waits a round)
+//	               with write-coalesce, after a busy round of a saturated loop small output waits a round)
 //	        tick* (timer wheels: handshake, idle, request timeouts, via Execute from OnTick)
 //	        slow consumer* (ERROR after what was accepted, write side shut, input discarded)
 //	        OnClose (names released, slot freed; gnet flushes what it still buffers)

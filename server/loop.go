@@ -35,10 +35,16 @@ type loop struct {
 	dirty   []*outbox // outboxes with frames to flush (own answers at callback end, the rest at round end)
 	// held is the spare of dirty that flushRound fills with the outboxes it lets wait a
 	// round (write coalescing), then swaps in; roundWork counts the read callbacks and
-	// ring drains since the last end-of-round flush, busyRounds the busy rounds in a row.
-	held       []*outbox
-	roundWork  int
-	busyRounds int
+	// ring drains since the last end-of-round flush.
+	held      []*outbox
+	roundWork int
+	// roundEnd is when the last end-of-round flush finished, and roundGap how long the
+	// loop then went without work, measured at the round's first work (countWork; srv.clock
+	// nanoseconds, from roundClock, which tests replace). Only while write coalescing is
+	// on. roundOpen: this round's gap is measured.
+	roundEnd, roundGap int64
+	roundOpen          bool
+	roundClock         func() int64
 	// heldTimer flushes what waits if no round comes first.
 	heldTimer loopTimer
 	out       outFree // free output buffers (outbox.frames)
@@ -120,6 +126,7 @@ func newLoop(srv *Server, idx uint8, el gnet.EventLoop) *loop {
 		lp.flushRound()
 		return nil
 	})
+	lp.roundClock = srv.clock
 	lp.heldTimer.init(lp, lp.flushDirty)
 	lp.hsTimer.init(lp, lp.closeDueHandshakes)
 	lp.fireFn = lp.fire

@@ -453,14 +453,17 @@ func (lp *loop) flushLater() {
 }
 
 // coalesceMinWork is how many read callbacks and ring drains a poll round must have had
-// to count as busy, and coalesceBusyRounds how many busy rounds in a row let flushRound
-// hold small output: a loop that is not that busy may not have a next round soon, and its
-// output would wait for heldTimer. One busy round alone is common at moderate rates
-// (arrivals bunch): holding after it put REQUEST p99 at 20,000 a second from 0.65–0.96 ms
-// to 1.26–1.64 ms (docs/BENCHMARKS.md, "Write coalescing").
+// to count as busy, and coalesceGap how soon after the last end-of-round flush its first
+// one must have come for the loop to count as saturated (it found work waiting rather
+// than sleeping in epoll_wait). flushRound holds small output only after a busy round
+// of a saturated loop, whose next round comes as soon. A busy round alone is common at
+// moderate rates (arrivals bunch), and its loop may then sleep: holding after it put
+// REQUEST p99 at 20,000 a second from 0.65–0.96 ms to 1.26–1.64 ms, and after two busy
+// rounds in a row to 0.80–1.19 ms (docs/BENCHMARKS.md, "Write coalescing" and "only
+// when the loop is saturated").
 const (
-	coalesceMinWork    = 4
-	coalesceBusyRounds = 2
+	coalesceMinWork = 4
+	coalesceGap     = 20 * time.Microsecond
 )
 
 // coalesceWait is what heldTimer is set to: the longest held output waits when no round
@@ -470,24 +473,21 @@ const (
 const coalesceWait = 200 * time.Microsecond
 
 // flushRound is the end-of-round flush (flushRun): one write per dirty connection. With
-// WriteCoalesce set, after busy rounds (coalesceMinWork), a connection whose frames are
-// fewer than WriteCoalesce bytes and have not waited yet waits for the next end-of-round
-// flush (or heldTimer, if no round comes first), so that what the next round routes to it
-// goes out in the same write. In a busy loop a connection gets a few frames a round, and
-// its write per round is much of routing's cost (docs/BENCHMARKS.md, "Write
-// coalescing"). Output waits at most one round more: the next flush writes held output
-// whatever its size, and every other flush (flushDirty) writes it too.
+// WriteCoalesce set, after a busy round (coalesceMinWork) that the loop went into without
+// a pause (coalesceGap), a connection whose frames are fewer than WriteCoalesce bytes
+// and have not waited yet waits for the next end-of-round flush (or heldTimer, if no
+// round comes first), so that what the next round routes to it goes out in the same
+// write. In a busy loop a connection gets a few frames a round, and its write per round
+// is much of routing's cost (docs/BENCHMARKS.md, "Write coalescing"). Output waits at
+// most one round more: the next flush writes held output whatever its size, and every
+// other flush (flushDirty) writes it too.
 func (lp *loop) flushRound() {
-	if lp.roundWork >= coalesceMinWork {
-		lp.busyRounds++
-	} else {
-		lp.busyRounds = 0
-	}
-	busy := lp.busyRounds >= coalesceBusyRounds
-	lp.roundWork = 0
+	busy := lp.roundWork >= coalesceMinWork && lp.roundOpen && lp.roundGap <= int64(coalesceGap)
+	lp.roundWork, lp.roundOpen = 0, false
 	limit := lp.srv.cfg.WriteCoalesce
 	if !busy || limit == 0 {
 		lp.flushDirty()
+		lp.endRound(limit)
 		return
 	}
 	for i := 0; i < len(lp.dirty); i++ {
@@ -501,21 +501,37 @@ func (lp *loop) flushRound() {
 		o.flush() // may close the connection (OnClose)
 	}
 	lp.dirty = lp.dirty[:0]
-	if len(lp.held) == 0 {
-		return
+	if len(lp.held) > 0 {
+		lp.dirty, lp.held = lp.held, lp.dirty
+		lp.heldTimer.arm(coalesceWait)
 	}
-	lp.dirty, lp.held = lp.held, lp.dirty
-	lp.heldTimer.arm(coalesceWait)
+	lp.endRound(limit)
+}
+
+// endRound notes when an end-of-round flush finished, for the next round's gap
+// (countWork), while write coalescing is on.
+func (lp *loop) endRound(limit int) {
+	if limit > 0 {
+		lp.roundEnd = lp.roundClock()
+	}
 }
 
 // countWork counts one read callback or ring drain towards the round's work (flushRound).
 // Work before anything waits to be written at a round's end (nothing dirty, no flush
 // queued) starts the count again: a callback that only answered its own peer, or only
 // handed messages to other loops, queues no end-of-round flush, and a quiet loop's
-// callbacks must not add up to a busy round over many rounds.
+// callbacks must not add up to a busy round over many rounds. With write coalescing on,
+// the round's first work, and any that starts the count again, measures the gap since
+// the last end-of-round flush: after callbacks that queued no such flush it is longer,
+// and the round does not count as entered without a pause.
 func (lp *loop) countWork() {
-	if !lp.flushQueued && len(lp.dirty) == 0 {
+	idle := !lp.flushQueued && len(lp.dirty) == 0
+	if idle {
 		lp.roundWork = 0
+	}
+	if (idle || !lp.roundOpen) && lp.srv.cfg.WriteCoalesce > 0 {
+		lp.roundOpen = true
+		lp.roundGap = lp.roundClock() - lp.roundEnd
 	}
 	lp.roundWork++
 }

@@ -185,9 +185,9 @@ func throughput() Profile {
 			"ring-size":         "32,768 cross-loop slots per loop: bursts of routed traffic fit",
 			"max-queue":         "200,000 messages queued node-wide before QUEUE_FULL",
 			"max-queue-bytes":   "192 MiB of queued messages node-wide, in proportion to the 460 MiB GOMEMLIMIT",
-			"write-coalesce": "after two busy poll rounds in a row, a connection's output under 16 KiB waits one " +
-				"more round to be written with the next round's: fewer writes per routed message, " +
-				"up to a round (about a millisecond when the loop goes quiet) later",
+			"write-coalesce": "after a busy poll round that its loop went into without a pause, a connection's " +
+				"output under 16 KiB waits one more round to be written with the next round's: fewer writes " +
+				"per routed message, up to a round (about a millisecond when the loop goes quiet) later",
 		},
 	}
 }
