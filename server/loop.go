@@ -38,13 +38,13 @@ type loop struct {
 	// ring drains since the last end-of-round flush.
 	held      []*outbox
 	roundWork int
-	// roundEnd is when the last end-of-round flush finished, and roundGap how long the
-	// loop then went without work, measured at the round's first work (countWork; srv.clock
-	// nanoseconds, from roundClock, which tests replace). Only while write coalescing is
-	// on. roundOpen: this round's gap is measured.
-	roundEnd, roundGap int64
-	roundOpen          bool
-	roundClock         func() int64
+	// roundEnd is when the last end-of-round flush finished (srv.clock nanoseconds, from
+	// roundClock, which tests replace); roundOpen: this round's first work has been seen,
+	// and roundQuick: it came within coalesceGap of roundEnd (countWork). Only while write
+	// coalescing is on.
+	roundEnd              int64
+	roundOpen, roundQuick bool
+	roundClock            func() int64
 	// heldTimer flushes what waits if no round comes first.
 	heldTimer loopTimer
 	out       outFree // free output buffers (outbox.frames)

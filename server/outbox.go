@@ -482,7 +482,7 @@ const coalesceWait = 200 * time.Microsecond
 // most one round more: the next flush writes held output whatever its size, and every
 // other flush (flushDirty) writes it too.
 func (lp *loop) flushRound() {
-	busy := lp.roundWork >= coalesceMinWork && lp.roundOpen && lp.roundGap <= int64(coalesceGap)
+	busy := lp.roundWork >= coalesceMinWork && lp.roundOpen && lp.roundQuick
 	lp.roundWork, lp.roundOpen = 0, false
 	limit := lp.srv.cfg.WriteCoalesce
 	if !busy || limit == 0 {
@@ -529,9 +529,9 @@ func (lp *loop) countWork() {
 	if idle {
 		lp.roundWork = 0
 	}
-	if (idle || !lp.roundOpen) && lp.srv.cfg.WriteCoalesce > 0 {
+	if lp.srv.cfg.WriteCoalesce > 0 && (idle || !lp.roundOpen) {
 		lp.roundOpen = true
-		lp.roundGap = lp.roundClock() - lp.roundEnd
+		lp.roundQuick = lp.roundClock()-lp.roundEnd <= int64(coalesceGap)
 	}
 	lp.roundWork++
 }
