@@ -79,7 +79,13 @@
 # hold.txt/hold.json then report lost, reconnected, re-registered, names lost and not
 # re-registered, and loss-to-reconnected, loss-to-re-registered and
 # first-loss-to-re-registered (the kill's takeover for all of the victim's connections),
-# repeated in the summary as "hold: bench: reconnect ...").
+# repeated in the summary as "hold: bench: reconnect ..."), HOLD_BESIDE (0; else that many
+# idle connections held on the same machine but outside the cluster: six plain nodes, no
+# cluster, on ports PORT_BASE+62..PORT_BASE+73, given them by one more `bench connect
+# --procs 6` before the cluster's own; what the machine's held sockets cost, apart from
+# the cluster's work for them), HOLD_BESIDE_STOP (0; 1: SIGSTOP those six nodes and their
+# holders once the connections are up, so that their sockets stay open and nothing of
+# theirs runs; SIGCONT before they are stopped at the end).
 # Every run's line, the hold phase's idle floor and loads, and each failover run report
 # "steal": the share of the machine's CPU the hypervisor gave to other guests meanwhile
 # (/proc/stat), which is much of why runs of one command differ on a shared VM.
@@ -116,6 +122,8 @@ HOLD_RECONNECT=${HOLD_RECONNECT:-0}
 HOLD_LOAD_CONNS=${HOLD_LOAD_CONNS:-600}
 HOLD_LOAD_MODE=${HOLD_LOAD_MODE:-send}
 HOLD_LOAD_FOR=${HOLD_LOAD_FOR:-60s}
+HOLD_BESIDE=${HOLD_BESIDE:-0}
+HOLD_BESIDE_STOP=${HOLD_BESIDE_STOP:-0}
 PORT_BASE=${PORT_BASE:-17400}
 LOCK=${LOCK:-/tmp/bench.lock}
 OUT=${OUT:-results/cluster-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -125,7 +133,11 @@ tmp=$(mktemp -d)
 
 # Node i (1..6): client PORT_BASE+10(i-1), admin +1, cluster routes +2. Solo: +60, +61.
 port() { echo $((PORT_BASE + 10 * ($1 - 1) + $2)); }
-for p in $(seq "$PORT_BASE" $((PORT_BASE + 61))); do
+# Plain node i (1..6) of HOLD_BESIDE: client PORT_BASE+62+2(i-1), admin +1.
+beside_port() { echo $((PORT_BASE + 62 + 2 * ($1 - 1) + $2)); }
+last_port=$((PORT_BASE + 61))
+[ "$HOLD_BESIDE" != 0 ] && last_port=$((PORT_BASE + 73))
+for p in $(seq "$PORT_BASE" "$last_port"); do
 	if ss -Hltn "sport = :$p" | grep -q .; then
 		echo "port $p is in use; set PORT_BASE" >&2
 		exit 2
@@ -138,6 +150,7 @@ solo_admin=127.0.0.1:$((PORT_BASE + 61))
 
 declare -A pid=()
 cleanup() {
+	beside_cont
 	for k in "${!pid[@]}"; do kill -INT "${pid[$k]}" 2>/dev/null || true; done
 	for _ in $(seq 50); do
 		local alive=0
@@ -152,6 +165,17 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# beside_cont: SIGCONT whatever HOLD_BESIDE_STOP stopped (pid keys b*), so that it can
+# take the signals that stop it.
+beside_cont() {
+	local k
+	for k in "${!pid[@]}"; do
+		[[ $k == b* ]] || continue
+		# shellcheck disable=SC2046 # the children's pids, one word each
+		kill -CONT "${pid[$k]}" $(pgrep -P "${pid[$k]}" 2>/dev/null) 2>/dev/null || true
+	done
+}
 
 # stop K: SIGINT node K (n1..n3, solo) and wait for it (30 s at most, then SIGKILL).
 stop() {
@@ -482,7 +506,42 @@ if [[ " $PHASES " == *" hold "* ]]; then
 	# The whole phase holds the lock: RSS over minutes is what it measures.
 	exec 8>>"$LOCK"
 	flock 8
-	{ echo "hold: $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"; echo "hold: $HOLD_NODES nodes, $HOLD_JS with JetStream, $HOLD_CONNS connections (register $HOLD_REGISTER, reconnect $HOLD_RECONNECT), $HOLD_PROCS processes, hold $HOLD, SERVE_FLAGS='${SERVE_FLAGS:-}' NODE_ENV='${NODE_ENV:-}' idle-timeout $HOLD_IDLE_TIMEOUT"; } | tee -a "$OUT/log.txt" >&2
+	{ echo "hold: $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)"; echo "hold: $HOLD_NODES nodes, $HOLD_JS with JetStream, $HOLD_CONNS connections (register $HOLD_REGISTER, reconnect $HOLD_RECONNECT), $HOLD_PROCS processes, hold $HOLD, SERVE_FLAGS='${SERVE_FLAGS:-}' NODE_ENV='${NODE_ENV:-}' idle-timeout $HOLD_IDLE_TIMEOUT, beside $HOLD_BESIDE (stop $HOLD_BESIDE_STOP)"; } | tee -a "$OUT/log.txt" >&2
+	if [ "$HOLD_BESIDE" != 0 ]; then
+		# Each in a session of its own (setsid): a stopped process in a process group that
+		# becomes orphaned (this script's parent shell exits) gets SIGHUP and SIGCONT.
+		beside_addrs=""
+		for i in 1 2 3 4 5 6; do
+			setsid "$BIN" serve --listen "127.0.0.1:$(beside_port "$i" 0)" --admin "127.0.0.1:$(beside_port "$i" 1)" \
+				--idle-timeout 1h --loop-lag-budget 1h >"$OUT/hold-beside-node$i.log" 2>&1 &
+			pid[b$i]=$!
+			beside_addrs+="${beside_addrs:+,}127.0.0.1:$(beside_port "$i" 0)"
+		done
+		for i in 1 2 3 4 5 6; do
+			for _ in $(seq 100); do
+				[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(beside_port "$i" 1)/readyz")" = 200 ] && break
+				sleep 0.1
+			done
+		done
+		# held until the end of the phase (then stopped), an hour at most
+		setsid "$BIN" bench connect --conns "$HOLD_BESIDE" --procs 6 --addr "$beside_addrs" --keepalive "$HOLD_KEEPALIVE" \
+			--duration 1h --timeout 60s >"$OUT/hold-beside.txt" 2>"$OUT/hold-beside.stderr" &
+		pid[bh]=$!
+		for _ in $(seq 300); do
+			grep -q "connections established" "$OUT/hold-beside.stderr" 2>/dev/null && break
+			kill -0 "${pid[bh]}" 2>/dev/null || break
+			sleep 1
+		done
+		{ grep -h "connections established" "$OUT/hold-beside.stderr" || echo "beside: bench connect did not report its connections"; } |
+			sed 's/^/hold: beside: /' | tee -a "$OUT/log.txt" >&2
+		if [ "$HOLD_BESIDE_STOP" = 1 ]; then
+			for k in b1 b2 b3 b4 b5 b6 bh; do
+				# shellcheck disable=SC2046 # the children's pids, one word each
+				kill -STOP "${pid[$k]}" $(pgrep -P "${pid[$k]}" 2>/dev/null) 2>/dev/null || true
+			done
+			echo "hold: beside: the six plain nodes and their holders SIGSTOPped" | tee -a "$OUT/log.txt" >&2
+		fi
+	fi
 	SERVE_FLAGS="--idle-timeout $HOLD_IDLE_TIMEOUT ${SERVE_FLAGS:-}" start_cluster hold "$HOLD_NODES" "$HOLD_JS" "$hold_routes"
 	sleep 10
 	tag="hold: idle RSS KiB"
@@ -597,6 +656,10 @@ PY
 	grep -E "^  reconnect " "$OUT/hold.txt" | sed 's/^  /hold: bench: /' | tee -a "$OUT/log.txt" >&2 || true
 	for i in $(seq "$HOLD_JS"); do echo "hold: store dir n$i $(du -sk "$tmp/store$i" 2>/dev/null | cut -f1) KiB" | tee -a "$OUT/log.txt" >&2; done
 	for i in $(seq "$HOLD_NODES"); do stop "n$i"; done
+	if [ "$HOLD_BESIDE" != 0 ]; then
+		beside_cont
+		for k in bh b1 b2 b3 b4 b5 b6; do stop "$k"; done
+	fi
 	flock -u 8
 	exec 8>&-
 	python3 - "$OUT/hold-samples.txt" "$HOLD_SAMPLE" "$HOLD_REGISTER" "$HOLD_CONNS" <<'PY' | tee -a "$OUT/log.txt" >&2
