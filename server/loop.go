@@ -39,12 +39,11 @@ type loop struct {
 	held      []*outbox
 	roundWork int
 	// roundEnd is when the last end-of-round flush finished (srv.clock nanoseconds, from
-	// roundClock, which tests replace); roundOpen: this round's first work has been seen,
-	// and roundQuick: it came within coalesceGap of roundEnd (countWork). Only while write
-	// coalescing is on.
-	roundEnd              int64
-	roundOpen, roundQuick bool
-	roundClock            func() int64
+	// roundClock, which tests replace); roundQuick: this round's work began within
+	// coalesceGap of roundEnd (countWork). Only while write coalescing is on.
+	roundEnd   int64
+	roundQuick bool
+	roundClock func() int64
 	// heldTimer flushes what waits if no round comes first.
 	heldTimer loopTimer
 	out       outFree // free output buffers (outbox.frames)

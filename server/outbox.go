@@ -482,8 +482,8 @@ const coalesceWait = 200 * time.Microsecond
 // most one round more: the next flush writes held output whatever its size, and every
 // other flush (flushDirty) writes it too.
 func (lp *loop) flushRound() {
-	busy := lp.roundWork >= coalesceMinWork && lp.roundOpen && lp.roundQuick
-	lp.roundWork, lp.roundOpen = 0, false
+	busy := lp.roundWork >= coalesceMinWork && lp.roundQuick
+	lp.roundWork, lp.roundQuick = 0, false
 	limit := lp.srv.cfg.WriteCoalesce
 	if !busy || limit == 0 {
 		lp.flushDirty()
@@ -525,12 +525,10 @@ func (lp *loop) endRound(limit int) {
 // the last end-of-round flush: after callbacks that queued no such flush it is longer,
 // and the round does not count as entered without a pause.
 func (lp *loop) countWork() {
-	idle := !lp.flushQueued && len(lp.dirty) == 0
-	if idle {
+	if !lp.flushQueued && len(lp.dirty) == 0 {
 		lp.roundWork = 0
 	}
-	if lp.srv.cfg.WriteCoalesce > 0 && (idle || !lp.roundOpen) {
-		lp.roundOpen = true
+	if lp.roundWork == 0 && lp.srv.cfg.WriteCoalesce > 0 {
 		lp.roundQuick = lp.roundClock()-lp.roundEnd <= int64(coalesceGap)
 	}
 	lp.roundWork++
