@@ -85,7 +85,11 @@
 # --procs 6` before the cluster's own; what the machine's held sockets cost, apart from
 # the cluster's work for them), HOLD_BESIDE_STOP (0; 1: SIGSTOP those six nodes and their
 # holders once the connections are up, so that their sockets stay open and nothing of
-# theirs runs; SIGCONT before they are stopped at the end).
+# theirs runs; SIGCONT before they are stopped at the end), HOLD_CPU_ROLES (0; 1 with
+# HOLD_KILL: scripts/cpu-roles.py samples every switchboard process's CPU every 0.25 s
+# during `bench failover` and reports, by role, the cores used 5 s before the victim was
+# gone and in windows after: the nodes, the load generator (`bench connect` and its
+# workers), the Go clients; samples in hold-cpu-roles.txt).
 # Every run's line, the hold phase's idle floor and loads, and each failover run report
 # "steal": the share of the machine's CPU the hypervisor gave to other guests meanwhile
 # (/proc/stat), which is much of why runs of one command differ on a shared VM.
@@ -119,6 +123,7 @@ HOLD_KEEPALIVE=${HOLD_KEEPALIVE:-30s}
 HOLD_RATE=${HOLD_RATE:-0}
 HOLD_KILL=${HOLD_KILL:-0}
 HOLD_RECONNECT=${HOLD_RECONNECT:-0}
+HOLD_CPU_ROLES=${HOLD_CPU_ROLES:-0}
 HOLD_LOAD_CONNS=${HOLD_LOAD_CONNS:-600}
 HOLD_LOAD_MODE=${HOLD_LOAD_MODE:-send}
 HOLD_LOAD_FOR=${HOLD_LOAD_FOR:-60s}
@@ -160,6 +165,7 @@ cleanup() {
 	done
 	for k in "${!pid[@]}"; do kill -KILL "${pid[$k]}" 2>/dev/null || true; done
 	if [ -n "${sampler:-}" ]; then kill "$sampler" 2>/dev/null || true; fi
+	if [ -n "${roles:-}" ]; then kill "$roles" 2>/dev/null || true; fi
 	wait 2>/dev/null || true
 	rm -rf "$tmp"
 }
@@ -625,12 +631,24 @@ PY
 				for i in $(seq "$HOLD_NODES"); do hold_admins+="${hold_admins:+,}127.0.0.1:$(port "$i" 1)"; done
 				echo "hold: $(date -u +%T) load $(cut -d' ' -f1-3 /proc/loadavg); bench failover: ${FO_ACTION:-kill} of node $HOLD_KILL (pid ${pid[n$HOLD_KILL]}) under $FO_MODE at $FO_RATE msgs/s from $FO_CLIENTS clients" | tee -a "$OUT/log.txt" >&2
 				fo_status=0
+				roles=
+				if [ "$HOLD_CPU_ROLES" = 1 ]; then
+					# bounded: it stops by itself after 10 minutes, and is stopped after the run
+					python3 scripts/cpu-roles.py sample "$BIN" 600 0.25 "$OUT/hold-cpu-roles.txt" &
+					roles=$!
+				fi
 				c0=$(cpustat)
 				"$BIN" bench failover --addr "$hold_addrs" --admin "$hold_admins" --"${FO_ACTION:-kill}-pid" "${pid[n$HOLD_KILL]}" \
 					--victim-index "$victim_idx" --clients "$FO_CLIENTS" --rate "$FO_RATE" --mode "$FO_MODE" \
 					--kill-at "${FO_KILL_AT}s" --duration "$FO_DURATION" --grace 7s --scan-timeout 60s \
 					--json "$OUT/hold-failover.json" --client-log "$OUT/hold-failover-clients.log" >"$OUT/hold-failover.txt" 2>&1 || fo_status=$?
 				echo "hold: failover: steal $(steal_since "$c0")% of the machine's CPU over the run" | tee -a "$OUT/log.txt" >&2
+				if [ -n "$roles" ]; then
+					kill "$roles" 2>/dev/null || true
+					wait "$roles" 2>/dev/null || true
+					python3 scripts/cpu-roles.py report "$OUT/hold-cpu-roles.txt" "node$HOLD_KILL" 2>&1 |
+						sed 's/^/hold: /' | tee -a "$OUT/log.txt" >&2 || true
+				fi
 				unset "pid[n$HOLD_KILL]"
 				sed 's/^/hold: failover: /' "$OUT/hold-failover.txt" | tee -a "$OUT/log.txt" >&2
 				echo "hold: bench failover exit $fo_status" | tee -a "$OUT/log.txt" >&2
