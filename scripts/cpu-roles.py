@@ -8,7 +8,7 @@
   cpu-roles.py report OUT ROLE                    the cores each role used before and after
                                                   ROLE's processes were gone
 
-A process counts when its executable path ends with BIN. Roles: "nodeN" for
+A process counts when it runs the executable BIN (/proc/PID/exe). Roles: "nodeN" for
 `serve ... --node-id N`, "serve" for a node without one, and the bench scenario for
 `bench SCENARIO` ("connect", "failover", ...; "worker" for the processes `--procs`
 starts). Ticks of a role are summed over its processes, so a role's figure drops when one
@@ -21,8 +21,8 @@ import time
 HZ = os.sysconf("SC_CLK_TCK")
 
 
-def role(cmd, binpath):
-    if len(cmd) < 2 or not cmd[0].endswith(binpath):
+def role(cmd):
+    if len(cmd) < 2:
         return None
     if cmd[1] == "bench" and len(cmd) > 2:
         return cmd[2]
@@ -35,6 +35,7 @@ def role(cmd, binpath):
 
 
 def sample(binpath, secs, interval, out):
+    exe = os.path.realpath(binpath)
     t0 = time.monotonic()
     with open(out, "a") as f:
         while time.monotonic() - t0 < secs:
@@ -44,9 +45,11 @@ def sample(binpath, secs, interval, out):
                 if not p.isdigit():
                     continue
                 try:
+                    if os.readlink("/proc/%s/exe" % p).removesuffix(" (deleted)") != exe:
+                        continue
                     with open("/proc/%s/cmdline" % p, "rb") as c:
                         cmd = [a.decode(errors="replace") for a in c.read().split(b"\0") if a]
-                    r = role(cmd, binpath)
+                    r = role(cmd)
                     if r is None:
                         continue
                     with open("/proc/%s/stat" % p) as s:
