@@ -138,6 +138,8 @@ tmp=$(mktemp -d)
 
 # Node i (1..6): client PORT_BASE+10(i-1), admin +1, cluster routes +2. Solo: +60, +61.
 port() { echo $((PORT_BASE + 10 * ($1 - 1) + $2)); }
+# ready ADMIN: the node behind admin address ADMIN answers /readyz with 200.
+ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$1/readyz")" = 200 ]; }
 # Plain node i (1..6) of HOLD_BESIDE: client PORT_BASE+62+2(i-1), admin +1.
 beside_port() { echo $((PORT_BASE + 62 + 2 * ($1 - 1) + $2)); }
 last_port=$((PORT_BASE + 61))
@@ -221,7 +223,7 @@ start_cluster() {
 	for _ in $(seq 600); do
 		local ok=0
 		for i in $(seq "$n"); do
-			[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port "$i" 1)/readyz")" = 200 ] && ok=$((ok + 1))
+			ready "127.0.0.1:$(port "$i" 1)" && ok=$((ok + 1))
 		done
 		if [ "$ok" = "$n" ]; then
 			echo "$1: cluster ready after $((SECONDS - t0)) s" | tee -a "$OUT/log.txt" >&2
@@ -238,7 +240,7 @@ start_solo() {
 	"$BIN" serve --listen "$solo_addr" --admin "$solo_admin" --loop-lag-budget 1h ${SERVE_FLAGS:-} >"$OUT/$1-solo.log" 2>&1 &
 	pid[solo]=$!
 	for _ in $(seq 100); do
-		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$solo_admin/readyz")" = 200 ] && return 0
+		ready "$solo_admin" && return 0
 		sleep 0.1
 	done
 	echo "$1: solo node not ready" >&2
@@ -469,7 +471,7 @@ if [[ " $PHASES " == *" sigstop "* ]]; then
 	t0=$(date +%s.%N)
 	SERVE_FLAGS="${SERVE_FLAGS:-} ${SS_FLAGS:---idle-timeout 6s}" start_node 3 sigstop-restart
 	for _ in $(seq 600); do
-		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port 3 1)/readyz")" = 200 ] && break
+		ready "127.0.0.1:$(port 3 1)" && break
 		sleep 0.1
 	done
 	echo "sigstop: node 3 restarted, /readyz $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(port 3 1)/readyz") after $(echo "$(date +%s.%N) - $t0" | bc) s" | tee -a "$OUT/log.txt" >&2
@@ -525,7 +527,7 @@ if [[ " $PHASES " == *" hold "* ]]; then
 		done
 		for i in 1 2 3 4 5 6; do
 			for _ in $(seq 100); do
-				[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$(beside_port "$i" 1)/readyz")" = 200 ] && break
+				ready "127.0.0.1:$(beside_port "$i" 1)" && break
 				sleep 0.1
 			done
 		done
