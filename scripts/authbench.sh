@@ -57,7 +57,7 @@ users:
     send: [audit, 'billing.*', 'orders.*', 'bench-*']
     request: [audit, 'billing.*', 'orders.*', 'bench-*']
 YAML
-{ date -u; uname -srm; nproc; go version; git rev-parse --short HEAD; echo "PIN=${PIN:-0} FLOOD_NICE=${FLOOD_NICE:-0} LEAD=${LEAD:-0} SECS=${SECS:-10} FLOOD_NS=${FLOOD_NS:-} CONTROL=${CONTROL:-} FLAGS=${FLAGS:-}"; uptime; } >"$OUT/machine.txt"
+{ date -u; uname -srm; nproc; go version; git rev-parse --short HEAD; echo "PIN=${PIN:-0} FLOOD_NICE=${FLOOD_NICE:-0} LEAD=${LEAD:-0} SECS=${SECS:-10} FLOOD_NS=${FLOOD_NS:-} CONTROL=${CONTROL:-} SINK_HOLD=${SINK_HOLD:-} FLAGS=${FLAGS:-}"; uptime; } >"$OUT/machine.txt"
 
 # The loop-lag budget is raised so that lag from other processes on a shared machine does
 # not make the zones shed load in one run and not the next; both nodes get the same.
@@ -101,9 +101,22 @@ FLOOD_NICE=${FLOOD_NICE:-0}
 # CONTROL=spin replaces the flooder by two CPU spinners (no network at all) at the same
 # nice level, on the same CPUs, for the same time: what any busy neighbour costs the
 # clients' p99 here, to read the flood's figure against.
+# CONTROL=sink floods a bare listener beside the node instead of the node (hsflood --sink,
+# on the node's CPU, without tcp-defer-accept): it accepts each connection and closes it
+# with the node's ERROR after SINK_HOLD (default 2s, the node's handshake timeout), doing
+# none of the node's work; SINK_HOLD=0 never accepts, so that only the kernel sees the
+# flood. What the clients' p99 loses then is the kernel's and the turnover's, not the
+# node's. Compare with FLAGS="--loop-lag-budget 10s --tcp-defer-accept 0" on the node.
 flooder() {
 	local secs=$1
-	if [ "${CONTROL:-}" = spin ]; then
+	if [ "${CONTROL:-}" = sink ]; then
+		"${NODE_CPU[@]}" "$OUT/hsflood" --sink "$LISTEN_HOST:17520" --sink-hold "${SINK_HOLD:-2s}" --duration "$((secs + 2))s" >"$OUT/sink.txt" &
+		local sink=$!
+		for _ in $(seq 100); do grep -q listening "$OUT/sink.txt" && break; sleep 0.02; done
+		"${FLOOD_IN[@]}" "${FLOOD_CPU[@]}" nice -n "$FLOOD_NICE" "$OUT/hsflood" --addr "$FLOOD_ADDR:17520" --source "$FLOOD_SOURCE" --conns 5000 --duration "${secs}s"
+		wait "$sink"
+		cat "$OUT/sink.txt"
+	elif [ "${CONTROL:-}" = spin ]; then
 		for _ in 1 2; do timeout "$secs" "${FLOOD_CPU[@]}" nice -n "$FLOOD_NICE" bash -c 'while :; do :; done' & done
 		wait
 		echo "control: two CPU spinners for ${secs}s, no flood"

@@ -7,6 +7,13 @@
 // --source sets the first one), so that they look like many peers and the per-address
 // limits of the node do not see one. It prints how many connections it opened and how
 // they ended.
+//
+// With --sink ADDR it is the other end instead, a control for that measurement: a bare
+// listener with none of the node's work, that accepts every connection, holds it for
+// --sink-hold (the node's handshake timeout), writes the node's HANDSHAKE_TIMEOUT ERROR
+// and closes it; with --sink-hold 0 it never accepts, so that only the kernel sees the
+// flood. A flood against it costs its neighbours what the kernel and the turnover cost,
+// whatever the server does.
 package main
 
 import (
@@ -31,7 +38,16 @@ func main() {
 	perSource := flag.Int("per-source", 250, "connections per source address (--source upwards)")
 	source := flag.String("source", "127.0.0.2", "first source address (IPv4); the next ones count up from it")
 	duration := flag.Duration("duration", 10*time.Second, "how long to keep the flood up")
+	sink := flag.String("sink", "", "listen here and be the flood's target instead (a control)")
+	sinkHold := flag.Duration("sink-hold", 2*time.Second, "with --sink: how long each connection is held before the ERROR and close; 0: never accept")
 	flag.Parse()
+	if *sink != "" {
+		if err := runSink(*sink, *sinkHold, *duration); err != nil {
+			fmt.Fprintln(os.Stderr, "hsflood:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *conns <= 0 || *perSource <= 0 {
 		fmt.Fprintln(os.Stderr, "hsflood: --conns and --per-source must be positive")
 		os.Exit(2)
@@ -91,4 +107,52 @@ func main() {
 	wg.Wait()
 	fmt.Printf("hsflood: %d connections opened: %d refused BUSY, %d closed HANDSHAKE_TIMEOUT, %d other; %d dials failed\n",
 		opened.Load(), busy.Load(), timedOut.Load(), other.Load(), failed.Load())
+}
+
+// runSink listens on addr for d. With hold > 0 it accepts every connection, and closes each
+// hold after its accept with the ERROR the node sends on a handshake timeout; with hold 0 it
+// never accepts.
+func runSink(addr string, hold, d time.Duration) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("hsflood: sink listening on %s\n", ln.Addr())
+	done := time.AfterFunc(d, func() { _ = ln.Close() })
+	defer done.Stop()
+	if hold <= 0 {
+		time.Sleep(d)
+		_ = ln.Close()
+		fmt.Println("hsflood: sink accepted nothing")
+		return nil
+	}
+	frame := codec.AppendError(nil, 0, codec.ErrorBody{Code: codec.CodeHandshakeTimeout, Reason: "no HELLO in time"})
+	var accepted, closed atomic.Int64
+	var mu sync.Mutex
+	open := map[net.Conn]*time.Timer{}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			break
+		}
+		accepted.Add(1)
+		mu.Lock()
+		open[c] = time.AfterFunc(hold, func() {
+			_, _ = c.Write(frame)
+			_ = c.Close()
+			closed.Add(1)
+			mu.Lock()
+			delete(open, c)
+			mu.Unlock()
+		})
+		mu.Unlock()
+	}
+	mu.Lock()
+	for c, t := range open {
+		t.Stop()
+		_ = c.Close()
+	}
+	mu.Unlock()
+	fmt.Printf("hsflood: sink accepted %d connections, closed %d after %v\n", accepted.Load(), closed.Load(), hold)
+	return nil
 }
