@@ -174,7 +174,7 @@ func TestSlowConsumerPingingReader(t *testing.T) {
 // never empties. Before the count was kept against a mark (outbox.go), every message
 // since the buffer was last empty counted against max-pending ("count": refused
 // QUEUE_FULL at message 201 and closed), and the buffer's not emptying for the
-// slow-consumer timeout closed it too ("timer": at 3 s, while each message waited < 1 s).
+// slow-consumer timeout closed it too ("timer": at the timeout, while each message waited < 1 s).
 func TestSlowConsumerSteadyReader(t *testing.T) {
 	const (
 		size = 4 << 10
@@ -190,13 +190,14 @@ func TestSlowConsumerSteadyReader(t *testing.T) {
 		pace       time.Duration
 	}{
 		{"count", 200, 300, 0},
-		// Paced to outlast the slow-consumer timeout (3 s): a message waits behind the
-		// backlog ~64 rounds (~0.8 s), well under it.
-		{"timer", 1 << 20, 400, 10 * time.Millisecond},
+		// Paced to outlast the slow-consumer timeout (6 s): a message waits behind the
+		// backlog ~64 rounds (~0.8 s on an idle machine), well under it; a loaded
+		// machine may make a round up to ~90 ms before that is too long.
+		{"timer", 1 << 20, 700, 10 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := slowConsumerConfig(tc.maxPending, 1<<30)
-			cfg.SlowConsumerTimeout = 3 * time.Second
+			cfg.SlowConsumerTimeout = 6 * time.Second
 			s := startServer(t, cfg)
 			sink := registeredOn(t, s, "sink", 0)
 			sink.StopReading()

@@ -85,7 +85,7 @@ func TestDeferAcceptSilentNotAccepted(t *testing.T) {
 	const silent, clients = 100, 10
 	silentFlood(t, s.Addr().String(), silent)
 	for i := range clients {
-		helloWithin(t, s, "client-"+strconv.Itoa(i), 2*time.Second)
+		helloWithin(t, s, "client-"+strconv.Itoa(i), 5*time.Second)
 	}
 	// The accept queue is in order: had the silent ones been queued, they would have been
 	// accepted before the clients that connected after them.
@@ -123,7 +123,7 @@ func TestDeferAcceptQueueFull(t *testing.T) {
 	s := startServerOn(t, Config{TCPDeferAccept: 30 * time.Second}, listenBacklog(t, backlog))
 	silentFlood(t, s.Addr().String(), silent)
 	for i := range clients {
-		helloWithin(t, s, "client-"+strconv.Itoa(i), 2*time.Second)
+		helloWithin(t, s, "client-"+strconv.Itoa(i), 5*time.Second)
 	}
 	// About backlog+1 are deferred; the rest came through cookies. Without the deferral,
 	// the connections that found the accept queue full are in after the kernel's first
