@@ -12,8 +12,8 @@
 // listener with none of the node's work, that accepts every connection, holds it for
 // --sink-hold (the node's handshake timeout), writes the node's HANDSHAKE_TIMEOUT ERROR
 // and closes it; with --sink-hold 0 it never accepts, so that only the kernel sees the
-// flood. A flood against it costs its neighbours what the kernel and the turnover cost,
-// whatever the server does.
+// flood. What a flood against it costs its neighbours is the kernel's share (and, with a
+// hold, that of accepting and closing), whatever a server does.
 package main
 
 import (
