@@ -2,11 +2,10 @@
 // v2 server that speaks just enough of the protocol for `switchboard bench echo` and
 // `switchboard bench route` (SEND with ACK, and REQUEST/REPLY) and does nothing else. No limits, zones,
 // breakers, bounded queues, metrics or timers; a copy-on-write map for names.
-// It keeps switchboard's write design, which routing needs to be fast at all: a read
-// callback answers its own connection with one write, messages for other connections
-// collect during the poll round and go out in one write per connection at its end, and
-// messages for another event loop's connections go there once per round per loop, as
-// one batch. Against it, `bench route` / `bench echo` is what that design costs
+// It keeps switchboard's write design, which routing needs to be fast at all: output
+// collects during a poll round and goes out at its end, one write per connection (a
+// callback that only answered its own peer writes at once), and messages for another
+// event loop's connections go there once per round per loop, as one batch. Against it, `bench route` / `bench echo` is what that design costs
 // on this machine without switchboard's features (docs/BENCHMARKS.md):
 //
 //	go run ./scripts/routefloor --listen 127.0.0.1:0 [--loops N]
@@ -234,7 +233,7 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 	fc := c.Context().(*fconn)
 	lp := fc.lp
 	in, _ := c.Peek(-1)
-	used := 0
+	used, routed := 0, false
 	for {
 		f, n, err := codec.Decode(in[used:], 0)
 		if errors.Is(err, codec.ErrShort) {
@@ -272,6 +271,7 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 			buf, b := lp.to(t)
 			*buf = codec.AppendMessage(*buf, fc.id, fc.name, payload)
 			lp.sent(t, b)
+			routed = true
 			if f.Flags&codec.FlagAck != 0 && f.Corr != 0 {
 				fc.out = codec.AppendFrame(fc.out, codec.TypeOK, 0, f.Corr, nil)
 			}
@@ -289,6 +289,7 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 			buf, b := lp.to(t)
 			*buf = codec.AppendIncoming(*buf, fc.id<<32|uint64(f.Corr), fc.id, fc.name, payload)
 			lp.sent(t, b)
+			routed = true
 		case codec.TypeReply:
 			token, payload, err := codec.ParseReply(f.Body)
 			if err != nil {
@@ -301,6 +302,7 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 			buf, b := lp.to(t)
 			*buf = codec.AppendFrame(*buf, codec.TypeResponse, 0, uint32(token), payload)
 			lp.sent(t, b)
+			routed = true
 		case codec.TypeGoodbye:
 			_, _ = c.Discard(used)
 			_, _ = c.Write(codec.AppendFrame(fc.out, codec.TypeGoodbye, 0, f.Corr, nil))
@@ -311,11 +313,16 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 		}
 	}
 	_, _ = c.Discard(used)
-	// The connection's own answers (and whatever was queued for it) go at once, in one
-	// write, as switchboard's do; others' at the round's end.
+	// As switchboard does: a callback that only answered its own peer (echo) writes at
+	// once; one that routed leaves its answers for the round's end, where they share a
+	// write with what the round brings this connection.
 	if len(fc.out) > 0 {
-		_, _ = c.Write(fc.out)
-		fc.out = fc.out[:0]
+		if routed {
+			lp.touch(fc)
+		} else {
+			_, _ = c.Write(fc.out)
+			fc.out = fc.out[:0]
+		}
 	}
 	return gnet.None
 }
