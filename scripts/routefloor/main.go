@@ -1,12 +1,13 @@
-// Command routefloor is a floor for routed delivery, as bench/floor is for echo: a bare gnet
-// v2 server that speaks just enough of the protocol for `switchboard bench echo` and
-// `switchboard bench route` (SEND with ACK, and REQUEST/REPLY) and does nothing else. No limits, zones,
-// breakers, bounded queues, metrics or timers; a copy-on-write map for names.
-// It keeps switchboard's write design, which routing needs to be fast at all: output
-// collects during a poll round and goes out at its end, one write per connection (a
-// callback that only answered its own peer writes at once), and messages for another
-// event loop's connections go there once per round per loop, as one batch. Against it, `bench route` / `bench echo` is what that design costs
-// on this machine without switchboard's features (docs/BENCHMARKS.md):
+// Command routefloor is a floor for routed delivery, as bench/floor is for echo: a bare
+// gnet v2 server that speaks just enough of the protocol for `switchboard bench echo` and
+// `switchboard bench route` (SEND with ACK, and REQUEST/REPLY) and does nothing else: no
+// limits, zones, breakers, bounded queues, metrics or timers, and a copy-on-write map for
+// names. It keeps switchboard's write design, which routing needs to be fast at all:
+// output collects during a poll round and goes out at its end, one write per connection
+// (a callback that only answered its own peer writes at once), and messages for another
+// event loop's connections go there once per round per loop, as one batch. Against it,
+// `bench route` / `bench echo` shows what that design gives on this machine without
+// switchboard's features (docs/BENCHMARKS.md, "A floor for routed delivery"):
 //
 //	go run ./scripts/routefloor --listen 127.0.0.1:0 [--loops N]
 //
@@ -45,38 +46,32 @@ type server struct {
 	addr  string
 }
 
-func (s *server) enroll(fc *fconn, remove bool) {
-	s.nmu.Lock()
-	defer s.nmu.Unlock()
-	old := *s.ids.Load()
-	m := make(map[uint64]*fconn, len(old)+1)
-	for k, v := range old {
-		m[k] = v
+// cow sets (or, with remove, deletes if it is v) k in the map m points to, by replacing
+// the map: readers load it without a lock.
+func cow[K comparable](mu *sync.Mutex, m *atomic.Pointer[map[K]*fconn], k K, v *fconn, remove bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	old := *m.Load()
+	next := make(map[K]*fconn, len(old)+1)
+	for key, val := range old {
+		next[key] = val
 	}
-	if remove {
-		delete(m, fc.id)
-	} else {
-		m[fc.id] = fc
+	if !remove {
+		next[k] = v
+	} else if next[k] == v {
+		delete(next, k)
 	}
-	s.ids.Store(&m)
+	m.Store(&next)
 }
 
-func (s *server) register(name string, fc *fconn, remove bool) {
-	s.nmu.Lock()
-	defer s.nmu.Unlock()
-	old := *s.names.Load()
-	m := make(map[string]*fconn, len(old)+1)
-	for k, v := range old {
-		m[k] = v
+// target is the connection that holds name; without one it answers NO_ROUTE to fc.
+func (s *server) target(fc *fconn, name []byte, corr uint32) *fconn {
+	t, ok := (*s.names.Load())[string(name)]
+	if !ok {
+		fc.out = codec.AppendError(fc.out, corr, codec.ErrorBody{Code: codec.CodeNoRoute, Reason: "no such name"})
+		return nil
 	}
-	if remove {
-		if m[name] == fc {
-			delete(m, name)
-		}
-	} else {
-		m[name] = fc
-	}
-	s.names.Store(&m)
+	return t
 }
 
 // floop is one event loop's state, touched only on that loop.
@@ -139,16 +134,16 @@ func (s *server) OnBoot(eng gnet.Engine) gnet.Action {
 func (s *server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	fc := &fconn{c: c, lp: s.loopOf(c.EventLoop()), id: s.next.Add(1)}
 	c.SetContext(fc)
-	s.enroll(fc, false)
+	cow(&s.nmu, &s.ids, fc.id, fc, false)
 	return nil, gnet.None
 }
 
 func (s *server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	fc := c.Context().(*fconn)
 	for _, n := range fc.regs {
-		s.register(n, fc, true)
+		cow(&s.nmu, &s.names, n, fc, true)
 	}
-	s.enroll(fc, true)
+	cow(&s.nmu, &s.ids, fc.id, fc, true)
 	fc.c = nil
 	return gnet.None
 }
@@ -251,7 +246,7 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 			fc.out = codec.AppendWelcome(fc.out, f.Corr, codec.Welcome{Version: codec.Version, ConnID: fc.id,
 				MaxFrame: codec.DefaultMaxFrame, ServerID: []byte("routefloor")})
 		case codec.TypeRegister:
-			s.register(string(f.Body), fc, false)
+			cow(&s.nmu, &s.names, string(f.Body), fc, false)
 			fc.regs = append(fc.regs, string(f.Body))
 			fc.out = codec.AppendFrame(fc.out, codec.TypeOK, 0, f.Corr, nil)
 		case codec.TypePing:
@@ -263,9 +258,8 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 			if err != nil {
 				return gnet.Close
 			}
-			t, ok := (*s.names.Load())[string(name)]
-			if !ok {
-				fc.out = codec.AppendError(fc.out, f.Corr, codec.ErrorBody{Code: codec.CodeNoRoute, Reason: "no such name"})
+			t := s.target(fc, name, f.Corr)
+			if t == nil {
 				continue
 			}
 			buf, b := lp.to(t)
@@ -280,9 +274,8 @@ func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
 			if err != nil {
 				return gnet.Close
 			}
-			t, ok := (*s.names.Load())[string(name)]
-			if !ok {
-				fc.out = codec.AppendError(fc.out, f.Corr, codec.ErrorBody{Code: codec.CodeNoRoute, Reason: "no such name"})
+			t := s.target(fc, name, f.Corr)
+			if t == nil {
 				continue
 			}
 			// The token is the requester's id and the corr: no table, no timeout.
