@@ -10,7 +10,7 @@ import (
 
 // TestReloadLimits tightens and relaxes the reloadable limits on a running server: open
 // connections get the new per-connection rate, the per-IP cap counts connections opened
-// before it existed, and the queue bound changes.
+// before it existed, and the queue bounds (messages and bytes) change.
 func TestReloadLimits(t *testing.T) {
 	s := startServer(t, Config{})
 	p := connect(t, s, "p")
@@ -19,6 +19,7 @@ func TestReloadLimits(t *testing.T) {
 	next := s.Config()
 	next.Config = limits.Config{ConnMsgRate: 5, ConnMsgBurst: 5, MaxConnsPerIP: 2}
 	next.MaxQueue = 1234
+	next.MaxQueueBytes = 8 << 20
 	if err := s.ReloadLimits(next); err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +55,10 @@ func TestReloadLimits(t *testing.T) {
 	late.ExpectError(codec.CodeBusy) // per-IP cap 2, and two were open before the reload
 	if s.maxQueue() != 1234 || s.Capacity().QueueSlots.Limit != 1234 {
 		t.Fatalf("max-queue %d; want 1234", s.maxQueue())
+	}
+	// The bytes bound that the sampler refuses QUEUE_FULL by (TestQueueBytesBound).
+	if s.maxQueueBytes() != 8<<20 || s.Capacity().QueueBytes.Limit != 8<<20 {
+		t.Fatalf("max-queue-bytes %d; want %d", s.maxQueueBytes(), 8<<20)
 	}
 
 	// Relax everything again.
