@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/switchboard/switchboard/internal/leakcheck"
 )
 
 // childEnv makes the test binary act as the bench binary's re-executed child (a --procs
@@ -16,9 +18,5 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(mainWith(os.Args[1:], os.Stdout, os.Stderr, runner{}))
 	}
-	goleak.VerifyTestMain(m,
-		// gnet's worker pool (ants) keeps its purge and ticktock goroutines for the process.
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
-	)
+	goleak.VerifyTestMain(m, leakcheck.GnetPool()...)
 }

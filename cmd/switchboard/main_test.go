@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/switchboard/switchboard/internal/leakcheck"
 )
 
 // binPath is the switchboard binary built by TestMain.
@@ -45,12 +47,7 @@ func testMain(m *testing.M) int {
 	}
 	code := m.Run()
 	if code == 0 {
-		err := goleak.Find(
-			// Importing gnet starts ants' default pool, which keeps two goroutines for the
-			// process.
-			goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-			goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
-		)
+		err := goleak.Find(leakcheck.GnetPool()...)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "goroutine leak: %v\n", err)
 			code = 1

@@ -13,16 +13,14 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/client"
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/internal/testserver"
 	"github.com/switchboard/switchboard/server"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreTopFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"),
-	)
+	goleak.VerifyTestMain(m, leakcheck.GnetPool()...)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
